@@ -1,0 +1,304 @@
+//! Merging several policies of one type on one unikernel. The stricter setting always wins:
+//! deny beats allow, lower limits beat higher ones, more auditing beats less. The result
+//! does not depend on the order policies are written in. What cannot be merged is a conflict.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::check::Policy;
+use crate::diagnostic::{Code, Sink};
+use crate::lower::plan::{
+    AuditPlan, AuthenticationPlan, AuthorizationRulePlan, AuthorizationRuleSet, Credential, FirewallPlan, HardeningPlan,
+    HttpPlan, IngressRulePlan, IngressRuleSet, JwtPlan, PrincipalPlan, RateLimitPlan,
+};
+use crate::model::policies::{
+    AuditEvent, AuditProperties, AuditSink, AuthenticationProperties, AuthorizationProperties, FirewallProperties,
+    HardeningLevel, HardeningProperties, IsolationProperties, Protocol, RateScope,
+};
+use crate::model::{Effect, Trust};
+
+pub const DEFAULT_REALM: &str = "sdsec";
+pub const DEFAULT_ROLES_CLAIM: &str = "roles";
+pub const DEFAULT_LEEWAY_SECONDS: u64 = 60;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
+pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
+pub const HEALTH_PATH: &str = "/.sdsec/health";
+pub const DEFAULT_AUDIT_EVENTS: &[AuditEvent] = &[AuditEvent::AuthnFailure, AuditEvent::AuthzDeny, AuditEvent::FirewallDrop];
+
+/// Reports a conflict at the later of two policies.
+fn conflict(sink: &mut Sink<'_>, node: &str, first: &Policy, second: &Policy, what: String) {
+    let (a, b) = if first.template.path <= second.template.path { (first, second) } else { (second, first) };
+    sink.report(Code::PolicyConflict, b.template.span, &b.template.path, format!("on `{node}`, `{}` and `{}` conflict: {what}", a.name, b.name))
+        .hint = Some("make the policies agree, or target them at different unikernels".into());
+}
+
+pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationProperties)], sink: &mut Sink<'_>) -> Option<AuthenticationPlan> {
+    let ((first_policy, first), rest) = policies.split_first()?;
+    let scheme = first.scheme.value;
+    let mut realm: Option<(&Policy, &str)> = None;
+    let mut principals: BTreeMap<String, (&Policy, PrincipalPlan)> = BTreeMap::new();
+    let mut jwt: Option<(&Policy, JwtPlan)> = None;
+    let mut ok = true;
+
+    for (policy, props) in std::iter::once((first_policy, first)).chain(rest.iter().map(|(p, a)| (p, a))) {
+        if props.scheme.value != scheme {
+            conflict(sink, node, first_policy, policy, format!("schemes {scheme} and {} cannot both hold", props.scheme.value));
+            ok = false;
+            continue;
+        }
+        if let Some(r) = &props.realm {
+            match realm {
+                Some((other, seen)) if seen != r => {
+                    conflict(sink, node, other, policy, format!("realms `{seen}` and `{r}` differ"));
+                    ok = false;
+                }
+                _ => realm = Some((policy, r)),
+            }
+        }
+        for p in props.principals.iter().flatten() {
+            let credential = match (&p.password_hash, &p.token_sha256, &p.public_key, p.algorithm) {
+                (Some(h), _, _, _) => Credential::PasswordHash(h.clone()),
+                (_, Some(t), _, _) => Credential::TokenSha256(t.clone()),
+                (_, _, Some(k), Some(algorithm)) => Credential::PublicKey { algorithm, kind: k.kind, pem: k.pem.clone() },
+                _ => continue, // reported by the checker
+            };
+            let roles: BTreeSet<String> = p.roles.iter().flatten().map(|r| r.value.clone()).collect();
+            let plan = PrincipalPlan { name: p.name.value.clone(), credential, roles: roles.into_iter().collect() };
+            match principals.get_mut(&plan.name) {
+                Some((other, seen)) if seen.credential != plan.credential => {
+                    conflict(sink, node, other, policy, format!("principal `{}` has different credentials", plan.name));
+                    ok = false;
+                }
+                // The same principal in two policies keeps only the roles both grant.
+                Some((_, seen)) => seen.roles.retain(|r| plan.roles.contains(r)),
+                None => {
+                    principals.insert(plan.name.clone(), (policy, plan));
+                }
+            }
+        }
+        if let Some(j) = &props.jwt {
+            let j = &j.value;
+            let next = JwtPlan {
+                issuer: j.issuer.clone(),
+                audience: j.audience.clone(),
+                roles_claim: j.roles_claim.clone().unwrap_or_else(|| DEFAULT_ROLES_CLAIM.into()),
+                role_map: j.role_map.clone().unwrap_or_default(),
+                leeway_seconds: j.leeway.map_or(DEFAULT_LEEWAY_SECONDS, |s| s.0),
+            };
+            jwt = match jwt.take() {
+                None => Some((policy, next)),
+                Some((other, mut seen)) => {
+                    let fields_agree = |a: &mut Option<String>, b: Option<String>, what: &str| match (a.as_ref(), b) {
+                        (Some(x), Some(y)) if *x != y => Err(format!("{what} `{x}` and `{y}` differ")),
+                        (None, y) => {
+                            *a = y;
+                            Ok(())
+                        }
+                        _ => Ok(()),
+                    };
+                    let mut problems: Vec<String> = [
+                        fields_agree(&mut seen.issuer, next.issuer, "jwt issuers"),
+                        fields_agree(&mut seen.audience, next.audience, "jwt audiences"),
+                    ]
+                    .into_iter()
+                    .filter_map(Result::err)
+                    .collect();
+                    if seen.roles_claim != next.roles_claim {
+                        problems.push(format!("roles claims `{}` and `{}` differ", seen.roles_claim, next.roles_claim));
+                    }
+                    for (k, v) in next.role_map {
+                        match seen.role_map.get(&k) {
+                            Some(existing) if *existing != v => problems.push(format!("claim `{k}` maps to `{existing}` and `{v}`")),
+                            _ => {
+                                seen.role_map.insert(k, v);
+                            }
+                        }
+                    }
+                    seen.leeway_seconds = seen.leeway_seconds.min(next.leeway_seconds);
+                    for p in problems {
+                        conflict(sink, node, other, policy, p);
+                        ok = false;
+                    }
+                    Some((other, seen))
+                }
+            };
+        }
+    }
+    ok.then(|| AuthenticationPlan {
+        scheme,
+        realm: realm.map_or(DEFAULT_REALM, |(_, r)| r).to_owned(),
+        principals: principals.into_values().map(|(_, p)| p).collect(),
+        jwt: jwt.map(|(_, j)| j),
+    })
+}
+
+/// One rule set per policy; a request must pass all of them.
+pub fn authorization(policies: &[(&Policy, &AuthorizationProperties)]) -> Vec<AuthorizationRuleSet> {
+    let mut sets: Vec<AuthorizationRuleSet> = policies
+        .iter()
+        .map(|(policy, props)| AuthorizationRuleSet {
+            policy: policy.name.clone(),
+            default: props.default.unwrap_or(Effect::Deny),
+            rules: props
+                .rules
+                .iter()
+                .flatten()
+                .map(|r| AuthorizationRulePlan {
+                    roles: sorted(r.roles.iter().flatten().map(|s| s.value.clone())),
+                    methods: sorted(r.methods.iter().flatten().copied()),
+                    paths: sorted(r.paths.iter().flatten().cloned()),
+                    effect: r.effect,
+                })
+                .collect(),
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let set: BTreeSet<T> = items.into_iter().collect();
+    set.into_iter().collect()
+}
+
+pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
+    let mut ingress = Vec::new();
+    let mut allowed_methods: Option<BTreeSet<_>> = None;
+    let mut deny_paths = BTreeSet::new();
+    let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
+    let mut max_header_bytes = DEFAULT_MAX_HEADER_BYTES;
+    let mut header_timeout_seconds = DEFAULT_HEADER_TIMEOUT_SECONDS;
+    let mut limits: BTreeMap<RateScope, RateLimitPlan> = BTreeMap::new();
+    let mut explicit_body = None::<u64>;
+    let mut explicit_header = None::<u64>;
+    let mut explicit_timeout = None::<u64>;
+
+    for (policy, props) in policies {
+        let rules = props.ingress.as_deref().unwrap_or_default();
+        let default = props.default.unwrap_or(if rules.is_empty() { Effect::Allow } else { Effect::Deny });
+        if !rules.is_empty() || default == Effect::Deny {
+            ingress.push(IngressRuleSet {
+                policy: policy.name.clone(),
+                default,
+                rules: rules
+                    .iter()
+                    .map(|r| IngressRulePlan {
+                        from: sorted(r.from.iter().flat_map(|f| f.0.iter().copied())),
+                        ports: sorted(r.ports.iter().flat_map(|p| p.0.iter().copied())),
+                        protocol: r.protocol.unwrap_or(Protocol::Tcp),
+                        action: r.action,
+                    })
+                    .collect(),
+            });
+        }
+        if let Some(http) = &props.http {
+            if let Some(methods) = &http.methods {
+                let these: BTreeSet<_> = methods.iter().copied().collect();
+                allowed_methods = Some(match allowed_methods {
+                    Some(seen) => seen.intersection(&these).copied().collect(),
+                    None => these,
+                });
+            }
+            deny_paths.extend(http.deny_paths.iter().flatten().cloned());
+            let min = |acc: &mut Option<u64>, v: Option<u64>| {
+                if let Some(v) = v {
+                    *acc = Some(acc.map_or(v, |a| a.min(v)));
+                }
+            };
+            min(&mut explicit_body, http.max_body_bytes.map(|b| b.0));
+            min(&mut explicit_header, http.max_header_bytes.map(|b| b.0));
+            min(&mut explicit_timeout, http.header_timeout.map(|s| s.0));
+        }
+        if let Some(rl) = &props.rate_limit {
+            let per = rl.per.unwrap_or(RateScope::Source);
+            let rps = rl.requests_per_second.0;
+            let next = RateLimitPlan { per, requests_per_second: rps, burst: rl.burst.map_or(rps, |b| b.0) };
+            limits
+                .entry(per)
+                .and_modify(|l| {
+                    l.requests_per_second = l.requests_per_second.min(next.requests_per_second);
+                    l.burst = l.burst.min(next.burst);
+                })
+                .or_insert(next);
+        }
+    }
+    max_body_bytes = explicit_body.unwrap_or(max_body_bytes);
+    max_header_bytes = explicit_header.unwrap_or(max_header_bytes);
+    header_timeout_seconds = explicit_timeout.unwrap_or(header_timeout_seconds);
+    ingress.sort();
+    FirewallPlan {
+        ingress,
+        http: HttpPlan {
+            allowed_methods: allowed_methods.map(|m| m.into_iter().collect()),
+            deny_paths: deny_paths.into_iter().collect(),
+            max_body_bytes,
+            max_header_bytes,
+            header_timeout_seconds,
+            health_path: HEALTH_PATH.into(),
+        },
+        rate_limits: limits.into_values().collect(),
+    }
+}
+
+pub fn hardening(policies: &[&HardeningProperties]) -> HardeningPlan {
+    let level = policies.iter().filter_map(|h| h.level).max().unwrap_or(HardeningLevel::Baseline);
+    // Each policy's effective value (its default is true); any true wins.
+    let any_true = |get: fn(&HardeningProperties) -> Option<bool>| policies.is_empty() || policies.iter().any(|h| get(h).unwrap_or(true));
+    HardeningPlan {
+        level,
+        read_only_root: any_true(|h| h.read_only_root),
+        seccomp: any_true(|h| h.seccomp),
+        max_lifetime_seconds: policies.iter().filter_map(|h| h.max_lifetime).map(|s| s.0).min(),
+        no_shell: true,
+        no_package_manager: true,
+        drop_capabilities: true,
+        no_new_privileges: true,
+    }
+}
+
+/// Kernel settings a hardening level asks for.
+pub fn kernel_cmdline(level: HardeningLevel) -> Vec<String> {
+    let baseline = ["debugfs=off", "init_on_alloc=1", "slab_nomerge", "vsyscall=none"];
+    let strict = ["init_on_free=1", "oops=panic", "page_alloc.shuffle=1", "randomize_kstack_offset=on"];
+    let mut cmdline: Vec<String> = baseline.iter().map(|s| (*s).to_owned()).collect();
+    if level == HardeningLevel::Strict {
+        cmdline.extend(strict.iter().map(|s| (*s).to_owned()));
+    }
+    cmdline.sort();
+    cmdline
+}
+
+#[derive(Debug)]
+pub struct Isolation {
+    pub min_trust: Option<Trust>,
+    pub tenants: Option<Vec<String>>,
+    pub dedicated_host: bool,
+}
+
+pub fn isolation(node: &str, policies: &[(&Policy, &IsolationProperties)], sink: &mut Sink<'_>) -> Isolation {
+    let mut tenants: Option<(&Policy, BTreeSet<String>)> = None;
+    for (policy, props) in policies {
+        let Some(list) = &props.tenants else { continue };
+        let these: BTreeSet<String> = list.value.iter().cloned().collect();
+        tenants = Some(match tenants {
+            None => (policy, these),
+            Some((first, seen)) => {
+                let both: BTreeSet<String> = seen.intersection(&these).cloned().collect();
+                if both.is_empty() {
+                    conflict(sink, node, first, policy, "their tenant lists have no tenant in common".into());
+                }
+                (first, both)
+            }
+        });
+    }
+    Isolation {
+        min_trust: policies.iter().filter_map(|(_, p)| p.min_trust.as_ref().map(|t| t.value)).max(),
+        tenants: tenants.map(|(_, t)| t.into_iter().collect()),
+        dedicated_host: policies.iter().any(|(_, p)| p.dedicated_host.as_ref().is_some_and(|d| d.value)),
+    }
+}
+
+pub fn audit(policies: &[&AuditProperties]) -> AuditPlan {
+    let events = policies.iter().flat_map(|a| a.events.clone().unwrap_or_else(|| DEFAULT_AUDIT_EVENTS.to_vec()));
+    AuditPlan { events: sorted(events), sink: AuditSink::Console }
+}

@@ -1,0 +1,428 @@
+//! Stage 2, resolve: read the service template's structure, settle inputs, name the types
+//! of templates and policies, substitute `get_input`, and apply the adaptations whose
+//! conditions hold. Properties stay as spanned nodes; the check stage types them.
+
+pub mod inputs;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::decode::{Decode, Fields, Spanned, closest, wrong_type};
+use crate::diagnostic::{Code, Sink};
+use crate::model::document::ToscaVersion;
+use crate::model::policies::AdaptationProperties;
+use crate::model::{NodeKind, PolicyKind};
+use crate::parse::{Key, Node, Value};
+use crate::path::YamlPath;
+use crate::source::Span;
+
+pub use inputs::InputValue;
+
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub inputs: BTreeMap<String, InputValue>,
+    pub nodes: BTreeMap<String, NodeTemplate>,
+    /// True for a policy-only fragment: the nodes were made from the policies' targets.
+    pub implicit_nodes: bool,
+    pub policies: Vec<PolicyTemplate>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeTemplate {
+    pub name: String,
+    pub kind: NodeKind,
+    pub span: Span,
+    pub path: YamlPath,
+    pub properties: Option<Node>,
+    pub requirements: Vec<Requirement>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequirementKind {
+    Host,
+    ConnectsTo,
+}
+
+#[derive(Debug, Clone)]
+pub struct Requirement {
+    pub kind: RequirementKind,
+    pub target: Spanned<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyTemplate {
+    pub name: String,
+    pub kind: PolicyKind,
+    pub span: Span,
+    pub path: YamlPath,
+    /// `None`: no `targets` key, the policy applies to every unikernel.
+    pub targets: Option<Vec<Spanned<String>>>,
+    pub properties: Option<Node>,
+    /// For an adaptation: whether its condition holds.
+    pub active: bool,
+}
+
+/// Names of templates, policies and inputs: letters, digits, `_` and `-`, starting with a
+/// letter or `_`, at most 63 characters (they become host names and Terraform map keys).
+pub fn is_valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        && name.len() <= 63
+}
+
+fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> bool {
+    let ok = is_valid_name(&name.text);
+    if !ok {
+        sink.report(Code::InvalidName, name.span, path, format!("`{}` is not a valid {what} name", name.text))
+            .hint = Some("use letters, digits, `_` and `-`, starting with a letter, at most 63 characters".into());
+    }
+    ok
+}
+
+pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut Sink<'_>) -> Option<Resolved> {
+    let top = YamlPath::root();
+    let mut fields = Fields::open(root, &top, sink, "service templates", Code::UnknownKey)?;
+    let version = fields.field::<Spanned<ToscaVersion>>("tosca_definitions_version", sink);
+    let _description = fields.field::<Option<String>>("description", sink);
+    let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
+    let topology = fields.raw("topology_template");
+    fields.finish(sink);
+    if version.is_none() {
+        if let Some(d) = sink.diagnostics.last_mut().filter(|d| d.path.to_string() == "tosca_definitions_version") {
+            d.code = Code::UnsupportedVersion;
+            d.hint = Some("write `tosca_definitions_version: tosca_simple_yaml_1_3`".into());
+        }
+    }
+    let Some(topology) = topology else {
+        sink.report(Code::MissingKey, root.span, &top, "service templates need `topology_template`");
+        return None;
+    };
+
+    let tpath = top.key("topology_template");
+    let mut fields = Fields::open(topology, &tpath, sink, "topology templates", Code::UnknownKey)?;
+    let _description = fields.field::<Option<String>>("description", sink);
+    let inputs_node = fields.raw("inputs");
+    let nodes_node = fields.raw("node_templates");
+    let policies_node = fields.raw("policies");
+    fields.finish(sink);
+
+    let inputs = inputs::resolve_inputs(inputs_node, &tpath.key("inputs"), given_inputs, sink);
+    let declared_inputs: BTreeSet<String> = match inputs_node.and_then(Node::as_map) {
+        Some(entries) => entries.iter().map(|(k, _)| k.text.clone()).collect(),
+        None => BTreeSet::new(),
+    };
+    let mut substitution = Substitution { inputs: &inputs, declared: &declared_inputs, used: BTreeSet::new() };
+
+    let mut nodes = read_nodes(nodes_node, &tpath.key("node_templates"), &mut substitution, sink);
+    let mut policies = read_policies(policies_node, &tpath.key("policies"), &mut substitution, sink);
+    apply_adaptations(&mut policies, &inputs, &mut substitution, sink);
+
+    for (name, _) in declared_inputs.iter().filter(|n| !substitution.used.contains(*n)).map(|n| (n, ())) {
+        if let Some((key, _)) = inputs_node.and_then(Node::as_map).and_then(|e| e.iter().find(|(k, _)| &k.text == name)) {
+            sink.report(Code::UnusedInput, key.span, &tpath.key("inputs").key(name), format!("input `{name}` is declared but never used"))
+                .hint = Some("use it with `{ get_input: name }` or in an adaptation's `when`, or remove it".into());
+        }
+    }
+
+    let implicit_nodes = nodes_node.is_none_or(Node::is_null);
+    if implicit_nodes {
+        nodes = implicit_unikernels(&policies);
+    }
+    Some(Resolved { inputs, nodes, implicit_nodes, policies })
+}
+
+/// In a policy-only fragment every name a policy targets is a unikernel.
+fn implicit_unikernels(policies: &[PolicyTemplate]) -> BTreeMap<String, NodeTemplate> {
+    let mut nodes = BTreeMap::new();
+    for target in policies.iter().flat_map(|p| p.targets.iter().flatten()) {
+        nodes.entry(target.value.clone()).or_insert_with(|| NodeTemplate {
+            name: target.value.clone(),
+            kind: NodeKind::Unikernel,
+            span: target.span,
+            path: target.path.clone(),
+            properties: None,
+            requirements: Vec::new(),
+        });
+    }
+    nodes
+}
+
+fn read_type(fields: &mut Fields<'_>, sink: &mut Sink<'_>) -> Option<Spanned<String>> {
+    fields.field::<Spanned<String>>("type", sink)
+}
+
+fn read_nodes(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) -> BTreeMap<String, NodeTemplate> {
+    let mut nodes = BTreeMap::new();
+    let Some(node) = node.filter(|n| !n.is_null()) else { return nodes };
+    let Some(entries) = node.as_map() else {
+        wrong_type(sink, node, path, "a mapping of node template names to templates");
+        return nodes;
+    };
+    for (key, template) in entries {
+        let npath = path.key(&key.text);
+        let name_ok = check_name(key, &npath, "node template", sink);
+        let Some(mut fields) = Fields::open(template, &npath, sink, "node templates", Code::UnknownKey) else { continue };
+        let type_name = read_type(&mut fields, sink);
+        let _description = fields.field::<Option<String>>("description", sink);
+        let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
+        let properties = fields.raw("properties").map(|p| subst.apply(p, &npath.key("properties"), sink));
+        let requirements_node = fields.raw("requirements");
+        fields.finish(sink);
+
+        let Some(type_name) = type_name else { continue };
+        let Some(kind) = NodeKind::from_type_name(&type_name.value) else {
+            let names: Vec<&str> = NodeKind::ALL.iter().map(|k| k.type_name()).collect();
+            let d = sink.report(Code::UnknownNodeType, type_name.span, &type_name.path, format!("unknown node type `{}`", type_name.value));
+            d.hint = Some(match closest(&type_name.value, &names) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None if type_name.value.starts_with("tosca.nodes.") => {
+                    "SecTOSCA runs sdsec.nodes.Unikernel (derived from tosca.nodes.Compute) and sdsec.nodes.Hypervisor".into()
+                }
+                None => format!("node types: {}", names.join(", ")),
+            });
+            continue;
+        };
+        let requirements = match requirements_node {
+            Some(r) if kind == NodeKind::Unikernel => read_requirements(r, &npath.key("requirements"), sink),
+            Some(r) => {
+                sink.report(Code::UnknownKey, r.span, &npath.key("requirements"), format!("{} templates take no requirements", kind.type_name()));
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        if name_ok {
+            nodes.insert(key.text.clone(), NodeTemplate { name: key.text.clone(), kind, span: key.span, path: npath, properties, requirements });
+        }
+    }
+    nodes
+}
+
+fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<Requirement> {
+    let Value::Seq(items) = &node.value else {
+        wrong_type(sink, node, path, "a list such as `- host: paris`");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ipath = path.index(i);
+        let Some([(key, value)]) = item.as_map() else {
+            wrong_type(sink, item, &ipath, "a single-entry mapping such as `host: paris`");
+            continue;
+        };
+        let kind = match key.text.as_str() {
+            "host" => RequirementKind::Host,
+            "connects_to" => RequirementKind::ConnectsTo,
+            other => {
+                let d = sink.report(Code::UnknownKey, key.span, &ipath.key(other), format!("`{other}` is not a requirement of sdsec.nodes.Unikernel"));
+                d.hint = Some(match closest(other, &["host", "connects_to"]) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "requirements: host, connects_to".into(),
+                });
+                continue;
+            }
+        };
+        let vpath = ipath.key(&key.text);
+        let target = match &value.value {
+            Value::Map(_) => {
+                let Some(mut fields) = Fields::open(value, &vpath, sink, "requirement assignments", Code::UnknownKey) else { continue };
+                let target = fields.field::<Spanned<String>>("node", sink);
+                fields.finish(sink);
+                target
+            }
+            _ => Spanned::<String>::decode(value, &vpath, sink),
+        };
+        if let Some(target) = target {
+            out.push(Requirement { kind, target });
+        }
+    }
+    out
+}
+
+fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) -> Vec<PolicyTemplate> {
+    let mut policies: Vec<PolicyTemplate> = Vec::new();
+    let Some(node) = node.filter(|n| !n.is_null()) else { return policies };
+    let Value::Seq(items) = &node.value else {
+        let d = sink.report(Code::WrongType, node.span, path, format!("expected a list of policies, found {}", node.kind_name()));
+        d.hint = Some("write each policy as a list item: `- name: { type: ..., targets: [...] }`".into());
+        return policies;
+    };
+    for (i, item) in items.iter().enumerate() {
+        let ipath = path.index(i);
+        let Some([(key, policy)]) = item.as_map() else {
+            wrong_type(sink, item, &ipath, "a single-entry mapping `name: { type: ..., targets: [...], properties: {...} }`");
+            continue;
+        };
+        let ppath = ipath.key(&key.text);
+        let name_ok = check_name(key, &ppath, "policy", sink);
+        if let Some(first) = policies.iter().find(|p| p.name == key.text) {
+            sink.report(Code::DuplicateName, key.span, &ppath, format!("a policy named `{}` is already defined at {}", key.text, first.path))
+                .hint = Some("give every policy its own name".into());
+            continue;
+        }
+        let Some(mut fields) = Fields::open(policy, &ppath, sink, "policies", Code::UnknownKey) else { continue };
+        let type_name = read_type(&mut fields, sink);
+        let _description = fields.field::<Option<String>>("description", sink);
+        let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
+        let targets = fields.field::<Option<Vec<Spanned<String>>>>("targets", sink);
+        let properties = fields.raw("properties").map(|p| subst.apply(p, &ppath.key("properties"), sink));
+        fields.finish(sink);
+
+        let Some(type_name) = type_name else { continue };
+        let Some(kind) = PolicyKind::from_type_name(&type_name.value) else {
+            let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.type_name()).collect();
+            let d = sink.report(Code::UnknownPolicyType, type_name.span, &type_name.path, format!("unknown policy type `{}`", type_name.value));
+            d.hint = Some(match closest(&type_name.value, &names) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => format!("policy types: {}", names.join(", ")),
+            });
+            continue;
+        };
+        let Some(targets) = targets else { continue };
+        if name_ok {
+            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false });
+        }
+    }
+    policies
+}
+
+/// Replaces `{ get_input: name }` with the input's value, at the place it is used.
+struct Substitution<'a> {
+    inputs: &'a BTreeMap<String, InputValue>,
+    declared: &'a BTreeSet<String>,
+    used: BTreeSet<String>,
+}
+
+impl Substitution<'_> {
+    fn apply(&mut self, node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
+        match &node.value {
+            Value::Map(entries) => {
+                if let [(key, arg)] = entries.as_slice() {
+                    if key.text == "get_input" {
+                        return self.lookup(node, arg, &path.key("get_input"), sink);
+                    }
+                }
+                let entries = entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &path.key(&k.text), sink))).collect();
+                Node { value: Value::Map(entries), span: node.span }
+            }
+            Value::Seq(items) => {
+                let items = items.iter().enumerate().map(|(i, v)| self.apply(v, &path.index(i), sink)).collect();
+                Node { value: Value::Seq(items), span: node.span }
+            }
+            Value::Scalar { .. } => node.clone(),
+        }
+    }
+
+    /// The input's value, or a null node when it cannot be had (the problem is reported).
+    fn lookup(&mut self, node: &Node, arg: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
+        let null = Node { value: Value::Scalar { text: "null".into(), plain: true }, span: node.span };
+        let Some(name) = String::decode(arg, path, sink) else { return null };
+        self.used.insert(name.clone());
+        if !self.declared.contains(&name) {
+            let names: Vec<&str> = self.declared.iter().map(String::as_str).collect();
+            let d = sink.report(Code::UnknownInput, arg.span, path, format!("`get_input` names `{name}`, which is not a declared input"));
+            d.hint = Some(match closest(&name, &names) {
+                Some(best) => format!("did you mean `{best}`?"),
+                None => "declare it under topology_template.inputs".into(),
+            });
+            return null;
+        }
+        // A declared input without a value has been reported already.
+        self.inputs.get(&name).map_or(null, |v| v.to_node(node.span))
+    }
+}
+
+fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, InputValue>, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) {
+    for i in 0..policies.len() {
+        if policies[i].kind != PolicyKind::Adaptation {
+            continue;
+        }
+        let ppath = policies[i].path.key("properties");
+        let null = Node { value: Value::Scalar { text: String::new(), plain: true }, span: policies[i].span };
+        let props_node = policies[i].properties.clone().unwrap_or(null);
+        let Some(props) = AdaptationProperties::decode(&props_node, &ppath, sink) else { continue };
+
+        let when = &props.when;
+        let input = &when.input;
+        subst.used.insert(input.value.clone());
+        if !subst.declared.contains(&input.value) {
+            sink.report(Code::UnknownInput, input.span, &input.path, format!("the condition reads input `{}`, which is not declared", input.value));
+            continue;
+        }
+        let wpath = ppath.key("when");
+        let Some(value) = inputs.get(&input.value) else { continue };
+        let holds = match (&when.equals, &when.any_of) {
+            (Some(v), None) => value.equals_literal(v),
+            (None, Some(list)) => list.iter().any(|v| value.equals_literal(v)),
+            _ => {
+                let when_span = props_node.get("when").map_or(policies[i].span, |n| n.span);
+                sink.report(Code::InconsistentPolicy, when_span, &wpath, "a condition takes exactly one of `equals` and `in`");
+                continue;
+            }
+        };
+        policies[i].active = holds;
+
+        // Overrides are checked whether or not the condition holds, so that a mistake does
+        // not wait for the day the threat level changes.
+        let tpath = ppath.key("then");
+        for (key, value) in props.then.0.as_map().unwrap_or(&[]) {
+            let opath = tpath.key(&key.text);
+            if key.text == "quarantine" {
+                bool::decode(value, &opath, sink);
+                continue;
+            }
+            let Some(j) = policies.iter().position(|p| p.name == key.text) else {
+                let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
+                let d = sink.report(Code::UnknownPolicyReference, key.span, &opath, format!("`{}` is not a policy of this document", key.text));
+                d.hint = Some(match closest(&key.text, &names) {
+                    Some(best) => format!("did you mean `{best}`?"),
+                    None => "name a policy defined under topology_template.policies, or `quarantine`".into(),
+                });
+                continue;
+            };
+            if policies[j].kind == PolicyKind::Adaptation {
+                sink.report(Code::InvalidAdaptation, key.span, &opath, "an adaptation cannot override another adaptation");
+                continue;
+            }
+            if value.as_map().is_none() {
+                wrong_type(sink, value, &opath, "a mapping of property overrides");
+                continue;
+            }
+            if holds {
+                let base = policies[j].properties.take();
+                policies[j].properties = Some(match base {
+                    Some(base) if !base.is_null() => merge_nodes(&base, value),
+                    _ => value.clone(),
+                });
+            }
+        }
+    }
+}
+
+/// Deep merge of an override into properties: mappings merge key by key, anything else is
+/// replaced. Replaced values keep the override's spans, so problems point at the adaptation.
+fn merge_nodes(base: &Node, over: &Node) -> Node {
+    match (&base.value, &over.value) {
+        (Value::Map(b), Value::Map(o)) => {
+            let mut entries = b.clone();
+            for (k, v) in o {
+                match entries.iter_mut().find(|(bk, _)| bk.text == k.text) {
+                    Some((_, bv)) => *bv = merge_nodes(bv, v),
+                    None => entries.push((k.clone(), v.clone())),
+                }
+            }
+            Node { value: Value::Map(entries), span: base.span }
+        }
+        _ => over.clone(),
+    }
+}
+
+/// Whether an active adaptation quarantines its targets.
+pub fn quarantines(policy: &PolicyTemplate) -> bool {
+    policy.active
+        && policy
+            .properties
+            .as_ref()
+            .and_then(|p| p.get("then"))
+            .and_then(|t| t.get("quarantine"))
+            .is_some_and(|q| matches!(&q.value, Value::Scalar { text, plain: true } if text == "true"))
+}

@@ -1,0 +1,85 @@
+//! A short human summary of enforcement plans, meant for review in a pull request.
+
+use std::fmt::Write as _;
+
+use crate::lower::plan::{EnforcementPlan, RateLimitPlan};
+use crate::model::Effect;
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+fn rate(l: &RateLimitPlan) -> String {
+    format!("{}/s burst {} per {}", l.requests_per_second, l.burst, l.per)
+}
+
+/// Several lines per plan: one heading, then one line per mechanism.
+pub fn summarize<'a>(plans: impl IntoIterator<Item = &'a EnforcementPlan>) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        let _ = summarize_one(plan, &mut out);
+    }
+    out
+}
+
+fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
+    let r = &plan.runtime;
+    let b = &plan.build;
+    writeln!(out, "{}: port {}, {} MiB, {} vCPU{}", plan.node, b.port, b.memory_mb, b.vcpus, if r.quarantine { ", QUARANTINED" } else { "" })?;
+    match &r.authentication {
+        Some(a) => {
+            let names: Vec<&str> = a.principals.iter().map(|p| p.name.as_str()).collect();
+            writeln!(out, "  authentication: {} (realm {}), principals: {}", a.scheme, a.realm, names.join(", "))?;
+        }
+        None => writeln!(out, "  authentication: none (anonymous)")?,
+    }
+    if r.authorization.is_empty() {
+        writeln!(out, "  authorization: none (everything authenticated is allowed)")?;
+    }
+    for set in &r.authorization {
+        let allows = set.rules.iter().filter(|x| x.effect == Effect::Allow).count();
+        let denies = set.rules.len() - allows;
+        writeln!(out, "  authorization [{}]: {} allow, {} deny rules, default {}", set.policy, allows, denies, set.default)?;
+    }
+    let f = &r.firewall;
+    for set in &f.ingress {
+        writeln!(out, "  ingress [{}]: {} rules, default {}", set.policy, set.rules.len(), set.default)?;
+    }
+    let methods = f.http.allowed_methods.as_ref().map_or("any".to_owned(), |m| list(m));
+    let deny: Vec<&str> = f.http.deny_paths.iter().map(|p| p.0.as_str()).collect();
+    writeln!(
+        out,
+        "  http: methods {methods}; deny {}; body <= {} B, head <= {} B, head timeout {}s",
+        if deny.is_empty() { "nothing".into() } else { deny.join(", ") },
+        f.http.max_body_bytes,
+        f.http.max_header_bytes,
+        f.http.header_timeout_seconds
+    )?;
+    if !f.rate_limits.is_empty() {
+        writeln!(out, "  rate limits: {}", f.rate_limits.iter().map(rate).collect::<Vec<_>>().join("; "))?;
+    }
+    writeln!(out, "  audit: {}", if r.audit.events.is_empty() { "nothing".into() } else { list(&r.audit.events) })?;
+    let h = &b.hardening;
+    let lifetime = h.max_lifetime_seconds.map_or(String::new(), |s| format!(", max lifetime {s}s"));
+    writeln!(out, "  hardening: {}, read-only root {}, seccomp {}{lifetime}", h.level, h.read_only_root, h.seccomp)?;
+    let p = &plan.placement;
+    let host = p.host.as_ref().map_or("any host".to_owned(), |h| format!("{} (site {}, trust {})", h.name, h.site, h.trust));
+    let mut constraints = Vec::new();
+    if let Some(t) = p.min_trust {
+        constraints.push(format!("min trust {t}"));
+    }
+    if let Some(t) = &p.tenants {
+        constraints.push(format!("tenants {}", t.join(", ")));
+    }
+    if p.dedicated_host {
+        constraints.push("dedicated host".into());
+    }
+    writeln!(out, "  placement: {host}{}{}", if constraints.is_empty() { "" } else { "; " }, constraints.join(", "))?;
+    if !r.flows.connects_to.is_empty() || !r.flows.accepts_from.is_empty() {
+        writeln!(out, "  flows: to [{}], from [{}]", r.flows.connects_to.join(", "), r.flows.accepts_from.join(", "))?;
+    }
+    if !plan.provenance.adaptations.is_empty() {
+        writeln!(out, "  active adaptations: {}", plan.provenance.adaptations.join(", "))?;
+    }
+    Ok(())
+}
