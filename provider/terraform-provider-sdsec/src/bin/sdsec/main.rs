@@ -1,1 +1,187 @@
-fn main() {}
+//! `sdsec`: work on SecTOSCA policies without Terraform.
+
+mod render;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sectosca::{Compilation, Source};
+
+#[derive(Debug, Parser)]
+#[command(name = "sdsec", version, about = "Software-defined security with protected unikernels: compile and check SecTOSCA policies")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check SecTOSCA documents and report every problem; exit 1 if any has errors.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Input values, `name=value`, applied to every document.
+        #[arg(long = "input", short = 'i', value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// How to print diagnostics.
+        #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
+        format: DiagnosticFormat,
+    },
+    /// Compile a SecTOSCA document into enforcement plans.
+    Compile {
+        file: PathBuf,
+        /// Input values, `name=value`.
+        #[arg(long = "input", short = 'i', value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+        /// json: canonical JSON of the plans by node; summary: a short text for review.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+        format: OutputFormat,
+        /// Only this node's plan.
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Write the JSON Schema of SecTOSCA documents (or of enforcement plans).
+    Schema {
+        /// Write to this file instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// The schema of enforcement plans instead of documents.
+        #[arg(long)]
+        plan: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DiagnosticFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Json,
+    Summary,
+}
+
+fn parse_input(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{text}` is not name=value"))
+}
+
+/// A failure that is not about the documents' content: exit code 2.
+#[derive(Debug)]
+struct UsageError(String);
+
+fn read_source(path: &Path) -> Result<Source, UsageError> {
+    let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    Ok(Source::new(path.display().to_string(), text))
+}
+
+fn compile_file(path: &Path, inputs: &[(String, String)]) -> Result<(Source, Compilation), UsageError> {
+    let source = read_source(path)?;
+    let inputs: BTreeMap<String, String> = inputs.iter().cloned().collect();
+    let compilation = sectosca::compile(&source, &inputs, &sectosca::Options::default());
+    Ok((source, compilation))
+}
+
+fn run(cli: Cli) -> Result<ExitCode, UsageError> {
+    match cli.command {
+        Command::Check { files, inputs, format } => {
+            let mut failed = false;
+            let mut all = Vec::new();
+            for file in &files {
+                let (source, compilation) = compile_file(file, &inputs)?;
+                failed |= compilation.has_errors();
+                match format {
+                    DiagnosticFormat::Human => {
+                        render::diagnostics(&source, &compilation.diagnostics);
+                        let errors = compilation.errors().count();
+                        let warnings = compilation.diagnostics.len() - errors;
+                        let nodes = compilation.plans.len();
+                        if errors == 0 {
+                            eprintln!("{}: ok, {nodes} unikernel plan(s), {warnings} warning(s)", source.name);
+                        } else {
+                            eprintln!("{}: {errors} error(s), {warnings} warning(s)", source.name);
+                        }
+                    }
+                    DiagnosticFormat::Json => all.extend(compilation.diagnostics),
+                }
+            }
+            if let DiagnosticFormat::Json = format {
+                print_stdout(&serde_json::to_string_pretty(&all).unwrap_or_default());
+            }
+            Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Compile { file, inputs, format, node } => {
+            let (source, compilation) = compile_file(&file, &inputs)?;
+            render::diagnostics(&source, &compilation.diagnostics);
+            if compilation.has_errors() {
+                eprintln!("{}: {} error(s); no plan written", source.name, compilation.errors().count());
+                return Ok(ExitCode::from(1));
+            }
+            let plans: Vec<&sectosca::EnforcementPlan> = match &node {
+                Some(n) => match compilation.plans.get(n) {
+                    Some(p) => vec![p],
+                    None => {
+                        let names: Vec<&str> = compilation.plans.keys().map(String::as_str).collect();
+                        return Err(UsageError(format!("no unikernel `{n}` in {}; unikernels: {}", source.name, names.join(", "))));
+                    }
+                },
+                None => compilation.plans.values().collect(),
+            };
+            match format {
+                OutputFormat::Json => match (&node, plans.as_slice()) {
+                    (Some(_), [plan]) => print_stdout(&plan.canonical_json()),
+                    _ => print_stdout(&compilation.canonical_json()),
+                },
+                OutputFormat::Summary => {
+                    print_stdout(sectosca::summary::summarize(plans).trim_end());
+                    print_stdout(&format!("digest: {}", compilation.digest()));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schema { output, plan } => {
+            let schema = if plan { sectosca::schema::plan_schema() } else { sectosca::schema::document_schema() };
+            match output {
+                Some(path) => write_atomically(&path, schema.as_bytes())?,
+                None => print_stdout(schema.trim_end()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (e.g. `| head`) is not an error worth a panic.
+    let _ = writeln!(out, "{text}");
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), UsageError> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let fail = |e: std::io::Error| UsageError(format!("cannot write {}: {e}", path.display()));
+    std::fs::write(&tmp, bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        fail(e)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
