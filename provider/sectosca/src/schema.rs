@@ -1,5 +1,7 @@
 //! JSON Schemas generated from the Rust types: the document (for editors) and the plan.
 
+use serde_json::{Value, json};
+
 use crate::lower::plan::EnforcementPlan;
 use crate::model::document::ServiceTemplate;
 
@@ -7,18 +9,50 @@ use crate::model::document::ServiceTemplate;
 pub fn document_schema() -> String {
     let mut schema = schemars::schema_for!(ServiceTemplate);
     schema.insert("$id".into(), "https://sdsec.dev/schemas/sectosca.schema.json".into());
-    pretty(&schema)
+    let mut value = schema.to_value();
+    allow_get_input(&mut value);
+    pretty(&value)
 }
 
-/// The JSON Schema of enforcement plans (what `sdsec compile` prints per node).
+/// The JSON Schema of enforcement plans (what `sdsec compile --node` prints).
 pub fn plan_schema() -> String {
     let mut schema = schemars::schema_for!(EnforcementPlan);
     schema.insert("$id".into(), "https://sdsec.dev/schemas/enforcement-plan.schema.json".into());
-    pretty(&schema)
+    pretty(&schema.to_value())
 }
 
-fn pretty(schema: &schemars::Schema) -> String {
-    let mut text = serde_json::to_string_pretty(schema).unwrap_or_default();
+/// Any property of a node or policy type, at any depth, may be `{ get_input: name }`
+/// instead of a value, so each property schema also accepts that form.
+fn allow_get_input(schema: &mut Value) {
+    let Some(defs) = schema.get_mut("$defs").and_then(Value::as_object_mut) else { return };
+    for (name, def) in defs.iter_mut() {
+        if matches!(name.as_str(), "TopologyTemplate" | "InputDefinition" | "AdaptationOverrides") {
+            continue;
+        }
+        let Some(props) = def.get_mut("properties").and_then(Value::as_object_mut) else { continue };
+        for prop in props.values_mut() {
+            let description = prop.as_object_mut().and_then(|o| o.remove("description"));
+            let original = prop.take();
+            *prop = json!({ "anyOf": [original, { "$ref": "#/$defs/GetInput" }] });
+            if let Some(d) = description {
+                prop["description"] = d;
+            }
+        }
+    }
+    defs.insert(
+        "GetInput".into(),
+        json!({
+            "description": "The value of a declared input.",
+            "type": "object",
+            "properties": { "get_input": { "type": "string" } },
+            "required": ["get_input"],
+            "additionalProperties": false
+        }),
+    );
+}
+
+fn pretty(value: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_default();
     text.push('\n');
     text
 }

@@ -1,0 +1,180 @@
+//! The `sdsec` command line as a user runs it: exit codes, what goes to stdout and stderr.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const POLICY: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  inputs:
+    threat_level: { type: string, default: normal, constraints: [ { valid_values: [normal, high] } ] }
+  policies:
+    - auth:
+        type: sdsec.policies.Authentication
+        targets: [api]
+        properties:
+          scheme: bearer
+          principals:
+            - { name: ci, token_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", roles: [deployer] }
+    - rbac:
+        type: sdsec.policies.Authorization
+        targets: [api]
+        properties: { rules: [ { roles: [deployer], methods: [POST], paths: ["/deploy"], effect: allow } ] }
+    - fw:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties: { rate_limit: { requests_per_second: 20 } }
+    - calm_down:
+        type: sdsec.policies.Adaptation
+        targets: [api]
+        properties:
+          when: { input: threat_level, equals: high }
+          then: { fw: { rate_limit: { requests_per_second: 2 } } }
+"#;
+
+/// The same policies, written differently: other key order, flow style, comments.
+const POLICY_REFORMATTED: &str = r#"# reordered
+topology_template:
+  policies:
+    - auth: { targets: [api], type: sdsec.policies.Authentication, properties: { principals: [ { roles: [deployer], token_sha256: "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", name: ci } ], scheme: bearer } }
+    - rbac: { type: sdsec.policies.Authorization, targets: [api], properties: { rules: [ { effect: allow, paths: ["/deploy"], methods: [POST], roles: [deployer] } ] } }
+    - fw: { type: sdsec.policies.Firewall, targets: [api], properties: { rate_limit: { requests_per_second: 20 } } }   # limit
+    - calm_down: { type: sdsec.policies.Adaptation, targets: [api], properties: { then: { fw: { rate_limit: { requests_per_second: 2 } } }, when: { equals: high, input: threat_level } } }
+  inputs:
+    threat_level: { default: normal, type: string, constraints: [ { valid_values: [normal, high] } ] }
+tosca_definitions_version: tosca_simple_yaml_1_3
+"#;
+
+const BROKEN: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  policies:
+    - fw:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties:
+          ingress: [ { from: 10.0.0.1/8, action: allow } ]
+          rate_limt: { requests_per_second: 5 }
+"#;
+
+fn sdsec(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdsec")).args(args).env("NO_COLOR", "1").output().expect("run sdsec")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write test file");
+    path
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sdsec-cli-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+#[test]
+fn check_accepts_a_valid_document() {
+    let dir = tempdir();
+    let file = write(&dir, "ok.yaml", POLICY);
+    let out = sdsec(&["check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("ok, 1 unikernel plan(s), 0 warning(s)"), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn check_reports_every_error_with_position_path_and_hint() {
+    let dir = tempdir();
+    let file = write(&dir, "broken.yaml", BROKEN);
+    let out = sdsec(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("sectosca::E0401"), "{err}");
+    assert!(err.contains("broken.yaml:8:30"), "{err}");
+    assert!(err.contains("did you mean `10.0.0.0/8`?"), "{err}");
+    assert!(err.contains("sectosca::E0303"), "{err}");
+    assert!(err.contains("did you mean `rate_limit`?"), "{err}");
+    assert!(err.contains("2 error(s)"), "{err}");
+}
+
+#[test]
+fn check_json_lists_diagnostics_on_stdout() {
+    let dir = tempdir();
+    let file = write(&dir, "broken.yaml", BROKEN);
+    let out = sdsec(&["check", "--format", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let diags: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let first = &diags[0];
+    assert_eq!(first["code"], "E0401");
+    assert_eq!(first["location"]["line"], 8);
+    assert_eq!(first["path"], "topology_template.policies[0].fw.properties.ingress[0].from");
+}
+
+#[test]
+fn compile_prints_canonical_plans_whose_digest_ignores_formatting() {
+    let dir = tempdir();
+    let a = write(&dir, "a.yaml", POLICY);
+    let b = write(&dir, "b.yaml", POLICY_REFORMATTED);
+    let out_a = sdsec(&["compile", a.to_str().unwrap()]);
+    let out_b = sdsec(&["compile", b.to_str().unwrap()]);
+    assert!(out_a.status.success(), "{}", text(&out_a.stderr));
+    assert_eq!(out_a.stdout, out_b.stdout, "reformatting changed the plan");
+    let plans: serde_json::Value = serde_json::from_slice(&out_a.stdout).expect("JSON");
+    assert_eq!(plans["api"]["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 20);
+    let summary = sdsec(&["compile", "--format", "summary", a.to_str().unwrap()]);
+    let summary_b = sdsec(&["compile", "--format", "summary", b.to_str().unwrap()]);
+    let digest_line = |o: &Output| text(&o.stdout).lines().find(|l| l.starts_with("digest: sha256:")).map(str::to_owned);
+    assert!(digest_line(&summary).is_some(), "{}", text(&summary.stdout));
+    assert_eq!(digest_line(&summary), digest_line(&summary_b));
+    assert!(text(&summary.stdout).contains("authentication: bearer"));
+}
+
+#[test]
+fn compile_applies_inputs_and_rejects_invalid_ones() {
+    let dir = tempdir();
+    let a = write(&dir, "a.yaml", POLICY);
+    let out = sdsec(&["compile", "--node", "api", "--input", "threat_level=high", a.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(plan["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 2);
+    assert_eq!(plan["provenance"]["adaptations"][0], "calm_down");
+
+    let bad = sdsec(&["compile", "--input", "threat_level=apocalyptic", a.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(text(&bad.stderr).contains("E0602"), "{}", text(&bad.stderr));
+    assert!(bad.stdout.is_empty(), "no plan may be printed for an invalid document");
+}
+
+#[test]
+fn missing_files_and_unknown_nodes_are_usage_errors() {
+    let out = sdsec(&["check", "/nonexistent/policy.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read /nonexistent/policy.yaml"), "{}", text(&out.stderr));
+    let dir = tempdir();
+    let a = write(&dir, "a.yaml", POLICY);
+    let out = sdsec(&["compile", "--node", "nope", a.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("unikernels: api"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn schema_matches_the_committed_file_and_writes_atomically() {
+    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/sectosca.schema.json")).unwrap();
+    let out = sdsec(&["schema"]);
+    assert!(out.status.success());
+    assert_eq!(text(&out.stdout), committed);
+    let dir = tempdir();
+    let target = dir.join("schema.json");
+    let out = sdsec(&["schema", "--plan", "-o", target.to_str().unwrap()]);
+    assert!(out.status.success());
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(written["title"], "EnforcementPlan");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file may be left behind");
+}
