@@ -52,6 +52,15 @@ enum Command {
         #[arg(long)]
         plan: bool,
     },
+    /// Regenerate the provider's registry documentation from its schemas and examples.
+    Docs {
+        /// The docs folder to write.
+        #[arg(long, default_value = "docs")]
+        dir: PathBuf,
+        /// The examples folder to read.
+        #[arg(long, default_value = "examples")]
+        examples: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -151,6 +160,14 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             match output {
                 Some(path) => write_atomically(&path, schema.as_bytes())?,
                 None => print_stdout(schema.trim_end()),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Docs { dir, examples } => {
+            let pages = sdsec_provider::docs::generate(&examples).map_err(|e| UsageError(e.to_string()))?;
+            sdsec_provider::docs::write(&dir, &pages).map_err(|e| UsageError(e.to_string()))?;
+            for page in &pages {
+                eprintln!("wrote {}", dir.join(&page.path).display());
             }
             Ok(ExitCode::SUCCESS)
         }

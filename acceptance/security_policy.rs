@@ -1,0 +1,165 @@
+//! `sdsec_security_policy`, `data.sdsec_policy_document` and `provider::sdsec::policy_digest`
+//! through their whole life: validate, plan, apply, no-op plan, update, import, drift, destroy.
+
+use crate::harness::{Workspace, clis};
+
+const TYPE: &str = "sdsec_security_policy";
+
+const POLICY: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  inputs:
+    threat_level: { type: string, default: normal, constraints: [ { valid_values: [normal, high] } ] }
+  policies:
+    - api_auth:
+        type: sdsec.policies.Authentication
+        targets: [api]
+        properties:
+          scheme: bearer
+          principals:
+            - { name: ci, token_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", roles: [deployer] }
+    - api_rbac:
+        type: sdsec.policies.Authorization
+        targets: [api]
+        properties: { rules: [ { roles: [deployer], methods: [POST], paths: ["/deploy"], effect: allow } ] }
+    - api_fw:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties: { rate_limit: { requests_per_second: 20 } }
+    - calm_down:
+        type: sdsec.policies.Adaptation
+        targets: [api]
+        properties:
+          when: { input: threat_level, equals: high }
+          then: { api_fw: { rate_limit: { requests_per_second: 2 } } }
+"#;
+
+const BROKEN: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  policies:
+    - api_fw:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties:
+          ingress: [ { from: 10.0.0.1/8, action: allow } ]
+"#;
+
+fn main_tf(threat_level: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    sdsec = {{ source = "sdsec/sdsec" }}
+  }}
+}}
+
+provider "sdsec" {{
+  state_dir = "${{path.module}}/sdsec-state"
+}}
+
+resource "sdsec_security_policy" "api" {{
+  document = file("${{path.module}}/policy.yaml")
+  inputs   = {{ threat_level = "{threat_level}" }}
+}}
+
+data "sdsec_policy_document" "doc" {{
+  document = file("${{path.module}}/policy.yaml")
+}}
+
+output "digest" {{
+  value = sdsec_security_policy.api.digest
+}}
+
+output "data_digest" {{
+  value = data.sdsec_policy_document.doc.digest
+}}
+
+output "function_digest" {{
+  value = provider::sdsec::policy_digest(file("${{path.module}}/policy.yaml"))
+}}
+
+output "api_plan" {{
+  value = jsondecode(sdsec_security_policy.api.enforcement["api"])
+}}
+
+output "summary" {{
+  value = sdsec_security_policy.api.summary
+}}
+"#
+    )
+}
+
+#[test]
+fn security_policy_lifecycle() {
+    for cli in clis() {
+        let ws = Workspace::new(&cli, "policy");
+        ws.write("main.tf", &main_tf("normal"));
+
+        // validate: a bad document fails with the compiler's diagnostic, position and path.
+        ws.write("policy.yaml", BROKEN);
+        ws.run(&["validate", "-no-color"])
+            .failure()
+            .contains("E0401")
+            .contains("document:8:30")
+            .contains("topology_template.policies[0].api_fw.properties.ingress[0].from")
+            .contains("did you mean `10.0.0.0/8`?");
+        ws.write("policy.yaml", POLICY);
+        ws.run(&["validate", "-no-color"]).success();
+
+        // plan: every computed value is known at plan time.
+        let plan = ws.run(&["plan", "-no-color"]).success();
+        let plan = plan.contains("sdsec_security_policy.api will be created").contains("digest = \"sha256:");
+        assert_eq!(plan.unknown_attributes(), ["id"], "only the record id may be unknown in the plan");
+
+        ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+        let attrs = ws.attributes("sdsec_security_policy.api");
+        let digest = attrs["digest"].as_str().expect("digest").to_owned();
+        let outputs = ws.run(&["output", "-json"]).success();
+        let outputs: serde_json::Value = serde_json::from_str(&outputs.stdout()).expect("outputs JSON");
+        assert_eq!(outputs["digest"]["value"], digest.as_str());
+        assert_eq!(outputs["data_digest"]["value"], digest.as_str(), "data source and resource disagree");
+        assert_eq!(outputs["function_digest"]["value"], digest.as_str(), "function and resource disagree");
+        assert_eq!(outputs["api_plan"]["value"]["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 20);
+        assert!(outputs["summary"]["value"].as_str().unwrap_or_default().contains("authentication: bearer"));
+
+        // No change: a second plan is empty, and so is one after a formatting-only edit.
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+        ws.write("policy.yaml", &format!("# reviewed by security\n{POLICY}\n\n"));
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+        // Update in place: the input raises the threat level; the same id is kept.
+        let id = attrs["id"].as_str().expect("id").to_owned();
+        ws.write("main.tf", &main_tf("high"));
+        ws.run(&["plan", "-no-color"]).success().contains("updated in-place").contains("requests_per_second").lacks("must be replaced");
+        ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+        let attrs = ws.attributes("sdsec_security_policy.api");
+        assert_eq!(attrs["id"], id.as_str());
+        assert_ne!(attrs["digest"], digest.as_str());
+        let api: serde_json::Value = serde_json::from_str(attrs["enforcement"]["api"].as_str().expect("plan JSON")).expect("JSON");
+        assert_eq!(api["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 2);
+
+        // An invalid input value is a plan-time error on the inputs attribute.
+        ws.write("main.tf", &main_tf("apocalyptic"));
+        ws.run(&["plan", "-no-color"]).failure().contains("E0602").contains("apocalyptic");
+        ws.write("main.tf", &main_tf("high"));
+
+        // Drift: state edited by hand is repaired from the provider's own record at refresh.
+        ws.tamper(TYPE, "digest", "sha256:tampered".into());
+        ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]).exit_code(2).contains("changed outside of Terraform");
+        ws.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"]).success();
+        assert_ne!(ws.attributes("sdsec_security_policy.api")["digest"], "sha256:tampered");
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+        // Import: forget the resource, import it by id, and the plan is empty again.
+        ws.run(&["state", "rm", "sdsec_security_policy.api"]).success();
+        ws.run(&["import", "-no-color", "sdsec_security_policy.api", "pol-0000000000000000"])
+            .failure()
+            .contains("no policy with id pol-0000000000000000");
+        ws.run(&["import", "-no-color", "sdsec_security_policy.api", &id]).success();
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+        // Destroy removes the provider's record too; importing it afterwards fails clearly.
+        ws.run(&["destroy", "-auto-approve", "-no-color"]).success();
+        let record_dir = ws.dir.join("sdsec-state/policies");
+        let left = std::fs::read_dir(&record_dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(left, 0, "destroy left policy records in {}", record_dir.display());
+    }
+}

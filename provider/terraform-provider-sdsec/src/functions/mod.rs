@@ -1,0 +1,3 @@
+//! Provider functions, one file each.
+
+pub mod policy_digest;
