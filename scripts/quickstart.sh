@@ -32,7 +32,7 @@ tf apply -auto-approve -no-color
 echo "==> what the policy enforces"
 tf output -raw summary
 echo "==> the same policy at threat level high: only the rate limit changes, in place"
-tf plan -no-color -var threat_level=high | grep -E "update in-place|requests_per_second|Plan:" || true
+tf plan -no-color -var threat_level=high | grep -E "in-place|requests_per_second|Plan:" || true
 echo "==> terraform destroy"
 tf destroy -auto-approve -no-color
 echo "==> quickstart done"
