@@ -14,6 +14,7 @@ use crate::model::{NodeKind, PolicyKind, Trust};
 use crate::parse::{Node, Value};
 use crate::path::YamlPath;
 use crate::resolve::{self, PolicyTemplate, RequirementKind, Resolved};
+use crate::values::{JwtAlgorithm, KeyKind};
 
 #[derive(Debug, Clone)]
 pub struct Checked {
@@ -55,23 +56,46 @@ fn empty_at(span: crate::source::Span) -> Node {
 }
 
 pub fn check(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
+    let before = sink.diagnostics.len();
+    let checked = check_all(resolved, sink);
+    // A value that `get_input` could not give has been reported where it went wrong; what
+    // decoding the stand-in null says about it is noise.
+    if !resolved.unresolved.is_empty() {
+        let mut i = 0;
+        sink.diagnostics.retain(|d| {
+            i += 1;
+            i <= before || !d.location.as_ref().is_some_and(|l| resolved.unresolved.contains(&l.span))
+        });
+    }
+    checked
+}
+
+fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
     let mut unikernels = BTreeMap::new();
     let mut hypervisors = BTreeMap::new();
     for node in resolved.nodes.values() {
         let ppath = node.path.key("properties");
-        let props = node.properties.clone().unwrap_or_else(|| empty_at(node.span));
+        let empty;
+        let props = match &node.properties {
+            Some(p) => p,
+            None => {
+                empty = empty_at(node.span);
+                &empty
+            }
+        };
         match node.kind {
             NodeKind::Hypervisor => {
-                if let Some(p) = HypervisorProperties::decode(&props, &ppath, sink) {
+                if let Some(p) = HypervisorProperties::decode(props, &ppath, sink) {
                     hypervisors.insert(node.name.clone(), p);
                 }
             }
             NodeKind::Unikernel => {
-                let properties = UnikernelProperties::decode(&props, &ppath, sink);
+                // Kept with default properties when they are wrong (that is reported, and no
+                // plan is made), so that placement checks still see it on its host.
+                let properties = UnikernelProperties::decode(props, &ppath, sink)
+                    .unwrap_or(UnikernelProperties { port: None, memory_mb: None, vcpus: None, instances: None });
                 let (host, connects_to) = check_requirements(resolved, node, sink);
-                if let Some(properties) = properties {
-                    unikernels.insert(node.name.clone(), Unikernel { properties, host, connects_to });
-                }
+                unikernels.insert(node.name.clone(), Unikernel { properties, host, connects_to });
             }
         }
     }
@@ -82,21 +106,17 @@ pub fn check(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
         let targets = check_targets(resolved, template, sink);
         let target_problems = sink.diagnostics.len() > before;
         let ppath = template.path.key("properties");
-        let props = template.properties.clone().unwrap_or_else(|| empty_at(template.span));
-        let properties = match template.kind {
-            PolicyKind::Authentication => AuthenticationProperties::decode(&props, &ppath, sink).map(PolicyProperties::Authentication),
-            PolicyKind::Authorization => AuthorizationProperties::decode(&props, &ppath, sink).map(PolicyProperties::Authorization),
-            PolicyKind::Firewall => FirewallProperties::decode(&props, &ppath, sink).map(PolicyProperties::Firewall),
-            PolicyKind::Hardening => HardeningProperties::decode(&props, &ppath, sink).map(PolicyProperties::Hardening),
-            PolicyKind::Isolation => IsolationProperties::decode(&props, &ppath, sink).map(PolicyProperties::Isolation),
-            PolicyKind::Audit => AuditProperties::decode(&props, &ppath, sink).map(PolicyProperties::Audit),
-            PolicyKind::Adaptation => {
-                Some(PolicyProperties::Adaptation { active: template.active, quarantine: resolve::quarantines(template) })
+        let empty;
+        let props = match &template.properties {
+            Some(p) => p,
+            None => {
+                empty = empty_at(template.span);
+                &empty
             }
         };
-        if let Some(PolicyProperties::Authentication(a)) = &properties {
-            check_authentication(a, &ppath, template, sink);
-        }
+        let properties = decode_properties(template, props, &ppath, sink);
+        check_empty_lists(template.kind, props, &ppath, sink);
+        check_dormant_overrides(template, props, &ppath, sink);
         if targets.is_empty() && !target_problems {
             sink.report(Code::NoTargets, template.span, &template.path, format!("policy `{}` applies to no unikernel", template.name))
                 .hint = Some("name the unikernels it protects in `targets`".into());
@@ -110,6 +130,60 @@ pub fn check(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
     check_isolation(&checked, sink);
     check_roles(&checked, sink);
     checked
+}
+
+fn decode_properties(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) -> Option<PolicyProperties> {
+    let properties = match template.kind {
+        PolicyKind::Authentication => AuthenticationProperties::decode(props, ppath, sink).map(PolicyProperties::Authentication),
+        PolicyKind::Authorization => AuthorizationProperties::decode(props, ppath, sink).map(PolicyProperties::Authorization),
+        PolicyKind::Firewall => FirewallProperties::decode(props, ppath, sink).map(PolicyProperties::Firewall),
+        PolicyKind::Hardening => HardeningProperties::decode(props, ppath, sink).map(PolicyProperties::Hardening),
+        PolicyKind::Isolation => IsolationProperties::decode(props, ppath, sink).map(PolicyProperties::Isolation),
+        PolicyKind::Audit => AuditProperties::decode(props, ppath, sink).map(PolicyProperties::Audit),
+        PolicyKind::Adaptation => {
+            Some(PolicyProperties::Adaptation { active: template.active, quarantine: resolve::quarantines(template) })
+        }
+    };
+    if let Some(PolicyProperties::Authentication(a)) = &properties {
+        check_authentication(a, ppath, template, sink);
+    }
+    properties
+}
+
+/// In a plan an empty list matches anything, so a rule written with an empty list (which
+/// names nothing) would match everything: `roles: []` with `effect: allow` would let anyone in.
+fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) {
+    let (list, keys, meaning): (&str, &[&str], &str) = match kind {
+        PolicyKind::Authorization => ("rules", &["roles", "methods", "paths"], "every request"),
+        PolicyKind::Firewall => ("ingress", &["from", "ports"], "every connection"),
+        _ => return,
+    };
+    let Some(Value::Seq(rules)) = props.get(list).map(|n| &n.value) else { return };
+    for (i, rule) in rules.iter().enumerate() {
+        for key in keys {
+            let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else { continue };
+            sink.report(Code::InvalidValue, node.span, &ppath.key(list).index(i).key(key), format!("`{key}: []` lists nothing, so this rule could never match"))
+                .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
+        }
+    }
+}
+
+/// Checks the policy as each adaptation that does not hold now would make it, reporting
+/// only what is wrong in the adaptation's own text (the policy's problems are reported once).
+fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) {
+    for (adaptation, over) in &template.dormant_overrides {
+        let merged = if props.is_null() { over.clone() } else { resolve::merge_nodes(props, over) };
+        let mut scratch = Sink::new(sink.source);
+        decode_properties(template, &merged, ppath, &mut scratch);
+        check_empty_lists(template.kind, &merged, ppath, &mut scratch);
+        for mut d in scratch.diagnostics {
+            let inside = d.location.as_ref().is_some_and(|l| l.span.start >= over.span.start && l.span.end <= over.span.end);
+            if inside {
+                d.message = format!("{} (when adaptation `{adaptation}` applies)", d.message);
+                sink.diagnostics.push(d);
+            }
+        }
+    }
 }
 
 fn check_requirements(resolved: &Resolved, node: &resolve::NodeTemplate, sink: &mut Sink<'_>) -> (Option<String>, Vec<String>) {
@@ -180,6 +254,16 @@ fn check_targets(resolved: &Resolved, template: &PolicyTemplate, sink: &mut Sink
     out.into_iter().collect()
 }
 
+/// A key type in words. Every one of them takes the article "an".
+fn key_kind_name(kind: KeyKind) -> &'static str {
+    match kind {
+        KeyKind::EcP256 => "EC P-256",
+        KeyKind::EcP384 => "EC P-384",
+        KeyKind::Rsa => "RSA",
+        KeyKind::Ed25519 => "Ed25519",
+    }
+}
+
 /// Each principal must carry the credential its scheme uses, and only that one.
 fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template: &PolicyTemplate, sink: &mut Sink<'_>) {
     let scheme = a.scheme.value;
@@ -197,25 +281,39 @@ fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template:
         if !present {
             sink.report(Code::InconsistentPolicy, p.name.span, &ppath, format!("principal `{}` has no `{needed}`, which scheme {scheme} needs", p.name.value));
         }
-        let stray: Vec<&str> = [
-            ("password_hash", p.password_hash.is_some() && scheme != Scheme::Basic),
-            ("token_sha256", p.token_sha256.is_some() && scheme != Scheme::Bearer),
-            ("public_key", p.public_key.is_some() && scheme != Scheme::Jwt),
-            ("algorithm", p.algorithm.is_some() && scheme != Scheme::Jwt),
+        let stray: Vec<(&str, crate::source::Span)> = [
+            ("password_hash", p.password_hash.as_ref().map(|v| v.span).filter(|_| scheme != Scheme::Basic)),
+            ("token_sha256", p.token_sha256.as_ref().map(|v| v.span).filter(|_| scheme != Scheme::Bearer)),
+            ("public_key", p.public_key.as_ref().map(|v| v.span).filter(|_| scheme != Scheme::Jwt)),
+            ("algorithm", p.algorithm.as_ref().map(|v| v.span).filter(|_| scheme != Scheme::Jwt)),
         ]
         .into_iter()
-        .filter_map(|(k, stray)| stray.then_some(k))
+        .filter_map(|(k, span)| span.map(|s| (k, s)))
         .collect();
-        for key in stray {
-            sink.report(Code::InconsistentPolicy, p.name.span, &ppath.key(key), format!("scheme {scheme} does not use `{key}`"));
+        for (key, span) in stray {
+            sink.report(Code::InconsistentPolicy, span, &ppath.key(key), format!("scheme {scheme} does not use `{key}`"))
+                .hint = Some(format!("remove `{key}` from principal `{}`", p.name.value));
         }
         if scheme == Scheme::Jwt {
-            match (&p.public_key, p.algorithm) {
-                (Some(_), None) => {
-                    sink.report(Code::InconsistentPolicy, p.name.span, &ppath, format!("principal `{}` needs `algorithm` for its key", p.name.value));
+            let fitting = |kind: KeyKind| -> String {
+                let algs: Vec<&str> = JwtAlgorithm::ALL.iter().filter(|a| a.key_kind() == kind).map(|a| a.as_str()).collect();
+                algs.join(", ")
+            };
+            match (&p.public_key, &p.algorithm) {
+                (Some(key), None) => {
+                    sink.report(Code::InconsistentPolicy, p.name.span, &ppath, format!("principal `{}` needs `algorithm` for its key", p.name.value))
+                        .hint = Some(format!("for this {} key: algorithm {}", key_kind_name(key.value.kind), fitting(key.value.kind)));
                 }
-                (Some(key), Some(alg)) if key.kind != alg.key_kind() => {
-                    sink.report(Code::InvalidPublicKey, p.name.span, &ppath.key("public_key"), format!("the key is {:?} but algorithm {alg} needs {:?}", key.kind, alg.key_kind()));
+                (Some(key), Some(alg)) if key.value.kind != alg.value.key_kind() => {
+                    let (kind, needed) = (key.value.kind, alg.value.key_kind());
+                    let message = format!(
+                        "algorithm {} needs an {} key, but the public key is an {} key",
+                        alg.value,
+                        key_kind_name(needed),
+                        key_kind_name(kind)
+                    );
+                    sink.report(Code::InvalidPublicKey, alg.span, &alg.path, message)
+                        .hint = Some(format!("for this key use algorithm {}, or give the issuer's {} key", fitting(kind), key_kind_name(needed)));
                 }
                 _ => {}
             }
@@ -237,17 +335,18 @@ fn check_isolation(checked: &Checked, sink: &mut Sink<'_>) {
             let Some(host_name) = checked.unikernels.get(target).and_then(|u| u.host.as_ref()) else { continue };
             let Some(host) = checked.hypervisors.get(host_name) else { continue };
             let host_trust = host.trust.unwrap_or(Trust::Shared);
-            if let Some(min) = &iso.min_trust {
-                if host_trust < min.value {
-                    sink.report(Code::TrustTooLow, min.span, &min.path, format!("`{target}` runs on `{host_name}`, trusted `{host_trust}`, below min_trust `{}`", min.value))
-                        .hint = Some(format!("place `{target}` on a host declared at least `{}`, or lower min_trust", min.value));
-                }
+            if let Some(min) = &iso.min_trust
+                && host_trust < min.value
+            {
+                sink.report(Code::TrustTooLow, min.span, &min.path, format!("`{target}` runs on `{host_name}`, whose trust is `{host_trust}`, below min_trust `{}`", min.value))
+                    .hint = Some(format!("place `{target}` on a host declared at least `{}`, or lower min_trust", min.value));
             }
             if let Some(tenants) = &iso.tenants {
                 let allowed = host.tenant.as_ref().is_some_and(|t| tenants.value.contains(t));
                 if !allowed {
                     let host_tenant = host.tenant.as_deref().map_or("no tenant (shared by any)".to_owned(), |t| format!("tenant `{t}`"));
-                    sink.report(Code::TenantNotAllowed, tenants.span, &tenants.path, format!("`{target}` runs on `{host_name}`, which declares {host_tenant}, not one of: {}", tenants.value.join(", ")));
+                    sink.report(Code::TenantNotAllowed, tenants.span, &tenants.path, format!("`{target}` runs on `{host_name}`, which declares {host_tenant}, not one of: {}", tenants.value.join(", ")))
+                        .hint = Some(format!("place `{target}` on a host of one of these tenants, or allow the host's tenant"));
                 }
             }
             if iso.dedicated_host.as_ref().is_some_and(|d| d.value) {
@@ -268,11 +367,23 @@ fn check_isolation(checked: &Checked, sink: &mut Sink<'_>) {
 
 /// Warns about authorization rules naming roles that no principal of the same targets has.
 fn check_roles(checked: &Checked, sink: &mut Sink<'_>) {
+    // Authentication policies by target, so that each authorization policy looks only at
+    // those sharing one of its targets.
+    let mut authentication_on: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, policy) in checked.policies.iter().enumerate() {
+        if matches!(policy.properties, PolicyProperties::Authentication(_)) {
+            for target in &policy.targets {
+                authentication_on.entry(target.as_str()).or_default().push(i);
+            }
+        }
+    }
     for policy in &checked.policies {
         let PolicyProperties::Authorization(authz) = &policy.properties else { continue };
         let mut known: BTreeSet<&str> = BTreeSet::new();
         let mut open_ended = false;
-        for other in checked.policies.iter().filter(|o| o.targets.iter().any(|t| policy.targets.contains(t))) {
+        let sharing: BTreeSet<usize> =
+            policy.targets.iter().flat_map(|t| authentication_on.get(t.as_str()).into_iter().flatten().copied()).collect();
+        for other in sharing.into_iter().map(|i| &checked.policies[i]) {
             let PolicyProperties::Authentication(a) = &other.properties else { continue };
             for p in a.principals.iter().flatten() {
                 known.extend(p.roles.iter().flatten().map(|r| r.value.as_str()));

@@ -106,6 +106,12 @@ pub struct Bounded<const MIN: u64, const MAX: u64>(pub u64);
 
 impl<const MIN: u64, const MAX: u64> Decode for Bounded<MIN, MAX> {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+        if let Value::Scalar { text, plain: true } = &node.value
+            && text.strip_prefix('-').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        {
+            sink.report(Code::InvalidValue, node.span, path, format!("{text} is out of range: expected {MIN} to {MAX}"));
+            return None;
+        }
         let n = u64::decode(node, path, sink)?;
         if (MIN..=MAX).contains(&n) {
             Some(Self(n))
@@ -254,10 +260,16 @@ impl<'n> Fields<'n> {
         match self.raw(key) {
             Some(node) => T::decode(node, &self.path.key(key), sink),
             None => T::absent().or_else(|| {
-                sink.report(Code::MissingKey, self.node.span, &self.path, format!("{} need `{key}`", self.what));
+                let need = if self.singular() { "needs" } else { "need" };
+                sink.report(Code::MissingKey, self.node.span, &self.path, format!("{} {need} `{key}`", self.what));
                 None
             }),
         }
+    }
+
+    /// Whether `what` names one thing ("an ingress rule") rather than a kind ("policies").
+    fn singular(&self) -> bool {
+        self.what.starts_with("a ") || self.what.starts_with("an ")
     }
 
     /// Reports every key that no `field`/`raw` call asked for.
@@ -266,7 +278,8 @@ impl<'n> Fields<'n> {
             if *used {
                 continue;
             }
-            let d = sink.report(self.unknown_code, key.span, &self.path.key(&key.text), format!("{} have no `{}`", self.what, key.text));
+            let have = if self.singular() { "has" } else { "have" };
+            let d = sink.report(self.unknown_code, key.span, &self.path.key(&key.text), format!("{} {have} no `{}`", self.what, key.text));
             d.hint = Some(match closest(&key.text, &self.asked) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => format!("known keys: {}", self.asked.join(", ")),
@@ -334,9 +347,23 @@ macro_rules! record {
     (@key $field:ident $key:literal) => { $key };
 }
 
-/// Defines an enum written as one of a fixed set of strings.
+/// Defines an enum written as one of a fixed set of strings. A value outside the set is
+/// reported as `InvalidValue`, or with the code given in parentheses after the name.
 macro_rules! keywords {
     (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
+    ) => {
+        $crate::decode::keywords! { @code InvalidValue $(#[$meta])* pub enum $name { $( $(#[$vmeta])* $variant = $text ),* } }
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident ($code:ident) { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
+    ) => {
+        $crate::decode::keywords! { @code $code $(#[$meta])* pub enum $name { $( $(#[$vmeta])* $variant = $text ),* } }
+    };
+    (
+        @code $code:ident
         $(#[$meta:meta])*
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
     ) => {
@@ -371,12 +398,13 @@ macro_rules! keywords {
                     other => {
                         let allowed: &[&str] = &[$($text),*];
                         let d = sink.report(
-                            $crate::diagnostic::Code::InvalidValue, node.span, path,
+                            $crate::diagnostic::Code::$code, node.span, path,
                             format!("`{other}` is not one of: {}", allowed.join(", ")),
                         );
-                        if let Some(best) = $crate::decode::closest(other, allowed) {
-                            d.hint = Some(format!("did you mean `{best}`?"));
-                        }
+                        d.hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(other)) {
+                            Some(same) => Some(format!("did you mean `{same}`? (case matters)")),
+                            None => $crate::decode::closest(other, allowed).map(|best| format!("did you mean `{best}`?")),
+                        };
                         None
                     }
                 }

@@ -84,13 +84,13 @@ impl EnforcementPlan {
 pub fn compile(source: &Source, inputs: &BTreeMap<String, String>, options: &Options) -> Compilation {
     let mut sink = diagnostic::Sink::new(source);
     let mut plans = BTreeMap::new();
-    if let Some(root) = parse::parse(&mut sink, &options.limits) {
-        if let Some(resolved) = resolve::resolve(&root, inputs, &mut sink) {
-            let checked = check::check(&resolved, &mut sink);
-            let lowered = lower::lower(&checked, &mut sink);
-            if !sink.has_errors() {
-                plans = lowered;
-            }
+    if let Some(root) = parse::parse(&mut sink, &options.limits)
+        && let Some(resolved) = resolve::resolve(&root, inputs, &mut sink)
+    {
+        let checked = check::check(&resolved, &mut sink);
+        let lowered = lower::lower(&checked, &mut sink);
+        if !sink.has_errors() {
+            plans = lowered;
         }
     }
     let mut diagnostics = sink.diagnostics;

@@ -1,6 +1,9 @@
 //! YAML paths such as `topology_template.policies[2].api_fw.properties.ingress[0].from`.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Segment {
@@ -9,8 +12,17 @@ pub enum Segment {
 }
 
 /// Where a value sits in the document, from the root.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct YamlPath(Vec<Segment>);
+///
+/// Paths are made for every value the checker visits, so they share their parents: `key`
+/// and `index` allocate one link, and `clone` only counts a reference.
+#[derive(Clone, Default)]
+pub struct YamlPath(Option<Arc<Link>>);
+
+#[derive(Debug)]
+struct Link {
+    parent: YamlPath,
+    segment: Segment,
+}
 
 impl YamlPath {
     pub fn root() -> Self {
@@ -18,32 +30,84 @@ impl YamlPath {
     }
 
     pub fn key(&self, key: &str) -> Self {
-        let mut segments = self.0.clone();
-        segments.push(Segment::Key(key.to_owned()));
-        Self(segments)
+        self.push(Segment::Key(key.to_owned()))
     }
 
     pub fn index(&self, index: usize) -> Self {
-        let mut segments = self.0.clone();
-        segments.push(Segment::Index(index));
-        Self(segments)
+        self.push(Segment::Index(index))
     }
 
-    pub fn segments(&self) -> &[Segment] {
-        &self.0
+    fn push(&self, segment: Segment) -> Self {
+        Self(Some(Arc::new(Link { parent: self.clone(), segment })))
+    }
+
+    /// The segments from the root.
+    pub fn segments(&self) -> Vec<Segment> {
+        self.segment_refs().into_iter().cloned().collect()
+    }
+
+    fn segment_refs(&self) -> Vec<&Segment> {
+        let mut out = Vec::new();
+        let mut at = self;
+        while let Some(link) = &at.0 {
+            out.push(&link.segment);
+            at = &link.parent;
+        }
+        out.reverse();
+        out
+    }
+
+    /// Whether this path is `prefix` or lies under it.
+    pub fn starts_with(&self, prefix: &YamlPath) -> bool {
+        self.segment_refs().starts_with(&prefix.segment_refs())
     }
 
     pub fn is_root(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
+    }
+}
+
+impl PartialEq for YamlPath {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => true,
+            _ => self.segment_refs() == other.segment_refs(),
+        }
+    }
+}
+
+impl Eq for YamlPath {}
+
+impl PartialOrd for YamlPath {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for YamlPath {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.segment_refs().cmp(&other.segment_refs())
+    }
+}
+
+impl Hash for YamlPath {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.segment_refs().hash(state);
+    }
+}
+
+impl fmt::Debug for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "YamlPath({self})")
     }
 }
 
 impl fmt::Display for YamlPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_empty() {
+        if self.is_root() {
             return f.write_str("(document)");
         }
-        for (i, segment) in self.0.iter().enumerate() {
+        for (i, segment) in self.segment_refs().into_iter().enumerate() {
             match segment {
                 Segment::Key(k) if i == 0 => f.write_str(k)?,
                 Segment::Key(k) => write!(f, ".{k}")?,
@@ -70,5 +134,11 @@ mod tests {
             .index(0)
             .key("from");
         assert_eq!(p.to_string(), "topology_template.policies[2].api_fw.properties.ingress[0].from");
+        assert_eq!(p.segments().len(), 8);
+        assert!(p.starts_with(&YamlPath::root().key("topology_template").key("policies")));
+        assert!(!p.starts_with(&YamlPath::root().key("policies")));
+        assert_eq!(p, p.clone());
+        assert!(YamlPath::root().key("a").index(1) < YamlPath::root().key("a").index(2));
+        assert_eq!(YamlPath::root().key("a"), YamlPath::root().key("a"));
     }
 }

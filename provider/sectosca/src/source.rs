@@ -10,6 +10,8 @@ pub struct Source {
     /// The document's text.
     pub text: Arc<str>,
     line_starts: Arc<[usize]>,
+    /// All ASCII: a column in chars is a column in bytes.
+    ascii: bool,
 }
 
 impl Source {
@@ -18,7 +20,8 @@ impl Source {
         let line_starts: Vec<usize> = std::iter::once(0)
             .chain(text.match_indices('\n').map(|(i, _)| i + 1))
             .collect();
-        Self { name: name.into(), text, line_starts: line_starts.into() }
+        let ascii = text.is_ascii();
+        Self { name: name.into(), text, line_starts: line_starts.into(), ascii }
     }
 
     /// Byte offset of a position given as a 1-based line and a 0-based column counted in chars,
@@ -27,6 +30,9 @@ impl Source {
         let Some(&start) = self.line_starts.get(line.saturating_sub(1)) else {
             return self.text.len();
         };
+        if self.ascii {
+            return (start + char_col).min(self.text.len());
+        }
         let rest = &self.text[start..];
         let within = rest.char_indices().nth(char_col).map_or(rest.len(), |(i, _)| i);
         start + within
@@ -74,5 +80,9 @@ mod tests {
         assert_eq!(&src.text[off..off + 1], "x");
         assert_eq!(src.line_col(off), (2, 5));
         assert_eq!(src.line_col(0), (1, 1));
+        let ascii = Source::new("t", "a: b\ncc: d\n");
+        assert_eq!(ascii.offset(2, 4), 9);
+        assert_eq!(ascii.offset(2, 99), ascii.text.len());
+        assert_eq!(ascii.offset(9, 0), ascii.text.len());
     }
 }

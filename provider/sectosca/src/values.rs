@@ -128,8 +128,15 @@ impl schemars::JsonSchema for Port {
 
 impl Decode for Port {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+        // A plain scalar is a YAML integer (decimal, 0x, 0o), like every other whole number.
+        let number = |text: &str| crate::decode::parse_uint(text).and_then(|n| u16::try_from(n).ok()).filter(|p| *p != 0);
         match &node.value {
-            Value::Scalar { text, plain: true } if parse_port(text).is_some() => parse_port(text).map(Self),
+            Value::Scalar { text, plain: true } if number(text).is_some() => number(text).map(Self),
+            Value::Scalar { text, plain: false } if number(text).is_some() => {
+                sink.report(Code::WrongType, node.span, path, "expected a port number, found a quoted string")
+                    .hint = Some(format!("write {text} without quotes"));
+                None
+            }
             Value::Scalar { text, .. } if !node.is_null() => {
                 sink.report(Code::InvalidPort, node.span, path, format!("`{text}` is not a port (1-65535)"));
                 None
@@ -253,8 +260,16 @@ impl Decode for Seconds {
         let text = scalar(node, path, sink, "a duration")?;
         let parsed = Self::parse(text);
         if parsed.is_none() {
-            sink.report(Code::InvalidDuration, node.span, path, format!("`{text}` is not a duration"))
-                .hint = Some("use numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m".into());
+            let well_formed = text.ends_with(['s', 'm', 'h', 'd']) && text.chars().all(|c| c.is_ascii_digit() || "smhd".contains(c));
+            let zero = well_formed && text.chars().all(|c| c == '0' || "smhd".contains(c));
+            let (message, hint) = if zero {
+                (format!("`{text}` is zero; a duration must be longer than that"), "give at least 1s".to_owned())
+            } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+                (format!("`{text}` has no unit"), format!("add a unit: {text}s, {text}m, {text}h or {text}d"))
+            } else {
+                (format!("`{text}` is not a duration"), "use numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m".to_owned())
+            };
+            sink.report(Code::InvalidDuration, node.span, path, message).hint = Some(hint);
         }
         parsed
     }
@@ -447,8 +462,12 @@ impl Decode for PublicKeyPem {
         match Self::parse(text) {
             Ok(key) => Some(key),
             Err(problem) => {
-                sink.report(Code::InvalidPublicKey, node.span, path, format!("not a usable public key: {problem}"))
-                    .hint = Some("write the key as a YAML block scalar: `public_key: |` then the PEM lines indented".into());
+                let hint = if text.contains("PRIVATE KEY") {
+                    "put the public half here (`openssl pkey -in key.pem -pubout`), and treat this private key as leaked: replace it"
+                } else {
+                    "write the key as a YAML block scalar: `public_key: |` then the PEM lines indented"
+                };
+                sink.report(Code::InvalidPublicKey, node.span, path, format!("not a usable public key: {problem}")).hint = Some(hint.into());
                 None
             }
         }
@@ -457,7 +476,7 @@ impl Decode for PublicKeyPem {
 
 keywords! {
     /// HTTP request methods.
-    pub enum Method {
+    pub enum Method (InvalidMethod) {
         Get = "GET",
         Head = "HEAD",
         Post = "POST",

@@ -1,6 +1,9 @@
 //! The committed JSON Schemas must match what the Rust types generate.
 //! `UPDATE_GOLDEN=1 cargo test -p sdsec-sectosca --test schema_files` rewrites them.
 
+// Test code fails by panicking.
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 fn check(file: &str, generated: String) {

@@ -56,15 +56,19 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
             }
         }
         for p in props.principals.iter().flatten() {
-            let credential = match (&p.password_hash, &p.token_sha256, &p.public_key, p.algorithm) {
-                (Some(h), _, _, _) => Credential::PasswordHash(h.clone()),
-                (_, Some(t), _, _) => Credential::TokenSha256(t.clone()),
-                (_, _, Some(k), Some(algorithm)) => Credential::PublicKey { algorithm, kind: k.kind, pem: k.pem.clone() },
+            let credential = match (&p.password_hash, &p.token_sha256, &p.public_key, &p.algorithm) {
+                (Some(h), _, _, _) => Credential::PasswordHash(h.value.clone()),
+                (_, Some(t), _, _) => Credential::TokenSha256(t.value.clone()),
+                (_, _, Some(k), Some(algorithm)) => {
+                    Credential::PublicKey { algorithm: algorithm.value, kind: k.value.kind, pem: k.value.pem.clone() }
+                }
                 _ => continue, // reported by the checker
             };
             let roles: BTreeSet<String> = p.roles.iter().flatten().map(|r| r.value.clone()).collect();
             let plan = PrincipalPlan { name: p.name.value.clone(), credential, roles: roles.into_iter().collect() };
             match principals.get_mut(&plan.name) {
+                // Twice in one policy: the checker has reported the duplicate name already.
+                Some((other, _)) if other.name == policy.name => {}
                 Some((other, seen)) if seen.credential != plan.credential => {
                     conflict(sink, node, other, policy, format!("principal `{}` has different credentials", plan.name));
                     ok = false;
@@ -165,13 +169,13 @@ pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
     let mut ingress = Vec::new();
     let mut allowed_methods: Option<BTreeSet<_>> = None;
     let mut deny_paths = BTreeSet::new();
-    let mut max_body_bytes = DEFAULT_MAX_BODY_BYTES;
-    let mut max_header_bytes = DEFAULT_MAX_HEADER_BYTES;
-    let mut header_timeout_seconds = DEFAULT_HEADER_TIMEOUT_SECONDS;
     let mut limits: BTreeMap<RateScope, RateLimitPlan> = BTreeMap::new();
-    let mut explicit_body = None::<u64>;
-    let mut explicit_header = None::<u64>;
-    let mut explicit_timeout = None::<u64>;
+    // Each policy's effective limit, given or by default, and the lowest of them: a policy
+    // that says nothing still holds the default, which another policy must not raise.
+    let mut max_body_bytes = None::<u64>;
+    let mut max_header_bytes = None::<u64>;
+    let mut header_timeout_seconds = None::<u64>;
+    let lowest = |acc: &mut Option<u64>, v: u64| *acc = Some(acc.map_or(v, |a| a.min(v)));
 
     for (policy, props) in policies {
         let rules = props.ingress.as_deref().unwrap_or_default();
@@ -200,15 +204,11 @@ pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
                 });
             }
             deny_paths.extend(http.deny_paths.iter().flatten().cloned());
-            let min = |acc: &mut Option<u64>, v: Option<u64>| {
-                if let Some(v) = v {
-                    *acc = Some(acc.map_or(v, |a| a.min(v)));
-                }
-            };
-            min(&mut explicit_body, http.max_body_bytes.map(|b| b.0));
-            min(&mut explicit_header, http.max_header_bytes.map(|b| b.0));
-            min(&mut explicit_timeout, http.header_timeout.map(|s| s.0));
         }
+        let http = props.http.as_ref();
+        lowest(&mut max_body_bytes, http.and_then(|h| h.max_body_bytes).map_or(DEFAULT_MAX_BODY_BYTES, |b| b.0));
+        lowest(&mut max_header_bytes, http.and_then(|h| h.max_header_bytes).map_or(DEFAULT_MAX_HEADER_BYTES, |b| b.0));
+        lowest(&mut header_timeout_seconds, http.and_then(|h| h.header_timeout).map_or(DEFAULT_HEADER_TIMEOUT_SECONDS, |s| s.0));
         if let Some(rl) = &props.rate_limit {
             let per = rl.per.unwrap_or(RateScope::Source);
             let rps = rl.requests_per_second.0;
@@ -222,18 +222,15 @@ pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
                 .or_insert(next);
         }
     }
-    max_body_bytes = explicit_body.unwrap_or(max_body_bytes);
-    max_header_bytes = explicit_header.unwrap_or(max_header_bytes);
-    header_timeout_seconds = explicit_timeout.unwrap_or(header_timeout_seconds);
     ingress.sort();
     FirewallPlan {
         ingress,
         http: HttpPlan {
             allowed_methods: allowed_methods.map(|m| m.into_iter().collect()),
             deny_paths: deny_paths.into_iter().collect(),
-            max_body_bytes,
-            max_header_bytes,
-            header_timeout_seconds,
+            max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_header_bytes: max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
+            header_timeout_seconds: header_timeout_seconds.unwrap_or(DEFAULT_HEADER_TIMEOUT_SECONDS),
             health_path: HEALTH_PATH.into(),
         },
         rate_limits: limits.into_values().collect(),

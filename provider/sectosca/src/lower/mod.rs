@@ -22,9 +22,17 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
         }
     }
 
+    // The policies that apply to each unikernel, in document order, found in one pass.
+    let mut by_target: BTreeMap<&str, Vec<&Policy>> = BTreeMap::new();
+    for policy in &checked.policies {
+        for target in &policy.targets {
+            by_target.entry(target.as_str()).or_default().push(policy);
+        }
+    }
+
     let mut plans = BTreeMap::new();
     for (name, unikernel) in &checked.unikernels {
-        let applying: Vec<&Policy> = checked.policies.iter().filter(|p| p.targets.contains(name)).collect();
+        let applying: Vec<&Policy> = by_target.remove(name.as_str()).unwrap_or_default();
         macro_rules! of_kind {
             ($variant:ident) => {
                 applying
@@ -53,6 +61,8 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
                 adaptations.push(p.name.clone());
             }
         }
+        // Sorted, as the plan promises: the digest must not depend on the policies' order.
+        adaptations.sort();
 
         let host = unikernel.host.as_ref().and_then(|h| {
             checked.hypervisors.get(h).map(|props| HostPlan {

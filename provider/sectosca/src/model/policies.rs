@@ -28,13 +28,13 @@ record! {
         /// Unique name; appears in audit events.
         pub name: Spanned<String>,
         /// scheme basic: the password's argon2 PHC or bcrypt hash.
-        pub password_hash: Option<PasswordHash>,
+        pub password_hash: Option<Spanned<PasswordHash>>,
         /// scheme bearer: the SHA-256 of the token (64 hex digits).
-        pub token_sha256: Option<TokenSha256>,
+        pub token_sha256: Option<Spanned<TokenSha256>>,
         /// scheme jwt: the issuer's PEM public key.
-        pub public_key: Option<PublicKeyPem>,
+        pub public_key: Option<Spanned<PublicKeyPem>>,
         /// scheme jwt: the signature algorithm the key signs with.
-        pub algorithm: Option<JwtAlgorithm>,
+        pub algorithm: Option<Spanned<JwtAlgorithm>>,
         /// Roles granted to this principal (for jwt, added to the roles from claims).
         pub roles: Option<Vec<Spanned<String>>>,
     }

@@ -63,6 +63,14 @@ pub fn coerce(input_type: InputType, text: &str) -> Option<InputValue> {
     Some(InputValue { input_type, text })
 }
 
+/// The type's name with its article: "an integer", "a string".
+fn a_type(input_type: InputType) -> String {
+    match input_type {
+        InputType::Integer => "an integer".into(),
+        other => format!("a {other}"),
+    }
+}
+
 #[derive(Debug)]
 struct Declaration {
     input_type: InputType,
@@ -111,8 +119,8 @@ pub fn resolve_inputs(
             (Some(text), _) => match coerce(decl.input_type, text) {
                 Some(v) => Some((v, decl.span, decl.path.clone(), true)),
                 None => {
-                    sink.report(Code::InputType, decl.span, &decl.path, format!("the value given for input `{name}` is not a {}", decl.input_type))
-                        .hint = Some(format!("pass a {} value", decl.input_type));
+                    sink.report(Code::InputType, decl.span, &decl.path, format!("the value given for input `{name}` is `{text}`, which is not {}", a_type(decl.input_type)))
+                        .hint = Some(format!("pass {} value", a_type(decl.input_type)));
                     None
                 }
             },
@@ -122,7 +130,7 @@ pub fn resolve_inputs(
                     Some(v) => Some((v, default.span, default_path.clone(), false)),
                     None => {
                         if literal.is_some() {
-                            sink.report(Code::InputType, default.span, default_path, format!("the default of input `{name}` is not a {}", decl.input_type));
+                            sink.report(Code::InputType, default.span, default_path, format!("the default of input `{name}` is not {}", a_type(decl.input_type)));
                         }
                         None
                     }
@@ -200,7 +208,7 @@ fn check_constraint(
         let l = Literal::decode(n, p, sink)?;
         let v = coerce(value.input_type, &l.0);
         if v.is_none() {
-            sink.report(Code::InputType, n.span, p, format!("`{}` is not a {} like the input it constrains", l.0, value.input_type));
+            sink.report(Code::InputType, n.span, p, format!("`{}` is not {} like the input it constrains", l.0, a_type(value.input_type)));
         }
         v
     };

@@ -24,6 +24,10 @@ pub struct Resolved {
     /// True for a policy-only fragment: the nodes were made from the policies' targets.
     pub implicit_nodes: bool,
     pub policies: Vec<PolicyTemplate>,
+    /// Where a `{ get_input: ... }` stands that gave no value because of a problem already
+    /// reported (an undeclared input, a missing or invalid value). Problems found later at
+    /// these places are consequences and are not reported again.
+    pub unresolved: Vec<Span>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +63,9 @@ pub struct PolicyTemplate {
     pub properties: Option<Node>,
     /// For an adaptation: whether its condition holds.
     pub active: bool,
+    /// Overrides from adaptations whose condition does not hold now, by adaptation name:
+    /// not applied, but checked, so that a mistake does not wait for the day they apply.
+    pub dormant_overrides: Vec<(String, Node)>,
 }
 
 /// Names of templates, policies and inputs: letters, digits, `_` and `-`, starting with a
@@ -82,14 +89,19 @@ fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> b
 pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut Sink<'_>) -> Option<Resolved> {
     let top = YamlPath::root();
     let mut fields = Fields::open(root, &top, sink, "service templates", Code::UnknownKey)?;
+    let before_version = sink.diagnostics.len();
     let version = fields.field::<Spanned<ToscaVersion>>("tosca_definitions_version", sink);
+    let version_problems = before_version..sink.diagnostics.len();
     let _description = fields.field::<Option<String>>("description", sink);
     let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
     let topology = fields.raw("topology_template");
     fields.finish(sink);
     if version.is_none() {
-        if let Some(d) = sink.diagnostics.last_mut().filter(|d| d.path.to_string() == "tosca_definitions_version") {
-            d.code = Code::UnsupportedVersion;
+        // The version's own problem, not whatever the other top-level keys reported after it.
+        for d in &mut sink.diagnostics[version_problems] {
+            if d.code == Code::InvalidValue {
+                d.code = Code::UnsupportedVersion;
+            }
             d.hint = Some("write `tosca_definitions_version: tosca_simple_yaml_1_3`".into());
         }
     }
@@ -111,7 +123,7 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
         Some(entries) => entries.iter().map(|(k, _)| k.text.clone()).collect(),
         None => BTreeSet::new(),
     };
-    let mut substitution = Substitution { inputs: &inputs, declared: &declared_inputs, used: BTreeSet::new() };
+    let mut substitution = Substitution { inputs: &inputs, declared: &declared_inputs, used: BTreeSet::new(), unresolved: Vec::new() };
 
     let mut nodes = read_nodes(nodes_node, &tpath.key("node_templates"), &mut substitution, sink);
     let mut policies = read_policies(policies_node, &tpath.key("policies"), &mut substitution, sink);
@@ -128,7 +140,8 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
     if implicit_nodes {
         nodes = implicit_unikernels(&policies);
     }
-    Some(Resolved { inputs, nodes, implicit_nodes, policies })
+    let unresolved = substitution.unresolved;
+    Some(Resolved { inputs, nodes, implicit_nodes, policies, unresolved })
 }
 
 /// In a policy-only fragment every name a policy targets is a unikernel.
@@ -240,6 +253,8 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
 
 fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) -> Vec<PolicyTemplate> {
     let mut policies: Vec<PolicyTemplate> = Vec::new();
+    // Where each policy kept so far is defined, by name.
+    let mut defined: BTreeMap<String, YamlPath> = BTreeMap::new();
     let Some(node) = node.filter(|n| !n.is_null()) else { return policies };
     let Value::Seq(items) = &node.value else {
         let d = sink.report(Code::WrongType, node.span, path, format!("expected a list of policies, found {}", node.kind_name()));
@@ -254,8 +269,8 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
         };
         let ppath = ipath.key(&key.text);
         let name_ok = check_name(key, &ppath, "policy", sink);
-        if let Some(first) = policies.iter().find(|p| p.name == key.text) {
-            sink.report(Code::DuplicateName, key.span, &ppath, format!("a policy named `{}` is already defined at {}", key.text, first.path))
+        if let Some(first) = defined.get(&key.text) {
+            sink.report(Code::DuplicateName, key.span, &ppath, format!("a policy named `{}` is already defined at {first}", key.text))
                 .hint = Some("give every policy its own name".into());
             continue;
         }
@@ -279,7 +294,8 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
         };
         let Some(targets) = targets else { continue };
         if name_ok {
-            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false });
+            defined.insert(key.text.clone(), ppath.clone());
+            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false, dormant_overrides: Vec::new() });
         }
     }
     policies
@@ -290,16 +306,17 @@ struct Substitution<'a> {
     inputs: &'a BTreeMap<String, InputValue>,
     declared: &'a BTreeSet<String>,
     used: BTreeSet<String>,
+    unresolved: Vec<Span>,
 }
 
 impl Substitution<'_> {
     fn apply(&mut self, node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
         match &node.value {
             Value::Map(entries) => {
-                if let [(key, arg)] = entries.as_slice() {
-                    if key.text == "get_input" {
-                        return self.lookup(node, arg, &path.key("get_input"), sink);
-                    }
+                if let [(key, arg)] = entries.as_slice()
+                    && key.text == "get_input"
+                {
+                    return self.lookup(node, arg, &path.key("get_input"), sink);
                 }
                 let entries = entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &path.key(&k.text), sink))).collect();
                 Node { value: Value::Map(entries), span: node.span }
@@ -315,7 +332,10 @@ impl Substitution<'_> {
     /// The input's value, or a null node when it cannot be had (the problem is reported).
     fn lookup(&mut self, node: &Node, arg: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
         let null = Node { value: Value::Scalar { text: "null".into(), plain: true }, span: node.span };
-        let Some(name) = String::decode(arg, path, sink) else { return null };
+        let Some(name) = String::decode(arg, path, sink) else {
+            self.unresolved.push(node.span);
+            return null;
+        };
         self.used.insert(name.clone());
         if !self.declared.contains(&name) {
             let names: Vec<&str> = self.declared.iter().map(String::as_str).collect();
@@ -324,10 +344,20 @@ impl Substitution<'_> {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => "declare it under topology_template.inputs".into(),
             });
+            self.unresolved.push(node.span);
             return null;
         }
-        // A declared input without a value has been reported already.
-        self.inputs.get(&name).map_or(null, |v| v.to_node(node.span))
+        if let Some(value) = self.inputs.get(&name) {
+            return value.to_node(node.span);
+        }
+        // No value: either an optional input left unset (null is its value), or an input
+        // whose problem has been reported at its declaration already.
+        let declaration = YamlPath::root().key("topology_template").key("inputs").key(&name);
+        let failed = sink.diagnostics.iter().any(|d| d.is_error() && d.path.starts_with(&declaration));
+        if failed {
+            self.unresolved.push(node.span);
+        }
+        null
     }
 }
 
@@ -393,6 +423,9 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
                     Some(base) if !base.is_null() => merge_nodes(&base, value),
                     _ => value.clone(),
                 });
+            } else {
+                let adaptation = policies[i].name.clone();
+                policies[j].dormant_overrides.push((adaptation, value.clone()));
             }
         }
     }
@@ -400,7 +433,7 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
 
 /// Deep merge of an override into properties: mappings merge key by key, anything else is
 /// replaced. Replaced values keep the override's spans, so problems point at the adaptation.
-fn merge_nodes(base: &Node, over: &Node) -> Node {
+pub(crate) fn merge_nodes(base: &Node, over: &Node) -> Node {
     match (&base.value, &over.value) {
         (Value::Map(b), Value::Map(o)) => {
             let mut entries = b.clone();

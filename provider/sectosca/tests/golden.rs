@@ -1,0 +1,196 @@
+//! Golden tests: documents under `tests/golden/` and what compiling them must give.
+//!
+//! A new case is a new pair of files, no code:
+//!
+//! - `valid/NAME.yaml` (+ optional `NAME.inputs`) → `valid/NAME.plans.json`: the plans map,
+//!   pretty-printed. A valid case must compile without any diagnostic, not even a warning
+//!   (cases with warnings belong in `invalid/`).
+//! - `invalid/NAME.yaml` (+ optional `NAME.inputs`) → `invalid/NAME.diagnostics`: one line per
+//!   diagnostic, `CODE LINE:COL PATH | message`, then ` | hint: ...` when there is a hint.
+//!   An invalid case must give at least one diagnostic.
+//!
+//! `NAME.inputs` holds `name=value` lines (blank lines and lines starting with `#` are
+//! skipped). `UPDATE_GOLDEN=1 cargo test -p sdsec-sectosca --test golden` rewrites the
+//! expected files; without it a mismatch fails with a diff, and so does a case without its
+//! expected file or an expected file without its case.
+
+// Test code fails by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use sectosca::{Compilation, Options, Source};
+
+fn golden_dir(kind: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(kind)
+}
+
+fn updating() -> bool {
+    std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The `.yaml` files of a directory, sorted, and every other file in it.
+fn case_files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut yaml = Vec::new();
+    let mut other = Vec::new();
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()));
+    for entry in entries {
+        let path = entry.expect("directory entry").path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            yaml.push(path);
+        } else {
+            other.push(path);
+        }
+    }
+    yaml.sort();
+    other.sort();
+    (yaml, other)
+}
+
+fn read_inputs(yaml: &Path) -> BTreeMap<String, String> {
+    let path = yaml.with_extension("inputs");
+    let Ok(text) = std::fs::read_to_string(&path) else { return BTreeMap::new() };
+    let mut inputs = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            panic!("{}:{}: expected `name=value`, found `{line}`", path.display(), i + 1);
+        };
+        inputs.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    inputs
+}
+
+fn compile(yaml: &Path) -> Compilation {
+    let text = std::fs::read_to_string(yaml).unwrap_or_else(|e| panic!("cannot read {}: {e}", yaml.display()));
+    let name = yaml.file_name().and_then(|n| n.to_str()).unwrap_or("document").to_owned();
+    sectosca::compile(&Source::new(name, text), &read_inputs(yaml), &Options::default())
+}
+
+/// One line per diagnostic: `CODE LINE:COL PATH | message | hint: ...`.
+fn render_diagnostics(compilation: &Compilation) -> String {
+    let mut out = String::new();
+    for d in &compilation.diagnostics {
+        let at = d.location.as_ref().map_or("?:?".to_owned(), |l| format!("{}:{}", l.line, l.column));
+        let _ = write!(out, "{} {at} {} | {}", d.code, d.path, d.message.replace('\n', "\\n"));
+        if let Some(hint) = &d.hint {
+            let _ = write!(out, " | hint: {}", hint.replace('\n', "\\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn render_plans(compilation: &Compilation) -> String {
+    let mut text = serde_json::to_string_pretty(&compilation.plans).expect("plans serialise");
+    text.push('\n');
+    text
+}
+
+/// Compares `actual` with the expected file (or rewrites it), adding a failure to `failures`.
+fn check_expected(expected_path: &Path, actual: &str, failures: &mut Vec<String>) {
+    if updating() {
+        std::fs::write(expected_path, actual)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", expected_path.display()));
+        return;
+    }
+    let Ok(expected) = std::fs::read_to_string(expected_path) else {
+        failures.push(format!(
+            "{} is missing: run `UPDATE_GOLDEN=1 cargo test -p sdsec-sectosca --test golden`, then review it",
+            expected_path.display()
+        ));
+        return;
+    };
+    if expected != actual {
+        let name = expected_path.display().to_string();
+        let diff = similar_asserts::SimpleDiff::from_str(&expected, actual, "expected", "actual");
+        failures.push(format!("{name} differs from what the compiler gives:\n{diff}"));
+    }
+}
+
+/// Files other than `.yaml` must be the expected file or the inputs of some case.
+fn check_orphans(yaml: &[PathBuf], other: &[PathBuf], expected_suffix: &str, failures: &mut Vec<String>) {
+    for path in other {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let stem = name.strip_suffix(expected_suffix).or_else(|| name.strip_suffix(".inputs"));
+        let owned = stem.is_some_and(|stem| yaml.iter().any(|y| y.file_stem().is_some_and(|s| s == stem)));
+        if !owned {
+            failures.push(format!("{} belongs to no case (expected NAME.yaml beside it)", path.display()));
+        }
+    }
+}
+
+fn finish(kind: &str, cases: usize, failures: Vec<String>) {
+    assert!(cases > 0, "no golden cases found in tests/golden/{kind}");
+    assert!(failures.is_empty(), "{} of the {kind} golden cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+}
+
+#[test]
+fn valid_documents_compile_to_the_expected_plans() {
+    let dir = golden_dir("valid");
+    let (yaml, other) = case_files(&dir);
+    let mut failures = Vec::new();
+    for path in &yaml {
+        let compilation = compile(path);
+        if !compilation.diagnostics.is_empty() {
+            failures.push(format!(
+                "{} must compile without diagnostics, but gives:\n{}",
+                path.display(),
+                render_diagnostics(&compilation)
+            ));
+            continue;
+        }
+        if compilation.plans.is_empty() {
+            failures.push(format!("{} compiles to no plan at all", path.display()));
+        }
+        check_expected(&path.with_extension("plans.json"), &render_plans(&compilation), &mut failures);
+    }
+    check_orphans(&yaml, &other, ".plans.json", &mut failures);
+    finish("valid", yaml.len(), failures);
+}
+
+#[test]
+fn invalid_documents_give_the_expected_diagnostics() {
+    let dir = golden_dir("invalid");
+    let (yaml, other) = case_files(&dir);
+    let mut failures = Vec::new();
+    for path in &yaml {
+        let compilation = compile(path);
+        if compilation.diagnostics.is_empty() {
+            failures.push(format!("{} gives no diagnostic; move it to valid/ or fix the compiler", path.display()));
+            continue;
+        }
+        if compilation.has_errors() && !compilation.plans.is_empty() {
+            failures.push(format!("{} has errors but still gives plans", path.display()));
+        }
+        check_expected(&path.with_extension("diagnostics"), &render_diagnostics(&compilation), &mut failures);
+    }
+    check_orphans(&yaml, &other, ".diagnostics", &mut failures);
+    finish("invalid", yaml.len(), failures);
+}
+
+/// Every error code that a document can trigger appears in some invalid case, so adding a
+/// code without a golden case fails here.
+#[test]
+fn every_reachable_code_has_an_invalid_case() {
+    // Codes no document can trigger with default options: `TooLarge` needs an 8 MiB document
+    // (covered by the parser's unit test with a small limit).
+    const NOT_COVERED: &[&str] = &["E0102"];
+    // From the compiler rather than the expected files, which UPDATE_GOLDEN may be rewriting.
+    let dir = golden_dir("invalid");
+    let mut seen = std::collections::BTreeSet::new();
+    for path in case_files(&dir).0 {
+        seen.extend(compile(&path).diagnostics.iter().map(|d| d.code.as_str()));
+    }
+    let missing: Vec<&str> = sectosca::Code::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .filter(|c| !seen.contains(c) && !NOT_COVERED.contains(c))
+        .collect();
+    assert!(missing.is_empty(), "codes without an invalid golden case: {missing:?}");
+}
