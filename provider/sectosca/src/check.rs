@@ -114,8 +114,10 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
                 &empty
             }
         };
+        let first = sink.diagnostics.len();
         let properties = decode_properties(template, props, &ppath, sink);
         check_empty_lists(template.kind, props, &ppath, sink);
+        name_adaptations(template, &mut sink.diagnostics[first..]);
         check_dormant_overrides(template, props, &ppath, sink);
         if targets.is_empty() && !target_problems {
             sink.report(Code::NoTargets, template.span, &template.path, format!("policy `{}` applies to no unikernel", template.name))
@@ -141,7 +143,7 @@ fn decode_properties(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, 
         PolicyKind::Isolation => IsolationProperties::decode(props, ppath, sink).map(PolicyProperties::Isolation),
         PolicyKind::Audit => AuditProperties::decode(props, ppath, sink).map(PolicyProperties::Audit),
         PolicyKind::Adaptation => {
-            Some(PolicyProperties::Adaptation { active: template.active, quarantine: resolve::quarantines(template) })
+            Some(PolicyProperties::Adaptation { active: template.active, quarantine: template.quarantine })
         }
     };
     if let Some(PolicyProperties::Authentication(a)) = &properties {
@@ -164,6 +166,17 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
             let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else { continue };
             sink.report(Code::InvalidValue, node.span, &ppath.key(list).index(i).key(key), format!("`{key}: []` lists nothing, so this rule could never match"))
                 .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
+        }
+    }
+}
+
+/// Problems in values an adaptation set are the adaptation's: say so.
+fn name_adaptations(template: &PolicyTemplate, diagnostics: &mut [crate::Diagnostic]) {
+    for d in diagnostics {
+        let Some(loc) = &d.location else { continue };
+        let by = template.applied_overrides.iter().find(|(_, span)| loc.span.start >= span.start && loc.span.end <= span.end);
+        if let Some((adaptation, _)) = by {
+            d.message = format!("{} (set by adaptation `{adaptation}`)", d.message);
         }
     }
 }

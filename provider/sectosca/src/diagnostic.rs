@@ -17,7 +17,7 @@ pub enum Severity {
 }
 
 macro_rules! codes {
-    ($( $(#[$doc:meta])* $variant:ident = $code:literal, $severity:ident, $summary:literal; )*) => {
+    ($( $(#[$doc:meta])* $variant:ident = $code:literal, $severity:ident, $summary:literal, $hint:literal; )*) => {
         /// Stable diagnostic codes. A code is never reused for another meaning.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code {
@@ -39,63 +39,68 @@ macro_rules! codes {
             pub const fn summary(self) -> &'static str {
                 match self { $(Code::$variant => $summary,)* }
             }
+
+            /// What to do about it, when the diagnostic has no more specific hint.
+            pub const fn default_hint(self) -> &'static str {
+                match self { $(Code::$variant => $hint,)* }
+            }
         }
     };
 }
 
 codes! {
-    YamlSyntax = "E0101", Error, "the document is not well-formed YAML";
-    TooLarge = "E0102", Error, "the document is larger than the size limit";
-    TooDeep = "E0103", Error, "the document nests deeper than the depth limit";
-    TooManyNodes = "E0104", Error, "the document, with its aliases expanded, has more nodes than the limit";
-    DuplicateKey = "E0105", Error, "a mapping has the same key twice";
-    NotOneDocument = "E0106", Error, "the stream is empty or holds more than one document";
-    ComplexKey = "E0107", Error, "a mapping key is not a plain scalar";
+    YamlSyntax = "E0101", Error, "the document is not well-formed YAML", "check indentation (spaces, not tabs), quotes and brackets near this position";
+    TooLarge = "E0102", Error, "the document is larger than the size limit", "split the policies over several documents";
+    TooDeep = "E0103", Error, "the document nests deeper than the depth limit", "flatten the structure; SecTOSCA never needs deep nesting";
+    TooManyNodes = "E0104", Error, "the document, with its aliases expanded, has more nodes than the limit", "remove alias chains that multiply content; write the values out";
+    DuplicateKey = "E0105", Error, "a mapping has the same key twice", "keep one of the two entries";
+    NotOneDocument = "E0106", Error, "the stream is empty or holds more than one document", "put one service template per file or resource";
+    ComplexKey = "E0107", Error, "a mapping key is not a plain scalar", "use a plain name as the key";
 
-    UnknownKey = "E0201", Error, "a key that this part of the document does not have";
-    MissingKey = "E0202", Error, "a required key is missing";
-    WrongType = "E0203", Error, "a value of the wrong type (for example a list where a string is expected)";
-    InvalidValue = "E0204", Error, "a value outside the allowed set or range";
-    UnsupportedVersion = "E0205", Error, "tosca_definitions_version is not one this compiler reads";
-    InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier";
-    DuplicateName = "E0207", Error, "two templates or two policies share a name";
+    UnknownKey = "E0201", Error, "a key that this part of the document does not have", "remove the key or fix its spelling; see docs/sectosca.md for the keys allowed here";
+    MissingKey = "E0202", Error, "a required key is missing", "add the key; see docs/sectosca.md for what it takes";
+    WrongType = "E0203", Error, "a value of the wrong type (for example a list where a string is expected)", "see docs/sectosca.md for the type this key takes";
+    InvalidValue = "E0204", Error, "a value outside the allowed set or range", "use one of the allowed values, within the allowed range";
+    UnsupportedVersion = "E0205", Error, "tosca_definitions_version is not one this compiler reads", "write `tosca_definitions_version: tosca_simple_yaml_1_3`";
+    InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier", "use letters, digits, `_` and `-`, starting with a letter, at most 63 characters";
+    DuplicateName = "E0207", Error, "two templates or two policies share a name", "give each its own name";
 
-    UnknownNodeType = "E0301", Error, "a node template names a type that does not exist";
-    UnknownPolicyType = "E0302", Error, "a policy names a type that does not exist";
-    UnknownProperty = "E0303", Error, "a property that the type does not define";
+    UnknownNodeType = "E0301", Error, "a node template names a type that does not exist", "node types: sdsec.nodes.Unikernel, sdsec.nodes.Hypervisor";
+    UnknownPolicyType = "E0302", Error, "a policy names a type that does not exist", "policy types: sdsec.policies.Authentication, Authorization, Firewall, Hardening, Isolation, Audit, Adaptation";
+    UnknownProperty = "E0303", Error, "a property that the type does not define", "remove the property or fix its spelling; docs/sectosca.md lists each type's properties";
 
-    InvalidCidr = "E0401", Error, "not an IPv4 or IPv6 network in CIDR notation";
-    InvalidPort = "E0402", Error, "not a port (1-65535) or a port range";
-    InvalidGlob = "E0403", Error, "not a valid path glob";
-    InvalidDuration = "E0404", Error, "not a duration such as 90s, 15m, 24h or 7d";
-    InvalidPasswordHash = "E0405", Error, "not an argon2 or bcrypt password hash in PHC/MCF form";
-    InvalidTokenHash = "E0406", Error, "not a SHA-256 token hash (64 hex digits); plaintext tokens are refused";
-    InvalidPublicKey = "E0407", Error, "not a PEM public key usable with the declared algorithm";
-    InvalidMethod = "E0408", Error, "not an HTTP method";
+    InvalidCidr = "E0401", Error, "not an IPv4 or IPv6 network in CIDR notation", "write an address and a prefix length, e.g. 10.0.0.0/8 or 2001:db8::/32";
+    InvalidPort = "E0402", Error, "not a port (1-65535) or a port range", "a port is 1-65535; a range is written low-high, e.g. 8000-8099";
+    InvalidGlob = "E0403", Error, "not a valid path glob", "start with `/`; `*` matches within a segment, `**` whole segments";
+    InvalidDuration = "E0404", Error, "not a duration such as 90s, 15m, 24h or 7d", "use numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m";
+    InvalidPasswordHash = "E0405", Error, "not an argon2 or bcrypt password hash in PHC/MCF form", "store an argon2id PHC string or a bcrypt hash, never the password";
+    InvalidTokenHash = "E0406", Error, "not a SHA-256 token hash (64 hex digits); plaintext tokens are refused", "store the token's SHA-256: printf %s \"$TOKEN\" | sha256sum";
+    InvalidPublicKey = "E0407", Error, "not a PEM public key usable with the declared algorithm", "give the PEM public key (-----BEGIN PUBLIC KEY-----) that matches `algorithm`";
+    InvalidMethod = "E0408", Error, "not an HTTP method", "methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT";
 
-    UnknownTarget = "E0501", Error, "a policy target names no node template";
-    UnknownRequirementTarget = "E0502", Error, "a requirement names no node template";
-    WrongRequirementTarget = "E0503", Error, "a requirement names a node template of the wrong type";
-    UnknownInput = "E0504", Error, "a reference to an input that is not declared";
-    UnknownPolicyReference = "E0505", Error, "an adaptation overrides a policy that does not exist";
-    WrongTargetType = "E0506", Error, "a policy targets a node template its type does not apply to";
+    UnknownTarget = "E0501", Error, "a policy target names no node template", "name a node template of this document, or fix the spelling";
+    UnknownRequirementTarget = "E0502", Error, "a requirement names no node template", "name a node template of this document, or fix the spelling";
+    WrongRequirementTarget = "E0503", Error, "a requirement names a node template of the wrong type", "`host` names a sdsec.nodes.Hypervisor; `connects_to` a sdsec.nodes.Unikernel";
+    UnknownInput = "E0504", Error, "a reference to an input that is not declared", "declare it under topology_template.inputs, or fix the spelling";
+    UnknownPolicyReference = "E0505", Error, "an adaptation overrides a policy that does not exist", "name a policy of this document";
+    WrongTargetType = "E0506", Error, "a policy targets a node template its type does not apply to", "target unikernels; hypervisors are constrained through Isolation policies";
 
-    MissingInput = "E0601", Error, "a required input has no value and no default";
-    InputConstraint = "E0602", Error, "an input value violates the input's constraints";
-    InputType = "E0603", Error, "an input value does not have the input's type";
-    UndeclaredInput = "E0604", Error, "a value was given for an input the document does not declare";
+    MissingInput = "E0601", Error, "a required input has no value and no default", "give it a value (Terraform `inputs`, CLI `--input name=value`) or a default";
+    InputConstraint = "E0602", Error, "an input value violates the input's constraints", "give a value that meets the input's constraints";
+    InputType = "E0603", Error, "an input value does not have the input's type", "give a value of the input's declared type";
+    UndeclaredInput = "E0604", Error, "a value was given for an input the document does not declare", "declare the input, or stop passing it";
 
-    PolicyConflict = "E0701", Error, "policies of one type on one target that cannot be merged";
-    InconsistentPolicy = "E0702", Error, "properties of one policy that contradict each other";
-    InvalidAdaptation = "E0703", Error, "an adaptation whose overrides cannot be applied";
+    PolicyConflict = "E0701", Error, "policies of one type on one target that cannot be merged", "make the policies agree, or target them at different unikernels";
+    InconsistentPolicy = "E0702", Error, "properties of one policy that contradict each other", "make the policy's properties agree with each other";
+    InvalidAdaptation = "E0703", Error, "an adaptation whose overrides cannot be applied", "an adaptation overrides properties of ordinary policies, one value per property";
 
-    TrustTooLow = "E0801", Error, "the host's trust level is below the isolation policy's min_trust";
-    TenantNotAllowed = "E0802", Error, "the host's tenant is not among the tenants the isolation policy allows";
-    HostNotDedicated = "E0803", Error, "a dedicated_host requirement on a host that other unikernels share";
+    TrustTooLow = "E0801", Error, "the host's trust level is below the isolation policy's min_trust", "place the unikernel on a host trusted enough, or lower min_trust";
+    TenantNotAllowed = "E0802", Error, "the host's tenant is not among the tenants the isolation policy allows", "place the unikernel on a host of an allowed tenant, or allow the host's tenant";
+    HostNotDedicated = "E0803", Error, "a dedicated_host requirement on a host that other unikernels share", "give the unikernel a host of its own";
 
-    UnknownRole = "W0901", Warning, "an authorization rule names a role that no principal has";
-    NoTargets = "W0902", Warning, "a policy applies to no unikernel";
-    UnusedInput = "W0903", Warning, "an input is declared but never used";
+    UnknownRole = "W0901", Warning, "an authorization rule names a role that no principal has", "give a principal the role, or fix the rule";
+    NoTargets = "W0902", Warning, "a policy applies to no unikernel", "name the unikernels it protects in `targets`";
+    UnusedInput = "W0903", Warning, "an input is declared but never used", "use it with `{ get_input: name }` or in an adaptation's `when`, or remove it";
 }
 
 impl fmt::Display for Code {

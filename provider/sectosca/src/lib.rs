@@ -96,6 +96,11 @@ pub fn compile(source: &Source, inputs: &BTreeMap<String, String>, options: &Opt
     let mut diagnostics = sink.diagnostics;
     diagnostics.sort_by_key(|d| (d.location.as_ref().map(|l| (l.line, l.column)), d.code));
     diagnostics.dedup();
+    for d in &mut diagnostics {
+        if d.hint.is_none() {
+            d.hint = Some(d.code.default_hint().to_owned());
+        }
+    }
     Compilation { plans, diagnostics }
 }
 

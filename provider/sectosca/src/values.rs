@@ -329,7 +329,7 @@ impl Decode for PasswordHash {
         let text = scalar(node, path, sink, "a password hash")?;
         if let Some(problem) = Self::problem(text) {
             sink.report(Code::InvalidPasswordHash, node.span, path, format!("not a usable password hash: {problem}"))
-                .hint = Some("hash the password, e.g. `sdsec hash-password` or `argon2`/`htpasswd -B`".into());
+                .hint = Some("store a hash, never the password: e.g. `htpasswd -nbB user PASSWORD` (bcrypt) or the `argon2` command (argon2id)".into());
             return None;
         }
         Some(Self(text.to_owned()))
@@ -451,6 +451,21 @@ impl PublicKeyPem {
         } else {
             return Err("unsupported key type: use EC P-256, EC P-384, RSA or Ed25519");
         };
+        // The SubjectPublicKeyInfo of each key type has a fixed size (RSA: at least that of
+        // a 2048-bit modulus); anything else is a truncated or weak key.
+        let size_ok = match kind {
+            KeyKind::EcP256 => der.len() == 91,
+            KeyKind::EcP384 => der.len() == 120,
+            KeyKind::Ed25519 => der.len() == 44,
+            KeyKind::Rsa => der.len() >= 290,
+        };
+        if !size_ok {
+            return Err(if kind == KeyKind::Rsa {
+                "the RSA key is shorter than 2048 bits"
+            } else {
+                "the key is truncated or malformed: its DER has the wrong length for its type"
+            });
+        }
         let pem = text.trim().to_owned() + "\n";
         Ok(Self { kind, pem })
     }
@@ -464,6 +479,10 @@ impl Decode for PublicKeyPem {
             Err(problem) => {
                 let hint = if text.contains("PRIVATE KEY") {
                     "put the public half here (`openssl pkey -in key.pem -pubout`), and treat this private key as leaked: replace it"
+                } else if problem.contains("2048") {
+                    "generate a longer key, e.g. `openssl genrsa 3072 | openssl rsa -pubout`, or use EC or Ed25519"
+                } else if problem.contains("truncated") {
+                    "paste the whole PEM block, every line of it"
                 } else {
                     "write the key as a YAML block scalar: `public_key: |` then the PEM lines indented"
                 };

@@ -178,3 +178,20 @@ fn schema_matches_the_committed_file_and_writes_atomically() {
     assert_eq!(written["title"], "EnforcementPlan");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file may be left behind");
 }
+
+#[test]
+fn every_example_policy_checks_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("examples/policies"))
+        .expect("examples/policies")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.push(root.join("examples/quickstart/policy.yaml"));
+    assert!(files.len() >= 6, "the examples are missing");
+    for file in files {
+        let out = sdsec(&["check", file.to_str().unwrap()]);
+        let err = text(&out.stderr);
+        assert!(out.status.success() && err.contains("0 warning(s)"), "{} does not check clean:\n{err}", file.display());
+    }
+}

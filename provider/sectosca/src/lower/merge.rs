@@ -132,7 +132,16 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
         scheme,
         realm: realm.map_or(DEFAULT_REALM, |(_, r)| r).to_owned(),
         principals: principals.into_values().map(|(_, p)| p).collect(),
-        jwt: jwt.map(|(_, j)| j),
+        // Scheme jwt without settings still gets the defaults written out, for the runtime.
+        jwt: jwt.map(|(_, j)| j).or_else(|| {
+            (scheme == crate::model::policies::Scheme::Jwt).then(|| JwtPlan {
+                issuer: None,
+                audience: None,
+                roles_claim: DEFAULT_ROLES_CLAIM.into(),
+                role_map: BTreeMap::new(),
+                leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            })
+        }),
     })
 }
 
@@ -165,9 +174,9 @@ fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     set.into_iter().collect()
 }
 
-pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
+pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &mut Sink<'_>) -> FirewallPlan {
     let mut ingress = Vec::new();
-    let mut allowed_methods: Option<BTreeSet<_>> = None;
+    let mut allowed_methods: Option<(&Policy, BTreeSet<_>)> = None;
     let mut deny_paths = BTreeSet::new();
     let mut limits: BTreeMap<RateScope, RateLimitPlan> = BTreeMap::new();
     // Each policy's effective limit, given or by default, and the lowest of them: a policy
@@ -199,8 +208,14 @@ pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
             if let Some(methods) = &http.methods {
                 let these: BTreeSet<_> = methods.iter().copied().collect();
                 allowed_methods = Some(match allowed_methods {
-                    Some(seen) => seen.intersection(&these).copied().collect(),
-                    None => these,
+                    Some((first, seen)) => {
+                        let both: BTreeSet<_> = seen.intersection(&these).copied().collect();
+                        if both.is_empty() && !seen.is_empty() && !these.is_empty() {
+                            conflict(sink, node, first, policy, "no HTTP method is allowed by both, so every request would be refused".into());
+                        }
+                        (first, both)
+                    }
+                    None => (policy, these),
                 });
             }
             deny_paths.extend(http.deny_paths.iter().flatten().cloned());
@@ -226,7 +241,7 @@ pub fn firewall(policies: &[(&Policy, &FirewallProperties)]) -> FirewallPlan {
     FirewallPlan {
         ingress,
         http: HttpPlan {
-            allowed_methods: allowed_methods.map(|m| m.into_iter().collect()),
+            allowed_methods: allowed_methods.map(|(_, m)| m.into_iter().collect()),
             deny_paths: deny_paths.into_iter().collect(),
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_header_bytes: max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),

@@ -46,7 +46,7 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
         }
         let authentication = merge::authentication(name, &of_kind!(Authentication), sink);
         let authorization = merge::authorization(&of_kind!(Authorization));
-        let firewall = merge::firewall(&of_kind!(Firewall));
+        let firewall = merge::firewall(name, &of_kind!(Firewall), sink);
         let hardening_props: Vec<_> = of_kind!(Hardening).into_iter().map(|(_, h)| h).collect();
         let hardening = merge::hardening(&hardening_props);
         let audit_props: Vec<_> = of_kind!(Audit).into_iter().map(|(_, a)| a).collect();
@@ -70,6 +70,7 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
                 site: props.site.clone(),
                 tenant: props.tenant.clone(),
                 trust: props.trust.unwrap_or(Trust::Shared),
+                driver: props.driver,
             })
         });
         let props = &unikernel.properties;
@@ -99,8 +100,8 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
                 min_trust: isolation.min_trust,
                 tenants: isolation.tenants,
                 dedicated_host: isolation.dedicated_host,
-                instances: props.instances.map_or(1, |i| i.0),
             },
+            instances: props.instances.map_or(1, |i| i.0),
             provenance: Provenance {
                 policies: applying.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
                 adaptations,

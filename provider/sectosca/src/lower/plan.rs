@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::policies::{AuditEvent, AuditSink, HardeningLevel, Protocol, RateScope, Scheme};
+use crate::model::nodes::Driver;
 use crate::model::{Effect, Trust};
 use crate::values::{Cidr, JwtAlgorithm, KeyKind, Method, PasswordHash, PathGlob, PortRange, TokenSha256};
 
@@ -23,6 +24,9 @@ pub struct EnforcementPlan {
     pub runtime: RuntimePlan,
     pub build: BuildPlan,
     pub placement: PlacementPlan,
+    /// How many instances to run: a count to scale to, which needs neither a new image
+    /// nor a reconfiguration.
+    pub instances: u64,
     pub provenance: Provenance,
 }
 
@@ -207,7 +211,6 @@ pub struct PlacementPlan {
     /// Absent: any tenant. Otherwise the host's tenant must be one of these.
     pub tenants: Option<Vec<String>>,
     pub dedicated_host: bool,
-    pub instances: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -217,6 +220,7 @@ pub struct HostPlan {
     pub site: String,
     pub tenant: Option<String>,
     pub trust: Trust,
+    pub driver: Option<Driver>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -248,5 +252,28 @@ impl EnforcementPlan {
         } else {
             ChangeKind::None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(instances: u32, rate: u32, level: &str) -> EnforcementPlan {
+        let doc = format!(
+            "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: {{ type: sdsec.nodes.Unikernel, properties: {{ instances: {instances} }} }}\n  policies:\n    - fw: {{ type: sdsec.policies.Firewall, targets: [api], properties: {{ rate_limit: {{ requests_per_second: {rate} }} }} }}\n    - h: {{ type: sdsec.policies.Hardening, targets: [api], properties: {{ level: {level} }} }}\n"
+        );
+        let c = crate::compile_str("t", &doc);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        c.plans["api"].clone()
+    }
+
+    #[test]
+    fn changes_are_classified_by_what_they_touch() {
+        let base = plan(1, 10, "baseline");
+        assert_eq!(base.change_from(&base), ChangeKind::None);
+        assert_eq!(plan(3, 10, "baseline").change_from(&base), ChangeKind::None, "scaling needs no new image");
+        assert_eq!(plan(1, 5, "baseline").change_from(&base), ChangeKind::InPlace, "a rate limit is reconfigured in place");
+        assert_eq!(plan(1, 10, "strict").change_from(&base), ChangeKind::Replace, "hardening is built into the image");
     }
 }

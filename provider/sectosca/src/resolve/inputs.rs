@@ -52,7 +52,9 @@ pub fn coerce(input_type: InputType, text: &str) -> Option<InputValue> {
             if !f.is_finite() {
                 return None;
             }
-            f.to_string()
+            // Keep a decimal point, so that a float input never passes for an integer.
+            let text = f.to_string();
+            if text.contains(['.', 'e']) { text } else { format!("{text}.0") }
         }
         InputType::Boolean => match text.trim() {
             "true" | "True" | "TRUE" => "true".into(),
@@ -71,6 +73,47 @@ fn a_type(input_type: InputType) -> String {
     }
 }
 
+/// The declared inputs and the values they settled to.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub values: BTreeMap<String, InputValue>,
+    declarations: BTreeMap<String, Declaration>,
+}
+
+impl Inputs {
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.declarations.contains_key(name)
+    }
+
+    pub fn declared_names(&self) -> impl Iterator<Item = &str> {
+        self.declarations.keys().map(String::as_str)
+    }
+
+    /// Why input `name` can never equal `literal` (wrong type, or outside its constraints),
+    /// if it cannot. `source` gives a scratch sink for evaluating constraints silently.
+    pub fn never_equals(&self, name: &str, literal: &Literal, source: &crate::source::Source) -> Option<String> {
+        let decl = self.declarations.get(name)?;
+        let Some(value) = coerce(decl.input_type, &literal.0) else {
+            return Some(format!("`{}` is not {}, the type of input `{name}`", literal.0, a_type(decl.input_type)));
+        };
+        let mut scratch = Sink::new(source);
+        let ok = decl.constraints.iter().all(|(c, cpath)| check_constraint(name, &value, c, cpath, decl.span, &decl.path, false, &mut scratch));
+        (!ok).then(|| format!("input `{name}` can never be `{}`: its constraints rule it out", value.text))
+    }
+}
+
+/// A value of the type that any constraint can be evaluated against, to find malformed
+/// constraints on inputs that have no value.
+fn placeholder(input_type: InputType) -> InputValue {
+    let text = match input_type {
+        InputType::String => "",
+        InputType::Integer => "0",
+        InputType::Float => "0.0",
+        InputType::Boolean => "false",
+    };
+    InputValue { input_type, text: text.into() }
+}
+
 #[derive(Debug)]
 struct Declaration {
     input_type: InputType,
@@ -83,17 +126,25 @@ struct Declaration {
 
 /// Reads `topology_template.inputs`, then settles each input's value from `given`
 /// (values from Terraform or the command line) or its default.
+/// `fallback` is where problems with values given from outside point when the document
+/// declares no inputs at all.
 pub fn resolve_inputs(
     node: Option<&Node>,
     path: &YamlPath,
+    fallback: Span,
     given: &BTreeMap<String, String>,
     sink: &mut Sink<'_>,
-) -> BTreeMap<String, InputValue> {
+) -> Inputs {
     let mut declared = BTreeMap::new();
     if let Some(node) = node.filter(|n| !n.is_null()) {
         match node.as_map() {
             Some(entries) => {
                 for (key, def) in entries {
+                    if !super::is_valid_name(&key.text) {
+                        sink.report(Code::InvalidName, key.span, &path.key(&key.text), format!("`{}` is not a valid input name", key.text))
+                            .hint = Some("use letters, digits, `_` and `-`, starting with a letter, at most 63 characters".into());
+                        continue;
+                    }
                     if let Some(d) = read_declaration(def, &path.key(&key.text), key.span, sink) {
                         declared.insert(key.text.clone(), d);
                     }
@@ -104,7 +155,7 @@ pub fn resolve_inputs(
     }
 
     for name in given.keys().filter(|n| !declared.contains_key(*n)) {
-        let span = node.map_or(Span::default(), |n| n.span);
+        let span = node.map_or(fallback, |n| n.span);
         let d = sink.report(Code::UndeclaredInput, span, path, format!("a value was given for input `{name}`, which the document does not declare"));
         let names: Vec<&str> = declared.keys().map(String::as_str).collect();
         d.hint = Some(match crate::decode::closest(name, &names) {
@@ -148,9 +199,17 @@ pub fn resolve_inputs(
             if ok {
                 values.insert(name.clone(), value);
             }
+        } else {
+            // No value to check, but malformed constraints are still worth reporting now.
+            let mut scratch = Sink::new(sink.source);
+            let probe = placeholder(decl.input_type);
+            for (c, cpath) in &decl.constraints {
+                check_constraint(name, &probe, c, cpath, decl.span, &decl.path, false, &mut scratch);
+            }
+            sink.diagnostics.extend(scratch.diagnostics.into_iter().filter(|d| d.code != Code::InputConstraint));
         }
     }
-    values
+    Inputs { values, declarations: declared }
 }
 
 fn read_declaration(node: &Node, path: &YamlPath, span: Span, sink: &mut Sink<'_>) -> Option<Declaration> {

@@ -9,13 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::decode::{Decode, Fields, Spanned, closest, wrong_type};
 use crate::diagnostic::{Code, Sink};
 use crate::model::document::ToscaVersion;
-use crate::model::policies::AdaptationProperties;
+use crate::model::policies::{AdaptationProperties, Literal};
 use crate::model::{NodeKind, PolicyKind};
 use crate::parse::{Key, Node, Value};
 use crate::path::YamlPath;
 use crate::source::Span;
 
-pub use inputs::InputValue;
+pub use inputs::{InputValue, Inputs};
 
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -63,9 +63,14 @@ pub struct PolicyTemplate {
     pub properties: Option<Node>,
     /// For an adaptation: whether its condition holds.
     pub active: bool,
+    /// For an adaptation: whether it sets `quarantine: true`.
+    pub quarantine: bool,
     /// Overrides from adaptations whose condition does not hold now, by adaptation name:
     /// not applied, but checked, so that a mistake does not wait for the day they apply.
     pub dormant_overrides: Vec<(String, Node)>,
+    /// Where overrides of adaptations that hold were written, by adaptation name, so that
+    /// problems found in them name the adaptation.
+    pub applied_overrides: Vec<(String, Span)>,
 }
 
 /// Names of templates, policies and inputs: letters, digits, `_` and `-`, starting with a
@@ -118,19 +123,15 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
     let policies_node = fields.raw("policies");
     fields.finish(sink);
 
-    let inputs = inputs::resolve_inputs(inputs_node, &tpath.key("inputs"), given_inputs, sink);
-    let declared_inputs: BTreeSet<String> = match inputs_node.and_then(Node::as_map) {
-        Some(entries) => entries.iter().map(|(k, _)| k.text.clone()).collect(),
-        None => BTreeSet::new(),
-    };
-    let mut substitution = Substitution { inputs: &inputs, declared: &declared_inputs, used: BTreeSet::new(), unresolved: Vec::new() };
+    let inputs = inputs::resolve_inputs(inputs_node, &tpath.key("inputs"), topology.span, given_inputs, sink);
+    let mut substitution = Substitution { inputs: &inputs, used: BTreeSet::new(), unresolved: Vec::new() };
 
     let mut nodes = read_nodes(nodes_node, &tpath.key("node_templates"), &mut substitution, sink);
     let mut policies = read_policies(policies_node, &tpath.key("policies"), &mut substitution, sink);
     apply_adaptations(&mut policies, &inputs, &mut substitution, sink);
 
-    for (name, _) in declared_inputs.iter().filter(|n| !substitution.used.contains(*n)).map(|n| (n, ())) {
-        if let Some((key, _)) = inputs_node.and_then(Node::as_map).and_then(|e| e.iter().find(|(k, _)| &k.text == name)) {
+    for name in inputs.declared_names().filter(|n| !substitution.used.contains(*n)) {
+        if let Some((key, _)) = inputs_node.and_then(Node::as_map).and_then(|e| e.iter().find(|(k, _)| k.text == name)) {
             sink.report(Code::UnusedInput, key.span, &tpath.key("inputs").key(name), format!("input `{name}` is declared but never used"))
                 .hint = Some("use it with `{ get_input: name }` or in an adaptation's `when`, or remove it".into());
         }
@@ -141,7 +142,7 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
         nodes = implicit_unikernels(&policies);
     }
     let unresolved = substitution.unresolved;
-    Some(Resolved { inputs, nodes, implicit_nodes, policies, unresolved })
+    Some(Resolved { inputs: inputs.values, nodes, implicit_nodes, policies, unresolved })
 }
 
 /// In a policy-only fragment every name a policy targets is a unikernel.
@@ -295,7 +296,7 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
         let Some(targets) = targets else { continue };
         if name_ok {
             defined.insert(key.text.clone(), ppath.clone());
-            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false, dormant_overrides: Vec::new() });
+            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false, quarantine: false, dormant_overrides: Vec::new(), applied_overrides: Vec::new() });
         }
     }
     policies
@@ -303,8 +304,7 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
 
 /// Replaces `{ get_input: name }` with the input's value, at the place it is used.
 struct Substitution<'a> {
-    inputs: &'a BTreeMap<String, InputValue>,
-    declared: &'a BTreeSet<String>,
+    inputs: &'a Inputs,
     used: BTreeSet<String>,
     unresolved: Vec<Span>,
 }
@@ -337,8 +337,8 @@ impl Substitution<'_> {
             return null;
         };
         self.used.insert(name.clone());
-        if !self.declared.contains(&name) {
-            let names: Vec<&str> = self.declared.iter().map(String::as_str).collect();
+        if !self.inputs.is_declared(&name) {
+            let names: Vec<&str> = self.inputs.declared_names().collect();
             let d = sink.report(Code::UnknownInput, arg.span, path, format!("`get_input` names `{name}`, which is not a declared input"));
             d.hint = Some(match closest(&name, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
@@ -347,7 +347,7 @@ impl Substitution<'_> {
             self.unresolved.push(node.span);
             return null;
         }
-        if let Some(value) = self.inputs.get(&name) {
+        if let Some(value) = self.inputs.values.get(&name) {
             return value.to_node(node.span);
         }
         // No value: either an optional input left unset (null is its value), or an input
@@ -361,7 +361,18 @@ impl Substitution<'_> {
     }
 }
 
-fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, InputValue>, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) {
+/// An override an active adaptation applies, kept until all are known so that two
+/// adaptations setting the same property differently are found whatever their order.
+struct Applied {
+    adaptation: usize,
+    target: usize,
+    key_span: Span,
+    path: YamlPath,
+    node: Node,
+}
+
+fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &Inputs, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) {
+    let mut applied: Vec<Applied> = Vec::new();
     for i in 0..policies.len() {
         if policies[i].kind != PolicyKind::Adaptation {
             continue;
@@ -371,24 +382,7 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
         let props_node = policies[i].properties.clone().unwrap_or(null);
         let Some(props) = AdaptationProperties::decode(&props_node, &ppath, sink) else { continue };
 
-        let when = &props.when;
-        let input = &when.input;
-        subst.used.insert(input.value.clone());
-        if !subst.declared.contains(&input.value) {
-            sink.report(Code::UnknownInput, input.span, &input.path, format!("the condition reads input `{}`, which is not declared", input.value));
-            continue;
-        }
-        let wpath = ppath.key("when");
-        let Some(value) = inputs.get(&input.value) else { continue };
-        let holds = match (&when.equals, &when.any_of) {
-            (Some(v), None) => value.equals_literal(v),
-            (None, Some(list)) => list.iter().any(|v| value.equals_literal(v)),
-            _ => {
-                let when_span = props_node.get("when").map_or(policies[i].span, |n| n.span);
-                sink.report(Code::InconsistentPolicy, when_span, &wpath, "a condition takes exactly one of `equals` and `in`");
-                continue;
-            }
-        };
+        let holds = condition_holds(&props, &props_node, &ppath, policies[i].span, inputs, subst, sink);
         policies[i].active = holds;
 
         // Overrides are checked whether or not the condition holds, so that a mistake does
@@ -397,7 +391,7 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
         for (key, value) in props.then.0.as_map().unwrap_or(&[]) {
             let opath = tpath.key(&key.text);
             if key.text == "quarantine" {
-                bool::decode(value, &opath, sink);
+                policies[i].quarantine = bool::decode(value, &opath, sink).unwrap_or(false);
                 continue;
             }
             let Some(j) = policies.iter().position(|p| p.name == key.text) else {
@@ -410,7 +404,8 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
                 continue;
             };
             if policies[j].kind == PolicyKind::Adaptation {
-                sink.report(Code::InvalidAdaptation, key.span, &opath, "an adaptation cannot override another adaptation");
+                sink.report(Code::InvalidAdaptation, key.span, &opath, "an adaptation cannot override another adaptation")
+                    .hint = Some("make one adaptation's condition cover both cases".into());
                 continue;
             }
             if value.as_map().is_none() {
@@ -418,14 +413,137 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &BTreeMap<String, 
                 continue;
             }
             if holds {
-                let base = policies[j].properties.take();
-                policies[j].properties = Some(match base {
-                    Some(base) if !base.is_null() => merge_nodes(&base, value),
-                    _ => value.clone(),
-                });
+                applied.push(Applied { adaptation: i, target: j, key_span: key.span, path: opath, node: value.clone() });
             } else {
                 let adaptation = policies[i].name.clone();
                 policies[j].dormant_overrides.push((adaptation, value.clone()));
+            }
+        }
+    }
+    report_clashes(&applied, policies, sink);
+    for a in applied {
+        let adaptation = policies[a.adaptation].name.clone();
+        policies[a.target].applied_overrides.push((adaptation, a.node.span));
+        let base = policies[a.target].properties.take();
+        policies[a.target].properties = Some(match base {
+            Some(base) if !base.is_null() => merge_nodes(&base, &a.node),
+            _ => a.node,
+        });
+    }
+}
+
+/// Evaluates an adaptation's condition. Problems with the condition itself are reported
+/// even when the input has no value; a condition on an input without a value does not hold.
+fn condition_holds(
+    props: &AdaptationProperties,
+    props_node: &Node,
+    ppath: &YamlPath,
+    fallback: Span,
+    inputs: &Inputs,
+    subst: &mut Substitution<'_>,
+    sink: &mut Sink<'_>,
+) -> bool {
+    let when = &props.when;
+    let input = &when.input;
+    subst.used.insert(input.value.clone());
+    let wpath = ppath.key("when");
+    let literals: Vec<(&Literal, YamlPath)> = match (&when.equals, &when.any_of) {
+        (Some(v), None) => vec![(v, wpath.key("equals"))],
+        (None, Some(list)) => list.iter().enumerate().map(|(n, v)| (v, wpath.key("in").index(n))).collect(),
+        _ => {
+            let when_span = props_node.get("when").map_or(fallback, |n| n.span);
+            sink.report(Code::InconsistentPolicy, when_span, &wpath, "a condition takes exactly one of `equals` and `in`")
+                .hint = Some("`equals: value` for one value, `in: [a, b]` for several".into());
+            return false;
+        }
+    };
+    if !inputs.is_declared(&input.value) {
+        let names: Vec<&str> = inputs.declared_names().collect();
+        let d = sink.report(Code::UnknownInput, input.span, &input.path, format!("the condition reads input `{}`, which is not declared", input.value));
+        d.hint = Some(match closest(&input.value, &names) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None => "declare it under topology_template.inputs".into(),
+        });
+        return false;
+    }
+    // A value the input can never take makes a condition that silently never holds.
+    let when_node = props_node.get("when");
+    for (literal, lpath) in &literals {
+        if let Some(why) = inputs.never_equals(&input.value, literal, sink.source) {
+            let span = literal_span(when_node, lpath).unwrap_or(input.span);
+            sink.report(Code::InputConstraint, span, lpath, format!("this condition can never hold: {why}"))
+                .hint = Some("compare with a value the input can take".into());
+        }
+    }
+    let Some(value) = inputs.values.get(&input.value) else { return false };
+    literals.iter().any(|(l, _)| value.equals_literal(l))
+}
+
+/// The span of `equals` or of `in[n]` inside a `when` node.
+fn literal_span(when: Option<&Node>, path: &YamlPath) -> Option<Span> {
+    let when = when?;
+    match path.segments().last()? {
+        crate::path::Segment::Index(n) => match &when.get("in")?.value {
+            Value::Seq(items) => items.get(*n).map(|i| i.span),
+            _ => None,
+        },
+        crate::path::Segment::Key(_) => when.get("equals").map(|n| n.span),
+    }
+}
+
+/// Paths of the values an override sets (anything that is not a mapping is set whole).
+fn leaf_paths(node: &Node, prefix: &mut Vec<String>, out: &mut Vec<(Vec<String>, Node)>) {
+    match &node.value {
+        Value::Map(entries) if !entries.is_empty() => {
+            for (k, v) in entries {
+                prefix.push(k.text.clone());
+                leaf_paths(v, prefix, out);
+                prefix.pop();
+            }
+        }
+        _ => out.push((prefix.clone(), node.clone())),
+    }
+}
+
+/// Whether two nodes hold the same value, wherever they are written.
+fn same_value(a: &Node, b: &Node) -> bool {
+    match (&a.value, &b.value) {
+        (Value::Scalar { text: x, plain: px }, Value::Scalar { text: y, plain: py }) => x == y && px == py,
+        (Value::Seq(x), Value::Seq(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_value(a, b)),
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.iter().any(|(k2, v2)| k.text == k2.text && same_value(v, v2)))
+        }
+        _ => false,
+    }
+}
+
+/// Two active adaptations that set the same property of one policy to different values
+/// would make the result depend on their order: an error instead.
+fn report_clashes(applied: &[Applied], policies: &[PolicyTemplate], sink: &mut Sink<'_>) {
+    for (n, later) in applied.iter().enumerate() {
+        let mut later_leaves = Vec::new();
+        leaf_paths(&later.node, &mut Vec::new(), &mut later_leaves);
+        for earlier in applied[..n].iter().filter(|e| e.target == later.target && e.adaptation != later.adaptation) {
+            let mut earlier_leaves = Vec::new();
+            leaf_paths(&earlier.node, &mut Vec::new(), &mut earlier_leaves);
+            let clash = later_leaves.iter().find_map(|(lp, lv)| {
+                earlier_leaves
+                    .iter()
+                    .find(|(ep, ev)| (lp.starts_with(ep) || ep.starts_with(lp)) && !(lp == ep && same_value(lv, ev)))
+                    .map(|_| lp.join("."))
+            });
+            if let Some(property) = clash {
+                let target = &policies[later.target].name;
+                sink.report(
+                    Code::InvalidAdaptation,
+                    later.key_span,
+                    &later.path,
+                    format!(
+                        "adaptations `{}` and `{}` both hold and set `{target}.{property}` differently",
+                        policies[earlier.adaptation].name, policies[later.adaptation].name
+                    ),
+                )
+                .hint = Some("make their conditions exclusive, or let one adaptation set the property".into());
             }
         }
     }
@@ -447,15 +565,4 @@ pub(crate) fn merge_nodes(base: &Node, over: &Node) -> Node {
         }
         _ => over.clone(),
     }
-}
-
-/// Whether an active adaptation quarantines its targets.
-pub fn quarantines(policy: &PolicyTemplate) -> bool {
-    policy.active
-        && policy
-            .properties
-            .as_ref()
-            .and_then(|p| p.get("then"))
-            .and_then(|t| t.get("quarantine"))
-            .is_some_and(|q| matches!(&q.value, Value::Scalar { text, plain: true } if text == "true"))
 }

@@ -149,8 +149,13 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                     _ => print_stdout(&compilation.canonical_json()),
                 },
                 OutputFormat::Summary => {
+                    // With --node, the digest of that node's plan; otherwise of all plans.
+                    let digest = match (&node, plans.as_slice()) {
+                        (Some(_), [plan]) => plan.digest(),
+                        _ => compilation.digest(),
+                    };
                     print_stdout(sectosca::summary::summarize(plans).trim_end());
-                    print_stdout(&format!("digest: {}", compilation.digest()));
+                    print_stdout(&format!("digest: {digest}"));
                 }
             }
             Ok(ExitCode::SUCCESS)
