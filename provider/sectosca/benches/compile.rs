@@ -14,6 +14,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+
+// The same allocator as the `sdsec` and provider binaries, so the figures are theirs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sectosca::diagnostic::Sink;
 use sectosca::{Limits, Options, Source};
 
