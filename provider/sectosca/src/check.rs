@@ -155,6 +155,18 @@ fn decode_properties(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, 
 /// In a plan an empty list matches anything, so a rule written with an empty list (which
 /// names nothing) would match everything: `roles: []` with `effect: allow` would let anyone in.
 fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) {
+    // Lists that allow only what they name: empty, they allow nothing at all.
+    let nothing_allowed: &[(&str, &str, &str)] = match kind {
+        PolicyKind::Firewall => &[("http", "methods", "every request would be refused")],
+        PolicyKind::Isolation => &[("", "tenants", "no host could run the targets")],
+        _ => &[],
+    };
+    for (parent, key, effect) in nothing_allowed {
+        let (holder, path) = if parent.is_empty() { (Some(props), ppath.clone()) } else { (props.get(parent), ppath.key(parent)) };
+        let Some(node) = holder.and_then(|h| h.get(key)).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else { continue };
+        sink.report(Code::InvalidValue, node.span, &path.key(key), format!("`{key}: []` allows nothing: {effect}"))
+            .hint = Some(format!("name at least one, or leave `{key}` out to allow any"));
+    }
     let (list, keys, meaning): (&str, &[&str], &str) = match kind {
         PolicyKind::Authorization => ("rules", &["roles", "methods", "paths"], "every request"),
         PolicyKind::Firewall => ("ingress", &["from", "ports"], "every connection"),

@@ -62,7 +62,7 @@ codes! {
     WrongType = "E0203", Error, "a value of the wrong type (for example a list where a string is expected)", "see docs/sectosca.md for the type this key takes";
     InvalidValue = "E0204", Error, "a value outside the allowed set or range", "use one of the allowed values, within the allowed range";
     UnsupportedVersion = "E0205", Error, "tosca_definitions_version is not one this compiler reads", "write `tosca_definitions_version: tosca_simple_yaml_1_3`";
-    InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier", "use letters, digits, `_` and `-`, starting with a letter, at most 63 characters";
+    InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier", "use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters";
     DuplicateName = "E0207", Error, "two templates or two policies share a name", "give each its own name";
 
     UnknownNodeType = "E0301", Error, "a node template names a type that does not exist", "node types: sdsec.nodes.Unikernel, sdsec.nodes.Hypervisor";

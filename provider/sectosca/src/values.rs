@@ -56,11 +56,37 @@ impl Decode for Cidr {
     }
 }
 
-/// An inclusive range of TCP/UDP ports; one port is a range of one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// An inclusive range of TCP/UDP ports; one port is a range of one. Written, in documents
+/// and plans alike, as a number (`8080`) or a string `first-last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.first == self.last { s.serialize_u16(self.first) } else { s.collect_str(&format_args!("{}-{}", self.first, self.last)) }
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(u16),
+            Range(String),
+        }
+        let range = match Written::deserialize(d)? {
+            Written::One(p) => Some(Self { first: p, last: p }),
+            Written::Range(text) => match text.split_once('-') {
+                Some((a, b)) => parse_port(a).zip(parse_port(b)).map(|(first, last)| Self { first, last }),
+                None => parse_port(&text).map(|p| Self { first: p, last: p }),
+            },
+        };
+        range.filter(|r| r.first != 0 && r.first <= r.last).ok_or_else(|| serde::de::Error::custom("expected a port 1-65535 or a range `first-last`"))
+    }
 }
 
 impl PortRange {
@@ -329,7 +355,7 @@ impl Decode for PasswordHash {
         let text = scalar(node, path, sink, "a password hash")?;
         if let Some(problem) = Self::problem(text) {
             sink.report(Code::InvalidPasswordHash, node.span, path, format!("not a usable password hash: {problem}"))
-                .hint = Some("store a hash, never the password: e.g. `htpasswd -nbB user PASSWORD` (bcrypt) or the `argon2` command (argon2id)".into());
+                .hint = Some("store a hash, never the password: e.g. `htpasswd -nbB -C 12 user PASSWORD | cut -d: -f2` (bcrypt) or the `argon2` command (argon2id)".into());
             return None;
         }
         Some(Self(text.to_owned()))
@@ -419,6 +445,37 @@ const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 const OID_RSA: &[u8] = &[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const OID_ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 
+/// Reads one DER element: its tag, its content, and what follows it.
+fn der_element(bytes: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        (rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b)), &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The size in bits of an RSA key's modulus, from its SubjectPublicKeyInfo:
+/// SEQUENCE { SEQUENCE { algorithm }, BIT STRING { SEQUENCE { INTEGER n, INTEGER e } } }.
+fn rsa_modulus_bits(spki: &[u8]) -> Option<usize> {
+    let (0x30, body, _) = der_element(spki)? else { return None };
+    let (0x30, _, rest) = der_element(body)? else { return None };
+    let (0x03, bits, _) = der_element(rest)? else { return None };
+    let (0x30, key, _) = der_element(bits.get(1..)?)? else { return None };
+    let (0x02, modulus, _) = der_element(key)? else { return None };
+    let significant: &[u8] = match modulus.iter().position(|b| *b != 0) {
+        Some(i) => &modulus[i..],
+        None => return Some(0),
+    };
+    Some(significant.len() * 8 - significant[0].leading_zeros() as usize)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
@@ -454,10 +511,11 @@ impl PublicKeyPem {
         // The SubjectPublicKeyInfo of each key type has a fixed size (RSA: at least that of
         // a 2048-bit modulus); anything else is a truncated or weak key.
         let size_ok = match kind {
-            KeyKind::EcP256 => der.len() == 91,
-            KeyKind::EcP384 => der.len() == 120,
+            // Uncompressed or compressed curve points.
+            KeyKind::EcP256 => der.len() == 91 || der.len() == 59,
+            KeyKind::EcP384 => der.len() == 120 || der.len() == 72,
             KeyKind::Ed25519 => der.len() == 44,
-            KeyKind::Rsa => der.len() >= 290,
+            KeyKind::Rsa => rsa_modulus_bits(&der).is_some_and(|bits| bits >= 2048),
         };
         if !size_ok {
             return Err(if kind == KeyKind::Rsa {

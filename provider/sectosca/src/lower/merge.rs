@@ -80,14 +80,16 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
                 }
             }
         }
-        if let Some(j) = &props.jwt {
-            let j = &j.value;
+        // A jwt policy without settings holds the defaults, which another policy's settings
+        // must not loosen (its leeway, for one).
+        let settings = props.jwt.as_ref().map(|j| &j.value);
+        if settings.is_some() || props.scheme.value == crate::model::policies::Scheme::Jwt {
             let next = JwtPlan {
-                issuer: j.issuer.clone(),
-                audience: j.audience.clone(),
-                roles_claim: j.roles_claim.clone().unwrap_or_else(|| DEFAULT_ROLES_CLAIM.into()),
-                role_map: j.role_map.clone().unwrap_or_default(),
-                leeway_seconds: j.leeway.map_or(DEFAULT_LEEWAY_SECONDS, |s| s.0),
+                issuer: settings.and_then(|j| j.issuer.clone()),
+                audience: settings.and_then(|j| j.audience.clone()),
+                roles_claim: settings.and_then(|j| j.roles_claim.clone()).unwrap_or_else(|| DEFAULT_ROLES_CLAIM.into()),
+                role_map: settings.and_then(|j| j.role_map.clone()).unwrap_or_default(),
+                leeway_seconds: settings.and_then(|j| j.leeway).map_or(DEFAULT_LEEWAY_SECONDS, |s| s.0),
             };
             jwt = match jwt.take() {
                 None => Some((policy, next)),
@@ -107,6 +109,8 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
                     .into_iter()
                     .filter_map(Result::err)
                     .collect();
+                    // A policy without `roles_claim` reads the default claim: it disagrees with
+                    // one that names another, rather than silently losing its roles.
                     if seen.roles_claim != next.roles_claim {
                         problems.push(format!("roles claims `{}` and `{}` differ", seen.roles_claim, next.roles_claim));
                     }

@@ -97,8 +97,13 @@ impl Inputs {
             return Some(format!("`{}` is not {}, the type of input `{name}`", literal.0, a_type(decl.input_type)));
         };
         let mut scratch = Sink::new(source);
-        let ok = decl.constraints.iter().all(|(c, cpath)| check_constraint(name, &value, c, cpath, decl.span, &decl.path, false, &mut scratch));
-        (!ok).then(|| format!("input `{name}` can never be `{}`: its constraints rule it out", value.text))
+        for (c, cpath) in &decl.constraints {
+            check_constraint(name, &value, c, cpath, decl.span, &decl.path, false, &mut scratch);
+        }
+        // Only a violated constraint rules the value out; a malformed one is reported at the
+        // declaration already.
+        let violated = scratch.diagnostics.iter().any(|d| d.code == Code::InputConstraint);
+        violated.then(|| format!("input `{name}` can never be `{}`: its constraints rule it out", value.text))
     }
 }
 
@@ -142,7 +147,7 @@ pub fn resolve_inputs(
                 for (key, def) in entries {
                     if !super::is_valid_name(&key.text) {
                         sink.report(Code::InvalidName, key.span, &path.key(&key.text), format!("`{}` is not a valid input name", key.text))
-                            .hint = Some("use letters, digits, `_` and `-`, starting with a letter, at most 63 characters".into());
+                            .hint = Some("use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters".into());
                         continue;
                     }
                     if let Some(d) = read_declaration(def, &path.key(&key.text), key.span, sink) {
@@ -195,7 +200,8 @@ pub fn resolve_inputs(
             (None, None) => None,
         };
         if let Some((value, span, vpath, given)) = value {
-            let ok = decl.constraints.iter().all(|(c, cpath)| check_constraint(name, &value, c, cpath, span, &vpath, given, sink));
+            // Every constraint is checked, so that all problems are reported at once.
+            let ok = decl.constraints.iter().fold(true, |ok, (c, cpath)| check_constraint(name, &value, c, cpath, span, &vpath, given, sink) && ok);
             if ok {
                 values.insert(name.clone(), value);
             }

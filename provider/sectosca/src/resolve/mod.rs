@@ -86,7 +86,7 @@ fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> b
     let ok = is_valid_name(&name.text);
     if !ok {
         sink.report(Code::InvalidName, name.span, path, format!("`{}` is not a valid {what} name", name.text))
-            .hint = Some("use letters, digits, `_` and `-`, starting with a letter, at most 63 characters".into());
+            .hint = Some("use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters".into());
     }
     ok
 }
@@ -471,7 +471,7 @@ fn condition_holds(
     for (literal, lpath) in &literals {
         if let Some(why) = inputs.never_equals(&input.value, literal, sink.source) {
             let span = literal_span(when_node, lpath).unwrap_or(input.span);
-            sink.report(Code::InputConstraint, span, lpath, format!("this condition can never hold: {why}"))
+            sink.report(Code::InputConstraint, span, lpath, format!("this value can never match: {why}"))
                 .hint = Some("compare with a value the input can take".into());
         }
     }
