@@ -1,0 +1,82 @@
+//! Listing the store and collecting what no configuration references any more.
+
+use std::fs;
+use std::io;
+
+use super::lock::DigestLock;
+use super::{GcReport, Store, StoreError, StoredImage, TEMP_PREFIX, dir_bytes, io_err};
+use crate::digest::ImageDigest;
+
+impl Store {
+    /// The stored images, unverified, sorted by digest.
+    pub fn list(&self) -> Result<Vec<StoredImage>, StoreError> {
+        let mut images = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
+            let entry = entry.map_err(io_err("list", &self.root))?;
+            let name = entry.file_name();
+            if let Some(digest) = name.to_str().and_then(|n| ImageDigest::parse(n).ok()) {
+                images.push(StoredImage { bytes: dir_bytes(&entry.path()), digest });
+            }
+        }
+        images.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(images)
+    }
+
+    /// Removes every image not in `keep` that nobody is using, the leftovers of interrupted
+    /// builds, and lock files of images that are gone.
+    pub fn gc(&self, keep: &[ImageDigest]) -> Result<GcReport, StoreError> {
+        let mut report = GcReport::default();
+        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
+            let entry = entry.map_err(io_err("list", &self.root))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
+            if let Some(rest) = name.strip_prefix(TEMP_PREFIX) {
+                // A temporary directory is stale once no process holds its digest's lock.
+                let hex = rest.get(..64).unwrap_or_default();
+                if ImageDigest::parse(hex).is_ok() && DigestLock::try_acquire(&self.locks, hex)?.is_some() {
+                    // Gone already when it was this collection's own trash, listed while removed.
+                    match fs::remove_dir_all(entry.path()) {
+                        Ok(()) => report.temp_dirs_removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("remove", &entry.path())(e)),
+                    }
+                }
+                continue;
+            }
+            let Ok(digest) = ImageDigest::parse(&name) else { continue };
+            if keep.contains(&digest) {
+                continue;
+            }
+            match DigestLock::try_acquire(&self.locks, digest.hex())? {
+                // Another collector removed it between the listing and the lock.
+                Some(_) if !self.path(&digest).is_dir() => {}
+                Some(lock) => {
+                    self.discard_locked(&digest)?;
+                    lock.remove()?;
+                    report.removed.push(digest);
+                }
+                None => report.busy.push(digest),
+            }
+        }
+        self.gc_locks(keep)?;
+        report.removed.sort();
+        report.busy.sort();
+        Ok(report)
+    }
+
+    /// Lock files whose image is gone and not kept.
+    fn gc_locks(&self, keep: &[ImageDigest]) -> Result<(), StoreError> {
+        for entry in fs::read_dir(&self.locks).map_err(io_err("list", &self.locks))? {
+            let entry = entry.map_err(io_err("list", &self.locks))?;
+            let name = entry.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else { continue };
+            let Ok(digest) = ImageDigest::parse(hex) else { continue };
+            if keep.contains(&digest) || self.path(&digest).exists() {
+                continue;
+            }
+            if let Some(lock) = DigestLock::try_acquire(&self.locks, hex)? {
+                lock.remove()?;
+            }
+        }
+        Ok(())
+    }
+}
