@@ -5,33 +5,8 @@ use crate::harness::{Workspace, clis};
 
 const TYPE: &str = "sdsec_security_policy";
 
-const POLICY: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
-topology_template:
-  inputs:
-    threat_level: { type: string, default: normal, constraints: [ { valid_values: [normal, high] } ] }
-  policies:
-    - api_auth:
-        type: sdsec.policies.Authentication
-        targets: [api]
-        properties:
-          scheme: bearer
-          principals:
-            - { name: ci, token_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", roles: [deployer] }
-    - api_rbac:
-        type: sdsec.policies.Authorization
-        targets: [api]
-        properties: { rules: [ { roles: [deployer], methods: [POST], paths: ["/deploy"], effect: allow } ] }
-    - api_fw:
-        type: sdsec.policies.Firewall
-        targets: [api]
-        properties: { rate_limit: { requests_per_second: 20 } }
-    - calm_down:
-        type: sdsec.policies.Adaptation
-        targets: [api]
-        properties:
-          when: { input: threat_level, equals: high }
-          then: { api_fw: { rate_limit: { requests_per_second: 2 } } }
-"#;
+/// A policy with an input and an adaptation, shared with the CLI tests.
+const POLICY: &str = include_str!("fixtures/policy.yaml");
 
 const BROKEN: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
 topology_template:

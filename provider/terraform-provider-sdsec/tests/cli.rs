@@ -3,33 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const POLICY: &str = r#"tosca_definitions_version: tosca_simple_yaml_1_3
-topology_template:
-  inputs:
-    threat_level: { type: string, default: normal, constraints: [ { valid_values: [normal, high] } ] }
-  policies:
-    - auth:
-        type: sdsec.policies.Authentication
-        targets: [api]
-        properties:
-          scheme: bearer
-          principals:
-            - { name: ci, token_sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", roles: [deployer] }
-    - rbac:
-        type: sdsec.policies.Authorization
-        targets: [api]
-        properties: { rules: [ { roles: [deployer], methods: [POST], paths: ["/deploy"], effect: allow } ] }
-    - fw:
-        type: sdsec.policies.Firewall
-        targets: [api]
-        properties: { rate_limit: { requests_per_second: 20 } }
-    - calm_down:
-        type: sdsec.policies.Adaptation
-        targets: [api]
-        properties:
-          when: { input: threat_level, equals: high }
-          then: { fw: { rate_limit: { requests_per_second: 2 } } }
-"#;
+/// A policy with an input and an adaptation, shared with the acceptance tests.
+const POLICY: &str = include_str!("../../../acceptance/fixtures/policy.yaml");
 
 /// The same policies, written differently: other key order, flow style, comments.
 const POLICY_REFORMATTED: &str = r#"# reordered
