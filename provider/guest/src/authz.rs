@@ -1,0 +1,67 @@
+//! Authorization: roles × methods × path globs, first match wins, every rule set must allow.
+
+use std::collections::BTreeSet;
+
+use sectosca::lower::plan::{AuthorizationRulePlan, AuthorizationRuleSet};
+use sectosca::model::Effect;
+
+fn matches(rule: &AuthorizationRulePlan, roles: Option<&BTreeSet<String>>, method: &str, path: &str) -> bool {
+    // A rule with roles needs a principal holding one of them; anonymous requests hold none.
+    let role_ok = rule.roles.is_empty() || roles.is_some_and(|held| rule.roles.iter().any(|r| held.contains(r)));
+    role_ok
+        && (rule.methods.is_empty() || rule.methods.iter().any(|m| m.as_str() == method))
+        && (rule.paths.is_empty() || rule.paths.iter().any(|g| g.matches(path)))
+}
+
+/// `Ok` when every set allows the request, otherwise the name of the policy that refused it.
+/// `path` must be normalised ([`crate::path::NormalPath::matching`]).
+pub fn authorize<'a>(
+    sets: &'a [AuthorizationRuleSet],
+    roles: Option<&BTreeSet<String>>,
+    method: &str,
+    path: &str,
+) -> Result<(), &'a str> {
+    for set in sets {
+        let effect = set.rules.iter().find(|r| matches(r, roles, method, path)).map_or(set.default, |r| r.effect);
+        if effect != Effect::Allow {
+            return Err(&set.policy);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sectosca::values::{Method, PathGlob};
+
+    fn rule(roles: &[&str], methods: &[Method], paths: &[&str], effect: Effect) -> AuthorizationRulePlan {
+        AuthorizationRulePlan {
+            roles: roles.iter().map(|s| (*s).to_owned()).collect(),
+            methods: methods.to_vec(),
+            paths: paths.iter().map(|p| PathGlob((*p).to_owned())).collect(),
+            effect,
+        }
+    }
+
+    #[test]
+    fn first_match_then_default() {
+        let sets = vec![AuthorizationRuleSet {
+            policy: "rbac".into(),
+            default: Effect::Deny,
+            rules: vec![
+                rule(&[], &[Method::Get], &["/public/**"], Effect::Allow),
+                rule(&["admin"], &[], &["/admin/**"], Effect::Allow),
+                rule(&["reader"], &[Method::Get], &["/**"], Effect::Allow),
+            ],
+        }];
+        let admin: BTreeSet<String> = ["admin".to_owned()].into();
+        let reader: BTreeSet<String> = ["reader".to_owned()].into();
+        assert_eq!(authorize(&sets, None, "GET", "/public/x"), Ok(()));
+        assert_eq!(authorize(&sets, None, "POST", "/public/x"), Err("rbac"));
+        assert_eq!(authorize(&sets, Some(&admin), "DELETE", "/admin/users"), Ok(()));
+        assert_eq!(authorize(&sets, Some(&reader), "DELETE", "/admin/users"), Err("rbac"));
+        assert_eq!(authorize(&sets, Some(&reader), "GET", "/admin/users"), Ok(()));
+        assert_eq!(authorize(&[], None, "GET", "/x"), Ok(()));
+    }
+}

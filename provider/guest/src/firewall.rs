@@ -1,0 +1,81 @@
+//! L3/L4 ingress rules, judged once per connection before a byte is read.
+
+use std::net::IpAddr;
+
+use sectosca::lower::plan::IngressRuleSet;
+use sectosca::model::Effect;
+use sectosca::model::policies::Protocol;
+
+/// The address rules see: an IPv4 client reaching an IPv6 socket is matched as IPv4,
+/// so `10.0.0.0/8` cannot be sidestepped by writing it `::ffff:10.0.0.1`.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether every rule set accepts a TCP connection from `source` to `port`.
+///
+/// Within a set the first matching rule decides, otherwise the set's default. UDP rules never
+/// match: this runtime only accepts TCP.
+pub fn ingress_allows(sets: &[IngressRuleSet], source: IpAddr, port: u16) -> bool {
+    let source = canonical_ip(source);
+    sets.iter().all(|set| {
+        let decision = set
+            .rules
+            .iter()
+            .find(|r| {
+                r.protocol == Protocol::Tcp
+                    && (r.from.is_empty() || r.from.iter().any(|c| c.0.contains(&source)))
+                    && (r.ports.is_empty() || r.ports.iter().any(|p| p.contains(port)))
+            })
+            .map_or(set.default, |r| r.action);
+        decision == Effect::Allow
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sectosca::lower::plan::IngressRulePlan;
+    use sectosca::values::{Cidr, PortRange};
+
+    fn set(default: Effect, rules: Vec<IngressRulePlan>) -> IngressRuleSet {
+        IngressRuleSet { policy: "fw".into(), default, rules }
+    }
+
+    fn rule(from: &str, port: Option<u16>, protocol: Protocol, action: Effect) -> IngressRulePlan {
+        IngressRulePlan {
+            from: from.parse().map(|n| vec![Cidr(n)]).unwrap_or_default(),
+            ports: port.map(|p| vec![PortRange { first: p, last: p }]).unwrap_or_default(),
+            protocol,
+            action,
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    #[test]
+    fn first_match_wins_and_every_set_must_allow() {
+        let a = set(
+            Effect::Deny,
+            vec![
+                rule("10.1.0.0/16", None, Protocol::Tcp, Effect::Deny),
+                rule("10.0.0.0/8", Some(80), Protocol::Tcp, Effect::Allow),
+            ],
+        );
+        assert!(ingress_allows(std::slice::from_ref(&a), ip("10.2.3.4"), 80));
+        assert!(!ingress_allows(std::slice::from_ref(&a), ip("10.1.3.4"), 80), "earlier deny wins");
+        assert!(!ingress_allows(std::slice::from_ref(&a), ip("10.2.3.4"), 81), "port must match");
+        assert!(!ingress_allows(std::slice::from_ref(&a), ip("127.0.0.1"), 80), "default deny");
+        assert!(ingress_allows(std::slice::from_ref(&a), ip("::ffff:10.2.3.4"), 80), "v4-mapped is v4");
+        let b = set(Effect::Allow, vec![rule("10.2.0.0/16", None, Protocol::Tcp, Effect::Deny)]);
+        assert!(!ingress_allows(&[a.clone(), b.clone()], ip("10.2.3.4"), 80), "the second set refuses");
+        let udp = set(Effect::Deny, vec![rule("0.0.0.0/0", None, Protocol::Udp, Effect::Allow)]);
+        assert!(!ingress_allows(&[udp], ip("10.2.3.4"), 80), "udp rules do not admit tcp");
+        assert!(ingress_allows(&[], ip("192.0.2.1"), 80), "no sets, no restriction");
+    }
+}

@@ -1,0 +1,166 @@
+//! The reverse proxy: accepts connections, judges each request against the plan, and
+//! forwards what is admitted to the application.
+
+mod forward;
+mod request;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sectosca::model::policies::AuditEvent;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::audit::{AuditLog, Event, now_rfc3339};
+use crate::config::Runtime;
+use crate::scan::{HeadScanner, Scanned, SharedScanner};
+
+pub use forward::PRINCIPAL_HEADER;
+
+/// hyper's default read buffer, kept unless the plan allows larger heads.
+const READ_BUFFER: usize = 400 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the upstream {0} is not a host:port")]
+    Upstream(String),
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The runtime configuration; each connection and each request takes a snapshot, so a
+    /// swap never changes the rules under a request in flight.
+    runtime: ArcSwap<Runtime>,
+    client: Client<HttpConnector, forward::LimitedBody>,
+    upstream: http::uri::Authority,
+    audit: AuditLog,
+}
+
+impl Shared {
+    /// Swaps in a new runtime configuration; requests already admitted finish under the old one.
+    pub fn reconfigure(&self, runtime: Runtime) {
+        self.runtime.store(Arc::new(runtime));
+    }
+}
+
+/// A bound, not yet running, proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    listener: TcpListener,
+    local: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl Proxy {
+    pub async fn bind(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        runtime: Runtime,
+        audit: AuditLog,
+    ) -> Result<Self, ProxyError> {
+        let listener = TcpListener::bind(listen).await.map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        let upstream = http::uri::Authority::try_from(upstream.to_string())
+            .map_err(|_| ProxyError::Upstream(upstream.to_string()))?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .timer(TokioTimer::new())
+            .build(connector);
+        let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), client, upstream, audit });
+        Ok(Self { listener, local, shared })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// For reconfiguration while running.
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                // Out of descriptors or a connection reset before accept: wait a little
+                // rather than spin, and keep serving.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let runtime = self.shared.runtime.load_full();
+            if !crate::firewall::ingress_allows(&runtime.plan.firewall.ingress, peer.ip(), self.local.port()) {
+                // Closed without a byte read or written: the client learns nothing.
+                drop(stream);
+                record_drop(&self.shared.audit, &runtime, peer, None, "ingress");
+                continue;
+            }
+            tokio::spawn(serve(Arc::clone(&self.shared), runtime, stream, peer));
+        }
+    }
+}
+
+fn record_drop(audit: &AuditLog, runtime: &Runtime, src: SocketAddr, status: Option<u16>, reason: &str) {
+    let event = Event {
+        event: "firewall_drop",
+        ts: now_rfc3339(),
+        src,
+        method: None,
+        path: None,
+        principal: None,
+        status,
+        reason: Some(reason),
+    };
+    audit.record(&runtime.plan.audit.events, AuditEvent::FirewallDrop, event);
+}
+
+async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let scanner: SharedScanner = Arc::new(Mutex::new(HeadScanner::new(runtime.max_header_bytes)));
+    let io = TokioIo::new(Scanned::new(stream, Arc::clone(&scanner)));
+    let service = {
+        let (shared, scanner) = (Arc::clone(&shared), Arc::clone(&scanner));
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            let (shared, scanner) = (Arc::clone(&shared), Arc::clone(&scanner));
+            async move { Ok::<_, Infallible>(request::handle(&shared, req, peer, &scanner).await) }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(runtime.header_timeout)
+        .max_header_size(runtime.max_header_bytes)
+        .max_buf_size(READ_BUFFER.max(runtime.max_header_bytes.saturating_add(8192)))
+        // The application's answer goes back as it came: no Date it did not send.
+        .auto_date_header(false);
+    if let Err(e) = builder.serve_connection(io, service).await {
+        // hyper answered (400, 431) or cut the connection itself; record why.
+        let reason = if e.is_timeout() {
+            // A timeout on an idle keep-alive connection is its normal end, not a slow sender.
+            crate::scan::lock(&scanner).mid_head().then_some(("header_timeout", None))
+        } else if e.is_parse_too_large() {
+            Some(("head_too_large", Some(431)))
+        } else if e.is_parse() {
+            Some(("unparsable", Some(400)))
+        } else {
+            None
+        };
+        if let Some((reason, status)) = reason {
+            record_drop(&shared.audit, &runtime, peer, status, reason);
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! One request's way through the plan: framing, target, health, quarantine, HTTP firewall,
+//! rate limit, authentication, authorization, then the application. The first refusal ends it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{Scheme, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use sectosca::model::policies::AuditEvent;
+
+use super::Shared;
+use super::forward::{self, LimitedBody, PRINCIPAL_HEADER};
+use crate::audit::{Event, now_rfc3339};
+use crate::authn::Principal;
+use crate::config::Runtime;
+use crate::path::{NormalPath, normalise};
+use crate::scan::{self, SharedScanner};
+
+pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+
+/// What the audit lines of one request say.
+struct Judge<'a> {
+    shared: &'a Shared,
+    runtime: &'a Runtime,
+    peer: SocketAddr,
+    method: &'a str,
+    path: Option<String>,
+    principal: Option<Arc<Principal>>,
+}
+
+impl Judge<'_> {
+    fn audit(&self, kind: AuditEvent, status: StatusCode, reason: Option<&str>) {
+        // Checked first: most requests record nothing, and a timestamp costs.
+        if !self.runtime.plan.audit.events.contains(&kind) {
+            return;
+        }
+        let event = Event {
+            event: kind.as_str(),
+            ts: now_rfc3339(),
+            src: self.peer,
+            method: Some(self.method),
+            path: self.path.as_deref(),
+            principal: self.principal.as_ref().map(|p| p.name.as_str()),
+            status: Some(status.as_u16()),
+            reason,
+        };
+        self.shared.audit.record(&self.runtime.plan.audit.events, kind, event);
+    }
+
+    /// Answers locally with `status`, recording the refusal and the request.
+    fn refuse(&self, status: StatusCode, kind: AuditEvent, reason: &str) -> Response<ResponseBody> {
+        if kind != AuditEvent::Request {
+            self.audit(kind, status, Some(reason));
+        }
+        self.audit(AuditEvent::Request, status, Some(reason));
+        local(status)
+    }
+}
+
+fn local(status: StatusCode) -> Response<ResponseBody> {
+    let text = format!("{}\n", status.canonical_reason().unwrap_or("refused"));
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(text))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Ends the connection after this answer: what follows on it cannot be trusted to be framed
+/// the way we would read it, or there is an unread body in the way.
+fn close(mut response: Response<ResponseBody>) -> Response<ResponseBody> {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+struct Target {
+    path: NormalPath,
+    query: Option<String>,
+}
+
+/// The request target in normalised form, or why it is refused.
+fn target<B>(req: &Request<B>) -> Result<Target, &'static str> {
+    let uri = req.uri();
+    if req.method() == Method::CONNECT {
+        return Err("connect_refused");
+    }
+    if let Some(authority) = uri.authority() {
+        // Absolute form is only for us: plain http, naming the host the Host header names.
+        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+        if uri.scheme() != Some(&Scheme::HTTP) || !host.is_some_and(|h| h.eq_ignore_ascii_case(authority.as_str())) {
+            return Err("absolute_form_not_for_us");
+        }
+    }
+    let path = normalise(uri.path()).map_err(|e| e.reason())?;
+    Ok(Target { path, query: uri.query().map(str::to_owned) })
+}
+
+fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    // The scanner has already refused conflicting or malformed lengths.
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.split(',').next()?.trim().parse().ok()
+}
+
+fn retry_after(wait: Duration) -> HeaderValue {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    HeaderValue::from(secs.max(1))
+}
+
+pub async fn handle(
+    shared: &Shared,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    scanner: &SharedScanner,
+) -> Response<ResponseBody> {
+    let runtime = shared.runtime.load_full();
+    let method = req.method().clone();
+    let mut judge = Judge { shared, runtime: &runtime, peer, method: method.as_str(), path: None, principal: None };
+    let drop = AuditEvent::FirewallDrop;
+
+    if let Err(why) = scan::lock(scanner).next_verdict() {
+        return close(judge.refuse(StatusCode::BAD_REQUEST, drop, why.reason()));
+    }
+    let target = match target(&req) {
+        Ok(t) => t,
+        Err(reason) => return close(judge.refuse(StatusCode::BAD_REQUEST, drop, reason)),
+    };
+    judge.path = Some(target.path.matching.clone());
+    let http = &runtime.plan.firewall.http;
+
+    // The readiness probe: answered here, whatever else the plan says, and never forwarded.
+    if target.path.matching == http.health_path {
+        if method != Method::GET {
+            let mut response = judge.refuse(StatusCode::METHOD_NOT_ALLOWED, drop, "method_not_allowed");
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET"));
+            return response;
+        }
+        let mut response = local(StatusCode::OK);
+        *response.body_mut() = Either::Right(Full::new(Bytes::from_static(b"ok\n")));
+        return response;
+    }
+    if runtime.plan.quarantine {
+        return judge.refuse(StatusCode::SERVICE_UNAVAILABLE, drop, "quarantine");
+    }
+    if let Some(allowed) = &http.allowed_methods
+        && !allowed.iter().any(|m| m.as_str() == method.as_str())
+    {
+        let mut response = judge.refuse(StatusCode::METHOD_NOT_ALLOWED, drop, "method_not_allowed");
+        if let Some(allow) = &runtime.allow {
+            response.headers_mut().insert(header::ALLOW, allow.clone());
+        }
+        return response;
+    }
+    if http.deny_paths.iter().any(|g| g.matches(&target.path.matching)) {
+        return judge.refuse(StatusCode::FORBIDDEN, drop, "denied_path");
+    }
+    if content_length(&req).is_some_and(|n| n > http.max_body_bytes) {
+        return close(judge.refuse(StatusCode::PAYLOAD_TOO_LARGE, drop, "body_too_large"));
+    }
+    // Before authentication: a flood of guessed passwords must not buy argon2 time.
+    if let Err(wait) = runtime.limiter.admit(peer.ip(), Instant::now()) {
+        let mut response = judge.refuse(StatusCode::TOO_MANY_REQUESTS, drop, "rate_limited");
+        response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
+        return response;
+    }
+    if let Some(authenticator) = &runtime.authenticator {
+        match authenticator.authenticate(req.headers()).await {
+            Ok(principal) => judge.principal = Some(principal),
+            Err(e) => {
+                let mut response = judge.refuse(StatusCode::UNAUTHORIZED, AuditEvent::AuthnFailure, e.reason());
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, authenticator.challenge(e));
+                return response;
+            }
+        }
+    }
+    let roles = judge.principal.as_ref().map(|p| &p.roles);
+    if let Err(policy) =
+        crate::authz::authorize(&runtime.plan.authorization, roles, method.as_str(), &target.path.matching)
+    {
+        return judge.refuse(StatusCode::FORBIDDEN, AuditEvent::AuthzDeny, &format!("denied_by:{policy}"));
+    }
+    proxy(&judge, req, target).await
+}
+
+async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Response<ResponseBody> {
+    let (mut parts, body) = req.into_parts();
+    forward::strip_hop_by_hop(&mut parts.headers);
+    // hyper has answered any `Expect: 100-continue` already, when the body was first read.
+    parts.headers.remove(header::EXPECT);
+    parts.headers.remove(&PRINCIPAL_HEADER);
+    if let Some(name) = judge.principal.as_ref().and_then(|p| HeaderValue::from_str(&p.name).ok()) {
+        parts.headers.insert(PRINCIPAL_HEADER.clone(), name);
+    }
+    // The application gets the path the rules were matched against, not the raw one.
+    let path_and_query = match target.query {
+        Some(q) => format!("{}?{q}", target.path.forward),
+        None => target.path.forward,
+    };
+    let uri = Uri::builder()
+        .scheme(Scheme::HTTP)
+        .authority(judge.shared.upstream.clone())
+        .path_and_query(path_and_query)
+        .build();
+    let Ok(uri) = uri else {
+        return close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "unforwardable_target"));
+    };
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    let exceeded = Arc::new(AtomicBool::new(false));
+    let limit = judge.runtime.plan.firewall.http.max_body_bytes;
+    let request = Request::from_parts(parts, LimitedBody::new(body, limit, Arc::clone(&exceeded)));
+    match judge.shared.client.request(request).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            forward::strip_hop_by_hop(&mut parts.headers);
+            judge.audit(AuditEvent::Request, parts.status, None);
+            Response::from_parts(parts, Either::Left(body))
+        }
+        Err(_) if exceeded.load(Ordering::Acquire) => {
+            close(judge.refuse(StatusCode::PAYLOAD_TOO_LARGE, AuditEvent::FirewallDrop, "body_too_large"))
+        }
+        Err(_) => judge.refuse(StatusCode::BAD_GATEWAY, AuditEvent::Request, "upstream_unavailable"),
+    }
+}
