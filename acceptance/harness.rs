@@ -51,7 +51,11 @@ pub fn clis() -> Vec<Cli> {
 }
 
 fn version_of(path: &Path) -> String {
-    let out = Command::new(path).arg("version").env("TF_CLI_CONFIG_FILE", "/dev/null").env("CHECKPOINT_DISABLE", "1").output();
+    let out = Command::new(path)
+        .arg("version")
+        .env("TF_CLI_CONFIG_FILE", "/dev/null")
+        .env("CHECKPOINT_DISABLE", "1")
+        .output();
     let first = out.ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().to_owned());
     first.filter(|s| !s.is_empty()).unwrap_or_else(|| path.display().to_string())
 }
@@ -161,7 +165,13 @@ impl Run {
     }
 
     fn describe(&self) -> String {
-        format!("[{}] terraform {}\n--- stdout\n{}\n--- stderr\n{}", self.cli, self.args.join(" "), self.stdout(), self.stderr())
+        format!(
+            "[{}] terraform {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.cli,
+            self.args.join(" "),
+            self.stdout(),
+            self.stderr()
+        )
     }
 
     pub fn success(self) -> Self {
@@ -192,7 +202,9 @@ impl Run {
         self.stdout()
             .lines()
             .filter(|l| l.contains("(known after apply)"))
-            .filter_map(|l| l.trim_start().trim_start_matches(['+', '~', ' ']).split_whitespace().next().map(str::to_owned))
+            .filter_map(|l| {
+                l.trim_start().trim_start_matches(['+', '~', ' ']).split_whitespace().next().map(str::to_owned)
+            })
             .collect()
     }
 

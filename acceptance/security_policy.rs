@@ -103,12 +103,17 @@ fn security_policy_lifecycle() {
         // Update in place: the input raises the threat level; the same id is kept.
         let id = attrs["id"].as_str().expect("id").to_owned();
         ws.write("main.tf", &main_tf("high"));
-        ws.run(&["plan", "-no-color"]).success().contains("updated in-place").contains("requests_per_second").lacks("must be replaced");
+        ws.run(&["plan", "-no-color"])
+            .success()
+            .contains("updated in-place")
+            .contains("requests_per_second")
+            .lacks("must be replaced");
         ws.run(&["apply", "-auto-approve", "-no-color"]).success();
         let attrs = ws.attributes("sdsec_security_policy.api");
         assert_eq!(attrs["id"], id.as_str());
         assert_ne!(attrs["digest"], digest.as_str());
-        let api: serde_json::Value = serde_json::from_str(attrs["enforcement"]["api"].as_str().expect("plan JSON")).expect("JSON");
+        let api: serde_json::Value =
+            serde_json::from_str(attrs["enforcement"]["api"].as_str().expect("plan JSON")).expect("JSON");
         assert_eq!(api["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 2);
 
         // An invalid input value is a plan-time error on the inputs attribute.
@@ -118,7 +123,9 @@ fn security_policy_lifecycle() {
 
         // Drift: state edited by hand is repaired from the provider's own record at refresh.
         ws.tamper(TYPE, "digest", "sha256:tampered".into());
-        ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"]).exit_code(2).contains("changed outside of Terraform");
+        ws.run(&["plan", "-refresh-only", "-detailed-exitcode", "-no-color"])
+            .exit_code(2)
+            .contains("changed outside of Terraform");
         ws.run(&["apply", "-refresh-only", "-auto-approve", "-no-color"]).success();
         assert_ne!(ws.attributes("sdsec_security_policy.api")["digest"], "sha256:tampered");
         ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);

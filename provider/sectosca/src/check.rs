@@ -48,7 +48,10 @@ pub enum PolicyProperties {
     Isolation(IsolationProperties),
     Audit(AuditProperties),
     /// Applied during resolve; what remains is whether it holds and quarantines.
-    Adaptation { active: bool, quarantine: bool },
+    Adaptation {
+        active: bool,
+        quarantine: bool,
+    },
 }
 
 fn empty_at(span: crate::source::Span) -> Node {
@@ -92,8 +95,12 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
             NodeKind::Unikernel => {
                 // Kept with default properties when they are wrong (that is reported, and no
                 // plan is made), so that placement checks still see it on its host.
-                let properties = UnikernelProperties::decode(props, &ppath, sink)
-                    .unwrap_or(UnikernelProperties { port: None, memory_mb: None, vcpus: None, instances: None });
+                let properties = UnikernelProperties::decode(props, &ppath, sink).unwrap_or(UnikernelProperties {
+                    port: None,
+                    memory_mb: None,
+                    vcpus: None,
+                    instances: None,
+                });
                 let (host, connects_to) = check_requirements(resolved, node, sink);
                 unikernels.insert(node.name.clone(), Unikernel { properties, host, connects_to });
             }
@@ -120,8 +127,13 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
         name_adaptations(template, &mut sink.diagnostics[first..]);
         check_dormant_overrides(template, props, &ppath, sink);
         if targets.is_empty() && !target_problems {
-            sink.report(Code::NoTargets, template.span, &template.path, format!("policy `{}` applies to no unikernel", template.name))
-                .hint = Some("name the unikernels it protects in `targets`".into());
+            sink.report(
+                Code::NoTargets,
+                template.span,
+                &template.path,
+                format!("policy `{}` applies to no unikernel", template.name),
+            )
+            .hint = Some("name the unikernels it protects in `targets`".into());
         }
         if let Some(properties) = properties {
             policies.push(Policy { name: template.name.clone(), targets, properties, template: template.clone() });
@@ -134,10 +146,19 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
     checked
 }
 
-fn decode_properties(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) -> Option<PolicyProperties> {
+fn decode_properties(
+    template: &PolicyTemplate,
+    props: &Node,
+    ppath: &YamlPath,
+    sink: &mut Sink<'_>,
+) -> Option<PolicyProperties> {
     let properties = match template.kind {
-        PolicyKind::Authentication => AuthenticationProperties::decode(props, ppath, sink).map(PolicyProperties::Authentication),
-        PolicyKind::Authorization => AuthorizationProperties::decode(props, ppath, sink).map(PolicyProperties::Authorization),
+        PolicyKind::Authentication => {
+            AuthenticationProperties::decode(props, ppath, sink).map(PolicyProperties::Authentication)
+        }
+        PolicyKind::Authorization => {
+            AuthorizationProperties::decode(props, ppath, sink).map(PolicyProperties::Authorization)
+        }
         PolicyKind::Firewall => FirewallProperties::decode(props, ppath, sink).map(PolicyProperties::Firewall),
         PolicyKind::Hardening => HardeningProperties::decode(props, ppath, sink).map(PolicyProperties::Hardening),
         PolicyKind::Isolation => IsolationProperties::decode(props, ppath, sink).map(PolicyProperties::Isolation),
@@ -162,8 +183,13 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
         _ => &[],
     };
     for (parent, key, effect) in nothing_allowed {
-        let (holder, path) = if parent.is_empty() { (Some(props), ppath.clone()) } else { (props.get(parent), ppath.key(parent)) };
-        let Some(node) = holder.and_then(|h| h.get(key)).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else { continue };
+        let (holder, path) =
+            if parent.is_empty() { (Some(props), ppath.clone()) } else { (props.get(parent), ppath.key(parent)) };
+        let Some(node) =
+            holder.and_then(|h| h.get(key)).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty()))
+        else {
+            continue;
+        };
         sink.report(Code::InvalidValue, node.span, &path.key(key), format!("`{key}: []` allows nothing: {effect}"))
             .hint = Some(format!("name at least one, or leave `{key}` out to allow any"));
     }
@@ -175,9 +201,16 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
     let Some(Value::Seq(rules)) = props.get(list).map(|n| &n.value) else { return };
     for (i, rule) in rules.iter().enumerate() {
         for key in keys {
-            let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else { continue };
-            sink.report(Code::InvalidValue, node.span, &ppath.key(list).index(i).key(key), format!("`{key}: []` lists nothing, so this rule could never match"))
-                .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
+            let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else {
+                continue;
+            };
+            sink.report(
+                Code::InvalidValue,
+                node.span,
+                &ppath.key(list).index(i).key(key),
+                format!("`{key}: []` lists nothing, so this rule could never match"),
+            )
+            .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
         }
     }
 }
@@ -186,7 +219,10 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
 fn name_adaptations(template: &PolicyTemplate, diagnostics: &mut [crate::Diagnostic]) {
     for d in diagnostics {
         let Some(loc) = &d.location else { continue };
-        let by = template.applied_overrides.iter().find(|(_, span)| loc.span.start >= span.start && loc.span.end <= span.end);
+        let by = template
+            .applied_overrides
+            .iter()
+            .find(|(_, span)| loc.span.start >= span.start && loc.span.end <= span.end);
         if let Some((adaptation, _)) = by {
             d.message = format!("{} (set by adaptation `{adaptation}`)", d.message);
         }
@@ -202,7 +238,8 @@ fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &Yaml
         decode_properties(template, &merged, ppath, &mut scratch);
         check_empty_lists(template.kind, &merged, ppath, &mut scratch);
         for mut d in scratch.diagnostics {
-            let inside = d.location.as_ref().is_some_and(|l| l.span.start >= over.span.start && l.span.end <= over.span.end);
+            let inside =
+                d.location.as_ref().is_some_and(|l| l.span.start >= over.span.start && l.span.end <= over.span.end);
             if inside {
                 d.message = format!("{} (when adaptation `{adaptation}` applies)", d.message);
                 sink.diagnostics.push(d);
@@ -211,7 +248,11 @@ fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &Yaml
     }
 }
 
-fn check_requirements(resolved: &Resolved, node: &resolve::NodeTemplate, sink: &mut Sink<'_>) -> (Option<String>, Vec<String>) {
+fn check_requirements(
+    resolved: &Resolved,
+    node: &resolve::NodeTemplate,
+    sink: &mut Sink<'_>,
+) -> (Option<String>, Vec<String>) {
     let mut host: Option<String> = None;
     let mut connects_to = BTreeSet::new();
     for req in &node.requirements {
@@ -221,8 +262,14 @@ fn check_requirements(resolved: &Resolved, node: &resolve::NodeTemplate, sink: &
             RequirementKind::ConnectsTo => (NodeKind::Unikernel, "connects_to"),
         };
         let Some(found) = resolved.nodes.get(&target.value) else {
-            let names: Vec<&str> = resolved.nodes.values().filter(|n| n.kind == wanted).map(|n| n.name.as_str()).collect();
-            let d = sink.report(Code::UnknownRequirementTarget, target.span, &target.path, format!("`{word}` names `{}`, which is not a node template", target.value));
+            let names: Vec<&str> =
+                resolved.nodes.values().filter(|n| n.kind == wanted).map(|n| n.name.as_str()).collect();
+            let d = sink.report(
+                Code::UnknownRequirementTarget,
+                target.span,
+                &target.path,
+                format!("`{word}` names `{}`, which is not a node template", target.value),
+            );
             d.hint = Some(match closest(&target.value, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => format!("define a {} node template named `{}`", wanted.type_name(), target.value),
@@ -230,7 +277,17 @@ fn check_requirements(resolved: &Resolved, node: &resolve::NodeTemplate, sink: &
             continue;
         };
         if found.kind != wanted {
-            sink.report(Code::WrongRequirementTarget, target.span, &target.path, format!("`{word}` must name a {}, but `{}` is a {}", wanted.type_name(), target.value, found.kind.type_name()));
+            sink.report(
+                Code::WrongRequirementTarget,
+                target.span,
+                &target.path,
+                format!(
+                    "`{word}` must name a {}, but `{}` is a {}",
+                    wanted.type_name(),
+                    target.value,
+                    found.kind.type_name()
+                ),
+            );
             continue;
         }
         match req.kind {
@@ -239,7 +296,12 @@ fn check_requirements(resolved: &Resolved, node: &resolve::NodeTemplate, sink: &
             }
             RequirementKind::Host => host = Some(target.value.clone()),
             RequirementKind::ConnectsTo if target.value == node.name => {
-                sink.report(Code::InvalidValue, target.span, &target.path, "a unikernel does not need `connects_to` itself");
+                sink.report(
+                    Code::InvalidValue,
+                    target.span,
+                    &target.path,
+                    "a unikernel does not need `connects_to` itself",
+                );
             }
             RequirementKind::ConnectsTo => {
                 connects_to.insert(target.value.clone());
@@ -256,7 +318,12 @@ fn check_targets(resolved: &Resolved, template: &PolicyTemplate, sink: &mut Sink
     let mut out = BTreeSet::new();
     for target in targets {
         if !resolve::is_valid_name(&target.value) {
-            sink.report(Code::InvalidName, target.span, &target.path, format!("`{}` is not a valid unikernel name", target.value));
+            sink.report(
+                Code::InvalidName,
+                target.span,
+                &target.path,
+                format!("`{}` is not a valid unikernel name", target.value),
+            );
             continue;
         }
         match resolved.nodes.get(&target.value) {
@@ -264,14 +331,32 @@ fn check_targets(resolved: &Resolved, template: &PolicyTemplate, sink: &mut Sink
                 out.insert(target.value.clone());
             }
             Some(n) => {
-                sink.report(Code::WrongTargetType, target.span, &target.path, format!("policies apply to unikernels; `{}` is a {}", target.value, n.kind.type_name()));
+                sink.report(
+                    Code::WrongTargetType,
+                    target.span,
+                    &target.path,
+                    format!("policies apply to unikernels; `{}` is a {}", target.value, n.kind.type_name()),
+                );
             }
             None => {
-                let names: Vec<&str> = resolved.nodes.values().filter(|n| n.kind == NodeKind::Unikernel).map(|n| n.name.as_str()).collect();
-                let d = sink.report(Code::UnknownTarget, target.span, &target.path, format!("target `{}` names no node template", target.value));
+                let names: Vec<&str> = resolved
+                    .nodes
+                    .values()
+                    .filter(|n| n.kind == NodeKind::Unikernel)
+                    .map(|n| n.name.as_str())
+                    .collect();
+                let d = sink.report(
+                    Code::UnknownTarget,
+                    target.span,
+                    &target.path,
+                    format!("target `{}` names no node template", target.value),
+                );
                 d.hint = Some(match closest(&target.value, &names) {
                     Some(best) => format!("did you mean `{best}`?"),
-                    None => format!("unikernels in this document: {}", if names.is_empty() { "none".into() } else { names.join(", ") }),
+                    None => format!(
+                        "unikernels in this document: {}",
+                        if names.is_empty() { "none".into() } else { names.join(", ") }
+                    ),
                 });
             }
         }
@@ -296,7 +381,12 @@ fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template:
     for (i, p) in a.principals.iter().flatten().enumerate() {
         let ppath = path.key("principals").index(i);
         if let Some(first) = names.insert(p.name.value.clone(), i) {
-            sink.report(Code::DuplicateName, p.name.span, &p.name.path, format!("principal `{}` is already defined at principals[{first}]", p.name.value));
+            sink.report(
+                Code::DuplicateName,
+                p.name.span,
+                &p.name.path,
+                format!("principal `{}` is already defined at principals[{first}]", p.name.value),
+            );
         }
         let (needed, present): (&str, bool) = match scheme {
             Scheme::Basic => ("password_hash", p.password_hash.is_some()),
@@ -304,7 +394,12 @@ fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template:
             Scheme::Jwt => ("public_key", p.public_key.is_some()),
         };
         if !present {
-            sink.report(Code::InconsistentPolicy, p.name.span, &ppath, format!("principal `{}` has no `{needed}`, which scheme {scheme} needs", p.name.value));
+            sink.report(
+                Code::InconsistentPolicy,
+                p.name.span,
+                &ppath,
+                format!("principal `{}` has no `{needed}`, which scheme {scheme} needs", p.name.value),
+            );
         }
         let stray: Vec<(&str, crate::source::Span)> = [
             ("password_hash", p.password_hash.as_ref().map(|v| v.span).filter(|_| scheme != Scheme::Basic)),
@@ -316,18 +411,33 @@ fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template:
         .filter_map(|(k, span)| span.map(|s| (k, s)))
         .collect();
         for (key, span) in stray {
-            sink.report(Code::InconsistentPolicy, span, &ppath.key(key), format!("scheme {scheme} does not use `{key}`"))
-                .hint = Some(format!("remove `{key}` from principal `{}`", p.name.value));
+            sink.report(
+                Code::InconsistentPolicy,
+                span,
+                &ppath.key(key),
+                format!("scheme {scheme} does not use `{key}`"),
+            )
+            .hint = Some(format!("remove `{key}` from principal `{}`", p.name.value));
         }
         if scheme == Scheme::Jwt {
             let fitting = |kind: KeyKind| -> String {
-                let algs: Vec<&str> = JwtAlgorithm::ALL.iter().filter(|a| a.key_kind() == kind).map(|a| a.as_str()).collect();
+                let algs: Vec<&str> =
+                    JwtAlgorithm::ALL.iter().filter(|a| a.key_kind() == kind).map(|a| a.as_str()).collect();
                 algs.join(", ")
             };
             match (&p.public_key, &p.algorithm) {
                 (Some(key), None) => {
-                    sink.report(Code::InconsistentPolicy, p.name.span, &ppath, format!("principal `{}` needs `algorithm` for its key", p.name.value))
-                        .hint = Some(format!("for this {} key: algorithm {}", key_kind_name(key.value.kind), fitting(key.value.kind)));
+                    sink.report(
+                        Code::InconsistentPolicy,
+                        p.name.span,
+                        &ppath,
+                        format!("principal `{}` needs `algorithm` for its key", p.name.value),
+                    )
+                    .hint = Some(format!(
+                        "for this {} key: algorithm {}",
+                        key_kind_name(key.value.kind),
+                        fitting(key.value.kind)
+                    ));
                 }
                 (Some(key), Some(alg)) if key.value.kind != alg.value.key_kind() => {
                     let (kind, needed) = (key.value.kind, alg.value.key_kind());
@@ -337,19 +447,32 @@ fn check_authentication(a: &AuthenticationProperties, path: &YamlPath, template:
                         key_kind_name(needed),
                         key_kind_name(kind)
                     );
-                    sink.report(Code::InvalidPublicKey, alg.span, &alg.path, message)
-                        .hint = Some(format!("for this key use algorithm {}, or give the issuer's {} key", fitting(kind), key_kind_name(needed)));
+                    sink.report(Code::InvalidPublicKey, alg.span, &alg.path, message).hint = Some(format!(
+                        "for this key use algorithm {}, or give the issuer's {} key",
+                        fitting(kind),
+                        key_kind_name(needed)
+                    ));
                 }
                 _ => {}
             }
         }
     }
     if let Some(jwt) = a.jwt.as_ref().filter(|_| scheme != Scheme::Jwt) {
-        sink.report(Code::InconsistentPolicy, jwt.span, &jwt.path, format!("`jwt` settings need scheme jwt, not {scheme}"));
+        sink.report(
+            Code::InconsistentPolicy,
+            jwt.span,
+            &jwt.path,
+            format!("`jwt` settings need scheme jwt, not {scheme}"),
+        );
     }
     if a.principals.as_ref().is_none_or(Vec::is_empty) {
-        sink.report(Code::InconsistentPolicy, a.scheme.span, path, format!("policy `{}` lets nobody authenticate: it has no principals", template.name))
-            .hint = Some("add at least one principal".into());
+        sink.report(
+            Code::InconsistentPolicy,
+            a.scheme.span,
+            path,
+            format!("policy `{}` lets nobody authenticate: it has no principals", template.name),
+        )
+        .hint = Some("add at least one principal".into());
     }
 }
 
@@ -363,15 +486,36 @@ fn check_isolation(checked: &Checked, sink: &mut Sink<'_>) {
             if let Some(min) = &iso.min_trust
                 && host_trust < min.value
             {
-                sink.report(Code::TrustTooLow, min.span, &min.path, format!("`{target}` runs on `{host_name}`, whose trust is `{host_trust}`, below min_trust `{}`", min.value))
-                    .hint = Some(format!("place `{target}` on a host declared at least `{}`, or lower min_trust", min.value));
+                sink.report(
+                    Code::TrustTooLow,
+                    min.span,
+                    &min.path,
+                    format!(
+                        "`{target}` runs on `{host_name}`, whose trust is `{host_trust}`, below min_trust `{}`",
+                        min.value
+                    ),
+                )
+                .hint =
+                    Some(format!("place `{target}` on a host declared at least `{}`, or lower min_trust", min.value));
             }
             if let Some(tenants) = &iso.tenants {
                 let allowed = host.tenant.as_ref().is_some_and(|t| tenants.value.contains(t));
                 if !allowed {
-                    let host_tenant = host.tenant.as_deref().map_or("no tenant (shared by any)".to_owned(), |t| format!("tenant `{t}`"));
-                    sink.report(Code::TenantNotAllowed, tenants.span, &tenants.path, format!("`{target}` runs on `{host_name}`, which declares {host_tenant}, not one of: {}", tenants.value.join(", ")))
-                        .hint = Some(format!("place `{target}` on a host of one of these tenants, or allow the host's tenant"));
+                    let host_tenant = host
+                        .tenant
+                        .as_deref()
+                        .map_or("no tenant (shared by any)".to_owned(), |t| format!("tenant `{t}`"));
+                    sink.report(
+                        Code::TenantNotAllowed,
+                        tenants.span,
+                        &tenants.path,
+                        format!(
+                            "`{target}` runs on `{host_name}`, which declares {host_tenant}, not one of: {}",
+                            tenants.value.join(", ")
+                        ),
+                    )
+                    .hint =
+                        Some(format!("place `{target}` on a host of one of these tenants, or allow the host's tenant"));
                 }
             }
             if iso.dedicated_host.as_ref().is_some_and(|d| d.value) {
@@ -382,8 +526,16 @@ fn check_isolation(checked: &Checked, sink: &mut Sink<'_>) {
                     .map(|(n, _)| n.as_str())
                     .collect();
                 if let (false, Some(flag)) = (neighbours.is_empty(), &iso.dedicated_host) {
-                    sink.report(Code::HostNotDedicated, flag.span, &flag.path, format!("`{target}` needs a dedicated host, but `{host_name}` also runs {}", neighbours.join(", ")))
-                        .hint = Some(format!("give `{target}` a host of its own"));
+                    sink.report(
+                        Code::HostNotDedicated,
+                        flag.span,
+                        &flag.path,
+                        format!(
+                            "`{target}` needs a dedicated host, but `{host_name}` also runs {}",
+                            neighbours.join(", ")
+                        ),
+                    )
+                    .hint = Some(format!("give `{target}` a host of its own"));
                 }
             }
         }
@@ -406,8 +558,11 @@ fn check_roles(checked: &Checked, sink: &mut Sink<'_>) {
         let PolicyProperties::Authorization(authz) = &policy.properties else { continue };
         let mut known: BTreeSet<&str> = BTreeSet::new();
         let mut open_ended = false;
-        let sharing: BTreeSet<usize> =
-            policy.targets.iter().flat_map(|t| authentication_on.get(t.as_str()).into_iter().flatten().copied()).collect();
+        let sharing: BTreeSet<usize> = policy
+            .targets
+            .iter()
+            .flat_map(|t| authentication_on.get(t.as_str()).into_iter().flatten().copied())
+            .collect();
         for other in sharing.into_iter().map(|i| &checked.policies[i]) {
             let PolicyProperties::Authentication(a) = &other.properties else { continue };
             for p in a.principals.iter().flatten() {
@@ -425,11 +580,18 @@ fn check_roles(checked: &Checked, sink: &mut Sink<'_>) {
         }
         for rule in authz.rules.iter().flatten() {
             for role in rule.roles.iter().flatten().filter(|r| !known.contains(r.value.as_str())) {
-                let d = sink.report(Code::UnknownRole, role.span, &role.path, format!("no principal of the targets has role `{}`: this rule never matches", role.value));
+                let d = sink.report(
+                    Code::UnknownRole,
+                    role.span,
+                    &role.path,
+                    format!("no principal of the targets has role `{}`: this rule never matches", role.value),
+                );
                 let names: Vec<&str> = known.iter().copied().collect();
                 d.hint = Some(match closest(&role.value, &names) {
                     Some(best) => format!("did you mean `{best}`?"),
-                    None if names.is_empty() => "no Authentication policy with principals applies to these targets".into(),
+                    None if names.is_empty() => {
+                        "no Authentication policy with principals applies to these targets".into()
+                    }
                     None => format!("roles principals have: {}", names.join(", ")),
                 });
             }

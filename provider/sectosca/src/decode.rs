@@ -47,8 +47,8 @@ impl Decode for bool {
             Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "True" | "TRUE") => Some(true),
             Value::Scalar { text, plain: true } if matches!(text.as_str(), "false" | "False" | "FALSE") => Some(false),
             Value::Scalar { text, plain: false } if text == "true" || text == "false" => {
-                sink.report(Code::WrongType, node.span, path, "expected a boolean, found a quoted string")
-                    .hint = Some(format!("write {text} without quotes"));
+                sink.report(Code::WrongType, node.span, path, "expected a boolean, found a quoted string").hint =
+                    Some(format!("write {text} without quotes"));
                 None
             }
             _ => {
@@ -84,7 +84,12 @@ impl Decode for u64 {
                     None
                 }
                 None if *plain && text.starts_with('-') && text[1..].bytes().all(|b| b.is_ascii_digit()) => {
-                    sink.report(Code::InvalidValue, node.span, path, format!("expected a number of 0 or more, found {text}"));
+                    sink.report(
+                        Code::InvalidValue,
+                        node.span,
+                        path,
+                        format!("expected a number of 0 or more, found {text}"),
+                    );
                     None
                 }
                 None => {
@@ -109,7 +114,12 @@ impl<const MIN: u64, const MAX: u64> Decode for Bounded<MIN, MAX> {
         if let Value::Scalar { text, plain: true } = &node.value
             && text.strip_prefix('-').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
         {
-            sink.report(Code::InvalidValue, node.span, path, format!("{text} is out of range: expected {MIN} to {MAX}"));
+            sink.report(
+                Code::InvalidValue,
+                node.span,
+                path,
+                format!("{text} is out of range: expected {MIN} to {MAX}"),
+            );
             return None;
         }
         let n = u64::decode(node, path, sink)?;
@@ -148,7 +158,8 @@ impl<T: Decode> Decode for Vec<T> {
             wrong_type(sink, node, path, "a list");
             return None;
         };
-        let decoded: Vec<Option<T>> = items.iter().enumerate().map(|(i, n)| T::decode(n, &path.index(i), sink)).collect();
+        let decoded: Vec<Option<T>> =
+            items.iter().enumerate().map(|(i, n)| T::decode(n, &path.index(i), sink)).collect();
         decoded.into_iter().collect()
     }
 }
@@ -236,7 +247,13 @@ static EMPTY: [(Key, Node); 0] = [];
 
 impl<'n> Fields<'n> {
     /// `what` names the mapping in messages, e.g. "sdsec.policies.Firewall properties".
-    pub fn open(node: &'n Node, path: &YamlPath, sink: &mut Sink<'_>, what: &'static str, unknown_code: Code) -> Option<Self> {
+    pub fn open(
+        node: &'n Node,
+        path: &YamlPath,
+        sink: &mut Sink<'_>,
+        what: &'static str,
+        unknown_code: Code,
+    ) -> Option<Self> {
         let entries: &'n [(Key, Node)] = match &node.value {
             Value::Map(entries) => entries,
             Value::Scalar { text, plain: true } if is_null_text(text) => &EMPTY,
@@ -245,7 +262,15 @@ impl<'n> Fields<'n> {
                 return None;
             }
         };
-        Some(Self { node, entries, path: path.clone(), used: vec![false; entries.len()], asked: Vec::new(), unknown_code, what })
+        Some(Self {
+            node,
+            entries,
+            path: path.clone(),
+            used: vec![false; entries.len()],
+            asked: Vec::new(),
+            unknown_code,
+            what,
+        })
     }
 
     /// The raw node of a key, marking it as known.
@@ -279,7 +304,12 @@ impl<'n> Fields<'n> {
                 continue;
             }
             let have = if self.singular() { "has" } else { "have" };
-            let d = sink.report(self.unknown_code, key.span, &self.path.key(&key.text), format!("{} {have} no `{}`", self.what, key.text));
+            let d = sink.report(
+                self.unknown_code,
+                key.span,
+                &self.path.key(&key.text),
+                format!("{} {have} no `{}`", self.what, key.text),
+            );
             d.hint = Some(match closest(&key.text, &self.asked) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => format!("known keys: {}", self.asked.join(", ")),

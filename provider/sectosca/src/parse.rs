@@ -36,7 +36,10 @@ pub struct Node {
 pub enum Value {
     /// A scalar with its text; `plain` is false for quoted and block scalars, which are
     /// always strings.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Key, Node)>),
 }
@@ -109,7 +112,8 @@ pub fn parse(sink: &mut Sink<'_>, limits: &Limits) -> Option<Node> {
         return None;
     }
 
-    let mut builder = Builder { source, limits, stack: Vec::new(), anchors: HashMap::new(), nodes: 0, docs: Vec::new() };
+    let mut builder =
+        Builder { source, limits, stack: Vec::new(), anchors: HashMap::new(), nodes: 0, docs: Vec::new() };
     for event in Parser::new_from_str(&source.text) {
         let (event, span) = match event {
             Ok(ev) => ev,
@@ -131,14 +135,19 @@ pub fn parse(sink: &mut Sink<'_>, limits: &Limits) -> Option<Node> {
     match builder.docs.len() {
         1 => builder.docs.pop(),
         0 => {
-            sink.report(Code::NotOneDocument, Span::new(0, 0), &root, "the document is empty")
-                .hint = Some("start with `tosca_definitions_version: tosca_simple_yaml_1_3`".into());
+            sink.report(Code::NotOneDocument, Span::new(0, 0), &root, "the document is empty").hint =
+                Some("start with `tosca_definitions_version: tosca_simple_yaml_1_3`".into());
             None
         }
         n => {
             let second = builder.docs[1].span;
-            sink.report(Code::NotOneDocument, second, &root, format!("the stream holds {n} YAML documents; one is expected"))
-                .hint = Some("put each document in its own file or resource".into());
+            sink.report(
+                Code::NotOneDocument,
+                second,
+                &root,
+                format!("the stream holds {n} YAML documents; one is expected"),
+            )
+            .hint = Some("put each document in its own file or resource".into());
             None
         }
     }
@@ -189,7 +198,9 @@ impl Builder<'_> {
             Event::SequenceEnd | Event::MappingEnd => {
                 let frame = self.stack.pop().ok_or((Code::YamlSyntax, "unbalanced collection".into(), span))?;
                 let (node, anchor) = match frame {
-                    Frame::Seq { start, anchor, items } => (Node { value: Value::Seq(items), span: Span::new(start, span.end) }, anchor),
+                    Frame::Seq { start, anchor, items } => {
+                        (Node { value: Value::Seq(items), span: Span::new(start, span.end) }, anchor)
+                    }
                     Frame::Map { start, anchor, entries, .. } => {
                         (Node { value: Value::Map(entries), span: Span::new(start, span.end) }, anchor)
                     }
@@ -198,11 +209,11 @@ impl Builder<'_> {
                 self.push_value(node, anchor)
             }
             Event::Alias(id) => {
-                let node = self
-                    .anchors
-                    .get(&id)
-                    .cloned()
-                    .ok_or((Code::YamlSyntax, "an alias refers to an unknown anchor".into(), span))?;
+                let node = self.anchors.get(&id).cloned().ok_or((
+                    Code::YamlSyntax,
+                    "an alias refers to an unknown anchor".into(),
+                    span,
+                ))?;
                 let added = node.count();
                 self.nodes += added;
                 if self.nodes > self.limits.max_nodes {
@@ -212,21 +223,23 @@ impl Builder<'_> {
                 // diagnostics point at the use.
                 self.push_value(Node { span, ..node }, 0)
             }
-            Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd | Event::Nothing => Ok(()),
+            Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd | Event::Nothing => {
+                Ok(())
+            }
         }
     }
 
     fn too_many(&self, span: Span) -> Stop {
-        (
-            Code::TooManyNodes,
-            format!("the document expands to more than {} nodes", self.limits.max_nodes),
-            span,
-        )
+        (Code::TooManyNodes, format!("the document expands to more than {} nodes", self.limits.max_nodes), span)
     }
 
     fn open(&mut self, span: Span) -> Result<(), Stop> {
         if self.stack.len() >= self.limits.max_depth {
-            return Err((Code::TooDeep, format!("the document nests deeper than {} levels", self.limits.max_depth), span));
+            return Err((
+                Code::TooDeep,
+                format!("the document nests deeper than {} levels", self.limits.max_depth),
+                span,
+            ));
         }
         self.nodes += 1;
         if self.nodes > self.limits.max_nodes {
@@ -261,7 +274,9 @@ impl Builder<'_> {
                         let (line, col) = source.line_col(first.span.start);
                         return Err((
                             Code::DuplicateKey,
-                            format!("the key `{text}` appears twice in this mapping (first at line {line}, column {col})"),
+                            format!(
+                                "the key `{text}` appears twice in this mapping (first at line {line}, column {col})"
+                            ),
                             node.span,
                         ));
                     }

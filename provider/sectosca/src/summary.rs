@@ -25,7 +25,15 @@ pub fn summarize<'a>(plans: impl IntoIterator<Item = &'a EnforcementPlan>) -> St
 fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
     let r = &plan.runtime;
     let b = &plan.build;
-    writeln!(out, "{}: port {}, {} MiB, {} vCPU{}", plan.node, b.port, b.memory_mb, b.vcpus, if r.quarantine { ", QUARANTINED" } else { "" })?;
+    writeln!(
+        out,
+        "{}: port {}, {} MiB, {} vCPU{}",
+        plan.node,
+        b.port,
+        b.memory_mb,
+        b.vcpus,
+        if r.quarantine { ", QUARANTINED" } else { "" }
+    )?;
     match &r.authentication {
         Some(a) => {
             let names: Vec<&str> = a.principals.iter().map(|p| p.name.as_str()).collect();
@@ -39,7 +47,11 @@ fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
     for set in &r.authorization {
         let allows = set.rules.iter().filter(|x| x.effect == Effect::Allow).count();
         let denies = set.rules.len() - allows;
-        writeln!(out, "  authorization [{}]: {} allow, {} deny rules, default {}", set.policy, allows, denies, set.default)?;
+        writeln!(
+            out,
+            "  authorization [{}]: {} allow, {} deny rules, default {}",
+            set.policy, allows, denies, set.default
+        )?;
     }
     let f = &r.firewall;
     for set in &f.ingress {
@@ -63,7 +75,8 @@ fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
     let lifetime = h.max_lifetime_seconds.map_or(String::new(), |s| format!(", max lifetime {s}s"));
     writeln!(out, "  hardening: {}, read-only root {}, seccomp {}{lifetime}", h.level, h.read_only_root, h.seccomp)?;
     let p = &plan.placement;
-    let host = p.host.as_ref().map_or("any host".to_owned(), |h| format!("{} (site {}, trust {})", h.name, h.site, h.trust));
+    let host =
+        p.host.as_ref().map_or("any host".to_owned(), |h| format!("{} (site {}, trust {})", h.name, h.site, h.trust));
     let mut constraints = Vec::new();
     if let Some(t) = p.min_trust {
         constraints.push(format!("min trust {t}"));

@@ -34,15 +34,19 @@ macro_rules! string_schema {
 #[serde(transparent)]
 pub struct Cidr(pub ipnet::IpNet);
 
-string_schema!(Cidr, "Cidr", "An IPv4 or IPv6 network in CIDR notation (10.0.0.0/8, ::1/128); a bare address is one host.");
+string_schema!(
+    Cidr,
+    "Cidr",
+    "An IPv4 or IPv6 network in CIDR notation (10.0.0.0/8, ::1/128); a bare address is one host."
+);
 
 impl Decode for Cidr {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a network in CIDR notation")?;
         if let Ok(net) = text.parse::<ipnet::IpNet>() {
             if net.trunc() != net {
-                sink.report(Code::InvalidCidr, node.span, path, format!("`{text}` has host bits set"))
-                    .hint = Some(format!("did you mean `{}`?", net.trunc()));
+                sink.report(Code::InvalidCidr, node.span, path, format!("`{text}` has host bits set")).hint =
+                    Some(format!("did you mean `{}`?", net.trunc()));
                 return None;
             }
             return Some(Self(net));
@@ -50,8 +54,8 @@ impl Decode for Cidr {
         if let Ok(addr) = text.parse::<std::net::IpAddr>() {
             return Some(Self(ipnet::IpNet::from(addr)));
         }
-        sink.report(Code::InvalidCidr, node.span, path, format!("`{text}` is not a network in CIDR notation"))
-            .hint = Some("write an address and a prefix length, e.g. 10.0.0.0/8 or 2001:db8::/32".into());
+        sink.report(Code::InvalidCidr, node.span, path, format!("`{text}` is not a network in CIDR notation")).hint =
+            Some("write an address and a prefix length, e.g. 10.0.0.0/8 or 2001:db8::/32".into());
         None
     }
 }
@@ -66,7 +70,11 @@ pub struct PortRange {
 
 impl Serialize for PortRange {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.first == self.last { s.serialize_u16(self.first) } else { s.collect_str(&format_args!("{}-{}", self.first, self.last)) }
+        if self.first == self.last {
+            s.serialize_u16(self.first)
+        } else {
+            s.collect_str(&format_args!("{}-{}", self.first, self.last))
+        }
     }
 }
 
@@ -85,7 +93,9 @@ impl<'de> Deserialize<'de> for PortRange {
                 None => parse_port(&text).map(|p| Self { first: p, last: p }),
             },
         };
-        range.filter(|r| r.first != 0 && r.first <= r.last).ok_or_else(|| serde::de::Error::custom("expected a port 1-65535 or a range `first-last`"))
+        range
+            .filter(|r| r.first != 0 && r.first <= r.last)
+            .ok_or_else(|| serde::de::Error::custom("expected a port 1-65535 or a range `first-last`"))
     }
 }
 
@@ -125,12 +135,17 @@ impl Decode for PortRange {
         match range {
             Some(r) if r.first <= r.last => Some(r),
             Some(r) => {
-                sink.report(Code::InvalidPort, node.span, path, format!("the range `{text}` is empty"))
-                    .hint = Some(format!("write it low to high: {}-{}", r.last, r.first));
+                sink.report(Code::InvalidPort, node.span, path, format!("the range `{text}` is empty")).hint =
+                    Some(format!("write it low to high: {}-{}", r.last, r.first));
                 None
             }
             None => {
-                sink.report(Code::InvalidPort, node.span, path, format!("`{text}` is not a port (1-65535) or a range such as 8000-8099"));
+                sink.report(
+                    Code::InvalidPort,
+                    node.span,
+                    path,
+                    format!("`{text}` is not a port (1-65535) or a range such as 8000-8099"),
+                );
                 None
             }
         }
@@ -155,12 +170,13 @@ impl schemars::JsonSchema for Port {
 impl Decode for Port {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
         // A plain scalar is a YAML integer (decimal, 0x, 0o), like every other whole number.
-        let number = |text: &str| crate::decode::parse_uint(text).and_then(|n| u16::try_from(n).ok()).filter(|p| *p != 0);
+        let number =
+            |text: &str| crate::decode::parse_uint(text).and_then(|n| u16::try_from(n).ok()).filter(|p| *p != 0);
         match &node.value {
             Value::Scalar { text, plain: true } if number(text).is_some() => number(text).map(Self),
             Value::Scalar { text, plain: false } if number(text).is_some() => {
-                sink.report(Code::WrongType, node.span, path, "expected a port number, found a quoted string")
-                    .hint = Some(format!("write {text} without quotes"));
+                sink.report(Code::WrongType, node.span, path, "expected a port number, found a quoted string").hint =
+                    Some(format!("write {text} without quotes"));
                 None
             }
             Value::Scalar { text, .. } if !node.is_null() => {
@@ -193,7 +209,10 @@ impl PathGlob {
         if !text.starts_with('/') {
             return Some("a path glob starts with `/`".into());
         }
-        if let Some(c) = text.chars().find(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '[' | ']' | '{' | '}' | '\\')) {
+        if let Some(c) = text
+            .chars()
+            .find(|c| c.is_control() || c.is_whitespace() || matches!(c, '?' | '#' | '[' | ']' | '{' | '}' | '\\'))
+        {
             return Some(format!("the character {c:?} is not allowed in a path glob"));
         }
         for segment in text.split('/').skip(1) {
@@ -225,7 +244,9 @@ fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
     match pattern.split_first() {
         None => path.is_empty(),
         Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((p, rest)) => path.split_first().is_some_and(|(s, tail)| match_segment(p, s) && match_segments(rest, tail)),
+        Some((p, rest)) => {
+            path.split_first().is_some_and(|(s, tail)| match_segment(p, s) && match_segments(rest, tail))
+        }
     }
 }
 
@@ -255,7 +276,12 @@ impl Decode for PathGlob {
 #[serde(transparent)]
 pub struct Seconds(pub u64);
 
-string_schema!(Seconds, "Duration", "A duration: numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m.", "^([0-9]+[smhd])+$");
+string_schema!(
+    Seconds,
+    "Duration",
+    "A duration: numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m.",
+    "^([0-9]+[smhd])+$"
+);
 
 impl Seconds {
     pub fn parse(text: &str) -> Option<Self> {
@@ -286,14 +312,18 @@ impl Decode for Seconds {
         let text = scalar(node, path, sink, "a duration")?;
         let parsed = Self::parse(text);
         if parsed.is_none() {
-            let well_formed = text.ends_with(['s', 'm', 'h', 'd']) && text.chars().all(|c| c.is_ascii_digit() || "smhd".contains(c));
+            let well_formed =
+                text.ends_with(['s', 'm', 'h', 'd']) && text.chars().all(|c| c.is_ascii_digit() || "smhd".contains(c));
             let zero = well_formed && text.chars().all(|c| c == '0' || "smhd".contains(c));
             let (message, hint) = if zero {
                 (format!("`{text}` is zero; a duration must be longer than that"), "give at least 1s".to_owned())
             } else if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
                 (format!("`{text}` has no unit"), format!("add a unit: {text}s, {text}m, {text}h or {text}d"))
             } else {
-                (format!("`{text}` is not a duration"), "use numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m".to_owned())
+                (
+                    format!("`{text}` is not a duration"),
+                    "use numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m".to_owned(),
+                )
             };
             sink.report(Code::InvalidDuration, node.span, path, message).hint = Some(hint);
         }
@@ -367,7 +397,12 @@ impl Decode for PasswordHash {
 #[serde(transparent)]
 pub struct TokenSha256(pub String);
 
-string_schema!(TokenSha256, "TokenSha256", "SHA-256 of a bearer token: 64 hex digits, optionally prefixed `sha256:`.", "^(sha256:)?[0-9a-fA-F]{64}$");
+string_schema!(
+    TokenSha256,
+    "TokenSha256",
+    "SHA-256 of a bearer token: 64 hex digits, optionally prefixed `sha256:`.",
+    "^(sha256:)?[0-9a-fA-F]{64}$"
+);
 
 impl Decode for TokenSha256 {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
@@ -377,8 +412,13 @@ impl Decode for TokenSha256 {
             return Some(Self(hex.to_ascii_lowercase()));
         }
         let what = if hex.len() == 64 { "has characters that are not hex digits" } else { "is not 64 hex digits long" };
-        sink.report(Code::InvalidTokenHash, node.span, path, format!("the token hash {what}; plaintext tokens are refused"))
-            .hint = Some("store the token's SHA-256 instead: printf %s \"$TOKEN\" | sha256sum".into());
+        sink.report(
+            Code::InvalidTokenHash,
+            node.span,
+            path,
+            format!("the token hash {what}; plaintext tokens are refused"),
+        )
+        .hint = Some("store the token's SHA-256 instead: printf %s \"$TOKEN\" | sha256sum".into());
         None
     }
 }
@@ -492,7 +532,8 @@ impl PublicKeyPem {
                 "expected a PEM block -----BEGIN PUBLIC KEY----- ... -----END PUBLIC KEY-----"
             })?;
         let b64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| "the PEM body is not valid base64")?;
+        let der =
+            base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| "the PEM body is not valid base64")?;
         if der.first() != Some(&0x30) || der.len() < 32 {
             return Err("the PEM body is not a DER SubjectPublicKeyInfo");
         }
@@ -544,7 +585,8 @@ impl Decode for PublicKeyPem {
                 } else {
                     "write the key as a YAML block scalar: `public_key: |` then the PEM lines indented"
                 };
-                sink.report(Code::InvalidPublicKey, node.span, path, format!("not a usable public key: {problem}")).hint = Some(hint.into());
+                sink.report(Code::InvalidPublicKey, node.span, path, format!("not a usable public key: {problem}"))
+                    .hint = Some(hint.into());
                 None
             }
         }

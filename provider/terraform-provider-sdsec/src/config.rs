@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use tfplugin::validators::OneOf;
-use tfplugin::{AttributePath, Attribute, Diagnostics, Schema, Value};
+use tfplugin::{Attribute, AttributePath, Diagnostics, Schema, Value};
 
 use crate::values::string;
 
@@ -56,14 +56,9 @@ pub fn schema() -> Schema {
             "libvirt connection URI, with `hypervisor = \"libvirt\"`, e.g. `qemu:///system` or a remote \
              `qemu+ssh://host/system`.",
         ))
-        .attribute(
-            Attribute::string("accel")
-                .optional()
-                .validator(OneOf::new(["auto", "kvm", "tcg"]))
-                .description(
-                    "`auto` (KVM when it is real hardware virtualisation, otherwise TCG), `kvm` or `tcg`. Default `auto`.",
-                ),
-        )
+        .attribute(Attribute::string("accel").optional().validator(OneOf::new(["auto", "kvm", "tcg"])).description(
+            "`auto` (KVM when it is real hardware virtualisation, otherwise TCG), `kvm` or `tcg`. Default `auto`.",
+        ))
         .attribute(Attribute::string("kernel").optional().description(
             "Path of the guest kernel (a PVH `vmlinux` or a `vmlinuz`). Default: the cached Debian cloud kernel \
              (`sdsec kernel fetch`).",
@@ -71,17 +66,14 @@ pub fn schema() -> Schema {
         .attribute(Attribute::string("site").optional().description(
             "The site where this provider's hypervisor stands, checked against `sdsec.policies.Isolation`.",
         ))
-        .attribute(Attribute::string("tenant").optional().description(
-            "The tenant that owns this hypervisor, checked against Isolation `tenants`.",
-        ))
         .attribute(
-            Attribute::string("trust")
+            Attribute::string("tenant")
                 .optional()
-                .validator(OneOf::new(TRUST_LEVELS))
-                .description(
-                    "How far this hypervisor is trusted: `untrusted`, `shared`, `trusted` or `dedicated`. Default `shared`.",
-                ),
+                .description("The tenant that owns this hypervisor, checked against Isolation `tenants`."),
         )
+        .attribute(Attribute::string("trust").optional().validator(OneOf::new(TRUST_LEVELS)).description(
+            "How far this hypervisor is trusted: `untrusted`, `shared`, `trusted` or `dedicated`. Default `shared`.",
+        ))
 }
 
 fn default_state_dir() -> PathBuf {
@@ -183,7 +175,8 @@ mod tests {
         assert!(err.iter().any(|d| d.summary == "libvirt_uri without libvirt"));
         let err = settle(&config(&[("hypervisor", "libvirt"), ("libvirt_uri", "nonsense")])).unwrap_err();
         assert!(err.iter().any(|d| d.summary == "Invalid libvirt URI"));
-        let ok = settle(&config(&[("hypervisor", "libvirt"), ("libvirt_uri", "qemu:///system"), ("trust", "trusted")])).unwrap();
+        let ok = settle(&config(&[("hypervisor", "libvirt"), ("libvirt_uri", "qemu:///system"), ("trust", "trusted")]))
+            .unwrap();
         assert_eq!(ok.trust, sectosca::model::Trust::Trusted);
     }
 }

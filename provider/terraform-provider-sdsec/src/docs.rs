@@ -55,7 +55,8 @@ fn front_matter(out: &mut String, title: &str, description: &str) {
 
 fn schema_section(out: &mut String, block: &Block) {
     out.push_str("## Schema\n");
-    let groups: [(&str, fn(Presence) -> bool); 3] = [
+    type Belongs = fn(Presence) -> bool;
+    let groups: [(&str, Belongs); 3] = [
         ("Required", |p| p == Presence::Required),
         ("Optional", |p| matches!(p, Presence::Optional | Presence::OptionalComputed)),
         ("Read-Only", |p| p == Presence::Computed),
@@ -87,10 +88,18 @@ fn resource_like(kind: &str, folder: &str, name: &str, block: &Block, examples: 
     let mut text = String::new();
     front_matter(&mut text, &format!("{name} {kind} - sdsec"), &block.description);
     let _ = write!(text, "# {name} ({kind})\n\n{}\n", block.description);
-    example_section(&mut text, example(examples, &format!("{folder}/{name}/{}.tf", if kind == "Resource" { "resource" } else { "data-source" }))?, "terraform");
+    example_section(
+        &mut text,
+        example(
+            examples,
+            &format!("{folder}/{name}/{}.tf", if kind == "Resource" { "resource" } else { "data-source" }),
+        )?,
+        "terraform",
+    );
     schema_section(&mut text, block);
     if let Some(import) = example(examples, &format!("{folder}/{name}/import.sh"))? {
-        let _ = write!(text, "\n## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```\n");
+        let _ =
+            write!(text, "\n## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```\n");
     }
     Ok(Page { path: PathBuf::from(folder).join(format!("{short}.md")), text })
 }
@@ -100,8 +109,14 @@ fn function_page(name: &str, sig: &FunctionSignature, examples: &Path) -> Result
     front_matter(&mut text, &format!("{name} function - sdsec"), &sig.summary);
     let _ = write!(text, "# function: {name}\n\n{}\n", sig.description);
     example_section(&mut text, example(examples, &format!("functions/{name}/function.tf"))?, "terraform");
-    let params: Vec<String> = sig.parameters.iter().map(|p| format!("{} {}", p.name, type_label(&p.typ).to_lowercase())).collect();
-    let _ = write!(text, "## Signature\n\n```text\n{name}({}) {}\n```\n\n## Arguments\n\n", params.join(", "), type_label(&sig.return_type).to_lowercase());
+    let params: Vec<String> =
+        sig.parameters.iter().map(|p| format!("{} {}", p.name, type_label(&p.typ).to_lowercase())).collect();
+    let _ = write!(
+        text,
+        "## Signature\n\n```text\n{name}({}) {}\n```\n\n## Arguments\n\n",
+        params.join(", "),
+        type_label(&sig.return_type).to_lowercase()
+    );
     for (i, p) in sig.parameters.iter().enumerate() {
         let _ = writeln!(text, "{}. `{}` ({}) {}", i + 1, p.name, type_label(&p.typ), p.description);
     }

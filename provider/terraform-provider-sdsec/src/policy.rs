@@ -38,7 +38,29 @@ pub fn compile(document: &str, inputs: &BTreeMap<String, String>) -> (Source, Co
 }
 
 /// Compiles, or returns the compiler's diagnostics mapped onto `document` / `inputs`.
-pub fn compile_policy(document: &str, inputs: &BTreeMap<String, String>, base: &AttributePath) -> Result<CompiledPolicy, Diagnostics> {
+///
+/// Terraform asks about each resource instance twice in a row with the same document and
+/// inputs (ValidateResourceConfig, then PlanResourceChange; in `plan`, and again in `apply`),
+/// and compiling is a pure function of them: the outcome of the last few compiles is kept and
+/// handed out again instead of compiling the same document twice.
+pub fn compile_policy(
+    document: &str,
+    inputs: &BTreeMap<String, String>,
+    base: &AttributePath,
+) -> Result<CompiledPolicy, Diagnostics> {
+    if let Some(outcome) = recent::lookup(document, inputs, base) {
+        return outcome;
+    }
+    let outcome = compile_uncached(document, inputs, base);
+    recent::remember(document, inputs, base, &outcome);
+    outcome
+}
+
+fn compile_uncached(
+    document: &str,
+    inputs: &BTreeMap<String, String>,
+    base: &AttributePath,
+) -> Result<CompiledPolicy, Diagnostics> {
     let (source, compilation) = compile(document, inputs);
     if compilation.has_errors() {
         return Err(to_diagnostics(&source, &compilation.diagnostics, inputs, base));
@@ -46,31 +68,111 @@ pub fn compile_policy(document: &str, inputs: &BTreeMap<String, String>, base: &
     Ok(CompiledPolicy {
         digest: compilation.digest(),
         summary: sectosca::summary::summarize(compilation.plans.values()),
-        enforcement: compilation.plans.keys().filter_map(|n| compilation.plan_json(n).map(|j| (n.clone(), j))).collect(),
+        enforcement: compilation
+            .plans
+            .keys()
+            .filter_map(|n| compilation.plan_json(n).map(|j| (n.clone(), j)))
+            .collect(),
         warnings: compilation.diagnostics.clone(),
     })
+}
+
+/// The outcomes of the most recent compiles, oldest first, bounded in number and in size.
+mod recent {
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::{Mutex, PoisonError};
+
+    use tfplugin::{AttributePath, Diagnostics};
+
+    use super::CompiledPolicy;
+
+    /// Well above Terraform's default parallelism (10), so an instance's plan still finds
+    /// the compile of its validate while other instances are validated in between.
+    const ENTRIES: usize = 32;
+    /// Upper bound on the text kept (documents and their enforcement plans), so that large
+    /// documents cannot make the provider hold much memory.
+    const BYTES: usize = 8 << 20;
+
+    struct Entry {
+        document: String,
+        inputs: BTreeMap<String, String>,
+        base: AttributePath,
+        outcome: Result<CompiledPolicy, Diagnostics>,
+        bytes: usize,
+    }
+
+    static RECENT: Mutex<VecDeque<Entry>> = Mutex::new(VecDeque::new());
+
+    pub(super) fn lookup(
+        document: &str,
+        inputs: &BTreeMap<String, String>,
+        base: &AttributePath,
+    ) -> Option<Result<CompiledPolicy, Diagnostics>> {
+        let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        recent
+            .iter()
+            .rev()
+            .find(|e| e.document == document && e.inputs == *inputs && e.base == *base)
+            .map(|e| e.outcome.clone())
+    }
+
+    pub(super) fn remember(
+        document: &str,
+        inputs: &BTreeMap<String, String>,
+        base: &AttributePath,
+        outcome: &Result<CompiledPolicy, Diagnostics>,
+    ) {
+        let output_bytes =
+            outcome.as_ref().map_or(0, |c| c.summary.len() + c.enforcement.values().map(String::len).sum::<usize>());
+        let bytes = document.len() + output_bytes;
+        if bytes > BYTES {
+            return;
+        }
+        let mut recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
+        recent.push_back(Entry {
+            document: document.to_owned(),
+            inputs: inputs.clone(),
+            base: base.clone(),
+            outcome: outcome.clone(),
+            bytes,
+        });
+        while recent.len() > ENTRIES || recent.iter().map(|e| e.bytes).sum::<usize>() > BYTES {
+            recent.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        RECENT.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
 }
 
 /// Problems with a value given from outside belong on `inputs["name"]`; everything else
 /// on `document`.
 fn attribute_for(d: &sectosca::Diagnostic, inputs: &BTreeMap<String, String>, base: &AttributePath) -> AttributePath {
     let input_codes = [Code::InputConstraint, Code::InputType, Code::UndeclaredInput];
-    if input_codes.contains(&d.code) {
-        if let Some(name) = inputs.keys().find(|name| d.message.contains(&format!("`{name}`"))) {
-            return base.clone().join(&AttributePath::attr("inputs").key(name.clone()));
-        }
+    if input_codes.contains(&d.code)
+        && let Some(name) = inputs.keys().find(|name| d.message.contains(&format!("`{name}`")))
+    {
+        return base.clone().join(&AttributePath::attr("inputs").key(name.clone()));
     }
     base.clone().join(&AttributePath::attr("document"))
 }
 
-pub fn to_diagnostics(source: &Source, diagnostics: &[sectosca::Diagnostic], inputs: &BTreeMap<String, String>, base: &AttributePath) -> Diagnostics {
+pub fn to_diagnostics(
+    source: &Source,
+    diagnostics: &[sectosca::Diagnostic],
+    inputs: &BTreeMap<String, String>,
+    base: &AttributePath,
+) -> Diagnostics {
     diagnostics
         .iter()
         .map(|d| {
             let summary = format!("{}: {}", d.code, d.message);
             let detail = detail(source, d);
             let attribute = attribute_for(d, inputs, base);
-            let diagnostic = if d.is_error() { Diagnostic::error(summary, detail) } else { Diagnostic::warning(summary, detail) };
+            let diagnostic =
+                if d.is_error() { Diagnostic::error(summary, detail) } else { Diagnostic::warning(summary, detail) };
             diagnostic.at(attribute)
         })
         .collect()
@@ -86,7 +188,10 @@ fn detail(source: &Source, d: &sectosca::Diagnostic) -> String {
         }
         out.push('\n');
         if let Some(line) = source.text.lines().nth(loc.line - 1) {
-            let width = source.text.get(loc.span.start..loc.span.end).map_or(1, |s| s.lines().next().unwrap_or("").chars().count().max(1));
+            let width = source
+                .text
+                .get(loc.span.start..loc.span.end)
+                .map_or(1, |s| s.lines().next().unwrap_or("").chars().count().max(1));
             out.push_str(&format!("\n  {line}\n  {}{}\n", " ".repeat(loc.column - 1), "^".repeat(width)));
         }
     } else if !d.path.is_root() {
@@ -113,5 +218,23 @@ mod tests {
         assert!(d.detail.contains("^^^^^^^^^^"), "{}", d.detail);
         assert!(d.detail.contains("Hint: did you mean `10.0.0.0/8`?"), "{}", d.detail);
         assert_eq!(d.attribute.as_ref().map(ToString::to_string).as_deref(), Some("document"));
+    }
+
+    #[test]
+    fn a_repeated_compile_gives_the_same_outcome_and_the_cache_stays_bounded() {
+        const GOOD: &str = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel, properties: { port: 8080 } }\n";
+        let inputs = BTreeMap::new();
+        let root = AttributePath::root();
+        assert_eq!(compile_policy(GOOD, &inputs, &root), compile_uncached(GOOD, &inputs, &root));
+        assert_eq!(compile_policy(GOOD, &inputs, &root), compile_uncached(GOOD, &inputs, &root));
+        assert_eq!(compile_policy(BAD, &inputs, &root), compile_uncached(BAD, &inputs, &root));
+        // The base path is part of the key: diagnostics point under it.
+        let nested = AttributePath::attr("policy");
+        assert_eq!(compile_policy(BAD, &inputs, &nested), compile_uncached(BAD, &inputs, &nested));
+        for port in 0..100 {
+            let document = GOOD.replace("8080", &(9000 + port).to_string());
+            assert_eq!(compile_policy(&document, &inputs, &root), compile_uncached(&document, &inputs, &root));
+        }
+        assert!(recent::len() <= 32);
     }
 }

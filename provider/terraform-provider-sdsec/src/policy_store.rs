@@ -63,7 +63,8 @@ impl PolicyStore {
         let path = self.path(&record.id)?;
         let io = |source| StoreError::Io { path: path.clone(), source };
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
-        let json = serde_json::to_vec_pretty(record).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
         tmp.write_all(&json).map_err(io)?;
         tmp.as_file().sync_all().map_err(io)?;
         tmp.persist(&path).map_err(|e| io(e.error))?;
@@ -74,7 +75,9 @@ impl PolicyStore {
     pub fn get(&self, id: &str) -> Result<Option<PolicyRecord>, StoreError> {
         let path = self.path(id)?;
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Corrupt { path, source }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Corrupt { path, source })
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StoreError::Io { path, source }),
         }

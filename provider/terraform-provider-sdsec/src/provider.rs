@@ -17,7 +17,11 @@ impl Shared {
     pub fn config(&self) -> Result<ProviderConfig, Diagnostics> {
         let guard = self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.clone().ok_or_else(|| {
-            Diagnostic::error("Provider not configured", "Terraform did not configure the sdsec provider before using it.").into()
+            Diagnostic::error(
+                "Provider not configured",
+                "Terraform did not configure the sdsec provider before using it.",
+            )
+            .into()
         })
     }
 

@@ -1,5 +1,8 @@
 //! The `sdsec` command line as a user runs it: exit codes, what goes to stdout and stderr.
 
+// A failed expectation in a test is reported by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -105,7 +108,8 @@ fn compile_prints_canonical_plans_whose_digest_ignores_formatting() {
     assert_eq!(plans["api"]["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"], 20);
     let summary = sdsec(&["compile", "--format", "summary", a.to_str().unwrap()]);
     let summary_b = sdsec(&["compile", "--format", "summary", b.to_str().unwrap()]);
-    let digest_line = |o: &Output| text(&o.stdout).lines().find(|l| l.starts_with("digest: sha256:")).map(str::to_owned);
+    let digest_line =
+        |o: &Output| text(&o.stdout).lines().find(|l| l.starts_with("digest: sha256:")).map(str::to_owned);
     assert!(digest_line(&summary).is_some(), "{}", text(&summary.stdout));
     assert_eq!(digest_line(&summary), digest_line(&summary_b));
     assert!(text(&summary.stdout).contains("authentication: bearer"));
@@ -141,7 +145,9 @@ fn missing_files_and_unknown_nodes_are_usage_errors() {
 
 #[test]
 fn schema_matches_the_committed_file_and_writes_atomically() {
-    let committed = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/sectosca.schema.json")).unwrap();
+    let committed =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/sectosca.schema.json"))
+            .unwrap();
     let out = sdsec(&["schema"]);
     assert!(out.status.success());
     assert_eq!(text(&out.stdout), committed);
@@ -167,6 +173,10 @@ fn every_example_policy_checks_clean() {
     for file in files {
         let out = sdsec(&["check", file.to_str().unwrap()]);
         let err = text(&out.stderr);
-        assert!(out.status.success() && err.contains("0 warning(s)"), "{} does not check clean:\n{err}", file.display());
+        assert!(
+            out.status.success() && err.contains("0 warning(s)"),
+            "{} does not check clean:\n{err}",
+            file.display()
+        );
     }
 }

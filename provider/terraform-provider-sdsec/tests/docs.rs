@@ -2,6 +2,9 @@
 //! examples. `UPDATE_GOLDEN=1 cargo test -p terraform-provider-sdsec --test docs` (or
 //! `sdsec docs`) rewrites them.
 
+// A failed expectation in a test is reported by panicking.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::PathBuf;
 
 #[test]
@@ -35,6 +38,10 @@ fn every_attribute_and_function_is_described() {
     }
     for f in provider.functions() {
         let sig = f.signature();
-        assert!(!sig.description.is_empty() && sig.parameters.iter().all(|p| !p.description.is_empty()), "{}", f.name());
+        assert!(
+            !sig.description.is_empty() && sig.parameters.iter().all(|p| !p.description.is_empty()),
+            "{}",
+            f.name()
+        );
     }
 }

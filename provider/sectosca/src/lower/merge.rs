@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::check::Policy;
 use crate::diagnostic::{Code, Sink};
 use crate::lower::plan::{
-    AuditPlan, AuthenticationPlan, AuthorizationRulePlan, AuthorizationRuleSet, Credential, FirewallPlan, HardeningPlan,
-    HttpPlan, IngressRulePlan, IngressRuleSet, JwtPlan, PrincipalPlan, RateLimitPlan,
+    AuditPlan, AuthenticationPlan, AuthorizationRulePlan, AuthorizationRuleSet, Credential, FirewallPlan,
+    HardeningPlan, HttpPlan, IngressRulePlan, IngressRuleSet, JwtPlan, PrincipalPlan, RateLimitPlan,
 };
 use crate::model::policies::{
     AuditEvent, AuditProperties, AuditSink, AuthenticationProperties, AuthorizationProperties, FirewallProperties,
@@ -23,16 +23,26 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
 pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
 pub const HEALTH_PATH: &str = "/.sdsec/health";
-pub const DEFAULT_AUDIT_EVENTS: &[AuditEvent] = &[AuditEvent::AuthnFailure, AuditEvent::AuthzDeny, AuditEvent::FirewallDrop];
+pub const DEFAULT_AUDIT_EVENTS: &[AuditEvent] =
+    &[AuditEvent::AuthnFailure, AuditEvent::AuthzDeny, AuditEvent::FirewallDrop];
 
 /// Reports a conflict at the later of two policies.
 fn conflict(sink: &mut Sink<'_>, node: &str, first: &Policy, second: &Policy, what: String) {
     let (a, b) = if first.template.path <= second.template.path { (first, second) } else { (second, first) };
-    sink.report(Code::PolicyConflict, b.template.span, &b.template.path, format!("on `{node}`, `{}` and `{}` conflict: {what}", a.name, b.name))
-        .hint = Some("make the policies agree, or target them at different unikernels".into());
+    sink.report(
+        Code::PolicyConflict,
+        b.template.span,
+        &b.template.path,
+        format!("on `{node}`, `{}` and `{}` conflict: {what}", a.name, b.name),
+    )
+    .hint = Some("make the policies agree, or target them at different unikernels".into());
 }
 
-pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationProperties)], sink: &mut Sink<'_>) -> Option<AuthenticationPlan> {
+pub fn authentication(
+    node: &str,
+    policies: &[(&Policy, &AuthenticationProperties)],
+    sink: &mut Sink<'_>,
+) -> Option<AuthenticationPlan> {
     let ((first_policy, first), rest) = policies.split_first()?;
     let scheme = first.scheme.value;
     let mut realm: Option<(&Policy, &str)> = None;
@@ -42,7 +52,13 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
 
     for (policy, props) in std::iter::once((first_policy, first)).chain(rest.iter().map(|(p, a)| (p, a))) {
         if props.scheme.value != scheme {
-            conflict(sink, node, first_policy, policy, format!("schemes {scheme} and {} cannot both hold", props.scheme.value));
+            conflict(
+                sink,
+                node,
+                first_policy,
+                policy,
+                format!("schemes {scheme} and {} cannot both hold", props.scheme.value),
+            );
             ok = false;
             continue;
         }
@@ -116,7 +132,9 @@ pub fn authentication(node: &str, policies: &[(&Policy, &AuthenticationPropertie
                     }
                     for (k, v) in next.role_map {
                         match seen.role_map.get(&k) {
-                            Some(existing) if *existing != v => problems.push(format!("claim `{k}` maps to `{existing}` and `{v}`")),
+                            Some(existing) if *existing != v => {
+                                problems.push(format!("claim `{k}` maps to `{existing}` and `{v}`"))
+                            }
                             _ => {
                                 seen.role_map.insert(k, v);
                             }
@@ -215,7 +233,13 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
                     Some((first, seen)) => {
                         let both: BTreeSet<_> = seen.intersection(&these).copied().collect();
                         if both.is_empty() && !seen.is_empty() && !these.is_empty() {
-                            conflict(sink, node, first, policy, "no HTTP method is allowed by both, so every request would be refused".into());
+                            conflict(
+                                sink,
+                                node,
+                                first,
+                                policy,
+                                "no HTTP method is allowed by both, so every request would be refused".into(),
+                            );
                         }
                         (first, both)
                     }
@@ -227,7 +251,10 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
         let http = props.http.as_ref();
         lowest(&mut max_body_bytes, http.and_then(|h| h.max_body_bytes).map_or(DEFAULT_MAX_BODY_BYTES, |b| b.0));
         lowest(&mut max_header_bytes, http.and_then(|h| h.max_header_bytes).map_or(DEFAULT_MAX_HEADER_BYTES, |b| b.0));
-        lowest(&mut header_timeout_seconds, http.and_then(|h| h.header_timeout).map_or(DEFAULT_HEADER_TIMEOUT_SECONDS, |s| s.0));
+        lowest(
+            &mut header_timeout_seconds,
+            http.and_then(|h| h.header_timeout).map_or(DEFAULT_HEADER_TIMEOUT_SECONDS, |s| s.0),
+        );
         if let Some(rl) = &props.rate_limit {
             let per = rl.per.unwrap_or(RateScope::Source);
             let rps = rl.requests_per_second.0;
@@ -259,7 +286,9 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
 pub fn hardening(policies: &[&HardeningProperties]) -> HardeningPlan {
     let level = policies.iter().filter_map(|h| h.level).max().unwrap_or(HardeningLevel::Baseline);
     // Each policy's effective value (its default is true); any true wins.
-    let any_true = |get: fn(&HardeningProperties) -> Option<bool>| policies.is_empty() || policies.iter().any(|h| get(h).unwrap_or(true));
+    let any_true = |get: fn(&HardeningProperties) -> Option<bool>| {
+        policies.is_empty() || policies.iter().any(|h| get(h).unwrap_or(true))
+    };
     HardeningPlan {
         level,
         read_only_root: any_true(|h| h.read_only_root),

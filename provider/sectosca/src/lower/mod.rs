@@ -85,7 +85,10 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
                 audit,
                 flows: FlowPlan {
                     connects_to: unikernel.connects_to.clone(),
-                    accepts_from: accepts_from.get(name.as_str()).map(|s| s.iter().cloned().collect()).unwrap_or_default(),
+                    accepts_from: accepts_from
+                        .get(name.as_str())
+                        .map(|s| s.iter().cloned().collect())
+                        .unwrap_or_default(),
                 },
             },
             build: BuildPlan {

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::policies::{AuditEvent, AuditSink, HardeningLevel, Protocol, RateScope, Scheme};
 use crate::model::nodes::Driver;
+use crate::model::policies::{AuditEvent, AuditSink, HardeningLevel, Protocol, RateScope, Scheme};
 use crate::model::{Effect, Trust};
 use crate::values::{Cidr, JwtAlgorithm, KeyKind, Method, PasswordHash, PathGlob, PortRange, TokenSha256};
 
@@ -273,7 +273,11 @@ mod tests {
         let base = plan(1, 10, "baseline");
         assert_eq!(base.change_from(&base), ChangeKind::None);
         assert_eq!(plan(3, 10, "baseline").change_from(&base), ChangeKind::None, "scaling needs no new image");
-        assert_eq!(plan(1, 5, "baseline").change_from(&base), ChangeKind::InPlace, "a rate limit is reconfigured in place");
+        assert_eq!(
+            plan(1, 5, "baseline").change_from(&base),
+            ChangeKind::InPlace,
+            "a rate limit is reconfigured in place"
+        );
         assert_eq!(plan(1, 10, "strict").change_from(&base), ChangeKind::Replace, "hardening is built into the image");
     }
 }

@@ -8,7 +8,9 @@ use crate::diagnostic::Sink;
 use crate::model::{Effect, Trust};
 use crate::parse::Node;
 use crate::path::YamlPath;
-use crate::values::{Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256};
+use crate::values::{
+    Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256,
+};
 
 keywords! {
     /// How requests prove who sends them.

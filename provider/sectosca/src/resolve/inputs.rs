@@ -146,8 +146,16 @@ pub fn resolve_inputs(
             Some(entries) => {
                 for (key, def) in entries {
                     if !super::is_valid_name(&key.text) {
-                        sink.report(Code::InvalidName, key.span, &path.key(&key.text), format!("`{}` is not a valid input name", key.text))
-                            .hint = Some("use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters".into());
+                        sink.report(
+                            Code::InvalidName,
+                            key.span,
+                            &path.key(&key.text),
+                            format!("`{}` is not a valid input name", key.text),
+                        )
+                        .hint = Some(
+                            "use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters"
+                                .into(),
+                        );
                         continue;
                     }
                     if let Some(d) = read_declaration(def, &path.key(&key.text), key.span, sink) {
@@ -161,7 +169,12 @@ pub fn resolve_inputs(
 
     for name in given.keys().filter(|n| !declared.contains_key(*n)) {
         let span = node.map_or(fallback, |n| n.span);
-        let d = sink.report(Code::UndeclaredInput, span, path, format!("a value was given for input `{name}`, which the document does not declare"));
+        let d = sink.report(
+            Code::UndeclaredInput,
+            span,
+            path,
+            format!("a value was given for input `{name}`, which the document does not declare"),
+        );
         let names: Vec<&str> = declared.keys().map(String::as_str).collect();
         d.hint = Some(match crate::decode::closest(name, &names) {
             Some(best) => format!("did you mean `{best}`?"),
@@ -175,8 +188,16 @@ pub fn resolve_inputs(
             (Some(text), _) => match coerce(decl.input_type, text) {
                 Some(v) => Some((v, decl.span, decl.path.clone(), true)),
                 None => {
-                    sink.report(Code::InputType, decl.span, &decl.path, format!("the value given for input `{name}` is `{text}`, which is not {}", a_type(decl.input_type)))
-                        .hint = Some(format!("pass {} value", a_type(decl.input_type)));
+                    sink.report(
+                        Code::InputType,
+                        decl.span,
+                        &decl.path,
+                        format!(
+                            "the value given for input `{name}` is `{text}`, which is not {}",
+                            a_type(decl.input_type)
+                        ),
+                    )
+                    .hint = Some(format!("pass {} value", a_type(decl.input_type)));
                     None
                 }
             },
@@ -186,22 +207,37 @@ pub fn resolve_inputs(
                     Some(v) => Some((v, default.span, default_path.clone(), false)),
                     None => {
                         if literal.is_some() {
-                            sink.report(Code::InputType, default.span, default_path, format!("the default of input `{name}` is not {}", a_type(decl.input_type)));
+                            sink.report(
+                                Code::InputType,
+                                default.span,
+                                default_path,
+                                format!("the default of input `{name}` is not {}", a_type(decl.input_type)),
+                            );
                         }
                         None
                     }
                 }
             }
             (None, None) if decl.required => {
-                sink.report(Code::MissingInput, decl.span, &decl.path, format!("input `{name}` is required and has no value"))
-                    .hint = Some(format!("give it a value (Terraform: inputs = {{ {name} = \"...\" }}; CLI: --input {name}=...) or a default"));
+                sink.report(
+                    Code::MissingInput,
+                    decl.span,
+                    &decl.path,
+                    format!("input `{name}` is required and has no value"),
+                )
+                .hint = Some(format!(
+                    "give it a value (Terraform: inputs = {{ {name} = \"...\" }}; CLI: --input {name}=...) or a default"
+                ));
                 None
             }
             (None, None) => None,
         };
         if let Some((value, span, vpath, given)) = value {
             // Every constraint is checked, so that all problems are reported at once.
-            let ok = decl.constraints.iter().fold(true, |ok, (c, cpath)| check_constraint(name, &value, c, cpath, span, &vpath, given, sink) && ok);
+            let ok = decl
+                .constraints
+                .iter()
+                .fold(true, |ok, (c, cpath)| check_constraint(name, &value, c, cpath, span, &vpath, given, sink) && ok);
             if ok {
                 values.insert(name.clone(), value);
             }
@@ -235,7 +271,14 @@ fn read_declaration(node: &Node, path: &YamlPath, span: Span, sink: &mut Sink<'_
             _ => crate::decode::wrong_type(sink, list, &cpath, "a list of constraints"),
         }
     }
-    Some(Declaration { input_type: input_type?, default, required: required?.unwrap_or(true), constraints, span, path: path.clone() })
+    Some(Declaration {
+        input_type: input_type?,
+        default,
+        required: required?.unwrap_or(true),
+        constraints,
+        span,
+        path: path.clone(),
+    })
 }
 
 const CONSTRAINTS: &[&str] = &[
@@ -273,7 +316,12 @@ fn check_constraint(
         let l = Literal::decode(n, p, sink)?;
         let v = coerce(value.input_type, &l.0);
         if v.is_none() {
-            sink.report(Code::InputType, n.span, p, format!("`{}` is not {} like the input it constrains", l.0, a_type(value.input_type)));
+            sink.report(
+                Code::InputType,
+                n.span,
+                p,
+                format!("`{}` is not {} like the input it constrains", l.0, a_type(value.input_type)),
+            );
         }
         v
     };
@@ -327,7 +375,8 @@ fn check_constraint(
             (holds, format!("{} {n}", op.text.replace('_', " ")))
         }
         other => {
-            let d = sink.report(Code::InvalidValue, op.span, &apath, format!("`{other}` is not a supported constraint"));
+            let d =
+                sink.report(Code::InvalidValue, op.span, &apath, format!("`{other}` is not a supported constraint"));
             d.hint = Some(match crate::decode::closest(other, CONSTRAINTS) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => format!("supported: {}", CONSTRAINTS.join(", ")),
@@ -337,8 +386,13 @@ fn check_constraint(
     };
     if !holds {
         let origin = if given { "the value given for" } else { "the default of" };
-        sink.report(Code::InputConstraint, value_span, value_path, format!("{origin} input `{name}` is `{}`, which is not {expectation}", value.text))
-            .hint = Some(format!("the constraint is at {cpath}"));
+        sink.report(
+            Code::InputConstraint,
+            value_span,
+            value_path,
+            format!("{origin} input `{name}` is `{}`, which is not {expectation}", value.text),
+        )
+        .hint = Some(format!("the constraint is at {cpath}"));
     }
     holds
 }

@@ -85,8 +85,8 @@ pub fn is_valid_name(name: &str) -> bool {
 fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> bool {
     let ok = is_valid_name(&name.text);
     if !ok {
-        sink.report(Code::InvalidName, name.span, path, format!("`{}` is not a valid {what} name", name.text))
-            .hint = Some("use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters".into());
+        sink.report(Code::InvalidName, name.span, path, format!("`{}` is not a valid {what} name", name.text)).hint =
+            Some("use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters".into());
     }
     ok
 }
@@ -131,9 +131,15 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
     apply_adaptations(&mut policies, &inputs, &mut substitution, sink);
 
     for name in inputs.declared_names().filter(|n| !substitution.used.contains(*n)) {
-        if let Some((key, _)) = inputs_node.and_then(Node::as_map).and_then(|e| e.iter().find(|(k, _)| k.text == name)) {
-            sink.report(Code::UnusedInput, key.span, &tpath.key("inputs").key(name), format!("input `{name}` is declared but never used"))
-                .hint = Some("use it with `{ get_input: name }` or in an adaptation's `when`, or remove it".into());
+        if let Some((key, _)) = inputs_node.and_then(Node::as_map).and_then(|e| e.iter().find(|(k, _)| k.text == name))
+        {
+            sink.report(
+                Code::UnusedInput,
+                key.span,
+                &tpath.key("inputs").key(name),
+                format!("input `{name}` is declared but never used"),
+            )
+            .hint = Some("use it with `{ get_input: name }` or in an adaptation's `when`, or remove it".into());
         }
     }
 
@@ -165,7 +171,12 @@ fn read_type(fields: &mut Fields<'_>, sink: &mut Sink<'_>) -> Option<Spanned<Str
     fields.field::<Spanned<String>>("type", sink)
 }
 
-fn read_nodes(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) -> BTreeMap<String, NodeTemplate> {
+fn read_nodes(
+    node: Option<&Node>,
+    path: &YamlPath,
+    subst: &mut Substitution<'_>,
+    sink: &mut Sink<'_>,
+) -> BTreeMap<String, NodeTemplate> {
     let mut nodes = BTreeMap::new();
     let Some(node) = node.filter(|n| !n.is_null()) else { return nodes };
     let Some(entries) = node.as_map() else {
@@ -175,7 +186,9 @@ fn read_nodes(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>
     for (key, template) in entries {
         let npath = path.key(&key.text);
         let name_ok = check_name(key, &npath, "node template", sink);
-        let Some(mut fields) = Fields::open(template, &npath, sink, "node templates", Code::UnknownKey) else { continue };
+        let Some(mut fields) = Fields::open(template, &npath, sink, "node templates", Code::UnknownKey) else {
+            continue;
+        };
         let type_name = read_type(&mut fields, sink);
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
@@ -186,11 +199,17 @@ fn read_nodes(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>
         let Some(type_name) = type_name else { continue };
         let Some(kind) = NodeKind::from_type_name(&type_name.value) else {
             let names: Vec<&str> = NodeKind::ALL.iter().map(|k| k.type_name()).collect();
-            let d = sink.report(Code::UnknownNodeType, type_name.span, &type_name.path, format!("unknown node type `{}`", type_name.value));
+            let d = sink.report(
+                Code::UnknownNodeType,
+                type_name.span,
+                &type_name.path,
+                format!("unknown node type `{}`", type_name.value),
+            );
             d.hint = Some(match closest(&type_name.value, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None if type_name.value.starts_with("tosca.nodes.") => {
-                    "SecTOSCA runs sdsec.nodes.Unikernel (derived from tosca.nodes.Compute) and sdsec.nodes.Hypervisor".into()
+                    "SecTOSCA runs sdsec.nodes.Unikernel (derived from tosca.nodes.Compute) and sdsec.nodes.Hypervisor"
+                        .into()
                 }
                 None => format!("node types: {}", names.join(", ")),
             });
@@ -199,13 +218,21 @@ fn read_nodes(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>
         let requirements = match requirements_node {
             Some(r) if kind == NodeKind::Unikernel => read_requirements(r, &npath.key("requirements"), sink),
             Some(r) => {
-                sink.report(Code::UnknownKey, r.span, &npath.key("requirements"), format!("{} templates take no requirements", kind.type_name()));
+                sink.report(
+                    Code::UnknownKey,
+                    r.span,
+                    &npath.key("requirements"),
+                    format!("{} templates take no requirements", kind.type_name()),
+                );
                 Vec::new()
             }
             None => Vec::new(),
         };
         if name_ok {
-            nodes.insert(key.text.clone(), NodeTemplate { name: key.text.clone(), kind, span: key.span, path: npath, properties, requirements });
+            nodes.insert(
+                key.text.clone(),
+                NodeTemplate { name: key.text.clone(), kind, span: key.span, path: npath, properties, requirements },
+            );
         }
     }
     nodes
@@ -227,7 +254,12 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
             "host" => RequirementKind::Host,
             "connects_to" => RequirementKind::ConnectsTo,
             other => {
-                let d = sink.report(Code::UnknownKey, key.span, &ipath.key(other), format!("`{other}` is not a requirement of sdsec.nodes.Unikernel"));
+                let d = sink.report(
+                    Code::UnknownKey,
+                    key.span,
+                    &ipath.key(other),
+                    format!("`{other}` is not a requirement of sdsec.nodes.Unikernel"),
+                );
                 d.hint = Some(match closest(other, &["host", "connects_to"]) {
                     Some(best) => format!("did you mean `{best}`?"),
                     None => "requirements: host, connects_to".into(),
@@ -238,7 +270,10 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
         let vpath = ipath.key(&key.text);
         let target = match &value.value {
             Value::Map(_) => {
-                let Some(mut fields) = Fields::open(value, &vpath, sink, "requirement assignments", Code::UnknownKey) else { continue };
+                let Some(mut fields) = Fields::open(value, &vpath, sink, "requirement assignments", Code::UnknownKey)
+                else {
+                    continue;
+                };
                 let target = fields.field::<Spanned<String>>("node", sink);
                 fields.finish(sink);
                 target
@@ -252,27 +287,47 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
     out
 }
 
-fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) -> Vec<PolicyTemplate> {
+fn read_policies(
+    node: Option<&Node>,
+    path: &YamlPath,
+    subst: &mut Substitution<'_>,
+    sink: &mut Sink<'_>,
+) -> Vec<PolicyTemplate> {
     let mut policies: Vec<PolicyTemplate> = Vec::new();
     // Where each policy kept so far is defined, by name.
     let mut defined: BTreeMap<String, YamlPath> = BTreeMap::new();
     let Some(node) = node.filter(|n| !n.is_null()) else { return policies };
     let Value::Seq(items) = &node.value else {
-        let d = sink.report(Code::WrongType, node.span, path, format!("expected a list of policies, found {}", node.kind_name()));
+        let d = sink.report(
+            Code::WrongType,
+            node.span,
+            path,
+            format!("expected a list of policies, found {}", node.kind_name()),
+        );
         d.hint = Some("write each policy as a list item: `- name: { type: ..., targets: [...] }`".into());
         return policies;
     };
     for (i, item) in items.iter().enumerate() {
         let ipath = path.index(i);
         let Some([(key, policy)]) = item.as_map() else {
-            wrong_type(sink, item, &ipath, "a single-entry mapping `name: { type: ..., targets: [...], properties: {...} }`");
+            wrong_type(
+                sink,
+                item,
+                &ipath,
+                "a single-entry mapping `name: { type: ..., targets: [...], properties: {...} }`",
+            );
             continue;
         };
         let ppath = ipath.key(&key.text);
         let name_ok = check_name(key, &ppath, "policy", sink);
         if let Some(first) = defined.get(&key.text) {
-            sink.report(Code::DuplicateName, key.span, &ppath, format!("a policy named `{}` is already defined at {first}", key.text))
-                .hint = Some("give every policy its own name".into());
+            sink.report(
+                Code::DuplicateName,
+                key.span,
+                &ppath,
+                format!("a policy named `{}` is already defined at {first}", key.text),
+            )
+            .hint = Some("give every policy its own name".into());
             continue;
         }
         let Some(mut fields) = Fields::open(policy, &ppath, sink, "policies", Code::UnknownKey) else { continue };
@@ -286,7 +341,12 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
         let Some(type_name) = type_name else { continue };
         let Some(kind) = PolicyKind::from_type_name(&type_name.value) else {
             let names: Vec<&str> = PolicyKind::ALL.iter().map(|k| k.type_name()).collect();
-            let d = sink.report(Code::UnknownPolicyType, type_name.span, &type_name.path, format!("unknown policy type `{}`", type_name.value));
+            let d = sink.report(
+                Code::UnknownPolicyType,
+                type_name.span,
+                &type_name.path,
+                format!("unknown policy type `{}`", type_name.value),
+            );
             d.hint = Some(match closest(&type_name.value, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => format!("policy types: {}", names.join(", ")),
@@ -296,7 +356,18 @@ fn read_policies(node: Option<&Node>, path: &YamlPath, subst: &mut Substitution<
         let Some(targets) = targets else { continue };
         if name_ok {
             defined.insert(key.text.clone(), ppath.clone());
-            policies.push(PolicyTemplate { name: key.text.clone(), kind, span: key.span, path: ppath, targets, properties, active: false, quarantine: false, dormant_overrides: Vec::new(), applied_overrides: Vec::new() });
+            policies.push(PolicyTemplate {
+                name: key.text.clone(),
+                kind,
+                span: key.span,
+                path: ppath,
+                targets,
+                properties,
+                active: false,
+                quarantine: false,
+                dormant_overrides: Vec::new(),
+                applied_overrides: Vec::new(),
+            });
         }
     }
     policies
@@ -318,7 +389,8 @@ impl Substitution<'_> {
                 {
                     return self.lookup(node, arg, &path.key("get_input"), sink);
                 }
-                let entries = entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &path.key(&k.text), sink))).collect();
+                let entries =
+                    entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &path.key(&k.text), sink))).collect();
                 Node { value: Value::Map(entries), span: node.span }
             }
             Value::Seq(items) => {
@@ -339,7 +411,12 @@ impl Substitution<'_> {
         self.used.insert(name.clone());
         if !self.inputs.is_declared(&name) {
             let names: Vec<&str> = self.inputs.declared_names().collect();
-            let d = sink.report(Code::UnknownInput, arg.span, path, format!("`get_input` names `{name}`, which is not a declared input"));
+            let d = sink.report(
+                Code::UnknownInput,
+                arg.span,
+                path,
+                format!("`get_input` names `{name}`, which is not a declared input"),
+            );
             d.hint = Some(match closest(&name, &names) {
                 Some(best) => format!("did you mean `{best}`?"),
                 None => "declare it under topology_template.inputs".into(),
@@ -371,7 +448,12 @@ struct Applied {
     node: Node,
 }
 
-fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &Inputs, subst: &mut Substitution<'_>, sink: &mut Sink<'_>) {
+fn apply_adaptations(
+    policies: &mut [PolicyTemplate],
+    inputs: &Inputs,
+    subst: &mut Substitution<'_>,
+    sink: &mut Sink<'_>,
+) {
     let mut applied: Vec<Applied> = Vec::new();
     for i in 0..policies.len() {
         if policies[i].kind != PolicyKind::Adaptation {
@@ -396,7 +478,12 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &Inputs, subst: &m
             }
             let Some(j) = policies.iter().position(|p| p.name == key.text) else {
                 let names: Vec<&str> = policies.iter().map(|p| p.name.as_str()).collect();
-                let d = sink.report(Code::UnknownPolicyReference, key.span, &opath, format!("`{}` is not a policy of this document", key.text));
+                let d = sink.report(
+                    Code::UnknownPolicyReference,
+                    key.span,
+                    &opath,
+                    format!("`{}` is not a policy of this document", key.text),
+                );
                 d.hint = Some(match closest(&key.text, &names) {
                     Some(best) => format!("did you mean `{best}`?"),
                     None => "name a policy defined under topology_template.policies, or `quarantine`".into(),
@@ -404,8 +491,13 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &Inputs, subst: &m
                 continue;
             };
             if policies[j].kind == PolicyKind::Adaptation {
-                sink.report(Code::InvalidAdaptation, key.span, &opath, "an adaptation cannot override another adaptation")
-                    .hint = Some("make one adaptation's condition cover both cases".into());
+                sink.report(
+                    Code::InvalidAdaptation,
+                    key.span,
+                    &opath,
+                    "an adaptation cannot override another adaptation",
+                )
+                .hint = Some("make one adaptation's condition cover both cases".into());
                 continue;
             }
             if value.as_map().is_none() {
@@ -413,7 +505,13 @@ fn apply_adaptations(policies: &mut [PolicyTemplate], inputs: &Inputs, subst: &m
                 continue;
             }
             if holds {
-                applied.push(Applied { adaptation: i, target: j, key_span: key.span, path: opath, node: value.clone() });
+                applied.push(Applied {
+                    adaptation: i,
+                    target: j,
+                    key_span: key.span,
+                    path: opath,
+                    node: value.clone(),
+                });
             } else {
                 let adaptation = policies[i].name.clone();
                 policies[j].dormant_overrides.push((adaptation, value.clone()));
@@ -452,14 +550,24 @@ fn condition_holds(
         (None, Some(list)) => list.iter().enumerate().map(|(n, v)| (v, wpath.key("in").index(n))).collect(),
         _ => {
             let when_span = props_node.get("when").map_or(fallback, |n| n.span);
-            sink.report(Code::InconsistentPolicy, when_span, &wpath, "a condition takes exactly one of `equals` and `in`")
-                .hint = Some("`equals: value` for one value, `in: [a, b]` for several".into());
+            sink.report(
+                Code::InconsistentPolicy,
+                when_span,
+                &wpath,
+                "a condition takes exactly one of `equals` and `in`",
+            )
+            .hint = Some("`equals: value` for one value, `in: [a, b]` for several".into());
             return false;
         }
     };
     if !inputs.is_declared(&input.value) {
         let names: Vec<&str> = inputs.declared_names().collect();
-        let d = sink.report(Code::UnknownInput, input.span, &input.path, format!("the condition reads input `{}`, which is not declared", input.value));
+        let d = sink.report(
+            Code::UnknownInput,
+            input.span,
+            &input.path,
+            format!("the condition reads input `{}`, which is not declared", input.value),
+        );
         d.hint = Some(match closest(&input.value, &names) {
             Some(best) => format!("did you mean `{best}`?"),
             None => "declare it under topology_template.inputs".into(),
@@ -471,8 +579,8 @@ fn condition_holds(
     for (literal, lpath) in &literals {
         if let Some(why) = inputs.never_equals(&input.value, literal, sink.source) {
             let span = literal_span(when_node, lpath).unwrap_or(input.span);
-            sink.report(Code::InputConstraint, span, lpath, format!("this value can never match: {why}"))
-                .hint = Some("compare with a value the input can take".into());
+            sink.report(Code::InputConstraint, span, lpath, format!("this value can never match: {why}")).hint =
+                Some("compare with a value the input can take".into());
         }
     }
     let Some(value) = inputs.values.get(&input.value) else { return false };

@@ -18,9 +18,11 @@ pub fn schema() -> Schema {
              unikernels without keeping a policy record.",
         )
         .attribute(Attribute::string("document").required().description("The SecTOSCA document (YAML)."))
-        .attribute(Attribute::new("inputs", Type::map(Type::String)).optional().description(
-            "Values for the document's inputs, as strings.",
-        ))
+        .attribute(
+            Attribute::new("inputs", Type::map(Type::String))
+                .optional()
+                .description("Values for the document's inputs, as strings."),
+        )
         .attribute(Attribute::string("digest").computed().description("`sha256:` digest of all enforcement plans."))
         .attribute(Attribute::string("summary").computed().description("A short human summary of each node's plan."))
         .attribute(

@@ -36,7 +36,10 @@ impl Function for PolicyDigest {
     }
 
     async fn call(&self, arguments: Vec<Value>) -> Result<Value, FunctionError> {
-        let document = arguments.first().and_then(Value::as_str).ok_or_else(|| FunctionError::in_argument("document must be a string", 0))?;
+        let document = arguments
+            .first()
+            .and_then(Value::as_str)
+            .ok_or_else(|| FunctionError::in_argument("document must be a string", 0))?;
         let (_, compilation) = policy::compile(document, &BTreeMap::new());
         match compilation.errors().next() {
             None => Ok(Value::from(compilation.digest())),

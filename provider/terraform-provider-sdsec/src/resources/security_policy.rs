@@ -30,7 +30,8 @@ impl SecurityPolicy {
 
     fn store(&self) -> Result<PolicyStore, Diagnostics> {
         let config = self.shared.config()?;
-        PolicyStore::open(&config.state_dir).map_err(|e| Diagnostic::error("Policy store unavailable", e.to_string()).into())
+        PolicyStore::open(&config.state_dir)
+            .map_err(|e| Diagnostic::error("Policy store unavailable", e.to_string()).into())
     }
 }
 
@@ -43,12 +44,9 @@ pub fn schema() -> Schema {
              `summary` and `enforcement` are known in the plan. A change that leaves the compiled plans \
              unchanged (comments, formatting, key order) plans no change.",
         )
-        .attribute(
-            Attribute::string("id")
-                .computed()
-                .use_state_for_unknown()
-                .description("Identifier of the provider's record of this policy (`pol-` and 16 hex digits); import takes it."),
-        )
+        .attribute(Attribute::string("id").computed().use_state_for_unknown().description(
+            "Identifier of the provider's record of this policy (`pol-` and 16 hex digits); import takes it.",
+        ))
         .attribute(Attribute::string("document").required().description(
             "The SecTOSCA document (YAML), usually `file(\"policies/api.yaml\")`. See the language reference for \
              types and properties.",
@@ -61,9 +59,11 @@ pub fn schema() -> Schema {
             "`sha256:` digest of the canonical JSON of all enforcement plans. It changes exactly when what is \
              enforced changes.",
         ))
-        .attribute(Attribute::string("summary").computed().description(
-            "A short human summary of each node's enforcement plan, for review.",
-        ))
+        .attribute(
+            Attribute::string("summary")
+                .computed()
+                .description("A short human summary of each node's enforcement plan, for review."),
+        )
         .attribute(Attribute::new("enforcement", Type::map(Type::String)).computed().description(
             "Map from node template name to that node's enforcement plan as canonical JSON. Pass \
              `enforcement[\"api\"]` to `sdsec_unikernel.enforcement`; `jsondecode` it to read a setting.",
@@ -85,13 +85,17 @@ fn warnings(compiled: &CompiledPolicy, document: &str, inputs: &BTreeMap<String,
 
 /// State for a record: the record's document and inputs, with what they compile to now.
 fn state_from_record(record: &PolicyRecord) -> Result<Value, Diagnostics> {
-    let compiled = policy::compile_policy(&record.document, &record.inputs, &AttributePath::root()).map_err(|mut diags| {
-        diags.push(Diagnostic::error(
-            "Stored policy no longer compiles",
-            format!("The provider's record {} does not compile with this provider version; fix the document and apply.", record.id),
-        ));
-        diags
-    })?;
+    let compiled =
+        policy::compile_policy(&record.document, &record.inputs, &AttributePath::root()).map_err(|mut diags| {
+            diags.push(Diagnostic::error(
+                "Stored policy no longer compiles",
+                format!(
+                    "The provider's record {} does not compile with this provider version; fix the document and apply.",
+                    record.id
+                ),
+            ));
+            diags
+        })?;
     let inputs = if record.inputs.is_empty() { Value::Null } else { map_value(&record.inputs) };
     let mut state = Value::object([
         ("id", Value::from(record.id.as_str())),
@@ -160,10 +164,13 @@ impl Resource for SecurityPolicy {
         let mut state = request.planned_state;
         let id = match PolicyStore::new_id() {
             Ok(id) => id,
-            Err(e) => return StateResult::failed(Value::Null, Diagnostic::error("Cannot create policy", e.to_string())),
+            Err(e) => {
+                return StateResult::failed(Value::Null, Diagnostic::error("Cannot create policy", e.to_string()));
+            }
         };
         state.set("id", Value::from(id.as_str()));
-        self.write_record(&state, store).map_or_else(|diags| StateResult::failed(Value::Null, diags), |()| StateResult::new(state))
+        self.write_record(&state, store)
+            .map_or_else(|diags| StateResult::failed(Value::Null, diags), |()| StateResult::new(state))
     }
 
     async fn read(&self, current_state: Value, private: Vec<u8>) -> StateResult {
@@ -179,7 +186,9 @@ impl Resource for SecurityPolicy {
                 Ok(state) => StateResult { private, ..StateResult::new(state) },
                 Err(diags) => StateResult::failed(current_state, diags),
             },
-            Err(e) => StateResult::failed(current_state, Diagnostic::error("Cannot read the policy record", e.to_string())),
+            Err(e) => {
+                StateResult::failed(current_state, Diagnostic::error("Cannot read the policy record", e.to_string()))
+            }
         }
     }
 
@@ -190,12 +199,15 @@ impl Resource for SecurityPolicy {
             Err(diags) => return StateResult::failed(prior, diags),
         };
         let state = request.planned_state;
-        self.write_record(&state, store).map_or_else(|diags| StateResult::failed(prior, diags), |()| StateResult::new(state))
+        self.write_record(&state, store)
+            .map_or_else(|diags| StateResult::failed(prior, diags), |()| StateResult::new(state))
     }
 
     async fn delete(&self, request: ApplyRequest) -> Diagnostics {
         let Some(id) = string(&request.prior_state, "id") else { return Diagnostics::new() };
-        match self.store().and_then(|store| store.remove(&id).map_err(|e| Diagnostic::error("Cannot delete the policy record", e.to_string()).into())) {
+        match self.store().and_then(|store| {
+            store.remove(&id).map_err(|e| Diagnostic::error("Cannot delete the policy record", e.to_string()).into())
+        }) {
             Ok(()) => Diagnostics::new(),
             Err(diags) => diags,
         }
@@ -205,7 +217,10 @@ impl Resource for SecurityPolicy {
         if !is_policy_id(id) {
             return StateResult::failed(
                 Value::Null,
-                Diagnostic::error("Invalid policy id", format!("`{id}` is not a policy id: expected `pol-` and 16 hex digits, as in the `id` attribute.")),
+                Diagnostic::error(
+                    "Invalid policy id",
+                    format!("`{id}` is not a policy id: expected `pol-` and 16 hex digits, as in the `id` attribute."),
+                ),
             );
         }
         let store = match self.store() {
@@ -221,18 +236,26 @@ impl Resource for SecurityPolicy {
                 Value::Null,
                 Diagnostic::error(
                     "Policy not found",
-                    format!("There is no policy with id {id} in this provider's state directory; check `state_dir` and the id."),
+                    format!(
+                        "There is no policy with id {id} in this provider's state directory; check `state_dir` and the id."
+                    ),
                 ),
             ),
-            Err(e) => StateResult::failed(Value::Null, Diagnostic::error("Cannot read the policy record", e.to_string())),
+            Err(e) => {
+                StateResult::failed(Value::Null, Diagnostic::error("Cannot read the policy record", e.to_string()))
+            }
         }
     }
 }
 
 impl SecurityPolicy {
     fn write_record(&self, state: &Value, store: PolicyStore) -> Result<(), Diagnostics> {
-        let (document, inputs) = document_and_inputs(state)
-            .ok_or_else(|| Diagnostics::from(Diagnostic::error("Policy not known", "The document or inputs are still unknown at apply.")))?;
+        let (document, inputs) = document_and_inputs(state).ok_or_else(|| {
+            Diagnostics::from(Diagnostic::error(
+                "Policy not known",
+                "The document or inputs are still unknown at apply.",
+            ))
+        })?;
         let record = PolicyRecord {
             id: string(state, "id").unwrap_or_default(),
             document,

@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sectosca::{Compilation, Source};
 
 #[derive(Debug, Parser)]
-#[command(name = "sdsec", version, about = "Software-defined security with protected unikernels: compile and check SecTOSCA policies")]
+#[command(
+    name = "sdsec",
+    version,
+    about = "Software-defined security with protected unikernels: compile and check SecTOSCA policies"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -138,7 +142,11 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                     Some(p) => vec![p],
                     None => {
                         let names: Vec<&str> = compilation.plans.keys().map(String::as_str).collect();
-                        return Err(UsageError(format!("no unikernel `{n}` in {}; unikernels: {}", source.name, names.join(", "))));
+                        return Err(UsageError(format!(
+                            "no unikernel `{n}` in {}; unikernels: {}",
+                            source.name,
+                            names.join(", ")
+                        )));
                     }
                 },
                 None => compilation.plans.values().collect(),
@@ -188,7 +196,8 @@ fn print_stdout(text: &str) {
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), UsageError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
+    let tmp =
+        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
     let fail = |e: std::io::Error| UsageError(format!("cannot write {}: {e}", path.display()));
     std::fs::write(&tmp, bytes).map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(|e| {

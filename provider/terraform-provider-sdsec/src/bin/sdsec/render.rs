@@ -6,12 +6,12 @@ use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnost
 use sectosca::{Diagnostic, Severity, Source};
 
 fn to_miette(d: &Diagnostic) -> MietteDiagnostic {
-    let mut m = MietteDiagnostic::new(d.message.clone())
-        .with_code(format!("sectosca::{}", d.code))
-        .with_severity(match d.severity {
+    let mut m = MietteDiagnostic::new(d.message.clone()).with_code(format!("sectosca::{}", d.code)).with_severity(
+        match d.severity {
             Severity::Error => miette::Severity::Error,
             Severity::Warning => miette::Severity::Warning,
-        });
+        },
+    );
     if let Some(loc) = &d.location {
         let label = if d.path.is_root() { "here".to_owned() } else { d.path.to_string() };
         m = m.with_label(LabeledSpan::new(Some(label), loc.span.start, loc.span.len()));
@@ -30,7 +30,8 @@ pub fn diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
     let theme = if colour { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     for d in diagnostics {
-        let report = Report::new(to_miette(d)).with_source_code(NamedSource::new(source.name.to_string(), source.text.to_string()));
+        let report =
+            Report::new(to_miette(d)).with_source_code(NamedSource::new(&source.name, source.text.to_string()));
         let mut out = String::new();
         if handler.render_report(&mut out, report.as_ref()).is_err() {
             out = d.to_string();
