@@ -10,3 +10,6 @@ export CHECKPOINT_DISABLE=1
 
 cargo build --release --workspace --locked
 cargo test --release --workspace --locked
+
+# The README's main job, end to end, so that it keeps working.
+"$root/scripts/quickstart.sh"
