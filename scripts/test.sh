@@ -9,7 +9,8 @@ export PATH="$root/.venv/bin:$PATH"
 export CHECKPOINT_DISABLE=1
 
 cargo build --release --workspace --locked
-cargo test --release --workspace --locked
 
 # The README's main job, end to end, so that it keeps working.
 "$root/scripts/quickstart.sh"
+
+cargo test --release --workspace --locked
