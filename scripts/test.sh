@@ -13,4 +13,11 @@ cargo build --release --workspace --locked
 # The README's main job, end to end, so that it keeps working.
 "$root/scripts/quickstart.sh"
 
-cargo test --release --workspace --locked
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo test --release --workspace --locked 2>&1 | tee "$log"
+
+# One closing line over every test binary (cargo prints one summary per binary, the last
+# of which is often an empty doc-test run).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
