@@ -223,22 +223,20 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let ((parse, parse_cpu), (compile, compile_cpu)) = (median("parse"), median("compile"));
+    report("wall time", parse, compile);
+    if let (Some(parse), Some(compile)) = (parse_cpu, compile_cpu) {
+        report("CPU time: ", parse, compile);
+    }
+}
+
+fn report(what: &str, parse: Duration, compile: Duration) {
     println!(
-        "\nmedian wall time: parse {:.2} ms, compile {:.2} ms = {:.1} µs per unikernel; compile/parse = {:.1}",
+        "median {what} parse {:.2} ms, compile {:.2} ms = {:.1} µs per unikernel; compile/parse = {:.1}",
         ms(parse),
         ms(compile),
         ms(compile) * 1e3 / UNIKERNELS as f64,
         compile.as_secs_f64() / parse.as_secs_f64().max(f64::EPSILON)
     );
-    if let (Some(parse), Some(compile)) = (parse_cpu, compile_cpu) {
-        println!(
-            "median CPU time:  parse {:.2} ms, compile {:.2} ms = {:.1} µs per unikernel; compile/parse = {:.1}",
-            ms(parse),
-            ms(compile),
-            ms(compile) * 1e3 / UNIKERNELS as f64,
-            compile.as_secs_f64() / parse.as_secs_f64().max(f64::EPSILON)
-        );
-    }
 }
 
 criterion_group!(benches, bench);

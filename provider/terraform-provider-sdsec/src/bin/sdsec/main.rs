@@ -196,14 +196,12 @@ fn print_stdout(text: &str) {
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), UsageError> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp =
-        dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"), std::process::id()));
     let fail = |e: std::io::Error| UsageError(format!("cannot write {}: {e}", path.display()));
-    std::fs::write(&tmp, bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        fail(e)
-    })
+    // The temporary file removes itself if anything fails before the rename.
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
+    tmp.write_all(bytes).map_err(fail)?;
+    tmp.persist(path).map_err(|e| fail(e.error))?;
+    Ok(())
 }
 
 // Compiling allocates many small values; mimalloc makes that markedly cheaper than glibc's.
