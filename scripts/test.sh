@@ -8,7 +8,7 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 export CHECKPOINT_DISABLE=1
 
-cargo build --release --workspace --locked
+"$root/scripts/build.sh"
 
 # The README's main job, end to end, so that it keeps working.
 "$root/scripts/quickstart.sh"

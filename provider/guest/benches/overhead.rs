@@ -1,7 +1,25 @@
 //! Runtime overhead: requests per second and latency straight to an application vs through
-//! the runtime, on loopback, in the same run. Prints the figures and the ratio (target ≥ 0.8).
+//! the runtime, on loopback, in the same run. Prints a table, `ratio = proxied/direct` (target
+//! ≥ 0.8) and the p99 latency the runtime adds.
 //!
-//! `cargo bench -p sdsec-guest --bench overhead` (env `SECONDS`, `CONNECTIONS` to change the load).
+//! The application is a keep-alive HTTP/1.1 server (hyper) answering a small JSON body. The
+//! load generator keeps `CONNECTIONS` keep-alive connections busy, one request in flight on
+//! each, for `SECONDS` per measurement; directly and through the runtime are measured in
+//! alternation, `ROUNDS` times, and summed. Both get the same request bytes (with the bearer
+//! token), so the only difference is the runtime in between.
+//!
+//! The runtime enforces a plan with bearer authentication, RBAC, a per-source and a global
+//! rate limit set high enough never to trigger, and the default audit (denials only), so
+//! the measured path goes through every check. A run with an open plan is shown for
+//! comparison.
+//!
+//! The application, the runtime and the load generator each have a tokio runtime of their own
+//! (`APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS` threads; default: one per core), but share
+//! the machine's cores: on a small machine the figures show what a request costs in CPU
+//! rather than what the runtime adds on a machine of its own.
+//!
+//! `cargo bench -p sdsec-guest --bench overhead` (env `SECONDS`, `ROUNDS`, `CONNECTIONS`,
+//! `APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS`; `ONLY=direct|proxied` for profiling).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::net::SocketAddr;
@@ -10,11 +28,50 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
+use sectosca::lower::plan::{AuthenticationPlan, Credential, PrincipalPlan};
 use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "bench-token-0123456789";
+const BODY: &[u8] = br#"{"items":[{"id":1,"name":"apple"},{"id":2,"name":"pear"}],"total":2}"#;
 
-async fn upstream() -> SocketAddr {
+const POLICIES: &str = "    - rbac:
+        type: sdsec.policies.Authorization
+        targets: [api]
+        properties:
+          default: deny
+          rules:
+            - { roles: [admin], effect: allow }
+            - { roles: [reader], methods: [GET, HEAD], paths: [/api/**], effect: allow }
+    - fw:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties:
+          http: { methods: [GET, HEAD, POST], deny_paths: [/admin/**] }
+          rate_limit: { requests_per_second: 1000000, per: source }
+    - fw_global:
+        type: sdsec.policies.Firewall
+        targets: [api]
+        properties:
+          rate_limit: { requests_per_second: 1000000, per: global }
+    - audit: { type: sdsec.policies.Audit, targets: [api] }
+";
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// A tokio runtime on threads of its own, `workers` of them (0: one per core).
+fn tokio_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name(name);
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.build().unwrap()
+}
+
+/// The application: a keep-alive HTTP/1.1 server answering a small JSON body.
+async fn application() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -23,7 +80,11 @@ async fn upstream() -> SocketAddr {
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(Bytes::from_static(b"{\"items\":[1,2,3]}"))))
+                    let mut response = hyper::Response::new(Full::new(Bytes::from_static(BODY)));
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+                    Ok::<_, hyper::Error>(response)
                 });
                 let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
@@ -32,24 +93,34 @@ async fn upstream() -> SocketAddr {
     addr
 }
 
-async fn runtime(upstream: SocketAddr, bearer: bool) -> SocketAddr {
-    let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
-    let mut plan = sectosca::compile_str("bench", doc).plans["api"].clone();
-    if bearer {
-        use sectosca::lower::plan::{AuthenticationPlan, Credential, PrincipalPlan};
+fn plan(guarded: bool) -> sectosca::lower::plan::RuntimePlan {
+    let mut doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n".to_owned();
+    if guarded {
+        doc.push_str("  policies:\n");
+        doc.push_str(POLICIES);
+    }
+    let compiled = sectosca::compile_str("bench.yaml", &doc);
+    assert!(!compiled.has_errors(), "{:#?}", compiled.diagnostics);
+    let mut plan = compiled.plans["api"].runtime.clone();
+    if guarded {
         let hash = sectosca::values::TokenSha256(format!("{:x}", Sha256::digest(TOKEN)));
-        plan.runtime.authentication = Some(AuthenticationPlan {
+        plan.authentication = Some(AuthenticationPlan {
             scheme: sectosca::model::policies::Scheme::Bearer,
             realm: "bench".into(),
             principals: vec![PrincipalPlan {
                 name: "bench".into(),
                 credential: Credential::TokenSha256(hash),
-                roles: vec![],
+                roles: vec!["reader".into()],
             }],
             jwt: None,
         });
+        assert!(!plan.firewall.rate_limits.is_empty() && !plan.authorization.is_empty());
     }
-    let runtime = guest::config::Runtime::new(&plan.runtime).unwrap();
+    plan
+}
+
+async fn guest(upstream: SocketAddr, guarded: bool) -> SocketAddr {
+    let runtime = guest::config::Runtime::new(&plan(guarded)).unwrap();
     let audit = guest::audit::AuditLog::spawn(Box::new(std::io::sink())).unwrap();
     let proxy = guest::proxy::Proxy::bind("127.0.0.1:0".parse().unwrap(), upstream, runtime, audit).await.unwrap();
     let addr = proxy.local_addr();
@@ -57,89 +128,192 @@ async fn runtime(upstream: SocketAddr, bearer: bool) -> SocketAddr {
     addr
 }
 
+/// CPU seconds used so far by this process's threads named `app`, `proxy` and `load` (Linux;
+/// zeros elsewhere): what a request costs each party, whatever else runs on the machine.
+fn cpu_by_thread() -> [f64; 3] {
+    let mut cpu = [0.0; 3];
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return cpu };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let slot = match &stat[open + 1..close] {
+            "app" => 0,
+            "proxy" => 1,
+            "load" => 2,
+            _ => continue,
+        };
+        // Fields after the name: state is the 3rd field, utime and stime the 14th and 15th.
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
+        cpu[slot] += ticks / 100.0;
+    }
+    cpu
+}
+
+#[derive(Default)]
 struct Figures {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
+    requests: usize,
+    seconds: f64,
+    latencies: Vec<Duration>,
+    /// CPU seconds of the application, the runtime and the load generator.
+    cpu: [f64; 3],
 }
 
-/// `connections` keep-alive clients sending GETs back to back for `seconds`.
-async fn load(target: SocketAddr, connections: usize, seconds: f64, bearer: bool) -> Figures {
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
+impl Figures {
+    fn add(&mut self, other: Figures) {
+        self.requests += other.requests;
+        self.seconds += other.seconds;
+        self.latencies.extend(other.latencies);
+        for (sum, part) in self.cpu.iter_mut().zip(other.cpu) {
+            *sum += part;
+        }
+    }
+
+    /// Microseconds of CPU per request of the application, the runtime and the load generator.
+    fn cpu_per_request(&self) -> [f64; 3] {
+        self.cpu.map(|c| c * 1e6 / self.requests.max(1) as f64)
+    }
+
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+
+    fn quantile(&mut self, q: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let n = self.latencies.len();
+        self.latencies.get(((n as f64 * q) as usize).min(n.saturating_sub(1))).copied().unwrap_or_default()
+    }
+}
+
+/// `connections` keep-alive connections, each sending GETs back to back for `seconds`.
+async fn load(target: SocketAddr, connections: usize, seconds: f64) -> Figures {
+    let authorization = http::HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+    let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(target).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
-            tokio::spawn(conn);
-            let mut latencies = Vec::new();
-            while Instant::now() < deadline {
-                let mut req = hyper::Request::get("/api/items").header("host", "api");
-                if bearer {
-                    req = req.header("authorization", format!("Bearer {TOKEN}"));
+        let stream = tokio::net::TcpStream::connect(target).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        tokio::spawn(conn);
+        senders.push(sender);
+    }
+    let cpu_before = cpu_by_thread();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .map(|mut sender| {
+            let authorization = authorization.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(1 << 16);
+                let mut t0 = Instant::now();
+                while t0 < deadline {
+                    let mut req = hyper::Request::new(Empty::<Bytes>::new());
+                    *req.uri_mut() = http::Uri::from_static("/api/items");
+                    let headers = req.headers_mut();
+                    headers.insert(http::header::HOST, http::HeaderValue::from_static("api"));
+                    headers.insert(http::header::AUTHORIZATION, authorization.clone());
+                    let response = sender.send_request(req).await.unwrap();
+                    assert_eq!(response.status(), 200);
+                    let body = response.into_body().collect().await.unwrap().to_bytes();
+                    assert_eq!(body.len(), BODY.len());
+                    let t1 = Instant::now();
+                    latencies.push(t1 - t0);
+                    t0 = t1;
                 }
-                let t0 = Instant::now();
-                let response = sender.send_request(req.body(Empty::<Bytes>::new()).unwrap()).await.unwrap();
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.unwrap();
-                latencies.push(t0.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut all = Vec::new();
+                latencies
+            })
+        })
+        .collect();
+    let mut figures = Figures::default();
     for t in tasks {
-        all.extend(t.await.unwrap());
+        figures.latencies.extend(t.await.unwrap());
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort();
-    let at = |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)];
-    Figures { rps: all.len() as f64 / elapsed, p50: at(0.50), p99: at(0.99) }
+    figures.seconds = started.elapsed().as_secs_f64();
+    let cpu_after = cpu_by_thread();
+    figures.cpu = std::array::from_fn(|i| cpu_after[i] - cpu_before[i]);
+    figures.requests = figures.latencies.len();
+    figures
 }
 
-fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 fn main() {
     // `cargo test --benches` runs this with `--bench` absent: keep that run short.
     let quick = !std::env::args().any(|a| a == "--bench");
-    let seconds: f64 = if quick { 0.3 } else { env("SECONDS", 5.0) };
+    let seconds: f64 = if quick { 0.2 } else { env("SECONDS", 3.0) };
+    let rounds: usize = if quick { 1 } else { env("ROUNDS", 2) };
     let connections: usize = env("CONNECTIONS", 32);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let app = upstream().await;
-        let open = runtime(app, false).await;
-        let guarded = runtime(app, true).await;
-        // Warm up connections, pools and caches on every path.
-        for target in [app, open, guarded] {
-            load(target, connections, 0.2, target == guarded).await;
-        }
-        println!("loopback, {connections} keep-alive connections, {seconds}s per run, same process");
-        let direct = load(app, connections, seconds, false).await;
-        let through = load(open, connections, seconds, false).await;
-        let with_auth = load(guarded, connections, seconds, true).await;
-        let show = |name: &str, f: &Figures| {
-            println!("{name:<28} {:>9.0} req/s   p50 {:>7.3} ms   p99 {:>7.3} ms", f.rps, ms(f.p50), ms(f.p99));
-        };
-        show("direct to the application", &direct);
-        show("through the runtime", &through);
-        show("through the runtime, bearer", &with_auth);
-        println!(
-            "ratio (runtime / direct): {:.2}   added p99: {:.3} ms   (target >= 0.80)",
-            through.rps / direct.rps,
-            ms(through.p99) - ms(direct.p99)
-        );
-        println!(
-            "ratio with bearer auth:   {:.2}   added p99: {:.3} ms",
-            with_auth.rps / direct.rps,
-            ms(with_auth.p99) - ms(direct.p99)
-        );
-    });
-}
+    let only: String = env("ONLY", String::new());
+    let (app_workers, proxy_workers, load_workers) =
+        (env("APP_WORKERS", 0), env("PROXY_WORKERS", 0), env("LOAD_WORKERS", 0));
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    let app_rt = tokio_runtime("app", app_workers);
+    let proxy_rt = tokio_runtime("proxy", proxy_workers);
+    let load_rt = tokio_runtime("load", load_workers);
+    let app = app_rt.block_on(application());
+    let open = proxy_rt.block_on(guest(app, false));
+    let guarded = proxy_rt.block_on(guest(app, true));
+    let targets = [("direct to the application", app), ("runtime, open plan", open), ("runtime, full policy", guarded)];
+    let measured: Vec<_> = targets
+        .iter()
+        .filter(|(name, _)| match only.as_str() {
+            "direct" => name.starts_with("direct"),
+            "proxied" => name.ends_with("policy"),
+            _ => true,
+        })
+        .collect();
+    let workers = |n: usize| if n == 0 { "1/core".to_owned() } else { n.to_string() };
+    println!(
+        "loopback, {} cores, {connections} keep-alive connections, {rounds} x {seconds}s per path; \
+         tokio workers: app {}, runtime {}, load {}",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        workers(app_workers),
+        workers(proxy_workers),
+        workers(load_workers),
+    );
+    let mut figures: Vec<Figures> = measured.iter().map(|_| Figures::default()).collect();
+    load_rt.block_on(async {
+        // Warm up connections, pools and caches on every path.
+        for (_, target) in &measured {
+            load(*target, connections, 0.3).await;
+        }
+        for _ in 0..rounds {
+            for ((_, target), f) in measured.iter().zip(&mut figures) {
+                f.add(load(*target, connections, seconds).await);
+            }
+        }
+    });
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}   CPU us/request: {:>5} {:>7} {:>5}",
+        "path", "req/s", "p50 ms", "p99 ms", "requests", "app", "runtime", "load"
+    );
+    let mut summary = Vec::new();
+    for ((name, _), f) in measured.iter().zip(&mut figures) {
+        let (p50, p99) = (f.quantile(0.50), f.quantile(0.99));
+        let [app, runtime, load] = f.cpu_per_request();
+        println!(
+            "{name:<28} {:>10.0} {:>10.3} {:>10.3} {:>10}                   {app:>5.1} {runtime:>7.1} {load:>5.1}",
+            f.rps(),
+            ms(p50),
+            ms(p99),
+            f.requests
+        );
+        summary.push((*name, f.rps(), p99, app + runtime + load));
+    }
+    if let Some((_, direct_rps, direct_p99, direct_cpu)) =
+        summary.first().filter(|s| s.0.starts_with("direct")).copied()
+    {
+        for (name, rps, p99, cpu) in &summary[1..] {
+            println!(
+                "{name:<28} ratio = proxied/direct = {:.2}   added p99 = {:.3} ms   (target ratio >= 0.80)",
+                rps / direct_rps,
+                ms(*p99) - ms(direct_p99)
+            );
+            // With every party on the same saturated cores, throughput is inverse to the CPU
+            // a request costs in all: this is the ratio the CPU split allows.
+            println!("{:<28} CPU-bound ratio = direct CPU/request / proxied CPU/request = {:.2}", "", direct_cpu / cpu);
+        }
+    }
 }

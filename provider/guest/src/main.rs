@@ -3,6 +3,9 @@
 //! Enforces one node's enforcement plan in front of its application. Prints a readiness
 //! line, then one JSON audit line per recorded event, on stdout. SIGHUP re-reads the plan
 //! and swaps its runtime part in without dropping requests in flight.
+//!
+//! As PID 1 without flags (`/init` of an image) it runs in init mode instead: see
+//! [`guest::init`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +49,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn main() -> ExitCode {
+    if guest::init::is_init() {
+        guest::init::run()
+    }
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(e) => {

@@ -8,6 +8,8 @@
 //!
 //! - `sdsec.app=/app/<name>` the executable to start,
 //! - `sdsec.port=<port>` where it listens,
+//! - `sdsec.listen=<port>` where the runtime (PEP) listens, on every address: see
+//!   [`pep_port`],
 //! - `sdsec.arg=<percent-encoded>` once per argument, in order (bytes outside
 //!   `[A-Za-z0-9._~/:,+@=-]` are written `%XX`, so spaces and quotes survive),
 //! - `sdsec.ip=<cidr>` and `sdsec.gw=<address>` the guest's address (QEMU user networking).
@@ -25,6 +27,12 @@ pub const MAX_LEN: usize = 2047;
 /// QEMU's user network.
 pub const BASE: &[&str] =
     &["console=ttyS0", "panic=-1", "reboot=t", "quiet", "rdinit=/init", "sdsec.ip=10.0.2.15/24", "sdsec.gw=10.0.2.2"];
+
+/// The port the runtime listens on inside the guest: 80, or 81 when the application
+/// itself has 80 (both listen in the same guest).
+pub fn pep_port(app_port: u16) -> u16 {
+    if app_port == 80 { 81 } else { 80 }
+}
 
 /// Keys the plan may not set, because the builder owns them.
 const RESERVED: &[&str] = &["console", "panic", "reboot", "rdinit", "init", "root", "ro", "rw"];
@@ -100,6 +108,7 @@ pub fn kernel_cmdline(
     }
     words.push(format!("sdsec.app=/app/{app_name}"));
     words.push(format!("sdsec.port={port}"));
+    words.push(format!("sdsec.listen={}", pep_port(port)));
     words.extend(args.iter().map(|a| format!("sdsec.arg={}", encode_arg(a))));
     let line = words.join(" ");
     if line.len() > MAX_LEN {
@@ -120,5 +129,12 @@ mod tests {
             assert_eq!(decode_arg(&word).as_deref(), Some(arg));
         }
         assert_eq!(decode_arg("%4"), None);
+    }
+
+    #[test]
+    fn the_runtime_listens_beside_the_application() {
+        assert_eq!(pep_port(8080), 80);
+        assert_eq!(pep_port(81), 80);
+        assert_eq!(pep_port(80), 81);
     }
 }

@@ -23,6 +23,7 @@ mod digest;
 pub mod elf;
 pub mod initramfs;
 pub mod input;
+pub mod kernel;
 pub mod layout;
 pub mod manifest;
 mod spec;

@@ -5,6 +5,7 @@ pub mod config;
 pub mod data_sources;
 pub mod docs;
 pub mod functions;
+pub mod launch;
 pub mod policy;
 pub mod policy_store;
 pub mod provider;

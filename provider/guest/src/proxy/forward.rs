@@ -1,14 +1,20 @@
 //! Passing an admitted request to the application and its answer back.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -92,5 +98,148 @@ impl Body for LimitedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// An idle upstream connection is closed after this long.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// At most this many upstream connections are kept open for reuse; a request that finds them
+/// all busy opens one more, used once.
+pub const MAX_POOLED: usize = 256;
+/// How long opening a connection to the application may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot connect to the application: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("connecting to the application timed out")]
+    ConnectTimeout,
+    #[error("the application's connection failed: {0}")]
+    Http(#[from] hyper::Error),
+}
+
+#[derive(Debug)]
+struct Pooled {
+    sender: SendRequest<LimitedBody>,
+    /// When the connection was last given a request.
+    used: Instant,
+}
+
+impl Pooled {
+    fn expired(&self, now: Instant) -> bool {
+        self.sender.is_closed() || (self.sender.is_ready() && now.saturating_duration_since(self.used) > IDLE_TIMEOUT)
+    }
+}
+
+type Pool = Mutex<VecDeque<Pooled>>;
+
+fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Pooled>> {
+    // Nothing panics while the lock is held; a poisoned pool still holds valid connections.
+    pool.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The application, reached over kept-alive HTTP/1.1 connections.
+///
+/// Every open connection stays in the pool, busy or not, oldest request first; a request takes
+/// the first one whose connection is idle (hyper says it is ready for the next request only
+/// once the previous answer has been read to its end), and puts it back at the end as soon as
+/// it is sent. A connection with an unfinished exchange (an answer not yet read to its end, a
+/// request body still coming) is never chosen, so it never holds up another request.
+#[derive(Debug)]
+pub struct Upstream {
+    addr: SocketAddr,
+    /// For requests without a Host header (none reach here today: the scanner refuses them).
+    host: HeaderValue,
+    pool: Arc<Pool>,
+}
+
+impl Upstream {
+    /// Must be called within a tokio runtime: it starts the task closing idle connections.
+    pub fn new(addr: SocketAddr) -> Self {
+        let pool = Arc::new(Mutex::new(VecDeque::new()));
+        tokio::spawn(reap(Arc::downgrade(&pool)));
+        // A socket address is always a valid header value.
+        let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost"));
+        Self { addr, host, pool }
+    }
+
+    /// Sends `req` (any URI: only its path and query are sent) and returns the application's
+    /// answer as it came, its body streamed.
+    pub async fn request(&self, mut req: Request<LimitedBody>) -> Result<Response<Incoming>, UpstreamError> {
+        let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
+        *req.uri_mut() = origin;
+        if !req.headers().contains_key(header::HOST) {
+            req.headers_mut().insert(header::HOST, self.host.clone());
+        }
+        let now = Instant::now();
+        if let Some(mut sender) = self.checkout(now) {
+            let sent = sender.try_send_request(req);
+            self.checkin(sender, now);
+            match sent.await {
+                Ok(response) => return Ok(response),
+                // The connection closed before the request was written (the application
+                // timed it out): it is safe to send on a new one.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(e.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect().await?;
+        let sent = sender.send_request(req);
+        self.checkin(sender, now);
+        Ok(sent.await?)
+    }
+
+    /// The least recently used idle connection; closed and expired ones are dropped on the way.
+    fn checkout(&self, now: Instant) -> Option<SendRequest<LimitedBody>> {
+        let mut pool = lock(&self.pool);
+        let mut i = 0;
+        while let Some(pooled) = pool.get(i) {
+            if pooled.expired(now) {
+                pool.remove(i);
+            } else if pooled.sender.is_ready() {
+                return pool.remove(i).map(|p| p.sender);
+            } else {
+                i += 1;
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: SendRequest<LimitedBody>, now: Instant) {
+        let mut pool = lock(&self.pool);
+        if pool.len() < MAX_POOLED && !sender.is_closed() {
+            pool.push_back(Pooled { sender, used: now });
+        }
+        // Otherwise dropped: hyper closes the connection once its exchange is over.
+    }
+
+    async fn connect(&self) -> Result<SendRequest<LimitedBody>, UpstreamError> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(UpstreamError::Connect)?;
+        stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        // Ends when the connection closes: by either side, or once every sender is dropped
+        // and the exchange in progress is over.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Closes idle connections past their timeout, until the pool is gone.
+async fn reap(pool: Weak<Pool>) {
+    let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        lock(&pool).retain(|p| !p.expired(now));
     }
 }

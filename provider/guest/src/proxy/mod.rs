@@ -11,9 +11,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sectosca::model::policies::AuditEvent;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -40,7 +38,8 @@ pub struct Shared {
     /// The runtime configuration; each connection and each request takes a snapshot, so a
     /// swap never changes the rules under a request in flight.
     runtime: ArcSwap<Runtime>,
-    client: Client<HttpConnector, forward::LimitedBody>,
+    /// Kept-alive connections to the application.
+    client: forward::Upstream,
     upstream: http::uri::Authority,
     audit: AuditLog,
 }
@@ -69,14 +68,9 @@ impl Proxy {
     ) -> Result<Self, ProxyError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ProxyError::Listen { addr: listen, source })?;
         let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        let client = forward::Upstream::new(upstream);
         let upstream = http::uri::Authority::try_from(upstream.to_string())
             .map_err(|_| ProxyError::Upstream(upstream.to_string()))?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .timer(TokioTimer::new())
-            .build(connector);
         let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), client, upstream, audit });
         Ok(Self { listener, local, shared })
     }

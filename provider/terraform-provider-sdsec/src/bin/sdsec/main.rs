@@ -1,5 +1,7 @@
 //! `sdsec`: work on SecTOSCA policies without Terraform.
 
+mod images;
+mod instances;
 mod render;
 
 use std::collections::BTreeMap;
@@ -14,11 +16,14 @@ use sectosca::{Compilation, Source};
 #[command(
     name = "sdsec",
     version,
-    about = "Software-defined security with protected unikernels: compile and check SecTOSCA policies"
+    about = "Software-defined security with protected unikernels: compile SecTOSCA policies, build protected images, boot them"
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Image store and instance records (the provider's `state_dir`; default: XDG state directory).
+    #[arg(long, global = true, env = "SDSEC_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +60,44 @@ enum Command {
         /// The schema of enforcement plans instead of documents.
         #[arg(long)]
         plan: bool,
+    },
+    /// Build (or reuse) the protected image of a node with an application; print its digest and path.
+    Build {
+        #[command(flatten)]
+        image: images::ImageArgs,
+    },
+    /// Build if needed, boot on QEMU, wait until the runtime serves; print the endpoint.
+    Run {
+        #[command(flatten)]
+        image: images::ImageArgs,
+        /// Forward this port on 127.0.0.1 (default: a free one).
+        #[arg(long)]
+        host_port: Option<u16>,
+        /// auto (KVM only on real hardware virtualisation), kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: hypervisor::AccelChoice,
+        /// Seconds to wait for the instance to serve before stopping it.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+    /// Stop instances and remove what they left.
+    Stop {
+        ids: Vec<String>,
+        /// Every instance in the state directory.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// List instances and their states.
+    Ps,
+    /// List, verify or garbage-collect stored images.
+    Images {
+        #[command(subcommand)]
+        command: Option<images::ImagesCommand>,
+    },
+    /// Fetch and show the kernel images boot.
+    Kernel {
+        #[command(subcommand)]
+        command: Option<images::KernelCommand>,
     },
     /// Regenerate the provider's registry documentation from its schemas and examples.
     Docs {
@@ -103,7 +146,27 @@ fn compile_file(path: &Path, inputs: &[(String, String)]) -> Result<(Source, Com
 }
 
 fn run(cli: Cli) -> Result<ExitCode, UsageError> {
+    let state_dir = cli.state_dir.unwrap_or_else(sdsec_provider::config::default_state_dir);
     match cli.command {
+        Command::Build { image } => images::run_build(&state_dir, &image).map(|()| ExitCode::SUCCESS),
+        Command::Run { image, host_port, accel, timeout } => {
+            instances::run(&state_dir, &image, host_port, accel, std::time::Duration::from_secs(timeout))
+                .map(|()| ExitCode::SUCCESS)
+        }
+        Command::Stop { ids, all } => {
+            if ids.is_empty() && !all {
+                return Err(UsageError("name the instances to stop, or --all".into()));
+            }
+            instances::stop(&state_dir, &ids, all).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Ps => instances::ps(&state_dir).map(|()| ExitCode::SUCCESS),
+        Command::Images { command } => {
+            let intact = images::run_images(&state_dir, command.unwrap_or(images::ImagesCommand::List))?;
+            Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Kernel { command } => {
+            images::run_kernel(command.unwrap_or(images::KernelCommand::Show)).map(|()| ExitCode::SUCCESS)
+        }
         Command::Check { files, inputs, format } => {
             let mut failed = false;
             let mut all = Vec::new();

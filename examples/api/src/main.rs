@@ -1,0 +1,100 @@
+//! `sdsec-example-api [--listen ADDR:PORT]`: a small JSON API over HTTP/1.1, std only, to
+//! put behind the sdsec runtime in example and acceptance images.
+//!
+//! Prints `listening on ADDR` once bound (port 0 picks a free one). One thread per
+//! connection, capped; keep-alive with Content-Length bodies.
+
+mod http;
+mod routes;
+
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use routes::State;
+
+const USAGE: &str = "usage: sdsec-example-api [--listen ADDR:PORT]   (default 0.0.0.0:8080)";
+const MAX_CONNECTIONS: u64 = 256;
+/// An idle keep-alive connection is closed after this long.
+const IDLE: Duration = Duration::from_secs(30);
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+    let mut listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--listen" => {
+                let value = args.next().ok_or("--listen needs a value")?;
+                listen = value.parse().map_err(|_| format!("--listen wants ADDR:PORT, not `{value}`"))?;
+            }
+            _ => return Err(format!("unknown argument `{flag}`")),
+        }
+    }
+    Ok(listen)
+}
+
+fn main() -> ExitCode {
+    let addr = match parse_args(std::env::args().skip(1)) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("sdsec-example-api: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(addr) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("sdsec-example-api: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let bound = listener.local_addr().unwrap_or(addr);
+    println!("listening on {bound}");
+    let _ = std::io::stdout().flush();
+    let state = Arc::new(State::default());
+    for stream in listener.incoming() {
+        // Accept errors (a reset before accept, out of descriptors) end one connection only.
+        let Ok(stream) = stream else { continue };
+        if state.connections.fetch_add(1, Ordering::Relaxed) >= MAX_CONNECTIONS {
+            state.connections.fetch_sub(1, Ordering::Relaxed);
+            continue;
+        }
+        let spawned = std::thread::Builder::new().spawn({
+            let state = Arc::clone(&state);
+            move || {
+                serve(&state, stream);
+                state.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+        });
+        if spawned.is_err() {
+            state.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(state: &State, stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let _ = stream.set_nodelay(true);
+    let Ok(mut out) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    loop {
+        match http::read_request(&mut reader) {
+            Ok(Some(request)) => {
+                let response = routes::handle(state, &request);
+                if response.write_to(&mut out, request.keep_alive).is_err() || !request.keep_alive {
+                    return;
+                }
+            }
+            Ok(None) => return,
+            Err(e) => {
+                if let Some(status) = e.status() {
+                    let _ = http::Response::error(status, &e.to_string()).write_to(&mut out, false);
+                }
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Starting the application: an unprivileged user, an empty environment, and the plan's
+//! hardening applied between fork and exec.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+use rustix::thread::{CapabilitySet, CapabilitySets};
+use seccompiler::BpfProgram;
+use sectosca::lower::plan::HardeningPlan;
+
+use super::cmdline::Launch;
+use super::seccomp;
+
+/// `nobody`: the application owns no file of the image and holds no capability.
+pub const APP_ID: u32 = 65534;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("cannot start {app}: {source}")]
+    Spawn { app: String, source: std::io::Error },
+}
+
+/// What the child applies to itself before exec, prepared in the parent.
+#[derive(Debug)]
+struct Sandbox {
+    drop_capabilities: bool,
+    no_new_privileges: bool,
+    filters: Vec<BpfProgram>,
+}
+
+impl Sandbox {
+    fn new(hardening: &HardeningPlan) -> Result<Self, AppError> {
+        let filters = if hardening.seccomp { seccomp::programs(hardening.level)? } else { Vec::new() };
+        Ok(Self {
+            drop_capabilities: hardening.drop_capabilities,
+            no_new_privileges: hardening.no_new_privileges,
+            filters,
+        })
+    }
+
+    /// Runs in the forked child: system calls only, no allocation, no lock. The order
+    /// matters: the bounding set needs CAP_SETPCAP and the groups CAP_SETGID, both gone
+    /// once the uid changes; the filter comes last so it cannot refuse any of these.
+    fn apply(&self) -> std::io::Result<()> {
+        if self.drop_capabilities {
+            // Every capability number the kernel knows; it answers EINVAL past the last.
+            for bit in 0..64 {
+                match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << bit)) {
+                    Ok(()) => {}
+                    Err(rustix::io::Errno::INVAL) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            rustix::thread::clear_ambient_capability_set()?;
+        }
+        let id = (rustix::process::Gid::from_raw(APP_ID), rustix::process::Uid::from_raw(APP_ID));
+        // Per-thread calls are right here: the child of a fork has one thread.
+        rustix::thread::set_thread_groups(&[])?;
+        rustix::thread::set_thread_gid(id.0)?;
+        rustix::thread::set_thread_uid(id.1)?;
+        if self.drop_capabilities {
+            // Leaving uid 0 cleared the permitted and effective sets; this clears the
+            // inheritable one too.
+            let none = CapabilitySet::empty();
+            rustix::thread::set_capabilities(
+                None,
+                CapabilitySets { effective: none, permitted: none, inheritable: none },
+            )?;
+        }
+        if self.no_new_privileges {
+            rustix::thread::set_no_new_privs(true)?;
+        }
+        // Installing a filter also sets no_new_privs: the kernel requires it of a process
+        // without CAP_SYS_ADMIN.
+        seccomp::install(&self.filters)
+    }
+}
+
+/// Starts the application in its own process group, on the console, from /tmp.
+pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<Child, AppError> {
+    let sandbox = Sandbox::new(hardening)?;
+    let mut command = Command::new(&launch.app);
+    command
+        .args(&launch.args)
+        .env_clear()
+        .env("PATH", "/")
+        .env("HOME", "/tmp")
+        .current_dir("/tmp")
+        .stdin(Stdio::null())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .process_group(0);
+    set_pre_exec(&mut command, sandbox);
+    command.spawn().map_err(|source| AppError::Spawn { app: launch.app.display().to_string(), source })
+}
+
+#[allow(unsafe_code)]
+fn set_pre_exec(command: &mut Command, sandbox: Sandbox) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe work is allowed. `Sandbox::apply` makes raw system calls (prctl,
+    // capset, setgroups, setgid, setuid, seccomp) on data prepared before the fork, and
+    // neither allocates nor takes a lock.
+    unsafe {
+        command.pre_exec(move || sandbox.apply());
+    }
+}

@@ -1,0 +1,277 @@
+//! Init mode: the runtime as `/init` of an image, PID 1 of a VM.
+//!
+//! In order: mount the kernel file systems, load the image's modules, configure the
+//! network, load the plan and bind the PEP, start the application sandboxed, wait until it
+//! listens, print the readiness line, then proxy and supervise. Any failure prints one
+//! `init_error` line and powers the VM off: PID 1 must never exit (the kernel would panic)
+//! and a VM that cannot enforce its plan must not linger.
+
+pub mod app;
+pub mod cmdline;
+pub mod modules;
+pub mod mounts;
+pub mod net;
+pub mod power;
+pub mod seccomp;
+
+use std::fmt::Display;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
+use serde::Serialize;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::audit::AuditLog;
+use crate::config::{Runtime, load_plan};
+use crate::proxy::Proxy;
+
+const CMDLINE: &str = "/proc/cmdline";
+const PLAN: &str = "/etc/sdsec/plan.json";
+const MODULES: &str = "/lib/modules";
+const INTERFACE_WAIT: Duration = Duration::from_secs(5);
+const LISTEN_WAIT: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("cannot read {CMDLINE}: {0}")]
+    Cmdline(std::io::Error),
+    #[error("cannot {what}: {source}")]
+    Io { what: &'static str, source: std::io::Error },
+    #[error("the application exited ({0}) before it listened on 127.0.0.1:{1}")]
+    ExitedEarly(String, u16),
+    #[error("the application did not listen on 127.0.0.1:{0} within {LISTEN_WAIT:?}")]
+    NeverListened(u16),
+}
+
+/// Init mode is PID 1 without flags. The kernel hands init the command-line words it
+/// does not know (no `=`, no dot) as arguments, so bare words do not mean host mode;
+/// host mode always has `--` flags, also when it is PID 1 of a container.
+pub fn is_init() -> bool {
+    std::process::id() == 1 && std::env::args().skip(1).all(|a| !a.starts_with('-'))
+}
+
+#[derive(Serialize)]
+struct InitErrorLine<'a> {
+    event: &'static str,
+    step: &'a str,
+    error: String,
+}
+
+#[derive(Serialize)]
+struct ReadyLine<'a> {
+    event: &'static str,
+    node: &'a str,
+    listen: String,
+    app: String,
+}
+
+#[derive(Serialize)]
+struct AppExitLine {
+    event: &'static str,
+    status: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<i32>,
+}
+
+/// Writes one line to the console, straight away (the audit writer may not exist yet).
+fn console(line: &impl Serialize) {
+    if let Ok(text) = serde_json::to_string(line) {
+        println!("{text}");
+    }
+}
+
+fn fail(step: &str, error: impl Display) -> ! {
+    console(&InitErrorLine { event: "init_error", step, error: error.to_string() });
+    power::power_off()
+}
+
+fn warn(step: &str, error: impl Display) {
+    console(&InitErrorLine { event: "init_warning", step, error: error.to_string() });
+}
+
+fn step<T, E: Display>(name: &str, result: Result<T, E>) -> T {
+    result.unwrap_or_else(|e| fail(name, e))
+}
+
+/// Runs the image; never returns.
+pub fn run() -> ! {
+    // A panic of the init thread itself would end PID 1: power off cleanly instead. One in
+    // a proxy task unwinds into tokio, which ends that connection only; it is reported.
+    std::panic::set_hook(Box::new(|info| {
+        if std::thread::current().name() == Some("main") {
+            fail("panic", info)
+        }
+        warn("panic", info)
+    }));
+    step("mounts", mounts::mount_all());
+    mounts::reopen_console();
+    // Ctrl-Alt-Del then reaches init as SIGINT, a clean stop, rather than an abrupt reset.
+    let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
+    let line = step("cmdline", std::fs::read_to_string(CMDLINE).map_err(InitError::Cmdline));
+    let launch = step("cmdline", cmdline::parse(&line));
+    load_modules();
+    let address = net::Address { ip: launch.ip, prefix: launch.prefix, gateway: launch.gateway };
+    step("network", net::configure(address, INTERFACE_WAIT));
+    let plan = step("plan", load_plan(Path::new(PLAN)));
+    if plan.build.hardening.read_only_root {
+        step("read_only_root", mounts::read_only_root());
+    }
+    let runtime = step("plan", Runtime::new(&plan.runtime));
+    let threads = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    let threads = step("runtime", threads.map_err(|source| InitError::Io { what: "start the async runtime", source }));
+    threads.block_on(supervise(launch, plan, runtime))
+}
+
+/// Module failures are warnings: a driver may be built in, and the network step names
+/// what is really missing.
+fn load_modules() {
+    let found = match modules::scan(Path::new(MODULES)) {
+        Ok(found) => found,
+        Err(modules::ModuleError::List { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return,
+        Err(e) => return warn("modules", e),
+    };
+    for module in modules::order(found) {
+        if let Err(e) = modules::load(&module) {
+            warn("modules", e);
+        }
+    }
+}
+
+async fn supervise(launch: cmdline::Launch, plan: sectosca::EnforcementPlan, runtime: Runtime) -> ! {
+    let audit = step(
+        "audit",
+        AuditLog::spawn(Box::new(std::io::stdout()))
+            .map_err(|source| InitError::Io { what: "start the audit writer", source }),
+    );
+    let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, launch.listen));
+    let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, launch.app_port));
+    let proxy = step("listen", Proxy::bind(listen, upstream, runtime, audit.clone()).await);
+    let signals = (signal(SignalKind::child()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    let (mut children, mut term, mut int) = match signals {
+        (Ok(c), Ok(t), Ok(i)) => (c, t, i),
+        (Err(source), _, _) | (_, Err(source), _) | (_, _, Err(source)) => {
+            fail("signals", InitError::Io { what: "handle signals", source })
+        }
+    };
+    let child = step("app", app::spawn(&launch, &plan.build.hardening));
+    let mut app = Reaper { pid: Pid::from_child(&child), exit: None };
+    // The handle is not needed: the reaper collects the status (and orphans' too).
+    drop(child);
+
+    let deadline = Instant::now() + LISTEN_WAIT;
+    loop {
+        if let Some(exit) = app.poll() {
+            fail("app_ready", InitError::ExitedEarly(exit.describe(), launch.app_port));
+        }
+        let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(upstream)).await;
+        if matches!(probe, Ok(Ok(_))) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            app.stop().await;
+            fail("app_ready", InitError::NeverListened(launch.app_port));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = children.recv() => {}
+            _ = term.recv() => shut_down(&mut app, &audit).await,
+            _ = int.recv() => shut_down(&mut app, &audit).await,
+        }
+    }
+
+    let ready = ReadyLine {
+        event: "ready",
+        node: &plan.node,
+        listen: proxy.local_addr().to_string(),
+        app: launch.app.display().to_string(),
+    };
+    if let Ok(text) = serde_json::to_string(&ready) {
+        audit.line(text);
+    }
+    tokio::spawn(proxy.run());
+    loop {
+        tokio::select! {
+            _ = children.recv() => {}
+            // Signals can coalesce: a periodic look keeps an exit from going unnoticed.
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = term.recv() => shut_down(&mut app, &audit).await,
+            _ = int.recv() => shut_down(&mut app, &audit).await,
+        }
+        if let Some(exit) = app.poll() {
+            let line = AppExitLine { event: "app_exit", status: exit.code, signal: exit.signal };
+            if let Ok(text) = serde_json::to_string(&line) {
+                audit.line(text);
+            }
+            flush_and_power_off().await
+        }
+    }
+}
+
+async fn shut_down(app: &mut Reaper, audit: &AuditLog) -> ! {
+    audit.line(r#"{"event":"shutdown","reason":"signal"}"#.to_owned());
+    app.stop().await;
+    flush_and_power_off().await
+}
+
+/// Gives the audit writer a moment to write what is queued, then powers off.
+async fn flush_and_power_off() -> ! {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    power::power_off()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Exit {
+    code: Option<i32>,
+    signal: Option<i32>,
+}
+
+impl Exit {
+    fn from_status(status: WaitStatus) -> Self {
+        Self { code: status.exit_status(), signal: status.terminating_signal() }
+    }
+
+    fn describe(self) -> String {
+        match (self.code, self.signal) {
+            (Some(code), _) => format!("status {code}"),
+            (None, Some(signal)) => format!("signal {signal}"),
+            (None, None) => "unknown status".to_owned(),
+        }
+    }
+}
+
+/// Collects exited children: the application, and any orphan re-parented to init.
+#[derive(Debug)]
+struct Reaper {
+    pid: Pid,
+    exit: Option<Exit>,
+}
+
+impl Reaper {
+    fn poll(&mut self) -> Option<Exit> {
+        // `wait`, not `waitpid(None)`: the latter only sees init's own process group, and
+        // the application runs in a group of its own.
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            if pid == self.pid {
+                self.exit = Some(Exit::from_status(status));
+            }
+        }
+        self.exit
+    }
+
+    /// SIGTERM to the application's process group, SIGKILL after the grace period.
+    async fn stop(&mut self) {
+        for (signal, wait) in [(Signal::TERM, STOP_GRACE), (Signal::KILL, Duration::from_secs(1))] {
+            let _ = rustix::process::kill_process_group(self.pid, signal);
+            let deadline = Instant::now() + wait;
+            while Instant::now() < deadline {
+                if self.poll().is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

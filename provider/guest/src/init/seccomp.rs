@@ -1,0 +1,241 @@
+//! The application's system call filter, per hardening level.
+//!
+//! A deny-list: the application is arbitrary code, so an allow-list would break it; what
+//! is denied is what a web application has no business doing and an attacker would use to
+//! escalate or persist. Filters are built before the fork (building allocates) and only
+//! installed in the child.
+//!
+//! - `baseline`: mount and namespace changes, module and kexec loading, reboot, swap,
+//!   ptrace and cross-process memory access, BPF, perf, userfaultfd, keyrings, handle-based
+//!   opens, port I/O, clock and accounting changes, io_uring (its operations bypass
+//!   seccomp) return EPERM.
+//! - `strict`, in addition: no new processes (fork, vfork, and clone without
+//!   CLONE_THREAD return EPERM; clone3, whose flags a filter cannot read, returns ENOSYS so
+//!   libcs fall back to clone for threads), no sockets outside AF_UNIX/AF_INET/AF_INET6, no
+//!   memfd_create; ptrace, cross-process memory access, pidfd_getfd and execveat kill the
+//!   process. execve itself stays allowed, because the filter is installed before the
+//!   application is exec'ed and a filter cannot tell that exec from a later one. A later
+//!   one can only re-run an image file: the image has no shell, the root is root's, and the
+//!   writable /tmp and /run are noexec (and memfd_create is denied).
+//!
+//! On x86_64 a separate filter refuses x32-ABI calls, which would otherwise slip past a
+//! deny-list keyed on x86_64 numbers.
+
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
+use sectosca::model::policies::HardeningLevel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("this architecture ({0}) has no seccomp filter support in sdsec")]
+    Arch(&'static str),
+    #[error("cannot build the seccomp filter: {0}")]
+    Build(#[from] seccompiler::BackendError),
+}
+
+/// One filter: the syscalls it matches (with conditions, if any) and what a match does.
+#[derive(Debug)]
+pub struct Layer {
+    pub action: SeccompAction,
+    pub rules: BTreeMap<i64, Vec<SeccompRule>>,
+}
+
+const BASELINE_DENIED: &[i64] = &[
+    libc::SYS_mount,
+    libc::SYS_umount2,
+    libc::SYS_pivot_root,
+    libc::SYS_chroot,
+    libc::SYS_fsopen,
+    libc::SYS_fsconfig,
+    libc::SYS_fsmount,
+    libc::SYS_fspick,
+    libc::SYS_move_mount,
+    libc::SYS_open_tree,
+    libc::SYS_mount_setattr,
+    libc::SYS_unshare,
+    libc::SYS_setns,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_kexec_load,
+    libc::SYS_kexec_file_load,
+    libc::SYS_init_module,
+    libc::SYS_finit_module,
+    libc::SYS_delete_module,
+    libc::SYS_reboot,
+    libc::SYS_swapon,
+    libc::SYS_swapoff,
+    libc::SYS_bpf,
+    libc::SYS_perf_event_open,
+    libc::SYS_userfaultfd,
+    libc::SYS_keyctl,
+    libc::SYS_add_key,
+    libc::SYS_request_key,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_name_to_handle_at,
+    libc::SYS_acct,
+    libc::SYS_quotactl,
+    libc::SYS_settimeofday,
+    libc::SYS_clock_settime,
+    libc::SYS_clock_adjtime,
+    libc::SYS_adjtimex,
+    libc::SYS_personality,
+    libc::SYS_syslog,
+    libc::SYS_vhangup,
+    libc::SYS_io_uring_setup,
+    libc::SYS_io_uring_enter,
+    libc::SYS_io_uring_register,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_iopl,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_ioperm,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_uselib,
+];
+
+/// Strict: refused outright, besides the conditional rules for clone and socket.
+const STRICT_DENIED: &[i64] = &[
+    libc::SYS_memfd_create,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_fork,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_vfork,
+];
+
+/// Strict: ways to read or take over another process, or to exec without a path.
+const STRICT_KILLED: &[i64] = &[
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+    libc::SYS_pidfd_getfd,
+    libc::SYS_execveat,
+];
+
+/// The socket families strict leaves open.
+const STRICT_FAMILIES: &[libc::c_int] = &[libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
+/// The filters for a level, in the order they are installed. Several filters stack: the
+/// kernel applies the most severe verdict, so a killed call stays killed even though the
+/// baseline layer would only refuse it.
+pub fn layers(level: HardeningLevel) -> Result<Vec<Layer>, SeccompError> {
+    let unconditional =
+        |calls: &[i64]| -> BTreeMap<i64, Vec<SeccompRule>> { calls.iter().map(|nr| (*nr, Vec::new())).collect() };
+    let mut refused = unconditional(BASELINE_DENIED);
+    let mut layers = Vec::new();
+    if level == HardeningLevel::Strict {
+        refused.extend(unconditional(STRICT_DENIED));
+        // clone(flags, ...): a thread passes CLONE_THREAD, a new process does not.
+        let new_process =
+            SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64), 0)?;
+        refused.insert(libc::SYS_clone, vec![SeccompRule::new(vec![new_process])?]);
+        let other_family = STRICT_FAMILIES
+            .iter()
+            .map(|f| SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Ne, *f as u64))
+            .collect::<Result<Vec<_>, _>>()?;
+        refused.insert(libc::SYS_socket, vec![SeccompRule::new(other_family)?]);
+        layers.push(Layer {
+            action: SeccompAction::Errno(libc::ENOSYS as u32),
+            rules: unconditional(&[libc::SYS_clone3]),
+        });
+        layers.push(Layer { action: SeccompAction::KillProcess, rules: unconditional(STRICT_KILLED) });
+    }
+    layers.insert(0, Layer { action: SeccompAction::Errno(libc::EPERM as u32), rules: refused });
+    Ok(layers)
+}
+
+/// The BPF programs to install, x32 guard first.
+pub fn programs(level: HardeningLevel) -> Result<Vec<BpfProgram>, SeccompError> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
+    let mut out = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    out.push(x32_guard());
+    for layer in layers(level)? {
+        let filter = SeccompFilter::new(layer.rules, SeccompAction::Allow, layer.action, arch)?;
+        out.push(BpfProgram::try_from(filter)?);
+    }
+    Ok(out)
+}
+
+/// Refuses system calls with the x32 bit set (ENOSYS, as on kernels without x32) and
+/// kills any other architecture.
+#[cfg(target_arch = "x86_64")]
+fn x32_guard() -> BpfProgram {
+    use seccompiler::sock_filter;
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const JGE_K: u16 = 0x35;
+    const RET_K: u16 = 0x06;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JGE_K, 0, 2, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ]
+}
+
+/// Installs the programs on the calling thread. Called between fork and exec: it makes
+/// system calls only, and allocates nothing.
+pub fn install(programs: &[BpfProgram]) -> std::io::Result<()> {
+    for program in programs {
+        match seccompiler::apply_filter(program) {
+            Ok(()) => {}
+            Err(seccompiler::Error::Prctl(e) | seccompiler::Error::Seccomp(e)) => return Err(e),
+            Err(_) => return Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action_for(layers: &[Layer], nr: i64) -> Vec<SeccompAction> {
+        layers.iter().filter(|l| l.rules.contains_key(&nr)).map(|l| l.action.clone()).collect()
+    }
+
+    #[test]
+    fn baseline_refuses_escalation_and_leaves_processes_alone() {
+        let layers = layers(HardeningLevel::Baseline).unwrap();
+        assert_eq!(layers.len(), 1);
+        let eperm = SeccompAction::Errno(libc::EPERM as u32);
+        for nr in [libc::SYS_mount, libc::SYS_ptrace, libc::SYS_finit_module, libc::SYS_unshare, libc::SYS_bpf] {
+            assert_eq!(action_for(&layers, nr), std::slice::from_ref(&eperm), "{nr}");
+        }
+        for nr in [libc::SYS_clone, libc::SYS_clone3, libc::SYS_execve, libc::SYS_socket, libc::SYS_memfd_create] {
+            assert!(action_for(&layers, nr).is_empty(), "{nr}");
+        }
+    }
+
+    #[test]
+    fn strict_adds_process_socket_and_kill_rules() {
+        let layers = layers(HardeningLevel::Strict).unwrap();
+        let eperm = SeccompAction::Errno(libc::EPERM as u32);
+        assert_eq!(action_for(&layers, libc::SYS_ptrace), [eperm.clone(), SeccompAction::KillProcess]);
+        assert_eq!(action_for(&layers, libc::SYS_execveat), [SeccompAction::KillProcess]);
+        assert_eq!(action_for(&layers, libc::SYS_clone3), [SeccompAction::Errno(libc::ENOSYS as u32)]);
+        assert_eq!(action_for(&layers, libc::SYS_fork), [eperm]);
+        // Conditional: clone only without CLONE_THREAD, socket only for other families.
+        assert_eq!(layers[0].rules[&libc::SYS_clone].len(), 1);
+        assert_eq!(layers[0].rules[&libc::SYS_socket].len(), 1);
+        assert!(action_for(&layers, libc::SYS_execve).is_empty());
+    }
+
+    #[test]
+    fn programs_compile_for_both_levels() {
+        for level in [HardeningLevel::Baseline, HardeningLevel::Strict] {
+            let programs = programs(level).unwrap();
+            assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        }
+    }
+}

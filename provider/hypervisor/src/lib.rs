@@ -1,0 +1,138 @@
+//! Where protected unikernels run. A [`Hypervisor`] boots an image (kernel, initramfs,
+//! command line), waits until its enforcement runtime is ready and its health path
+//! answers, and later reports on, pauses, resumes and stops it. Instances outlive the
+//! process that started them (Terraform starts the provider anew for each command), so
+//! each backend keeps a record per instance under the state directory and finds its own
+//! instances again from it.
+//!
+//! Backends: [`qemu::Qemu`] runs `qemu-system-x86_64` itself (no daemon). A libvirt
+//! backend will implement the same trait.
+
+pub mod accel;
+pub mod probe;
+pub mod qemu;
+mod qmp;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use accel::{Accel, AccelChoice};
+pub use registry::InstanceId;
+
+/// What to boot and how to tell it is ready.
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    /// A short name shown in process lists and logs (the unikernel's name).
+    pub name: String,
+    /// The image digest, recorded with the instance.
+    pub image_digest: String,
+    pub kernel: PathBuf,
+    pub initramfs: PathBuf,
+    pub cmdline: String,
+    pub memory_mb: u64,
+    pub vcpus: u64,
+    /// The port the enforcement runtime listens on inside the guest.
+    pub guest_port: u16,
+    /// Forwarded from 127.0.0.1 on the host; `None` picks a free port.
+    pub host_port: Option<u16>,
+    /// Answered by the runtime with 200 once the application is up.
+    pub health_path: String,
+    /// No connections out of the guest (only the forwarded port reaches in).
+    pub restrict_egress: bool,
+    /// Boot, marker and health probe must all happen within this; otherwise the VM is
+    /// killed and the error carries the console's last lines.
+    pub ready_timeout: Duration,
+    /// Kept with the instance for its owner (e.g. what import needs to rebuild a state).
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceState {
+    Running,
+    Paused,
+    /// The hypervisor process is alive but the guest is not running (shut down, crashed).
+    Stopped,
+    /// No such instance, or its process is gone.
+    Gone,
+}
+
+impl InstanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Running => "running",
+            InstanceState::Paused => "paused",
+            InstanceState::Stopped => "stopped",
+            InstanceState::Gone => "gone",
+        }
+    }
+}
+
+/// A booted instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: InstanceId,
+    pub name: String,
+    pub image_digest: String,
+    /// `127.0.0.1:<host port>`.
+    pub endpoint: SocketAddr,
+    pub accel: Accel,
+    /// From the hypervisor's start to the first successful health probe.
+    pub boot_ms: u64,
+    pub console_log: PathBuf,
+    pub memory_mb: u64,
+    pub vcpus: u64,
+    /// Milliseconds since the Unix epoch when it was booted.
+    pub started_at_ms: u64,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HypervisorError {
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{binary} is not installed or not runnable ({source}); install Debian's qemu-system-x86")]
+    QemuMissing { binary: String, source: std::io::Error },
+    #[error("QEMU refused to start: {stderr}")]
+    QemuFailed { stderr: String },
+    #[error("accelerator {0} is not usable here: {1}")]
+    Accel(Accel, String),
+    #[error("instance {id} did not become ready within {seconds} s ({what}); it was stopped. Console tail:\n{console}")]
+    NotReady { id: InstanceId, seconds: u64, what: String, console: String },
+    #[error("instance {id} stopped while booting ({what}). Console tail:\n{console}")]
+    DiedBooting { id: InstanceId, what: String, console: String },
+    #[error("no instance {0}; list instances with `sdsec ps`")]
+    NoSuchInstance(InstanceId),
+    #[error("instance {id}: QMP {command} failed: {reason}")]
+    Qmp { id: InstanceId, command: String, reason: String },
+    #[error("no free port on 127.0.0.1: {0}")]
+    NoPort(std::io::Error),
+    #[error("the instance record {path} is unreadable: {reason}")]
+    BadRecord { path: PathBuf, reason: String },
+}
+
+pub type Result<T, E = HypervisorError> = std::result::Result<T, E>;
+
+/// A place that runs protected unikernels.
+pub trait Hypervisor: Send + Sync + std::fmt::Debug {
+    /// Boots `spec` and returns once it is ready, or fails leaving no VM behind.
+    fn boot(&self, spec: &BootSpec) -> Result<Instance>;
+    /// What the instance is doing; [`InstanceState::Gone`] when it no longer exists.
+    fn state(&self, id: &InstanceId) -> Result<InstanceState>;
+    /// The record of an instance this backend started.
+    fn instance(&self, id: &InstanceId) -> Result<Instance>;
+    /// Every instance this backend knows of, with its state.
+    fn list(&self) -> Result<Vec<(Instance, InstanceState)>>;
+    fn pause(&self, id: &InstanceId) -> Result<()>;
+    fn resume(&self, id: &InstanceId) -> Result<()>;
+    /// Stops gracefully, then forcefully after `grace`; removes what the instance left.
+    /// Stopping an instance that is already gone succeeds.
+    fn stop(&self, id: &InstanceId, grace: Duration) -> Result<()>;
+    /// The last lines the guest printed on its console.
+    fn console_tail(&self, id: &InstanceId, lines: usize) -> String;
+}

@@ -1,0 +1,88 @@
+//! Reading the guest's serial console log while it boots: the runtime's ready line, and
+//! the lines that tell a boot failed (the runtime's init errors, a kernel panic).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+
+/// The runtime prints a JSON line with this once the application is up.
+pub const READY_MARKER: &str = "\"event\":\"ready\"";
+const FAILURE_MARKERS: &[&str] = &["\"event\":\"init_error\"", "Kernel panic", "\"event\":\"app_exit\""];
+
+/// Follows the log from where it last read.
+#[derive(Debug)]
+pub struct Watcher<'a> {
+    path: &'a Path,
+    offset: u64,
+    partial: String,
+    ready: bool,
+    failure: Option<String>,
+}
+
+impl<'a> Watcher<'a> {
+    pub fn new(path: &'a Path) -> Watcher<'a> {
+        Watcher { path, offset: 0, partial: String::new(), ready: false, failure: None }
+    }
+
+    fn poll(&mut self) {
+        let Ok(mut file) = File::open(self.path) else { return };
+        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+            return;
+        }
+        let mut bytes = Vec::new();
+        let Ok(n) = file.read_to_end(&mut bytes) else { return };
+        self.offset += n as u64;
+        self.partial.push_str(&String::from_utf8_lossy(&bytes));
+        while let Some(end) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=end).collect();
+            self.ready |= line.contains(READY_MARKER);
+            if self.failure.is_none() && FAILURE_MARKERS.iter().any(|m| line.contains(m)) {
+                self.failure = Some(line.trim().to_owned());
+            }
+        }
+    }
+
+    pub fn saw_ready(&mut self) -> bool {
+        self.poll();
+        self.ready
+    }
+
+    pub fn failure(&mut self) -> Option<String> {
+        self.poll();
+        self.failure.clone()
+    }
+}
+
+/// The last `lines` lines of the log, with control characters other than newlines
+/// dropped (a console may carry escape sequences).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::from("(no console output)") };
+    let text: String = String::from_utf8_lossy(&bytes).chars().filter(|c| *c == '\n' || !c.is_control()).collect();
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    let tail = all[start..].join("\n");
+    if tail.trim().is_empty() { String::from("(no console output)") } else { tail }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn follows_the_log_across_partial_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut file = File::create(&path).unwrap();
+        let mut watcher = Watcher::new(&path);
+        file.write_all(b"[    0.1] booting\n{\"event\":\"rea").unwrap();
+        assert!(!watcher.saw_ready());
+        file.write_all(b"dy\",\"node\":\"api\"}\n").unwrap();
+        assert!(watcher.saw_ready());
+        assert_eq!(watcher.failure(), None);
+        file.write_all(b"\x1b[0m{\"event\":\"init_error\",\"step\":\"network\"}\n").unwrap();
+        assert!(watcher.failure().unwrap().contains("network"));
+        assert!(tail(&path, 1).starts_with("[0m{\"event\":\"init_error\""));
+        assert_eq!(tail(&dir.path().join("none"), 5), "(no console output)");
+    }
+}

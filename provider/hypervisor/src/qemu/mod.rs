@@ -1,0 +1,284 @@
+//! The embedded default backend: `qemu-system-x86_64 -M microvm`, started by the provider
+//! itself and daemonised, so instances outlive the command that started them. Control
+//! goes through each instance's QMP socket; the guest's console goes to a log file.
+
+mod args;
+mod console;
+mod process;
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+
+use self::process::QemuProcess;
+use crate::accel::{Accel, AccelChoice, HostFacts};
+use crate::qmp::Qmp;
+use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
+use crate::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, probe};
+
+pub use console::READY_MARKER;
+
+/// How often readiness is polled while booting.
+const POLL: Duration = Duration::from_millis(25);
+/// Tries when a free port picked for the forward is taken before QEMU binds it.
+const PORT_TRIES: usize = 3;
+
+#[derive(Debug)]
+pub struct Qemu {
+    binary: PathBuf,
+    registry: Registry,
+    accel: Accel,
+    cpu_khz: Option<u64>,
+}
+
+impl Qemu {
+    /// A backend keeping its instances under `state_dir`. `SDSEC_QEMU` names another
+    /// QEMU binary.
+    pub fn new(state_dir: &Path, choice: AccelChoice) -> Result<Qemu> {
+        let facts = HostFacts::read();
+        let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
+        let binary = std::env::var_os("SDSEC_QEMU").map(PathBuf::from).unwrap_or_else(|| "qemu-system-x86_64".into());
+        Ok(Qemu { binary, registry: Registry::new(state_dir), accel, cpu_khz: facts.cpu_khz })
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// Checks that QEMU runs at all, with the install hint when it does not.
+    pub fn check_installed(&self) -> Result<String> {
+        let out = Command::new(&self.binary)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| HypervisorError::QemuMissing { binary: self.binary.display().to_string(), source })?;
+        Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned())
+    }
+
+    fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
+        let socket = self.registry.dir(id).join(QMP_SOCKET);
+        let fail = |reason: String| HypervisorError::Qmp { id: id.clone(), command: command.to_owned(), reason };
+        let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).map_err(fail)?;
+        qmp.execute(command, arguments).map_err(fail)
+    }
+
+    fn process(&self, id: &InstanceId) -> Option<QemuProcess> {
+        QemuProcess::find(&self.registry.dir(id), id.as_str())
+    }
+
+    /// Starts QEMU and returns its process once it has daemonised.
+    fn launch(&self, spec: &BootSpec, id: &InstanceId, dir: &Path) -> Result<(QemuProcess, u16)> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let host_port = match spec.host_port {
+                Some(port) => port,
+                None => free_port()?,
+            };
+            let args = args::args(spec, id.as_str(), dir, self.accel, self.cpu_khz, host_port);
+            let output = Command::new(&self.binary)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(|source| HypervisorError::QemuMissing { binary: self.binary.display().to_string(), source })?;
+            if output.status.success() {
+                return match QemuProcess::find(dir, id.as_str()) {
+                    Some(process) => Ok((process, host_port)),
+                    None => Err(HypervisorError::DiedBooting {
+                        id: id.clone(),
+                        what: "QEMU exited right after starting".into(),
+                        console: console::tail(&dir.join(CONSOLE), 20),
+                    }),
+                };
+            }
+            let mut stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+            if stderr.is_empty() {
+                stderr = format!("it exited with {} and printed nothing", output.status);
+            }
+            let port_taken = stderr.contains("hostfwd") || stderr.contains("host forwarding");
+            if !(port_taken && spec.host_port.is_none() && tries < PORT_TRIES) {
+                let stderr = if port_taken && spec.host_port.is_some() {
+                    format!("{stderr} (is host port {host_port} already in use? choose another host_port)")
+                } else {
+                    stderr
+                };
+                return Err(HypervisorError::QemuFailed { stderr });
+            }
+        }
+    }
+
+    /// Waits for the runtime's ready line on the console, then for a 200 from its health
+    /// path through the forwarded port.
+    fn wait_ready(
+        &self,
+        spec: &BootSpec,
+        id: &InstanceId,
+        process: QemuProcess,
+        endpoint: SocketAddr,
+        started: Instant,
+    ) -> Result<u64> {
+        let console_path = self.registry.dir(id).join(CONSOLE);
+        let deadline = started + spec.ready_timeout;
+        let mut console = console::Watcher::new(&console_path);
+        let mut last_probe = String::from("no ready line on the console yet");
+        loop {
+            if !process.alive() {
+                let what = console.failure().unwrap_or_else(|| "QEMU exited".to_owned());
+                return Err(HypervisorError::DiedBooting {
+                    id: id.clone(),
+                    what,
+                    console: console::tail(&console_path, 30),
+                });
+            }
+            if console.saw_ready() {
+                match probe::http_status(endpoint, &spec.health_path, Duration::from_secs(2)) {
+                    Ok(200) => return Ok(started.elapsed().as_millis() as u64),
+                    Ok(code) => last_probe = format!("the health path {} answered {code}", spec.health_path),
+                    Err(e) => last_probe = format!("the health probe failed: {e}"),
+                }
+            }
+            if let Some(failure) = console.failure() {
+                return Err(HypervisorError::DiedBooting {
+                    id: id.clone(),
+                    what: failure,
+                    console: console::tail(&console_path, 30),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(HypervisorError::NotReady {
+                    id: id.clone(),
+                    seconds: spec.ready_timeout.as_secs(),
+                    what: last_probe,
+                    console: console::tail(&console_path, 30),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(HypervisorError::NoPort)?;
+    Ok(listener.local_addr().map_err(HypervisorError::NoPort)?.port())
+}
+
+/// Keeps only letters, digits, `-`, `_` and `.`: the name goes into QEMU's option syntax.
+fn plain_name(name: &str) -> String {
+    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(32).collect();
+    if name.is_empty() { "unikernel".into() } else { name }
+}
+
+impl Hypervisor for Qemu {
+    fn boot(&self, spec: &BootSpec) -> Result<Instance> {
+        let id = InstanceId::random()?;
+        let dir = self.registry.create_dir(&id)?;
+        let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
+        let started = Instant::now();
+        let launched = self.launch(&spec, &id, &dir);
+        let (process, host_port) = match launched {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = self.registry.remove(&id);
+                return Err(e);
+            }
+        };
+        let endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
+        let mut instance = Instance {
+            id: id.clone(),
+            name: spec.name.clone(),
+            image_digest: spec.image_digest.clone(),
+            endpoint,
+            accel: self.accel,
+            boot_ms: 0,
+            console_log: dir.join(CONSOLE),
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            metadata: spec.metadata.clone(),
+        };
+        // Recorded before waiting, so an interrupted boot still leaves a findable instance.
+        let ready =
+            self.registry.save(&instance).and_then(|()| self.wait_ready(&spec, &id, process, endpoint, started));
+        match ready {
+            Ok(boot_ms) => {
+                instance.boot_ms = boot_ms;
+                self.registry.save(&instance)?;
+                Ok(instance)
+            }
+            Err(e) => {
+                process.kill();
+                let _ = self.registry.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    fn state(&self, id: &InstanceId) -> Result<InstanceState> {
+        if !self.registry.dir(id).is_dir() || self.process(id).is_none() {
+            return Ok(InstanceState::Gone);
+        }
+        let status = match self.qmp(id, "query-status", None) {
+            Ok(status) => status,
+            // Alive but not answering: not serving either.
+            Err(_) => return Ok(InstanceState::Stopped),
+        };
+        Ok(match status.get("status").and_then(Value::as_str) {
+            Some("running") => InstanceState::Running,
+            Some("paused" | "suspended") => InstanceState::Paused,
+            _ => InstanceState::Stopped,
+        })
+    }
+
+    fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.registry.load(id)
+    }
+
+    fn list(&self) -> Result<Vec<(Instance, InstanceState)>> {
+        let mut out = Vec::new();
+        for id in self.registry.ids()? {
+            if let Ok(instance) = self.registry.load(&id) {
+                let state = self.state(&id)?;
+                out.push((instance, state));
+            }
+        }
+        Ok(out)
+    }
+
+    fn pause(&self, id: &InstanceId) -> Result<()> {
+        self.registry.load(id)?;
+        self.qmp(id, "stop", None).map(|_| ())
+    }
+
+    fn resume(&self, id: &InstanceId) -> Result<()> {
+        self.registry.load(id)?;
+        self.qmp(id, "cont", None).map(|_| ())
+    }
+
+    fn stop(&self, id: &InstanceId, grace: Duration) -> Result<()> {
+        if let Some(process) = self.process(id) {
+            // `quit` ends QEMU at once and cleanly (the console log is flushed); the guest
+            // keeps no state worth a shutdown, its root file system is the initramfs.
+            let _ = self.qmp(id, "quit", None);
+            if !process.wait_gone(grace) {
+                process.signal(Signal::TERM);
+                if !process.wait_gone(Duration::from_secs(2)) {
+                    process.signal(Signal::KILL);
+                    process.wait_gone(Duration::from_secs(5));
+                }
+            }
+        }
+        self.registry.remove(id)
+    }
+
+    fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
+        console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    }
+}

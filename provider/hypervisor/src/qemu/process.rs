@@ -1,0 +1,69 @@
+//! The QEMU process of an instance, found again by pid after the process that started it
+//! has gone. A pid is only trusted when `/proc/<pid>/cmdline` names the instance, so a
+//! recycled pid is never signalled.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process};
+
+use super::args::process_name;
+use crate::registry::PIDFILE;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QemuProcess {
+    pub pid: i32,
+}
+
+impl QemuProcess {
+    /// The live QEMU of instance `id` in `dir`, if any.
+    pub fn find(dir: &Path, id: &str) -> Option<QemuProcess> {
+        let pid: i32 = std::fs::read_to_string(dir.join(PIDFILE)).ok()?.trim().parse().ok()?;
+        let process = QemuProcess { pid };
+        process.is_ours(id).then_some(process)
+    }
+
+    fn is_ours(&self, id: &str) -> bool {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else { return false };
+        let name = process_name(id);
+        let named = cmdline.split(|b| *b == 0).any(|arg| arg.ends_with(format!("process={name}").as_bytes()));
+        named && self.alive()
+    }
+
+    /// Running and not a zombie waiting to be reaped.
+    pub fn alive(&self) -> bool {
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+            Err(_) => false,
+        }
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        // Gone already is fine: that is what the caller wants.
+        if let Some(pid) = Pid::from_raw(self.pid) {
+            let _ = kill_process(pid, signal);
+        }
+    }
+
+    /// Waits until the process is gone; false if it is still there after `timeout`.
+    pub fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.alive() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers.
+    pub fn kill(&self) {
+        self.signal(Signal::TERM);
+        if !self.wait_gone(Duration::from_secs(2)) {
+            self.signal(Signal::KILL);
+            self.wait_gone(Duration::from_secs(5));
+        }
+    }
+}

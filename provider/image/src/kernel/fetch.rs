@@ -1,0 +1,167 @@
+//! `apt-get download` of a Debian kernel package and extraction of what images need, into
+//! a temporary directory that is renamed into the cache only when complete.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::{KernelError, KernelRecord, MODULES, RECORD, bzimage, io_err};
+
+/// Debian's meta package for the kernel built for virtual machines.
+pub const DEFAULT_PACKAGE: &str = "linux-image-cloud-amd64";
+
+/// Removes the temporary directory unless the fetch completed.
+struct Scratch(Option<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn run(command: &mut Command, hint: &'static str) -> Result<String, KernelError> {
+    let shown = format!("{command:?}").replace('"', "");
+    let output = command.stdin(Stdio::null()).output().map_err(|e| KernelError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+        hint,
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail = stderr.lines().filter(|l| !l.starts_with("W: ")).collect::<Vec<_>>().join(" / ");
+        return Err(KernelError::Command { command: shown, detail: format!("{} ({detail})", output.status), hint });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+const APT_HINT: &str =
+    "this needs Debian's apt with its package lists (run `apt-get update`) and access to the archive";
+
+/// The concrete kernel package a meta package depends on, or `package` itself.
+fn concrete_package(package: &str) -> Result<String, KernelError> {
+    let out = run(Command::new("apt-cache").args(["depends", package]), APT_HINT)?;
+    let dependency = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|d| d.strip_prefix("linux-image-").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit())));
+    Ok(dependency.unwrap_or(package).to_owned())
+}
+
+pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&str)) -> Result<String, KernelError> {
+    let scratch_dir = root.join(format!(".fetch-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch_dir);
+    fs::create_dir_all(scratch_dir.join("modules")).map_err(io_err("create", &scratch_dir))?;
+    let mut scratch = Scratch(Some(scratch_dir.clone()));
+
+    let concrete = concrete_package(package)?;
+    progress(&format!("downloading {concrete}"));
+    run(Command::new("apt-get").args(["download", "-q", &concrete]).current_dir(&scratch_dir), APT_HINT)?;
+    let deb = fs::read_dir(&scratch_dir)
+        .map_err(io_err("list", &scratch_dir))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| KernelError::NotAKernelPackage { package: concrete.clone(), what: ".deb file" })?;
+    let version = run(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version"), APT_HINT)?.trim().to_owned();
+
+    progress(&format!("unpacking {concrete} {version}"));
+    let (release, vmlinuz, modules) = extract(&deb, &scratch_dir)?;
+    fs::remove_file(&deb).map_err(io_err("remove", &deb))?;
+
+    let image = match bzimage::vmlinux(&vmlinuz) {
+        Ok(elf) => {
+            let path = scratch_dir.join("vmlinux");
+            fs::write(&path, elf).map_err(io_err("write", &path))?;
+            "vmlinux"
+        }
+        Err(e) => {
+            progress(&format!("keeping the compressed kernel: {e}"));
+            "vmlinuz"
+        }
+    };
+    if image == "vmlinuz" {
+        let path = scratch_dir.join("vmlinuz");
+        fs::write(&path, &vmlinuz).map_err(io_err("write", &path))?;
+    }
+
+    let record = KernelRecord {
+        package: concrete,
+        package_version: version,
+        release: release.clone(),
+        image: image.into(),
+        modules,
+    };
+    let json = serde_json::to_string_pretty(&record)
+        .map_err(|e| KernelError::BadRecord { path: scratch_dir.join(RECORD), reason: e.to_string() })?;
+    let record_path = scratch_dir.join(RECORD);
+    fs::write(&record_path, json + "\n").map_err(io_err("write", &record_path))?;
+
+    let dir = root.join(&release);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io_err("replace", &dir))?;
+    }
+    fs::rename(&scratch_dir, &dir).map_err(io_err("move into place", &dir))?;
+    scratch.0 = None;
+    Ok(release)
+}
+
+/// Streams the package's file system out of `dpkg-deb` and keeps the kernel and the
+/// wanted modules. Returns the release, the bzImage and the module file names in load
+/// order.
+fn extract(deb: &Path, scratch: &Path) -> Result<(String, Vec<u8>, Vec<String>), KernelError> {
+    let shown = format!("dpkg-deb --fsys-tarfile {}", deb.display());
+    let command_err = |detail: String| KernelError::Command { command: shown.clone(), detail, hint: APT_HINT };
+    let mut child = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| command_err(e.to_string()))?;
+    let stdout = child.stdout.take().ok_or_else(|| command_err("no output".into()))?;
+    let found = read_tar(stdout, scratch);
+    let status = child.wait().map_err(|e| command_err(e.to_string()))?;
+    let (release, vmlinuz, mut modules) = found?;
+    if !status.success() {
+        return Err(command_err(status.to_string()));
+    }
+    let (Some(release), Some(vmlinuz)) = (release, vmlinuz) else {
+        return Err(KernelError::NotAKernelPackage { package: deb.display().to_string(), what: "/boot/vmlinuz-*" });
+    };
+    modules.sort_by_key(|name| MODULES.iter().position(|m| format!("{m}.ko") == *name));
+    Ok((release, vmlinuz, modules))
+}
+
+type Found = (Option<String>, Option<Vec<u8>>, Vec<String>);
+
+fn read_tar(stream: impl Read, scratch: &Path) -> Result<Found, KernelError> {
+    let tar_err =
+        |e: io::Error| KernelError::Io { action: "read the package's archive", path: scratch.to_owned(), source: e };
+    let (mut release, mut vmlinuz, mut modules) = (None, None, Vec::new());
+    let mut archive = tar::Archive::new(stream);
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let path = entry.path().map_err(tar_err)?.to_string_lossy().trim_start_matches("./").to_owned();
+        if let Some(rel) = path.strip_prefix("boot/vmlinuz-") {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(tar_err)?;
+            release = Some(rel.to_owned());
+            vmlinuz = Some(bytes);
+        } else if path.starts_with("lib/modules/") || path.starts_with("usr/lib/modules/") {
+            let name = path.rsplit('/').next().unwrap_or_default().to_owned();
+            let wanted = name.strip_suffix(".ko").is_some_and(|stem| MODULES.contains(&stem));
+            if wanted && !modules.contains(&name) {
+                let out = scratch.join("modules").join(&name);
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(tar_err)?;
+                fs::write(&out, bytes).map_err(io_err("write", &out))?;
+                modules.push(name);
+            }
+        }
+    }
+    Ok((release, vmlinuz, modules))
+}

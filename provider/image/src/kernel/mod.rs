@@ -1,0 +1,176 @@
+//! The kernel images boot: Debian's cloud kernel, fetched once into a cache with
+//! `apt-get download` (never installed on the host), unpacked to the PVH `vmlinux` that
+//! QEMU's `microvm` boots fastest, with the few modules the image needs (virtio over MMIO
+//! and virtio networking, which that kernel builds as modules).
+//!
+//! ```text
+//! <cache>/kernels/<release>/kernel.json    what was fetched, from which package
+//!                           vmlinux          (or vmlinuz when it could not be unpacked)
+//!                           modules/*.ko
+//! <cache>/kernels/current                  the release used by default
+//! ```
+
+pub mod bzimage;
+mod fetch;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use fetch::DEFAULT_PACKAGE;
+
+use crate::spec::Module;
+
+/// Modules the image carries when the kernel builds them as modules, in load order.
+pub const MODULES: &[&str] = &["virtio", "virtio_ring", "virtio_mmio", "failover", "net_failover", "virtio_net"];
+
+const CURRENT: &str = "current";
+const RECORD: &str = "kernel.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "no kernel is cached in {0}; run `sdsec kernel fetch` (or give a kernel path in the provider's `kernel` setting)"
+    )]
+    NotFetched(PathBuf),
+    #[error("cannot {action} {path}: {source}")]
+    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("the kernel record {path} is unreadable ({reason}); run `sdsec kernel fetch` again")]
+    BadRecord { path: PathBuf, reason: String },
+    #[error("`{command}` failed: {detail}; {hint}")]
+    Command { command: String, detail: String, hint: &'static str },
+    #[error("the package {package} holds no {what}; choose a Debian linux-image package for amd64")]
+    NotAKernelPackage { package: String, what: &'static str },
+    #[error("neither SDSEC_CACHE_DIR, XDG_CACHE_HOME nor HOME is set, so there is no cache directory; set one of them")]
+    NoCacheDir,
+}
+
+pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KernelError + 'a {
+    move |source| KernelError::Io { action, path: path.to_owned(), source }
+}
+
+/// What `kernel.json` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KernelRecord {
+    /// The Debian package it came from, and that package's version.
+    pub package: String,
+    pub package_version: String,
+    /// `uname -r` of the kernel.
+    pub release: String,
+    /// `vmlinux` (PVH ELF) or `vmlinuz` (bzImage).
+    pub image: String,
+    /// File names under `modules/`, in load order.
+    pub modules: Vec<String>,
+}
+
+/// A kernel ready to be put in images.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kernel {
+    pub record: KernelRecord,
+    pub dir: PathBuf,
+}
+
+impl Kernel {
+    pub fn image(&self) -> PathBuf {
+        self.dir.join(&self.record.image)
+    }
+
+    /// The modules as the image carries them: `/lib/modules/<name>`.
+    pub fn modules(&self) -> Vec<Module> {
+        let dir = self.dir.join("modules");
+        self.record
+            .modules
+            .iter()
+            .map(|name| Module { image_path: format!("/lib/modules/{name}"), host_path: dir.join(name) })
+            .collect()
+    }
+}
+
+/// The kernel cache: `<root>/<release>/`.
+#[derive(Debug, Clone)]
+pub struct KernelCache {
+    root: PathBuf,
+}
+
+/// `$SDSEC_CACHE_DIR`, else `$XDG_CACHE_HOME/sdsec`, else `~/.cache/sdsec`.
+pub fn default_cache_dir() -> Result<PathBuf, KernelError> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("SDSEC_CACHE_DIR") {
+        return Ok(dir);
+    }
+    if let Some(dir) = var("XDG_CACHE_HOME") {
+        return Ok(dir.join("sdsec"));
+    }
+    var("HOME").map(|home| home.join(".cache").join("sdsec")).ok_or(KernelError::NoCacheDir)
+}
+
+impl KernelCache {
+    pub fn new(cache_dir: &Path) -> KernelCache {
+        KernelCache { root: cache_dir.join("kernels") }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The kernel fetched last.
+    pub fn current(&self) -> Result<Kernel, KernelError> {
+        let pointer = self.root.join(CURRENT);
+        let release = match fs::read_to_string(&pointer) {
+            Ok(text) => text.trim().to_owned(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KernelError::NotFetched(self.root.clone())),
+            Err(e) => return Err(KernelError::Io { action: "read", path: pointer, source: e }),
+        };
+        self.load(&release)
+    }
+
+    /// Every cached kernel, by release.
+    pub fn list(&self) -> Result<Vec<Kernel>, KernelError> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(KernelError::Io { action: "list", path: self.root.clone(), source: e }),
+        };
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join(RECORD).is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names.iter().map(|name| self.load(name)).collect()
+    }
+
+    fn load(&self, release: &str) -> Result<Kernel, KernelError> {
+        let dir = self.root.join(release);
+        let path = dir.join(RECORD);
+        let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => KernelError::NotFetched(self.root.clone()),
+            _ => KernelError::Io { action: "read", path: path.clone(), source: e },
+        })?;
+        let record: KernelRecord = serde_json::from_str(&text)
+            .map_err(|e| KernelError::BadRecord { path: path.clone(), reason: e.to_string() })?;
+        let kernel = Kernel { record, dir };
+        for file in std::iter::once(kernel.image()).chain(kernel.modules().into_iter().map(|m| m.host_path)) {
+            if !file.is_file() {
+                return Err(KernelError::BadRecord { path, reason: format!("{} is missing", file.display()) });
+            }
+        }
+        Ok(kernel)
+    }
+
+    /// Downloads `package` (a Debian kernel package or a meta package such as
+    /// [`DEFAULT_PACKAGE`]), unpacks it into the cache and makes it current. `progress` is
+    /// told each step.
+    pub fn fetch(&self, package: &str, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
+        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        let release = fetch::fetch_into(&self.root, package, progress)?;
+        let pointer = self.root.join(CURRENT);
+        let tmp = self.root.join(format!(".{CURRENT}.{}", std::process::id()));
+        fs::write(&tmp, format!("{release}\n")).map_err(io_err("write", &tmp))?;
+        fs::rename(&tmp, &pointer).map_err(io_err("write", &pointer))?;
+        self.load(&release)
+    }
+}

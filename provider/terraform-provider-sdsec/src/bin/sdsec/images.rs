@@ -1,0 +1,183 @@
+//! `sdsec build`, `sdsec images` and `sdsec kernel`: protected images and the kernel they boot.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::{Args, Subcommand};
+use sdsec_image::kernel::{self, KernelCache};
+use sdsec_image::{ImageDigest, Outcome, Store};
+use sdsec_provider::launch::{self, AppSpec};
+
+use crate::{UsageError, compile_file, parse_input, print_stdout};
+
+/// What an image is made of: a node of a policy document and an application.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// The SecTOSCA document.
+    pub policy: PathBuf,
+    /// The unikernel node template whose plan the image enforces.
+    #[arg(long)]
+    pub node: String,
+    /// The application: a static executable.
+    #[arg(long)]
+    pub app: PathBuf,
+    /// An argument of the application (repeat for several).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Where the application listens in the guest (default: the plan's port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Input values of the document, `name=value`.
+    #[arg(long = "input", short = 'i', value_parser = parse_input)]
+    pub inputs: Vec<(String, String)>,
+    /// A kernel to boot instead of the cached Debian cloud kernel.
+    #[arg(long)]
+    pub kernel: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List the stored images (the default).
+    List,
+    /// Check stored images against their digests; exit 1 if any is tampered.
+    Verify { digests: Vec<String> },
+    /// Remove images no running instance uses (and those given with --keep stay).
+    Gc {
+        #[arg(long)]
+        keep: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KernelCommand {
+    /// Download Debian's cloud kernel with apt-get (not installed on the host) into the cache.
+    Fetch {
+        #[arg(long, default_value = kernel::DEFAULT_PACKAGE)]
+        package: String,
+    },
+    /// Show the cached kernel images are built with (the default).
+    Show,
+    /// List every cached kernel.
+    List,
+}
+
+/// Compiles the document and builds (or reuses) the node's image.
+pub fn build(state_dir: &Path, image: &ImageArgs) -> Result<sdsec_image::Ensured, UsageError> {
+    let spec = spec(image)?;
+    let store = Store::open(state_dir).map_err(fail)?;
+    store.ensure(&spec).map_err(fail)
+}
+
+pub fn spec(image: &ImageArgs) -> Result<sdsec_image::ImageSpec, UsageError> {
+    let (source, compilation) = compile_file(&image.policy, &image.inputs)?;
+    crate::render::diagnostics(&source, &compilation.diagnostics);
+    if compilation.has_errors() {
+        return Err(UsageError(format!("{}: {} error(s); no image built", source.name, compilation.errors().count())));
+    }
+    let plan = compilation.plans.get(&image.node).ok_or_else(|| {
+        let names: Vec<&str> = compilation.plans.keys().map(String::as_str).collect();
+        UsageError(format!("no unikernel `{}` in {}; unikernels: {}", image.node, source.name, names.join(", ")))
+    })?;
+    let app = AppSpec { path: image.app.clone(), args: image.args.clone(), port: image.port };
+    let runtime = launch::runtime_binary().map_err(fail)?;
+    launch::image_spec(plan, &app, image.kernel.as_deref(), &runtime).map_err(fail)
+}
+
+pub fn run_build(state_dir: &Path, image: &ImageArgs) -> Result<(), UsageError> {
+    let started = Instant::now();
+    let ensured = build(state_dir, image)?;
+    let what = match &ensured.outcome {
+        Outcome::Reused => "reused".to_owned(),
+        Outcome::Built => "built".to_owned(),
+        Outcome::Rebuilt { reason } => format!("rebuilt (the stored copy was damaged: {reason})"),
+    };
+    let image = &ensured.image;
+    let size = std::fs::metadata(&image.initramfs).map(|m| m.len()).unwrap_or(0);
+    eprintln!("{what} in {} ms", started.elapsed().as_millis());
+    print_stdout(&format!("digest:    {}", image.digest));
+    print_stdout(&format!("path:      {}", image.dir.display()));
+    print_stdout(&format!("initramfs: {size} bytes"));
+    print_stdout(&format!("cmdline:   {}", image.cmdline()));
+    Ok(())
+}
+
+fn fail(e: impl std::fmt::Display) -> UsageError {
+    UsageError(e.to_string())
+}
+
+fn digests(texts: &[String]) -> Result<Vec<ImageDigest>, UsageError> {
+    texts.iter().map(|t| ImageDigest::parse(t).map_err(fail)).collect()
+}
+
+/// Returns whether every checked image was intact.
+pub fn run_images(state_dir: &Path, command: ImagesCommand) -> Result<bool, UsageError> {
+    let store = Store::open(state_dir).map_err(fail)?;
+    match command {
+        ImagesCommand::List => {
+            for image in store.list().map_err(fail)? {
+                print_stdout(&format!("{}  {:>10} bytes", image.digest, image.bytes));
+            }
+            Ok(true)
+        }
+        ImagesCommand::Verify { digests: given } => {
+            let mut wanted = digests(&given)?;
+            if wanted.is_empty() {
+                wanted = store.list().map_err(fail)?.into_iter().map(|i| i.digest).collect();
+            }
+            let mut intact = true;
+            for digest in wanted {
+                match store.verify(&digest) {
+                    Ok(_) => print_stdout(&format!("{digest}  ok")),
+                    Err(e) => {
+                        intact = false;
+                        print_stdout(&format!("{digest}  FAILED: {e}"));
+                    }
+                }
+            }
+            Ok(intact)
+        }
+        ImagesCommand::Gc { keep } => {
+            let mut keep = digests(&keep)?;
+            keep.extend(crate::instances::image_digests_in_use(state_dir)?);
+            let report = store.gc(&keep).map_err(fail)?;
+            for digest in &report.removed {
+                print_stdout(&format!("removed {digest}"));
+            }
+            for digest in &report.busy {
+                print_stdout(&format!("busy, kept {digest}"));
+            }
+            eprintln!(
+                "{} image(s) removed, {} busy, {} interrupted build(s) cleaned",
+                report.removed.len(),
+                report.busy.len(),
+                report.temp_dirs_removed
+            );
+            Ok(true)
+        }
+    }
+}
+
+pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
+    let cache = KernelCache::new(&kernel::default_cache_dir().map_err(fail)?);
+    let show = |k: &kernel::Kernel| {
+        print_stdout(&format!("release:  {}", k.record.release));
+        print_stdout(&format!("package:  {} {}", k.record.package, k.record.package_version));
+        print_stdout(&format!("image:    {}", k.image().display()));
+        print_stdout(&format!("modules:  {}", k.record.modules.join(" ")));
+    };
+    match command {
+        KernelCommand::Fetch { package } => {
+            let started = Instant::now();
+            let kernel = cache.fetch(&package, &mut |step| eprintln!("{step}")).map_err(fail)?;
+            eprintln!("fetched in {} ms", started.elapsed().as_millis());
+            show(&kernel);
+        }
+        KernelCommand::Show => show(&cache.current().map_err(fail)?),
+        KernelCommand::List => {
+            for kernel in cache.list().map_err(fail)? {
+                print_stdout(&format!("{}  {}", kernel.record.release, kernel.image().display()));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! `sdsec run`, `sdsec stop` and `sdsec ps`: protected instances on the embedded QEMU backend.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hypervisor::{AccelChoice, Hypervisor, InstanceId};
+use sdsec_image::{ImageDigest, Store};
+use sdsec_provider::launch;
+
+use crate::images::{ImageArgs, spec};
+use crate::{UsageError, print_stdout};
+
+fn fail(e: impl std::fmt::Display) -> UsageError {
+    UsageError(e.to_string())
+}
+
+pub fn run(
+    state_dir: &Path,
+    image: &ImageArgs,
+    host_port: Option<u16>,
+    accel: AccelChoice,
+    timeout: Duration,
+) -> Result<(), UsageError> {
+    let started = Instant::now();
+    let spec = spec(image)?;
+    let store = Store::open(state_dir).map_err(fail)?;
+    let ensured = store.ensure(&spec).map_err(fail)?;
+    let built_ms = started.elapsed().as_millis();
+    let qemu = launch::qemu(state_dir, accel).map_err(fail)?;
+    let boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
+    let instance = qemu.boot(&boot).map_err(fail)?;
+    eprintln!(
+        "image {} ({built_ms} ms), booted with {} and ready in {} ms",
+        ensured.image.digest, instance.accel, instance.boot_ms
+    );
+    print_stdout(&format!("instance: {}", instance.id));
+    print_stdout(&format!("endpoint: http://{}", instance.endpoint));
+    print_stdout(&format!("console:  {}", instance.console_log.display()));
+    Ok(())
+}
+
+pub fn stop(state_dir: &Path, ids: &[String], all: bool) -> Result<(), UsageError> {
+    let qemu = launch::qemu(state_dir, AccelChoice::Tcg).map_err(fail)?;
+    let ids: Vec<InstanceId> = if all {
+        qemu.list().map_err(fail)?.into_iter().map(|(i, _)| i.id).collect()
+    } else {
+        ids.iter().map(|s| s.parse().map_err(UsageError)).collect::<Result<_, _>>()?
+    };
+    for id in ids {
+        qemu.stop(&id, Duration::from_secs(5)).map_err(fail)?;
+        print_stdout(&format!("stopped {id}"));
+    }
+    Ok(())
+}
+
+pub fn ps(state_dir: &Path) -> Result<(), UsageError> {
+    let qemu = launch::qemu(state_dir, AccelChoice::Tcg).map_err(fail)?;
+    for (instance, state) in qemu.list().map_err(fail)? {
+        print_stdout(&format!(
+            "{}  {:<8} {:<16} http://{}  {}",
+            instance.id,
+            state.as_str(),
+            instance.name,
+            instance.endpoint,
+            instance.image_digest
+        ));
+    }
+    Ok(())
+}
+
+/// Digests of images that recorded instances boot from: never collected.
+pub fn image_digests_in_use(state_dir: &Path) -> Result<Vec<ImageDigest>, UsageError> {
+    let registry = hypervisor::registry::Registry::new(state_dir);
+    let ids = registry.ids().map_err(fail)?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| registry.load(id).ok())
+        .filter_map(|i| ImageDigest::parse(&i.image_digest).ok())
+        .collect())
+}

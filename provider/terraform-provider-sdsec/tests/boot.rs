@@ -1,0 +1,183 @@
+//! Protected images on real QEMU, through the `sdsec` command line: build an image from the
+//! quickstart policy and the example application, boot it, and check from the host what
+//! the runtime inside enforces. Needs what `scripts/build.sh` prepares: the static runtime
+//! and example application, QEMU, and the kernel in the cache.
+
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
+/// The quickstart's demo token; the policy holds only its SHA-256.
+const TOKEN: &str = "quickstart-token";
+
+/// The static builds beside the host build of this profile.
+fn static_binary(name: &str) -> PathBuf {
+    let sdsec = PathBuf::from(env!("CARGO_BIN_EXE_sdsec"));
+    let profile_dir = sdsec.parent().unwrap();
+    let path = profile_dir.parent().unwrap().join("x86_64-unknown-linux-gnu/guest").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/build.sh first (static runtime, example app, kernel)",
+        path.display()
+    );
+    path
+}
+
+fn sdsec(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sdsec"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run sdsec")
+}
+
+fn ok(output: Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "sdsec failed ({}):\n{stderr}", output.status);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()))
+        .unwrap_or_else(|| panic!("no `{name}` in:\n{stdout}"))
+}
+
+fn image_args(app: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["--node", "api", "--app"].map(String::from).to_vec();
+    args.push(app.display().to_string());
+    args.extend(["--arg", "--listen", "--arg", "0.0.0.0:8080"].map(String::from));
+    args
+}
+
+/// One HTTP/1.1 request on its own connection: (status, body).
+fn http(endpoint: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = TcpStream::connect_timeout(&endpoint, Duration::from_secs(10)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let body = if method == "POST" { "{\"name\":\"x\"}" } else { "" };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: api\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.get(9..12).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad answer {response:?}"));
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn qemu_running(id: &str) -> bool {
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs.filter_map(|p| std::fs::read(p.path().join("cmdline")).ok()).any(|c| String::from_utf8_lossy(&c).contains(id))
+}
+
+#[test]
+fn a_protected_image_boots_on_qemu_and_enforces_its_policy() {
+    let app = static_binary("sdsec-example-api");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let mut build: Vec<String> = vec!["build".into(), POLICY.into()];
+    build.extend(image_args(&app));
+    let build: Vec<&str> = build.iter().map(String::as_str).collect();
+
+    // Reproducible: two stores, byte-identical images.
+    let first = ok(sdsec(state, &build));
+    let other_state = tempfile::tempdir().unwrap();
+    let second = ok(sdsec(other_state.path(), &build));
+    let digest = field(&first, "digest").to_owned();
+    assert_eq!(digest, field(&second, "digest"));
+    let initramfs = Path::new(field(&first, "path")).join("initramfs.cpio.zst");
+    let bytes = std::fs::read(&initramfs).unwrap();
+    assert_eq!(bytes, std::fs::read(Path::new(field(&second, "path")).join("initramfs.cpio.zst")).unwrap());
+
+    // Nothing but the runtime, the application, the plan and modules: no shell.
+    let archive = sdsec_image::initramfs::decompress(&bytes, 64 << 20).unwrap();
+    let names: Vec<String> = sdsec_image::cpio::read(&archive).unwrap().into_iter().map(|m| m.path).collect();
+    assert!(names.contains(&"init".to_owned()) && names.contains(&"app/sdsec-example-api".to_owned()), "{names:?}");
+    for name in &names {
+        let ok = name == "init"
+            || name.starts_with("app")
+            || name.starts_with("etc")
+            || name.starts_with("lib")
+            || ["dev", "proc", "run", "sys", "tmp"].contains(&name.as_str());
+        assert!(ok, "unexpected {name} in the image");
+        assert!(!name.ends_with("sh") && !name.contains("busybox"), "{name}");
+    }
+
+    // Boot it.
+    let mut run: Vec<String> = vec!["run".into(), POLICY.into()];
+    run.extend(image_args(&app));
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let out = ok(sdsec(state, &run));
+    let id = field(&out, "instance").to_owned();
+    let endpoint: SocketAddr = field(&out, "endpoint").trim_start_matches("http://").parse().unwrap();
+    let console = PathBuf::from(field(&out, "console"));
+    assert!(qemu_running(&id));
+
+    let checks = std::panic::catch_unwind(|| {
+        assert_eq!(http(endpoint, "GET", "/items", None).0, 401, "no token");
+        assert_eq!(http(endpoint, "GET", "/items", Some("wrong-token")).0, 401, "wrong token");
+        let (status, body) = http(endpoint, "GET", "/items", Some(TOKEN));
+        assert_eq!(status, 200, "{body}");
+        assert!(body.trim_start().starts_with('['), "the application's JSON passes unchanged: {body}");
+        assert_eq!(http(endpoint, "GET", "/admin/stats", Some(TOKEN)).0, 403, "denied path");
+        assert_eq!(http(endpoint, "GET", "/%61dmin/stats", Some(TOKEN)).0, 403, "encoded bypass");
+        assert_eq!(http(endpoint, "DELETE", "/items/1", Some(TOKEN)).0, 405, "method not allowed");
+        assert_eq!(http(endpoint, "POST", "/items", Some(TOKEN)).0, 403, "POST only under /api/");
+
+        let ps = ok(sdsec(state, &["ps"]));
+        assert!(ps.contains(&id) && ps.contains("running"), "{ps}");
+
+        // Audit events reach the console as JSON lines.
+        let log = std::fs::read_to_string(&console).unwrap();
+        assert!(log.contains("\"event\":\"ready\""), "{log}");
+        assert!(log.contains("authn_failure"), "{log}");
+        assert!(!log.contains("wrong-token") && !log.contains(TOKEN), "credentials never reach the audit log");
+    });
+
+    ok(sdsec(state, &["stop", &id]));
+    assert!(!qemu_running(&id), "QEMU of {id} still runs after stop");
+    assert!(!state.join("instances").join(&id).exists(), "the instance left files behind");
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e);
+    }
+
+    // A flipped byte in the store is found, and the next build replaces the image.
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x01;
+    std::fs::write(&initramfs, tampered).unwrap();
+    let verify = sdsec(state, &["images", "verify"]);
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("FAILED"));
+    let rebuilt = sdsec(state, &build);
+    assert!(String::from_utf8_lossy(&rebuilt.stderr).contains("rebuilt"), "{rebuilt:?}");
+    assert_eq!(std::fs::read(&initramfs).unwrap(), bytes);
+}
+
+#[test]
+fn an_application_that_exits_fails_the_boot_and_leaves_no_vm() {
+    // The runtime itself, run without arguments as an application, prints its usage and exits.
+    let app = static_binary("sdsec-guest");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let out = sdsec(state, &["run", POLICY, "--node", "api", "--app", app.to_str().unwrap(), "--timeout", "120"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("stopped while booting") && stderr.contains("exited"), "{stderr}");
+    assert!(stderr.contains("Console tail"), "{stderr}");
+    let instances = state.join("instances");
+    let left: Vec<_> = std::fs::read_dir(&instances).map(|d| d.flatten().collect()).unwrap_or_default();
+    assert!(left.is_empty(), "instance files left: {left:?}");
+    assert!(ok(sdsec(state, &["ps"])).trim().is_empty());
+}
