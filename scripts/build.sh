@@ -6,6 +6,14 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# The libvirt backend links libvirt: its headers and pkg-config are build dependencies.
+missing=()
+for pkg in libvirt-dev pkg-config; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing ${missing[*]} (build dependencies)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
 echo "==> building the provider and the command line (release)"
 cargo build --release --workspace --locked
 

@@ -9,6 +9,8 @@ export PATH="$root/.venv/bin:$PATH"
 export CHECKPOINT_DISABLE=1
 
 "$root/scripts/build.sh"
+# The libvirt daemon, and a second one standing for another host, for the libvirt tests.
+"$root/scripts/libvirt.sh" --second
 
 # The README's main job, end to end, so that it keeps working.
 "$root/scripts/quickstart.sh"

@@ -5,10 +5,13 @@
 //! each backend keeps a record per instance under the state directory and finds its own
 //! instances again from it.
 //!
-//! Backends: [`qemu::Qemu`] runs `qemu-system-x86_64` itself (no daemon). A libvirt
-//! backend will implement the same trait.
+//! Backends: [`qemu::Qemu`] runs `qemu-system-x86_64` itself (no daemon);
+//! `libvirt::Libvirt` (feature `libvirt`, on by default) has a libvirt daemon run them.
 
 pub mod accel;
+mod console;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 pub mod probe;
 pub mod qemu;
 mod qmp;
@@ -21,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
+pub use console::READY_MARKER;
 pub use registry::InstanceId;
 
 /// What to boot and how to tell it is ready.
@@ -112,6 +116,12 @@ pub enum HypervisorError {
     Qmp { id: InstanceId, command: String, reason: String },
     #[error("no free port on 127.0.0.1: {0}")]
     NoPort(std::io::Error),
+    #[error(
+        "cannot connect to libvirt at {uri}: {reason}; start libvirtd (scripts/libvirt.sh sets it up) or check libvirt_uri"
+    )]
+    LibvirtUnreachable { uri: String, reason: String },
+    #[error("libvirt at {uri} refused to {action}: {reason}")]
+    Libvirt { uri: String, action: String, reason: String },
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
 }
@@ -135,4 +145,18 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     fn stop(&self, id: &InstanceId, grace: Duration) -> Result<()>;
     /// The last lines the guest printed on its console.
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String;
+}
+
+/// A free port on 127.0.0.1 for a forward (another process may take it before QEMU binds
+/// it; the backends retry).
+pub(crate) fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).map_err(HypervisorError::NoPort)?;
+    Ok(listener.local_addr().map_err(HypervisorError::NoPort)?.port())
+}
+
+/// Keeps only letters, digits, `-`, `_` and `.`: the name goes into QEMU's option syntax
+/// and libvirt's XML.
+pub(crate) fn plain_name(name: &str) -> String {
+    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(32).collect();
+    if name.is_empty() { "unikernel".into() } else { name }
 }

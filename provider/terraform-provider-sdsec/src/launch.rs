@@ -126,6 +126,25 @@ pub fn boot_spec(
     }
 }
 
+/// The libvirt connection used when the configuration names none.
+pub const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
+
+/// The hypervisor the provider configuration names.
+pub fn backend(config: &crate::config::ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchError> {
+    let accel = match config.accel {
+        crate::config::Accel::Auto => AccelChoice::Auto,
+        crate::config::Accel::Kvm => AccelChoice::Kvm,
+        crate::config::Accel::Tcg => AccelChoice::Tcg,
+    };
+    match config.hypervisor {
+        crate::config::Hypervisor::Qemu => Ok(Box::new(qemu(&config.state_dir, accel)?)),
+        crate::config::Hypervisor::Libvirt => {
+            let uri = config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI);
+            Ok(Box::new(hypervisor::libvirt::Libvirt::new(&config.state_dir, uri, accel)?))
+        }
+    }
+}
+
 /// The embedded QEMU backend for `state_dir`.
 pub fn qemu(state_dir: &Path, accel: AccelChoice) -> Result<hypervisor::qemu::Qemu, LaunchError> {
     Ok(hypervisor::qemu::Qemu::new(state_dir, accel)?)

@@ -6,6 +6,7 @@ pub mod data_sources;
 pub mod docs;
 pub mod functions;
 pub mod launch;
+pub mod placement;
 pub mod policy;
 pub mod policy_store;
 pub mod provider;

@@ -69,7 +69,10 @@ impl Provider for SdsecProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn Resource>> {
-        vec![Arc::new(crate::resources::security_policy::SecurityPolicy::new(self.shared.clone()))]
+        vec![
+            Arc::new(crate::resources::security_policy::SecurityPolicy::new(self.shared.clone())),
+            Arc::new(crate::resources::unikernel::Unikernel::new(self.shared.clone())),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn DataSource>> {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use hypervisor::{AccelChoice, Hypervisor, InstanceId, InstanceState};
+
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
 /// The quickstart's demo token; the policy holds only its SHA-256.
 const TOKEN: &str = "quickstart-token";
@@ -143,8 +145,26 @@ fn a_protected_image_boots_on_qemu_and_enforces_its_policy() {
         assert!(log.contains("\"event\":\"ready\""), "{log}");
         assert!(log.contains("authn_failure"), "{log}");
         assert!(!log.contains("wrong-token") && !log.contains(TOKEN), "credentials never reach the audit log");
+
+        // Paused through QMP, the guest answers nothing; resumed, it serves again.
+        let qemu = hypervisor::qemu::Qemu::new(state, AccelChoice::Tcg).unwrap();
+        let instance: InstanceId = id.parse().unwrap();
+        qemu.pause(&instance).unwrap();
+        assert_eq!(qemu.state(&instance).unwrap(), InstanceState::Paused);
+        assert!(hypervisor::probe::http_status(endpoint, "/items", Duration::from_secs(2)).is_err());
+        qemu.resume(&instance).unwrap();
+        assert_eq!(qemu.state(&instance).unwrap(), InstanceState::Running);
+        assert_eq!(http(endpoint, "GET", "/items", Some(TOKEN)).0, 200);
+
+        // Killed by hand, the instance is reported gone.
+        let pid = std::fs::read_to_string(state.join("instances").join(&id).join("qemu.pid")).unwrap();
+        assert!(Command::new("kill").args(["-9", pid.trim()]).status().unwrap().success());
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(qemu.state(&instance).unwrap(), InstanceState::Gone);
+        assert!(ok(sdsec(state, &["ps"])).contains("gone"));
     });
 
+    // Stopping cleans up whether the instance still runs or was killed.
     ok(sdsec(state, &["stop", &id]));
     assert!(!qemu_running(&id), "QEMU of {id} still runs after stop");
     assert!(!state.join("instances").join(&id).exists(), "the instance left files behind");

@@ -3,10 +3,9 @@
 //! goes through each instance's QMP socket; the guest's console goes to a log file.
 
 mod args;
-mod console;
 mod process;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,11 +15,12 @@ use serde_json::Value;
 
 use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
+use crate::console;
 use crate::qmp::Qmp;
 use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
-use crate::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, probe};
-
-pub use console::READY_MARKER;
+use crate::{
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name, probe,
+};
 
 /// How often readiness is polled while booting.
 const POLL: Duration = Duration::from_millis(25);
@@ -161,17 +161,6 @@ impl Qemu {
             std::thread::sleep(POLL);
         }
     }
-}
-
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(HypervisorError::NoPort)?;
-    Ok(listener.local_addr().map_err(HypervisorError::NoPort)?.port())
-}
-
-/// Keeps only letters, digits, `-`, `_` and `.`: the name goes into QEMU's option syntax.
-fn plain_name(name: &str) -> String {
-    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(32).collect();
-    if name.is_empty() { "unikernel".into() } else { name }
 }
 
 impl Hypervisor for Qemu {

@@ -1,0 +1,308 @@
+//! The libvirt backend: a libvirt daemon (local or behind a remote URI) runs the same
+//! `microvm` guest as the QEMU backend.
+//!
+//! Domains are transient (`virDomainCreateXML`): the daemon keeps them running after the
+//! provider exits, and when one stops it leaves no definition behind to clean up. The
+//! domain is the instance's record: sdsec's element in its `<metadata>` holds the whole
+//! [`Instance`], so `list` needs nothing but the connection. Only the console log lives
+//! under `<state_dir>/libvirt/instances/<id>/`, apart from the QEMU backend's instances.
+//!
+//! Paths (kernel, initramfs, console log) and the forwarded port are the daemon host's:
+//! a URI naming another machine needs the image at the same path there.
+
+mod xml;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+use virt::enumutil::Enum;
+use virt::error::ErrorNumber;
+use virt::sys;
+
+use crate::accel::{Accel, AccelChoice, HostFacts};
+use crate::console;
+use crate::registry::{CONSOLE, Registry};
+use crate::{
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name, probe,
+};
+
+pub use xml::NAMESPACE;
+
+/// How often readiness is polled while booting.
+const POLL: Duration = Duration::from_millis(25);
+/// Tries when a free port picked for the forward is taken before QEMU binds it.
+const PORT_TRIES: usize = 3;
+
+#[derive(Debug)]
+pub struct Libvirt {
+    conn: Connect,
+    uri: String,
+    registry: Registry,
+    accel: Accel,
+    cpu_khz: Option<u64>,
+}
+
+impl Libvirt {
+    /// Connects to the daemon at `uri`; instances' console logs go under `state_dir`.
+    pub fn new(state_dir: &Path, uri: &str, choice: AccelChoice) -> Result<Libvirt> {
+        // libvirt prints every error on stderr by default, also those handled here (a
+        // lookup of a domain that is gone); they reach the caller as values instead.
+        virt::error::clear_error_callback();
+        let facts = HostFacts::read();
+        let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
+        let conn = Connect::open(Some(uri))
+            .map_err(|e| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason: e.message().to_owned() })?;
+        Ok(Libvirt {
+            conn,
+            uri: uri.to_owned(),
+            registry: Registry::new(&state_dir.join("libvirt")),
+            accel,
+            cpu_khz: facts.cpu_khz,
+        })
+    }
+
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> HypervisorError {
+        HypervisorError::Libvirt { uri: self.uri.clone(), action: action.into(), reason: e.message().to_owned() }
+    }
+
+    /// The domain of `id` and its record, `None` when there is none or it is not sdsec's.
+    fn find(&self, id: &InstanceId) -> Result<Option<(Domain, Instance)>> {
+        let domain = match self.conn.lookup_domain_by_name(&xml::domain_name(id.as_str())) {
+            Ok(d) => d,
+            Err(e) if is(&e, ErrorNumber::NoDomain) => return Ok(None),
+            Err(e) => return Err(self.fail(format!("look up instance {id}"), &e)),
+        };
+        Ok(record(&domain).filter(|r| r.id == *id).map(|r| (domain, r)))
+    }
+
+    fn find_or_fail(&self, id: &InstanceId) -> Result<Domain> {
+        self.find(id)?.map(|(d, _)| d).ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))
+    }
+
+    /// Creates the domain; retries with another port when a port it picked was taken.
+    fn launch(&self, spec: &BootSpec, record: &mut Instance, console: &Path) -> Result<Domain> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = match spec.host_port {
+                Some(port) => port,
+                None => free_port()?,
+            };
+            record.endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let def = xml::DomainDef { spec, record, accel: self.accel, cpu_khz: self.cpu_khz, console };
+            match self.conn.create_domain_xml(&xml::domain_xml(&def), sys::VIR_DOMAIN_NONE) {
+                Ok(domain) => return Ok(domain),
+                Err(e) => {
+                    let port_taken = e.message().contains("hostfwd") || e.message().contains("host forwarding");
+                    if port_taken && spec.host_port.is_none() && tries < PORT_TRIES {
+                        continue;
+                    }
+                    let mut err = self.fail(format!("start instance {}", record.id), &e);
+                    if port_taken && let HypervisorError::Libvirt { reason, .. } = &mut err {
+                        reason.push_str(&format!(" (is host port {port} already in use? choose another host_port)"));
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// The ready line on the console, then a 200 from the health path through the
+    /// forwarded port: the same as the QEMU backend.
+    fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
+        let id = &record.id;
+        let deadline = started + spec.ready_timeout;
+        let mut console = console::Watcher::new(&record.console_log);
+        let mut last_probe = String::from("no ready line on the console yet");
+        loop {
+            if !matches!(running_state(domain), Some(InstanceState::Running)) {
+                let what = console.failure().unwrap_or_else(|| "the domain stopped".to_owned());
+                return Err(HypervisorError::DiedBooting {
+                    id: id.clone(),
+                    what,
+                    console: console::tail(&record.console_log, 30),
+                });
+            }
+            if console.saw_ready() {
+                match probe::http_status(record.endpoint, &spec.health_path, Duration::from_secs(2)) {
+                    Ok(200) => return Ok(started.elapsed().as_millis() as u64),
+                    Ok(code) => last_probe = format!("the health path {} answered {code}", spec.health_path),
+                    Err(e) => last_probe = format!("the health probe failed: {e}"),
+                }
+            }
+            if let Some(failure) = console.failure() {
+                return Err(HypervisorError::DiedBooting {
+                    id: id.clone(),
+                    what: failure,
+                    console: console::tail(&record.console_log, 30),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(HypervisorError::NotReady {
+                    id: id.clone(),
+                    seconds: spec.ready_timeout.as_secs(),
+                    what: last_probe,
+                    console: console::tail(&record.console_log, 30),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Ends the domain and removes what it left; a domain already gone is fine.
+    fn remove(&self, id: &InstanceId, domain: Option<&Domain>) -> Result<()> {
+        if let Some(domain) = domain {
+            // SIGTERM first: QEMU exits at once and flushes the console log; the guest keeps
+            // no state worth an ACPI shutdown (its root is the initramfs), and has no daemon
+            // to act on one. SIGKILL only if QEMU does not go.
+            if domain.destroy_flags(sys::VIR_DOMAIN_DESTROY_GRACEFUL).is_err()
+                && let Err(e) = domain.destroy()
+                && !gone(&e)
+            {
+                return Err(self.fail(format!("destroy instance {id}"), &e));
+            }
+            // Transient domains vanish when destroyed; one defined by hand may not.
+            if domain.is_persistent().unwrap_or(false)
+                && let Err(e) = domain.undefine()
+                && !gone(&e)
+            {
+                return Err(self.fail(format!("undefine instance {id}"), &e));
+            }
+        }
+        self.registry.remove(id)
+    }
+}
+
+impl Hypervisor for Libvirt {
+    fn boot(&self, spec: &BootSpec) -> Result<Instance> {
+        let id = InstanceId::random()?;
+        let dir = self.registry.create_dir(&id)?;
+        let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
+        let mut record = Instance {
+            id: id.clone(),
+            name: spec.name.clone(),
+            image_digest: spec.image_digest.clone(),
+            endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            accel: self.accel,
+            boot_ms: 0,
+            console_log: dir.join(CONSOLE),
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            metadata: spec.metadata.clone(),
+        };
+        let started = Instant::now();
+        // The record goes into the domain's XML, so an interrupted boot still leaves a
+        // domain `list` finds and `stop` removes.
+        let console_path = record.console_log.clone();
+        let domain = match self.launch(&spec, &mut record, &console_path) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = self.registry.remove(&id);
+                return Err(e);
+            }
+        };
+        let ready = self.wait_ready(&spec, &domain, &record, started).and_then(|boot_ms| {
+            record.boot_ms = boot_ms;
+            domain
+                .set_metadata(
+                    sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                    Some(&xml::metadata_element(&record, false)),
+                    Some(xml::PREFIX),
+                    Some(xml::NAMESPACE),
+                    sys::VIR_DOMAIN_AFFECT_LIVE,
+                )
+                .map_err(|e| self.fail(format!("record instance {id}"), &e))
+        });
+        match ready {
+            Ok(()) => Ok(record),
+            Err(e) => {
+                let _ = self.remove(&id, Some(&domain));
+                Err(e)
+            }
+        }
+    }
+
+    fn state(&self, id: &InstanceId) -> Result<InstanceState> {
+        Ok(match self.find(id)? {
+            Some((domain, _)) => running_state(&domain).unwrap_or(InstanceState::Gone),
+            None => InstanceState::Gone,
+        })
+    }
+
+    fn instance(&self, id: &InstanceId) -> Result<Instance> {
+        self.find(id)?.map(|(_, r)| r).ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))
+    }
+
+    fn list(&self) -> Result<Vec<(Instance, InstanceState)>> {
+        let domains = self.conn.list_all_domains(0).map_err(|e| self.fail("list domains", &e))?;
+        let mut out: Vec<(Instance, InstanceState)> = domains
+            .iter()
+            .filter_map(|d| {
+                let record = record(d)?;
+                // A record copied into another domain is not that instance.
+                (d.name().ok()? == xml::domain_name(record.id.as_str()))
+                    .then(|| (record, running_state(d).unwrap_or(InstanceState::Gone)))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(out)
+    }
+
+    fn pause(&self, id: &InstanceId) -> Result<()> {
+        self.find_or_fail(id)?.suspend().map_err(|e| self.fail(format!("pause instance {id}"), &e))
+    }
+
+    fn resume(&self, id: &InstanceId) -> Result<()> {
+        self.find_or_fail(id)?.resume().map_err(|e| self.fail(format!("resume instance {id}"), &e))
+    }
+
+    /// `grace` is not needed: the guest has nothing to shut down gracefully, and libvirt
+    /// bounds how long QEMU may take to go after SIGTERM.
+    fn stop(&self, id: &InstanceId, _grace: Duration) -> Result<()> {
+        let found = self.find(id)?;
+        self.remove(id, found.as_ref().map(|(d, _)| d))
+    }
+
+    fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
+        console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    }
+}
+
+/// sdsec's record in the domain's metadata, if it is one of sdsec's.
+fn record(domain: &Domain) -> Option<Instance> {
+    let element = domain.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(xml::NAMESPACE), 0).ok()?;
+    xml::parse_metadata(&element).ok()
+}
+
+/// `None` when the domain could not be asked (it went meanwhile).
+fn running_state(domain: &Domain) -> Option<InstanceState> {
+    let info = domain.info().ok()?;
+    Some(match info.state {
+        Enum::Known(DomainState::Running | DomainState::Blocked) => InstanceState::Running,
+        Enum::Known(DomainState::Paused | DomainState::PMSuspended) => InstanceState::Paused,
+        _ => InstanceState::Stopped,
+    })
+}
+
+fn is(e: &virt::error::Error, number: ErrorNumber) -> bool {
+    matches!(e.code(), Enum::Known(n) if n == number)
+}
+
+/// The domain went already (or was not running): what a stop wants anyway.
+fn gone(e: &virt::error::Error) -> bool {
+    is(e, ErrorNumber::NoDomain) || is(e, ErrorNumber::OperationInvalid)
+}

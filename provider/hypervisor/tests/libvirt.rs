@@ -1,0 +1,204 @@
+//! The libvirt backend against a real libvirt daemon and a real image: boot, the
+//! enforcement runtime's answers through the forwarded port, pause/resume, stop, and
+//! nothing left behind. Needs libvirtd (scripts/libvirt.sh) and the image's parts built
+//! (scripts/build.sh): the guest runtime, the example API and the `sdsec` CLI.
+#![cfg(feature = "libvirt")]
+// Helpers outside #[test] functions report failed expectations the same way.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hypervisor::libvirt::Libvirt;
+use hypervisor::{AccelChoice, BootSpec, Hypervisor, HypervisorError, InstanceState};
+
+const SYSTEM: &str = "qemu:///system";
+/// A second daemon standing for another host, started by scripts/libvirt.sh --second.
+const SECOND_SOCKET: &str = "/run/sdsec-libvirt2/libvirt-sock";
+
+fn target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+}
+
+fn built(path: PathBuf) -> PathBuf {
+    assert!(path.is_file(), "{} is missing: build it first (scripts/build.sh)", path.display());
+    path
+}
+
+/// The newer of the release and debug CLI: a stale one may lack `build`.
+fn cli() -> PathBuf {
+    let newest = ["release/sdsec", "debug/sdsec"]
+        .into_iter()
+        .map(|p| target().join(p))
+        .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+        .max();
+    built(newest.map_or_else(|| target().join("debug/sdsec"), |(_, p)| p))
+}
+
+fn policy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/quickstart/policy.yaml")
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the quickstart's `api` image into `state` with the CLI and returns what boots it.
+fn quickstart_spec(state: &Path) -> BootSpec {
+    let guest = target().join("x86_64-unknown-linux-gnu/guest");
+    built(guest.join("sdsec-guest"));
+    let app = built(guest.join("sdsec-example-api"));
+    let out = run(Command::new(cli())
+        .arg("--state-dir")
+        .arg(state)
+        .arg("build")
+        .arg(policy())
+        .args(["--node", "api"])
+        .arg("--app")
+        .arg(app)
+        .args(["--arg", "--listen", "--arg", "0.0.0.0:8080"]));
+    let field = |name: &str| -> String {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+            .unwrap_or_else(|| panic!("no `{name}` in the output of sdsec build:\n{out}"))
+    };
+    let (digest, dir) = (field("digest:"), PathBuf::from(field("path:")));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&run(Command::new(cli()).arg("compile").arg(policy()).args(["--node", "api"]))).unwrap();
+    BootSpec {
+        name: "api".into(),
+        image_digest: digest,
+        kernel: dir.join("kernel"),
+        initramfs: dir.join("initramfs.cpio.zst"),
+        cmdline: manifest["cmdline"].as_str().unwrap().to_owned(),
+        memory_mb: 128,
+        vcpus: 1,
+        // sdsec_image::cmdline::pep_port(8080): the runtime listens on 80 in the guest.
+        guest_port: 80,
+        host_port: None,
+        health_path: plan["runtime"]["firewall"]["http"]["health_path"].as_str().unwrap().to_owned(),
+        restrict_egress: true,
+        ready_timeout: Duration::from_secs(90),
+        metadata: serde_json::json!({"resource": "sdsec_unikernel.api"}),
+    }
+}
+
+fn connect(state: &Path, uri: &str) -> Libvirt {
+    Libvirt::new(state, uri, AccelChoice::Auto)
+        .unwrap_or_else(|e| panic!("libvirtd is not reachable at {uri}: {e}\nrun scripts/libvirt.sh (as root) first"))
+}
+
+/// The status of `GET path`, with a bearer token when given.
+fn status(addr: SocketAddr, path: &str, token: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("not HTTP: {answer:?}"))
+}
+
+fn virsh_names(uri: &str) -> String {
+    run(Command::new("virsh").args(["-c", uri, "list", "--all", "--name"]))
+}
+
+/// One instance's whole life on `uri`.
+fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
+    let lv = connect(state, uri);
+    let started = Instant::now();
+    let instance = lv.boot(spec).unwrap_or_else(|e| panic!("boot on {uri}: {e}"));
+    eprintln!("{uri}: ready in {} ms (boot() returned after {:?})", instance.boot_ms, started.elapsed());
+    let id = instance.id.clone();
+    let dir = state.join("libvirt/instances").join(id.as_str());
+    assert!(instance.console_log.starts_with(&dir));
+    assert!(virsh_names(uri).contains(&format!("sdsec-{id}")));
+
+    assert_eq!(status(instance.endpoint, "/items", None), 401);
+    assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
+
+    // Found again through a fresh connection, from the domain's metadata alone.
+    let again = connect(state, uri);
+    assert_eq!(again.instance(&id).unwrap(), instance);
+    let listed = again.list().unwrap();
+    assert!(listed.contains(&(instance.clone(), InstanceState::Running)), "{listed:?}");
+    assert_eq!(again.instance(&id).unwrap().metadata["resource"], "sdsec_unikernel.api");
+
+    lv.pause(&id).unwrap();
+    assert_eq!(lv.state(&id).unwrap(), InstanceState::Paused);
+    lv.resume(&id).unwrap();
+    assert_eq!(lv.state(&id).unwrap(), InstanceState::Running);
+    assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
+    assert!(lv.console_tail(&id, 5).contains("\"event\":\"ready\""));
+
+    again.stop(&id, Duration::from_secs(5)).unwrap();
+    assert_eq!(lv.state(&id).unwrap(), InstanceState::Gone);
+    assert!(!virsh_names(uri).contains(&format!("sdsec-{id}")), "the domain is still there");
+    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(lv.list().unwrap().iter().all(|(i, _)| i.id != id));
+    assert!(matches!(lv.pause(&id), Err(HypervisorError::NoSuchInstance(_))));
+    lv.stop(&id, Duration::from_secs(1)).expect("stopping a gone instance succeeds");
+}
+
+#[test]
+fn boots_serves_pauses_and_stops_leaving_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let spec = quickstart_spec(state.path());
+    life_cycle(SYSTEM, state.path(), &spec);
+}
+
+#[test]
+fn a_failed_boot_leaves_no_domain_and_tells_why() {
+    let state = tempfile::tempdir().unwrap();
+    let spec = BootSpec {
+        health_path: "/.sdsec/no-such-health".into(),
+        ready_timeout: Duration::from_secs(20),
+        ..quickstart_spec(state.path())
+    };
+    let lv = connect(state.path(), SYSTEM);
+    let err = lv.boot(&spec).unwrap_err();
+    let text = err.to_string();
+    let HypervisorError::NotReady { id, .. } = err else { panic!("not a NotReady: {text}") };
+    assert!(text.contains("answered 401") && text.contains("Console tail:"), "{text}");
+    assert_eq!(lv.state(&id).unwrap(), InstanceState::Gone);
+    assert!(!virsh_names(SYSTEM).contains(id.as_str()), "the domain is still there");
+    let left: Vec<_> = std::fs::read_dir(state.path().join("libvirt/instances")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn an_unreachable_uri_says_what_to_do() {
+    let state = tempfile::tempdir().unwrap();
+    let uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
+    let err = Libvirt::new(state.path(), uri, AccelChoice::Tcg).unwrap_err().to_string();
+    assert!(err.contains(uri) && err.contains("start libvirtd"), "{err}");
+}
+
+/// Two daemons standing for two hosts, the second reached through a remote-driver URI.
+#[test]
+fn a_second_daemon_behind_another_uri_works_too() {
+    let second = format!("qemu+unix:///system?socket={SECOND_SOCKET}");
+    assert!(
+        Path::new(SECOND_SOCKET).exists(),
+        "no second libvirtd at {SECOND_SOCKET}: run scripts/libvirt.sh --second (as root) first"
+    );
+    let state = tempfile::tempdir().unwrap();
+    let spec = quickstart_spec(state.path());
+    let first = connect(state.path(), SYSTEM);
+    let other = connect(state.path(), &second);
+    // Each daemon sees its own instances only: they are two hosts to sdsec.
+    let on_other = other.boot(&spec).unwrap_or_else(|e| panic!("boot on {second}: {e}"));
+    assert_eq!(first.state(&on_other.id).unwrap(), InstanceState::Gone);
+    assert_eq!(status(on_other.endpoint, "/items", Some("quickstart-token")), 200);
+    life_cycle(SYSTEM, state.path(), &spec);
+    other.stop(&on_other.id, Duration::from_secs(5)).unwrap();
+    assert_eq!(other.state(&on_other.id).unwrap(), InstanceState::Gone);
+    assert!(!virsh_names(&second).contains(on_other.id.as_str()));
+}

@@ -1,0 +1,297 @@
+//! `sdsec_unikernel`: a protected unikernel on the provider's hypervisor. Plan computes the
+//! image digest from the inputs (nothing is built) and checks placement; create builds or
+//! reuses the image and boots it until the runtime serves; read reports instances that are
+//! gone, stopped or whose image no longer verifies, which the next plan replaces; delete
+//! stops the VM and removes what it left.
+
+mod desired;
+mod schema;
+mod state;
+
+use std::sync::Arc;
+
+use hypervisor::{HypervisorError, InstanceId, InstanceState};
+use sdsec_image::{ImageDigest, Manifest, Store, StoreError};
+use tfplugin::{
+    ApplyRequest, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value,
+};
+
+use self::desired::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT, Desired, Metadata};
+use crate::config::ProviderConfig;
+use crate::launch;
+use crate::provider::Shared;
+use crate::values::string;
+
+pub use schema::schema;
+
+pub const TYPE_NAME: &str = "sdsec_unikernel";
+
+#[derive(Debug)]
+pub struct Unikernel {
+    shared: Arc<Shared>,
+}
+
+impl Unikernel {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
+    Diagnostic::error(summary, detail.to_string()).into()
+}
+
+/// The image spec and its manifest (hashes only), with errors on the attribute at fault.
+fn manifest(desired: &Desired, config: &ProviderConfig) -> Result<(sdsec_image::ImageSpec, Manifest), Diagnostics> {
+    let runtime = launch::runtime_binary().map_err(|e| error("Enforcement runtime not found", e))?;
+    let mut spec = launch::image_spec(&desired.plan, &desired.app_spec(), config.kernel.as_deref(), &runtime).map_err(
+        |e| match e {
+            launch::LaunchError::Kernel(e) => {
+                Diagnostics::from(Diagnostic::error("No kernel for the image", e.to_string()))
+            }
+            other => error("Cannot prepare the image", other),
+        },
+    )?;
+    if let Some(memory) = desired.memory_mb {
+        spec.memory_mb = memory;
+    }
+    if let Some(vcpus) = desired.vcpus {
+        spec.vcpus = vcpus;
+    }
+    let manifest = Manifest::from_spec(&spec).map_err(|e| {
+        let text = e.to_string();
+        // Errors that name the application's file belong on `application`.
+        let at_app = text.contains(&desired.application.path) || text.contains("application");
+        let path = if at_app { AttributePath::attr("application").attribute("path") } else { AttributePath::root() };
+        Diagnostics::from(Diagnostic::error("Cannot build this image", text).at(path))
+    })?;
+    Ok((spec, manifest))
+}
+
+fn blocking_error(e: tokio::task::JoinError) -> Diagnostics {
+    error("Internal error", format!("a background task failed: {e}"))
+}
+
+#[tfplugin::async_trait]
+impl Resource for Unikernel {
+    fn type_name(&self) -> &str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        schema()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        desired::timeout(config, "create", DEFAULT_CREATE_TIMEOUT, &mut diags);
+        desired::timeout(config, "delete", DEFAULT_DELETE_TIMEOUT, &mut diags);
+        let _ = desired::read(config, &mut diags);
+        diags
+    }
+
+    async fn plan(&self, request: PlanRequest) -> PlanResult {
+        let prior = request.prior_state.clone();
+        let mut result = request.into_result();
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => {
+                result.diagnostics = diags;
+                return result;
+            }
+        };
+        let mut diags = Diagnostics::new();
+        let Some(desired) = desired::read(&result.planned_state, &mut diags) else {
+            state::mark_unknown(&mut result.planned_state, prior.is_null());
+            result.diagnostics = diags;
+            return result;
+        };
+        let violations = crate::placement::violations(&desired.plan, &config);
+        if !violations.is_empty() {
+            for violation in violations {
+                diags.attribute_error(AttributePath::attr("enforcement"), "Placement requirement not met", violation);
+            }
+            result.diagnostics = diags;
+            return result;
+        }
+        let computed = tokio::task::spawn_blocking({
+            let (desired, config) = (desired.clone(), config.clone());
+            move || {
+                manifest(&desired, &config)
+                    .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))
+            }
+        })
+        .await
+        .map_err(blocking_error)
+        .and_then(|r| r);
+        let digest = match computed {
+            Ok(digest) => digest,
+            Err(diags) => {
+                result.diagnostics = diags;
+                return result;
+            }
+        };
+        state::plan(&mut result, &prior, &desired, &digest);
+        result.diagnostics = diags;
+        result
+    }
+
+    async fn create(&self, request: ApplyRequest) -> StateResult {
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => return StateResult::failed(Value::Null, diags),
+        };
+        let mut diags = Diagnostics::new();
+        let planned = request.planned_state;
+        let timeout = desired::timeout(&planned, "create", DEFAULT_CREATE_TIMEOUT, &mut diags);
+        let Some(desired) = desired::read(&planned, &mut diags) else {
+            diags.push(Diagnostic::error("Unikernel not known", "The configuration is still unknown at apply."));
+            return StateResult::failed(Value::Null, diags);
+        };
+        let planned_digest = string(&planned, "image_digest").unwrap_or_default();
+        let booted = tokio::task::spawn_blocking({
+            let desired = desired.clone();
+            move || -> Result<_, Diagnostics> {
+                let (spec, manifest) = manifest(&desired, &config)?;
+                let digest = manifest.digest().map_err(|e| error("Cannot digest the image", e))?;
+                if digest.as_str() != planned_digest {
+                    return Err(error(
+                        "Inputs changed since plan",
+                        format!(
+                            "The image would be {digest}, but the plan said {planned_digest}: the application, kernel or \
+                             runtime changed on disk after `terraform plan`. Plan again."
+                        ),
+                    ));
+                }
+                let store = Store::open(&config.state_dir).map_err(|e| error("Image store unavailable", e))?;
+                let image = store.ensure_manifest(&spec, &manifest).map_err(|e| error("Image build failed", e))?.image;
+                let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
+                let mut boot = launch::boot_spec(&image, &spec.plan, desired.host_port, timeout);
+                boot.name = desired.name.clone();
+                boot.metadata = serde_json::to_value(desired.metadata()).unwrap_or_default();
+                backend.boot(&boot).map_err(|e| error("Unikernel did not start", e))
+            }
+        })
+        .await
+        .map_err(blocking_error)
+        .and_then(|r| r);
+        match booted {
+            Ok(instance) => {
+                let mut state = planned;
+                state::record_instance(&mut state, &instance);
+                StateResult::new(state)
+            }
+            Err(mut errors) => {
+                errors.extend(diags);
+                StateResult::failed(Value::Null, errors)
+            }
+        }
+    }
+
+    async fn read(&self, current_state: Value, private: Vec<u8>) -> StateResult {
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => return StateResult::failed(current_state, diags),
+        };
+        let Some(id) = string(&current_state, "id").and_then(|id| id.parse::<InstanceId>().ok()) else {
+            return StateResult::new(Value::Null);
+        };
+        let current = current_state.clone();
+        let refreshed = tokio::task::spawn_blocking(move || refresh(&config, &id, current)).await;
+        match refreshed.map_err(blocking_error).and_then(|r| r) {
+            Ok(state) => StateResult { private, ..StateResult::new(state) },
+            Err(diags) => StateResult::failed(current_state, diags),
+        }
+    }
+
+    async fn update(&self, request: ApplyRequest) -> StateResult {
+        // Only `timeouts` can change without a replacement; the plan holds the whole state.
+        StateResult::new(request.planned_state)
+    }
+
+    async fn delete(&self, request: ApplyRequest) -> Diagnostics {
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => return diags,
+        };
+        let mut diags = Diagnostics::new();
+        let grace = desired::timeout(&request.prior_state, "delete", DEFAULT_DELETE_TIMEOUT, &mut diags);
+        let Some(id) = string(&request.prior_state, "id").and_then(|id| id.parse::<InstanceId>().ok()) else {
+            return diags;
+        };
+        let stopped = tokio::task::spawn_blocking(move || {
+            let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
+            backend.stop(&id, grace).map_err(|e| error("Cannot stop the unikernel", e))
+        })
+        .await
+        .map_err(blocking_error)
+        .and_then(|r| r);
+        if let Err(errors) = stopped {
+            diags.extend(errors);
+        }
+        diags
+    }
+
+    async fn import(&self, id: &str) -> StateResult {
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => return StateResult::failed(Value::Null, diags),
+        };
+        let Ok(id) = id.parse::<InstanceId>() else {
+            return StateResult::failed(
+                Value::Null,
+                error(
+                    "Invalid instance id",
+                    format!("`{id}` is not an instance id: `i-` and 16 hex digits, as `instance_id`."),
+                ),
+            );
+        };
+        let imported = tokio::task::spawn_blocking(move || {
+            let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
+            let instance = backend.instance(&id).map_err(|e| match e {
+                HypervisorError::NoSuchInstance(_) => error(
+                    "Unikernel not found",
+                    format!("No instance {id} in this provider's state directory; check `state_dir` and the id."),
+                ),
+                other => error("Cannot read the instance", other),
+            })?;
+            let metadata: Metadata = serde_json::from_value(instance.metadata.clone()).map_err(|_| {
+                error(
+                    "Not a Terraform-managed instance",
+                    format!("Instance {id} was not started by sdsec_unikernel (it has no configuration record); stop it with `sdsec stop {id}`."),
+                )
+            })?;
+            Ok(state::from_instance(&instance, &metadata))
+        })
+        .await
+        .map_err(blocking_error)
+        .and_then(|r| r);
+        match imported {
+            Ok(state) => StateResult::new(state),
+            Err(diags) => StateResult::failed(Value::Null, diags),
+        }
+    }
+}
+
+/// The state as the hypervisor and the store see it now; `Null` when the instance is gone.
+fn refresh(config: &ProviderConfig, id: &InstanceId, mut current: Value) -> Result<Value, Diagnostics> {
+    let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
+    let instance_state = backend.state(id).map_err(|e| error("Cannot read the unikernel's state", e))?;
+    if instance_state == InstanceState::Gone {
+        // Gone outside Terraform: remove what it left, and let the next plan create it anew.
+        let _ = backend.stop(id, std::time::Duration::from_secs(1));
+        return Ok(Value::Null);
+    }
+    current.set("state", Value::from(instance_state.as_str()));
+    let image_status = match string(&current, "image_digest").and_then(|d| ImageDigest::parse(&d).ok()) {
+        None => "missing".to_owned(),
+        Some(digest) => match Store::open(&config.state_dir).and_then(|store| store.verify(&digest).map(|_| ())) {
+            Ok(()) => "verified".to_owned(),
+            Err(StoreError::NotFound(_)) => "missing".to_owned(),
+            Err(StoreError::Tampered { reason, .. }) => format!("tampered: {reason}"),
+            Err(e) => return Err(error("Cannot verify the image", e)),
+        },
+    };
+    current.set("image_status", Value::from(image_status));
+    Ok(current)
+}

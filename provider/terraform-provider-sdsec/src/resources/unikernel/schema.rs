@@ -1,0 +1,100 @@
+//! The schema of `sdsec_unikernel`.
+
+use tfplugin::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
+
+pub fn application_type() -> Type {
+    Type::object([("path", Type::String), ("args", Type::list(Type::String)), ("port", Type::Number)])
+}
+
+pub fn schema() -> Schema {
+    Schema::new(0)
+        .description(
+            "A protected unikernel: one application in a single-application VM image generated on the fly, with \
+             the enforcement runtime of its node's plan as `/init` (authentication, authorization, application \
+             firewall, rate limits, audit, hardening), booted on the provider's hypervisor and kept running. \
+             `image_digest` is computed at plan time from the application, the plan, the kernel and the builder, \
+             so a change shows in the plan before anything is built. Any change that alters the image replaces \
+             the instance; `enforcement_change` tells whether a policy change touched only mechanisms the runtime \
+             can reconfigure in place (`runtime`) or needs a new image (`rebuild`).",
+        )
+        .attribute(
+            Attribute::string("id")
+                .computed()
+                .use_state_for_unknown()
+                .description("The instance id (`i-` and 16 hex digits), as `instance_id`; import takes it."),
+        )
+        .attribute(
+            Attribute::string("name")
+                .required()
+                .requires_replace()
+                .description("A short name for the instance, shown in process lists and logs."),
+        )
+        .attribute(Attribute::string("enforcement").required().description(
+            "The node's enforcement plan as canonical JSON, normally `sdsec_security_policy.<name>.enforcement[\"<node>\"]`.",
+        ))
+        .attribute(Attribute::new("application", application_type()).required().description(
+            "The application: `path` of a static executable (relative paths are taken from the working directory), \
+             `args` passed to it, and the `port` it listens on inside the guest (all three must be given). The \
+             enforcement runtime listens in front of it; only the runtime's port is forwarded.",
+        ))
+        .attribute(Attribute::number("memory_mb").optional_computed().description(
+            "Guest memory in MiB. Default: the plan's `build.memory_mb`.",
+        ))
+        .attribute(Attribute::number("vcpus").optional_computed().description(
+            "Virtual CPUs. Default: the plan's `build.vcpus`.",
+        ))
+        .attribute(Attribute::number("host_port").optional().requires_replace().description(
+            "Port on 127.0.0.1 of the hypervisor host forwarded to the enforcement runtime. Default: a free port.",
+        ))
+        .attribute(
+            Attribute::string("image_digest")
+                .computed()
+                .description("`sha256:` digest of the image manifest (kernel, runtime, application, plan, command line)."),
+        )
+        .attribute(Attribute::string("instance_id").computed().use_state_for_unknown().description("The instance id."))
+        .attribute(
+            Attribute::string("endpoint")
+                .computed()
+                .use_state_for_unknown()
+                .description("Where the protected application answers: `http://127.0.0.1:<port>`."),
+        )
+        .attribute(Attribute::string("state").computed().description(
+            "`running`, or what refresh found: `stopped` (planned for replacement) or `paused`.",
+        ))
+        .attribute(
+            Attribute::number("boot_ms")
+                .computed()
+                .use_state_for_unknown()
+                .description("Milliseconds from starting the VM to the runtime's health path answering."),
+        )
+        .attribute(
+            Attribute::string("created_at")
+                .computed()
+                .use_state_for_unknown()
+                .description("When the instance was booted (RFC 3339). With a `max_lifetime`, older instances are replaced."),
+        )
+        .attribute(Attribute::string("image_status").computed().description(
+            "`verified`, or what refresh found: `tampered: ...` or `missing` (planned for replacement).",
+        ))
+        .attribute(
+            Attribute::string("enforcement_change")
+                .computed()
+                .description(
+                    "What the latest change of `enforcement` needed: `initial`, `runtime` (only mechanisms the \
+                     runtime can reconfigure: principals, authorization, firewall, rate limits, audit) or `rebuild` \
+                     (build or placement settings). Both replace the instance in this release.",
+                ),
+        )
+        .block(NestedBlock::new(
+            "timeouts",
+            Nesting::Single,
+            Block::new()
+                .description("How long operations may take, as `30s`, `5m` or `1h`.")
+                .attribute(Attribute::string("create").optional().description(
+                    "Build and boot until the runtime serves (default `5m`); past it the VM is stopped and removed.",
+                ))
+                .attribute(Attribute::string("delete").optional().description(
+                    "Graceful stop before the VM is killed (default `30s`).",
+                )),
+        ))
+}

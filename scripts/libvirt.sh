@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Makes a libvirt daemon answer on qemu:///system for sdsec's libvirt backend and its
+# tests, on a Debian 12 machine that runs as root without systemd (a container).
+# Idempotent: packages, configuration and daemons are only touched when missing.
+# Usage: scripts/libvirt.sh            the daemon on qemu:///system
+#        scripts/libvirt.sh --second   also a second, separate daemon standing for another
+#                                      host, at qemu+unix:///system?socket=/run/sdsec-libvirt2/libvirt-sock
+set -euo pipefail
+second=0
+case "${1:-}" in
+  --second) second=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--second]" >&2; exit 2 ;;
+esac
+
+say() { echo "libvirt.sh: $*" >&2; }
+
+# Packages: the daemon (with QEMU's driver), the headers and pkg-config the `virt` crate
+# links against.
+missing=()
+for pkg in libvirt-daemon-system libvirt-dev pkg-config qemu-system-x86; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  say "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# QEMU under libvirt runs as root so it can read images and write console logs in state
+# directories under root's home (mode 0700), and libvirt leaves those files' owners
+# alone; in a container there is no SELinux/AppArmor for a security driver to apply.
+conf=/etc/libvirt/qemu.conf
+set_conf() {
+  local key="$1" value="$2"
+  if grep -Eq "^[[:space:]]*$key[[:space:]]*=[[:space:]]*$(printf '%s' "$value" | sed 's/[][\.*^$/]/\\&/g')[[:space:]]*$" "$conf"; then
+    return
+  fi
+  say "setting $key = $value in $conf"
+  sed -i -E "/^[[:space:]]*$key[[:space:]]*=/d" "$conf"
+  echo "$key = $value" >>"$conf"
+  changed=1
+}
+changed=0
+set_conf user '"root"'
+set_conf group '"root"'
+set_conf dynamic_ownership 0
+set_conf security_driver '"none"'
+
+# By pid file: a second daemon (--second) runs under the same process names.
+running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+if [ "$changed" = 1 ] && running /run/libvirtd.pid; then
+  # The configuration is read at start only.
+  say "restarting libvirtd to apply $conf"
+  pid="$(cat /run/libvirtd.pid)"
+  kill "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+fi
+if ! running /run/virtlogd.pid; then
+  say "starting virtlogd"
+  virtlogd -d
+fi
+if ! running /run/libvirtd.pid; then
+  say "starting libvirtd"
+  libvirtd -d
+fi
+
+# Bounded wait: the daemon takes a moment to probe QEMU's capabilities at first start.
+wait_for() {
+  local uri="$1" log="$2"
+  for _ in $(seq 300); do
+    if virsh -c "$uri" version >/dev/null 2>&1; then
+      say "libvirtd answers on $uri ($(virsh -c "$uri" version 2>/dev/null | grep -m1 'Running hypervisor' | sed 's/.*: //'))"
+      return 0
+    fi
+    sleep 0.1
+  done
+  say "error: libvirtd does not answer on $uri after 30 s; see $log or run \`libvirtd -v\` in the foreground"
+  exit 1
+}
+wait_for qemu:///system /var/log/libvirt/libvirtd.log
+[ "$second" = 1 ] || exit 0
+
+# A second daemon on this machine that shares nothing with the first: its own mount
+# namespace gives it private /run/libvirt, /var/lib/libvirt, /var/cache/libvirt,
+# /var/log/libvirt and /etc/libvirt (two daemons on the same state directories would
+# adopt each other's domains). Only its socket directory is visible outside.
+sock_dir=/run/sdsec-libvirt2
+priv=/var/lib/sdsec-libvirt2
+uri2="qemu+unix:///system?socket=$sock_dir/libvirt-sock"
+if ! running "$sock_dir/libvirtd.pid"; then
+  say "starting a second libvirtd at $uri2"
+  mkdir -p "$sock_dir" "$priv"/{run,lib,cache,log}
+  rm -rf "$priv/etc" && cp -a /etc/libvirt "$priv/etc"
+  sed -i -E '/^[[:space:]]*unix_sock_dir[[:space:]]*=/d' "$priv/etc/libvirtd.conf"
+  echo "unix_sock_dir = \"$sock_dir\"" >>"$priv/etc/libvirtd.conf"
+  unshare -m --propagation private sh -euc '
+    priv="$1"; sock_dir="$2"
+    mount --bind "$priv/run" /run/libvirt
+    mount --bind "$priv/lib" /var/lib/libvirt
+    mount --bind "$priv/cache" /var/cache/libvirt
+    mount --bind "$priv/log" /var/log/libvirt
+    mount --bind "$priv/etc" /etc/libvirt
+    virtlogd -d -p "$sock_dir/virtlogd.pid"
+    libvirtd -d -f /etc/libvirt/libvirtd.conf -p "$sock_dir/libvirtd.pid"
+  ' sh "$priv" "$sock_dir"
+fi
+wait_for "$uri2" "$priv/log/libvirtd.log"
