@@ -7,3 +7,4 @@
 
 mod harness;
 mod security_policy;
+mod unikernel;

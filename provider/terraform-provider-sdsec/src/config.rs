@@ -136,12 +136,14 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
     if diags.has_errors() {
         return Err(diags);
     }
+    // Absolute, so that a daemon (libvirt) with another working directory finds the files.
+    let absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
     Ok(ProviderConfig {
-        state_dir,
+        state_dir: absolute(state_dir),
         hypervisor,
         libvirt_uri,
         accel,
-        kernel: string(config, "kernel").map(PathBuf::from),
+        kernel: string(config, "kernel").map(PathBuf::from).map(absolute),
         site: string(config, "site"),
         tenant: string(config, "tenant"),
         trust,

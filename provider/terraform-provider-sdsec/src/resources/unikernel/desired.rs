@@ -79,8 +79,9 @@ fn in_range<T: TryFrom<i64>>(value: &Value, attribute: &str, min: i64, max: i64,
 }
 
 /// `None` while anything it needs is unknown (the plan then shows unknown computed values).
+/// `memory_mb` and `vcpus` are also computed: unknown there means "the plan's default".
 pub fn read(value: &Value, diags: &mut Diagnostics) -> Option<Desired> {
-    for attribute in ["name", "enforcement", "application", "memory_mb", "vcpus", "host_port"] {
+    for attribute in ["name", "enforcement", "application", "host_port"] {
         if !is_known(value, attribute) {
             return None;
         }

@@ -131,7 +131,13 @@ impl Resource for Unikernel {
                 return result;
             }
         };
-        state::plan(&mut result, &prior, &desired, &digest);
+        let reasons = state::plan(&mut result, &prior, &desired, &digest);
+        if !reasons.is_empty() {
+            diags.push(Diagnostic::warning(
+                format!("Unikernel `{}` will be replaced", desired.name),
+                format!("Why: {}.", reasons.join("; ")),
+            ));
+        }
         result.diagnostics = diags;
         result
     }

@@ -14,8 +14,10 @@ pub fn schema() -> Schema {
              firewall, rate limits, audit, hardening), booted on the provider's hypervisor and kept running. \
              `image_digest` is computed at plan time from the application, the plan, the kernel and the builder, \
              so a change shows in the plan before anything is built. Any change that alters the image replaces \
-             the instance; `enforcement_change` tells whether a policy change touched only mechanisms the runtime \
-             can reconfigure in place (`runtime`) or needs a new image (`rebuild`).",
+             the instance, and the plan says why in a warning: whether a policy change touched only mechanisms \
+             the runtime can reconfigure (principals, authorization, firewall, rate limits, audit) or settings \
+             that need a new image, or whether refresh found the instance stopped, its image tampered with or \
+             past the policy's `max_lifetime`.",
         )
         .attribute(
             Attribute::string("id")
@@ -76,15 +78,6 @@ pub fn schema() -> Schema {
         .attribute(Attribute::string("image_status").computed().description(
             "`verified`, or what refresh found: `tampered: ...` or `missing` (planned for replacement).",
         ))
-        .attribute(
-            Attribute::string("enforcement_change")
-                .computed()
-                .description(
-                    "What the latest change of `enforcement` needed: `initial`, `runtime` (only mechanisms the \
-                     runtime can reconfigure: principals, authorization, firewall, rate limits, audit) or `rebuild` \
-                     (build or placement settings). Both replace the instance in this release.",
-                ),
-        )
         .block(NestedBlock::new(
             "timeouts",
             Nesting::Single,

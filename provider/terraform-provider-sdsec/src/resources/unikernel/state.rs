@@ -14,7 +14,7 @@ use crate::values::string;
 const INSTANCE_ATTRIBUTES: [&str; 5] = ["id", "instance_id", "endpoint", "boot_ms", "created_at"];
 
 pub fn mark_unknown(planned: &mut Value, creating: bool) {
-    for attribute in ["image_digest", "state", "image_status", "enforcement_change", "memory_mb", "vcpus"] {
+    for attribute in ["image_digest", "state", "image_status", "memory_mb", "vcpus"] {
         if planned.get(attribute).is_none_or(Value::is_null) || attribute == "image_digest" {
             planned.set(attribute, Value::unknown());
         }
@@ -42,8 +42,10 @@ fn expired(prior: &Value, plan: &EnforcementPlan) -> bool {
     SystemTime::now().duration_since(created).is_ok_and(|age| age > Duration::from_secs(max))
 }
 
-/// Fills the plan's computed values and says what forces a new instance.
-pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &ImageDigest) {
+/// Fills the plan's computed values, marks what forces a new instance, and returns why in
+/// sentences for the reviewer (Terraform plans the replacement's new object without the
+/// prior state, so an attribute could not carry this).
+pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &ImageDigest) -> Vec<String> {
     let planned = &mut result.planned_state;
     let build = &desired.plan.build;
     planned.set("memory_mb", Value::from(desired.memory_mb.unwrap_or(build.memory_mb) as i64));
@@ -52,45 +54,55 @@ pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &
     planned.set("state", Value::from("running"));
     planned.set("image_status", Value::from("verified"));
     if prior.is_null() {
-        planned.set("enforcement_change", Value::from("initial"));
         for attribute in INSTANCE_ATTRIBUTES {
             planned.set(attribute, Value::unknown());
         }
-        return;
+        return Vec::new();
     }
-    let prior_plan: Option<EnforcementPlan> =
-        string(prior, "enforcement").and_then(|json| serde_json::from_str(&json).ok());
-    let change = match prior_plan.map(|p| desired.plan.change_from(&p)) {
-        Some(ChangeKind::None) => string(prior, "enforcement_change").unwrap_or_else(|| "initial".into()),
-        Some(ChangeKind::InPlace) => "runtime".into(),
-        Some(ChangeKind::Replace) | None => "rebuild".into(),
-    };
-    planned.set("enforcement_change", Value::from(change));
-
     let mut replace = Vec::new();
+    let mut why = Vec::new();
     if string(prior, "image_digest").as_deref() != Some(digest.as_str()) {
         replace.push("image_digest");
+        let prior_plan: Option<EnforcementPlan> =
+            string(prior, "enforcement").and_then(|json| serde_json::from_str(&json).ok());
+        why.push(match prior_plan.map(|p| desired.plan.change_from(&p)) {
+            Some(ChangeKind::InPlace) => "the policy changed only mechanisms the runtime can reconfigure in place \
+                (principals, authorization, firewall, rate limits, audit); this release still boots a new image"
+                .to_owned(),
+            Some(ChangeKind::Replace) => {
+                "the policy changed build or placement settings (hardening, size, kernel settings, isolation), \
+                 which need a new image"
+                    .to_owned()
+            }
+            Some(ChangeKind::None) | None => {
+                "the image's inputs changed (application, arguments, size, kernel or runtime)".to_owned()
+            }
+        });
     }
     if string(prior, "state").as_deref() == Some("stopped") {
         replace.push("state");
+        why.push("refresh found the instance stopped".to_owned());
     }
-    if string(prior, "image_status").as_deref().is_some_and(|s| s != "verified") {
+    if let Some(status) = string(prior, "image_status").filter(|s| s != "verified") {
         replace.push("image_status");
+        why.push(format!("the stored image failed verification ({status}); it is rebuilt, never booted"));
     }
     if expired(prior, &desired.plan) {
         replace.push("created_at");
+        why.push("the instance is older than the policy's max_lifetime".to_owned());
     }
     if replace.is_empty() {
         // Refresh may have found the instance paused: report it as it is.
         if let Some(state) = prior.get("state") {
             planned.set("state", state.clone());
         }
-        return;
+        return why;
     }
     for attribute in INSTANCE_ATTRIBUTES {
         planned.set(attribute, Value::unknown());
     }
     result.requires_replace.extend(replace.into_iter().map(AttributePath::attr));
+    why
 }
 
 /// What apply learnt by booting.
@@ -120,7 +132,6 @@ pub fn from_instance(instance: &Instance, metadata: &Metadata) -> Value {
         ("vcpus", Value::from(instance.vcpus as i64)),
         ("host_port", metadata.host_port.map_or(Value::Null, |p| Value::from(i64::from(p)))),
         ("image_digest", Value::from(instance.image_digest.as_str())),
-        ("enforcement_change", Value::from("initial")),
         ("timeouts", Value::Null),
     ]);
     record_instance(&mut state, instance);

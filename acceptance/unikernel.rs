@@ -1,0 +1,202 @@
+//! `sdsec_unikernel` through its whole life on a real hypervisor: create, requests through
+//! the endpoint (refused without a token, served with one, audited), no-op plan, a policy
+//! change that replaces the instance and says why, an instance killed by hand and one whose
+//! stored image was corrupted (both re-created), import, destroy leaving nothing behind,
+//! and bad inputs refused at plan time. On the embedded QEMU backend and on libvirt, with
+//! the first Terraform CLI of the matrix (each step boots a VM).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::harness::{Workspace, clis, provider_dir};
+
+const POLICY: &str = include_str!("../examples/quickstart/policy.yaml");
+const TOKEN: &str = "quickstart-token";
+/// A second principal, added by the policy change: token "acceptance-token".
+const NEW_PRINCIPAL: &str = r#"            - name: ci
+              token_sha256: "04493522e221280ef9b4f4dec4d42a835b39e95aa2f28ce41fcd18b21f95058c"
+              roles: [reader]
+"#;
+
+fn static_app() -> PathBuf {
+    let path = provider_dir().parent().unwrap().join("x86_64-unknown-linux-gnu/guest/sdsec-example-api");
+    assert!(path.is_file(), "{} is missing: run scripts/build.sh", path.display());
+    path
+}
+
+fn main_tf(backend: &str, app: &Path, trust: &str) -> String {
+    let hypervisor = match backend {
+        "libvirt" => "hypervisor  = \"libvirt\"\n  libvirt_uri = \"qemu:///system\"",
+        _ => "hypervisor = \"qemu\"",
+    };
+    format!(
+        r#"terraform {{
+  required_providers {{
+    sdsec = {{ source = "sdsec/sdsec" }}
+  }}
+}}
+
+provider "sdsec" {{
+  state_dir = "${{path.module}}/sdsec-state"
+  {hypervisor}
+  trust     = "{trust}"
+}}
+
+resource "sdsec_security_policy" "api" {{
+  document = file("${{path.module}}/policy.yaml")
+}}
+
+resource "sdsec_unikernel" "api" {{
+  name        = "api"
+  enforcement = sdsec_security_policy.api.enforcement["api"]
+  application = {{
+    path = "{}"
+    args = ["--listen", "0.0.0.0:8080"]
+    port = 8080
+  }}
+}}
+"#,
+        app.display()
+    )
+}
+
+fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
+    let addr = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: api\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad answer {out:?}"))
+}
+
+/// Processes whose command line names the instance (its QEMU, under either backend).
+fn processes_of(instance: &str) -> Vec<u32> {
+    let procs = std::fs::read_dir("/proc").unwrap().flatten();
+    procs
+        .filter_map(|p| {
+            let pid: u32 = p.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            let stat = std::fs::read_to_string(p.path().join("stat")).ok()?;
+            let zombie = stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            (!zombie && String::from_utf8_lossy(&cmdline).contains(instance)).then_some(pid)
+        })
+        .collect()
+}
+
+fn console_log(state_dir: &Path, instance: &str) -> String {
+    for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(instance).join("console.log")) {
+            return text;
+        }
+    }
+    panic!("no console log for {instance} under {}", state_dir.display())
+}
+
+fn attr(ws: &Workspace, name: &str) -> String {
+    ws.attributes("sdsec_unikernel.api")[name].as_str().unwrap_or_default().to_owned()
+}
+
+fn lifecycle(backend: &str) {
+    let cli = clis().into_iter().next().expect("a Terraform CLI");
+    let ws = Workspace::new(&cli, &format!("unikernel-{backend}"));
+    let state_dir = ws.dir.join("sdsec-state");
+    let app = static_app();
+
+    // Bad inputs, refused at plan time.
+    ws.write("policy.yaml", POLICY);
+    ws.write("main.tf", &main_tf(backend, Path::new("/bin/true"), "shared"));
+    ws.run(&["plan", "-no-color"]).failure().contains("static");
+    ws.write("main.tf", &main_tf(backend, Path::new("/nonexistent/api"), "shared"));
+    ws.run(&["plan", "-no-color"]).failure().contains("/nonexistent/api");
+    let isolated = POLICY.replace(
+        "  policies:\n",
+        "  policies:\n    - iso: { type: sdsec.policies.Isolation, targets: [api], properties: { min_trust: trusted } }\n",
+    );
+    ws.write("policy.yaml", &isolated);
+    ws.write("main.tf", &main_tf(backend, &app, "shared"));
+    ws.run(&["plan", "-no-color"])
+        .failure()
+        .contains("Placement requirement not met")
+        .contains("at least as `trusted`");
+
+    // Create, and the policy is enforced through the endpoint.
+    ws.write("policy.yaml", POLICY);
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+    let (first, endpoint) = (attr(&ws, "instance_id"), attr(&ws, "endpoint"));
+    assert_eq!(attr(&ws, "state"), "running");
+    assert_eq!(status(&endpoint, "/items", None), 401);
+    assert_eq!(status(&endpoint, "/items", Some(TOKEN)), 200);
+    assert!(console_log(&state_dir, &first).contains("authn_failure"));
+    ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+    // A new principal: a runtime change, shown as such, replacing the instance.
+    let changed = POLICY.replace(
+        "              roles: [deployer, reader]\n",
+        &format!("              roles: [deployer, reader]\n{NEW_PRINCIPAL}"),
+    );
+    assert_ne!(changed, POLICY);
+    ws.write("policy.yaml", &changed);
+    ws.run(&["plan", "-no-color"])
+        .success()
+        .contains("will be replaced")
+        .contains("only mechanisms the runtime can reconfigure")
+        .contains("forces replacement");
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+    let second = attr(&ws, "instance_id");
+    assert_ne!(second, first);
+    assert!(processes_of(&first).is_empty(), "the replaced instance still runs");
+    let endpoint = attr(&ws, "endpoint");
+    assert_eq!(status(&endpoint, "/items", Some("acceptance-token")), 200);
+
+    // Killed by hand: refresh drops it, the next apply creates it again.
+    for pid in processes_of(&second) {
+        let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(2).contains("will be created");
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+    let third = attr(&ws, "instance_id");
+    assert_eq!(status(&attr(&ws, "endpoint"), "/items", Some(TOKEN)), 200);
+
+    // A corrupted image in the store: reported, and the instance replaced.
+    let digest = attr(&ws, "image_digest");
+    let initramfs = state_dir.join("images").join(digest.trim_start_matches("sha256:")).join("initramfs.cpio.zst");
+    let mut bytes = std::fs::read(&initramfs).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&initramfs, bytes).unwrap();
+    ws.run(&["plan", "-no-color"]).success().contains("failed verification").contains("forces replacement");
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+    let fourth = attr(&ws, "instance_id");
+    assert_ne!(fourth, third);
+    assert_eq!(attr(&ws, "image_status"), "verified");
+
+    // Import by instance id: the next plan is empty.
+    ws.run(&["state", "rm", "sdsec_unikernel.api"]).success();
+    ws.run(&["import", "-no-color", "sdsec_unikernel.api", &fourth]).success();
+    ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+    // Destroy leaves no process, no domain and no instance files.
+    ws.run(&["destroy", "-auto-approve", "-no-color"]).success();
+    for id in [&first, &second, &third, &fourth] {
+        assert!(processes_of(id).is_empty(), "{id} still runs after destroy");
+    }
+    for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {
+        let left: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}
+
+#[test]
+fn unikernel_lifecycle_on_qemu() {
+    lifecycle("qemu");
+}
+
+#[test]
+fn unikernel_lifecycle_on_libvirt() {
+    lifecycle("libvirt");
+}
