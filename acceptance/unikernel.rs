@@ -200,3 +200,43 @@ fn unikernel_lifecycle_on_qemu() {
 fn unikernel_lifecycle_on_libvirt() {
     lifecycle("libvirt");
 }
+
+/// examples/multi-site: one module on two sites (QEMU here, a second libvirt daemon
+/// standing for the Lyon host). Placement is checked per provider at plan time; both
+/// sites serve after apply; destroy removes both.
+#[test]
+fn multi_site_example_applies_on_both_sites() {
+    let cli = clis().into_iter().next().expect("a Terraform CLI");
+    let ws = Workspace::new(&cli, "multi-site");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-site");
+    for file in ["main.tf", "policy.yaml", "modules/api/main.tf"] {
+        ws.write(file, &std::fs::read_to_string(example.join(file)).unwrap());
+    }
+    let app = format!("app_path={}", static_app().display());
+    // Local modules only: `get` installs them without touching providers.
+    ws.run(&["get", "-no-color"]).success();
+
+    // The Lyon node on the Paris provider: refused before anything runs.
+    let main = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
+    ws.write("main.tf", &main.replace("node      = \"api-lyon\"", "node      = \"api-paris\""));
+    ws.run(&["plan", "-no-color", "-var", &app])
+        .failure()
+        .contains("Placement requirement not met")
+        .contains("at site `paris`, but this provider's hypervisor is at site `lyon`");
+
+    ws.write("main.tf", &main);
+    ws.run(&["apply", "-auto-approve", "-no-color", "-var", &app]).success();
+    let outputs = ws.run(&["output", "-json", "endpoints"]).success().stdout();
+    let endpoints: serde_json::Value = serde_json::from_str(&outputs).unwrap();
+    for site in ["paris", "lyon"] {
+        let endpoint = endpoints[site].as_str().unwrap();
+        assert_eq!(status(endpoint, "/items", None), 401, "{site}");
+        assert_eq!(status(endpoint, "/items", Some(TOKEN)), 200, "{site}");
+    }
+    ws.run(&["destroy", "-auto-approve", "-no-color", "-var", &app]).success();
+    for state in ["state-paris/instances", "state-lyon/libvirt/instances"] {
+        let left: Vec<_> =
+            std::fs::read_dir(ws.dir.join(state)).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "left behind: {left:?}");
+    }
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job, end to end on the embedded default: build the provider, the runtime and the
-# example API, then a real `terraform apply` of examples/quickstart, boot the API as a
-# protected unikernel on QEMU with the applied policy, show it refusing a request without a
-# token and serving one with it, and destroy everything.
+# example API, then a real `terraform apply` of examples/quickstart (one policy, one
+# protected unikernel booted on QEMU), show it refusing a request without a token, serving
+# one with it and auditing on its console, show a policy change in the plan, and destroy.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -11,14 +11,16 @@ export PATH="$root/.venv/bin:$PATH"
 export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1
 
 "$root/scripts/build.sh"
-sdsec="$root/target/release/sdsec"
-app="$root/target/x86_64-unknown-linux-gnu/guest/sdsec-example-api"
 
 # Work on a copy so the repository stays clean; Terraform finds the provider through a
 # development override that points at the build.
 work="$(mktemp -d)"
+tf() { terraform -chdir="$work" "$@"; }
+vars=(-var "app_path=$root/target/x86_64-unknown-linux-gnu/guest/sdsec-example-api")
 cleanup() {
-  "$sdsec" --state-dir "$work/sdsec-state" stop --all >/dev/null 2>&1 || true
+  # Whatever happened, no VM outlives the quickstart.
+  tf destroy -auto-approve -no-color "${vars[@]}" >/dev/null 2>&1 || true
+  "$root/target/release/sdsec" --state-dir "$work/sdsec-state" stop --all >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -32,18 +34,14 @@ provider_installation {
 }
 CFG
 export TF_CLI_CONFIG_FILE="$work/cli.tfrc"
-tf() { terraform -chdir="$work" "$@"; }
 
-echo "==> terraform apply"
-tf apply -auto-approve -no-color
+echo "==> terraform apply (policy + protected unikernel)"
+tf apply -auto-approve -no-color "${vars[@]}"
 echo "==> what the policy enforces"
 tf output -raw summary
-echo "==> booting the example API as a protected unikernel with this policy"
-run_out="$("$sdsec" --state-dir "$work/sdsec-state" run "$work/policy.yaml" --node api \
-  --app "$app" --arg --listen --arg 0.0.0.0:8080)"
-echo "$run_out"
-endpoint="$(awk '/^endpoint:/ { print $2 }' <<<"$run_out")"
-console="$(awk '/^console:/ { print $2 }' <<<"$run_out")"
+endpoint="$(tf output -raw endpoint)"
+console="$(tf output -raw console_log)"
+
 status() { # METHOD PATH [TOKEN] -> HTTP status code
   python3 - "$endpoint" "$@" <<'PY'
 import sys, urllib.request, urllib.error
@@ -57,6 +55,7 @@ except urllib.error.HTTPError as e:
     print(e.code)
 PY
 }
+echo "==> requests through $endpoint"
 no_token="$(status GET /items)"
 with_token="$(status GET /items quickstart-token)"
 admin="$(status GET /admin/stats quickstart-token)"
@@ -69,9 +68,10 @@ if [ "$no_token" != 401 ] || [ "$with_token" != 200 ] || [ "$admin" != 403 ]; th
   echo "quickstart: the protected API did not enforce its policy" >&2
   exit 1
 fi
-"$sdsec" --state-dir "$work/sdsec-state" stop --all
-echo "==> the same policy at threat level high: only the rate limit changes, in place"
-tf plan -no-color -var threat_level=high | grep -E "in-place|requests_per_second|Plan:" || true
+
+echo "==> the same policy at threat level high: what the plan says"
+tf plan -no-color "${vars[@]}" -var threat_level=high |
+  grep -E "requests_per_second|will be replaced|Why:|forces replacement|Plan:" || true
 echo "==> terraform destroy"
-tf destroy -auto-approve -no-color
+tf destroy -auto-approve -no-color "${vars[@]}"
 echo "==> quickstart done"

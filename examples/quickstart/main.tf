@@ -1,5 +1,5 @@
-# Quickstart: manage one security policy and show what it enforces.
-# Run it with scripts/quickstart.sh (builds the provider and uses a local dev override).
+# Quickstart: one security policy and one protected unikernel running the example API.
+# Run it with scripts/quickstart.sh (builds everything and uses a local dev override).
 
 terraform {
   required_providers {
@@ -15,6 +15,12 @@ variable "threat_level" {
   default     = "normal"
 }
 
+variable "app_path" {
+  description = "The example API as a static executable (scripts/build.sh builds it)."
+  type        = string
+  default     = "../../target/x86_64-unknown-linux-gnu/guest/sdsec-example-api"
+}
+
 provider "sdsec" {
   state_dir = "${path.root}/sdsec-state"
 }
@@ -22,6 +28,25 @@ provider "sdsec" {
 resource "sdsec_security_policy" "api" {
   document = file("${path.module}/policy.yaml")
   inputs   = { threat_level = var.threat_level }
+}
+
+# The API behind its enforcement runtime, on the embedded QEMU backend.
+resource "sdsec_unikernel" "api" {
+  name        = "api"
+  enforcement = sdsec_security_policy.api.enforcement["api"]
+  application = {
+    path = var.app_path
+    args = ["--listen", "0.0.0.0:8080"]
+    port = 8080
+  }
+}
+
+output "endpoint" {
+  value = sdsec_unikernel.api.endpoint
+}
+
+output "console_log" {
+  value = "${path.root}/sdsec-state/instances/${sdsec_unikernel.api.instance_id}/console.log"
 }
 
 output "digest" {

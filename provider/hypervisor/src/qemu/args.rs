@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::BootSpec;
 use crate::accel::Accel;
-use crate::registry::{CONSOLE, PIDFILE, QMP_SOCKET};
+use crate::registry::{CONSOLE, PIDFILE};
 
 /// The process name QEMU shows, which also lets a pid be checked to be ours.
 pub fn process_name(id: &str) -> String {
@@ -34,6 +34,7 @@ pub fn args(
     spec: &BootSpec,
     id: &str,
     dir: &Path,
+    qmp: &Path,
     accel: Accel,
     cpu_khz: Option<u64>,
     host_port: u16,
@@ -66,7 +67,7 @@ pub fn args(
         args.push(value);
     };
     path_arg("-serial", "file:", &dir.join(CONSOLE), "");
-    path_arg("-qmp", "unix:", &dir.join(QMP_SOCKET), ",server=on,wait=off");
+    path_arg("-qmp", "unix:", qmp, ",server=on,wait=off");
     path_arg("-pidfile", "", &dir.join(PIDFILE), "");
     path_arg("-kernel", "", &spec.kernel, "");
     path_arg("-initrd", "", &spec.initramfs, "");
@@ -100,7 +101,7 @@ mod tests {
 
     #[test]
     fn tcg_gets_the_tsc_frequency_and_kvm_the_host_cpu() {
-        let tcg = args(&spec(), "i-1", Path::new("/s"), Accel::Tcg, Some(2_793_436), 18080);
+        let tcg = args(&spec(), "i-1", Path::new("/s"), Path::new("/s/qmp.sock"), Accel::Tcg, Some(2_793_436), 18080);
         let text: Vec<String> = tcg.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let append = &text[text.iter().position(|a| a == "-append").unwrap() + 1];
         assert_eq!(append, "console=ttyS0 quiet pci=off tsc_early_khz=2793436");
@@ -109,7 +110,7 @@ mod tests {
         assert!(text.contains(&"api,process=sdsec-i-1".to_owned()));
         assert!(!text.contains(&"kvm".to_owned()));
 
-        let kvm = args(&spec(), "i-1", Path::new("/s"), Accel::Kvm, Some(2_793_436), 18080);
+        let kvm = args(&spec(), "i-1", Path::new("/s"), Path::new("/s/qmp.sock"), Accel::Kvm, Some(2_793_436), 18080);
         let text: Vec<String> = kvm.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(text.windows(2).any(|w| w == ["-accel", "kvm"]));
         assert!(text.contains(&"console=ttyS0 quiet pci=off".to_owned()));

@@ -4,6 +4,7 @@
 
 mod args;
 mod process;
+mod socket;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::qmp::Qmp;
-use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
+use crate::registry::{CONSOLE, Registry};
 use crate::{
     BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name, probe,
 };
@@ -60,10 +61,16 @@ impl Qemu {
     }
 
     fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
-        let socket = self.registry.dir(id).join(QMP_SOCKET);
         let fail = |reason: String| HypervisorError::Qmp { id: id.clone(), command: command.to_owned(), reason };
+        let socket = socket::path(&self.registry.dir(id), id.as_str()).map_err(|e| fail(e.to_string()))?;
         let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).map_err(fail)?;
         qmp.execute(command, arguments).map_err(fail)
+    }
+
+    /// Removes every file of an instance that is no more.
+    fn forget(&self, id: &InstanceId) {
+        socket::remove(&self.registry.dir(id), id.as_str());
+        let _ = self.registry.remove(id);
     }
 
     fn process(&self, id: &InstanceId) -> Option<QemuProcess> {
@@ -79,7 +86,8 @@ impl Qemu {
                 Some(port) => port,
                 None => free_port()?,
             };
-            let args = args::args(spec, id.as_str(), dir, self.accel, self.cpu_khz, host_port);
+            let qmp = socket::path(dir, id.as_str())?;
+            let args = args::args(spec, id.as_str(), dir, &qmp, self.accel, self.cpu_khz, host_port);
             let output = Command::new(&self.binary)
                 .args(&args)
                 .stdin(Stdio::null())
@@ -173,7 +181,7 @@ impl Hypervisor for Qemu {
         let (process, host_port) = match launched {
             Ok(l) => l,
             Err(e) => {
-                let _ = self.registry.remove(&id);
+                self.forget(&id);
                 return Err(e);
             }
         };
@@ -204,7 +212,7 @@ impl Hypervisor for Qemu {
             }
             Err(e) => {
                 process.kill();
-                let _ = self.registry.remove(&id);
+                self.forget(&id);
                 Err(e)
             }
         }
@@ -264,6 +272,7 @@ impl Hypervisor for Qemu {
                 }
             }
         }
+        socket::remove(&self.registry.dir(id), id.as_str());
         self.registry.remove(id)
     }
 

@@ -1,0 +1,57 @@
+# One module, two sites: Paris on the embedded QEMU backend, Lyon on a libvirt daemon
+# (here a second daemon on this machine stands for the Lyon host; scripts/libvirt.sh
+# --second starts it). Each provider alias has its own state directory and declares where
+# its hypervisor stands, which the policy's placement requirements are checked against.
+terraform {
+  required_providers {
+    sdsec = { source = "sdsec/sdsec" }
+  }
+}
+
+variable "app_path" {
+  description = "The example API as a static executable (scripts/build.sh builds it)."
+  type        = string
+  default     = "../../target/x86_64-unknown-linux-gnu/guest/sdsec-example-api"
+}
+
+variable "lyon_libvirt_uri" {
+  type    = string
+  default = "qemu+unix:///system?socket=/run/sdsec-libvirt2/libvirt-sock"
+}
+
+provider "sdsec" {
+  alias      = "paris"
+  state_dir  = "${path.root}/state-paris"
+  hypervisor = "qemu"
+  site       = "paris"
+  tenant     = "shop"
+  trust      = "trusted"
+}
+
+provider "sdsec" {
+  alias       = "lyon"
+  state_dir   = "${path.root}/state-lyon"
+  hypervisor  = "libvirt"
+  libvirt_uri = var.lyon_libvirt_uri
+  site        = "lyon"
+  tenant      = "shop"
+  trust       = "trusted"
+}
+
+module "paris" {
+  source    = "./modules/api"
+  providers = { sdsec = sdsec.paris }
+  node      = "api-paris"
+  app_path  = var.app_path
+}
+
+module "lyon" {
+  source    = "./modules/api"
+  providers = { sdsec = sdsec.lyon }
+  node      = "api-lyon"
+  app_path  = var.app_path
+}
+
+output "endpoints" {
+  value = { paris = module.paris.endpoint, lyon = module.lyon.endpoint }
+}

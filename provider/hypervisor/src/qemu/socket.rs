@@ -1,0 +1,69 @@
+//! Where an instance's QMP socket lives. Unix socket paths are limited to 107 bytes, and a
+//! state directory deep in a workspace easily exceeds that; such instances get their socket
+//! in a short private directory instead (`$XDG_RUNTIME_DIR/sdsec`, else `/tmp/sdsec-<uid>`,
+//! created 0700 and refused unless it is a real directory owned by this user).
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::registry::QMP_SOCKET;
+use crate::{HypervisorError, Result};
+
+/// `sun_path` holds 108 bytes including the terminating NUL.
+const MAX_SOCKET_PATH: usize = 107;
+
+fn short_dir() -> PathBuf {
+    let uid = rustix::process::getuid().as_raw();
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("sdsec"),
+        None => PathBuf::from(format!("/tmp/sdsec-{uid}")),
+    }
+}
+
+/// The socket of instance `id` whose directory is `dir`, creating the short directory when
+/// it is needed.
+pub fn path(dir: &Path, id: &str) -> Result<PathBuf> {
+    let natural = dir.join(QMP_SOCKET);
+    if natural.as_os_str().len() <= MAX_SOCKET_PATH {
+        return Ok(natural);
+    }
+    let short = short_dir();
+    let fail =
+        |source| HypervisorError::Io { action: "prepare the control socket directory", path: short.clone(), source };
+    match std::fs::DirBuilder::new().mode(0o700).create(&short) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(e)),
+    }
+    let meta = std::fs::symlink_metadata(&short).map_err(fail)?;
+    let ours =
+        meta.is_dir() && meta.uid() == rustix::process::getuid().as_raw() && meta.permissions().mode() & 0o077 == 0;
+    if !ours {
+        return Err(fail(std::io::Error::other("not a private directory of this user; remove it")));
+    }
+    Ok(short.join(format!("{id}.qmp")))
+}
+
+/// Removes a socket kept outside the instance directory (the directory's own goes with it).
+pub fn remove(dir: &Path, id: &str) {
+    if let Ok(path) = path(dir, id)
+        && !path.starts_with(dir)
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_directories_get_a_short_socket() {
+        let short = Path::new("/s/instances/i-0123456789abcdef");
+        assert_eq!(path(short, "i-0123456789abcdef").unwrap(), short.join("qmp.sock"));
+        let long = PathBuf::from(format!("/{}/instances/i-0123456789abcdef", "d".repeat(100)));
+        let socket = path(&long, "i-0123456789abcdef").unwrap();
+        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH, "{}", socket.display());
+        assert!(socket.ends_with("i-0123456789abcdef.qmp"));
+    }
+}
