@@ -3,7 +3,16 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
 use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::{BootSpec, HypervisorError, InstanceId, Result, probe};
+
+/// How often readiness is polled while booting.
+const POLL: Duration = Duration::from_millis(25);
+/// Console lines an error carries.
+const TAIL_LINES: usize = 30;
 
 /// The runtime prints a JSON line with this once the application is up.
 pub const READY_MARKER: &str = "\"event\":\"ready\"";
@@ -50,6 +59,48 @@ impl<'a> Watcher<'a> {
     pub fn failure(&mut self) -> Option<String> {
         self.poll();
         self.failure.clone()
+    }
+}
+
+/// Waits, whatever the backend, for the runtime's ready line on the console and then a 200
+/// from its health path through the forwarded port; `alive` tells whether the VM still
+/// runs. Returns the milliseconds since `started`.
+pub fn wait_ready(
+    spec: &BootSpec,
+    id: &InstanceId,
+    console_path: &Path,
+    endpoint: SocketAddr,
+    started: Instant,
+    mut alive: impl FnMut() -> bool,
+) -> Result<u64> {
+    let deadline = started + spec.ready_timeout;
+    let mut console = Watcher::new(console_path);
+    let mut last_probe = String::from("no ready line on the console yet");
+    let died =
+        |what: String| HypervisorError::DiedBooting { id: id.clone(), what, console: tail(console_path, TAIL_LINES) };
+    loop {
+        if !alive() {
+            return Err(died(console.failure().unwrap_or_else(|| "the VM stopped".to_owned())));
+        }
+        if console.saw_ready() {
+            match probe::http_status(endpoint, &spec.health_path, Duration::from_secs(2)) {
+                Ok(200) => return Ok(started.elapsed().as_millis() as u64),
+                Ok(code) => last_probe = format!("the health path {} answered {code}", spec.health_path),
+                Err(e) => last_probe = format!("the health probe failed: {e}"),
+            }
+        }
+        if let Some(failure) = console.failure() {
+            return Err(died(failure));
+        }
+        if Instant::now() >= deadline {
+            return Err(HypervisorError::NotReady {
+                id: id.clone(),
+                seconds: spec.ready_timeout.as_secs(),
+                what: last_probe,
+                console: tail(console_path, TAIL_LINES),
+            });
+        }
+        std::thread::sleep(POLL);
     }
 }
 

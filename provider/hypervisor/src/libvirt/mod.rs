@@ -26,13 +26,11 @@ use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name, probe,
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name,
 };
 
 pub use xml::NAMESPACE;
 
-/// How often readiness is polled while booting.
-const POLL: Duration = Duration::from_millis(25);
 /// Tries when a free port picked for the forward is taken before QEMU binds it.
 const PORT_TRIES: usize = 3;
 
@@ -121,43 +119,8 @@ impl Libvirt {
     /// The ready line on the console, then a 200 from the health path through the
     /// forwarded port: the same as the QEMU backend.
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
-        let id = &record.id;
-        let deadline = started + spec.ready_timeout;
-        let mut console = console::Watcher::new(&record.console_log);
-        let mut last_probe = String::from("no ready line on the console yet");
-        loop {
-            if !matches!(running_state(domain), Some(InstanceState::Running)) {
-                let what = console.failure().unwrap_or_else(|| "the domain stopped".to_owned());
-                return Err(HypervisorError::DiedBooting {
-                    id: id.clone(),
-                    what,
-                    console: console::tail(&record.console_log, 30),
-                });
-            }
-            if console.saw_ready() {
-                match probe::http_status(record.endpoint, &spec.health_path, Duration::from_secs(2)) {
-                    Ok(200) => return Ok(started.elapsed().as_millis() as u64),
-                    Ok(code) => last_probe = format!("the health path {} answered {code}", spec.health_path),
-                    Err(e) => last_probe = format!("the health probe failed: {e}"),
-                }
-            }
-            if let Some(failure) = console.failure() {
-                return Err(HypervisorError::DiedBooting {
-                    id: id.clone(),
-                    what: failure,
-                    console: console::tail(&record.console_log, 30),
-                });
-            }
-            if Instant::now() >= deadline {
-                return Err(HypervisorError::NotReady {
-                    id: id.clone(),
-                    seconds: spec.ready_timeout.as_secs(),
-                    what: last_probe,
-                    console: console::tail(&record.console_log, 30),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        let alive = || matches!(running_state(domain), Some(InstanceState::Running));
+        console::wait_ready(spec, &record.id, &record.console_log, record.endpoint, started, alive)
     }
 
     /// Ends the domain and removes what it left; a domain already gone is fine.

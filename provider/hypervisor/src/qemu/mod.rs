@@ -20,11 +20,9 @@ use crate::console;
 use crate::qmp::Qmp;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name, probe,
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name,
 };
 
-/// How often readiness is polled while booting.
-const POLL: Duration = Duration::from_millis(25);
 /// Tries when a free port picked for the forward is taken before QEMU binds it.
 const PORT_TRIES: usize = 3;
 
@@ -121,8 +119,6 @@ impl Qemu {
         }
     }
 
-    /// Waits for the runtime's ready line on the console, then for a 200 from its health
-    /// path through the forwarded port.
     fn wait_ready(
         &self,
         spec: &BootSpec,
@@ -132,42 +128,7 @@ impl Qemu {
         started: Instant,
     ) -> Result<u64> {
         let console_path = self.registry.dir(id).join(CONSOLE);
-        let deadline = started + spec.ready_timeout;
-        let mut console = console::Watcher::new(&console_path);
-        let mut last_probe = String::from("no ready line on the console yet");
-        loop {
-            if !process.alive() {
-                let what = console.failure().unwrap_or_else(|| "QEMU exited".to_owned());
-                return Err(HypervisorError::DiedBooting {
-                    id: id.clone(),
-                    what,
-                    console: console::tail(&console_path, 30),
-                });
-            }
-            if console.saw_ready() {
-                match probe::http_status(endpoint, &spec.health_path, Duration::from_secs(2)) {
-                    Ok(200) => return Ok(started.elapsed().as_millis() as u64),
-                    Ok(code) => last_probe = format!("the health path {} answered {code}", spec.health_path),
-                    Err(e) => last_probe = format!("the health probe failed: {e}"),
-                }
-            }
-            if let Some(failure) = console.failure() {
-                return Err(HypervisorError::DiedBooting {
-                    id: id.clone(),
-                    what: failure,
-                    console: console::tail(&console_path, 30),
-                });
-            }
-            if Instant::now() >= deadline {
-                return Err(HypervisorError::NotReady {
-                    id: id.clone(),
-                    seconds: spec.ready_timeout.as_secs(),
-                    what: last_probe,
-                    console: console::tail(&console_path, 30),
-                });
-            }
-            std::thread::sleep(POLL);
-        }
+        console::wait_ready(spec, id, &console_path, endpoint, started, || process.alive())
     }
 }
 
