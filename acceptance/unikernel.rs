@@ -96,6 +96,22 @@ fn console_log(state_dir: &Path, instance: &str) -> String {
     panic!("no console log for {instance} under {}", state_dir.display())
 }
 
+/// Destroys what a failed test applied, so no VM outlives it.
+struct DestroyOnPanic<'a> {
+    ws: &'a Workspace,
+    vars: Vec<String>,
+}
+
+impl Drop for DestroyOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut args = vec!["destroy", "-auto-approve", "-no-color"];
+            args.extend(self.vars.iter().map(String::as_str));
+            let _ = self.ws.run(&args);
+        }
+    }
+}
+
 fn attr(ws: &Workspace, name: &str) -> String {
     ws.attributes("sdsec_unikernel.api")[name].as_str().unwrap_or_default().to_owned()
 }
@@ -105,6 +121,7 @@ fn lifecycle(backend: &str) {
     let ws = Workspace::new(&cli, &format!("unikernel-{backend}"));
     let state_dir = ws.dir.join("sdsec-state");
     let app = static_app();
+    let _cleanup = DestroyOnPanic { ws: &ws, vars: Vec::new() };
 
     // Bad inputs, refused at plan time.
     ws.write("policy.yaml", POLICY);
@@ -213,6 +230,7 @@ fn multi_site_example_applies_on_both_sites() {
         ws.write(file, &std::fs::read_to_string(example.join(file)).unwrap());
     }
     let app = format!("app_path={}", static_app().display());
+    let _cleanup = DestroyOnPanic { ws: &ws, vars: vec!["-var".into(), app.clone()] };
     // Local modules only: `get` installs them without touching providers.
     ws.run(&["get", "-no-color"]).success();
 
