@@ -139,6 +139,16 @@ fn lifecycle(backend: &str) {
         .failure()
         .contains("Placement requirement not met")
         .contains("at least as `trusted`");
+    ws.write("policy.yaml", POLICY);
+    ws.write("main.tf", &main_tf(backend, &app, "shared").replace("enforcement[\"api\"]", "enforcement[\"nope\"]"));
+    ws.run(&["plan", "-no-color"]).failure().contains("Invalid index");
+    if backend == "libvirt" {
+        let unreachable =
+            main_tf(backend, &app, "shared").replace("qemu:///system", "qemu+unix:///system?socket=/nonexistent");
+        ws.write("main.tf", &unreachable);
+        ws.run(&["plan", "-no-color"]).failure().contains("cannot connect to libvirt").contains("/nonexistent");
+    }
+    ws.write("main.tf", &main_tf(backend, &app, "shared"));
 
     // Create, and the policy is enforced through the endpoint.
     ws.write("policy.yaml", POLICY);

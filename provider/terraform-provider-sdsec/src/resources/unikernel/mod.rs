@@ -117,6 +117,10 @@ impl Resource for Unikernel {
         let computed = tokio::task::spawn_blocking({
             let (desired, config) = (desired.clone(), config.clone());
             move || {
+                // A daemon that cannot be reached is found now rather than half-way through apply.
+                if config.hypervisor == crate::config::Hypervisor::Libvirt {
+                    launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
+                }
                 manifest(&desired, &config)
                     .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))
             }
