@@ -46,7 +46,7 @@ output "endpoint" {
 }
 
 output "console_log" {
-  value = "${path.root}/sdsec-state/instances/${sdsec_unikernel.api.instance_id}/console.log"
+  value = abspath("${path.root}/sdsec-state/instances/${sdsec_unikernel.api.instance_id}/console.log")
 }
 
 output "digest" {
