@@ -137,3 +137,26 @@ pub fn from_instance(instance: &Instance, metadata: &Metadata) -> Value {
     record_instance(&mut state, instance);
     state
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_with_lifetime(seconds: Option<u64>) -> EnforcementPlan {
+        let source = sectosca::Source::new("t.yaml", include_str!("../../../../../examples/quickstart/policy.yaml"));
+        let compiled = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
+        let mut plan = compiled.plans["api"].clone();
+        plan.build.hardening.max_lifetime_seconds = seconds;
+        plan
+    }
+
+    #[test]
+    fn instances_older_than_max_lifetime_expire() {
+        let hour_ago = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 - 3_600_000;
+        let prior = Value::object([("created_at", Value::from(rfc3339(hour_ago)))]);
+        assert!(expired(&prior, &plan_with_lifetime(Some(1800))));
+        assert!(!expired(&prior, &plan_with_lifetime(Some(7200))));
+        assert!(!expired(&prior, &plan_with_lifetime(None)));
+        assert!(!expired(&Value::object([("created_at", Value::Null)]), &plan_with_lifetime(Some(1))));
+    }
+}
