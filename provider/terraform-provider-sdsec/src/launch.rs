@@ -136,12 +136,22 @@ pub fn backend(config: &crate::config::ProviderConfig) -> Result<Box<dyn Hypervi
         crate::config::Accel::Kvm => AccelChoice::Kvm,
         crate::config::Accel::Tcg => AccelChoice::Tcg,
     };
-    match config.hypervisor {
-        crate::config::Hypervisor::Qemu => Ok(Box::new(qemu(&config.state_dir, accel)?)),
-        crate::config::Hypervisor::Libvirt => {
-            let uri = config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI);
-            Ok(Box::new(hypervisor::libvirt::Libvirt::new(&config.state_dir, uri, accel)?))
-        }
+    let uri = match config.hypervisor {
+        crate::config::Hypervisor::Qemu => None,
+        crate::config::Hypervisor::Libvirt => Some(config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI)),
+    };
+    backend_at(&config.state_dir, uri, accel)
+}
+
+/// The embedded QEMU backend, or libvirt at `libvirt_uri` when one is given.
+pub fn backend_at(
+    state_dir: &Path,
+    libvirt_uri: Option<&str>,
+    accel: AccelChoice,
+) -> Result<Box<dyn Hypervisor>, LaunchError> {
+    match libvirt_uri {
+        None => Ok(Box::new(qemu(state_dir, accel)?)),
+        Some(uri) => Ok(Box::new(hypervisor::libvirt::Libvirt::new(state_dir, uri, accel)?)),
     }
 }
 

@@ -110,7 +110,7 @@ fn digests(texts: &[String]) -> Result<Vec<ImageDigest>, UsageError> {
 }
 
 /// Returns whether every checked image was intact.
-pub fn run_images(state_dir: &Path, command: ImagesCommand) -> Result<bool, UsageError> {
+pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: ImagesCommand) -> Result<bool, UsageError> {
     let store = Store::open(state_dir).map_err(fail)?;
     match command {
         ImagesCommand::List => {
@@ -138,7 +138,7 @@ pub fn run_images(state_dir: &Path, command: ImagesCommand) -> Result<bool, Usag
         }
         ImagesCommand::Gc { keep } => {
             let mut keep = digests(&keep)?;
-            keep.extend(crate::instances::image_digests_in_use(state_dir)?);
+            keep.extend(crate::instances::image_digests_in_use(state_dir, at)?);
             let report = store.gc(&keep).map_err(fail)?;
             for digest in &report.removed {
                 print_stdout(&format!("removed {digest}"));

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hypervisor::{AccelChoice, Hypervisor, InstanceId};
+use hypervisor::{AccelChoice, InstanceId};
 use sdsec_image::{ImageDigest, Store};
 use sdsec_provider::launch;
 
@@ -14,8 +14,17 @@ fn fail(e: impl std::fmt::Display) -> UsageError {
     UsageError(e.to_string())
 }
 
+/// Where instances run: the embedded QEMU backend, or libvirt at a URI.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Where {
+    /// Use the libvirt daemon at this URI (e.g. qemu:///system) instead of the embedded QEMU backend.
+    #[arg(long, global = true)]
+    pub libvirt_uri: Option<String>,
+}
+
 pub fn run(
     state_dir: &Path,
+    at: &Where,
     image: &ImageArgs,
     host_port: Option<u16>,
     accel: AccelChoice,
@@ -26,9 +35,9 @@ pub fn run(
     let store = Store::open(state_dir).map_err(fail)?;
     let ensured = store.ensure(&spec).map_err(fail)?;
     let built_ms = started.elapsed().as_millis();
-    let qemu = launch::qemu(state_dir, accel).map_err(fail)?;
+    let backend = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), accel).map_err(fail)?;
     let boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
-    let instance = qemu.boot(&boot).map_err(fail)?;
+    let instance = backend.boot(&boot).map_err(fail)?;
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",
         ensured.image.digest, instance.accel, instance.boot_ms
@@ -39,8 +48,8 @@ pub fn run(
     Ok(())
 }
 
-pub fn stop(state_dir: &Path, ids: &[String], all: bool) -> Result<(), UsageError> {
-    let qemu = launch::qemu(state_dir, AccelChoice::Tcg).map_err(fail)?;
+pub fn stop(state_dir: &Path, at: &Where, ids: &[String], all: bool) -> Result<(), UsageError> {
+    let qemu = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), AccelChoice::Tcg).map_err(fail)?;
     let ids: Vec<InstanceId> = if all {
         qemu.list().map_err(fail)?.into_iter().map(|(i, _)| i.id).collect()
     } else {
@@ -53,8 +62,8 @@ pub fn stop(state_dir: &Path, ids: &[String], all: bool) -> Result<(), UsageErro
     Ok(())
 }
 
-pub fn ps(state_dir: &Path) -> Result<(), UsageError> {
-    let qemu = launch::qemu(state_dir, AccelChoice::Tcg).map_err(fail)?;
+pub fn ps(state_dir: &Path, at: &Where) -> Result<(), UsageError> {
+    let qemu = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), AccelChoice::Tcg).map_err(fail)?;
     for (instance, state) in qemu.list().map_err(fail)? {
         print_stdout(&format!(
             "{}  {:<8} {:<16} http://{}  {}",
@@ -68,13 +77,15 @@ pub fn ps(state_dir: &Path) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Digests of images that recorded instances boot from: never collected.
-pub fn image_digests_in_use(state_dir: &Path) -> Result<Vec<ImageDigest>, UsageError> {
+/// Digests of images that recorded instances boot from (the embedded backend's, and those
+/// of the libvirt daemon when one is named): never collected.
+pub fn image_digests_in_use(state_dir: &Path, at: &Where) -> Result<Vec<ImageDigest>, UsageError> {
     let registry = hypervisor::registry::Registry::new(state_dir);
     let ids = registry.ids().map_err(fail)?;
-    Ok(ids
-        .iter()
-        .filter_map(|id| registry.load(id).ok())
-        .filter_map(|i| ImageDigest::parse(&i.image_digest).ok())
-        .collect())
+    let mut digests: Vec<String> = ids.iter().filter_map(|id| registry.load(id).ok()).map(|i| i.image_digest).collect();
+    if let Some(uri) = &at.libvirt_uri {
+        let libvirt = launch::backend_at(state_dir, Some(uri), AccelChoice::Tcg).map_err(fail)?;
+        digests.extend(libvirt.list().map_err(fail)?.into_iter().map(|(i, _)| i.image_digest));
+    }
+    Ok(digests.iter().filter_map(|d| ImageDigest::parse(d).ok()).collect())
 }

@@ -24,6 +24,8 @@ struct Cli {
     /// Image store and instance records (the provider's `state_dir`; default: XDG state directory).
     #[arg(long, global = true, env = "SDSEC_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    at: instances::Where,
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,18 +152,18 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     match cli.command {
         Command::Build { image } => images::run_build(&state_dir, &image).map(|()| ExitCode::SUCCESS),
         Command::Run { image, host_port, accel, timeout } => {
-            instances::run(&state_dir, &image, host_port, accel, std::time::Duration::from_secs(timeout))
+            instances::run(&state_dir, &cli.at, &image, host_port, accel, std::time::Duration::from_secs(timeout))
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Stop { ids, all } => {
             if ids.is_empty() && !all {
                 return Err(UsageError("name the instances to stop, or --all".into()));
             }
-            instances::stop(&state_dir, &ids, all).map(|()| ExitCode::SUCCESS)
+            instances::stop(&state_dir, &cli.at, &ids, all).map(|()| ExitCode::SUCCESS)
         }
-        Command::Ps => instances::ps(&state_dir).map(|()| ExitCode::SUCCESS),
+        Command::Ps => instances::ps(&state_dir, &cli.at).map(|()| ExitCode::SUCCESS),
         Command::Images { command } => {
-            let intact = images::run_images(&state_dir, command.unwrap_or(images::ImagesCommand::List))?;
+            let intact = images::run_images(&state_dir, &cli.at, command.unwrap_or(images::ImagesCommand::List))?;
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Kernel { command } => {
