@@ -160,3 +160,26 @@ pub(crate) fn plain_name(name: &str) -> String {
     let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c)).take(32).collect();
     if name.is_empty() { "unikernel".into() } else { name }
 }
+
+/// Tries when a free port picked for the forward is taken before QEMU binds it.
+pub(crate) const PORT_TRIES: usize = 3;
+
+/// A boot spec for unit tests of the backends' command lines and domain definitions.
+#[cfg(test)]
+pub(crate) fn sample_spec() -> BootSpec {
+    BootSpec {
+        name: "api".into(),
+        image_digest: "sha256:00".into(),
+        kernel: "/k/vmlinux".into(),
+        initramfs: "/i/initramfs.cpio.zst".into(),
+        cmdline: "console=ttyS0 quiet".into(),
+        memory_mb: 128,
+        vcpus: 1,
+        guest_port: 80,
+        host_port: None,
+        health_path: "/healthz".into(),
+        restrict_egress: true,
+        ready_timeout: Duration::from_secs(60),
+        metadata: serde_json::Value::Null,
+    }
+}

@@ -43,9 +43,17 @@ pub struct AppSpec {
     pub port: Option<u16>,
 }
 
+/// Judged from the file's first bytes, where ELF headers are: the cargo target directory
+/// also holds the (dynamic, much larger) host build, and this runs at every plan. The
+/// image builder checks the whole file it takes.
 fn is_static_executable(path: &Path) -> bool {
-    std::fs::read(path).is_ok_and(|bytes| sdsec_image::elf::check_static_executable(path, &bytes).is_ok())
+    use std::io::Read as _;
+    let mut head = Vec::with_capacity(HEADER_BYTES);
+    let read = std::fs::File::open(path).and_then(|f| f.take(HEADER_BYTES as u64).read_to_end(&mut head));
+    read.is_ok() && sdsec_image::elf::check_static_executable(path, &head).is_ok()
 }
+
+const HEADER_BYTES: usize = 64 * 1024;
 
 /// `$SDSEC_RUNTIME`, else a static `sdsec-guest` beside this executable (an installed
 /// release), else the static build in the cargo target directory.

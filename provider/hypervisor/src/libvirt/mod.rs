@@ -26,13 +26,11 @@ use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name,
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result, free_port,
+    plain_name,
 };
 
 pub use xml::NAMESPACE;
-
-/// Tries when a free port picked for the forward is taken before QEMU binds it.
-const PORT_TRIES: usize = 3;
 
 #[derive(Debug)]
 pub struct Libvirt {

@@ -195,24 +195,9 @@ mod tests {
     use super::*;
     use crate::InstanceId;
     use std::net::SocketAddr;
-    use std::time::Duration;
 
     fn spec() -> BootSpec {
-        BootSpec {
-            name: "api".into(),
-            image_digest: "sha256:00".into(),
-            kernel: "/k/vmlinux".into(),
-            initramfs: "/i/initramfs.cpio.zst".into(),
-            cmdline: "console=ttyS0 quiet".into(),
-            memory_mb: 128,
-            vcpus: 2,
-            guest_port: 80,
-            host_port: None,
-            health_path: "/healthz".into(),
-            restrict_egress: true,
-            ready_timeout: Duration::from_secs(60),
-            metadata: serde_json::json!({"note": "a <b> & 'c' \"d\""}),
-        }
+        BootSpec { vcpus: 2, metadata: serde_json::json!({"note": "a <b> & 'c' \"d\""}), ..crate::sample_spec() }
     }
 
     fn record() -> Instance {

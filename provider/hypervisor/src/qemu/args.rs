@@ -79,24 +79,9 @@ pub fn args(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn spec() -> BootSpec {
-        BootSpec {
-            name: "api".into(),
-            image_digest: "sha256:00".into(),
-            kernel: "/k/vmlinux".into(),
-            initramfs: "/i/initramfs.cpio.zst".into(),
-            cmdline: "console=ttyS0 quiet".into(),
-            memory_mb: 128,
-            vcpus: 1,
-            guest_port: 80,
-            host_port: None,
-            health_path: "/healthz".into(),
-            restrict_egress: true,
-            ready_timeout: Duration::from_secs(60),
-            metadata: serde_json::Value::Null,
-        }
+        crate::sample_spec()
     }
 
     #[test]

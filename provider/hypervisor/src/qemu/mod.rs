@@ -20,11 +20,9 @@ use crate::console;
 use crate::qmp::Qmp;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Result, free_port, plain_name,
+    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result, free_port,
+    plain_name,
 };
-
-/// Tries when a free port picked for the forward is taken before QEMU binds it.
-const PORT_TRIES: usize = 3;
 
 #[derive(Debug)]
 pub struct Qemu {
