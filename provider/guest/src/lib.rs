@@ -9,6 +9,7 @@ pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod control;
 pub mod firewall;
 pub mod init;
 pub mod path;

@@ -10,12 +10,14 @@
 
 pub mod accel;
 mod console;
+pub mod control;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod probe;
 pub mod qemu;
 mod qmp;
 pub mod registry;
+mod socket;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
 pub use console::READY_MARKER;
+pub use control::{ControlBoot, ControlEndpoint};
 pub use registry::InstanceId;
 
 /// What to boot and how to tell it is ready.
@@ -52,6 +55,8 @@ pub struct BootSpec {
     pub ready_timeout: Duration,
     /// Kept with the instance for its owner (e.g. what import needs to rebuild a state).
     pub metadata: serde_json::Value,
+    /// A control channel to the runtime, for reconfiguration without a reboot.
+    pub control: Option<ControlBoot>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +127,8 @@ pub enum HypervisorError {
     LibvirtUnreachable { uri: String, reason: String },
     #[error("libvirt at {uri} refused to {action}: {reason}")]
     Libvirt { uri: String, action: String, reason: String },
+    #[error("instance {0} was booted without a control channel; it can only be replaced")]
+    NoControl(InstanceId),
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
 }
@@ -145,6 +152,10 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     fn stop(&self, id: &InstanceId, grace: Duration) -> Result<()>;
     /// The last lines the guest printed on its console.
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String;
+    /// Replaces what the instance keeps for its owner (e.g. when a pool hands it over).
+    fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()>;
+    /// Where to reach the instance's runtime.
+    fn control(&self, id: &InstanceId) -> Result<ControlEndpoint>;
 }
 
 /// A free port on 127.0.0.1 for a forward (another process may take it before QEMU binds
@@ -181,5 +192,6 @@ pub(crate) fn sample_spec() -> BootSpec {
         restrict_egress: true,
         ready_timeout: Duration::from_secs(60),
         metadata: serde_json::Value::Null,
+        control: None,
     }
 }

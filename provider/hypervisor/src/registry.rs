@@ -5,6 +5,9 @@
 //! <state_dir>/instances/<id>/instance.json   what was booted, where it listens
 //!                            qemu.pid        written by QEMU
 //!                            qmp.sock        QEMU's control socket
+//!                            control.sock    the guest runtime's control channel
+//!                            control.key     its key (0600)
+//!                            initrd          the image's initramfs + this instance's overlay (0600)
 //!                            console.log     the guest's serial console
 //! ```
 
@@ -19,6 +22,9 @@ pub const RECORD: &str = "instance.json";
 pub const PIDFILE: &str = "qemu.pid";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const CONSOLE: &str = "console.log";
+pub const CONTROL_SOCKET: &str = "control.sock";
+pub const CONTROL_KEY: &str = "control.key";
+pub const INITRD: &str = "initrd";
 
 /// `i-` and 16 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -87,6 +87,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         restrict_egress: true,
         ready_timeout: Duration::from_secs(90),
         metadata: serde_json::json!({"resource": "sdsec_unikernel.api"}),
+        control: None,
     }
 }
 

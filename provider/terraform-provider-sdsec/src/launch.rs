@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hypervisor::{AccelChoice, BootSpec, Hypervisor, Instance};
+use hypervisor::{AccelChoice, BootSpec, ControlBoot, Hypervisor, Instance};
 use sdsec_image::kernel::{self, KernelCache, KernelError};
 use sdsec_image::{Application, ImageSpec, Module, StoreError};
 use sectosca::EnforcementPlan;
@@ -30,6 +30,8 @@ pub enum LaunchError {
     Manifest(#[from] sdsec_image::ManifestError),
     #[error(transparent)]
     Hypervisor(#[from] hypervisor::HypervisorError),
+    #[error("cannot prepare the control channel: {0}")]
+    Control(String),
     #[error("the application path {0} has no file name")]
     AppName(PathBuf),
 }
@@ -131,7 +133,17 @@ pub fn boot_spec(
         restrict_egress: plan.runtime.flows.connects_to.is_empty(),
         ready_timeout: timeout,
         metadata: serde_json::Value::Null,
+        control: None,
     }
+}
+
+/// A fresh key for an instance's control channel and the initramfs overlay that hands it
+/// to the runtime (readable by root only; init removes it once read).
+pub fn control_boot() -> Result<ControlBoot, LaunchError> {
+    let key = control::Key::generate().map_err(|e| LaunchError::Control(e.to_string()))?;
+    let entry = sdsec_image::cpio::Entry::file(control::GUEST_KEY_PATH, 0o400, key.to_hex().into_bytes());
+    let overlay = sdsec_image::cpio::write(vec![entry]).map_err(|e| LaunchError::Control(e.to_string()))?;
+    Ok(ControlBoot { key, overlay })
 }
 
 /// The libvirt connection used when the configuration names none.
@@ -178,7 +190,8 @@ pub fn build_and_boot(
 ) -> Result<(sdsec_image::Ensured, Instance), LaunchError> {
     let store = sdsec_image::Store::open(state_dir)?;
     let ensured = store.ensure(spec)?;
-    let boot = boot_spec(&ensured.image, &spec.plan, host_port, timeout);
+    let mut boot = boot_spec(&ensured.image, &spec.plan, host_port, timeout);
+    boot.control = Some(control_boot()?);
     let instance = hypervisor.boot(&boot)?;
     Ok((ensured, instance))
 }

@@ -9,6 +9,7 @@ pub mod launch;
 pub mod placement;
 pub mod policy;
 pub mod policy_store;
+pub mod pool;
 pub mod provider;
 pub mod resources;
 pub mod values;

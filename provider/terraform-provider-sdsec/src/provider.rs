@@ -72,6 +72,7 @@ impl Provider for SdsecProvider {
         vec![
             Arc::new(crate::resources::security_policy::SecurityPolicy::new(self.shared.clone())),
             Arc::new(crate::resources::unikernel::Unikernel::new(self.shared.clone())),
+            Arc::new(crate::resources::pool::Pool::new(self.shared.clone())),
         ]
     }
 

@@ -83,6 +83,64 @@ fn qemu_running(id: &str) -> bool {
     procs.filter_map(|p| std::fs::read(p.path().join("cmdline")).ok()).any(|c| String::from_utf8_lossy(&c).contains(id))
 }
 
+/// A second principal, added to the quickstart policy: a runtime-only change.
+const SECOND_TOKEN: &str = "second-token";
+const SECOND_PRINCIPAL: &str = "
+            - name: auditor
+              token_sha256: \"7a35833597e6687c599a0988b7a53b9b6a7ec18b88ca2a8e60f3265c8be6d527\"
+              roles: [reader]";
+
+fn plan_of(document: &str) -> sectosca::EnforcementPlan {
+    let compiled = sectosca::compile_str("policy.yaml", document);
+    compiled.plans.get("api").cloned().unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
+}
+
+/// The key stays with the provider's user; a plan sent with it is enforced at once without a
+/// reboot; a request under another key is refused and audited, and changes nothing.
+fn control_channel_reconfigures_in_place(
+    qemu: &hypervisor::qemu::Qemu,
+    instance: &InstanceId,
+    endpoint: SocketAddr,
+    console: &Path,
+) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let channel = qemu.control(instance).unwrap();
+    let key_file = console.with_file_name("control.key");
+    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let original = std::fs::read_to_string(POLICY).unwrap();
+    let marker = "roles: [deployer, reader]";
+    let changed = original.replacen(marker, &format!("{marker}{SECOND_PRINCIPAL}"), 1);
+    let (old_plan, new_plan) = (plan_of(&original), plan_of(&changed));
+    assert_eq!(new_plan.change_from(&old_plan), sectosca::lower::plan::ChangeKind::InPlace);
+    let timeout = Duration::from_secs(20);
+
+    let status = control::call(&channel.socket, &channel.key, control::Command::Status, timeout).unwrap();
+    assert_eq!(status.digest, Some(old_plan.digest()));
+    assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 401);
+    let command = control::Command::Reconfigure { plan: new_plan.canonical_json() };
+    let reply = control::call(&channel.socket, &channel.key, command, timeout).unwrap();
+    assert_eq!(reply.digest, Some(new_plan.digest()), "acknowledged with the new plan's digest");
+    assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 200, "the new principal is accepted");
+    assert_eq!(http(endpoint, "GET", "/items", Some(TOKEN)).0, 200);
+
+    let forger = control::Key::generate().unwrap();
+    let command = control::Command::Reconfigure { plan: old_plan.canonical_json() };
+    let forged = control::Request::new(&forger, control::next_seq(), command);
+    let answer = control::exchange(&channel.socket, &forged, timeout).unwrap();
+    assert!(!answer.ok && answer.verify(&channel.key) && !answer.verify(&forger), "{answer:?}");
+    assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 200, "a forged plan changes nothing");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let log = std::fs::read_to_string(console).unwrap();
+    assert!(
+        log.contains("\"control_refused\",\"reason\":\"bad_mac\"") || log.contains("\"reason\":\"bad_mac\""),
+        "{log}"
+    );
+    assert!(log.contains("\"reconfigured\""), "{log}");
+    assert_eq!(log.matches("\"event\":\"ready\"").count(), 1, "reconfigured without a reboot");
+    assert!(!log.contains(&channel.key.to_hex()), "the key never reaches the console");
+}
+
 #[test]
 fn a_protected_image_boots_on_qemu_and_enforces_its_policy() {
     let app = static_binary("sdsec-example-api");
@@ -155,6 +213,8 @@ fn a_protected_image_boots_on_qemu_and_enforces_its_policy() {
         qemu.resume(&instance).unwrap();
         assert_eq!(qemu.state(&instance).unwrap(), InstanceState::Running);
         assert_eq!(http(endpoint, "GET", "/items", Some(TOKEN)).0, 200);
+
+        control_channel_reconfigures_in_place(&qemu, &instance, endpoint, &console);
 
         // Killed by hand, the instance is reported gone.
         let pid = std::fs::read_to_string(state.join("instances").join(&id).join("qemu.pid")).unwrap();

@@ -116,13 +116,15 @@ pub fn run() -> ! {
     let address = net::Address { ip: launch.ip, prefix: launch.prefix, gateway: launch.gateway };
     step("network", net::configure(address, INTERFACE_WAIT));
     let plan = step("plan", load_plan(Path::new(PLAN)));
+    // Before the root is made read-only, so the key can be removed once read.
+    let key = step("control_key", crate::control::take_key(&Path::new("/").join(control::GUEST_KEY_PATH)));
     if plan.build.hardening.read_only_root {
         step("read_only_root", mounts::read_only_root());
     }
     let runtime = step("plan", Runtime::new(&plan.runtime));
     let threads = tokio::runtime::Builder::new_multi_thread().enable_all().build();
     let threads = step("runtime", threads.map_err(|source| InitError::Io { what: "start the async runtime", source }));
-    threads.block_on(supervise(launch, plan, runtime))
+    threads.block_on(supervise(launch, plan, runtime, key))
 }
 
 /// Module failures are warnings: a driver may be built in, and the network step names
@@ -140,7 +142,12 @@ fn load_modules() {
     }
 }
 
-async fn supervise(launch: cmdline::Launch, plan: sectosca::EnforcementPlan, runtime: Runtime) -> ! {
+async fn supervise(
+    launch: cmdline::Launch,
+    plan: sectosca::EnforcementPlan,
+    runtime: Runtime,
+    key: Option<control::Key>,
+) -> ! {
     let audit = step(
         "audit",
         AuditLog::spawn(Box::new(std::io::stdout()))
@@ -190,6 +197,10 @@ async fn supervise(launch: cmdline::Launch, plan: sectosca::EnforcementPlan, run
     };
     if let Ok(text) = serde_json::to_string(&ready) {
         audit.line(text);
+    }
+    if let Some(key) = key {
+        let controller = crate::control::Controller::new(key, plan.clone(), proxy.shared(), audit.clone());
+        crate::control::spawn(controller, |step, error| warn(step, error));
     }
     tokio::spawn(proxy.run());
     loop {

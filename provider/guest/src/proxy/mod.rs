@@ -49,6 +49,11 @@ impl Shared {
     pub fn reconfigure(&self, runtime: Runtime) {
         self.runtime.store(Arc::new(runtime));
     }
+
+    /// The configuration new requests are judged against.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.load_full()
+    }
 }
 
 /// A bound, not yet running, proxy.

@@ -26,8 +26,8 @@ use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result, free_port,
-    plain_name,
+    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result,
+    control, free_port, plain_name,
 };
 
 pub use xml::NAMESPACE;
@@ -96,7 +96,17 @@ impl Libvirt {
                 None => free_port()?,
             };
             record.endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-            let def = xml::DomainDef { spec, record, accel: self.accel, cpu_khz: self.cpu_khz, console };
+            let control =
+                spec.control.as_ref().map(|_| control::socket_path(&self.registry.dir(&record.id), &record.id));
+            let control = control.transpose()?;
+            let def = xml::DomainDef {
+                spec,
+                record,
+                accel: self.accel,
+                cpu_khz: self.cpu_khz,
+                console,
+                control: control.as_deref(),
+            };
             match self.conn.create_domain_xml(&xml::domain_xml(&def), sys::VIR_DOMAIN_NONE) {
                 Ok(domain) => return Ok(domain),
                 Err(e) => {
@@ -119,6 +129,19 @@ impl Libvirt {
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
         let alive = || matches!(running_state(domain), Some(InstanceState::Running));
         console::wait_ready(spec, &record.id, &record.console_log, record.endpoint, started, alive)
+    }
+
+    /// Rewrites the record kept in the running domain's metadata.
+    fn save_record(&self, domain: &Domain, record: &Instance) -> Result<()> {
+        domain
+            .set_metadata(
+                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(&xml::metadata_element(record, false)),
+                Some(xml::PREFIX),
+                Some(xml::NAMESPACE),
+                sys::VIR_DOMAIN_AFFECT_LIVE,
+            )
+            .map_err(|e| self.fail(format!("record instance {}", record.id), &e))
     }
 
     /// Ends the domain and removes what it left; a domain already gone is fine.
@@ -169,7 +192,9 @@ impl Hypervisor for Libvirt {
         // The record goes into the domain's XML, so an interrupted boot still leaves a
         // domain `list` finds and `stop` removes.
         let console_path = record.console_log.clone();
-        let domain = match self.launch(&spec, &mut record, &console_path) {
+        let launched =
+            control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &mut record, &console_path));
+        let domain = match launched {
             Ok(d) => d,
             Err(e) => {
                 let _ = self.registry.remove(&id);
@@ -178,15 +203,7 @@ impl Hypervisor for Libvirt {
         };
         let ready = self.wait_ready(&spec, &domain, &record, started).and_then(|boot_ms| {
             record.boot_ms = boot_ms;
-            domain
-                .set_metadata(
-                    sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
-                    Some(&xml::metadata_element(&record, false)),
-                    Some(xml::PREFIX),
-                    Some(xml::NAMESPACE),
-                    sys::VIR_DOMAIN_AFFECT_LIVE,
-                )
-                .map_err(|e| self.fail(format!("record instance {id}"), &e))
+            self.save_record(&domain, &record)
         });
         match ready {
             Ok(()) => Ok(record),
@@ -240,6 +257,17 @@ impl Hypervisor for Libvirt {
 
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
         console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    }
+
+    fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()> {
+        let (domain, mut record) = self.find(id)?.ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))?;
+        record.metadata = metadata;
+        self.save_record(&domain, &record)
+    }
+
+    fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
+        self.find_or_fail(id)?;
+        control::endpoint(&self.registry.dir(id), id)
     }
 }
 

@@ -45,10 +45,12 @@ pub struct DomainDef<'a> {
     pub accel: Accel,
     pub cpu_khz: Option<u64>,
     pub console: &'a Path,
+    /// The control channel's socket, with one.
+    pub control: Option<&'a Path>,
 }
 
 pub fn domain_xml(def: &DomainDef<'_>) -> String {
-    let DomainDef { spec, record, accel, cpu_khz, console } = def;
+    let DomainDef { spec, record, accel, cpu_khz, console, control } = def;
     let (kind, cpu) = match accel {
         // Only where KVM is real (see `accel`); under TCG libvirt's default CPU model.
         Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>"),
@@ -58,9 +60,11 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
     if spec.restrict_egress {
         netdev.push_str(",restrict=on");
     }
+    let control_args = control.map(crate::control::qemu_args).unwrap_or_default();
     let qemu_args: String = ["-netdev", &netdev, "-device", "virtio-net-device,netdev=sdsecnet0"]
         .into_iter()
         .chain(["-device", "virtio-rng-device"])
+        .chain(control_args.iter().map(String::as_str))
         .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(a)))
         .collect();
     format!(
@@ -226,6 +230,7 @@ mod tests {
             accel: Accel::Tcg,
             cpu_khz: Some(2_793_436),
             console: Path::new("/s/console.log"),
+            control: Some(Path::new("/s/control.sock")),
         };
         let xml = domain_xml(&def);
         assert!(xml.starts_with("<domain type='qemu'"));
@@ -235,6 +240,7 @@ mod tests {
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));
         assert!(xml.contains("<source path='/s/console.log'/>"));
+        assert!(xml.contains("value='socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off'"));
         assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>128</memory>"));
         assert!(!xml.contains("host-passthrough"));
 

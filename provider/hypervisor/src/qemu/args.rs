@@ -6,7 +6,7 @@
 //! them from the command line), so ACPI stays on.
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::BootSpec;
 use crate::accel::Accel;
@@ -30,11 +30,19 @@ pub fn cmdline(spec: &BootSpec, accel: Accel, cpu_khz: Option<u64>) -> String {
     }
 }
 
+/// The instance's unix sockets.
+#[derive(Debug)]
+pub struct Sockets {
+    pub qmp: PathBuf,
+    /// With a control channel only.
+    pub control: Option<PathBuf>,
+}
+
 pub fn args(
     spec: &BootSpec,
     id: &str,
     dir: &Path,
-    qmp: &Path,
+    sockets: &Sockets,
     accel: Accel,
     cpu_khz: Option<u64>,
     host_port: u16,
@@ -59,6 +67,9 @@ pub fn args(
     push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
     push(&["-netdev", &netdev, "-device", "virtio-net-device,netdev=net0"]);
     push(&["-device", "virtio-rng-device"]);
+    if let Some(socket) = &sockets.control {
+        args.extend(crate::control::qemu_args(socket).into_iter().map(OsString::from));
+    }
     let mut path_arg = |flag: &str, prefix: &str, path: &Path, suffix: &str| {
         let mut value = OsString::from(prefix);
         value.push(path.as_os_str());
@@ -67,7 +78,7 @@ pub fn args(
         args.push(value);
     };
     path_arg("-serial", "file:", &dir.join(CONSOLE), "");
-    path_arg("-qmp", "unix:", qmp, ",server=on,wait=off");
+    path_arg("-qmp", "unix:", &sockets.qmp, ",server=on,wait=off");
     path_arg("-pidfile", "", &dir.join(PIDFILE), "");
     path_arg("-kernel", "", &spec.kernel, "");
     path_arg("-initrd", "", &spec.initramfs, "");
@@ -86,7 +97,8 @@ mod tests {
 
     #[test]
     fn tcg_gets_the_tsc_frequency_and_kvm_the_host_cpu() {
-        let tcg = args(&spec(), "i-1", Path::new("/s"), Path::new("/s/qmp.sock"), Accel::Tcg, Some(2_793_436), 18080);
+        let sockets = Sockets { qmp: "/s/qmp.sock".into(), control: Some("/s/control.sock".into()) };
+        let tcg = args(&spec(), "i-1", Path::new("/s"), &sockets, Accel::Tcg, Some(2_793_436), 18080);
         let text: Vec<String> = tcg.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let append = &text[text.iter().position(|a| a == "-append").unwrap() + 1];
         assert_eq!(append, "console=ttyS0 quiet pci=off tsc_early_khz=2793436");
@@ -94,8 +106,10 @@ mod tests {
         assert!(text.contains(&"file:/s/console.log".to_owned()));
         assert!(text.contains(&"api,process=sdsec-i-1".to_owned()));
         assert!(!text.contains(&"kvm".to_owned()));
+        assert!(text.contains(&"socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off".to_owned()));
+        assert!(text.contains(&"virtserialport,chardev=sdsecctl,name=sdsec.control".to_owned()));
 
-        let kvm = args(&spec(), "i-1", Path::new("/s"), Path::new("/s/qmp.sock"), Accel::Kvm, Some(2_793_436), 18080);
+        let kvm = args(&spec(), "i-1", Path::new("/s"), &sockets, Accel::Kvm, Some(2_793_436), 18080);
         let text: Vec<String> = kvm.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(text.windows(2).any(|w| w == ["-accel", "kvm"]));
         assert!(text.contains(&"console=ttyS0 quiet pci=off".to_owned()));

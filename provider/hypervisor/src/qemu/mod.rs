@@ -4,7 +4,6 @@
 
 mod args;
 mod process;
-mod socket;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -18,10 +17,10 @@ use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::qmp::Qmp;
-use crate::registry::{CONSOLE, Registry};
+use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
 use crate::{
-    BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result, free_port,
-    plain_name,
+    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result,
+    control, free_port, plain_name, socket,
 };
 
 #[derive(Debug)]
@@ -58,7 +57,7 @@ impl Qemu {
 
     fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
         let fail = |reason: String| HypervisorError::Qmp { id: id.clone(), command: command.to_owned(), reason };
-        let socket = socket::path(&self.registry.dir(id), id.as_str()).map_err(|e| fail(e.to_string()))?;
+        let socket = socket::path(&self.registry.dir(id), id.as_str(), QMP_SOCKET).map_err(|e| fail(e.to_string()))?;
         let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).map_err(fail)?;
         qmp.execute(command, arguments).map_err(fail)
     }
@@ -82,8 +81,11 @@ impl Qemu {
                 Some(port) => port,
                 None => free_port()?,
             };
-            let qmp = socket::path(dir, id.as_str())?;
-            let args = args::args(spec, id.as_str(), dir, &qmp, self.accel, self.cpu_khz, host_port);
+            let sockets = args::Sockets {
+                qmp: socket::path(dir, id.as_str(), QMP_SOCKET)?,
+                control: spec.control.as_ref().map(|_| control::socket_path(dir, id)).transpose()?,
+            };
+            let args = args::args(spec, id.as_str(), dir, &sockets, self.accel, self.cpu_khz, host_port);
             let output = Command::new(&self.binary)
                 .args(&args)
                 .stdin(Stdio::null())
@@ -136,7 +138,7 @@ impl Hypervisor for Qemu {
         let dir = self.registry.create_dir(&id)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
         let started = Instant::now();
-        let launched = self.launch(&spec, &id, &dir);
+        let launched = control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &id, &dir));
         let (process, host_port) = match launched {
             Ok(l) => l,
             Err(e) => {
@@ -237,5 +239,16 @@ impl Hypervisor for Qemu {
 
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
         console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    }
+
+    fn set_metadata(&self, id: &InstanceId, metadata: Value) -> Result<()> {
+        let mut instance = self.registry.load(id)?;
+        instance.metadata = metadata;
+        self.registry.save(&instance)
+    }
+
+    fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
+        self.registry.load(id)?;
+        control::endpoint(&self.registry.dir(id), id)
     }
 }

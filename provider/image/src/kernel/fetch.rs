@@ -88,6 +88,7 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
     }
 
     let record = KernelRecord {
+        layout: super::CACHE_LAYOUT,
         package: concrete,
         package_version: version,
         release: release.clone(),

@@ -24,7 +24,12 @@ pub use fetch::DEFAULT_PACKAGE;
 use crate::spec::Module;
 
 /// Modules the image carries when the kernel builds them as modules, in load order.
-pub const MODULES: &[&str] = &["virtio", "virtio_ring", "virtio_mmio", "failover", "net_failover", "virtio_net"];
+/// `virtio_console` carries the control channel (a virtio-serial port).
+pub const MODULES: &[&str] =
+    &["virtio", "virtio_ring", "virtio_mmio", "failover", "net_failover", "virtio_net", "virtio_console"];
+
+/// Bumped when [`MODULES`] grows: a kernel cached before lacks what images now need.
+pub const CACHE_LAYOUT: u32 = 2;
 
 const CURRENT: &str = "current";
 const RECORD: &str = "kernel.json";
@@ -64,6 +69,13 @@ pub struct KernelRecord {
     pub image: String,
     /// File names under `modules/`, in load order.
     pub modules: Vec<String>,
+    /// [`CACHE_LAYOUT`] of the sdsec that cached it (records without one are layout 1).
+    #[serde(default = "first_layout")]
+    pub layout: u32,
+}
+
+fn first_layout() -> u32 {
+    1
 }
 
 /// A kernel ready to be put in images.
@@ -152,6 +164,14 @@ impl KernelCache {
         })?;
         let record: KernelRecord = serde_json::from_str(&text)
             .map_err(|e| KernelError::BadRecord { path: path.clone(), reason: e.to_string() })?;
+        if record.layout < CACHE_LAYOUT {
+            return Err(KernelError::BadRecord {
+                path,
+                reason: "it was cached by an older sdsec and lacks modules images now carry (virtio_console for the \
+                         control channel)"
+                    .into(),
+            });
+        }
         let kernel = Kernel { record, dir };
         for file in std::iter::once(kernel.image()).chain(kernel.modules().into_iter().map(|m| m.host_path)) {
             if !file.is_file() {

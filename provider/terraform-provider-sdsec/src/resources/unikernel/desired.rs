@@ -29,6 +29,12 @@ pub struct Metadata {
     pub enforcement: String,
     pub application: Application,
     pub host_port: Option<u16>,
+    /// The plan the image was built with, when it differs from `enforcement` (after an
+    /// update in place, or from a pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_enforcement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +46,7 @@ pub struct Desired {
     pub memory_mb: Option<u64>,
     pub vcpus: Option<u64>,
     pub host_port: Option<u16>,
+    pub pool: Option<String>,
 }
 
 impl Desired {
@@ -57,6 +64,8 @@ impl Desired {
             enforcement: self.enforcement.clone(),
             application: self.application.clone(),
             host_port: self.host_port,
+            image_enforcement: None,
+            pool: self.pool.clone(),
         }
     }
 }
@@ -81,8 +90,9 @@ fn in_range<T: TryFrom<i64>>(value: &Value, attribute: &str, min: i64, max: i64,
 /// `None` while anything it needs is unknown (the plan then shows unknown computed values).
 /// `memory_mb` and `vcpus` are also computed: unknown there means "the plan's default".
 pub fn read(value: &Value, diags: &mut Diagnostics) -> Option<Desired> {
-    for attribute in ["name", "enforcement", "application", "host_port"] {
-        if !is_known(value, attribute) {
+    // Attributes a schema lacks (`sdsec_pool` has no `host_port`) count as known and null.
+    for attribute in ["name", "enforcement", "application", "host_port", "pool"] {
+        if value.get(attribute).is_some() && !is_known(value, attribute) {
             return None;
         }
     }
@@ -142,6 +152,7 @@ pub fn read(value: &Value, diags: &mut Diagnostics) -> Option<Desired> {
         memory_mb,
         vcpus,
         host_port,
+        pool: string(value, "pool"),
     })
 }
 

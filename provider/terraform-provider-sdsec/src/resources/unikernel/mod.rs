@@ -4,7 +4,8 @@
 //! gone, stopped or whose image no longer verifies, which the next plan replaces; delete
 //! stops the VM and removes what it left.
 
-mod desired;
+mod apply;
+pub(crate) mod desired;
 mod schema;
 mod state;
 
@@ -16,13 +17,14 @@ use tfplugin::{
     ApplyRequest, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value,
 };
 
+pub(crate) use self::apply::{enforced_digest, image_serves, reconfigure};
 use self::desired::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT, Desired, Metadata};
 use crate::config::ProviderConfig;
 use crate::launch;
 use crate::provider::Shared;
 use crate::values::string;
 
-pub use schema::schema;
+pub use schema::{application_type, schema};
 
 pub const TYPE_NAME: &str = "sdsec_unikernel";
 
@@ -37,21 +39,25 @@ impl Unikernel {
     }
 }
 
-fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
+pub(crate) fn error(summary: &str, detail: impl std::fmt::Display) -> Diagnostics {
     Diagnostic::error(summary, detail.to_string()).into()
 }
 
-/// The image spec and its manifest (hashes only), with errors on the attribute at fault.
-fn manifest(desired: &Desired, config: &ProviderConfig) -> Result<(sdsec_image::ImageSpec, Manifest), Diagnostics> {
+/// The spec and manifest (hashes only) of `desired`'s image built with `plan`, with errors on
+/// the attribute at fault.
+pub(crate) fn manifest(
+    desired: &Desired,
+    plan: &sectosca::EnforcementPlan,
+    config: &ProviderConfig,
+) -> Result<(sdsec_image::ImageSpec, Manifest), Diagnostics> {
     let runtime = launch::runtime_binary().map_err(|e| error("Enforcement runtime not found", e))?;
-    let mut spec = launch::image_spec(&desired.plan, &desired.app_spec(), config.kernel.as_deref(), &runtime).map_err(
-        |e| match e {
+    let mut spec =
+        launch::image_spec(plan, &desired.app_spec(), config.kernel.as_deref(), &runtime).map_err(|e| match e {
             launch::LaunchError::Kernel(e) => {
                 Diagnostics::from(Diagnostic::error("No kernel for the image", e.to_string()))
             }
             other => error("Cannot prepare the image", other),
-        },
-    )?;
+        })?;
     if let Some(memory) = desired.memory_mb {
         spec.memory_mb = memory;
     }
@@ -68,7 +74,7 @@ fn manifest(desired: &Desired, config: &ProviderConfig) -> Result<(sdsec_image::
     Ok((spec, manifest))
 }
 
-fn blocking_error(e: tokio::task::JoinError) -> Diagnostics {
+pub(crate) fn blocking_error(e: tokio::task::JoinError) -> Diagnostics {
     error("Internal error", format!("a background task failed: {e}"))
 }
 
@@ -92,6 +98,9 @@ impl Resource for Unikernel {
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {
         let prior = request.prior_state.clone();
+        // The plan the running image was built with (older states: the enforcement itself).
+        let image_plan = apply::image_plan_from_private(&request.prior_private)
+            .or_else(|| string(&prior, "enforcement").and_then(|json| serde_json::from_str(&json).ok()));
         let mut result = request.into_result();
         let config = match self.shared.config() {
             Ok(config) => config,
@@ -114,6 +123,7 @@ impl Resource for Unikernel {
             result.diagnostics = diags;
             return result;
         }
+        let prior_digest = string(&prior, "image_digest");
         let computed = tokio::task::spawn_blocking({
             let (desired, config) = (desired.clone(), config.clone());
             move || {
@@ -121,8 +131,9 @@ impl Resource for Unikernel {
                 if config.hypervisor == crate::config::Hypervisor::Libvirt {
                     launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
                 }
-                manifest(&desired, &config)
-                    .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))
+                let digest = manifest(&desired, &desired.plan, &config)
+                    .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))?;
+                Ok(planned_image(&desired, &config, digest, prior_digest, image_plan))
             }
         })
         .await
@@ -136,6 +147,14 @@ impl Resource for Unikernel {
             }
         };
         let reasons = state::plan(&mut result, &prior, &desired, &digest);
+        if desired.pool.is_some() && desired.host_port.is_some() {
+            diags.attribute_error(
+                AttributePath::attr("host_port"),
+                "host_port cannot be used with pool",
+                "A pool's members are booted before they are taken, each with a free port of its own; remove \
+                 `host_port` or `pool`.",
+            );
+        }
         if !reasons.is_empty() {
             diags.push(Diagnostic::warning(
                 format!("Unikernel `{}` will be replaced", desired.name),
@@ -159,37 +178,30 @@ impl Resource for Unikernel {
             return StateResult::failed(Value::Null, diags);
         };
         let planned_digest = string(&planned, "image_digest").unwrap_or_default();
-        let booted = tokio::task::spawn_blocking({
+        let started = tokio::task::spawn_blocking({
             let desired = desired.clone();
-            move || -> Result<_, Diagnostics> {
-                let (spec, manifest) = manifest(&desired, &config)?;
-                let digest = manifest.digest().map_err(|e| error("Cannot digest the image", e))?;
-                if digest.as_str() != planned_digest {
-                    return Err(error(
-                        "Inputs changed since plan",
-                        format!(
-                            "The image would be {digest}, but the plan said {planned_digest}: the application, kernel or \
-                             runtime changed on disk after `terraform plan`. Plan again."
-                        ),
-                    ));
-                }
-                let store = Store::open(&config.state_dir).map_err(|e| error("Image store unavailable", e))?;
-                let image = store.ensure_manifest(&spec, &manifest).map_err(|e| error("Image build failed", e))?.image;
-                let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
-                let mut boot = launch::boot_spec(&image, &spec.plan, desired.host_port, timeout);
-                boot.name = desired.name.clone();
-                boot.metadata = serde_json::to_value(desired.metadata()).unwrap_or_default();
-                backend.boot(&boot).map_err(|e| error("Unikernel did not start", e))
-            }
+            move || apply::start(&config, &desired, &planned_digest, timeout)
         })
         .await
         .map_err(blocking_error)
         .and_then(|r| r);
-        match booted {
-            Ok(instance) => {
+        match started {
+            Ok(started) => {
                 let mut state = planned;
-                state::record_instance(&mut state, &instance);
-                StateResult::new(state)
+                state::record_instance(&mut state, &started.instance);
+                state.set("boot_ms", Value::from(started.ready_ms as i64));
+                state.set("enforcement_digest", Value::from(desired.plan.digest()));
+                if let Some(note) = started.note {
+                    diags.push(Diagnostic::warning(
+                        format!("Unikernel `{}` did not come from its pool", desired.name),
+                        note,
+                    ));
+                }
+                StateResult {
+                    private: apply::private(&started.image_plan),
+                    diagnostics: diags,
+                    ..StateResult::new(state)
+                }
             }
             Err(mut errors) => {
                 errors.extend(diags);
@@ -215,8 +227,49 @@ impl Resource for Unikernel {
     }
 
     async fn update(&self, request: ApplyRequest) -> StateResult {
-        // Only `timeouts` can change without a replacement; the plan holds the whole state.
-        StateResult::new(request.planned_state)
+        let keep = |diags| StateResult::failed(request.prior_state.clone(), diags);
+        let unchanged =
+            string(&request.prior_state, "enforcement_digest") == string(&request.planned_state, "enforcement_digest");
+        // `timeouts` and `pool` change nothing that runs.
+        if unchanged {
+            return StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) };
+        }
+        let config = match self.shared.config() {
+            Ok(config) => config,
+            Err(diags) => return keep(diags),
+        };
+        let mut diags = Diagnostics::new();
+        let (Some(desired), Some(id)) = (
+            desired::read(&request.planned_state, &mut diags),
+            string(&request.prior_state, "id").and_then(|id| id.parse::<InstanceId>().ok()),
+        ) else {
+            diags.push(Diagnostic::error("Unikernel not known", "The configuration is still unknown at apply."));
+            return keep(diags);
+        };
+        let image_plan = apply::image_plan_from_private(&request.planned_private);
+        let applied = tokio::task::spawn_blocking({
+            let desired = desired.clone();
+            move || -> Result<String, Diagnostics> {
+                let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
+                let digest = reconfigure(backend.as_ref(), &id, &desired.plan)?;
+                // Import then restores the plan enforced now.
+                let mut metadata = desired.metadata();
+                metadata.image_enforcement = image_plan.filter(|p| *p != desired.plan).map(|p| p.canonical_json());
+                let _ = backend.set_metadata(&id, serde_json::to_value(metadata).unwrap_or_default());
+                Ok(digest)
+            }
+        })
+        .await
+        .map_err(blocking_error)
+        .and_then(|r| r);
+        match applied {
+            Ok(digest) => {
+                let mut state = request.planned_state;
+                state.set("enforcement_digest", Value::from(digest));
+                StateResult { private: request.planned_private, ..StateResult::new(state) }
+            }
+            Err(errors) => keep(errors),
+        }
     }
 
     async fn delete(&self, request: ApplyRequest) -> Diagnostics {
@@ -271,13 +324,15 @@ impl Resource for Unikernel {
                     format!("Instance {id} was not started by sdsec_unikernel (it has no configuration record); stop it with `sdsec stop {id}`."),
                 )
             })?;
-            Ok(state::from_instance(&instance, &metadata))
+            let image_plan = metadata.image_enforcement.as_deref().unwrap_or(&metadata.enforcement);
+            let private = serde_json::from_str(image_plan).map(|plan| apply::private(&plan)).unwrap_or_default();
+            Ok((state::from_instance(&instance, &metadata), private))
         })
         .await
         .map_err(blocking_error)
         .and_then(|r| r);
         match imported {
-            Ok(state) => StateResult::new(state),
+            Ok((state, private)) => StateResult { private, ..StateResult::new(state) },
             Err(diags) => StateResult::failed(Value::Null, diags),
         }
     }
@@ -293,6 +348,11 @@ fn refresh(config: &ProviderConfig, id: &InstanceId, mut current: Value) -> Resu
         return Ok(Value::Null);
     }
     current.set("state", Value::from(instance_state.as_str()));
+    if instance_state == InstanceState::Running
+        && let Some(digest) = enforced_digest(backend.as_ref(), id)
+    {
+        current.set("enforcement_digest", Value::from(digest));
+    }
     let image_status = match string(&current, "image_digest").and_then(|d| ImageDigest::parse(&d).ok()) {
         None => "missing".to_owned(),
         Some(digest) => match Store::open(&config.state_dir).and_then(|store| store.verify(&digest).map(|_| ())) {
@@ -304,4 +364,30 @@ fn refresh(config: &ProviderConfig, id: &InstanceId, mut current: Value) -> Resu
     };
     current.set("image_status", Value::from(image_status));
     Ok(current)
+}
+
+/// The image digest to plan: the running image's, when it can serve the new plan in place
+/// (or a pool's, when the new instance can come from it); else the one `digest` computed.
+fn planned_image(
+    desired: &Desired,
+    config: &ProviderConfig,
+    digest: ImageDigest,
+    prior_digest: Option<String>,
+    image_plan: Option<sectosca::EnforcementPlan>,
+) -> ImageDigest {
+    let candidate = match (prior_digest, image_plan) {
+        (Some(prior), Some(plan)) => Some((prior, plan)),
+        (None, _) => desired
+            .pool
+            .as_deref()
+            .and_then(|id| crate::pool::ledger(&config.state_dir, id))
+            .and_then(|l| serde_json::from_str(&l.image_plan).ok().map(|plan| (l.image_digest, plan))),
+        (Some(_), None) => None,
+    };
+    match candidate {
+        Some((other, plan)) if other != digest.as_str() && image_serves(desired, config, &plan, &other) => {
+            ImageDigest::parse(&other).unwrap_or(digest)
+        }
+        _ => digest,
+    }
 }

@@ -13,11 +13,15 @@ pub fn schema() -> Schema {
              the enforcement runtime of its node's plan as `/init` (authentication, authorization, application \
              firewall, rate limits, audit, hardening), booted on the provider's hypervisor and kept running. \
              `image_digest` is computed at plan time from the application, the plan, the kernel and the builder, \
-             so a change shows in the plan before anything is built. Any change that alters the image replaces \
-             the instance, and the plan says why in a warning: whether a policy change touched only mechanisms \
-             the runtime can reconfigure (principals, authorization, firewall, rate limits, audit) or settings \
-             that need a new image, or whether refresh found the instance stopped, its image tampered with or \
-             past the policy's `max_lifetime`.",
+             so a change shows in the plan before anything is built. A policy change that touches only mechanisms \
+             the runtime can reconfigure (principals, authorization, firewall, rate limits, audit) is an update \
+             in place: the new plan goes to the running instance over its authenticated control channel, and \
+             `enforcement_digest` becomes the digest the runtime acknowledges. Any change that alters the image \
+             replaces the instance, and the plan says why in a warning: settings that need a new image, or \
+             refresh finding the instance stopped, its image tampered with or past the policy's `max_lifetime`. \
+             With `pool`, a new instance is a warm member of that `sdsec_pool` (resumed, or booted from its \
+             pre-built image) rather than one built and booted from scratch; add \
+             `lifecycle { create_before_destroy = true }` for blue/green replacements.",
         )
         .attribute(
             Attribute::string("id")
@@ -48,10 +52,22 @@ pub fn schema() -> Schema {
         .attribute(Attribute::number("host_port").optional().requires_replace().description(
             "Port on 127.0.0.1 of the hypervisor host forwarded to the enforcement runtime. Default: a free port.",
         ))
+        .attribute(Attribute::string("pool").optional().description(
+            "The `id` of an `sdsec_pool` to take a new instance from. A member whose image matches is taken (a \
+             paused one is resumed); with none ready the instance is built and booted as without a pool, and a \
+             warning says so.",
+        ))
+        .attribute(Attribute::string("enforcement_digest").computed().description(
+            "Digest of the plan the runtime enforces, as it acknowledged it over the control channel (refresh \
+             asks it again, so a runtime enforcing anything else shows as drift).",
+        ))
         .attribute(
             Attribute::string("image_digest")
                 .computed()
-                .description("`sha256:` digest of the image manifest (kernel, runtime, application, plan, command line)."),
+                .description(
+                    "`sha256:` digest of the image the instance booted (kernel, runtime, application, the plan it was \
+                     built with, command line). An update in place keeps it.",
+                ),
         )
         .attribute(Attribute::string("instance_id").computed().use_state_for_unknown().description("The instance id."))
         .attribute(

@@ -14,8 +14,8 @@ use crate::values::string;
 const INSTANCE_ATTRIBUTES: [&str; 5] = ["id", "instance_id", "endpoint", "boot_ms", "created_at"];
 
 pub fn mark_unknown(planned: &mut Value, creating: bool) {
-    for attribute in ["image_digest", "state", "image_status", "memory_mb", "vcpus"] {
-        if planned.get(attribute).is_none_or(Value::is_null) || attribute == "image_digest" {
+    for attribute in ["image_digest", "enforcement_digest", "state", "image_status", "memory_mb", "vcpus"] {
+        if planned.get(attribute).is_none_or(Value::is_null) || attribute.ends_with("digest") {
             planned.set(attribute, Value::unknown());
         }
     }
@@ -51,6 +51,7 @@ pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &
     planned.set("memory_mb", Value::from(desired.memory_mb.unwrap_or(build.memory_mb) as i64));
     planned.set("vcpus", Value::from(desired.vcpus.unwrap_or(build.vcpus) as i64));
     planned.set("image_digest", Value::from(digest.as_str()));
+    planned.set("enforcement_digest", Value::from(desired.plan.digest()));
     planned.set("state", Value::from("running"));
     planned.set("image_status", Value::from("verified"));
     if prior.is_null() {
@@ -66,15 +67,12 @@ pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &
         let prior_plan: Option<EnforcementPlan> =
             string(prior, "enforcement").and_then(|json| serde_json::from_str(&json).ok());
         why.push(match prior_plan.map(|p| desired.plan.change_from(&p)) {
-            Some(ChangeKind::InPlace) => "the policy changed only mechanisms the runtime can reconfigure in place \
-                (principals, authorization, firewall, rate limits, audit); this release still boots a new image"
-                .to_owned(),
             Some(ChangeKind::Replace) => {
                 "the policy changed build or placement settings (hardening, size, kernel settings, isolation), \
                  which need a new image"
                     .to_owned()
             }
-            Some(ChangeKind::None) | None => {
+            Some(ChangeKind::None | ChangeKind::InPlace) | None => {
                 "the image's inputs changed (application, arguments, size, kernel or runtime)".to_owned()
             }
         });
@@ -132,10 +130,16 @@ pub fn from_instance(instance: &Instance, metadata: &Metadata) -> Value {
         ("vcpus", Value::from(instance.vcpus as i64)),
         ("host_port", metadata.host_port.map_or(Value::Null, |p| Value::from(i64::from(p)))),
         ("image_digest", Value::from(instance.image_digest.as_str())),
+        ("pool", metadata.pool.as_deref().map_or(Value::Null, Value::from)),
+        ("enforcement_digest", sectosca_digest(&metadata.enforcement)),
         ("timeouts", Value::Null),
     ]);
     record_instance(&mut state, instance);
     state
+}
+
+fn sectosca_digest(enforcement: &str) -> Value {
+    serde_json::from_str::<EnforcementPlan>(enforcement).map_or(Value::Null, |plan| Value::from(plan.digest()))
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! Where an instance's QMP socket lives. Unix socket paths are limited to 107 bytes, and a
-//! state directory deep in a workspace easily exceeds that; such instances get their socket
-//! in a short private directory instead (`$XDG_RUNTIME_DIR/sdsec`, else `/tmp/sdsec-<uid>`,
+//! Where an instance's unix sockets (QMP, control channel) live. Socket paths are limited to
+//! 107 bytes, and a state directory deep in a workspace easily exceeds that; such instances
+//! get their sockets in a short private directory instead (`$XDG_RUNTIME_DIR/sdsec`, else `/tmp/sdsec-<uid>`,
 //! created 0700 and refused unless it is a real directory owned by this user).
 
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::registry::QMP_SOCKET;
 use crate::{HypervisorError, Result};
 
 /// `sun_path` holds 108 bytes including the terminating NUL.
@@ -20,10 +19,10 @@ fn short_dir() -> PathBuf {
     }
 }
 
-/// The socket of instance `id` whose directory is `dir`, creating the short directory when
-/// it is needed.
-pub fn path(dir: &Path, id: &str) -> Result<PathBuf> {
-    let natural = dir.join(QMP_SOCKET);
+/// The socket `name` (e.g. `qmp.sock`) of instance `id` whose directory is `dir`, creating
+/// the short directory when it is needed.
+pub fn path(dir: &Path, id: &str, name: &str) -> Result<PathBuf> {
+    let natural = dir.join(name);
     if natural.as_os_str().len() <= MAX_SOCKET_PATH {
         return Ok(natural);
     }
@@ -41,15 +40,17 @@ pub fn path(dir: &Path, id: &str) -> Result<PathBuf> {
     if !ours {
         return Err(fail(std::io::Error::other("not a private directory of this user; remove it")));
     }
-    Ok(short.join(format!("{id}.qmp")))
+    Ok(short.join(format!("{id}.{name}")))
 }
 
-/// Removes a socket kept outside the instance directory (the directory's own goes with it).
+/// Removes the sockets kept outside the instance directory (its own go with it).
 pub fn remove(dir: &Path, id: &str) {
-    if let Ok(path) = path(dir, id)
-        && !path.starts_with(dir)
-    {
-        let _ = std::fs::remove_file(path);
+    for name in [crate::registry::QMP_SOCKET, crate::registry::CONTROL_SOCKET] {
+        if let Ok(path) = path(dir, id, name)
+            && !path.starts_with(dir)
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -60,10 +61,10 @@ mod tests {
     #[test]
     fn long_directories_get_a_short_socket() {
         let short = Path::new("/s/instances/i-0123456789abcdef");
-        assert_eq!(path(short, "i-0123456789abcdef").unwrap(), short.join("qmp.sock"));
+        assert_eq!(path(short, "i-0123456789abcdef", "qmp.sock").unwrap(), short.join("qmp.sock"));
         let long = PathBuf::from(format!("/{}/instances/i-0123456789abcdef", "d".repeat(100)));
-        let socket = path(&long, "i-0123456789abcdef").unwrap();
+        let socket = path(&long, "i-0123456789abcdef", "control.sock").unwrap();
         assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH, "{}", socket.display());
-        assert!(socket.ends_with("i-0123456789abcdef.qmp"));
+        assert!(socket.ends_with("i-0123456789abcdef.control.sock"));
     }
 }

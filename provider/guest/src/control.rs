@@ -1,0 +1,246 @@
+//! The guest's end of the control channel ([`control`]): reads authenticated requests from
+//! the virtio-serial port, swaps the runtime configuration in when a new plan changes
+//! runtime mechanisms only, and answers each request with the digest of the plan enforced.
+//! Refusals (a bad MAC, a replayed sequence number, a plan that needs a new image) are
+//! answered and written to the audit log; the running configuration stays.
+
+use std::fs::File;
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use control::{Command, Key, Reply, Request};
+use sectosca::EnforcementPlan;
+use sectosca::lower::plan::ChangeKind;
+
+use crate::audit::AuditLog;
+use crate::config::{Runtime, parse_plan};
+use crate::proxy::Shared;
+
+const PORTS: &str = "/sys/class/virtio-ports";
+/// The port appears a little after its driver loads: virtio-serial announces ports after
+/// the device is up.
+const PORT_WAIT: Duration = Duration::from_secs(20);
+/// A line longer than this is not a request (plans are a few KiB).
+const MAX_LINE: usize = 1 << 20;
+
+/// The state a request is judged against.
+#[derive(Debug)]
+pub struct Controller {
+    key: Key,
+    plan: EnforcementPlan,
+    digest: String,
+    last_seq: u64,
+    shared: Arc<Shared>,
+    audit: AuditLog,
+}
+
+impl Controller {
+    pub fn new(key: Key, plan: EnforcementPlan, shared: Arc<Shared>, audit: AuditLog) -> Self {
+        let digest = plan.digest();
+        Controller { key, plan, digest, last_seq: 0, shared, audit }
+    }
+
+    /// One request line in, one reply line out.
+    pub fn handle(&mut self, line: &str) -> Reply {
+        let request: Request = match serde_json::from_str(line) {
+            Ok(request) => request,
+            Err(_) => return self.refuse(0, "malformed", "the request is not a control request".into()),
+        };
+        if !request.verify(&self.key) {
+            return self.refuse(
+                request.seq,
+                "bad_mac",
+                "the request is not authenticated by this instance's key".into(),
+            );
+        }
+        if request.seq <= self.last_seq {
+            return self.refuse(request.seq, "replayed", "the sequence number was used before".into());
+        }
+        self.last_seq = request.seq;
+        match request.command {
+            Command::Status => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
+            Command::Reconfigure { plan } => match self.reconfigure(&plan) {
+                Ok(()) => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
+                Err(why) => self.refuse(request.seq, "rejected_plan", why),
+            },
+        }
+    }
+
+    fn reconfigure(&mut self, text: &str) -> Result<(), String> {
+        let plan = parse_plan("the new plan", text).map_err(|e| e.to_string())?;
+        if plan.node != self.plan.node {
+            return Err(format!("the plan is for node `{}`, this instance enforces `{}`", plan.node, self.plan.node));
+        }
+        if plan.change_from(&self.plan) == ChangeKind::Replace {
+            return Err("the plan changes the image or the placement, which needs a new instance".into());
+        }
+        let runtime = Runtime::new(&plan.runtime).map_err(|e| e.to_string())?;
+        // Requests in flight hold the old configuration until they finish.
+        self.shared.reconfigure(runtime);
+        self.digest = plan.digest();
+        self.plan = plan;
+        let line = serde_json::json!({ "event": "reconfigured", "digest": self.digest });
+        self.audit.line(line.to_string());
+        Ok(())
+    }
+
+    fn refuse(&self, seq: u64, reason: &str, error: String) -> Reply {
+        let line = serde_json::json!({ "event": "control_refused", "reason": reason, "seq": seq });
+        self.audit.line(line.to_string());
+        Reply::new(&self.key, seq, Err(error))
+    }
+}
+
+/// Reads the instance's key and removes it, so that nothing started later can read it.
+/// `None` when the image was booted without one (no control channel then).
+pub fn take_key(path: &Path) -> Result<Option<Key>, String> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let key = Key::read(path).map_err(|e| e.to_string());
+    let removed = std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()));
+    let key = key?;
+    removed?;
+    Ok(Some(key))
+}
+
+/// The device of the port named [`control::PORT_NAME`], once it appears.
+fn find_port(deadline: Instant) -> Option<PathBuf> {
+    loop {
+        let found = std::fs::read_dir(PORTS).ok().and_then(|entries| {
+            entries.flatten().find_map(|entry| {
+                let name = std::fs::read_to_string(entry.path().join("name")).ok()?;
+                (name.trim() == control::PORT_NAME).then(|| Path::new("/dev").join(entry.file_name()))
+            })
+        });
+        if found.as_ref().is_some_and(|p| p.exists()) || Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Serves the control port on a thread of its own (its reads block).
+pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
+    let spawned = std::thread::Builder::new().name("control".into()).spawn(move || {
+        let Some(port) = find_port(Instant::now() + PORT_WAIT) else {
+            return warn("control", format!("no virtio-serial port named {} appeared", control::PORT_NAME));
+        };
+        let opened = File::options().read(true).write(true).open(&port);
+        let (reader, mut writer) = match opened.and_then(|f| Ok((f.try_clone()?, f))) {
+            Ok(pair) => pair,
+            Err(e) => return warn("control", format!("cannot open {}: {e}", port.display())),
+        };
+        let mut reader = BufReader::new(reader);
+        let mut line = String::new();
+        loop {
+            match (&mut reader).take(MAX_LINE as u64).read_line(&mut line) {
+                // No host connected: the port reads as closed until one is. A line cut off
+                // by a host that went away is dropped.
+                Ok(0) => {
+                    line.clear();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(_) if !line.ends_with('\n') && line.len() < MAX_LINE => continue,
+                Ok(_) => {
+                    let reply = controller.handle(line.trim());
+                    line.clear();
+                    if let Ok(mut text) = serde_json::to_string(&reply) {
+                        text.push('\n');
+                        let _ = writer.write_all(text.as_bytes());
+                    }
+                }
+                Err(_) => {
+                    line.clear();
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        warn("control", format!("cannot start the control thread: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    api: { type: sdsec.nodes.Unikernel }
+";
+
+    #[derive(Debug, Clone, Default)]
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn plan(doc: &str) -> EnforcementPlan {
+        let compiled = sectosca::compile_str("t", doc);
+        compiled.plans.get("api").cloned().unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
+    }
+
+    fn request(key: &Key, seq: u64, plan: &EnforcementPlan) -> String {
+        let command = Command::Reconfigure { plan: plan.canonical_json() };
+        serde_json::to_string(&Request::new(key, seq, command)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_authenticated_fresh_runtime_changes_are_applied() {
+        let sink = Sink::default();
+        let audit = AuditLog::spawn(Box::new(sink.clone())).unwrap();
+        let old = plan(DOC);
+        let runtime = Runtime::new(&old.runtime).unwrap();
+        let proxy = crate::proxy::Proxy::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:9".parse().unwrap(),
+            runtime,
+            audit.clone(),
+        )
+        .await
+        .unwrap();
+        let key = Key::generate().unwrap();
+        let mut controller = Controller::new(key.clone(), old.clone(), proxy.shared(), audit);
+
+        let mut new = old.clone();
+        new.runtime.firewall.http.max_header_bytes += 1;
+        let forged = controller.handle(&request(&Key::generate().unwrap(), 5, &new));
+        assert!(!forged.ok && forged.verify(&key), "{forged:?}");
+        assert_eq!(controller.digest, old.digest(), "a forged plan changes nothing");
+
+        let applied = controller.handle(&request(&key, 6, &new));
+        assert!(applied.ok && applied.verify(&key), "{applied:?}");
+        assert_eq!(applied.digest.as_deref(), Some(new.digest().as_str()));
+        assert_eq!(proxy.shared().runtime().plan, new.runtime);
+
+        let replayed = controller.handle(&request(&key, 6, &new));
+        assert_eq!(replayed.error.as_deref(), Some("the sequence number was used before"));
+
+        let mut rebuild = new.clone();
+        rebuild.build.hardening.read_only_root = !rebuild.build.hardening.read_only_root;
+        let refused = controller.handle(&request(&key, 7, &rebuild));
+        assert!(refused.error.as_deref().is_some_and(|e| e.contains("needs a new instance")), "{refused:?}");
+        assert!(!controller.handle("not json").ok);
+
+        let status = controller.handle(&serde_json::to_string(&Request::new(&key, 8, Command::Status)).unwrap());
+        assert_eq!(status.digest.as_deref(), Some(new.digest().as_str()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let reasons: Vec<&str> = lines.iter().filter_map(|l| l.split("\"reason\":\"").nth(1)).collect();
+        assert_eq!(reasons.len(), 4, "{lines:?}");
+        assert!(lines.iter().any(|l| l.contains("\"reconfigured\"")), "{lines:?}");
+    }
+}

@@ -1,0 +1,90 @@
+//! Each instance's control channel to its runtime ([`control`]): the key and the initramfs
+//! overlay that carries it into the guest, the virtio-serial port, and where the host finds
+//! socket and key again.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+
+use ::control::Key;
+
+use crate::registry::{CONTROL_KEY, CONTROL_SOCKET, INITRD};
+use crate::{BootSpec, HypervisorError, InstanceId, Result, socket};
+
+/// What a boot needs for a control channel.
+#[derive(Debug, Clone)]
+pub struct ControlBoot {
+    pub key: Key,
+    /// A cpio archive appended to the image's initramfs for this instance only; it holds
+    /// the key at [`control::GUEST_KEY_PATH`].
+    pub overlay: Vec<u8>,
+}
+
+/// Where the host reaches a running instance's runtime.
+#[derive(Debug, Clone)]
+pub struct ControlEndpoint {
+    pub socket: PathBuf,
+    pub key: Key,
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> HypervisorError + 'a {
+    move |source| HypervisorError::Io { action, path: path.to_owned(), source }
+}
+
+/// Keeps the key in the instance directory and writes the instance's own initramfs (the
+/// image's, then the overlay: the kernel unpacks concatenated archives in order). Returns
+/// the spec to boot.
+pub(crate) fn personalise(spec: &BootSpec, dir: &Path) -> Result<BootSpec> {
+    let Some(control) = &spec.control else { return Ok(spec.clone()) };
+    let key_path = dir.join(CONTROL_KEY);
+    control.key.write_new(&key_path).map_err(|e| HypervisorError::Io {
+        action: "write the control key",
+        path: key_path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let initrd = dir.join(INITRD);
+    let image = std::fs::read(&spec.initramfs).map_err(io("read the image's initramfs", &spec.initramfs))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&initrd)
+        .map_err(io("create the instance's initramfs", &initrd))?;
+    // The image's archive ends 4-byte aligned for the next one's header.
+    let padding = (4 - image.len() % 4) % 4;
+    file.write_all(&image)
+        .and_then(|()| file.write_all(&[0u8; 4][..padding]))
+        .and_then(|()| file.write_all(&control.overlay))
+        .map_err(io("write the instance's initramfs", &initrd))?;
+    Ok(BootSpec { initramfs: initrd, ..spec.clone() })
+}
+
+/// The socket QEMU listens on for the channel.
+pub(crate) fn socket_path(dir: &Path, id: &InstanceId) -> Result<PathBuf> {
+    socket::path(dir, id.as_str(), CONTROL_SOCKET)
+}
+
+/// QEMU's arguments for the channel: a virtio-serial port backed by a unix socket (in a
+/// directory of the provider's user only).
+pub(crate) fn qemu_args(socket: &Path) -> Vec<String> {
+    // Commas separate QEMU's option fields; a comma in the path is written twice.
+    let path = socket.to_string_lossy().replace(',', ",,");
+    vec![
+        "-chardev".into(),
+        format!("socket,id=sdsecctl,path={path},server=on,wait=off"),
+        "-device".into(),
+        "virtio-serial-device,max_ports=1".into(),
+        "-device".into(),
+        format!("virtserialport,chardev=sdsecctl,name={}", ::control::PORT_NAME),
+    ]
+}
+
+/// The channel of an instance whose directory is `dir`.
+pub(crate) fn endpoint(dir: &Path, id: &InstanceId) -> Result<ControlEndpoint> {
+    let key_path = dir.join(CONTROL_KEY);
+    if !key_path.exists() {
+        return Err(HypervisorError::NoControl(id.clone()));
+    }
+    let key = Key::read(&key_path).map_err(|e| HypervisorError::BadRecord { path: key_path, reason: e.to_string() })?;
+    Ok(ControlEndpoint { socket: socket_path(dir, id)?, key })
+}

@@ -1,0 +1,239 @@
+//! Pools of warm protected instances, kept by `sdsec_pool` and drawn from by
+//! `sdsec_unikernel`. A pool's ledger lives under the state directory:
+//!
+//! ```text
+//! <state_dir>/pools/<pool id>/pool.json   what the pool holds (rewritten whole, by rename)
+//!                             lock        held while the ledger is read and changed
+//! ```
+//!
+//! Every change happens under the lock, so two applies never take the same member. A
+//! taken member leaves the ledger before it is handed over; from then on it is the taker's.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error("cannot {action} {path}: {source}; check the state directory's permissions")]
+    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("the pool ledger {path} is unreadable ({reason}); destroy and re-create the pool")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no pool {0} in this provider's state directory; check `pool` and the provider's `state_dir`")]
+    NotFound(String),
+}
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PoolError + 'a {
+    move |source| PoolError::Io { action, path: path.to_owned(), source }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Warm {
+    /// Images built and verified in the store; taking one boots it.
+    Image,
+    /// Instances booted to readiness and paused; taking one resumes it.
+    Paused,
+}
+
+impl Warm {
+    pub fn parse(text: &str) -> Option<Warm> {
+        match text {
+            "image" => Some(Warm::Image),
+            "paused" => Some(Warm::Paused),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Warm::Image => "image",
+            Warm::Paused => "paused",
+        }
+    }
+}
+
+/// What a pool holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ledger {
+    pub id: String,
+    pub warm: Warm,
+    pub image_digest: String,
+    /// The plan the image was built with (canonical JSON).
+    pub image_plan: String,
+    /// Member ids: instance ids of paused members, `m-…` slots of image members.
+    pub members: Vec<String>,
+}
+
+/// The pools under one state directory.
+#[derive(Debug, Clone)]
+pub struct Pools {
+    root: PathBuf,
+}
+
+/// The exclusive lock of one pool's ledger, released when dropped.
+#[derive(Debug)]
+pub struct Locked {
+    _file: File,
+    path: PathBuf,
+}
+
+impl Pools {
+    pub fn new(state_dir: &Path) -> Pools {
+        Pools { root: state_dir.join("pools") }
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    /// A new pool id: `pool-` and 12 hex digits.
+    pub fn new_id() -> Result<String, PoolError> {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).map_err(|e| PoolError::Io {
+            action: "draw",
+            path: "a pool id".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(format!("pool-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+    }
+
+    /// Waits for the pool's lock (creating the pool's directory when `create`).
+    pub fn lock(&self, id: &str, create: bool) -> Result<Locked, PoolError> {
+        let dir = self.dir(id);
+        if create {
+            fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        } else if !dir.is_dir() {
+            return Err(PoolError::NotFound(id.to_owned()));
+        }
+        let path = dir.join("lock");
+        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+        file.lock().map_err(io("lock", &path))?;
+        Ok(Locked { _file: file, path: dir.join("pool.json") })
+    }
+
+    /// Removes a pool's ledger (its members must be gone already).
+    pub fn remove(&self, id: &str) -> Result<(), PoolError> {
+        let dir = self.dir(id);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Every pool's ledger (for `images gc`, which keeps the images pools hold).
+    pub fn all(&self) -> Vec<Ledger> {
+        let Ok(entries) = fs::read_dir(&self.root) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter_map(|e| fs::read_to_string(e.path().join("pool.json")).ok())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect()
+    }
+}
+
+impl Locked {
+    /// `None` before the first save.
+    pub fn load(&self) -> Result<Option<Ledger>, PoolError> {
+        let text = match fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io("read", &self.path)(e)),
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| PoolError::Corrupt { path: self.path.clone(), reason: e.to_string() })
+    }
+
+    /// Written to a temporary file and renamed: a reader sees the old ledger or the new.
+    pub fn save(&self, ledger: &Ledger) -> Result<(), PoolError> {
+        let tmp = self.path.with_extension("json.tmp");
+        let text =
+            serde_json::to_string_pretty(ledger).map_err(|e| io("encode", &self.path)(std::io::Error::other(e)))?;
+        fs::write(&tmp, text).map_err(io("write", &tmp))?;
+        fs::rename(&tmp, &self.path).map_err(io("write", &self.path))
+    }
+}
+
+/// A member handed over to a unikernel.
+#[derive(Debug)]
+pub enum Taken {
+    /// A paused instance, now the taker's to resume.
+    Paused { instance: hypervisor::InstanceId, image_plan: sectosca::EnforcementPlan },
+    /// A slot of a pool of pre-built images: boot the image built with `image_plan`.
+    Image { image_plan: sectosca::EnforcementPlan },
+}
+
+/// Takes a member of pool `id` whose image is `digest`, if one is ready. Under the pool's
+/// lock, so no member is ever taken twice.
+pub fn take(state_dir: &Path, id: &str, digest: &str) -> Result<Option<Taken>, PoolError> {
+    let locked = Pools::new(state_dir).lock(id, false)?;
+    let Some(mut ledger) = locked.load()? else { return Ok(None) };
+    if ledger.image_digest != digest || ledger.members.is_empty() {
+        return Ok(None);
+    }
+    let image_plan: sectosca::EnforcementPlan = serde_json::from_str(&ledger.image_plan)
+        .map_err(|e| PoolError::Corrupt { path: locked.path.clone(), reason: e.to_string() })?;
+    let member = ledger.members.remove(0);
+    let taken = match ledger.warm {
+        Warm::Image => Taken::Image { image_plan },
+        Warm::Paused => {
+            let instance = member.parse().map_err(|reason| PoolError::Corrupt { path: locked.path.clone(), reason })?;
+            Taken::Paused { instance, image_plan }
+        }
+    };
+    locked.save(&ledger)?;
+    Ok(Some(taken))
+}
+
+/// The ledger of pool `id`, read under its lock (`None` for an unknown pool).
+pub fn ledger(state_dir: &Path, id: &str) -> Option<Ledger> {
+    Pools::new(state_dir).lock(id, false).ok()?.load().ok()?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ledgers_round_trip_under_their_lock_and_concurrent_takers_queue() {
+        let state = tempfile::tempdir().unwrap();
+        let pools = Pools::new(state.path());
+        let id = Pools::new_id().unwrap();
+        assert!(matches!(pools.lock(&id, false), Err(PoolError::NotFound(_))));
+        let ledger = Ledger {
+            id: id.clone(),
+            warm: Warm::Paused,
+            image_digest: "sha256:00".into(),
+            image_plan: "{}".into(),
+            members: vec!["i-1".into(), "i-2".into()],
+        };
+        {
+            let locked = pools.lock(&id, true).unwrap();
+            assert_eq!(locked.load().unwrap(), None);
+            locked.save(&ledger).unwrap();
+        }
+        // Two threads each take one member under the lock: never the same one.
+        let taken: Vec<String> = std::thread::scope(|scope| {
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let locked = pools.lock(&id, false).unwrap();
+                        let mut ledger = locked.load().unwrap().unwrap();
+                        let member = ledger.members.remove(0);
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        locked.save(&ledger).unwrap();
+                        member
+                    })
+                })
+                .collect();
+            takers.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_ne!(taken[0], taken[1]);
+        assert!(pools.lock(&id, false).unwrap().load().unwrap().unwrap().members.is_empty());
+        assert_eq!(pools.all().len(), 1);
+        pools.remove(&id).unwrap();
+        assert!(pools.all().is_empty());
+    }
+}

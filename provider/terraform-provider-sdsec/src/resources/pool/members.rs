@@ -1,0 +1,143 @@
+//! Keeping a pool's members: fill it to size, drop what died or no longer verifies, drain it.
+//! Callers hold the pool's lock throughout.
+
+use std::time::Duration;
+
+use hypervisor::{Hypervisor, InstanceId, InstanceState};
+use sdsec_image::{ImageDigest, Store};
+use tfplugin::Diagnostics;
+
+use crate::config::ProviderConfig;
+use crate::launch;
+use crate::pool::{Ledger, Locked, Warm};
+use crate::resources::unikernel::desired::Desired;
+use crate::resources::unikernel::{error, manifest};
+
+/// Builds (or finds) the image of `ledger.image_plan` and adds members until there are
+/// `size`; extra members are stopped. The ledger is saved after every member, so what was
+/// done survives a failure half-way.
+pub fn fill(
+    config: &ProviderConfig,
+    locked: &Locked,
+    ledger: &mut Ledger,
+    desired: &Desired,
+    size: usize,
+    timeout: Duration,
+) -> Result<(), Diagnostics> {
+    let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
+    while ledger.members.len() > size {
+        if let Some(member) = ledger.members.pop() {
+            stop_member(backend.as_ref(), ledger.warm, &member);
+        }
+    }
+    let missing = size - ledger.members.len();
+    if missing == 0 {
+        return save(locked, ledger);
+    }
+    let plan: sectosca::EnforcementPlan =
+        serde_json::from_str(&ledger.image_plan).map_err(|e| error("Pool ledger unreadable", e))?;
+    let (spec, manifest) = manifest(desired, &plan, config)?;
+    let store = Store::open(&config.state_dir).map_err(|e| error("Image store unavailable", e))?;
+    let image = store.ensure_manifest(&spec, &manifest).map_err(|e| error("Image build failed", e))?.image;
+    ledger.image_digest = image.digest.to_string();
+    if ledger.warm == Warm::Image {
+        for _ in 0..missing {
+            ledger.members.push(slot_id()?);
+        }
+        return save(locked, ledger);
+    }
+    // Booted side by side: each waits mostly on its guest.
+    let pool_id = ledger.id.clone();
+    let booted: Vec<Result<InstanceId, Diagnostics>> = std::thread::scope(|scope| {
+        let boots: Vec<_> = (0..missing)
+            .map(|_| {
+                let (backend, image, plan, pool_id) = (backend.as_ref(), &image, &plan, &pool_id);
+                scope.spawn(move || -> Result<InstanceId, Diagnostics> {
+                    let mut boot = launch::boot_spec(image, plan, None, timeout);
+                    boot.name = format!("{}-pool", desired.name);
+                    boot.metadata = serde_json::json!({ "pool": pool_id });
+                    boot.control = Some(launch::control_boot().map_err(|e| error("Cannot prepare a member", e))?);
+                    let instance = backend.boot(&boot).map_err(|e| error("Pool member did not start", e))?;
+                    if let Err(e) = backend.pause(&instance.id) {
+                        let _ = backend.stop(&instance.id, Duration::from_secs(5));
+                        return Err(error("Cannot pause a pool member", e));
+                    }
+                    Ok(instance.id)
+                })
+            })
+            .collect();
+        boots
+            .into_iter()
+            .map(|b| b.join().unwrap_or_else(|_| Err(error("Internal error", "a boot thread failed"))))
+            .collect()
+    });
+    let mut errors = Diagnostics::new();
+    for result in booted {
+        match result {
+            Ok(id) => ledger.members.push(id.as_str().to_owned()),
+            Err(e) => errors.extend(e),
+        }
+    }
+    save(locked, ledger)?;
+    if errors.has_errors() { Err(errors) } else { Ok(()) }
+}
+
+fn save(locked: &Locked, ledger: &Ledger) -> Result<(), Diagnostics> {
+    locked.save(ledger).map_err(|e| error("Cannot record the pool", e))
+}
+
+fn slot_id() -> Result<String, Diagnostics> {
+    let id = InstanceId::random().map_err(|e| error("Cannot name a member", e))?;
+    Ok(format!("m-{}", id.as_str().trim_start_matches("i-")))
+}
+
+fn stop_member(backend: &dyn Hypervisor, warm: Warm, member: &str) {
+    if warm == Warm::Paused
+        && let Ok(id) = member.parse::<InstanceId>()
+    {
+        let _ = backend.stop(&id, Duration::from_secs(5));
+    }
+}
+
+/// Drops members that are not ready any more: all of them when the image fails
+/// verification, a paused member that is no longer paused. Returns why, per dropped member.
+pub fn refresh(config: &ProviderConfig, locked: &Locked, ledger: &mut Ledger) -> Result<Vec<String>, Diagnostics> {
+    let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
+    let verified = ImageDigest::parse(&ledger.image_digest)
+        .ok()
+        .and_then(|digest| Store::open(&config.state_dir).ok()?.verify(&digest).err())
+        .map(|e| e.to_string());
+    let mut dropped = Vec::new();
+    let mut kept = Vec::new();
+    for member in std::mem::take(&mut ledger.members) {
+        let why = match (&verified, ledger.warm) {
+            (Some(problem), _) => Some(format!("its image failed verification: {problem}")),
+            (None, Warm::Image) => None,
+            (None, Warm::Paused) => match member.parse::<InstanceId>().map(|id| backend.state(&id)) {
+                Ok(Ok(InstanceState::Paused)) => None,
+                Ok(Ok(state)) => Some(format!("it is {}", state.as_str())),
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(e) => Some(e),
+            },
+        };
+        match why {
+            None => kept.push(member),
+            Some(why) => {
+                stop_member(backend.as_ref(), ledger.warm, &member);
+                dropped.push(format!("{member}: {why}"));
+            }
+        }
+    }
+    ledger.members = kept;
+    save(locked, ledger)?;
+    Ok(dropped)
+}
+
+/// Stops every member.
+pub fn drain(config: &ProviderConfig, locked: &Locked, ledger: &mut Ledger) -> Result<(), Diagnostics> {
+    let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
+    for member in std::mem::take(&mut ledger.members) {
+        stop_member(backend.as_ref(), ledger.warm, &member);
+    }
+    save(locked, ledger)
+}

@@ -1,0 +1,73 @@
+//! The schema of `sdsec_pool`.
+
+use tfplugin::validators::{IntegerBetween, OneOf};
+use tfplugin::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
+
+use crate::resources::unikernel::application_type;
+
+/// More members than this would not fit a host anyway (each is a VM).
+pub const MAX_SIZE: i64 = 64;
+
+pub fn schema() -> Schema {
+    Schema::new(0)
+        .description(
+            "A pool of warm protected instances of one node's plan and application, from which `sdsec_unikernel`s \
+             with `pool` set start fast. `warm = \"image\"` keeps the image built and verified in the store (taking \
+             a member boots it); `warm = \"paused\"` keeps instances booted to readiness and paused (taking one \
+             resumes it, in milliseconds). Refresh drops members that died or whose image no longer verifies, and \
+             members taken by unikernels; `ready` then shows the gap and the next apply refills the pool to \
+             `size`. A policy change that only touches runtime mechanisms keeps the members (each taker is \
+             reconfigured in place); one that needs a new image rebuilds them. Destroy stops every member.",
+        )
+        .attribute(
+            Attribute::string("id")
+                .computed()
+                .use_state_for_unknown()
+                .description("The pool id (`pool-` and 12 hex digits), for `sdsec_unikernel.pool`."),
+        )
+        .attribute(
+            Attribute::string("name")
+                .optional()
+                .description("A short name for the members, shown in process lists and logs. Default: `pool`."),
+        )
+        .attribute(Attribute::string("enforcement").required().description(
+            "The node's enforcement plan as canonical JSON, normally `sdsec_security_policy.<name>.enforcement[\"<node>\"]`.",
+        ))
+        .attribute(Attribute::new("application", application_type()).required().description(
+            "The application, as in `sdsec_unikernel`: `path` of a static executable, `args`, and its `port` in the guest.",
+        ))
+        .attribute(
+            Attribute::number("memory_mb").optional_computed().description("Guest memory in MiB. Default: the plan's."),
+        )
+        .attribute(Attribute::number("vcpus").optional_computed().description("Virtual CPUs. Default: the plan's."))
+        .attribute(
+            Attribute::number("size")
+                .required()
+                .validator(IntegerBetween { min: 0, max: MAX_SIZE })
+                .description("How many ready members the pool keeps."),
+        )
+        .attribute(
+            Attribute::string("warm")
+                .required()
+                .requires_replace()
+                .validator(OneOf::new(["image", "paused"]))
+                .description("`image` (pre-built, verified images) or `paused` (booted to readiness, then paused)."),
+        )
+        .attribute(Attribute::string("image_digest").computed().description("`sha256:` digest of the members' image."))
+        .attribute(Attribute::number("ready").computed().description("Members ready to be taken."))
+        .attribute(Attribute::new("members", Type::list(Type::String)).computed().description(
+            "The ready members: instance ids of paused members, slot ids (`m-…`) of image members.",
+        ))
+        .block(NestedBlock::new(
+            "timeouts",
+            Nesting::Single,
+            Block::new()
+                .description("How long operations may take, as `30s`, `5m` or `1h`.")
+                .attribute(
+                    Attribute::string("create")
+                        .optional()
+                        .description("Build, and boot each paused member until it serves (default `5m`)."),
+                )
+                .attribute(Attribute::string("delete").optional().description("Graceful stop of each member (default `30s`).")),
+        ))
+}
