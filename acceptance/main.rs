@@ -6,5 +6,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod harness;
+mod pool;
 mod security_policy;
 mod unikernel;

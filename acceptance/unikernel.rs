@@ -1,6 +1,6 @@
 //! `sdsec_unikernel` through its whole life on a real hypervisor: create, requests through
-//! the endpoint (refused without a token, served with one, audited), no-op plan, a policy
-//! change that replaces the instance and says why, an instance killed by hand and one whose
+//! the endpoint (refused without a token, served with one, audited), no-op plan, a new
+//! principal applied in place over the control channel (same instance, not rebooted), an instance killed by hand and one whose
 //! stored image was corrupted (both re-created), import, destroy leaving nothing behind,
 //! and bad inputs refused at plan time. On the embedded QEMU backend and on libvirt, with
 //! the first Terraform CLI of the matrix (each step boots a VM).
@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use crate::harness::{Workspace, clis, provider_dir};
 
-const POLICY: &str = include_str!("../examples/quickstart/policy.yaml");
-const TOKEN: &str = "quickstart-token";
+pub(crate) const POLICY: &str = include_str!("../examples/quickstart/policy.yaml");
+pub(crate) const TOKEN: &str = "quickstart-token";
 /// A second principal, added by the policy change: token "acceptance-token".
-const NEW_PRINCIPAL: &str = r#"            - name: ci
+pub(crate) const NEW_PRINCIPAL: &str = r#"            - name: ci
               token_sha256: "04493522e221280ef9b4f4dec4d42a835b39e95aa2f28ce41fcd18b21f95058c"
               roles: [reader]
 "#;
 
-fn static_app() -> PathBuf {
+pub(crate) fn static_app() -> PathBuf {
     let path = provider_dir().parent().unwrap().join("x86_64-unknown-linux-gnu/guest/sdsec-example-api");
     assert!(path.is_file(), "{} is missing: run scripts/build.sh", path.display());
     path
@@ -62,7 +62,7 @@ resource "sdsec_unikernel" "api" {{
     )
 }
 
-fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
+pub(crate) fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -74,7 +74,7 @@ fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
 }
 
 /// Processes whose command line names the instance (its QEMU, under either backend).
-fn processes_of(instance: &str) -> Vec<u32> {
+pub(crate) fn processes_of(instance: &str) -> Vec<u32> {
     let procs = std::fs::read_dir("/proc").unwrap().flatten();
     procs
         .filter_map(|p| {
@@ -87,7 +87,7 @@ fn processes_of(instance: &str) -> Vec<u32> {
         .collect()
 }
 
-fn console_log(state_dir: &Path, instance: &str) -> String {
+pub(crate) fn console_log(state_dir: &Path, instance: &str) -> String {
     for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {
         if let Ok(text) = std::fs::read_to_string(dir.join(instance).join("console.log")) {
             return text;
@@ -97,9 +97,9 @@ fn console_log(state_dir: &Path, instance: &str) -> String {
 }
 
 /// Destroys what a failed test applied, so no VM outlives it.
-struct DestroyOnPanic<'a> {
-    ws: &'a Workspace,
-    vars: Vec<String>,
+pub(crate) struct DestroyOnPanic<'a> {
+    pub ws: &'a Workspace,
+    pub vars: Vec<String>,
 }
 
 impl Drop for DestroyOnPanic<'_> {
@@ -160,24 +160,25 @@ fn lifecycle(backend: &str) {
     assert!(console_log(&state_dir, &first).contains("authn_failure"));
     ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
 
-    // A new principal: a runtime change, shown as such, replacing the instance.
+    // A new principal: a runtime change, applied in place over the control channel.
     let changed = POLICY.replace(
         "              roles: [deployer, reader]\n",
         &format!("              roles: [deployer, reader]\n{NEW_PRINCIPAL}"),
     );
     assert_ne!(changed, POLICY);
     ws.write("policy.yaml", &changed);
-    ws.run(&["plan", "-no-color"])
-        .success()
-        .contains("will be replaced")
-        .contains("only mechanisms the runtime can reconfigure")
-        .contains("forces replacement");
+    let before = attr(&ws, "enforcement_digest");
+    ws.run(&["plan", "-no-color"]).success().contains("updated in-place").lacks("forces replacement");
     ws.run(&["apply", "-auto-approve", "-no-color"]).success();
     let second = attr(&ws, "instance_id");
-    assert_ne!(second, first);
-    assert!(processes_of(&first).is_empty(), "the replaced instance still runs");
-    let endpoint = attr(&ws, "endpoint");
-    assert_eq!(status(&endpoint, "/items", Some("acceptance-token")), 200);
+    assert_eq!(second, first, "updated in place, not replaced");
+    assert_ne!(attr(&ws, "enforcement_digest"), before);
+    assert_eq!(status(&endpoint, "/items", Some("acceptance-token")), 200, "the new principal is accepted");
+    assert_eq!(status(&endpoint, "/items", Some(TOKEN)), 200);
+    let log = console_log(&state_dir, &first);
+    assert_eq!(log.matches("\"event\":\"ready\"").count(), 1, "not rebooted: {log}");
+    assert!(log.contains("\"reconfigured\""), "{log}");
+    ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
 
     // Killed by hand: refresh drops it, the next apply creates it again.
     for pid in processes_of(&second) {
@@ -209,7 +210,7 @@ fn lifecycle(backend: &str) {
 
     // Destroy leaves no process, no domain and no instance files.
     ws.run(&["destroy", "-auto-approve", "-no-color"]).success();
-    for id in [&first, &second, &third, &fourth] {
+    for id in [&first, &third, &fourth] {
         assert!(processes_of(id).is_empty(), "{id} still runs after destroy");
     }
     for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {

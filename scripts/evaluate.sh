@@ -17,6 +17,8 @@
 #   EVAL_RUNS [5]           repetitions for the timings of ondemand and protection
 #   EVAL_N ["1 5 10"]       instance counts for propagation
 #   EVAL_PROP_RUNS [1]      policy changes timed per mode and N
+#   EVAL_ONDEMAND_MODES ["none image paused"], EVAL_PROP_MODES ["inplace replace pool"]
+#                           the parts of ondemand and propagation to run
 #   EVAL_POOL_SIZE [2]      pool size for ondemand (propagation uses a pool of N)
 #   EVAL_DENSITY_N [3]      running instances, and paused pool members, for density
 #   EVAL_REQUESTS [2000]    requests per load test, EVAL_CONCURRENCY [4] connections,
@@ -37,6 +39,8 @@ quickstart_policy="$root/examples/quickstart/policy.yaml"
 doc="${EVAL_OUT:-$root/docs/benchmarks.md}"
 runs="${EVAL_RUNS:-5}"
 read -r -a ns <<<"${EVAL_N:-1 5 10}"
+read -r -a ondemand_modes <<<"${EVAL_ONDEMAND_MODES:-none image paused}"
+read -r -a prop_modes <<<"${EVAL_PROP_MODES:-inplace replace pool}"
 prop_runs="${EVAL_PROP_RUNS:-1}"
 pool_size="${EVAL_POOL_SIZE:-2}"
 density_n="${EVAL_DENSITY_N:-3}"
@@ -255,6 +259,7 @@ fill_pool() { # DIR SIZE: apply until the pool holds SIZE ready members (an appl
 }
 
 add() { echo "$2" >>"$res/$1"; } # KEY VALUE
+failed() { case "$1" in "not run"*) echo "$1" ;; *) echo "failed: $1" ;; esac; }
 vals() { cat "$res/$1" 2>/dev/null || true; }
 cell() { # KEY [DIGITS]: "median (min–max)" of the values
   # shellcheck disable=SC2046
@@ -322,8 +327,12 @@ ondemand_mode() { # WARM (none|image|paused)
 section_ondemand() {
   local md="$work/ondemand.md" warm label err=()
   for warm in none image paused; do
-    try "ondemand-$warm" ondemand_mode "$warm"
-    err+=("$try_error")
+    if [[ " ${ondemand_modes[*]} " == *" $warm "* ]]; then
+      try "ondemand-$warm" ondemand_mode "$warm"
+      err+=("$try_error")
+    else
+      err+=("not run (EVAL_ONDEMAND_MODES)")
+    fi
   done
   {
     echo "| start from | n | \`terraform apply\` start → first authenticated 200 (s) | \`terraform apply\` (s) | provider \`boot_ms\` (ms) |"
@@ -338,7 +347,7 @@ section_ondemand() {
       if [ "$(n_of "ondemand-$warm.t200")" -gt 0 ]; then
         echo "| $label | $(n_of "ondemand-$warm.t200") | $(cell "ondemand-$warm.t200") | $(cell "ondemand-$warm.apply") | $(cell "ondemand-$warm.boot" 0) |"
       fi
-      [ -z "${err[$i]}" ] || echo "| $label | – | failed: ${err[$i]} | | |"
+      [ -z "${err[$i]}" ] || echo "| $label | – | $(failed "${err[$i]}") | | |"
       i=$((i + 1))
     done
     cat <<EOF
@@ -537,8 +546,12 @@ prop_mode() { # MODE (inplace|replace|pool)
 section_propagation() {
   local md="$work/propagation.md" mode label n key err=() i=0
   for mode in inplace replace pool; do
-    try "prop-$mode" prop_mode "$mode"
-    err+=("$try_error")
+    if [[ " ${prop_modes[*]} " == *" $mode "* ]]; then
+      try "prop-$mode" prop_mode "$mode"
+      err+=("$try_error")
+    else
+      err+=("not run (EVAL_PROP_MODES)")
+    fi
   done
   {
     echo "| mode | N | n | apply start → all N enforce (s) | → first enforces (s) | per instance (s) | \`terraform apply\` (s) | instance ids kept |"
@@ -554,7 +567,7 @@ section_propagation() {
         [ "$(n_of "$key.all")" -gt 0 ] || continue
         echo "| $label | $n | $(n_of "$key.all") | $(cell "$key.all") | $(cell "$key.first") | $(cell "$key.each") | $(cell "$key.apply") | $(vals "$key.kept" | awk -v n="$n" '{ printf "%s%s/%s", (NR > 1 ? ", " : ""), $1, n }') |"
       done
-      [ -z "${err[$i]}" ] || echo "| $label | – | – | failed: ${err[$i]} | | | | |"
+      [ -z "${err[$i]}" ] || echo "| $label | – | – | $(failed "${err[$i]}") | | | | |"
       i=$((i + 1))
     done
     cat <<EOF

@@ -73,7 +73,8 @@ pub(crate) fn qemu_args(socket: &Path) -> Vec<String> {
         "-chardev".into(),
         format!("socket,id=sdsecctl,path={path},server=on,wait=off"),
         "-device".into(),
-        "virtio-serial-device,max_ports=1".into(),
+        // Port 0 is reserved for a console; the channel takes port 1.
+        "virtio-serial-device,max_ports=2".into(),
         "-device".into(),
         format!("virtserialport,chardev=sdsecctl,name={}", ::control::PORT_NAME),
     ]

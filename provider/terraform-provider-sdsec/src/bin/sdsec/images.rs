@@ -41,7 +41,7 @@ pub enum ImagesCommand {
     List,
     /// Check stored images against their digests; exit 1 if any is tampered.
     Verify { digests: Vec<String> },
-    /// Remove images no running instance uses (and those given with --keep stay).
+    /// Remove images no running instance or pool uses (and those given with --keep stay).
     Gc {
         #[arg(long)]
         keep: Vec<String>,
@@ -139,6 +139,9 @@ pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: Image
         ImagesCommand::Gc { keep } => {
             let mut keep = digests(&keep)?;
             keep.extend(crate::instances::image_digests_in_use(state_dir, at)?);
+            // Pools' images stay: their members boot from them.
+            let pools = sdsec_provider::pool::Pools::new(state_dir).all();
+            keep.extend(pools.iter().filter_map(|p| ImageDigest::parse(&p.image_digest).ok()));
             let report = store.gc(&keep).map_err(fail)?;
             for digest in &report.removed {
                 print_stdout(&format!("removed {digest}"));

@@ -36,7 +36,8 @@ pub fn run(
     let ensured = store.ensure(&spec).map_err(fail)?;
     let built_ms = started.elapsed().as_millis();
     let backend = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), accel).map_err(fail)?;
-    let boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
+    let mut boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
+    boot.control = Some(launch::control_boot().map_err(fail)?);
     let instance = backend.boot(&boot).map_err(fail)?;
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",

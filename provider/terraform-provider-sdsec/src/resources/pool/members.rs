@@ -30,16 +30,18 @@ pub fn fill(
             stop_member(backend.as_ref(), ledger.warm, &member);
         }
     }
-    let missing = size - ledger.members.len();
-    if missing == 0 {
-        return save(locked, ledger);
-    }
+    // The image is kept built and verified even with no member to boot (`warm = "image"`,
+    // or `size = 0`): takers boot it.
     let plan: sectosca::EnforcementPlan =
         serde_json::from_str(&ledger.image_plan).map_err(|e| error("Pool ledger unreadable", e))?;
     let (spec, manifest) = manifest(desired, &plan, config)?;
     let store = Store::open(&config.state_dir).map_err(|e| error("Image store unavailable", e))?;
     let image = store.ensure_manifest(&spec, &manifest).map_err(|e| error("Image build failed", e))?.image;
     ledger.image_digest = image.digest.to_string();
+    let missing = size - ledger.members.len();
+    if missing == 0 {
+        return save(locked, ledger);
+    }
     if ledger.warm == Warm::Image {
         for _ in 0..missing {
             ledger.members.push(slot_id()?);
