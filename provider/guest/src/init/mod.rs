@@ -200,7 +200,7 @@ async fn supervise(
     }
     if let Some(key) = key {
         let controller = crate::control::Controller::new(key, plan.clone(), proxy.shared(), audit.clone());
-        crate::control::spawn(controller, |step, error| warn(step, error));
+        crate::control::spawn(controller, warn);
     }
     tokio::spawn(proxy.run());
     loop {
