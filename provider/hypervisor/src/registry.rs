@@ -92,13 +92,17 @@ impl Registry {
         self.root.join(id.as_str())
     }
 
-    pub fn create_dir(&self, id: &InstanceId) -> Result<PathBuf> {
+    /// `private` makes the instance's directory 0700: its sockets and key are then the
+    /// provider user's alone. (A libvirt daemon's QEMU may run as another user, who must
+    /// write the console log there.)
+    pub fn create_dir(&self, id: &InstanceId, private: bool) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt as _;
         let dir = self.dir(id);
-        fs::create_dir_all(&dir).map_err(|source| HypervisorError::Io {
-            action: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        let fail = |source| HypervisorError::Io { action: "create", path: dir.clone(), source };
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent).map_err(fail)?;
+        }
+        fs::DirBuilder::new().mode(if private { 0o700 } else { 0o755 }).create(&dir).map_err(fail)?;
         Ok(dir)
     }
 

@@ -107,6 +107,8 @@ fn control_channel_reconfigures_in_place(
     let channel = qemu.control(instance).unwrap();
     let key_file = console.with_file_name("control.key");
     assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
+    let dir = console.parent().unwrap();
+    assert_eq!(std::fs::metadata(dir).unwrap().permissions().mode() & 0o777, 0o700, "sockets and key are private");
     let original = std::fs::read_to_string(POLICY).unwrap();
     let marker = "roles: [deployer, reader]";
     let changed = original.replacen(marker, &format!("{marker}{SECOND_PRINCIPAL}"), 1);

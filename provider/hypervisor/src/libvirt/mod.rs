@@ -171,7 +171,7 @@ impl Libvirt {
 impl Hypervisor for Libvirt {
     fn boot(&self, spec: &BootSpec) -> Result<Instance> {
         let id = InstanceId::random()?;
-        let dir = self.registry.create_dir(&id)?;
+        let dir = self.registry.create_dir(&id, false)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
         let mut record = Instance {
             id: id.clone(),

@@ -135,7 +135,7 @@ impl Qemu {
 impl Hypervisor for Qemu {
     fn boot(&self, spec: &BootSpec) -> Result<Instance> {
         let id = InstanceId::random()?;
-        let dir = self.registry.create_dir(&id)?;
+        let dir = self.registry.create_dir(&id, true)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
         let started = Instant::now();
         let launched = control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &id, &dir));
