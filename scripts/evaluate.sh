@@ -267,7 +267,7 @@ cell() { # KEY [DIGITS]: "median (min–max)" of the values
 }
 n_of() { vals "$1" | grep -c . || true; }
 median() { vals "$1" | sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "%s", (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else printf "%.3g×", a / b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "–"; else if (a / b >= 100) printf "%.0f×", a / b; else printf "%.3g×", a / b }'; }
 
 # ------------------------------------------------------------------- 1. ondemand
 
@@ -314,6 +314,9 @@ ondemand_mode() { # WARM (none|image|paused)
     if [ "$warm" = none ]; then
       # Drop the image the previous run generated, so that each run generates its own.
       "$sdsec" --state-dir "$d/state" images gc >/dev/null 2>&1
+      if find "$d/state/images" -mindepth 1 -maxdepth 1 -name '[0-9a-f]*' 2>/dev/null | grep -q .; then
+        die "sdsec images gc left an image in $d/state/images: the run would not generate its own"
+      fi
     else
       fill_pool "$d" "$pool_size"
     fi

@@ -242,7 +242,7 @@ def cmd_stats(a):
         return
     f = "{:." + str(a.digits) + "f}"
     med, lo, hi = statistics.median(xs), min(xs), max(xs)
-    print(f"{f.format(med)} ({f.format(lo)}–{f.format(hi)})" if len(xs) > 1 else f.format(med))
+    print(f"{f.format(med)} ({f.format(lo)}–{f.format(hi)})" if lo != hi else f.format(med))
 
 
 def cmd_startup(a):

@@ -196,42 +196,39 @@ pub fn ledger(state_dir: &Path, id: &str) -> Option<Ledger> {
 mod tests {
     use super::*;
 
+    fn plan_json() -> String {
+        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
+        sectosca::compile_str("t", doc).plan_json("api").unwrap()
+    }
+
     #[test]
-    fn ledgers_round_trip_under_their_lock_and_concurrent_takers_queue() {
+    fn concurrent_takers_never_get_the_same_member() {
         let state = tempfile::tempdir().unwrap();
         let pools = Pools::new(state.path());
         let id = Pools::new_id().unwrap();
-        assert!(matches!(pools.lock(&id, false), Err(PoolError::NotFound(_))));
+        assert!(matches!(take(state.path(), &id, "sha256:00"), Err(PoolError::NotFound(_))));
         let ledger = Ledger {
             id: id.clone(),
             warm: Warm::Paused,
             image_digest: "sha256:00".into(),
-            image_plan: "{}".into(),
-            members: vec!["i-1".into(), "i-2".into()],
+            image_plan: plan_json(),
+            members: vec!["i-0000000000000001".into(), "i-0000000000000002".into()],
         };
-        {
-            let locked = pools.lock(&id, true).unwrap();
-            assert_eq!(locked.load().unwrap(), None);
-            locked.save(&ledger).unwrap();
-        }
-        // Two threads each take one member under the lock: never the same one.
+        pools.lock(&id, true).unwrap().save(&ledger).unwrap();
+        assert!(take(state.path(), &id, "sha256:ff").unwrap().is_none(), "another image is never handed out");
         let taken: Vec<String> = std::thread::scope(|scope| {
-            let takers: Vec<_> = (0..2)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let locked = pools.lock(&id, false).unwrap();
-                        let mut ledger = locked.load().unwrap().unwrap();
-                        let member = ledger.members.remove(0);
-                        std::thread::sleep(std::time::Duration::from_millis(20));
-                        locked.save(&ledger).unwrap();
-                        member
-                    })
+            let takers: Vec<_> = (0..2).map(|_| scope.spawn(|| take(state.path(), &id, "sha256:00"))).collect();
+            takers
+                .into_iter()
+                .map(|t| match t.join().unwrap().unwrap() {
+                    Some(Taken::Paused { instance, .. }) => instance.as_str().to_owned(),
+                    other => panic!("{other:?}"),
                 })
-                .collect();
-            takers.into_iter().map(|t| t.join().unwrap()).collect()
+                .collect()
         });
         assert_ne!(taken[0], taken[1]);
-        assert!(pools.lock(&id, false).unwrap().load().unwrap().unwrap().members.is_empty());
+        assert!(take(state.path(), &id, "sha256:00").unwrap().is_none(), "an empty pool hands out nothing");
+        assert_eq!(super::ledger(state.path(), &id).unwrap().members, Vec::<String>::new());
         assert_eq!(pools.all().len(), 1);
         pools.remove(&id).unwrap();
         assert!(pools.all().is_empty());
