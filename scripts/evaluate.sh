@@ -247,13 +247,15 @@ note_accel() { # DIR: remember the accelerator an instance of DIR booted with
   [ -z "$a" ] || echo "$a" >"$work/accel"
 }
 
-fill_pool() { # DIR SIZE: apply until the pool holds SIZE ready members (an apply refills it)
+fill_pool() { # DIR SIZE: apply until the pool holds SIZE ready members
+  # The state's `ready` is only current after a refresh (members taken by unikernels in the
+  # apply that wrote it still count), and an apply refreshes, then refills what is missing.
   local d="$1" size="$2" ready i
   for i in 1 2 3 4 5; do
+    apply "$d"
     ready="$(out "$d" pool_ready)"
     [ "${ready%.*}" -ge "$size" ] 2>/dev/null && return 0
-    log "pool: ${ready:-?}/$size ready, applying to refill"
-    apply "$d"
+    log "pool: ${ready:-?}/$size ready after apply $i, applying again"
   done
   die "the pool did not refill to $size members"
 }
@@ -432,6 +434,16 @@ for line in open(sys.argv[1]):
     print(json.loads(line)[sys.argv[2]])' "$res/$1.load" "$2"
 }
 
+accel_note() {
+  if [ "$(cat "$work/accel" 2>/dev/null || echo tcg)" = kvm ]; then
+    echo "The guest runs under KVM."
+  else
+    echo "**The guest runs under TCG (software emulation, no KVM here)**, so the protected figures
+include the cost of emulating the guest's CPU, not only that of the protection; with KVM the
+gap would be far smaller."
+  fi
+}
+
 section_protection() {
   local md="$work/protection.md" err_vm err_host who field
   try protection-vm protection_protected
@@ -449,7 +461,7 @@ section_protection() {
   [ ! -s "$res/size.initramfs_raw" ] || raw=" ($(vals size.initramfs_raw | awk '{ printf "%.1f MiB", $1 / 1048576 }') uncompressed)"
   mib() { [ -z "$1" ] || awk -v b="$1" 'BEGIN { printf "%.1f MiB (%d bytes)", b / 1048576, b }'; }
   {
-    echo "| | protected (sdsec unikernel, guest under TCG) | unprotected (host process) | protected / unprotected |"
+    echo "| | protected (sdsec unikernel, guest under $(cat "$work/accel" 2>/dev/null || echo tcg)) | unprotected (host process) | protected / unprotected |"
     echo "|---|---|---|---|"
     echo "| size: whole image | $(mib "$img_total") (initramfs + kernel) | executable: $(mib "$(vals size.app)") | $(ratio "$img_total" "$(vals size.app)") |"
     echo "| size: initramfs (runtime + application, zstd) | $(mib "$(vals size.initramfs)")$raw | $(mib "$(vals size.app)") | $(ratio "$(vals size.initramfs)" "$(vals size.app)") |"
@@ -472,13 +484,10 @@ token. Unprotected: the executable run directly on the host, \`--listen 127.0.0.
 the same requests (the header is ignored). Cells are median (min–max) over n. Size: the
 image's \`initramfs.cpio.zst\` and \`kernel\` in \`<state_dir>/images/<hex>/\` against the
 executable alone. Start: the provider's \`boot_ms\` (VM start to the runtime's health path
-answering; the image was already built) against the time from spawning the process to its
+answering, not counting the image build) against the time from spawning the process to its
 first 200. Load: a closed-loop Python load generator (scripts/evaluate/evaltool.py: $concurrency
 threads, one keep-alive connection each, $requests GET \`/items\` after 100 warm-up requests)
-on the same 2 cores, so the unprotected throughput is bounded by the client itself. **The guest
-runs under TCG (software emulation, no KVM here)**, so the protected figures include the cost
-of emulating the guest's CPU, not only that of the protection; with KVM the gap would be far
-smaller.
+on the same $(nproc) cores, so the unprotected throughput is bounded by the client itself. $(accel_note)
 EOF
   } >"$md"
 }
@@ -640,30 +649,31 @@ section_density() {
   local md="$work/density.md" avail err_run err_paused who label
   avail="$(awk '/^MemAvailable:/ { printf "%.0f", $2 / 1024 }' /proc/meminfo)"
   echo "$avail" >"$res/memavailable"
-  # The pool joins the running instances' work dir: tear down only after both.
-  try density-none-yet density_running
+  # The pool joins the running instances' work dir, so nothing is torn down between the two
+  # (no work dir is named density-later*); both are torn down after.
+  try density-later density_running
   err_run="$try_error"
   if [ -z "$err_run" ]; then
-    try density-none-yet density_paused
+    try density-later density_paused
     err_paused="$try_error"
   else
-    err_paused="not measured: the running instances failed"
+    err_paused="not measured, as the running instances failed"
   fi
   teardown "$work/density"
   {
     echo "MemAvailable before booting anything: $avail MiB; guest memory per instance: 128 MiB (the quickstart node's \`memory_mb\`)."
     echo
-    echo "| instance | n | QEMU RSS (MiB) | QEMU PSS (MiB) | fit in MemAvailable (estimate, by PSS) |"
-    echo "|---|---|---|---|---|"
+    echo "| instance | n | QEMU RSS (MiB) | QEMU PSS (MiB) | PSS of all n (MiB) | fit in MemAvailable (estimate, by PSS) |"
+    echo "|---|---|---|---|---|---|"
     for who in running paused; do
       label="$who"
       [ "$who" = running ] || label="paused (pool member, \`warm = \"paused\"\`)"
       if [ "$(n_of "$who.rss")" -gt 0 ]; then
-        echo "| $label | $(n_of "$who.rss") | $(cell "$who.rss" 1) | $(cell "$who.pss" 1) | $(awk -v a="$avail" -v p="$(median "$who.pss")" 'BEGIN { if (p > 0) printf "~%d", a / p; else print "–" }') |"
+        echo "| $label | $(n_of "$who.rss") | $(cell "$who.rss" 1) | $(cell "$who.pss" 1) | $(vals "$who.pss" | awk '{ s += $1 } END { printf "%.1f", s }') | $(awk -v a="$avail" -v p="$(median "$who.pss")" 'BEGIN { if (p > 0) printf "~%d", a / p; else print "–" }') |"
       fi
     done
-    [ -z "$err_run" ] || echo "| running | – | failed: $err_run | | |"
-    [ -z "$err_paused" ] || echo "| paused | – | failed: $err_paused | | |"
+    [ -z "$err_run" ] || echo "| running | – | failed: $err_run | | | |"
+    [ -z "$err_paused" ] || echo "| paused | – | failed: $err_paused | | | |"
     cat <<EOF
 
 $density_n instances of the example API under the quickstart policy, booted by Terraform and
@@ -674,7 +684,7 @@ beside them; 5 s later, for each instance's QEMU process (its pid from
 QEMU binary and libraries, between them, so it is the fairer cost of one more instance).
 Cells are median (min–max) over the n instances. "Fit" is MemAvailable divided by the
 median PSS: an estimate from memory alone, assuming every instance touches as much memory as
-these did. Running instances share 2 cores under TCG, so CPU, not memory, limits how many
+these did. Running instances share $(nproc) cores under TCG, so CPU, not memory, limits how many
 can serve at once; paused instances use no CPU.
 EOF
   } >"$md"
