@@ -124,15 +124,23 @@ impl Resource for Unikernel {
             return result;
         }
         let prior_digest = string(&prior, "image_digest");
+        let prior_id = string(&prior, "id").and_then(|id| id.parse::<InstanceId>().ok());
         let computed = tokio::task::spawn_blocking({
             let (desired, config) = (desired.clone(), config.clone());
             move || {
                 // A daemon that cannot be reached is found now rather than half-way through apply.
-                if config.hypervisor == crate::config::Hypervisor::Libvirt {
-                    launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
-                }
+                let backend = match config.hypervisor {
+                    crate::config::Hypervisor::Libvirt => {
+                        Some(launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?)
+                    }
+                    crate::config::Hypervisor::Qemu => launch::backend(&config).ok(),
+                };
                 let digest = manifest(&desired, &desired.plan, &config)
                     .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))?;
+                // Only an instance with a control channel (booted by this release or later) can
+                // be reconfigured; an older one is replaced instead.
+                let reachable = |id: &InstanceId| backend.as_ref().is_some_and(|b| b.control(id).is_ok());
+                let image_plan = image_plan.filter(|_| prior_id.as_ref().is_some_and(reachable));
                 Ok(planned_image(&desired, &config, digest, prior_digest, image_plan))
             }
         })

@@ -72,7 +72,11 @@ pub fn plan(result: &mut PlanResult, prior: &Value, desired: &Desired, digest: &
                  which need a new image"
                     .to_owned()
             }
-            Some(ChangeKind::None | ChangeKind::InPlace) | None => {
+            Some(ChangeKind::InPlace) => "the policy changed only mechanisms the runtime can reconfigure, but the \
+                running instance cannot take them in place: it has no control channel (booted by an older sdsec) or \
+                its image's other inputs changed"
+                .to_owned(),
+            Some(ChangeKind::None) | None => {
                 "the image's inputs changed (application, arguments, size, kernel or runtime)".to_owned()
             }
         });
