@@ -133,6 +133,7 @@ pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
             Ok(pair) => pair,
             Err(e) => return warn("control", format!("cannot open {}: {e}", port.display())),
         };
+        let wakeup = wakeup::Wakeup::arm(&reader);
         let mut reader = BufReader::new(reader);
         let mut line = String::new();
         loop {
@@ -141,7 +142,7 @@ pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
                 // by a host that went away is dropped.
                 Ok(0) => {
                     line.clear();
-                    std::thread::sleep(Duration::from_millis(20));
+                    wakeup.wait();
                 }
                 Ok(_) if !line.ends_with('\n') && line.len() < MAX_LINE => continue,
                 Ok(_) => {
@@ -154,13 +155,92 @@ pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
                 }
                 Err(_) => {
                     line.clear();
-                    std::thread::sleep(Duration::from_millis(20));
+                    wakeup.wait();
                 }
             }
         }
     });
     if let Err(e) = spawned {
         warn("control", format!("cannot start the control thread: {e}"));
+    }
+}
+
+/// Waiting for the host without polling. With no host connected the port reads as closed at
+/// once, so a plain loop would spin; an idle guest under TCG pays for every wake-up. The
+/// driver raises SIGIO when the host connects or data arrives (`O_ASYNC`): it is directed
+/// to the control thread alone, blocked there so it stays pending, and taken with
+/// `sigtimedwait`. Where that cannot be set up, the thread polls every 20 ms instead.
+mod wakeup {
+    use std::fs::File;
+    use std::os::fd::AsRawFd as _;
+    use std::time::Duration;
+
+    /// `F_SETOWN_EX` and `F_OWNER_TID` from `<fcntl.h>` (the libc crate has them for few targets).
+    const F_SETOWN_EX: libc::c_int = 15;
+    const F_OWNER_TID: libc::c_int = 0;
+    /// A safety net only: a signal raised between a read and the wait stays pending (it is
+    /// blocked) and ends the wait at once.
+    const LONGEST_WAIT: Duration = Duration::from_secs(1);
+    const POLL: Duration = Duration::from_millis(20);
+
+    #[repr(C)]
+    struct OwnerEx {
+        kind: libc::c_int,
+        pid: libc::pid_t,
+    }
+
+    #[derive(Debug)]
+    pub struct Wakeup {
+        armed: bool,
+    }
+
+    fn sigio_set() -> libc::sigset_t {
+        // SAFETY: sigemptyset initialises the set it is given; a zeroed sigset_t is a valid
+        // value to hand it.
+        #[allow(unsafe_code)]
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGIO);
+            set
+        }
+    }
+
+    impl Wakeup {
+        /// Must run on the thread that waits.
+        pub fn arm(port: &File) -> Wakeup {
+            let fd = port.as_raw_fd();
+            let set = sigio_set();
+            // SAFETY: system calls on an open descriptor and on values that live on this
+            // stack until they return. The signal is blocked on this thread before the
+            // port may raise it, and only ever sent to this thread.
+            #[allow(unsafe_code)]
+            let armed = unsafe {
+                let owner = OwnerEx { kind: F_OWNER_TID, pid: libc::gettid() };
+                libc::fcntl(fd, F_SETOWN_EX, &owner as *const OwnerEx) == 0
+                    && libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) == 0
+                    && {
+                        let flags = libc::fcntl(fd, libc::F_GETFL);
+                        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC) == 0
+                    }
+            };
+            Wakeup { armed }
+        }
+
+        /// Until the host connects or writes (or a while has passed).
+        pub fn wait(&self) {
+            if !self.armed {
+                return std::thread::sleep(POLL);
+            }
+            let set = sigio_set();
+            let timeout = libc::timespec { tv_sec: LONGEST_WAIT.as_secs() as libc::time_t, tv_nsec: 0 };
+            // SAFETY: the set and the timeout live on this stack until the call returns; no
+            // signal information is asked for.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout);
+            }
+        }
     }
 }
 

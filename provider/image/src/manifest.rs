@@ -3,8 +3,6 @@
 //! knows the digest at plan time. Paths are left out on purpose: the same bytes from
 //! another place are the same image.
 
-use std::io;
-
 use serde::{Deserialize, Serialize};
 
 use crate::cmdline::{self, CmdlineError};
@@ -111,7 +109,7 @@ impl Manifest {
             modules.push(ModuleRef { path: module.image_path.clone(), sha256: file.sha256, size: file.size });
         }
         modules.sort_by(|a, b| a.path.cmp(&b.path));
-        let kernel = input::hash_kernel(&spec.kernel, io::sink())?;
+        let kernel = input::hash_kernel_file(&spec.kernel)?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             builder: builder_id(),
