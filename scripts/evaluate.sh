@@ -17,7 +17,7 @@
 #   EVAL_RUNS [5]           repetitions for the timings of ondemand and protection
 #   EVAL_N ["1 5 10"]       instance counts for propagation
 #   EVAL_PROP_RUNS [1]      policy changes timed per mode and N
-#   EVAL_ONDEMAND_MODES ["none image paused"], EVAL_PROP_MODES ["inplace replace pool"]
+#   EVAL_ONDEMAND_MODES ["none image paused"], EVAL_PROP_MODES ["inplace replace pool staged"]
 #                           the parts of ondemand and propagation to run
 #   EVAL_POOL_SIZE [2]      pool size for ondemand (propagation uses a pool of N)
 #   EVAL_DENSITY_N [3]      running instances, and paused pool members, for density
@@ -40,7 +40,7 @@ doc="${EVAL_OUT:-$root/docs/benchmarks.md}"
 runs="${EVAL_RUNS:-5}"
 read -r -a ns <<<"${EVAL_N:-1 5 10}"
 read -r -a ondemand_modes <<<"${EVAL_ONDEMAND_MODES:-none image paused}"
-read -r -a prop_modes <<<"${EVAL_PROP_MODES:-inplace replace pool}"
+read -r -a prop_modes <<<"${EVAL_PROP_MODES:-inplace replace pool staged}"
 prop_runs="${EVAL_PROP_RUNS:-1}"
 pool_size="${EVAL_POOL_SIZE:-2}"
 density_n="${EVAL_DENSITY_N:-3}"
@@ -509,6 +509,14 @@ prop_change() { # DIR MODE N RUN: one timed policy change, until all N instances
   policy "$d" "${args[@]}" --level "$(cat "$d/level")"
   ids_before="$(out "$d" ids | sort | tr '\n' ' ')"
   rm -f "$d/ids.want" "$d/prop.json"
+  if [ "$mode" = staged ]; then
+    # A staged rollout: the pool takes the new policy (and boots members of the new image)
+    # first, timed apart; the timed apply then only swaps the instances.
+    log "propagation ($mode, N=$n, run $r): warm the pool with the new image (-target=sdsec_pool.api)"
+    t0="$EPOCHREALTIME"
+    tf "$d" apply -auto-approve -target=sdsec_pool.api
+    add "$key.warmup" "$(since "$t0")"
+  fi
   log "propagation ($mode, N=$n, run $r): apply the change (new principal$([ "$mode" = inplace ] || echo ", hardening level $(cat "$d/level")"))"
   t0="$EPOCHREALTIME"
   "${tool[@]}" propagate --state-dir "$d/state" --token "$tok" --t0 "$t0" --ids-file "$d/ids.want" \
@@ -535,7 +543,7 @@ with open(sys.argv[2], "a") as each:
   log "  all $n enforcing after $(cut -d' ' -f1 "$d/prop.summary") s (first $(cut -d' ' -f2 "$d/prop.summary") s), apply $t_apply s, ids kept $kept/$n"
 }
 
-prop_mode() { # MODE (inplace|replace|pool)
+prop_mode() { # MODE (inplace|replace|pool|staged)
   local mode="$1" d n r
   d="$(newdir "prop-$mode")"
   : >"$d/principals"
@@ -544,12 +552,12 @@ prop_mode() { # MODE (inplace|replace|pool)
   for n in "${ns[@]}"; do
     log "propagation ($mode): scale to $n instance(s) (not timed)"
     case "$mode" in
-      pool) config "$d" "$n" paused "$n" 1 1 ;;
+      pool | staged) config "$d" "$n" paused "$n" 1 1 ;;
       *) config "$d" "$n" ;;
     esac
     apply "$d"
     for r in $(seq "$prop_runs"); do
-      [ "$mode" != pool ] || fill_pool "$d" "$n"
+      [ "$mode" = inplace ] || [ "$mode" = replace ] || fill_pool "$d" "$n"
       prop_change "$d" "$mode" "$n" "$r"
     done
   done
@@ -557,7 +565,7 @@ prop_mode() { # MODE (inplace|replace|pool)
 
 section_propagation() {
   local md="$work/propagation.md" mode label n key err=() i=0
-  for mode in inplace replace pool; do
+  for mode in inplace replace pool staged; do
     if [[ " ${prop_modes[*]} " == *" $mode "* ]]; then
       try "prop-$mode" prop_mode "$mode"
       err+=("$try_error")
@@ -568,11 +576,12 @@ section_propagation() {
   {
     echo "| mode | N | n | apply start → all N enforce (s) | → first enforces (s) | per instance (s) | \`terraform apply\` (s) | instance ids kept |"
     echo "|---|---|---|---|---|---|---|---|"
-    for mode in inplace replace pool; do
+    for mode in inplace replace pool staged; do
       case "$mode" in
         inplace) label="in place (principal added)" ;;
         replace) label="replacement, no pool (principal + hardening level)" ;;
         pool) label="replacement from a paused pool (same change)" ;;
+        staged) label="replacement from a pool warmed first (same change)" ;;
       esac
       for n in "${ns[@]}"; do
         key="prop-$mode-$n"
@@ -597,8 +606,12 @@ Replacement: the same new principal plus the Hardening \`level\` flipped between
 baseline, which needs a new image, so every instance is replaced (destroy, then create).
 From a pool: the same change, the unikernels have \`pool = sdsec_pool.api.id\` and
 \`create_before_destroy\`, the pool (\`warm = "paused"\`, size N) takes its enforcement from
-the same policy, so the one apply updates the pool and replaces the instances from it. The
-pool is refilled (not timed) before each change. n: changes timed per row (EVAL_PROP_RUNS).
+the same policy, so the one apply updates the pool and replaces the instances from it. From a
+pool warmed first: the same, as a staged rollout: \`terraform apply -target=sdsec_pool.api\`
+first (the pool takes the new policy and boots N members of the new image; timed apart, not
+in the row: $(for n in "${ns[@]}"; do [ "$(n_of "prop-staged-$n.warmup")" -gt 0 ] && printf 'N=%s %s s; ' "$n" "$(cell "prop-staged-$n.warmup")" || true; done)), then the timed
+\`terraform apply\`, which only swaps the instances. The pool is refilled (not timed) before
+each change. n: changes timed per row (EVAL_PROP_RUNS).
 Scaling to N between rows is not timed.
 EOF
   } >"$md"
