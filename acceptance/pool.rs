@@ -1,7 +1,8 @@
 //! `sdsec_pool` with `sdsec_unikernel`s drawn from it, on the embedded QEMU backend: a pool
 //! of 3 paused members; two unikernels taken from it (the time to serving is printed, not
 //! asserted); the gap shown and refilled; a new principal applied in place to both (same
-//! instances, not rebooted); a forged reconfiguration refused and audited; a hardening
+//! instances, not rebooted); a forged reconfiguration refused, audited and reported at the
+//! next plan; a hardening
 //! change replacing both through the pool, blue/green; a killed member dropped and
 //! refilled; destroy leaving nothing.
 
@@ -149,6 +150,8 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(console_log(&state_dir, &ids[0]).contains("\"reason\":\"bad_mac\""));
     assert_eq!(status(&endpoints[0], "/items", Some("acceptance-token")), 200);
+    // Refresh reports it to whoever runs Terraform next.
+    ws.run(&["plan", "-no-color"]).success().contains("Unikernel `api-0` refused 1 control message(s)");
 
     // A hardening change needs new images: both replaced through the pool, blue/green.
     ws.write("policy.yaml", &changed.replace("properties: { level: strict", "properties: { level: baseline"));

@@ -174,13 +174,47 @@ pub fn enforced_digest(backend: &dyn Hypervisor, id: &InstanceId) -> Option<Stri
     control::call(&channel.socket, &channel.key, control::Command::Status, STATUS_TIMEOUT).ok()?.digest
 }
 
-/// The private state: the plan the image was built with, which decides whether a later
-/// policy change can be applied in place.
+/// The private state Terraform keeps beside the resource's.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Private {
+    /// The plan the image was built with, which decides whether a later policy change can
+    /// be applied in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    image_enforcement: Option<String>,
+    /// How many refused control messages the console showed at the last refresh.
+    #[serde(default)]
+    control_refused: u64,
+}
+
+fn decode(private: &[u8]) -> Private {
+    serde_json::from_slice(private).unwrap_or_default()
+}
+
+fn encode(private: &Private) -> Vec<u8> {
+    serde_json::to_vec(private).unwrap_or_default()
+}
+
 pub fn private(image_plan: &EnforcementPlan) -> Vec<u8> {
-    serde_json::json!({ "image_enforcement": image_plan.canonical_json() }).to_string().into_bytes()
+    encode(&Private { image_enforcement: Some(image_plan.canonical_json()), control_refused: 0 })
 }
 
 pub fn image_plan_from_private(private: &[u8]) -> Option<EnforcementPlan> {
-    let value: serde_json::Value = serde_json::from_slice(private).ok()?;
-    serde_json::from_str(value.get("image_enforcement")?.as_str()?).ok()
+    serde_json::from_str(&decode(private).image_enforcement?).ok()
+}
+
+/// Refused control messages already reported, and the private state recording `now`.
+pub fn refused_reported(private: &[u8], now: u64) -> (u64, Vec<u8>) {
+    let mut decoded = decode(private);
+    let before = decoded.control_refused;
+    decoded.control_refused = now;
+    (before, encode(&decoded))
+}
+
+/// Control messages the instance's runtime refused, as its console log shows them, and
+/// that log's path.
+pub fn refused_messages(backend: &dyn Hypervisor, id: &InstanceId) -> (u64, String) {
+    let Ok(instance) = backend.instance(id) else { return (0, String::new()) };
+    let count = std::fs::read_to_string(&instance.console_log)
+        .map_or(0, |log| log.matches("\"event\":\"control_refused\"").count() as u64);
+    (count, instance.console_log.display().to_string())
 }

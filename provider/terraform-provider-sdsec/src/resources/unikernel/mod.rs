@@ -229,7 +229,22 @@ impl Resource for Unikernel {
         let current = current_state.clone();
         let refreshed = tokio::task::spawn_blocking(move || refresh(&config, &id, current)).await;
         match refreshed.map_err(blocking_error).and_then(|r| r) {
-            Ok(state) => StateResult { private, ..StateResult::new(state) },
+            Ok((state, (refused, console))) => {
+                let (reported, private) = apply::refused_reported(&private, refused);
+                let mut result = StateResult { private, ..StateResult::new(state) };
+                if refused > reported {
+                    let name = string(&current_state, "name").unwrap_or_default();
+                    result.diagnostics.push(Diagnostic::warning(
+                        format!("Unikernel `{name}` refused {} control message(s)", refused - reported),
+                        format!(
+                            "Its runtime refused reconfiguration requests that were not authenticated by the \
+                             instance's key, replayed, or malformed, and kept its plan. Someone with access to its \
+                             control socket tried to reconfigure it: see the `control_refused` lines in {console}."
+                        ),
+                    ));
+                }
+                result
+            }
             Err(diags) => StateResult::failed(current_state, diags),
         }
     }
@@ -347,13 +362,18 @@ impl Resource for Unikernel {
 }
 
 /// The state as the hypervisor and the store see it now; `Null` when the instance is gone.
-fn refresh(config: &ProviderConfig, id: &InstanceId, mut current: Value) -> Result<Value, Diagnostics> {
+/// Also returns how many control messages the runtime has refused so far.
+fn refresh(
+    config: &ProviderConfig,
+    id: &InstanceId,
+    mut current: Value,
+) -> Result<(Value, (u64, String)), Diagnostics> {
     let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
     let instance_state = backend.state(id).map_err(|e| error("Cannot read the unikernel's state", e))?;
     if instance_state == InstanceState::Gone {
         // Gone outside Terraform: remove what it left, and let the next plan create it anew.
         let _ = backend.stop(id, std::time::Duration::from_secs(1));
-        return Ok(Value::Null);
+        return Ok((Value::Null, (0, String::new())));
     }
     current.set("state", Value::from(instance_state.as_str()));
     if instance_state == InstanceState::Running
@@ -371,7 +391,7 @@ fn refresh(config: &ProviderConfig, id: &InstanceId, mut current: Value) -> Resu
         },
     };
     current.set("image_status", Value::from(image_status));
-    Ok(current)
+    Ok((current, apply::refused_messages(backend.as_ref(), id)))
 }
 
 /// The image digest to plan: the running image's, when it can serve the new plan in place
