@@ -57,18 +57,16 @@ resource "sdsec_unikernel" "api" {{
     )
 }
 
-fn unikernel(ws: &Workspace, index: usize, name: &str) -> String {
+/// Attribute `name` of `sdsec_unikernel.api[index]`.
+fn unikernel_attr(ws: &Workspace, index: usize, name: &str) -> serde_json::Value {
     let state = ws.state();
     let resources = state["resources"].as_array().cloned().unwrap_or_default();
     let found = resources.iter().find(|r| r["type"] == "sdsec_unikernel").expect("the unikernels in the state");
-    found["instances"][index]["attributes"][name].as_str().unwrap_or_default().to_owned()
+    found["instances"][index]["attributes"][name].clone()
 }
 
-fn unikernel_number(ws: &Workspace, index: usize, name: &str) -> String {
-    let state = ws.state();
-    let resources = state["resources"].as_array().cloned().unwrap_or_default();
-    let found = resources.iter().find(|r| r["type"] == "sdsec_unikernel").expect("the unikernels in the state");
-    found["instances"][index]["attributes"][name].to_string()
+fn unikernel(ws: &Workspace, index: usize, name: &str) -> String {
+    unikernel_attr(ws, index, name).as_str().unwrap_or_default().to_owned()
 }
 
 fn pool_members(ws: &Workspace) -> Vec<String> {
@@ -109,7 +107,7 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
         assert_eq!(status(endpoint, "/items", None), 401);
         assert_eq!(status(endpoint, "/items", Some(TOKEN)), 200);
     }
-    let boot_ms: Vec<String> = (0..2).map(|i| unikernel_number(&ws, i, "boot_ms")).collect();
+    let boot_ms: Vec<String> = (0..2).map(|i| unikernel_attr(&ws, i, "boot_ms").to_string()).collect();
     println!(
         "pool: `terraform apply` of 2 unikernels from 3 paused members took {:.2} s; take to serving: {} ms",
         took.as_secs_f64(),

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hypervisor::{AccelChoice, BootSpec, ControlBoot, Hypervisor, Instance};
+use hypervisor::{AccelChoice, BootSpec, ControlBoot, Hypervisor};
 use sdsec_image::kernel::{self, KernelCache, KernelError};
 use sdsec_image::{Application, ImageSpec, Module, StoreError};
 use sectosca::EnforcementPlan;
@@ -178,20 +178,4 @@ pub fn backend_at(
 /// The embedded QEMU backend for `state_dir`.
 pub fn qemu(state_dir: &Path, accel: AccelChoice) -> Result<hypervisor::qemu::Qemu, LaunchError> {
     Ok(hypervisor::qemu::Qemu::new(state_dir, accel)?)
-}
-
-/// Builds (or reuses) the image of `spec` and boots it.
-pub fn build_and_boot(
-    state_dir: &Path,
-    hypervisor: &dyn Hypervisor,
-    spec: &ImageSpec,
-    host_port: Option<u16>,
-    timeout: Duration,
-) -> Result<(sdsec_image::Ensured, Instance), LaunchError> {
-    let store = sdsec_image::Store::open(state_dir)?;
-    let ensured = store.ensure(spec)?;
-    let mut boot = boot_spec(&ensured.image, &spec.plan, host_port, timeout);
-    boot.control = Some(control_boot()?);
-    let instance = hypervisor.boot(&boot)?;
-    Ok((ensured, instance))
 }

@@ -93,11 +93,15 @@ fn slot_id() -> Result<String, Diagnostics> {
     Ok(format!("m-{}", id.as_str().trim_start_matches("i-")))
 }
 
+/// Members are paused: a graceful stop gains nothing, so they get a short grace whatever
+/// the delete timeout.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 fn stop_member(backend: &dyn Hypervisor, warm: Warm, member: &str) {
     if warm == Warm::Paused
         && let Ok(id) = member.parse::<InstanceId>()
     {
-        let _ = backend.stop(&id, Duration::from_secs(5));
+        let _ = backend.stop(&id, STOP_GRACE);
     }
 }
 
@@ -105,14 +109,14 @@ fn stop_member(backend: &dyn Hypervisor, warm: Warm, member: &str) {
 /// verification, a paused member that is no longer paused. Returns why, per dropped member.
 pub fn refresh(config: &ProviderConfig, locked: &Locked, ledger: &mut Ledger) -> Result<Vec<String>, Diagnostics> {
     let backend = launch::backend(config).map_err(|e| error("Hypervisor unavailable", e))?;
-    let verified = ImageDigest::parse(&ledger.image_digest)
+    let image_problem = ImageDigest::parse(&ledger.image_digest)
         .ok()
         .and_then(|digest| Store::open(&config.state_dir).ok()?.verify(&digest).err())
         .map(|e| e.to_string());
     let mut dropped = Vec::new();
     let mut kept = Vec::new();
     for member in std::mem::take(&mut ledger.members) {
-        let why = match (&verified, ledger.warm) {
+        let why = match (&image_problem, ledger.warm) {
             (Some(problem), _) => Some(format!("its image failed verification: {problem}")),
             (None, Warm::Image) => None,
             (None, Warm::Paused) => match member.parse::<InstanceId>().map(|id| backend.state(&id)) {

@@ -16,8 +16,8 @@ use tfplugin::{
 use crate::config::ProviderConfig;
 use crate::pool::{Ledger, Pools, Warm};
 use crate::provider::Shared;
-use crate::resources::unikernel::desired::{self, DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT, Desired};
-use crate::resources::unikernel::{blocking_error, error, image_serves, manifest};
+use crate::resources::unikernel::desired::{self, DEFAULT_CREATE_TIMEOUT, Desired};
+use crate::resources::unikernel::{blocking_error, error, keep_image, manifest, pool_image};
 use crate::values::string;
 
 pub use schema::schema;
@@ -75,7 +75,6 @@ impl Resource for Pool {
     async fn validate(&self, config: &Value) -> Diagnostics {
         let mut diags = Diagnostics::new();
         desired::timeout(config, "create", DEFAULT_CREATE_TIMEOUT, &mut diags);
-        desired::timeout(config, "delete", DEFAULT_DELETE_TIMEOUT, &mut diags);
         let _ = read_desired(config, &mut diags);
         diags
     }
@@ -287,15 +286,6 @@ impl Resource for Pool {
 /// else the image of the new plan.
 fn planned_digest(desired: &Desired, config: &ProviderConfig, pool_id: Option<&str>) -> Result<String, Diagnostics> {
     let digest = manifest(desired, &desired.plan, config)
-        .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))?
-        .to_string();
-    let current = pool_id.and_then(|id| crate::pool::ledger(&config.state_dir, id));
-    if let Some(ledger) = current
-        && ledger.image_digest != digest
-        && let Ok(plan) = serde_json::from_str(&ledger.image_plan)
-        && image_serves(desired, config, &plan, &ledger.image_digest)
-    {
-        return Ok(ledger.image_digest);
-    }
-    Ok(digest)
+        .and_then(|(_, m)| m.digest().map_err(|e| error("Cannot digest the image", e)))?;
+    Ok(keep_image(desired, config, digest, pool_id.and_then(|id| pool_image(config, id))).to_string())
 }

@@ -67,7 +67,6 @@ pub fn schema() -> Schema {
                     Attribute::string("create")
                         .optional()
                         .description("Build, and boot each paused member until it serves (default `5m`)."),
-                )
-                .attribute(Attribute::string("delete").optional().description("Graceful stop of each member (default `30s`).")),
+                ),
         ))
 }

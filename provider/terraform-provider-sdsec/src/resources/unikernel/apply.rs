@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use hypervisor::{Hypervisor, Instance, InstanceId};
-use sdsec_image::Store;
+use sdsec_image::{ImageDigest, Store};
 use sectosca::{ChangeKind, EnforcementPlan};
 use tfplugin::Diagnostics;
 
@@ -34,17 +34,34 @@ pub struct Started {
 
 /// True when an image built with `image_plan` (digest `image_digest`) can serve `desired`: the
 /// plans differ in runtime mechanisms only, and the image's other inputs are `desired`'s.
-pub fn image_serves(
-    desired: &Desired,
-    config: &ProviderConfig,
-    image_plan: &EnforcementPlan,
-    image_digest: &str,
-) -> bool {
+fn image_serves(desired: &Desired, config: &ProviderConfig, image_plan: &EnforcementPlan, image_digest: &str) -> bool {
     desired.plan.change_from(image_plan) != ChangeKind::Replace
         && manifest(desired, image_plan, config)
             .ok()
             .and_then(|(_, m)| m.digest().ok())
             .is_some_and(|d| d.as_str() == image_digest)
+}
+
+/// The image to plan: `existing` (a running or pooled image, with the plan it was built with)
+/// when it can serve `desired` in place, else `computed`, the image of `desired`'s own plan.
+pub fn keep_image(
+    desired: &Desired,
+    config: &ProviderConfig,
+    computed: ImageDigest,
+    existing: Option<(String, EnforcementPlan)>,
+) -> ImageDigest {
+    match existing {
+        Some((digest, plan)) if digest != computed.as_str() && image_serves(desired, config, &plan, &digest) => {
+            ImageDigest::parse(&digest).unwrap_or(computed)
+        }
+        _ => computed,
+    }
+}
+
+/// Pool `id`'s image and the plan it was built with.
+pub fn pool_image(config: &ProviderConfig, id: &str) -> Option<(String, EnforcementPlan)> {
+    let ledger = pool::ledger(&config.state_dir, id)?;
+    serde_json::from_str(&ledger.image_plan).ok().map(|plan| (ledger.image_digest, plan))
 }
 
 /// Takes a member of `desired.pool` whose image is `digest`, or builds and boots the image.
@@ -111,7 +128,8 @@ fn elapsed_ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-fn metadata(desired: &Desired, image_plan: &EnforcementPlan) -> serde_json::Value {
+/// What the instance keeps for import: the configuration, and the image's plan when it differs.
+pub fn metadata(desired: &Desired, image_plan: &EnforcementPlan) -> serde_json::Value {
     let mut metadata = desired.metadata();
     if *image_plan != desired.plan {
         metadata.image_enforcement = Some(image_plan.canonical_json());

@@ -17,7 +17,7 @@ use tfplugin::{
     ApplyRequest, AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value,
 };
 
-pub(crate) use self::apply::{enforced_digest, image_serves, reconfigure};
+pub(crate) use self::apply::{enforced_digest, keep_image, pool_image, reconfigure};
 use self::desired::{DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT, Desired, Metadata};
 use crate::config::ProviderConfig;
 use crate::launch;
@@ -276,9 +276,8 @@ impl Resource for Unikernel {
                 let backend = launch::backend(&config).map_err(|e| error("Hypervisor unavailable", e))?;
                 let digest = reconfigure(backend.as_ref(), &id, &desired.plan)?;
                 // Import then restores the plan enforced now.
-                let mut metadata = desired.metadata();
-                metadata.image_enforcement = image_plan.filter(|p| *p != desired.plan).map(|p| p.canonical_json());
-                let _ = backend.set_metadata(&id, serde_json::to_value(metadata).unwrap_or_default());
+                let image_plan = image_plan.unwrap_or_else(|| desired.plan.clone());
+                let _ = backend.set_metadata(&id, apply::metadata(&desired, &image_plan));
                 Ok(digest)
             }
         })
@@ -395,7 +394,7 @@ fn refresh(
 }
 
 /// The image digest to plan: the running image's, when it can serve the new plan in place
-/// (or a pool's, when the new instance can come from it); else the one `digest` computed.
+/// (or, for a new instance, its pool's); else the one `digest` computed.
 fn planned_image(
     desired: &Desired,
     config: &ProviderConfig,
@@ -403,19 +402,10 @@ fn planned_image(
     prior_digest: Option<String>,
     image_plan: Option<sectosca::EnforcementPlan>,
 ) -> ImageDigest {
-    let candidate = match (prior_digest, image_plan) {
+    let existing = match (prior_digest, image_plan) {
         (Some(prior), Some(plan)) => Some((prior, plan)),
-        (None, _) => desired
-            .pool
-            .as_deref()
-            .and_then(|id| crate::pool::ledger(&config.state_dir, id))
-            .and_then(|l| serde_json::from_str(&l.image_plan).ok().map(|plan| (l.image_digest, plan))),
+        (None, _) => desired.pool.as_deref().and_then(|id| pool_image(config, id)),
         (Some(_), None) => None,
     };
-    match candidate {
-        Some((other, plan)) if other != digest.as_str() && image_serves(desired, config, &plan, &other) => {
-            ImageDigest::parse(&other).unwrap_or(digest)
-        }
-        _ => digest,
-    }
+    keep_image(desired, config, digest, existing)
 }
