@@ -6,13 +6,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# The libvirt backend links libvirt: its headers and pkg-config are build dependencies.
-missing=()
-for pkg in libvirt-dev pkg-config; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
-if [ "${#missing[@]}" -gt 0 ]; then
-  echo "==> installing ${missing[*]} (build dependencies)"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-fi
+# Debian packages (libvirt-dev and pkg-config for the libvirt backend, QEMU) and the venv.
+"$root/scripts/setup.sh"
 
 echo "==> building the provider and the command line (release)"
 cargo build --release --workspace --locked
@@ -26,5 +21,7 @@ RUSTFLAGS="-C target-feature=+crt-static" \
 
 if ! target/release/sdsec kernel show >/dev/null 2>&1; then
   echo "==> fetching the kernel (Debian's linux-image-cloud-amd64, not installed on the host)"
+  # apt-get download needs current package lists: old ones name versions the archive dropped.
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
   target/release/sdsec kernel fetch
 fi

