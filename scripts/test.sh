@@ -8,6 +8,9 @@ cd "$root"
 export PATH="$root/.venv/bin:$PATH"
 export CHECKPOINT_DISABLE=1
 
+# The evaluation's logic (scripts/evaluate/: statistics, rendering, parsing, clean-up); seconds, so first.
+python3 -m unittest discover -s "$root/scripts/evaluate"
+
 "$root/scripts/build.sh"
 # The libvirt daemon, and a second one standing for another host, for the libvirt tests.
 "$root/scripts/libvirt.sh" --second

@@ -1,20 +1,19 @@
 #!/usr/bin/env python3
-"""Helpers of scripts/evaluate.sh (Python standard library only).
+"""Helpers of the evaluation (scripts/evaluate.sh; Python standard library only). The poller,
+the load generator and the start-up timer run as processes of their own, so that they do not
+share an interpreter (and its lock) with the program that times Terraform; evaluate.py also
+calls rewrite_policy, wait_200 and free_port directly.
 
   policy     write a variant of the quickstart policy (extra principals, hardening level,
              rate limit), so the evaluation can change a policy the way a user would
   wait200    poll an endpoint until an authenticated GET answers 200; print the seconds
-             since --t0 (an epoch time, e.g. bash's $EPOCHREALTIME)
+             since --t0 (an epoch time)
   load       a small closed-loop load generator: keep-alive connections on threads, a fixed
              number of requests; print JSON with req/s and latency percentiles
   propagate  while a `terraform apply` runs, watch every instance recorded under a state
              directory and note when each first answers 200 to a token; stop once every id
              listed in --ids-file (written by the caller after the apply) has
   startup    start the unprotected application; seconds from the spawn to its first 200
-  stats      "median (min–max)" of numbers
-  mem        RSS and PSS (MiB) of processes
-  get        values of one key of `terraform output -json`, one per line
-  freeport   a free TCP port on 127.0.0.1
 """
 
 import argparse
@@ -25,7 +24,6 @@ import math
 import os
 import re
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -56,50 +54,66 @@ def get_status(host, port, path, token, timeout):
 
 # ---------------------------------------------------------------------------------- policy
 
-def cmd_policy(a):
-    text = open(a.base, encoding="utf-8").read()
+def rewrite_policy(text, principals=(), level=None, rate=None):
+    """The policy TEXT with extra reader PRINCIPALS ("NAME=TOKEN"), the Hardening LEVEL and a
+    rate limit of RATE requests/s (and burst). Edits the YAML as text, so that everything else
+    (comments included) stays as the quickstart has it. Raises ValueError naming what it could
+    not find."""
 
     def sub(pattern, repl, what):
-        nonlocal text
         new, n = re.subn(pattern, repl, text, count=1, flags=re.M)
         if n != 1:
-            sys.exit(f"evaltool policy: cannot find {what} in {a.base}; update scripts/evaluate/evaltool.py")
-        text = new
+            raise ValueError(f"cannot find {what}")
+        return new
 
-    if a.principal:
+    if principals:
         m = re.search(r"^( *)- name: deployer\n(?:\1  .*\n)+", text, flags=re.M)
         if not m:
-            sys.exit(f"evaltool policy: cannot find the deployer principal in {a.base}")
+            raise ValueError("cannot find the deployer principal")
         indent = m.group(1)
         extra = ""
-        for spec in a.principal:
+        for spec in principals:
             name, _, token = spec.partition("=")
             digest = hashlib.sha256(token.encode()).hexdigest()
             extra += (f"{indent}- name: {name}\n{indent}  token_sha256: \"{digest}\"\n"
                       f"{indent}  roles: [reader]\n")
         text = text[: m.end()] + extra + text[m.end():]
-    if a.level:
-        sub(r"(type: sdsec\.policies\.Hardening\n(?: .*\n)*? *properties: \{ *level: *)\w+",
-            r"\g<1>" + a.level, "the Hardening level")
-    if a.rate:
-        sub(r"rate_limit: \{[^}]*\}",
-            f"rate_limit: {{ requests_per_second: {a.rate}, burst: {a.rate}, per: source }}",
-            "the Firewall rate_limit")
+    if level:
+        text = sub(r"(type: sdsec\.policies\.Hardening\n(?: .*\n)*? *properties: \{ *level: *)\w+",
+                   r"\g<1>" + level, "the Hardening level")
+    if rate:
+        text = sub(r"rate_limit: \{[^}]*\}",
+                   f"rate_limit: {{ requests_per_second: {rate}, burst: {rate}, per: source }}",
+                   "the Firewall rate_limit")
+    return text
+
+
+def cmd_policy(a):
+    try:
+        text = rewrite_policy(open(a.base, encoding="utf-8").read(), a.principal, a.level, a.rate)
+    except ValueError as e:
+        sys.exit(f"evaltool policy: {e} in {a.base}; update scripts/evaluate/evaltool.py")
     with open(a.out, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 # --------------------------------------------------------------------------------- wait200
 
-def cmd_wait200(a):
-    host, port = split_url(a.url)
-    deadline = time.time() + a.timeout
+def wait_200(url, path, token, timeout, interval):
+    """Poll URL until an authenticated GET of PATH answers 200: whether it did within TIMEOUT s."""
+    host, port = split_url(url)
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        if get_status(host, port, a.path, a.token, 2.0) == 200:
-            print(f"{time.time() - a.t0:.3f}")
-            return
-        time.sleep(a.interval)
-    sys.exit(f"evaltool wait200: {a.url}{a.path} did not answer 200 within {a.timeout:.0f} s")
+        if get_status(host, port, path, token, 2.0) == 200:
+            return True
+        time.sleep(interval)
+    return False
+
+
+def cmd_wait200(a):
+    if not wait_200(a.url, a.path, a.token, a.timeout, a.interval):
+        sys.exit(f"evaltool wait200: {a.url}{a.path} did not answer 200 within {a.timeout:.0f} s")
+    print(f"{time.time() - a.t0:.3f}")
 
 
 # ------------------------------------------------------------------------------------ load
@@ -235,16 +249,6 @@ def cmd_propagate(a):
 
 # ----------------------------------------------------------------------------------- small
 
-def cmd_stats(a):
-    xs = [float(x) for x in a.values]
-    if not xs:
-        print("–")
-        return
-    f = "{:." + str(a.digits) + "f}"
-    med, lo, hi = statistics.median(xs), min(xs), max(xs)
-    print(f"{f.format(med)} ({f.format(lo)}–{f.format(hi)})" if lo != hi else f.format(med))
-
-
 def cmd_startup(a):
     """Start the unprotected application --runs times; print the seconds from the spawn to
     the first answered GET each time (the process is stopped after each measurement)."""
@@ -265,38 +269,11 @@ def cmd_startup(a):
             proc.wait()
 
 
-def cmd_mem(a):
-    for pid in a.pids:
-        rss = pss = None
-        try:
-            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        rss = int(line.split()[1]) / 1024
-            with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss = int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        print(f"{pid} {rss if rss is not None else 'nan'} {pss if pss is not None else 'nan'}")
-
-
-def cmd_get(a):
-    with open(a.file, encoding="utf-8") as f:
-        outputs = json.load(f)
-    value = outputs.get(a.key, {}).get("value")
-    if value is None:
-        return
-    for v in value if isinstance(value, list) else [value]:
-        print(v)
-
-
-def cmd_freeport(_a):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    print(s.getsockname()[1])
-    s.close()
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def main():
@@ -341,11 +318,6 @@ def main():
     s.add_argument("--timeout", type=float, default=1200)
     s.set_defaults(fn=cmd_propagate)
 
-    s = sub.add_parser("stats")
-    s.add_argument("--digits", type=int, default=2)
-    s.add_argument("values", nargs="*")
-    s.set_defaults(fn=cmd_stats)
-
     s = sub.add_parser("startup")
     s.add_argument("--url", required=True)
     s.add_argument("--token", default="")
@@ -354,18 +326,6 @@ def main():
     s.add_argument("--timeout", type=float, default=30)
     s.add_argument("command", nargs="+")
     s.set_defaults(fn=cmd_startup)
-
-    s = sub.add_parser("mem")
-    s.add_argument("pids", nargs="*")
-    s.set_defaults(fn=cmd_mem)
-
-    s = sub.add_parser("get")
-    s.add_argument("file")
-    s.add_argument("key")
-    s.set_defaults(fn=cmd_get)
-
-    s = sub.add_parser("freeport")
-    s.set_defaults(fn=cmd_freeport)
 
     a = p.parse_args()
     a.fn(a)
