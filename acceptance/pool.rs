@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use abi::control;
+use abi::event::{Event, Refusal};
 use hypervisor::{AccelChoice, Hypervisor, InstanceId, InstanceState};
 
 use crate::harness::{Workspace, clis};
@@ -134,7 +136,8 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(&unikernel(&ws, i, "instance_id"), id, "in place: the same instance");
         assert_eq!(status(&endpoints[i], "/items", Some("acceptance-token")), 200);
-        assert_eq!(console_log(&state_dir, id).matches("\"event\":\"ready\"").count(), 1, "{id} was rebooted");
+        let ready = Event::scan(&console_log(&state_dir, id)).filter(|e| matches!(e, Event::Ready { .. })).count();
+        assert_eq!(ready, 1, "{id} was rebooted");
     }
 
     // A reconfiguration under another key is refused, audited, and changes nothing.
@@ -146,7 +149,8 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     let answer = control::exchange(&channel.socket, &forged, Duration::from_secs(20)).unwrap();
     assert!(!answer.ok && answer.verify(&channel.key), "{answer:?}");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(console_log(&state_dir, &ids[0]).contains("\"reason\":\"bad_mac\""));
+    let refused = Event::ControlRefused { reason: Refusal::BadMac, seq: forged.seq };
+    assert!(Event::scan(&console_log(&state_dir, &ids[0])).any(|e| e == refused));
     assert_eq!(status(&endpoints[0], "/items", Some("acceptance-token")), 200);
     // Refresh reports it to whoever runs Terraform next.
     ws.run(&["plan", "-no-color"]).success().contains("Unikernel `api-0` refused 1 control message(s)");
@@ -193,4 +197,89 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(std::fs::read_dir(state_dir.join("pools")).map(|d| d.count()).unwrap_or(0) == 0, "a pool ledger is left");
+}
+
+/// Two pools as a new user writes them: one without `name` (it defaults to `pool`), one
+/// with `memory_mb` and `vcpus`. Each plans with its image known, applies, boots members of
+/// the size asked for, and plans no change afterwards.
+fn unnamed_and_sized_tf(app: &Path) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    sdsec = {{ source = "sdsec/sdsec" }}
+  }}
+}}
+
+provider "sdsec" {{
+  state_dir = "${{path.module}}/sdsec-state"
+}}
+
+resource "sdsec_security_policy" "api" {{
+  document = file("${{path.module}}/policy.yaml")
+}}
+
+locals {{
+  app = {{ path = "{app}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}
+}}
+
+resource "sdsec_pool" "unnamed" {{
+  enforcement = sdsec_security_policy.api.enforcement["api"]
+  application = local.app
+  size        = 1
+  warm        = "paused"
+}}
+
+resource "sdsec_pool" "sized" {{
+  name        = "sized"
+  enforcement = sdsec_security_policy.api.enforcement["api"]
+  application = local.app
+  memory_mb   = 256
+  vcpus       = 2
+  size        = 1
+  warm        = "paused"
+}}
+"#,
+        app = app.display()
+    )
+}
+
+#[test]
+fn pools_without_name_and_with_memory_and_vcpus_plan_and_apply() {
+    let cli = clis().into_iter().next().expect("a Terraform CLI");
+    let ws = Workspace::new(&cli, "pool-defaults");
+    let state_dir = ws.dir.join("sdsec-state");
+    let qemu = hypervisor::qemu::Qemu::new(&state_dir, AccelChoice::Auto).unwrap();
+    let _cleanup = DestroyOnPanic { ws: &ws, vars: Vec::new() };
+    ws.write("policy.yaml", POLICY);
+    ws.write("main.tf", &unnamed_and_sized_tf(&static_app()));
+
+    // The plan knows both images, and keeps the sizes as configured.
+    let plan = ws.run(&["plan", "-no-color"]).success().lacks("Provider produced invalid plan");
+    let unknown = plan.unknown_attributes();
+    for known in ["image_digest", "memory_mb", "vcpus", "ready"] {
+        assert!(!unknown.iter().any(|a| a == known), "{known} is unknown in the plan: {unknown:?}");
+    }
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success().lacks("Pool not known");
+
+    let unnamed = ws.attributes("sdsec_pool.unnamed");
+    assert_eq!(unnamed["name"], serde_json::Value::Null);
+    assert_eq!(unnamed["ready"], 1);
+    let sized = ws.attributes("sdsec_pool.sized");
+    assert_eq!((sized["memory_mb"].clone(), sized["vcpus"].clone()), (256.into(), 2.into()));
+    let member = |pool: &serde_json::Value| -> InstanceId { pool["members"][0].as_str().unwrap().parse().unwrap() };
+    let (unnamed_member, sized_member) = (member(&unnamed), member(&sized));
+    assert_eq!(qemu.instance(&unnamed_member).unwrap().name, "pool-pool", "the default name");
+    let instance = qemu.instance(&sized_member).unwrap();
+    assert_eq!((instance.memory_mb, instance.vcpus), (256, 2));
+    for id in [&unnamed_member, &sized_member] {
+        assert_eq!(qemu.state(id).unwrap(), InstanceState::Paused, "{id}");
+    }
+
+    // Nothing changes at the next plan.
+    ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+    ws.run(&["destroy", "-auto-approve", "-no-color"]).success();
+    for id in [&unnamed_member, &sized_member] {
+        assert!(processes_of(id.as_str()).is_empty(), "{id} still runs after destroy");
+    }
 }

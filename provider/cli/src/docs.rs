@@ -6,9 +6,8 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use sdsec_provider::SdsecProvider;
 use tfplugin::{Block, FunctionSignature, Presence, Provider as _, Type};
-
-use crate::SdsecProvider;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocsError {

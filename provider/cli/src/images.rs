@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
+use engine::ProviderConfig;
+use engine::launch::{self, AppSpec};
 use sdsec_image::kernel::{self, KernelCache};
 use sdsec_image::{ImageDigest, Outcome, Store};
-use sdsec_provider::launch::{self, AppSpec};
 
 use crate::{UsageError, compile_file, parse_input, print_stdout};
 
@@ -64,8 +65,7 @@ pub enum KernelCommand {
 /// Compiles the document and builds (or reuses) the node's image.
 pub fn build(state_dir: &Path, image: &ImageArgs) -> Result<sdsec_image::Ensured, UsageError> {
     let spec = spec(image)?;
-    let store = Store::open(state_dir).map_err(fail)?;
-    store.ensure(&spec).map_err(fail)
+    Ok(Store::open(state_dir)?.ensure(&spec)?)
 }
 
 pub fn spec(image: &ImageArgs) -> Result<sdsec_image::ImageSpec, UsageError> {
@@ -79,8 +79,8 @@ pub fn spec(image: &ImageArgs) -> Result<sdsec_image::ImageSpec, UsageError> {
         UsageError(format!("no unikernel `{}` in {}; unikernels: {}", image.node, source.name, names.join(", ")))
     })?;
     let app = AppSpec { path: image.app.clone(), args: image.args.clone(), port: image.port };
-    let runtime = launch::runtime_binary().map_err(fail)?;
-    launch::image_spec(plan, &app, image.kernel.as_deref(), &runtime).map_err(fail)
+    let runtime = launch::runtime_binary()?;
+    Ok(launch::image_spec(plan, &app, image.kernel.as_deref(), &runtime)?)
 }
 
 pub fn run_build(state_dir: &Path, image: &ImageArgs) -> Result<(), UsageError> {
@@ -101,20 +101,16 @@ pub fn run_build(state_dir: &Path, image: &ImageArgs) -> Result<(), UsageError> 
     Ok(())
 }
 
-fn fail(e: impl std::fmt::Display) -> UsageError {
-    UsageError(e.to_string())
-}
-
 fn digests(texts: &[String]) -> Result<Vec<ImageDigest>, UsageError> {
-    texts.iter().map(|t| ImageDigest::parse(t).map_err(fail)).collect()
+    Ok(texts.iter().map(|t| ImageDigest::parse(t)).collect::<Result<_, _>>()?)
 }
 
 /// Returns whether every checked image was intact.
-pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: ImagesCommand) -> Result<bool, UsageError> {
-    let store = Store::open(state_dir).map_err(fail)?;
+pub fn run_images(config: &ProviderConfig, command: ImagesCommand) -> Result<bool, UsageError> {
+    let store = Store::open(&config.state_dir)?;
     match command {
         ImagesCommand::List => {
-            for image in store.list().map_err(fail)? {
+            for image in store.list()? {
                 print_stdout(&format!("{}  {:>10} bytes", image.digest, image.bytes));
             }
             Ok(true)
@@ -122,7 +118,7 @@ pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: Image
         ImagesCommand::Verify { digests: given } => {
             let mut wanted = digests(&given)?;
             if wanted.is_empty() {
-                wanted = store.list().map_err(fail)?.into_iter().map(|i| i.digest).collect();
+                wanted = store.list()?.into_iter().map(|i| i.digest).collect();
             }
             let mut intact = true;
             for digest in wanted {
@@ -137,12 +133,7 @@ pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: Image
             Ok(intact)
         }
         ImagesCommand::Gc { keep } => {
-            let mut keep = digests(&keep)?;
-            keep.extend(crate::instances::image_digests_in_use(state_dir, at)?);
-            // Pools' images stay: their members boot from them.
-            let pools = sdsec_provider::pool::Pools::new(state_dir).all();
-            keep.extend(pools.iter().filter_map(|p| ImageDigest::parse(&p.image_digest).ok()));
-            let report = store.gc(&keep).map_err(fail)?;
+            let report = engine::gc::collect(config, &digests(&keep)?)?;
             for digest in &report.removed {
                 print_stdout(&format!("removed {digest}"));
             }
@@ -161,7 +152,7 @@ pub fn run_images(state_dir: &Path, at: &crate::instances::Where, command: Image
 }
 
 pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
-    let cache = KernelCache::new(&kernel::default_cache_dir().map_err(fail)?);
+    let cache = KernelCache::new(&kernel::default_cache_dir()?);
     let show = |k: &kernel::Kernel| {
         print_stdout(&format!("release:  {}", k.record.release));
         print_stdout(&format!("package:  {} {}", k.record.package, k.record.package_version));
@@ -171,13 +162,13 @@ pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
     match command {
         KernelCommand::Fetch { package } => {
             let started = Instant::now();
-            let kernel = cache.fetch(&package, &mut |step| eprintln!("{step}")).map_err(fail)?;
+            let kernel = cache.fetch(&package, &mut |step| eprintln!("{step}"))?;
             eprintln!("fetched in {} ms", started.elapsed().as_millis());
             show(&kernel);
         }
-        KernelCommand::Show => show(&cache.current().map_err(fail)?),
+        KernelCommand::Show => show(&cache.current()?),
         KernelCommand::List => {
-            for kernel in cache.list().map_err(fail)? {
+            for kernel in cache.list()? {
                 print_stdout(&format!("{}  {}", kernel.record.release, kernel.image().display()));
             }
         }

@@ -1,18 +1,16 @@
-//! `sdsec run`, `sdsec stop` and `sdsec ps`: protected instances on the embedded QEMU backend.
+//! `sdsec run`, `sdsec stop` and `sdsec ps`: protected instances on the embedded QEMU
+//! backend, or on a libvirt daemon.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use engine::config::{Hypervisor, ProviderConfig};
+use engine::launch;
 use hypervisor::{AccelChoice, InstanceId};
-use sdsec_image::{ImageDigest, Store};
-use sdsec_provider::launch;
+use sdsec_image::Store;
 
 use crate::images::{ImageArgs, spec};
 use crate::{UsageError, print_stdout};
-
-fn fail(e: impl std::fmt::Display) -> UsageError {
-    UsageError(e.to_string())
-}
 
 /// Where instances run: the embedded QEMU backend, or libvirt at a URI.
 #[derive(Debug, Clone, clap::Args)]
@@ -22,23 +20,35 @@ pub struct Where {
     pub libvirt_uri: Option<String>,
 }
 
+impl Where {
+    /// The engine's settings for these flags. Commands that boot nothing pass `Tcg`: it
+    /// needs no check of the host's virtualisation.
+    pub fn config(&self, state_dir: &Path, accel: AccelChoice) -> ProviderConfig {
+        let hypervisor = if self.libvirt_uri.is_some() { Hypervisor::Libvirt } else { Hypervisor::Qemu };
+        ProviderConfig {
+            hypervisor,
+            libvirt_uri: self.libvirt_uri.clone(),
+            accel,
+            ..ProviderConfig::new(state_dir.into())
+        }
+    }
+}
+
 pub fn run(
-    state_dir: &Path,
-    at: &Where,
+    config: &ProviderConfig,
     image: &ImageArgs,
     host_port: Option<u16>,
-    accel: AccelChoice,
     timeout: Duration,
 ) -> Result<(), UsageError> {
     let started = Instant::now();
     let spec = spec(image)?;
-    let store = Store::open(state_dir).map_err(fail)?;
-    let ensured = store.ensure(&spec).map_err(fail)?;
+    let store = Store::open(&config.state_dir)?;
+    let ensured = store.ensure(&spec)?;
     let built_ms = started.elapsed().as_millis();
-    let backend = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), accel).map_err(fail)?;
+    let backend = launch::backend(config)?;
     let mut boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
-    boot.control = Some(launch::control_boot().map_err(fail)?);
-    let instance = backend.boot(&boot).map_err(fail)?;
+    boot.control = Some(launch::control_boot()?);
+    let instance = backend.boot(&boot)?;
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",
         ensured.image.digest, instance.accel, instance.boot_ms
@@ -49,23 +59,23 @@ pub fn run(
     Ok(())
 }
 
-pub fn stop(state_dir: &Path, at: &Where, ids: &[String], all: bool) -> Result<(), UsageError> {
-    let qemu = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), AccelChoice::Tcg).map_err(fail)?;
+pub fn stop(config: &ProviderConfig, ids: &[String], all: bool) -> Result<(), UsageError> {
+    let backend = launch::backend(config)?;
     let ids: Vec<InstanceId> = if all {
-        qemu.list().map_err(fail)?.into_iter().map(|(i, _)| i.id).collect()
+        backend.list()?.into_iter().map(|(i, _)| i.id).collect()
     } else {
         ids.iter().map(|s| s.parse().map_err(UsageError)).collect::<Result<_, _>>()?
     };
     for id in ids {
-        qemu.stop(&id, Duration::from_secs(5)).map_err(fail)?;
+        backend.stop(&id, Duration::from_secs(5))?;
         print_stdout(&format!("stopped {id}"));
     }
     Ok(())
 }
 
-pub fn ps(state_dir: &Path, at: &Where) -> Result<(), UsageError> {
-    let qemu = launch::backend_at(state_dir, at.libvirt_uri.as_deref(), AccelChoice::Tcg).map_err(fail)?;
-    for (instance, state) in qemu.list().map_err(fail)? {
+pub fn ps(config: &ProviderConfig) -> Result<(), UsageError> {
+    let backend = launch::backend(config)?;
+    for (instance, state) in backend.list()? {
         print_stdout(&format!(
             "{}  {:<8} {:<16} http://{}  {}",
             instance.id,
@@ -76,17 +86,4 @@ pub fn ps(state_dir: &Path, at: &Where) -> Result<(), UsageError> {
         ));
     }
     Ok(())
-}
-
-/// Digests of images that recorded instances boot from (the embedded backend's, and those
-/// of the libvirt daemon when one is named): never collected.
-pub fn image_digests_in_use(state_dir: &Path, at: &Where) -> Result<Vec<ImageDigest>, UsageError> {
-    let registry = hypervisor::registry::Registry::new(state_dir);
-    let ids = registry.ids().map_err(fail)?;
-    let mut digests: Vec<String> = ids.iter().filter_map(|id| registry.load(id).ok()).map(|i| i.image_digest).collect();
-    if let Some(uri) = &at.libvirt_uri {
-        let libvirt = launch::backend_at(state_dir, Some(uri), AccelChoice::Tcg).map_err(fail)?;
-        digests.extend(libvirt.list().map_err(fail)?.into_iter().map(|(i, _)| i.image_digest));
-    }
-    Ok(digests.iter().filter_map(|d| ImageDigest::parse(d).ok()).collect())
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hypervisor::AccelChoice;
+use sdsec_cli::docs;
 use sectosca::{Compilation, Source};
 
 #[derive(Debug, Parser)]
@@ -77,7 +79,7 @@ enum Command {
         host_port: Option<u16>,
         /// auto (KVM only on real hardware virtualisation), kvm or tcg.
         #[arg(long, default_value = "auto")]
-        accel: hypervisor::AccelChoice,
+        accel: AccelChoice,
         /// Seconds to wait for the instance to serve before stopping it.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
@@ -135,6 +137,14 @@ fn parse_input(text: &str) -> Result<(String, String), String> {
 #[derive(Debug)]
 struct UsageError(String);
 
+/// Any error ends the command with its message. (UsageError is no `Error` itself, so this
+/// does not overlap `From<T> for T`.)
+impl<E: std::error::Error> From<E> for UsageError {
+    fn from(e: E) -> UsageError {
+        UsageError(e.to_string())
+    }
+}
+
 fn read_source(path: &Path) -> Result<Source, UsageError> {
     let text = std::fs::read_to_string(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     Ok(Source::new(path.display().to_string(), text))
@@ -148,22 +158,24 @@ fn compile_file(path: &Path, inputs: &[(String, String)]) -> Result<(Source, Com
 }
 
 fn run(cli: Cli) -> Result<ExitCode, UsageError> {
-    let state_dir = cli.state_dir.unwrap_or_else(sdsec_provider::config::default_state_dir);
+    let state_dir = cli.state_dir.unwrap_or_else(engine::config::default_state_dir);
     match cli.command {
         Command::Build { image } => images::run_build(&state_dir, &image).map(|()| ExitCode::SUCCESS),
         Command::Run { image, host_port, accel, timeout } => {
-            instances::run(&state_dir, &cli.at, &image, host_port, accel, std::time::Duration::from_secs(timeout))
+            let config = cli.at.config(&state_dir, accel);
+            instances::run(&config, &image, host_port, std::time::Duration::from_secs(timeout))
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Stop { ids, all } => {
             if ids.is_empty() && !all {
                 return Err(UsageError("name the instances to stop, or --all".into()));
             }
-            instances::stop(&state_dir, &cli.at, &ids, all).map(|()| ExitCode::SUCCESS)
+            instances::stop(&cli.at.config(&state_dir, AccelChoice::Tcg), &ids, all).map(|()| ExitCode::SUCCESS)
         }
-        Command::Ps => instances::ps(&state_dir, &cli.at).map(|()| ExitCode::SUCCESS),
+        Command::Ps => instances::ps(&cli.at.config(&state_dir, AccelChoice::Tcg)).map(|()| ExitCode::SUCCESS),
         Command::Images { command } => {
-            let intact = images::run_images(&state_dir, &cli.at, command.unwrap_or(images::ImagesCommand::List))?;
+            let config = cli.at.config(&state_dir, AccelChoice::Tcg);
+            let intact = images::run_images(&config, command.unwrap_or(images::ImagesCommand::List))?;
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Kernel { command } => {
@@ -236,14 +248,14 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Schema { output, plan } => {
             let schema = if plan { sectosca::schema::plan_schema() } else { sectosca::schema::document_schema() };
             match output {
-                Some(path) => write_atomically(&path, schema.as_bytes())?,
+                Some(path) => fsutil::write_atomically(&path, schema.as_bytes())?,
                 None => print_stdout(schema.trim_end()),
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Docs { dir, examples } => {
-            let pages = sdsec_provider::docs::generate(&examples).map_err(|e| UsageError(e.to_string()))?;
-            sdsec_provider::docs::write(&dir, &pages).map_err(|e| UsageError(e.to_string()))?;
+            let pages = docs::generate(&examples)?;
+            docs::write(&dir, &pages)?;
             for page in &pages {
                 eprintln!("wrote {}", dir.join(&page.path).display());
             }
@@ -256,17 +268,6 @@ fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed pipe (e.g. `| head`) is not an error worth a panic.
     let _ = writeln!(out, "{text}");
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), UsageError> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let fail = |e: std::io::Error| UsageError(format!("cannot write {}: {e}", path.display()));
-    // The temporary file removes itself if anything fails before the rename.
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(fail)?;
-    tmp.write_all(bytes).map_err(fail)?;
-    tmp.persist(path).map_err(|e| fail(e.error))?;
-    Ok(())
 }
 
 // Compiling allocates many small values; mimalloc makes that markedly cheaper than glibc's.

@@ -1,5 +1,5 @@
 //! The committed registry docs must be what the generator makes from the schemas and
-//! examples. `UPDATE_GOLDEN=1 cargo test -p terraform-provider-sdsec --test docs` (or
+//! examples. `UPDATE_GOLDEN=1 cargo test -p sdsec-cli --test docs` (or
 //! `sdsec docs`) rewrites them.
 
 // A failed expectation in a test is reported by panicking.
@@ -10,10 +10,10 @@ use std::path::PathBuf;
 #[test]
 fn committed_docs_are_up_to_date() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let pages = sdsec_provider::docs::generate(&root.join("examples")).expect("generate docs");
+    let pages = sdsec_cli::docs::generate(&root.join("examples")).expect("generate docs");
     assert!(pages.len() >= 4, "index, one resource, one data source, one function at least");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        sdsec_provider::docs::write(&root.join("docs"), &pages).expect("write docs");
+        sdsec_cli::docs::write(&root.join("docs"), &pages).expect("write docs");
         return;
     }
     for page in pages {

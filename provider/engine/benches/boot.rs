@@ -4,7 +4,7 @@
 //! (KVM only on real hardware virtualisation, otherwise TCG), and QEMU's memory.
 //!
 //! Needs what `scripts/build.sh` prepares (static runtime and example app, the kernel).
-//! `cargo bench -p terraform-provider-sdsec --bench boot` (SDSEC_BENCH_BOOTS, default 5).
+//! `cargo bench -p sdsec-engine --bench boot` (SDSEC_BENCH_BOOTS, default 5).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{Read, Write};
@@ -12,9 +12,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use engine::launch::{self, AppSpec};
 use hypervisor::{AccelChoice, Hypervisor};
 use sdsec_image::Store;
-use sdsec_provider::launch::{self, AppSpec};
 
 const POLICY: &str = include_str!("../../../examples/quickstart/policy.yaml");
 
@@ -77,7 +77,7 @@ fn main() {
     let initramfs = std::fs::metadata(&image.initramfs).unwrap().len();
     let kernel = std::fs::metadata(&image.kernel).unwrap().len();
 
-    let qemu = launch::qemu(state.path(), AccelChoice::Auto).unwrap();
+    let qemu = hypervisor::qemu::Qemu::new(state.path(), AccelChoice::Auto).unwrap();
     let (mut ready, mut first, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..boots {
         let boot = launch::boot_spec(&image, plan, None, Duration::from_secs(300));

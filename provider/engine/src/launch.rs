@@ -2,13 +2,17 @@
 //! booted, ready instance: the wiring of the image builder, the kernel cache and a
 //! hypervisor that `sdsec build`/`sdsec run` and the unikernel resource share.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hypervisor::{AccelChoice, BootSpec, ControlBoot, Hypervisor};
+use hypervisor::{BootSpec, ControlBoot, Hypervisor};
 use sdsec_image::kernel::{self, KernelCache, KernelError};
-use sdsec_image::{Application, ImageSpec, Module, StoreError};
+use sdsec_image::{Application, ImageSpec, Manifest, ManifestError, Module, StoreError};
 use sectosca::EnforcementPlan;
+
+use crate::Input;
+use crate::config::{self, ProviderConfig};
 
 /// The enforcement runtime's executable name.
 pub const RUNTIME_NAME: &str = "sdsec-guest";
@@ -26,14 +30,30 @@ pub enum LaunchError {
     Kernel(#[from] KernelError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Manifest(#[from] sdsec_image::ManifestError),
+    /// An input of the image is unusable (unreadable, not static, a forbidden name…).
+    #[error("{source}")]
+    Manifest { input: Input, source: ManifestError },
+    #[error("{name} = {value} is out of range: it must be between {} and {}", range.start(), range.end())]
+    OutOfRange { input: Input, name: &'static str, value: u64, range: RangeInclusive<u64> },
     #[error(transparent)]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("cannot prepare the control channel: {0}")]
     Control(String),
     #[error("the application path {0} has no file name")]
     AppName(PathBuf),
+}
+
+impl LaunchError {
+    /// The input at fault, `None` for the host's own failures (store, hypervisor).
+    pub fn input(&self) -> Option<Input> {
+        match self {
+            LaunchError::NoRuntime { .. } => Some(Input::Runtime),
+            LaunchError::Kernel(_) => Some(Input::Kernel),
+            LaunchError::AppName(_) => Some(Input::Application),
+            LaunchError::Manifest { input, .. } | LaunchError::OutOfRange { input, .. } => Some(*input),
+            LaunchError::Store(_) | LaunchError::Hypervisor(_) | LaunchError::Control(_) => None,
+        }
+    }
 }
 
 /// The application as the user gives it.
@@ -110,6 +130,87 @@ pub fn image_spec(
     Ok(spec)
 }
 
+/// Guest memory a unikernel may ask for, in MiB: below, the kernel and runtime do not fit.
+pub const MEMORY_MB: RangeInclusive<u64> = 64..=65536;
+/// Virtual CPUs a unikernel may ask for.
+pub const VCPUS: RangeInclusive<u64> = 1..=64;
+
+/// Guest sizing given beside the plan; `None` keeps the plan's `build` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sizing {
+    pub memory_mb: Option<u64>,
+    pub vcpus: Option<u64>,
+}
+
+impl Sizing {
+    /// Fails on the first value outside [`MEMORY_MB`] or [`VCPUS`].
+    pub fn check(&self) -> Result<(), LaunchError> {
+        let fields =
+            [(Input::MemoryMb, "memory_mb", self.memory_mb, MEMORY_MB), (Input::Vcpus, "vcpus", self.vcpus, VCPUS)];
+        for (input, name, value, range) in fields {
+            if let Some(value) = value.filter(|v| !range.contains(v)) {
+                return Err(LaunchError::OutOfRange { input, name, value, range });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The spec and manifest (inputs hashed, nothing built) of `plan`'s image with `app`, with
+/// the kernel and runtime `config` names: what plan time needs for the image digest. Errors
+/// say which input is at fault.
+pub fn manifest(
+    plan: &EnforcementPlan,
+    app: &AppSpec,
+    config: &ProviderConfig,
+    sizing: Sizing,
+) -> Result<(ImageSpec, Manifest), LaunchError> {
+    sizing.check()?;
+    let runtime = match &config.runtime {
+        Some(runtime) => runtime.clone(),
+        None => runtime_binary()?,
+    };
+    let mut spec = image_spec(plan, app, config.kernel.as_deref(), &runtime)?;
+    spec.memory_mb = sizing.memory_mb.unwrap_or(spec.memory_mb);
+    spec.vcpus = sizing.vcpus.unwrap_or(spec.vcpus);
+    let manifest = Manifest::from_spec(&spec)
+        .map_err(|source| LaunchError::Manifest { input: at_fault(&spec, &source), source })?;
+    Ok((spec, manifest))
+}
+
+/// Which input of `spec` a manifest error is about, told by the error's kind and the path
+/// it names.
+fn at_fault(spec: &ImageSpec, error: &ManifestError) -> Input {
+    use sdsec_image::cmdline::CmdlineError;
+    use sdsec_image::elf::ElfError;
+    use sdsec_image::input::InputError;
+    use sdsec_image::layout::LayoutError;
+    let by_path = |path: &Path| {
+        if path == spec.application.path {
+            Input::Application
+        } else if path == spec.runtime {
+            Input::Runtime
+        } else {
+            // The kernel or one of its modules.
+            Input::Kernel
+        }
+    };
+    match error {
+        ManifestError::Input(InputError::Read { path, .. } | InputError::Changed { path, .. })
+        | ManifestError::Elf(ElfError::NotStatic { path, .. }) => by_path(path),
+        ManifestError::Input(InputError::NotKernel(_))
+        | ManifestError::Layout(LayoutError::BadModulePath(_) | LayoutError::DuplicateModule(_)) => Input::Kernel,
+        ManifestError::Layout(LayoutError::Forbidden { path, .. })
+            if path.trim_start_matches('/').starts_with(abi::paths::MODULES) =>
+        {
+            Input::Kernel
+        }
+        // The application's name, or its arguments making the command line too long.
+        ManifestError::Layout(_) | ManifestError::Cmdline(CmdlineError::TooLong(_)) => Input::Application,
+        ManifestError::Cmdline(_) | ManifestError::Json { .. } => Input::Enforcement,
+    }
+}
+
 /// How to boot a stored image: the runtime's port, its health path, and no traffic out
 /// of the guest unless the plan names flows to other nodes.
 pub fn boot_spec(
@@ -127,7 +228,7 @@ pub fn boot_spec(
         cmdline: manifest.cmdline.clone(),
         memory_mb: manifest.memory_mb,
         vcpus: manifest.vcpus,
-        guest_port: sdsec_image::cmdline::pep_port(manifest.application.port),
+        guest_port: abi::net::runtime_port(manifest.application.port),
         host_port,
         health_path: plan.runtime.firewall.http.health_path.clone(),
         restrict_egress: plan.runtime.flows.connects_to.is_empty(),
@@ -140,8 +241,8 @@ pub fn boot_spec(
 /// A fresh key for an instance's control channel and the initramfs overlay that hands it
 /// to the runtime (readable by root only; init removes it once read).
 pub fn control_boot() -> Result<ControlBoot, LaunchError> {
-    let key = control::Key::generate().map_err(|e| LaunchError::Control(e.to_string()))?;
-    let entry = sdsec_image::cpio::Entry::file(control::GUEST_KEY_PATH, 0o400, key.to_hex().into_bytes());
+    let key = abi::control::Key::generate().map_err(|e| LaunchError::Control(e.to_string()))?;
+    let entry = sdsec_image::cpio::Entry::file(abi::paths::CONTROL_KEY, 0o400, key.to_hex().into_bytes());
     let overlay = sdsec_image::cpio::write(vec![entry]).map_err(|e| LaunchError::Control(e.to_string()))?;
     Ok(ControlBoot { key, overlay })
 }
@@ -149,33 +250,64 @@ pub fn control_boot() -> Result<ControlBoot, LaunchError> {
 /// The libvirt connection used when the configuration names none.
 pub const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
 
-/// The hypervisor the provider configuration names.
-pub fn backend(config: &crate::config::ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchError> {
-    let accel = match config.accel {
-        crate::config::Accel::Auto => AccelChoice::Auto,
-        crate::config::Accel::Kvm => AccelChoice::Kvm,
-        crate::config::Accel::Tcg => AccelChoice::Tcg,
-    };
-    let uri = match config.hypervisor {
-        crate::config::Hypervisor::Qemu => None,
-        crate::config::Hypervisor::Libvirt => Some(config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI)),
-    };
-    backend_at(&config.state_dir, uri, accel)
+/// The hypervisor the configuration names: the embedded QEMU backend, or a libvirt daemon.
+pub fn backend(config: &ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchError> {
+    let (state_dir, accel) = (&config.state_dir, config.accel);
+    Ok(match config.hypervisor {
+        config::Hypervisor::Qemu => Box::new(hypervisor::qemu::Qemu::new(state_dir, accel)?),
+        config::Hypervisor::Libvirt => {
+            let uri = config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI);
+            Box::new(hypervisor::libvirt::Libvirt::new(state_dir, uri, accel)?)
+        }
+    })
 }
 
-/// The embedded QEMU backend, or libvirt at `libvirt_uri` when one is given.
-pub fn backend_at(
-    state_dir: &Path,
-    libvirt_uri: Option<&str>,
-    accel: AccelChoice,
-) -> Result<Box<dyn Hypervisor>, LaunchError> {
-    match libvirt_uri {
-        None => Ok(Box::new(qemu(state_dir, accel)?)),
-        Some(uri) => Ok(Box::new(hypervisor::libvirt::Libvirt::new(state_dir, uri, accel)?)),
+#[cfg(test)]
+mod tests {
+    use sdsec_image::input::InputError;
+    use sdsec_image::layout::LayoutError;
+
+    use super::*;
+    use crate::EngineError;
+
+    fn spec() -> ImageSpec {
+        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
+        let plan = sectosca::compile_str("t", doc).plans["api"].clone();
+        let app = AppSpec { path: "/build/api".into(), args: Vec::new(), port: None };
+        image_spec(&plan, &app, Some(Path::new("/boot/vmlinux")), Path::new("/build/sdsec-guest")).unwrap()
     }
-}
 
-/// The embedded QEMU backend for `state_dir`.
-pub fn qemu(state_dir: &Path, accel: AccelChoice) -> Result<hypervisor::qemu::Qemu, LaunchError> {
-    Ok(hypervisor::qemu::Qemu::new(state_dir, accel)?)
+    fn unreadable(what: &'static str, path: &str) -> ManifestError {
+        ManifestError::Input(InputError::Read { what, path: path.into(), source: std::io::ErrorKind::NotFound.into() })
+    }
+
+    #[test]
+    fn manifest_errors_name_the_input_at_fault() {
+        let spec = spec();
+        assert_eq!(at_fault(&spec, &unreadable("application", "/build/api")), Input::Application);
+        assert_eq!(at_fault(&spec, &unreadable("runtime", "/build/sdsec-guest")), Input::Runtime);
+        assert_eq!(at_fault(&spec, &unreadable("kernel", "/boot/vmlinux")), Input::Kernel);
+        let bad_name = ManifestError::Layout(LayoutError::BadAppName("..".into()));
+        assert_eq!(at_fault(&spec, &bad_name), Input::Application);
+        let error = LaunchError::Manifest { input: at_fault(&spec, &bad_name), source: bad_name };
+        assert_eq!(EngineError::from(error).input(), Some(Input::Application));
+    }
+
+    #[test]
+    fn sizing_out_of_range_names_memory_or_vcpus() {
+        assert!(Sizing::default().check().is_ok());
+        assert!(Sizing { memory_mb: Some(256), vcpus: Some(2) }.check().is_ok());
+        let small = Sizing { memory_mb: Some(16), vcpus: None }.check().unwrap_err();
+        assert_eq!(small.input(), Some(Input::MemoryMb));
+        assert!(small.to_string().starts_with("memory_mb = 16 is out of range"), "{small}");
+        assert_eq!(Sizing { memory_mb: None, vcpus: Some(0) }.check().unwrap_err().input(), Some(Input::Vcpus));
+    }
+
+    #[test]
+    fn an_application_path_without_a_file_name_is_the_applications_fault() {
+        let plan = spec().plan;
+        let app = AppSpec { path: "/".into(), args: Vec::new(), port: None };
+        let err = image_spec(&plan, &app, Some(Path::new("/boot/vmlinux")), Path::new("/r")).unwrap_err();
+        assert_eq!(err.input(), Some(Input::Application));
+    }
 }

@@ -106,14 +106,10 @@ mod tests {
 
     fn config(site: Option<&str>, tenant: Option<&str>, trust: Trust) -> ProviderConfig {
         ProviderConfig {
-            state_dir: "/tmp/x".into(),
-            hypervisor: Hypervisor::Qemu,
-            libvirt_uri: None,
-            accel: crate::config::Accel::Auto,
-            kernel: None,
             site: site.map(str::to_owned),
             tenant: tenant.map(str::to_owned),
             trust,
+            ..ProviderConfig::new("/tmp/x".into())
         }
     }
 

@@ -3,21 +3,30 @@
 //! Terraform state against. Documents hold only hashes and public keys, never secrets.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use fsutil::{IoError, io};
 use serde::{Deserialize, Serialize};
+
+use crate::Input;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot use the policy store at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot use the policy store: {0}")]
+    Io(#[from] IoError),
     #[error("the policy record {path} is corrupt: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
     #[error("`{0}` is not a policy id (expected pol- and 16 hex digits)")]
     BadId(String),
-    #[error("cannot draw a random policy id: {0}")]
-    Random(String),
+    #[error(transparent)]
+    Random(#[from] fsutil::RandomError),
+}
+
+impl StoreError {
+    /// The input at fault: only an id can be; the rest is the state directory's.
+    pub fn input(&self) -> Option<Input> {
+        matches!(self, StoreError::BadId(_)).then_some(Input::Id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,14 +50,12 @@ impl PolicyStore {
     /// The store under `state_dir`, created (owner-only) if needed.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let dir = state_dir.join("policies");
-        create_private_dir(&dir)?;
+        fsutil::create_private_dir(&dir)?;
         Ok(Self { dir })
     }
 
     pub fn new_id() -> Result<String, StoreError> {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).map_err(|e| StoreError::Random(e.to_string()))?;
-        Ok(format!("pol-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        Ok(fsutil::random_id("pol-", 8)?)
     }
 
     fn path(&self, id: &str) -> Result<PathBuf, StoreError> {
@@ -60,15 +67,7 @@ impl PolicyStore {
 
     /// Writes the record atomically: a reader sees the old record or the new one, never half.
     pub fn put(&self, record: &PolicyRecord) -> Result<(), StoreError> {
-        let path = self.path(&record.id)?;
-        let io = |source| StoreError::Io { path: path.clone(), source };
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).map_err(io)?;
-        let json =
-            serde_json::to_vec_pretty(record).map_err(|source| StoreError::Corrupt { path: path.clone(), source })?;
-        tmp.write_all(&json).map_err(io)?;
-        tmp.as_file().sync_all().map_err(io)?;
-        tmp.persist(&path).map_err(|e| io(e.error))?;
-        Ok(())
+        Ok(fsutil::write_json_atomically(&self.path(&record.id)?, record)?)
     }
 
     /// The record, or `None` when there is none (deleted outside Terraform, or never made).
@@ -79,7 +78,7 @@ impl PolicyStore {
                 serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Corrupt { path, source })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { path, source }),
+            Err(e) => Err(io("read", &path)(e).into()),
         }
     }
 
@@ -89,19 +88,9 @@ impl PolicyStore {
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { path, source }),
+            Err(e) => Err(io("remove", &path)(e).into()),
         }
     }
-}
-
-/// Creates a directory (and its parents) readable by the owner only.
-pub fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt as _;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|source| StoreError::Io { path: dir.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -137,7 +126,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = PolicyStore::open(dir.path()).unwrap();
         for bad in ["../etc/passwd", "pol-../../x", "pol-0123", ""] {
-            assert!(matches!(store.get(bad), Err(StoreError::BadId(_))), "{bad}");
+            let err = store.get(bad).unwrap_err();
+            assert!(matches!(err, StoreError::BadId(_)) && err.input() == Some(crate::Input::Id), "{bad}");
         }
     }
 

@@ -12,20 +12,31 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
+use fsutil::{IoError, io};
 use serde::{Deserialize, Serialize};
+
+use crate::Input;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
-    #[error("cannot {action} {path}: {source}; check the state directory's permissions")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("{0}; check the state directory's permissions")]
+    Io(#[from] IoError),
+    #[error(transparent)]
+    Random(#[from] fsutil::RandomError),
     #[error("the pool ledger {path} is unreadable ({reason}); destroy and re-create the pool")]
     Corrupt { path: PathBuf, reason: String },
     #[error("no pool {0} in this provider's state directory; check `pool` and the provider's `state_dir`")]
     NotFound(String),
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> PoolError + 'a {
-    move |source| PoolError::Io { action, path: path.to_owned(), source }
+impl PoolError {
+    /// Unknown or broken pools are the pool's fault; the rest is the state directory's.
+    pub fn input(&self) -> Option<Input> {
+        match self {
+            PoolError::NotFound(_) | PoolError::Corrupt { .. } => Some(Input::Pool),
+            PoolError::Io(_) | PoolError::Random(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,13 +101,7 @@ impl Pools {
 
     /// A new pool id: `pool-` and 12 hex digits.
     pub fn new_id() -> Result<String, PoolError> {
-        let mut bytes = [0u8; 6];
-        getrandom::fill(&mut bytes).map_err(|e| PoolError::Io {
-            action: "draw",
-            path: "a pool id".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(format!("pool-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+        Ok(fsutil::random_id("pool-", 6)?)
     }
 
     /// Waits for the pool's lock (creating the pool's directory when `create`).
@@ -117,7 +122,7 @@ impl Pools {
     pub fn remove(&self, id: &str) -> Result<(), PoolError> {
         let dir = self.dir(id);
         match fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e).into()),
             _ => Ok(()),
         }
     }
@@ -139,20 +144,16 @@ impl Locked {
         let text = match fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io("read", &self.path)(e)),
+            Err(e) => return Err(io("read", &self.path)(e).into()),
         };
         serde_json::from_str(&text)
             .map(Some)
             .map_err(|e| PoolError::Corrupt { path: self.path.clone(), reason: e.to_string() })
     }
 
-    /// Written to a temporary file and renamed: a reader sees the old ledger or the new.
+    /// Written atomically: a reader sees the old ledger or the new.
     pub fn save(&self, ledger: &Ledger) -> Result<(), PoolError> {
-        let tmp = self.path.with_extension("json.tmp");
-        let text =
-            serde_json::to_string_pretty(ledger).map_err(|e| io("encode", &self.path)(std::io::Error::other(e)))?;
-        fs::write(&tmp, text).map_err(io("write", &tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io("write", &self.path))
+        Ok(fsutil::write_json_atomically(&self.path, ledger)?)
     }
 }
 
@@ -206,7 +207,8 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let pools = Pools::new(state.path());
         let id = Pools::new_id().unwrap();
-        assert!(matches!(take(state.path(), &id, "sha256:00"), Err(PoolError::NotFound(_))));
+        let unknown = take(state.path(), &id, "sha256:00").unwrap_err();
+        assert!(matches!(unknown, PoolError::NotFound(_)) && unknown.input() == Some(Input::Pool));
         let ledger = Ledger {
             id: id.clone(),
             warm: Warm::Paused,

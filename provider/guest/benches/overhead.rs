@@ -8,10 +8,10 @@
 //! alternation, `ROUNDS` times, and summed. Both get the same request bytes (with the bearer
 //! token), so the only difference is the runtime in between.
 //!
-//! The runtime enforces a plan with bearer authentication, RBAC, a per-source and a global
-//! rate limit set high enough never to trigger, and the default audit (denials only), so
-//! the measured path goes through every check. A run with an open plan is shown for
-//! comparison.
+//! The runtime enforces a plan (`tests/policies/bench.yaml`) with bearer authentication, RBAC,
+//! a per-source and a global rate limit set high enough never to trigger, and the default
+//! audit (denials only), so the measured path goes through every check. A run with an open
+//! plan is shown for comparison.
 //!
 //! The application, the runtime and the load generator each have a tokio runtime of their own
 //! (`APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS` threads; default: one per core), but share
@@ -28,33 +28,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::rt::TokioIo;
-use sectosca::lower::plan::{AuthenticationPlan, Credential, PrincipalPlan};
+use plan::{AuthenticationPlan, Credential, EnforcementPlan, PrincipalPlan, RuntimePlan, Scheme, TokenSha256};
 use sha2::{Digest, Sha256};
 
 const TOKEN: &str = "bench-token-0123456789";
 const BODY: &[u8] = br#"{"items":[{"id":1,"name":"apple"},{"id":2,"name":"pear"}],"total":2}"#;
-
-const POLICIES: &str = "    - rbac:
-        type: sdsec.policies.Authorization
-        targets: [api]
-        properties:
-          default: deny
-          rules:
-            - { roles: [admin], effect: allow }
-            - { roles: [reader], methods: [GET, HEAD], paths: [/api/**], effect: allow }
-    - fw:
-        type: sdsec.policies.Firewall
-        targets: [api]
-        properties:
-          http: { methods: [GET, HEAD, POST], deny_paths: [/admin/**] }
-          rate_limit: { requests_per_second: 1000000, per: source }
-    - fw_global:
-        type: sdsec.policies.Firewall
-        targets: [api]
-        properties:
-          rate_limit: { requests_per_second: 1000000, per: global }
-    - audit: { type: sdsec.policies.Audit, targets: [api] }
-";
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -93,19 +71,18 @@ async fn application() -> SocketAddr {
     addr
 }
 
-fn plan(guarded: bool) -> sectosca::lower::plan::RuntimePlan {
-    let mut doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n".to_owned();
+/// The runtime plan of `tests/policies/bench.yaml` (guarded) or `bare.yaml` (open), as the
+/// compiler gave it, with bearer authentication added to the guarded one.
+fn plan(guarded: bool) -> RuntimePlan {
+    let name = if guarded { "bench" } else { "bare" };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/policies/{name}.plans.json"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plans: std::collections::BTreeMap<String, EnforcementPlan> = serde_json::from_str(&text).unwrap();
+    let mut plan = plans["api"].runtime.clone();
     if guarded {
-        doc.push_str("  policies:\n");
-        doc.push_str(POLICIES);
-    }
-    let compiled = sectosca::compile_str("bench.yaml", &doc);
-    assert!(!compiled.has_errors(), "{:#?}", compiled.diagnostics);
-    let mut plan = compiled.plans["api"].runtime.clone();
-    if guarded {
-        let hash = sectosca::values::TokenSha256(format!("{:x}", Sha256::digest(TOKEN)));
+        let hash = TokenSha256(format!("{:x}", Sha256::digest(TOKEN)));
         plan.authentication = Some(AuthenticationPlan {
-            scheme: sectosca::model::policies::Scheme::Bearer,
+            scheme: Scheme::Bearer,
             realm: "bench".into(),
             principals: vec![PrincipalPlan {
                 name: "bench".into(),

@@ -3,33 +3,20 @@
 //! In the guest stdout is the serial console, which is slow; request handlers therefore only
 //! queue lines, and a bounded queue keeps a flood from growing memory. Lines that do not
 //! fit are counted and the count is written as soon as there is room, so a gap in the log
-//! is always visible. Events hold no credentials: the path is written without its query
-//! (tokens travel there) and the principal is a name from the plan.
+//! is always visible. The lines are [`abi::event`]s, which the host reads back; they hold
+//! no credentials: the path is written without its query (tokens travel there) and the
+//! principal is a name from the plan.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sectosca::model::policies::AuditEvent;
-use serde::Serialize;
+use abi::event::{Access, AccessKind, Event};
+use plan::AuditEvent;
 
 const QUEUE: usize = 8192;
-
-/// One audit event, as written.
-#[derive(Debug, Serialize)]
-pub struct Event<'a> {
-    pub event: &'static str,
-    pub ts: String,
-    pub src: SocketAddr,
-    pub method: Option<&'a str>,
-    pub path: Option<&'a str>,
-    pub principal: Option<&'a str>,
-    pub status: Option<u16>,
-    pub reason: Option<&'a str>,
-}
 
 /// Where lines go; cheap to clone.
 #[derive(Debug, Clone)]
@@ -48,8 +35,12 @@ impl AuditLog {
         Ok(Self { queue, dropped })
     }
 
-    /// Queues a line as it is (used for the readiness marker).
-    pub fn line(&self, line: String) {
+    /// Queues `event`, whatever the plan says (the runtime's own events).
+    pub fn emit(&self, event: &Event<'_>) {
+        self.line(event.to_line());
+    }
+
+    fn line(&self, line: String) {
         match self.queue.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
@@ -60,13 +51,21 @@ impl AuditLog {
         }
     }
 
-    /// Queues `event` if the plan records its kind.
-    pub fn record(&self, enabled: &[AuditEvent], kind: AuditEvent, event: Event<'_>) {
-        if enabled.contains(&kind)
-            && let Ok(json) = serde_json::to_string(&event)
-        {
-            self.line(json);
+    /// Queues the per-request event of `kind` if the plan records that kind.
+    pub fn record(&self, enabled: &[AuditEvent], kind: AuditEvent, access: Access<'_>) {
+        if enabled.contains(&kind) {
+            self.emit(&Event::access(access_kind(kind), access));
         }
+    }
+}
+
+/// The event a plan's audit setting names.
+fn access_kind(kind: AuditEvent) -> AccessKind {
+    match kind {
+        AuditEvent::AuthnFailure => AccessKind::AuthnFailure,
+        AuditEvent::AuthzDeny => AccessKind::AuthzDeny,
+        AuditEvent::FirewallDrop => AccessKind::FirewallDrop,
+        AuditEvent::Request => AccessKind::Request,
     }
 }
 
@@ -75,7 +74,7 @@ fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>, dropped: &Atomi
     while let Ok(line) = rx.recv() {
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            let _ = writeln!(out, "{{\"event\":\"audit_overflow\",\"ts\":\"{}\",\"dropped\":{lost}}}", now_rfc3339());
+            let _ = writeln!(out, "{}", Event::AuditOverflow { ts: now_rfc3339(), dropped: lost }.to_line());
         }
         if writeln!(out, "{line}").is_err() {
             return;

@@ -2,8 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use sectosca::lower::plan::{AuthorizationRulePlan, AuthorizationRuleSet};
-use sectosca::model::Effect;
+use plan::{AuthorizationRulePlan, AuthorizationRuleSet, Effect};
 
 fn matches(rule: &AuthorizationRulePlan, roles: Option<&BTreeSet<String>>, method: &str, path: &str) -> bool {
     // A rule with roles needs a principal holding one of them; anonymous requests hold none.
@@ -33,7 +32,7 @@ pub fn authorize<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sectosca::values::{Method, PathGlob};
+    use plan::{Method, PathGlob};
 
     fn rule(roles: &[&str], methods: &[Method], paths: &[&str], effect: Effect) -> AuthorizationRulePlan {
         AuthorizationRulePlan {

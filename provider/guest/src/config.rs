@@ -4,8 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use http::HeaderValue;
-use sectosca::lower::plan::RuntimePlan;
-use sectosca::{EnforcementPlan, PLAN_FORMAT};
+use plan::{EnforcementPlan, PLAN_FORMAT, RuntimePlan};
 
 use crate::authn::{self, Authenticator};
 use crate::ratelimit::RateLimiter;
@@ -96,6 +95,14 @@ impl Runtime {
     }
 }
 
+/// The plan of `tests/policies/bare.yaml` (one unikernel, no policy), as the compiler gave it.
+#[cfg(test)]
+pub(crate) fn bare_plan() -> EnforcementPlan {
+    let mut plans: std::collections::BTreeMap<String, EnforcementPlan> =
+        serde_json::from_str(include_str!("../tests/policies/bare.plans.json")).expect("a plans map");
+    plans.remove("api").expect("the plan of `api`")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,12 +116,25 @@ mod tests {
         assert!(matches!(parse_plan("p.json", r#"{"format": 1}"#), Err(ConfigError::Invalid { .. })));
     }
 
+    /// Every plan the compiler gave for the test documents (`tests/policies`) loads.
     #[test]
     fn compiled_plans_load() {
-        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
-        let c = sectosca::compile_str("t", doc);
-        let json = c.plans.get("api").and_then(|p| serde_json::to_string(p).ok()).unwrap_or_default();
-        let plan = parse_plan("t", &json);
-        assert!(plan.as_ref().is_ok_and(|p| Runtime::new(&p.runtime).is_ok()), "{plan:?}");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".plans.json") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let plans: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+            for (node, json) in plans {
+                let plan = parse_plan(&node, &json.to_string());
+                assert!(plan.as_ref().is_ok_and(|p| Runtime::new(&p.runtime).is_ok()), "{}: {plan:?}", path.display());
+                loaded += 1;
+            }
+        }
+        assert!(loaded > 0, "no plans in {}", dir.display());
+        assert!(Runtime::new(&bare_plan().runtime).is_ok());
     }
 }

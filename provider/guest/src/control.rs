@@ -1,4 +1,4 @@
-//! The guest's end of the control channel ([`control`]): reads authenticated requests from
+//! The guest's end of the control channel ([`abi::control`]): reads authenticated requests from
 //! the virtio-serial port, swaps the runtime configuration in when a new plan changes
 //! runtime mechanisms only, and answers each request with the digest of the plan enforced.
 //! Refusals (a bad MAC, a replayed sequence number, a plan that needs a new image) are
@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use control::{Command, Key, Reply, Request};
-use sectosca::EnforcementPlan;
-use sectosca::lower::plan::ChangeKind;
+use abi::control::{Command, Key, PORT_NAME, Reply, Request};
+use abi::event::{Event, Refusal};
+use plan::{ChangeKind, EnforcementPlan};
 
 use crate::audit::AuditLog;
 use crate::config::{Runtime, parse_plan};
@@ -46,24 +46,24 @@ impl Controller {
     pub fn handle(&mut self, line: &str) -> Reply {
         let request: Request = match serde_json::from_str(line) {
             Ok(request) => request,
-            Err(_) => return self.refuse(0, "malformed", "the request is not a control request".into()),
+            Err(_) => return self.refuse(0, Refusal::Malformed, "the request is not a control request".into()),
         };
         if !request.verify(&self.key) {
             return self.refuse(
                 request.seq,
-                "bad_mac",
+                Refusal::BadMac,
                 "the request is not authenticated by this instance's key".into(),
             );
         }
         if request.seq <= self.last_seq {
-            return self.refuse(request.seq, "replayed", "the sequence number was used before".into());
+            return self.refuse(request.seq, Refusal::Replayed, "the sequence number was used before".into());
         }
         self.last_seq = request.seq;
         match request.command {
             Command::Status => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
             Command::Reconfigure { plan } => match self.reconfigure(&plan) {
                 Ok(()) => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
-                Err(why) => self.refuse(request.seq, "rejected_plan", why),
+                Err(why) => self.refuse(request.seq, Refusal::RejectedPlan, why),
             },
         }
     }
@@ -81,14 +81,13 @@ impl Controller {
         self.shared.reconfigure(runtime);
         self.digest = plan.digest();
         self.plan = plan;
-        let line = serde_json::json!({ "event": "reconfigured", "digest": self.digest });
-        self.audit.line(line.to_string());
+        self.audit.emit(&Event::Reconfigured { digest: self.digest.as_str().into() });
         Ok(())
     }
 
-    fn refuse(&self, seq: u64, reason: &str, error: String) -> Reply {
-        let line = serde_json::json!({ "event": "control_refused", "reason": reason, "seq": seq });
-        self.audit.line(line.to_string());
+    /// The reply names what was wrong; the audit line only why, never the request's content.
+    fn refuse(&self, seq: u64, reason: Refusal, error: String) -> Reply {
+        self.audit.emit(&Event::ControlRefused { reason, seq });
         Reply::new(&self.key, seq, Err(error))
     }
 }
@@ -106,13 +105,13 @@ pub fn take_key(path: &Path) -> Result<Option<Key>, String> {
     Ok(Some(key))
 }
 
-/// The device of the port named [`control::PORT_NAME`], once it appears.
+/// The device of the port named [`PORT_NAME`], once it appears.
 fn find_port(deadline: Instant) -> Option<PathBuf> {
     loop {
         let found = std::fs::read_dir(PORTS).ok().and_then(|entries| {
             entries.flatten().find_map(|entry| {
                 let name = std::fs::read_to_string(entry.path().join("name")).ok()?;
-                (name.trim() == control::PORT_NAME).then(|| Path::new("/dev").join(entry.file_name()))
+                (name.trim() == PORT_NAME).then(|| Path::new("/dev").join(entry.file_name()))
             })
         });
         if found.as_ref().is_some_and(|p| p.exists()) || Instant::now() >= deadline {
@@ -126,7 +125,7 @@ fn find_port(deadline: Instant) -> Option<PathBuf> {
 pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
     let spawned = std::thread::Builder::new().name("control".into()).spawn(move || {
         let Some(port) = find_port(Instant::now() + PORT_WAIT) else {
-            return warn("control", format!("no virtio-serial port named {} appeared", control::PORT_NAME));
+            return warn("control", format!("no virtio-serial port named {PORT_NAME} appeared"));
         };
         let opened = File::options().read(true).write(true).open(&port);
         let (reader, mut writer) = match opened.and_then(|f| Ok((f.try_clone()?, f))) {
@@ -248,12 +247,6 @@ mod wakeup {
 mod tests {
     use super::*;
 
-    const DOC: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
-topology_template:
-  node_templates:
-    api: { type: sdsec.nodes.Unikernel }
-";
-
     #[derive(Debug, Clone, Default)]
     struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
 
@@ -267,11 +260,6 @@ topology_template:
         }
     }
 
-    fn plan(doc: &str) -> EnforcementPlan {
-        let compiled = sectosca::compile_str("t", doc);
-        compiled.plans.get("api").cloned().unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
-    }
-
     fn request(key: &Key, seq: u64, plan: &EnforcementPlan) -> String {
         let command = Command::Reconfigure { plan: plan.canonical_json() };
         serde_json::to_string(&Request::new(key, seq, command)).unwrap()
@@ -281,7 +269,7 @@ topology_template:
     async fn only_authenticated_fresh_runtime_changes_are_applied() {
         let sink = Sink::default();
         let audit = AuditLog::spawn(Box::new(sink.clone())).unwrap();
-        let old = plan(DOC);
+        let old = crate::config::bare_plan();
         let runtime = Runtime::new(&old.runtime).unwrap();
         let proxy = crate::proxy::Proxy::bind(
             "127.0.0.1:0".parse().unwrap(),
@@ -318,9 +306,13 @@ topology_template:
         assert_eq!(status.digest.as_deref(), Some(new.digest().as_str()));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        let reasons: Vec<&str> = lines.iter().filter_map(|l| l.split("\"reason\":\"").nth(1)).collect();
-        assert_eq!(reasons.len(), 4, "{lines:?}");
-        assert!(lines.iter().any(|l| l.contains("\"reconfigured\"")), "{lines:?}");
+        let events: Vec<Event> = Event::scan(&text).collect();
+        let refusals: Vec<Refusal> = events
+            .iter()
+            .filter_map(|e| if let Event::ControlRefused { reason, .. } = e { Some(*reason) } else { None })
+            .collect();
+        assert_eq!(refusals, [Refusal::BadMac, Refusal::Replayed, Refusal::RejectedPlan, Refusal::Malformed], "{text}");
+        let digest = new.digest();
+        assert!(events.iter().any(|e| matches!(e, Event::Reconfigured { digest: d } if *d == digest)), "{text}");
     }
 }

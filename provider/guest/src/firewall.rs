@@ -2,9 +2,7 @@
 
 use std::net::IpAddr;
 
-use sectosca::lower::plan::IngressRuleSet;
-use sectosca::model::Effect;
-use sectosca::model::policies::Protocol;
+use plan::{Effect, IngressRuleSet, Protocol};
 
 /// The address rules see: an IPv4 client reaching an IPv6 socket is matched as IPv4,
 /// so `10.0.0.0/8` cannot be sidestepped by writing it `::ffff:10.0.0.1`.
@@ -38,8 +36,7 @@ pub fn ingress_allows(sets: &[IngressRuleSet], source: IpAddr, port: u16) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sectosca::lower::plan::IngressRulePlan;
-    use sectosca::values::{Cidr, PortRange};
+    use plan::{Cidr, IngressRulePlan, PortRange};
 
     fn set(default: Effect, rules: Vec<IngressRulePlan>) -> IngressRuleSet {
         IngressRuleSet { policy: "fw".into(), default, rules }

@@ -80,8 +80,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let runtime = Runtime::new(&plan.runtime)?;
     let audit = AuditLog::spawn(Box::new(std::io::stdout()))?;
     let proxy = Proxy::bind(args.listen, args.upstream, runtime, audit.clone()).await?;
-    let ready = serde_json::json!({ "event": "ready", "node": plan.node, "listen": proxy.local_addr().to_string() });
-    audit.line(ready.to_string());
+    audit.emit(&abi::event::Event::Ready {
+        node: plan.node.as_str().into(),
+        listen: proxy.local_addr().to_string(),
+        app: None,
+    });
     tokio::spawn(reload_on_hangup(args.plan, proxy.shared()));
     proxy.run().await;
     Ok(())

@@ -5,8 +5,7 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use sectosca::lower::plan::RateLimitPlan;
-use sectosca::model::policies::RateScope;
+use plan::{RateLimitPlan, RateScope};
 
 /// At most this many sources are tracked. Past it, idle sources are forgotten; if every
 /// tracked source is still busy, new sources are refused rather than let through unlimited.

@@ -11,36 +11,16 @@ use base64::Engine as _;
 use common::{FIXED_BODY, Guest, plan, upstream};
 use p256::ecdsa::signature::Signer;
 use p256::pkcs8::{EncodePublicKey, LineEnding};
-use sectosca::EnforcementPlan;
-use sectosca::lower::plan::{AuthenticationPlan, Credential, JwtPlan, PrincipalPlan};
-use sectosca::model::policies::Scheme;
-use sectosca::values::{JwtAlgorithm, KeyKind, PasswordHash, TokenSha256};
+use plan::{
+    AuditEvent, AuthenticationPlan, Credential, EnforcementPlan, JwtAlgorithm, JwtPlan, KeyKind, PasswordHash,
+    PrincipalPlan, Scheme, TokenSha256,
+};
 use sha2::{Digest, Sha256};
 
-const RBAC: &str = "    - rbac:
-        type: sdsec.policies.Authorization
-        targets: [api]
-        properties:
-          default: deny
-          rules:
-            - { methods: [GET], paths: [/public/**], effect: allow }
-            - { roles: [admin], effect: allow }
-            - { roles: [reader], methods: [GET, HEAD], effect: allow }
-";
-
-const FIREWALL: &str = "    - fw:
-        type: sdsec.policies.Firewall
-        targets: [api]
-        properties:
-          http:
-            methods: [GET, HEAD, POST]
-            deny_paths: [/admin/**]
-            max_body_bytes: 1024
-            max_header_bytes: 2048
-";
-
-/// Records the default events: authn_failure, authz_deny, firewall_drop.
-const AUDIT: &str = "    - audit: { type: sdsec.policies.Audit, targets: [api] }\n";
+// The plans come from the documents in tests/policies (`plan("rbac")` is rbac.yaml's):
+// `rbac` lets anyone GET /public/**, admin do anything, reader GET and HEAD; `firewall`
+// allows GET, HEAD and POST, denies /admin/**, and limits bodies to 1024 and heads to 2048
+// bytes; `…_audit` adds the default audit (authn_failure, authz_deny, firewall_drop).
 
 const READER_TOKEN: &str = "reader-token-0123456789";
 const ADMIN_TOKEN: &str = "admin-token-9876543210";
@@ -68,7 +48,7 @@ fn bearer_guest() -> Guest {
         principal("ops", token_hash(ADMIN_TOKEN), &["admin"]),
         principal("reporting", token_hash(READER_TOKEN), &["reader"]),
     ];
-    Guest::start(&with_auth(plan(&format!("{RBAC}{FIREWALL}{AUDIT}")), Scheme::Bearer, principals, None))
+    Guest::start(&with_auth(plan("rbac_firewall_audit"), Scheme::Bearer, principals, None))
 }
 
 fn basic_guest() -> Guest {
@@ -82,7 +62,7 @@ fn basic_guest() -> Guest {
         principal("alice", Credential::PasswordHash(PasswordHash(alice)), &["admin"]),
         principal("bob", Credential::PasswordHash(PasswordHash(bob)), &["reader"]),
     ];
-    Guest::start(&with_auth(plan(RBAC), Scheme::Basic, principals, None))
+    Guest::start(&with_auth(plan("rbac"), Scheme::Basic, principals, None))
 }
 
 fn basic(user: &str, password: &str) -> String {
@@ -126,7 +106,7 @@ fn jwt_guest(public_pem: &str) -> Guest {
             .into(),
         leeway_seconds: 5,
     };
-    Guest::start(&with_auth(plan(RBAC), Scheme::Jwt, vec![principal("idp", credential, &[])], Some(settings)))
+    Guest::start(&with_auth(plan("rbac"), Scheme::Jwt, vec![principal("idp", credential, &[])], Some(settings)))
 }
 
 fn claims(groups: &[&str]) -> serde_json::Value {
@@ -315,7 +295,7 @@ fn anonymous_requests_get_only_what_rules_without_roles_give() {
     let g = bearer_guest();
     // /public/** is allowed to anyone, but the scheme still wants a token first.
     assert_eq!(g.get("/public/x", "").status, 401);
-    let open = Guest::start(&plan(RBAC));
+    let open = Guest::start(&plan("rbac"));
     assert_eq!(open.get("/public/x", "").status, 200);
     assert_eq!(open.get("/api/items", "").status, 403);
 }
@@ -426,8 +406,7 @@ fn oversized_chunked_body_is_413_as_it_streams() {
 
 #[test]
 fn rate_limit_is_429_with_retry_after() {
-    let fw = "    - fw:\n        type: sdsec.policies.Firewall\n        targets: [api]\n        properties:\n          rate_limit: { requests_per_second: 1, burst: 2, per: source }\n";
-    let g = Guest::start(&plan(fw));
+    let g = Guest::start(&plan("rate_limit"));
     // Two requests fit the burst; a third within the same second does not (one token per second).
     assert_eq!(g.get("/x", "").status, 200);
     assert_eq!(g.get("/x", "").status, 200);
@@ -438,8 +417,7 @@ fn rate_limit_is_429_with_retry_after() {
 
 #[test]
 fn slow_header_sender_is_cut_off() {
-    let fw = "    - fw:\n        type: sdsec.policies.Firewall\n        targets: [api]\n        properties:\n          http: { header_timeout: 1s }\n";
-    let g = Guest::start(&plan(&format!("{fw}{AUDIT}")));
+    let g = Guest::start(&plan("header_timeout"));
     let mut stream = std::net::TcpStream::connect(g.addr).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
     std::io::Write::write_all(&mut stream, b"GET /x HTTP/1.1\r\nHost: api\r\nX-Slow: ").unwrap();
@@ -453,7 +431,7 @@ fn slow_header_sender_is_cut_off() {
 // ---- smuggling and ambiguous requests ---------------------------------------------------
 
 fn assert_400(raw: &str) {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let r = g.send(raw.as_bytes());
     assert_eq!(r.status, 400, "{raw:?}");
 }
@@ -504,7 +482,7 @@ fn missing_or_double_host_and_foreign_absolute_form_are_400() {
 
 #[test]
 fn absolute_form_for_us_is_accepted() {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let r = g.send(b"GET http://api/x HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n");
     assert_eq!((r.status, r.json()["target"].as_str()), (200, Some("/x")));
 }
@@ -513,8 +491,7 @@ fn absolute_form_for_us_is_accepted() {
 
 #[test]
 fn source_outside_allowed_cidrs_is_dropped_without_an_answer() {
-    let fw = "    - fw:\n        type: sdsec.policies.Firewall\n        targets: [api]\n        properties:\n          ingress: [ { from: 10.0.0.0/8, action: allow } ]\n";
-    let g = Guest::start(&plan(&format!("{fw}{AUDIT}")));
+    let g = Guest::start(&plan("ingress"));
     let r = g.get("/x", "");
     assert_eq!(r.raw_len, 0, "not a byte is answered");
     g.audit(|v| {
@@ -526,7 +503,7 @@ fn source_outside_allowed_cidrs_is_dropped_without_an_answer() {
 
 #[test]
 fn quarantine_answers_503_to_everything_but_health() {
-    let mut p = plan(FIREWALL);
+    let mut p = plan("firewall");
     p.runtime.quarantine = true;
     let g = Guest::start(&p);
     assert_eq!(g.get("/x", "").status, 503);
@@ -551,9 +528,7 @@ fn health_path_answers_without_auth_and_is_never_proxied() {
 
 #[test]
 fn audit_lines_are_emitted_and_hold_no_secrets() {
-    let mut p = plan(&format!(
-        "{RBAC}{FIREWALL}    - audit: {{ type: sdsec.policies.Audit, targets: [api], properties: {{ events: [authn_failure, authz_deny, firewall_drop, request] }} }}\n"
-    ));
+    let mut p = plan("audit_every_event");
     p.runtime.authentication = Some(AuthenticationPlan {
         scheme: Scheme::Bearer,
         realm: "shop".into(),
@@ -595,8 +570,8 @@ fn audit_lines_are_emitted_and_hold_no_secrets() {
 
 #[test]
 fn unlisted_audit_events_are_not_written() {
-    let mut p = plan(FIREWALL);
-    p.runtime.audit.events = vec![sectosca::model::policies::AuditEvent::FirewallDrop];
+    let mut p = plan("firewall");
+    p.runtime.audit.events = vec![AuditEvent::FirewallDrop];
     let g = Guest::start(&p);
     assert_eq!(g.get("/x", "").status, 200);
     assert_eq!(g.send(b"PUT /x HTTP/1.1\r\nHost: api\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").status, 405);
@@ -608,7 +583,7 @@ fn unlisted_audit_events_are_not_written() {
 
 #[test]
 fn allowed_requests_get_the_upstream_answer_unchanged() {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let raw = b"GET /fixed HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n";
     let direct = common::send(upstream().addr, raw);
     let proxied = g.send(raw);
@@ -630,7 +605,7 @@ fn allowed_requests_get_the_upstream_answer_unchanged() {
 
 #[test]
 fn spoofed_principal_header_is_stripped() {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let r = g.get("/x", "X-Sdsec-Principal: admin\r\nx-sdsec-principal: root\r\n");
     assert_eq!(r.status, 200);
     let headers = r.json()["headers"].to_string();
@@ -639,7 +614,7 @@ fn spoofed_principal_header_is_stripped() {
 
 #[test]
 fn hop_by_hop_headers_are_not_forwarded() {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let r = g.get("/x", "Connection: X-Secret-Hop\r\nX-Secret-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-End: 2\r\n");
     let headers = r.json()["headers"].to_string();
     assert!(!headers.contains("x-secret-hop") && !headers.contains("keep-alive"), "{headers}");
@@ -648,7 +623,7 @@ fn hop_by_hop_headers_are_not_forwarded() {
 
 #[test]
 fn a_plan_of_another_format_is_refused_at_start() {
-    let mut json: serde_json::Value = serde_json::to_value(plan(FIREWALL)).unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(plan("firewall")).unwrap();
     json["format"] = 99.into();
     let err = Guest::start_json(&json.to_string()).err().expect("must not start");
     assert!(err.contains("format 99") && err.contains("format 1 only"), "{err}");
@@ -656,7 +631,7 @@ fn a_plan_of_another_format_is_refused_at_start() {
 
 #[test]
 fn keep_alive_requests_are_each_judged() {
-    let g = Guest::start(&plan(FIREWALL));
+    let g = Guest::start(&plan("firewall"));
     let r =
         g.send(b"GET /x HTTP/1.1\r\nHost: api\r\n\r\nGET /admin HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n");
     // Two answers on one connection: the first forwarded, the second refused.

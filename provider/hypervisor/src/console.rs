@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use abi::event::Event;
+
 use crate::{BootSpec, HypervisorError, InstanceId, Result, probe};
 
 /// How often readiness is polled while booting.
@@ -14,9 +16,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// Console lines an error carries.
 const TAIL_LINES: usize = 30;
 
-/// The runtime prints a JSON line with this once the application is up.
-pub const READY_MARKER: &str = "\"event\":\"ready\"";
-const FAILURE_MARKERS: &[&str] = &["\"event\":\"init_error\"", "Kernel panic", "\"event\":\"app_exit\""];
+/// What the kernel prints when it gives up (PID 1 died, no root, ...).
+const KERNEL_PANIC: &str = "Kernel panic";
 
 /// Follows the log from where it last read.
 #[derive(Debug)]
@@ -44,8 +45,10 @@ impl<'a> Watcher<'a> {
         self.partial.push_str(&String::from_utf8_lossy(&bytes));
         while let Some(end) = self.partial.find('\n') {
             let line: String = self.partial.drain(..=end).collect();
-            self.ready |= line.contains(READY_MARKER);
-            if self.failure.is_none() && FAILURE_MARKERS.iter().any(|m| line.contains(m)) {
+            let event = Event::parse(&line);
+            self.ready |= matches!(event, Some(Event::Ready { .. }));
+            let failed = matches!(event, Some(Event::InitError { .. } | Event::AppExit { .. }));
+            if self.failure.is_none() && (failed || line.contains(KERNEL_PANIC)) {
                 self.failure = Some(line.trim().to_owned());
             }
         }
@@ -126,12 +129,17 @@ mod tests {
         let path = dir.path().join("console.log");
         let mut file = File::create(&path).unwrap();
         let mut watcher = Watcher::new(&path);
-        file.write_all(b"[    0.1] booting\n{\"event\":\"rea").unwrap();
+        let ready = Event::Ready { node: "api".into(), listen: "0.0.0.0:80".into(), app: None }.to_line();
+        let (head, rest) = ready.split_at(12);
+        file.write_all(format!("[    0.1] booting\n{head}").as_bytes()).unwrap();
         assert!(!watcher.saw_ready());
-        file.write_all(b"dy\",\"node\":\"api\"}\n").unwrap();
+        file.write_all(format!("{rest}\n").as_bytes()).unwrap();
         assert!(watcher.saw_ready());
         assert_eq!(watcher.failure(), None);
-        file.write_all(b"\x1b[0m{\"event\":\"init_error\",\"step\":\"network\"}\n").unwrap();
+        file.write_all(b"{\"event\":\"app_exit\" is not an event\n").unwrap();
+        assert_eq!(watcher.failure(), None);
+        let failed = Event::InitError { step: "network".into(), error: "no eth0".into() }.to_line();
+        file.write_all(format!("\x1b[0m{failed}\n").as_bytes()).unwrap();
         assert!(watcher.failure().unwrap().contains("network"));
         assert!(tail(&path, 1).starts_with("[0m{\"event\":\"init_error\""));
         assert_eq!(tail(&dir.path().join("none"), 5), "(no console output)");

@@ -1,4 +1,4 @@
-//! Each instance's control channel to its runtime ([`control`]): the key and the initramfs
+//! Each instance's control channel to its runtime ([`abi::control`]): the key and the initramfs
 //! overlay that carries it into the guest, the virtio-serial port, and where the host finds
 //! socket and key again.
 
@@ -6,7 +6,8 @@ use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-use ::control::Key;
+use abi::control::Key;
+use fsutil::io;
 
 use crate::registry::{CONTROL_KEY, CONTROL_SOCKET, INITRD};
 use crate::{BootSpec, HypervisorError, InstanceId, Result, socket};
@@ -16,7 +17,7 @@ use crate::{BootSpec, HypervisorError, InstanceId, Result, socket};
 pub struct ControlBoot {
     pub key: Key,
     /// A cpio archive appended to the image's initramfs for this instance only; it holds
-    /// the key at [`control::GUEST_KEY_PATH`].
+    /// the key at [`abi::paths::CONTROL_KEY`].
     pub overlay: Vec<u8>,
 }
 
@@ -27,21 +28,16 @@ pub struct ControlEndpoint {
     pub key: Key,
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> HypervisorError + 'a {
-    move |source| HypervisorError::Io { action, path: path.to_owned(), source }
-}
-
 /// Keeps the key in the instance directory and writes the instance's own initramfs (the
 /// image's, then the overlay: the kernel unpacks concatenated archives in order). Returns
 /// the spec to boot.
 pub(crate) fn personalise(spec: &BootSpec, dir: &Path) -> Result<BootSpec> {
     let Some(control) = &spec.control else { return Ok(spec.clone()) };
     let key_path = dir.join(CONTROL_KEY);
-    control.key.write_new(&key_path).map_err(|e| HypervisorError::Io {
-        action: "write the control key",
-        path: key_path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+    control
+        .key
+        .write_new(&key_path)
+        .map_err(|e| io("write the control key", &key_path)(std::io::Error::other(e.to_string())))?;
     let initrd = dir.join(INITRD);
     let image = std::fs::read(&spec.initramfs).map_err(io("read the image's initramfs", &spec.initramfs))?;
     let mut file = std::fs::OpenOptions::new()
@@ -76,7 +72,7 @@ pub(crate) fn qemu_args(socket: &Path) -> Vec<String> {
         // Port 0 is reserved for a console; the channel takes port 1.
         "virtio-serial-device,max_ports=2".into(),
         "-device".into(),
-        format!("virtserialport,chardev=sdsecctl,name={}", ::control::PORT_NAME),
+        format!("virtserialport,chardev=sdsecctl,name={}", abi::control::PORT_NAME),
     ]
 }
 

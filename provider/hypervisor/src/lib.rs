@@ -26,7 +26,6 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
-pub use console::READY_MARKER;
 pub use control::{ControlBoot, ControlEndpoint};
 pub use registry::InstanceId;
 
@@ -101,10 +100,40 @@ pub struct Instance {
     pub metadata: serde_json::Value,
 }
 
+impl Instance {
+    /// The record of `spec` booting now as `id`, forwarded from `host_port` (0 while the
+    /// port is still to be picked); `boot_ms` is filled in once it is ready.
+    pub(crate) fn starting(
+        id: InstanceId,
+        spec: &BootSpec,
+        accel: Accel,
+        console_log: PathBuf,
+        host_port: u16,
+    ) -> Instance {
+        Instance {
+            id,
+            name: spec.name.clone(),
+            image_digest: spec.image_digest.clone(),
+            endpoint: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, host_port)),
+            accel,
+            boot_ms: 0,
+            console_log,
+            memory_mb: spec.memory_mb,
+            vcpus: spec.vcpus,
+            started_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            metadata: spec.metadata.clone(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum HypervisorError {
-    #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Io(#[from] fsutil::IoError),
+    #[error(transparent)]
+    Random(#[from] fsutil::RandomError),
     #[error("{binary} is not installed or not runnable ({source}); install Debian's qemu-system-x86")]
     QemuMissing { binary: String, source: std::io::Error },
     #[error("QEMU refused to start: {stderr}")]

@@ -14,6 +14,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use fsutil::io;
 use serde::{Deserialize, Serialize};
 
 use crate::{HypervisorError, Instance, Result};
@@ -33,13 +34,7 @@ pub struct InstanceId(String);
 
 impl InstanceId {
     pub fn random() -> Result<InstanceId> {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).map_err(|e| HypervisorError::Io {
-            action: "draw a random instance id",
-            path: PathBuf::from("getrandom"),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(InstanceId(format!("i-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())))
+        Ok(InstanceId(fsutil::random_id("i-", 8)?))
     }
 
     pub fn as_str(&self) -> &str {
@@ -98,22 +93,16 @@ impl Registry {
     pub fn create_dir(&self, id: &InstanceId, private: bool) -> Result<PathBuf> {
         use std::os::unix::fs::DirBuilderExt as _;
         let dir = self.dir(id);
-        let fail = |source| HypervisorError::Io { action: "create", path: dir.clone(), source };
         if let Some(parent) = dir.parent() {
-            fs::create_dir_all(parent).map_err(fail)?;
+            fs::create_dir_all(parent).map_err(io("create", parent))?;
         }
-        fs::DirBuilder::new().mode(if private { 0o700 } else { 0o755 }).create(&dir).map_err(fail)?;
+        fs::DirBuilder::new().mode(if private { 0o700 } else { 0o755 }).create(&dir).map_err(io("create", &dir))?;
         Ok(dir)
     }
 
-    /// Written through a rename, so a reader sees the whole record or none.
+    /// Written atomically, so a reader sees the whole record or none.
     pub fn save(&self, instance: &Instance) -> Result<()> {
-        let path = self.dir(&instance.id).join(RECORD);
-        let tmp = path.with_extension("json.tmp");
-        let json = serde_json::to_string_pretty(instance)
-            .map_err(|e| HypervisorError::BadRecord { path: path.clone(), reason: e.to_string() })?;
-        fs::write(&tmp, json).map_err(|source| HypervisorError::Io { action: "write", path: tmp.clone(), source })?;
-        fs::rename(&tmp, &path).map_err(|source| HypervisorError::Io { action: "write", path, source })
+        Ok(fsutil::write_json_atomically(&self.dir(&instance.id).join(RECORD), instance)?)
     }
 
     pub fn load(&self, id: &InstanceId) -> Result<Instance> {
@@ -123,7 +112,7 @@ impl Registry {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(HypervisorError::NoSuchInstance(id.clone()));
             }
-            Err(source) => return Err(HypervisorError::Io { action: "read", path, source }),
+            Err(e) => return Err(io("read", &path)(e).into()),
         };
         serde_json::from_str(&text).map_err(|e| HypervisorError::BadRecord { path, reason: e.to_string() })
     }
@@ -133,7 +122,7 @@ impl Registry {
         let entries = match fs::read_dir(&self.root) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(HypervisorError::Io { action: "list", path: self.root.clone(), source }),
+            Err(e) => return Err(io("list", &self.root)(e).into()),
         };
         let mut ids: Vec<InstanceId> =
             entries.flatten().filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok())).collect();
@@ -146,7 +135,7 @@ impl Registry {
         match fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(HypervisorError::Io { action: "remove", path: dir, source }),
+            Err(e) => Err(io("remove", &dir)(e).into()),
         }
     }
 }

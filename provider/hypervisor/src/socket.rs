@@ -27,8 +27,7 @@ pub fn path(dir: &Path, id: &str, name: &str) -> Result<PathBuf> {
         return Ok(natural);
     }
     let short = short_dir();
-    let fail =
-        |source| HypervisorError::Io { action: "prepare the control socket directory", path: short.clone(), source };
+    let fail = |e| HypervisorError::from(fsutil::io("prepare the control socket directory", &short)(e));
     match std::fs::DirBuilder::new().mode(0o700).create(&short) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use abi::event::Event;
 use hypervisor::libvirt::Libvirt;
 use hypervisor::{AccelChoice, BootSpec, Hypervisor, HypervisorError, InstanceState};
 
@@ -80,8 +81,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         cmdline: manifest["cmdline"].as_str().unwrap().to_owned(),
         memory_mb: 128,
         vcpus: 1,
-        // sdsec_image::cmdline::pep_port(8080): the runtime listens on 80 in the guest.
-        guest_port: 80,
+        guest_port: abi::net::runtime_port(manifest["application"]["port"].as_u64().unwrap() as u16),
         host_port: None,
         health_path: plan["runtime"]["firewall"]["http"]["health_path"].as_str().unwrap().to_owned(),
         restrict_egress: true,
@@ -137,7 +137,7 @@ fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     lv.resume(&id).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Running);
     assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
-    assert!(lv.console_tail(&id, 5).contains("\"event\":\"ready\""));
+    assert!(Event::scan(&lv.console_tail(&id, 5)).any(|e| matches!(e, Event::Ready { .. })));
 
     again.stop(&id, Duration::from_secs(5)).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Gone);

@@ -24,7 +24,7 @@ impl ImageDigest {
 
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> ImageDigest {
-        ImageDigest(sectosca::canonical::sha256_digest(bytes))
+        ImageDigest(plan::sha256_digest(bytes))
     }
 
     /// The 64 hex digits, without the `sha256:` prefix.

@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use abi::paths;
+
 use crate::cpio::{self, CpioError, Entry};
 use crate::input::{self, FileRef, InputError};
 use crate::layout::{self, LayoutError};
@@ -36,13 +38,13 @@ fn checked(what: &'static str, path: &Path, expected: &FileRef) -> Result<Vec<u8
 /// The uncompressed cpio archive of the image `manifest` describes, from the files of `spec`.
 pub fn archive(spec: &ImageSpec, manifest: &Manifest) -> Result<Vec<u8>, InitramfsError> {
     let mut contents: Vec<(String, Vec<u8>)> = Vec::new();
-    contents.push((layout::INIT_PATH.to_owned(), checked("runtime", &spec.runtime, &manifest.init)?));
+    contents.push((paths::INIT.to_owned(), checked("runtime", &spec.runtime, &manifest.init)?));
     let app = &spec.application;
-    contents.push((format!("app/{}", app.name), checked("application", &app.path, &manifest.application.file())?));
+    contents.push((paths::app(&app.name), checked("application", &app.path, &manifest.application.file())?));
     let plan = manifest::plan_json(spec)?.into_bytes();
     // The plan is in memory, but it too must be the one the digest was computed from.
-    manifest.plan.expect(&FileRef::of(&plan), "plan", Path::new("/etc/sdsec/plan.json"))?;
-    contents.push((layout::PLAN_PATH.to_owned(), plan));
+    manifest.plan.expect(&FileRef::of(&plan), "plan", &paths::in_guest(paths::PLAN))?;
+    contents.push((paths::PLAN.to_owned(), plan));
     for module in &spec.modules {
         let expected = manifest.modules.iter().find(|m| m.path == module.image_path);
         let Some(expected) = expected else { return Err(InitramfsError::Unfilled(module.image_path.clone())) };

@@ -32,7 +32,7 @@ pub struct FileRef {
 
 impl FileRef {
     pub fn of(bytes: &[u8]) -> FileRef {
-        FileRef { sha256: sectosca::canonical::sha256_digest(bytes), size: bytes.len() as u64 }
+        FileRef { sha256: plan::sha256_digest(bytes), size: bytes.len() as u64 }
     }
 
     /// Fails with [`InputError::Changed`] unless `found` is this file.

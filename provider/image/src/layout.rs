@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use abi::paths;
+
 use crate::input::FileRef;
 use crate::manifest::Manifest;
 
@@ -11,13 +13,6 @@ use crate::manifest::Manifest;
 pub const FORBIDDEN_NAMES: &[&str] = &[
     "sh", "bash", "dash", "ash", "zsh", "busybox", "apt", "apt-get", "dpkg", "rpm", "yum", "dnf", "apk", "pip", "pip3",
 ];
-
-/// Empty directories the runtime mounts file systems on.
-pub const MOUNT_POINTS: &[&str] = &["dev", "proc", "run", "sys", "tmp"];
-
-pub const INIT_PATH: &str = "init";
-pub const PLAN_PATH: &str = "etc/sdsec/plan.json";
-pub const MODULES_DIR: &str = "lib/modules";
 
 pub const DIR_MODE: u32 = 0o755;
 pub const EXEC_MODE: u32 = 0o555;
@@ -57,11 +52,11 @@ pub fn check_app_name(name: &str) -> Result<(), LayoutError> {
 /// The module's path relative to the root (`lib/modules/...`).
 pub fn module_path(image_path: &str) -> Result<String, LayoutError> {
     let bad = || LayoutError::BadModulePath(image_path.to_owned());
-    let rest = image_path.strip_prefix("/lib/modules/").ok_or_else(bad)?;
+    let rest = image_path.strip_prefix(&format!("/{}/", paths::MODULES)).ok_or_else(bad)?;
     if rest.split('/').any(|c| c.is_empty() || c == "." || c == ".." || c.contains('\0')) {
         return Err(bad());
     }
-    Ok(format!("{MODULES_DIR}/{rest}"))
+    Ok(paths::module(rest))
 }
 
 /// Refuses any path with a forbidden base name.
@@ -78,12 +73,12 @@ pub fn tree(manifest: &Manifest) -> Result<Vec<Slot>, LayoutError> {
     let app = &manifest.application;
     check_app_name(&app.name)?;
     let mut leaves = vec![
-        Slot { path: INIT_PATH.to_owned(), mode: EXEC_MODE, file: Some(manifest.init.clone()) },
-        Slot { path: format!("app/{}", app.name), mode: EXEC_MODE, file: Some(app.file()) },
-        Slot { path: PLAN_PATH.to_owned(), mode: DATA_MODE, file: Some(manifest.plan.clone()) },
-        Slot { path: MODULES_DIR.to_owned(), mode: DIR_MODE, file: None },
+        Slot { path: paths::INIT.to_owned(), mode: EXEC_MODE, file: Some(manifest.init.clone()) },
+        Slot { path: paths::app(&app.name), mode: EXEC_MODE, file: Some(app.file()) },
+        Slot { path: paths::PLAN.to_owned(), mode: DATA_MODE, file: Some(manifest.plan.clone()) },
+        Slot { path: paths::MODULES.to_owned(), mode: DIR_MODE, file: None },
     ];
-    leaves.extend(MOUNT_POINTS.iter().map(|m| Slot { path: (*m).to_owned(), mode: DIR_MODE, file: None }));
+    leaves.extend(paths::MOUNT_POINTS.iter().map(|m| Slot { path: (*m).to_owned(), mode: DIR_MODE, file: None }));
     for module in &manifest.modules {
         let file = FileRef { sha256: module.sha256.clone(), size: module.size };
         leaves.push(Slot { path: module_path(&module.path)?, mode: DATA_MODE, file: Some(file) });

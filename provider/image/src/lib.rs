@@ -7,7 +7,7 @@
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use sdsec_image::{Application, ImageSpec, Store, image_digest};
-//! # let plan: sectosca::EnforcementPlan = serde_json::from_str("{}")?;
+//! # let plan: plan::EnforcementPlan = serde_json::from_str("{}")?;
 //! let app = Application { name: "api".into(), path: "build/api".into(), args: vec!["--listen".into(), "0.0.0.0:8080".into()] };
 //! let spec = ImageSpec::new(plan, app, "build/sdsec-guest".into(), "/var/cache/sdsec/vmlinux".into());
 //! let digest = image_digest(&spec)?; // plan time: hashes only

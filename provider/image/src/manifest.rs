@@ -31,7 +31,7 @@ pub enum ManifestError {
     #[error(transparent)]
     Cmdline(#[from] CmdlineError),
     #[error("cannot write the {what} as canonical JSON: {source}")]
-    Json { what: &'static str, source: sectosca::canonical::CanonicalError },
+    Json { what: &'static str, source: plan::CanonicalError },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,7 +88,7 @@ pub fn builder_id() -> String {
 
 /// The plan as it is written into the image.
 pub fn plan_json(spec: &ImageSpec) -> Result<String, ManifestError> {
-    sectosca::canonical::to_canonical_json(&spec.plan).map_err(|source| ManifestError::Json { what: "plan", source })
+    plan::to_canonical_json(&spec.plan).map_err(|source| ManifestError::Json { what: "plan", source })
 }
 
 impl Manifest {
@@ -135,7 +135,7 @@ impl Manifest {
     }
 
     pub fn canonical_json(&self) -> Result<String, ManifestError> {
-        sectosca::canonical::to_canonical_json(self).map_err(|source| ManifestError::Json { what: "manifest", source })
+        plan::to_canonical_json(self).map_err(|source| ManifestError::Json { what: "manifest", source })
     }
 
     pub fn digest(&self) -> Result<ImageDigest, ManifestError> {

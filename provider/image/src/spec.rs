@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use sectosca::EnforcementPlan;
+use plan::EnforcementPlan;
 
 /// Everything an image is built from. Paths are read when the manifest is computed and
 /// again when the image is built; only the bytes count, never the paths.

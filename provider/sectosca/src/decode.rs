@@ -377,73 +377,47 @@ macro_rules! record {
     (@key $field:ident $key:literal) => { $key };
 }
 
-/// Defines an enum written as one of a fixed set of strings. A value outside the set is
-/// reported as `InvalidValue`, or with the code given in parentheses after the name.
-macro_rules! keywords {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
-    ) => {
-        $crate::decode::keywords! { @code InvalidValue $(#[$meta])* pub enum $name { $( $(#[$vmeta])* $variant = $text ),* } }
+/// Decodes one of a fixed set of keywords (`all`, written as `text_of` gives), reporting
+/// any other text with `code` and the closest keyword as a hint.
+pub(crate) fn keyword<T: Copy>(
+    node: &Node,
+    path: &YamlPath,
+    sink: &mut Sink<'_>,
+    all: &[T],
+    text_of: fn(T) -> &'static str,
+    code: Code,
+) -> Option<T> {
+    let text = scalar(node, path, sink, "a string")?;
+    if let Some(found) = all.iter().copied().find(|k| text_of(*k) == text) {
+        return Some(found);
+    }
+    let allowed: Vec<&str> = all.iter().map(|k| text_of(*k)).collect();
+    let d = sink.report(code, node.span, path, format!("`{text}` is not one of: {}", allowed.join(", ")));
+    d.hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(text)) {
+        Some(same) => Some(format!("did you mean `{same}`? (case matters)")),
+        None => closest(text, &allowed).map(|best| format!("did you mean `{best}`?")),
     };
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident ($code:ident) { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
-    ) => {
-        $crate::decode::keywords! { @code $code $(#[$meta])* pub enum $name { $( $(#[$vmeta])* $variant = $text ),* } }
-    };
-    (
-        @code $code:ident
-        $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident = $text:literal ),* $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash,
-                 serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-        pub enum $name { $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )* }
+    None
+}
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),*];
-
-            pub const fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text,)* }
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl $crate::decode::Decode for $name {
+/// Implements `Decode` for keyword enums of the plan crate (which give `ALL` and `as_str`);
+/// a value outside the set is reported with the code given before the colon.
+macro_rules! decode_keywords {
+    ($code:ident: $($ty:ty),+ $(,)?) => {$(
+        impl $crate::decode::Decode for $ty {
             fn decode(
                 node: &$crate::parse::Node,
                 path: &$crate::path::YamlPath,
                 sink: &mut $crate::diagnostic::Sink<'_>,
             ) -> Option<Self> {
-                let text = $crate::decode::scalar(node, path, sink, "a string")?;
-                match text {
-                    $( $text => Some($name::$variant), )*
-                    other => {
-                        let allowed: &[&str] = &[$($text),*];
-                        let d = sink.report(
-                            $crate::diagnostic::Code::$code, node.span, path,
-                            format!("`{other}` is not one of: {}", allowed.join(", ")),
-                        );
-                        d.hint = match allowed.iter().find(|a| a.eq_ignore_ascii_case(other)) {
-                            Some(same) => Some(format!("did you mean `{same}`? (case matters)")),
-                            None => $crate::decode::closest(other, allowed).map(|best| format!("did you mean `{best}`?")),
-                        };
-                        None
-                    }
-                }
+                let code = $crate::diagnostic::Code::$code;
+                $crate::decode::keyword(node, path, sink, <$ty>::ALL, <$ty>::as_str, code)
             }
         }
-    };
+    )+};
 }
 
-pub(crate) use {keywords, record};
+pub(crate) use {decode_keywords, record};
 
 #[cfg(test)]
 mod tests {

@@ -138,6 +138,10 @@ pub struct Diagnostic {
     pub location: Option<Location>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The input whose given value this is about (`--input`, Terraform's `inputs`), so that a
+    /// caller can point at it; `None` for problems in the document itself.
+    #[serde(skip)]
+    pub input: Option<String>,
 }
 
 fn serialize_display<S: serde::Serializer, T: fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -153,6 +157,7 @@ impl Diagnostic {
             path: YamlPath::root(),
             location: None,
             hint: None,
+            input: None,
         }
     }
 
@@ -160,11 +165,6 @@ impl Diagnostic {
         let (line, column) = source.line_col(span.start);
         self.location = Some(Location { file: source.name.clone(), line, column, span });
         self.path = path.clone();
-        self
-    }
-
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
-        self.hint = Some(hint.into());
         self
     }
 

@@ -70,16 +70,6 @@ impl Compilation {
     }
 }
 
-impl EnforcementPlan {
-    pub fn canonical_json(&self) -> String {
-        canonical::to_canonical_json(self).unwrap_or_default()
-    }
-
-    pub fn digest(&self) -> String {
-        canonical::sha256_digest(self.canonical_json().as_bytes())
-    }
-}
-
 /// Compiles one document with input values given as text (from Terraform or a command line).
 pub fn compile(source: &Source, inputs: &BTreeMap<String, String>, options: &Options) -> Compilation {
     let mut sink = diagnostic::Sink::new(source);

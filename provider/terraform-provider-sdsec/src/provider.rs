@@ -1,10 +1,12 @@
 //! The provider: its configuration, shared by every resource, and what it offers.
 
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use tfplugin::{DataSource, Diagnostic, Diagnostics, Function, Provider, Resource, Schema, Value};
+use tfplugin::{DataSource, Diagnostics, Function, Provider, Resource, Schema, Value};
 
 use crate::config::{self, ProviderConfig};
+use crate::resources::error::Error;
 
 /// State every resource shares: the configuration, once Terraform has sent it.
 #[derive(Debug, Default)]
@@ -13,15 +15,11 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// The configuration, or an error diagnostic when the provider is not configured yet.
-    pub fn config(&self) -> Result<ProviderConfig, Diagnostics> {
+    /// The configuration, or an error when the provider is not configured yet.
+    pub fn config(&self) -> Result<ProviderConfig, Error> {
         let guard = self.config.read().unwrap_or_else(std::sync::PoisonError::into_inner);
         guard.clone().ok_or_else(|| {
-            Diagnostic::error(
-                "Provider not configured",
-                "Terraform did not configure the sdsec provider before using it.",
-            )
-            .into()
+            Error::new("Provider not configured", "Terraform did not configure the sdsec provider before using it.")
         })
     }
 
@@ -33,11 +31,18 @@ impl Shared {
 #[derive(Debug, Default)]
 pub struct SdsecProvider {
     shared: Arc<Shared>,
+    runtime: Option<PathBuf>,
 }
 
 impl SdsecProvider {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A provider that puts `runtime` into images as their enforcement runtime, rather than
+    /// the one it finds (`SDSEC_RUNTIME`, or the static build): for tests and embedders.
+    pub fn with_runtime(runtime: PathBuf) -> Self {
+        SdsecProvider { runtime: Some(runtime), ..Self::default() }
     }
 }
 
@@ -60,7 +65,8 @@ impl Provider for SdsecProvider {
 
     async fn configure(&self, config: &Value) -> Diagnostics {
         match config::settle(config) {
-            Ok(settled) => {
+            Ok(mut settled) => {
+                settled.runtime = self.runtime.clone();
                 self.shared.set(settled);
                 Diagnostics::new()
             }

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::{Command, Key, Reply, Request};
+use super::{Command, Key, Reply, Request};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

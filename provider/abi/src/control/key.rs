@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub(crate) type HmacSha256 = Hmac<Sha256>;
+pub(super) type HmacSha256 = Hmac<Sha256>;
 
 const KEY_BYTES: usize = 32;
 
@@ -72,7 +72,7 @@ impl Key {
         Key::from_hex(&text).ok_or_else(|| KeyError::Malformed(path.to_owned()))
     }
 
-    pub(crate) fn mac(&self) -> HmacSha256 {
+    pub(super) fn mac(&self) -> HmacSha256 {
         // HMAC takes keys of any length; 32 bytes cannot fail.
         <HmacSha256 as Mac>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
     }

@@ -6,7 +6,7 @@
 use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
-use crate::key::{HmacSha256, Key};
+use super::key::{HmacSha256, Key};
 
 const DOMAIN: &[u8] = b"sdsec-control/1";
 

@@ -4,8 +4,8 @@
 //! The transport is a virtio-serial port named [`PORT_NAME`], backed on the host by a unix
 //! socket only the provider's user can open. Every message is one JSON line, authenticated
 //! with HMAC-SHA256 under a key drawn for each instance ([`Key`]); the guest gets its copy
-//! in the instance's initramfs overlay at [`GUEST_KEY_PATH`], readable by init only, and
-//! removes it once read. Sequence numbers only grow, so a recorded message cannot be
+//! in the instance's initramfs overlay at [`crate::paths::CONTROL_KEY`], readable by init
+//! only, and removes it once read. Sequence numbers only grow, so a recorded message cannot be
 //! replayed. Replies are authenticated the same way, so the host knows the acknowledged
 //! plan digest comes from the runtime that holds the key.
 
@@ -19,6 +19,3 @@ pub use message::{Command, Reply, Request};
 
 /// The virtio-serial port's name, as the guest finds it in `/sys/class/virtio-ports/*/name`.
 pub const PORT_NAME: &str = "sdsec.control";
-
-/// Where the instance's key is in the guest until init has read it.
-pub const GUEST_KEY_PATH: &str = "etc/sdsec/control.key";

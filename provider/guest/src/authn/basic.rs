@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use argon2::PasswordVerifier;
 use base64::Engine as _;
-use sectosca::lower::plan::{Credential, PrincipalPlan};
-use sectosca::model::policies::Scheme;
+use plan::{Credential, PrincipalPlan, Scheme};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use sectosca::lower::plan::{Credential, PrincipalPlan};
-use sectosca::model::policies::Scheme;
+use plan::{Credential, PrincipalPlan, Scheme};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 

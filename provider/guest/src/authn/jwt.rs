@@ -9,10 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use sectosca::lower::merge::{DEFAULT_LEEWAY_SECONDS, DEFAULT_ROLES_CLAIM};
-use sectosca::lower::plan::{Credential, JwtPlan, PrincipalPlan};
-use sectosca::model::policies::Scheme;
-use sectosca::values::{JwtAlgorithm, KeyKind};
+use plan::defaults::{DEFAULT_LEEWAY_SECONDS, DEFAULT_ROLES_CLAIM};
+use plan::{Credential, JwtAlgorithm, JwtPlan, KeyKind, PrincipalPlan, Scheme};
 
 use super::{AuthnError, ConfigError, Principal};
 

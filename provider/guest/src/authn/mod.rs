@@ -9,8 +9,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use http::header::{AUTHORIZATION, HeaderMap};
-use sectosca::lower::plan::AuthenticationPlan;
-use sectosca::model::policies::Scheme;
+use plan::{AuthenticationPlan, Scheme};
 
 /// Someone who proved who they are, with the roles they hold for this request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,7 +74,7 @@ pub struct Authenticator {
     challenge_invalid: HeaderValue,
 }
 
-fn principal_of(p: &sectosca::lower::plan::PrincipalPlan) -> Arc<Principal> {
+fn principal_of(p: &plan::PrincipalPlan) -> Arc<Principal> {
     Arc::new(Principal { name: p.name.clone(), roles: p.roles.iter().cloned().collect() })
 }
 

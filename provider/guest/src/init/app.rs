@@ -4,11 +4,11 @@
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
+use abi::cmdline::Launch;
+use plan::HardeningPlan;
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use seccompiler::BpfProgram;
-use sectosca::lower::plan::HardeningPlan;
 
-use super::cmdline::Launch;
 use super::seccomp;
 
 /// `nobody`: the application owns no file of the image and holds no capability.
@@ -81,7 +81,8 @@ impl Sandbox {
 /// Starts the application in its own process group, on the console, from /tmp.
 pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<Child, AppError> {
     let sandbox = Sandbox::new(hardening)?;
-    let mut command = Command::new(&launch.app);
+    let app = launch.app_path();
+    let mut command = Command::new(&app);
     command
         .args(&launch.args)
         .env_clear()
@@ -93,7 +94,7 @@ pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<Child, AppErr
         .stderr(Stdio::inherit())
         .process_group(0);
     set_pre_exec(&mut command, sandbox);
-    command.spawn().map_err(|source| AppError::Spawn { app: launch.app.display().to_string(), source })
+    command.spawn().map_err(|source| AppError::Spawn { app: app.display().to_string(), source })
 }
 
 #[allow(unsafe_code)]

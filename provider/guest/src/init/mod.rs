@@ -7,7 +7,6 @@
 //! and a VM that cannot enforce its plan must not linger.
 
 pub mod app;
-pub mod cmdline;
 pub mod modules;
 pub mod mounts;
 pub mod net;
@@ -16,11 +15,13 @@ pub mod seccomp;
 
 use std::fmt::Display;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use abi::cmdline::Launch;
+use abi::control::Key;
+use abi::event::{Event, ShutdownReason};
+use abi::paths;
 use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
-use serde::Serialize;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::audit::AuditLog;
@@ -28,8 +29,6 @@ use crate::config::{Runtime, load_plan};
 use crate::proxy::Proxy;
 
 const CMDLINE: &str = "/proc/cmdline";
-const PLAN: &str = "/etc/sdsec/plan.json";
-const MODULES: &str = "/lib/modules";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(3);
@@ -53,43 +52,18 @@ pub fn is_init() -> bool {
     std::process::id() == 1 && std::env::args().skip(1).all(|a| !a.starts_with('-'))
 }
 
-#[derive(Serialize)]
-struct InitErrorLine<'a> {
-    event: &'static str,
-    step: &'a str,
-    error: String,
-}
-
-#[derive(Serialize)]
-struct ReadyLine<'a> {
-    event: &'static str,
-    node: &'a str,
-    listen: String,
-    app: String,
-}
-
-#[derive(Serialize)]
-struct AppExitLine {
-    event: &'static str,
-    status: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    signal: Option<i32>,
-}
-
-/// Writes one line to the console, straight away (the audit writer may not exist yet).
-fn console(line: &impl Serialize) {
-    if let Ok(text) = serde_json::to_string(line) {
-        println!("{text}");
-    }
+/// Writes one event to the console, straight away (the audit writer may not exist yet).
+fn console(event: &Event<'_>) {
+    println!("{}", event.to_line());
 }
 
 fn fail(step: &str, error: impl Display) -> ! {
-    console(&InitErrorLine { event: "init_error", step, error: error.to_string() });
+    console(&Event::InitError { step: step.into(), error: error.to_string() });
     power::power_off()
 }
 
 fn warn(step: &str, error: impl Display) {
-    console(&InitErrorLine { event: "init_warning", step, error: error.to_string() });
+    console(&Event::InitWarning { step: step.into(), error: error.to_string() });
 }
 
 fn step<T, E: Display>(name: &str, result: Result<T, E>) -> T {
@@ -111,13 +85,14 @@ pub fn run() -> ! {
     // Ctrl-Alt-Del then reaches init as SIGINT, a clean stop, rather than an abrupt reset.
     let _ = rustix::system::reboot(rustix::system::RebootCommand::CadOff);
     let line = step("cmdline", std::fs::read_to_string(CMDLINE).map_err(InitError::Cmdline));
-    let launch = step("cmdline", cmdline::parse(&line));
+    let launch = step("cmdline", Launch::decode(&line));
     load_modules();
-    let address = net::Address { ip: launch.ip, prefix: launch.prefix, gateway: launch.gateway };
+    let network = launch.network;
+    let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };
     step("network", net::configure(address, INTERFACE_WAIT));
-    let plan = step("plan", load_plan(Path::new(PLAN)));
+    let plan = step("plan", load_plan(&paths::in_guest(paths::PLAN)));
     // Before the root is made read-only, so the key can be removed once read.
-    let key = step("control_key", crate::control::take_key(&Path::new("/").join(control::GUEST_KEY_PATH)));
+    let key = step("control_key", crate::control::take_key(&paths::in_guest(paths::CONTROL_KEY)));
     if plan.build.hardening.read_only_root {
         step("read_only_root", mounts::read_only_root());
     }
@@ -130,7 +105,7 @@ pub fn run() -> ! {
 /// Module failures are warnings: a driver may be built in, and the network step names
 /// what is really missing.
 fn load_modules() {
-    let found = match modules::scan(Path::new(MODULES)) {
+    let found = match modules::scan(&paths::in_guest(paths::MODULES)) {
         Ok(found) => found,
         Err(modules::ModuleError::List { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return,
         Err(e) => return warn("modules", e),
@@ -142,12 +117,7 @@ fn load_modules() {
     }
 }
 
-async fn supervise(
-    launch: cmdline::Launch,
-    plan: sectosca::EnforcementPlan,
-    runtime: Runtime,
-    key: Option<control::Key>,
-) -> ! {
+async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime, key: Option<Key>) -> ! {
     let audit = step(
         "audit",
         AuditLog::spawn(Box::new(std::io::stdout()))
@@ -189,15 +159,11 @@ async fn supervise(
         }
     }
 
-    let ready = ReadyLine {
-        event: "ready",
-        node: &plan.node,
+    audit.emit(&Event::Ready {
+        node: plan.node.as_str().into(),
         listen: proxy.local_addr().to_string(),
-        app: launch.app.display().to_string(),
-    };
-    if let Ok(text) = serde_json::to_string(&ready) {
-        audit.line(text);
-    }
+        app: Some(launch.app_path().display().to_string()),
+    });
     if let Some(key) = key {
         let controller = crate::control::Controller::new(key, plan.clone(), proxy.shared(), audit.clone());
         crate::control::spawn(controller, warn);
@@ -212,17 +178,14 @@ async fn supervise(
             _ = int.recv() => shut_down(&mut app, &audit).await,
         }
         if let Some(exit) = app.poll() {
-            let line = AppExitLine { event: "app_exit", status: exit.code, signal: exit.signal };
-            if let Ok(text) = serde_json::to_string(&line) {
-                audit.line(text);
-            }
+            audit.emit(&Event::AppExit { status: exit.code, signal: exit.signal });
             flush_and_power_off().await
         }
     }
 }
 
 async fn shut_down(app: &mut Reaper, audit: &AuditLog) -> ! {
-    audit.line(r#"{"event":"shutdown","reason":"signal"}"#.to_owned());
+    audit.emit(&Event::Shutdown { reason: ShutdownReason::Signal });
     app.stop().await;
     flush_and_power_off().await
 }

@@ -56,3 +56,16 @@ pub fn reopen_console() {
 pub fn read_only_root() -> Result<(), MountError> {
     mount_remount("/", MountFlags::BIND | MountFlags::RDONLY, "").map_err(|e| MountError::ReadOnly { source: e.into() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mount_point_is_in_every_image() {
+        // The kernel mounts nothing on a directory the image lacks.
+        for m in MOUNTS {
+            assert!(abi::paths::MOUNT_POINTS.contains(&m.target.trim_start_matches('/')), "{}", m.target);
+        }
+    }
+}

@@ -23,10 +23,10 @@
 
 use std::collections::BTreeMap;
 
+use plan::HardeningLevel;
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
 };
-use sectosca::model::policies::HardeningLevel;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

@@ -9,13 +9,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use abi::event::Access;
 use arc_swap::ArcSwap;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use sectosca::model::policies::AuditEvent;
+use plan::AuditEvent;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::audit::{AuditLog, Event, now_rfc3339};
+use crate::audit::{AuditLog, now_rfc3339};
 use crate::config::Runtime;
 use crate::scan::{HeadScanner, Scanned, SharedScanner};
 
@@ -114,17 +115,16 @@ impl Proxy {
 }
 
 fn record_drop(audit: &AuditLog, runtime: &Runtime, src: SocketAddr, status: Option<u16>, reason: &str) {
-    let event = Event {
-        event: "firewall_drop",
+    let access = Access {
         ts: now_rfc3339(),
         src,
         method: None,
         path: None,
         principal: None,
         status,
-        reason: Some(reason),
+        reason: Some(reason.into()),
     };
-    audit.record(&runtime.plan.audit.events, AuditEvent::FirewallDrop, event);
+    audit.record(&runtime.plan.audit.events, AuditEvent::FirewallDrop, access);
 }
 
 async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, peer: SocketAddr) {

@@ -6,17 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use abi::event::Access;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use sectosca::model::policies::AuditEvent;
+use plan::AuditEvent;
 
 use super::Shared;
 use super::forward::{self, LimitedBody, PRINCIPAL_HEADER};
-use crate::audit::{Event, now_rfc3339};
+use crate::audit::now_rfc3339;
 use crate::authn::Principal;
 use crate::config::Runtime;
 use crate::path::{NormalPath, normalise};
@@ -40,17 +41,16 @@ impl Judge<'_> {
         if !self.runtime.plan.audit.events.contains(&kind) {
             return;
         }
-        let event = Event {
-            event: kind.as_str(),
+        let access = Access {
             ts: now_rfc3339(),
             src: self.peer,
-            method: Some(self.method),
-            path: self.path.as_deref(),
-            principal: self.principal.as_ref().map(|p| p.name.as_str()),
+            method: Some(self.method.into()),
+            path: self.path.as_deref().map(Into::into),
+            principal: self.principal.as_ref().map(|p| p.name.as_str().into()),
             status: Some(status.as_u16()),
-            reason,
+            reason: reason.map(Into::into),
         };
-        self.shared.audit.record(&self.runtime.plan.audit.events, kind, event);
+        self.shared.audit.record(&self.runtime.plan.audit.events, kind, access);
     }
 
     /// Answers locally with `status`, recording the refusal and the request.

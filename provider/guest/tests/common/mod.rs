@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use sectosca::EnforcementPlan;
+use plan::EnforcementPlan;
 
 /// The upstream application: `/fixed` answers a fixed, odd response; anything else echoes
 /// the request it received as JSON, after reading the whole body.
@@ -83,14 +83,15 @@ pub fn upstream() -> &'static Upstream {
     })
 }
 
-/// Compiles a SecTOSCA document with one unikernel `api` and the given policies.
-pub fn plan(policies: &str) -> EnforcementPlan {
-    let doc = format!(
-        "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: {{ type: sdsec.nodes.Unikernel }}\n  policies:\n{policies}"
-    );
-    let c = sectosca::compile_str("test.yaml", &doc);
-    assert!(!c.has_errors(), "{:#?}", c.diagnostics);
-    c.plans["api"].clone()
+/// The plan of unikernel `api` in `tests/policies/NAME.yaml`, as the compiler gave it: the
+/// runtime's tests do not link the compiler. sectosca's golden test keeps `NAME.plans.json`
+/// current (`UPDATE_GOLDEN=1 cargo test -p sdsec-sectosca --test golden` rewrites it).
+pub fn plan(name: &str) -> EnforcementPlan {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/policies").join(format!("{name}.plans.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut plans: std::collections::BTreeMap<String, EnforcementPlan> = serde_json::from_str(&text).unwrap();
+    plans.remove("api").unwrap_or_else(|| panic!("{} has no plan for `api`", path.display()))
 }
 
 /// The runtime under test, as a host process.
@@ -138,9 +139,10 @@ impl Guest {
                 return Err(err);
             }
         };
-        let v: serde_json::Value = serde_json::from_str(&ready).unwrap();
-        assert_eq!(v["event"], "ready", "{ready}");
-        let addr = v["listen"].as_str().unwrap().parse().unwrap();
+        let Some(abi::event::Event::Ready { listen, .. }) = abi::event::Event::parse(&ready) else {
+            panic!("not a ready line: {ready}")
+        };
+        let addr = listen.parse().unwrap();
         let pid = child.id();
         Ok(Self { addr, pid, child, lines, seen: Arc::default(), _plan: file })
     }

@@ -173,21 +173,8 @@ impl Hypervisor for Libvirt {
         let id = InstanceId::random()?;
         let dir = self.registry.create_dir(&id, false)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
-        let mut record = Instance {
-            id: id.clone(),
-            name: spec.name.clone(),
-            image_digest: spec.image_digest.clone(),
-            endpoint: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-            accel: self.accel,
-            boot_ms: 0,
-            console_log: dir.join(CONSOLE),
-            memory_mb: spec.memory_mb,
-            vcpus: spec.vcpus,
-            started_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            metadata: spec.metadata.clone(),
-        };
+        // The port is picked when the domain is created.
+        let mut record = Instance::starting(id.clone(), &spec, self.accel, dir.join(CONSOLE), 0);
         let started = Instant::now();
         // The record goes into the domain's XML, so an interrupted boot still leaves a
         // domain `list` finds and `stop` removes.

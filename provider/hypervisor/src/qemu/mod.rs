@@ -5,7 +5,7 @@
 mod args;
 mod process;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -43,16 +43,6 @@ impl Qemu {
 
     pub fn accel(&self) -> Accel {
         self.accel
-    }
-
-    /// Checks that QEMU runs at all, with the install hint when it does not.
-    pub fn check_installed(&self) -> Result<String> {
-        let out = Command::new(&self.binary)
-            .arg("--version")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| HypervisorError::QemuMissing { binary: self.binary.display().to_string(), source })?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned())
     }
 
     fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
@@ -146,22 +136,8 @@ impl Hypervisor for Qemu {
                 return Err(e);
             }
         };
-        let endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, host_port));
-        let mut instance = Instance {
-            id: id.clone(),
-            name: spec.name.clone(),
-            image_digest: spec.image_digest.clone(),
-            endpoint,
-            accel: self.accel,
-            boot_ms: 0,
-            console_log: dir.join(CONSOLE),
-            memory_mb: spec.memory_mb,
-            vcpus: spec.vcpus,
-            started_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-            metadata: spec.metadata.clone(),
-        };
+        let mut instance = Instance::starting(id.clone(), &spec, self.accel, dir.join(CONSOLE), host_port);
+        let endpoint = instance.endpoint;
         // Recorded before waiting, so an interrupted boot still leaves a findable instance.
         let ready =
             self.registry.save(&instance).and_then(|()| self.wait_ready(&spec, &id, process, endpoint, started));

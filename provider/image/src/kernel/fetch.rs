@@ -6,7 +6,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::{KernelError, KernelRecord, MODULES, RECORD, bzimage, io_err};
+use fsutil::io;
+
+use super::{KernelError, KernelRecord, MODULES, RECORD, bzimage};
 
 /// Debian's meta package for the kernel built for virtual machines.
 pub const DEFAULT_PACKAGE: &str = "linux-image-cloud-amd64";
@@ -53,14 +55,14 @@ fn concrete_package(package: &str) -> Result<String, KernelError> {
 pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&str)) -> Result<String, KernelError> {
     let scratch_dir = root.join(format!(".fetch-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch_dir);
-    fs::create_dir_all(scratch_dir.join("modules")).map_err(io_err("create", &scratch_dir))?;
+    fs::create_dir_all(scratch_dir.join("modules")).map_err(io("create", &scratch_dir))?;
     let mut scratch = Scratch(Some(scratch_dir.clone()));
 
     let concrete = concrete_package(package)?;
     progress(&format!("downloading {concrete}"));
     run(Command::new("apt-get").args(["download", "-q", &concrete]).current_dir(&scratch_dir), APT_HINT)?;
     let deb = fs::read_dir(&scratch_dir)
-        .map_err(io_err("list", &scratch_dir))?
+        .map_err(io("list", &scratch_dir))?
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
@@ -69,12 +71,12 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
 
     progress(&format!("unpacking {concrete} {version}"));
     let (release, vmlinuz, modules) = extract(&deb, &scratch_dir)?;
-    fs::remove_file(&deb).map_err(io_err("remove", &deb))?;
+    fs::remove_file(&deb).map_err(io("remove", &deb))?;
 
     let image = match bzimage::vmlinux(&vmlinuz) {
         Ok(elf) => {
             let path = scratch_dir.join("vmlinux");
-            fs::write(&path, elf).map_err(io_err("write", &path))?;
+            fs::write(&path, elf).map_err(io("write", &path))?;
             "vmlinux"
         }
         Err(e) => {
@@ -84,7 +86,7 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
     };
     if image == "vmlinuz" {
         let path = scratch_dir.join("vmlinuz");
-        fs::write(&path, &vmlinuz).map_err(io_err("write", &path))?;
+        fs::write(&path, &vmlinuz).map_err(io("write", &path))?;
     }
 
     let record = KernelRecord {
@@ -98,13 +100,13 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
     let json = serde_json::to_string_pretty(&record)
         .map_err(|e| KernelError::BadRecord { path: scratch_dir.join(RECORD), reason: e.to_string() })?;
     let record_path = scratch_dir.join(RECORD);
-    fs::write(&record_path, json + "\n").map_err(io_err("write", &record_path))?;
+    fs::write(&record_path, json + "\n").map_err(io("write", &record_path))?;
 
     let dir = root.join(&release);
     if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(io_err("replace", &dir))?;
+        fs::remove_dir_all(&dir).map_err(io("replace", &dir))?;
     }
-    fs::rename(&scratch_dir, &dir).map_err(io_err("move into place", &dir))?;
+    fs::rename(&scratch_dir, &dir).map_err(io("move into place", &dir))?;
     scratch.0 = None;
     Ok(release)
 }
@@ -140,8 +142,7 @@ fn extract(deb: &Path, scratch: &Path) -> Result<(String, Vec<u8>, Vec<String>),
 type Found = (Option<String>, Option<Vec<u8>>, Vec<String>);
 
 fn read_tar(stream: impl Read, scratch: &Path) -> Result<Found, KernelError> {
-    let tar_err =
-        |e: io::Error| KernelError::Io { action: "read the package's archive", path: scratch.to_owned(), source: e };
+    let tar_err = |e: io::Error| KernelError::from(io("read the package's archive", scratch)(e));
     let (mut release, mut vmlinuz, mut modules) = (None, None, Vec::new());
     let mut archive = tar::Archive::new(stream);
     for entry in archive.entries().map_err(tar_err)? {
@@ -159,7 +160,7 @@ fn read_tar(stream: impl Read, scratch: &Path) -> Result<Found, KernelError> {
                 let out = scratch.join("modules").join(&name);
                 let mut bytes = Vec::new();
                 entry.read_to_end(&mut bytes).map_err(tar_err)?;
-                fs::write(&out, bytes).map_err(io_err("write", &out))?;
+                fs::write(&out, bytes).map_err(io("write", &out))?;
                 modules.push(name);
             }
         }

@@ -17,6 +17,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use fsutil::{IoError, io};
 use serde::{Deserialize, Serialize};
 
 pub use fetch::DEFAULT_PACKAGE;
@@ -40,8 +41,8 @@ pub enum KernelError {
         "no kernel is cached in {0}; run `sdsec kernel fetch` (or give a kernel path in the provider's `kernel` setting)"
     )]
     NotFetched(PathBuf),
-    #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("the kernel record {path} is unreadable ({reason}); run `sdsec kernel fetch` again")]
     BadRecord { path: PathBuf, reason: String },
     #[error("`{command}` failed: {detail}; {hint}")]
@@ -50,10 +51,6 @@ pub enum KernelError {
     NotAKernelPackage { package: String, what: &'static str },
     #[error("neither SDSEC_CACHE_DIR, XDG_CACHE_HOME nor HOME is set, so there is no cache directory; set one of them")]
     NoCacheDir,
-}
-
-pub(crate) fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> KernelError + 'a {
-    move |source| KernelError::Io { action, path: path.to_owned(), source }
 }
 
 /// What `kernel.json` records.
@@ -96,7 +93,7 @@ impl Kernel {
         self.record
             .modules
             .iter()
-            .map(|name| Module { image_path: format!("/lib/modules/{name}"), host_path: dir.join(name) })
+            .map(|name| Module { image_path: format!("/{}", abi::paths::module(name)), host_path: dir.join(name) })
             .collect()
     }
 }
@@ -134,7 +131,7 @@ impl KernelCache {
         let release = match fs::read_to_string(&pointer) {
             Ok(text) => text.trim().to_owned(),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(KernelError::NotFetched(self.root.clone())),
-            Err(e) => return Err(KernelError::Io { action: "read", path: pointer, source: e }),
+            Err(e) => return Err(io("read", &pointer)(e).into()),
         };
         self.load(&release)
     }
@@ -144,7 +141,7 @@ impl KernelCache {
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(KernelError::Io { action: "list", path: self.root.clone(), source: e }),
+            Err(e) => return Err(io("list", &self.root)(e).into()),
         };
         let mut names: Vec<String> = entries
             .flatten()
@@ -160,7 +157,7 @@ impl KernelCache {
         let path = dir.join(RECORD);
         let text = fs::read_to_string(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => KernelError::NotFetched(self.root.clone()),
-            _ => KernelError::Io { action: "read", path: path.clone(), source: e },
+            _ => io("read", &path)(e).into(),
         })?;
         let record: KernelRecord = serde_json::from_str(&text)
             .map_err(|e| KernelError::BadRecord { path: path.clone(), reason: e.to_string() })?;
@@ -185,12 +182,10 @@ impl KernelCache {
     /// [`DEFAULT_PACKAGE`]), unpacks it into the cache and makes it current. `progress` is
     /// told each step.
     pub fn fetch(&self, package: &str, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
-        fs::create_dir_all(&self.root).map_err(io_err("create", &self.root))?;
+        fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
         let release = fetch::fetch_into(&self.root, package, progress)?;
         let pointer = self.root.join(CURRENT);
-        let tmp = self.root.join(format!(".{CURRENT}.{}", std::process::id()));
-        fs::write(&tmp, format!("{release}\n")).map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &pointer).map_err(io_err("write", &pointer))?;
+        fsutil::write_atomically(&pointer, format!("{release}\n").as_bytes())?;
         self.load(&release)
     }
 }

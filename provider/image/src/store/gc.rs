@@ -3,16 +3,18 @@
 use std::fs;
 use std::io;
 
+use fsutil::io;
+
 use super::lock::DigestLock;
-use super::{GcReport, Store, StoreError, StoredImage, TEMP_PREFIX, dir_bytes, io_err};
+use super::{GcReport, Store, StoreError, StoredImage, TEMP_PREFIX, dir_bytes};
 use crate::digest::ImageDigest;
 
 impl Store {
     /// The stored images, unverified, sorted by digest.
     pub fn list(&self) -> Result<Vec<StoredImage>, StoreError> {
         let mut images = Vec::new();
-        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
-            let entry = entry.map_err(io_err("list", &self.root))?;
+        for entry in fs::read_dir(&self.root).map_err(io("list", &self.root))? {
+            let entry = entry.map_err(io("list", &self.root))?;
             let name = entry.file_name();
             if let Some(digest) = name.to_str().and_then(|n| ImageDigest::parse(n).ok()) {
                 images.push(StoredImage { bytes: dir_bytes(&entry.path()), digest });
@@ -26,8 +28,8 @@ impl Store {
     /// builds, and lock files of images that are gone.
     pub fn gc(&self, keep: &[ImageDigest]) -> Result<GcReport, StoreError> {
         let mut report = GcReport::default();
-        for entry in fs::read_dir(&self.root).map_err(io_err("list", &self.root))? {
-            let entry = entry.map_err(io_err("list", &self.root))?;
+        for entry in fs::read_dir(&self.root).map_err(io("list", &self.root))? {
+            let entry = entry.map_err(io("list", &self.root))?;
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else { continue };
             if let Some(rest) = name.strip_prefix(TEMP_PREFIX) {
                 // A temporary directory is stale once no process holds its digest's lock.
@@ -37,7 +39,7 @@ impl Store {
                     match fs::remove_dir_all(entry.path()) {
                         Ok(()) => report.temp_dirs_removed += 1,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err("remove", &entry.path())(e)),
+                        Err(e) => return Err(io("remove", &entry.path())(e).into()),
                     }
                 }
                 continue;
@@ -65,8 +67,8 @@ impl Store {
 
     /// Lock files whose image is gone and not kept.
     fn gc_locks(&self, keep: &[ImageDigest]) -> Result<(), StoreError> {
-        for entry in fs::read_dir(&self.locks).map_err(io_err("list", &self.locks))? {
-            let entry = entry.map_err(io_err("list", &self.locks))?;
+        for entry in fs::read_dir(&self.locks).map_err(io("list", &self.locks))? {
+            let entry = entry.map_err(io("list", &self.locks))?;
             let name = entry.file_name();
             let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else { continue };
             let Ok(digest) = ImageDigest::parse(hex) else { continue };

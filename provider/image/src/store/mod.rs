@@ -19,10 +19,11 @@ mod lock;
 mod verify;
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use fsutil::{IoError, io};
 use lock::DigestLock;
 pub use lock::LockError;
 use verify::VerifyError;
@@ -44,16 +45,12 @@ pub enum StoreError {
     Input(#[from] InputError),
     #[error(transparent)]
     Lock(#[from] LockError),
-    #[error("cannot {action} {path}: {source}; check the state directory's permissions and free space")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    #[error("{0}; check the state directory's permissions and free space")]
+    Io(#[from] IoError),
     #[error("image {0} is not in the store; build it with `sdsec build`")]
     NotFound(ImageDigest),
     #[error("image {digest} in {dir} is tampered or damaged ({reason}); it must not be booted: build it again")]
     Tampered { digest: ImageDigest, dir: PathBuf, reason: String },
-}
-
-fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { action, path: path.to_owned(), source }
 }
 
 /// A verified image in the store.
@@ -129,13 +126,13 @@ impl Drop for TempDir {
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let mut file = File::create(path).map_err(io_err("create", path))?;
-    file.write_all(bytes).map_err(io_err("write", path))?;
-    file.sync_all().map_err(io_err("sync", path))
+    let mut file = File::create(path).map_err(io("create", path))?;
+    file.write_all(bytes).map_err(io("write", path))?;
+    Ok(file.sync_all().map_err(io("sync", path))?)
 }
 
 fn sync_dir(path: &Path) -> Result<(), StoreError> {
-    File::open(path).and_then(|d| d.sync_all()).map_err(io_err("sync", path))
+    Ok(File::open(path).and_then(|d| d.sync_all()).map_err(io("sync", path))?)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -148,7 +145,7 @@ impl Store {
     pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
         let root = state_dir.join("images");
         let locks = root.join(".locks");
-        fs::create_dir_all(&locks).map_err(io_err("create", &locks))?;
+        fs::create_dir_all(&locks).map_err(io("create", &locks))?;
         Ok(Store { root, locks, builds: AtomicU64::new(0), temp_serial: AtomicU64::new(0) })
     }
 
@@ -206,7 +203,7 @@ impl Store {
                 manifest,
             }),
             Err(VerifyError::Tampered(reason)) => Err(StoreError::Tampered { digest: digest.clone(), dir, reason }),
-            Err(VerifyError::Io { path, source }) => Err(StoreError::Io { action: "read", path, source }),
+            Err(VerifyError::Io { path, source }) => Err(io("read", &path)(source).into()),
         }
     }
 
@@ -220,26 +217,22 @@ impl Store {
     fn discard_locked(&self, digest: &ImageDigest) -> Result<(), StoreError> {
         let dir = self.path(digest);
         let trash = self.temp_dir(digest);
-        fs::rename(&dir, &trash).map_err(io_err("move aside", &dir))?;
-        fs::remove_dir_all(&trash).map_err(io_err("remove", &trash))
+        fs::rename(&dir, &trash).map_err(io("move aside", &dir))?;
+        Ok(fs::remove_dir_all(&trash).map_err(io("remove", &trash))?)
     }
 
     fn build_locked(&self, spec: &ImageSpec, manifest: &Manifest, digest: &ImageDigest) -> Result<Image, StoreError> {
         let tmp = self.temp_dir(digest);
-        fs::create_dir(&tmp).map_err(io_err("create", &tmp))?;
+        fs::create_dir(&tmp).map_err(io("create", &tmp))?;
         let mut guard = TempDir(Some(tmp.clone()));
 
         let kernel_path = tmp.join(KERNEL);
-        let kernel_file = File::create(&kernel_path).map_err(io_err("create", &kernel_path))?;
+        let kernel_file = File::create(&kernel_path).map_err(io("create", &kernel_path))?;
         let mut out = BufWriter::new(kernel_file);
         let kernel = input::hash_kernel(&spec.kernel, &mut out)?;
         manifest.kernel.expect(&kernel, "kernel", &spec.kernel)?;
-        let kernel_file = out.into_inner().map_err(|e| StoreError::Io {
-            action: "write",
-            path: kernel_path.clone(),
-            source: e.into_error(),
-        })?;
-        kernel_file.sync_all().map_err(io_err("sync", &kernel_path))?;
+        let kernel_file = out.into_inner().map_err(|e| io("write", &kernel_path)(e.into_error()))?;
+        kernel_file.sync_all().map_err(io("sync", &kernel_path))?;
 
         let initramfs = initramfs::build(spec, manifest)?;
         write_synced(&tmp.join(INITRAMFS), &initramfs)?;
@@ -251,7 +244,7 @@ impl Store {
         sync_dir(&tmp)?;
 
         let dir = self.path(digest);
-        fs::rename(&tmp, &dir).map_err(io_err("move into place", &dir))?;
+        fs::rename(&tmp, &dir).map_err(io("move into place", &dir))?;
         guard.0 = None;
         sync_dir(&self.root)?;
         self.builds.fetch_add(1, Ordering::Relaxed);

@@ -64,19 +64,12 @@ pub fn fake_kernel(path: &Path, len: usize, seed: u8) {
     std::fs::write(path, bytes).unwrap();
 }
 
-pub const POLICY: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
-topology_template:
-  node_templates:
-    api: { type: sdsec.nodes.Unikernel, properties: { instances: 1 } }
-  policies:
-    - fw: { type: sdsec.policies.Firewall, targets: [api], properties: { rate_limit: { requests_per_second: 50 } } }
-    - h: { type: sdsec.policies.Hardening, targets: [api], properties: { level: strict } }
-";
-
-pub fn plan() -> sectosca::EnforcementPlan {
-    let compiled = sectosca::compile_str("policy.yaml", POLICY);
-    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
-    compiled.plans["api"].clone()
+/// The plan of `api` in `tests/policies/policy.yaml`, as the compiler gave it (sectosca's
+/// golden test keeps `policy.plans.json` current).
+pub fn plan() -> plan::EnforcementPlan {
+    let plans: std::collections::BTreeMap<String, plan::EnforcementPlan> =
+        serde_json::from_str(include_str!("../policies/policy.plans.json")).unwrap();
+    plans["api"].clone()
 }
 
 /// A spec whose files live in `dir`.

@@ -11,20 +11,16 @@ use crate::lower::plan::{
     HardeningPlan, HttpPlan, IngressRulePlan, IngressRuleSet, JwtPlan, PrincipalPlan, RateLimitPlan,
 };
 use crate::model::policies::{
-    AuditEvent, AuditProperties, AuditSink, AuthenticationProperties, AuthorizationProperties, FirewallProperties,
-    HardeningLevel, HardeningProperties, IsolationProperties, Protocol, RateScope,
+    AuditProperties, AuditSink, AuthenticationProperties, AuthorizationProperties, FirewallProperties, HardeningLevel,
+    HardeningProperties, IsolationProperties, Protocol, RateScope,
 };
 use crate::model::{Effect, Trust};
 
-pub const DEFAULT_REALM: &str = "sdsec";
-pub const DEFAULT_ROLES_CLAIM: &str = "roles";
-pub const DEFAULT_LEEWAY_SECONDS: u64 = 60;
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
-pub const DEFAULT_MAX_HEADER_BYTES: u64 = 16 * 1024;
-pub const DEFAULT_HEADER_TIMEOUT_SECONDS: u64 = 10;
-pub const HEALTH_PATH: &str = "/.sdsec/health";
-pub const DEFAULT_AUDIT_EVENTS: &[AuditEvent] =
-    &[AuditEvent::AuthnFailure, AuditEvent::AuthzDeny, AuditEvent::FirewallDrop];
+// The plan's defaults live with the plan: the runtime falls back on some of them too.
+pub use ::plan::defaults::{
+    DEFAULT_AUDIT_EVENTS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_REALM, DEFAULT_ROLES_CLAIM, HEALTH_PATH,
+};
 
 /// Reports a conflict at the later of two policies.
 fn conflict(sink: &mut Sink<'_>, node: &str, first: &Policy, second: &Policy, what: String) {

@@ -4,15 +4,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::decode::keywords;
+use crate::decode::decode_keywords;
 use crate::model::nodes::{HypervisorProperties, UnikernelProperties};
 use crate::model::policies::{
     AdaptationProperties, AuditProperties, AuthenticationProperties, AuthorizationProperties, FirewallProperties,
     HardeningProperties, IsolationProperties, Literal,
 };
 
-keywords! {
+::plan::keywords! {
     /// The TOSCA versions this compiler reads.
+    #[derive(schemars::JsonSchema)]
     pub enum ToscaVersion {
         V1_3 = "tosca_simple_yaml_1_3",
     }
@@ -42,8 +43,9 @@ pub struct TopologyTemplate {
     pub policies: Option<Vec<BTreeMap<String, PolicyTemplate>>>,
 }
 
-keywords! {
+::plan::keywords! {
     /// Input value types.
+    #[derive(schemars::JsonSchema)]
     pub enum InputType {
         String = "string",
         Integer = "integer",
@@ -51,6 +53,8 @@ keywords! {
         Boolean = "boolean",
     }
 }
+
+decode_keywords!(InvalidValue: ToscaVersion, InputType);
 
 /// A declared input.
 #[derive(Debug, schemars::JsonSchema)]

@@ -7,7 +7,7 @@ pub mod document;
 pub mod nodes;
 pub mod policies;
 
-use crate::decode::keywords;
+use crate::decode::decode_keywords;
 
 /// The built-in node types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,14 +23,6 @@ impl NodeKind {
         match self {
             Self::Unikernel => "sdsec.nodes.Unikernel",
             Self::Hypervisor => "sdsec.nodes.Hypervisor",
-        }
-    }
-
-    /// The type and the types it derives from, most specific first.
-    pub const fn lineage(self) -> &'static [&'static str] {
-        match self {
-            Self::Unikernel => &["sdsec.nodes.Unikernel", "tosca.nodes.Compute", "tosca.nodes.Root"],
-            Self::Hypervisor => &["sdsec.nodes.Hypervisor", "tosca.nodes.Root"],
         }
     }
 
@@ -79,27 +71,7 @@ impl PolicyKind {
     }
 }
 
-keywords! {
-    /// How far a host is trusted, from least to most.
-    pub enum Trust {
-        Untrusted = "untrusted",
-        Shared = "shared",
-        Trusted = "trusted",
-        Dedicated = "dedicated",
-    }
-}
+// Trust and Effect are written in plans too: the plan crate defines them, decoded here.
+pub use ::plan::{Effect, Trust};
 
-keywords! {
-    /// What a rule does with what it matches.
-    pub enum Effect {
-        Allow = "allow",
-        Deny = "deny",
-    }
-}
-
-impl Effect {
-    /// Deny is stricter than allow.
-    pub fn strictest(self, other: Self) -> Self {
-        if self == Self::Deny || other == Self::Deny { Self::Deny } else { Self::Allow }
-    }
-}
+decode_keywords!(InvalidValue: Trust, Effect);

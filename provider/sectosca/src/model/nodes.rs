@@ -1,6 +1,6 @@
 //! Properties of the built-in node types.
 
-use crate::decode::{Bounded, keywords, record};
+use crate::decode::{Bounded, decode_keywords, record};
 use crate::model::Trust;
 use crate::values::Port;
 
@@ -18,13 +18,9 @@ record! {
     }
 }
 
-keywords! {
-    /// How a hypervisor is driven.
-    pub enum Driver {
-        Qemu = "qemu",
-        Libvirt = "libvirt",
-    }
-}
+pub use ::plan::Driver;
+
+decode_keywords!(InvalidValue: Driver);
 
 record! {
     /// A place instances run.

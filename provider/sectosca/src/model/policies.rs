@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use crate::decode::{Bounded, Decode, OneOrMany, Spanned, keywords, record, scalar};
+use crate::decode::{Bounded, Decode, OneOrMany, Spanned, decode_keywords, record, scalar};
 use crate::diagnostic::Sink;
 use crate::model::{Effect, Trust};
 use crate::parse::Node;
@@ -12,17 +12,10 @@ use crate::values::{
     Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256,
 };
 
-keywords! {
-    /// How requests prove who sends them.
-    pub enum Scheme {
-        /// HTTP Basic with argon2 or bcrypt password hashes.
-        Basic = "basic",
-        /// Bearer tokens, stored as SHA-256 hashes.
-        Bearer = "bearer",
-        /// JSON Web Tokens signed by a principal's key; claims map to roles.
-        Jwt = "jwt",
-    }
-}
+// The keywords plans hold too: the plan crate defines them, decoded here.
+pub use ::plan::{AuditEvent, AuditSink, HardeningLevel, Protocol, RateScope, Scheme};
+
+decode_keywords!(InvalidValue: Scheme, Protocol, RateScope, HardeningLevel, AuditEvent, AuditSink);
 
 record! {
     /// Someone who can authenticate, with the roles they get.
@@ -96,14 +89,6 @@ record! {
     }
 }
 
-keywords! {
-    /// Transport protocols.
-    pub enum Protocol {
-        Tcp = "tcp",
-        Udp = "udp",
-    }
-}
-
 record! {
     /// One ingress rule; the first rule that matches a connection decides.
     pub struct IngressRule ("an ingress rule", UnknownKey) {
@@ -134,14 +119,6 @@ record! {
     }
 }
 
-keywords! {
-    /// What a rate limit counts requests per.
-    pub enum RateScope {
-        Source = "source",
-        Global = "global",
-    }
-}
-
 record! {
     /// A token-bucket rate limit.
     pub struct RateLimit ("a rate limit", UnknownKey) {
@@ -168,14 +145,6 @@ record! {
     }
 }
 
-keywords! {
-    /// Hardening levels, from least to most strict.
-    pub enum HardeningLevel {
-        Baseline = "baseline",
-        Strict = "strict",
-    }
-}
-
 record! {
     /// sdsec.policies.Hardening: answers elevation of privilege and tampering. No image ever holds a shell or a package manager.
     pub struct HardeningProperties ("sdsec.policies.Hardening properties", UnknownProperty) {
@@ -199,24 +168,6 @@ record! {
         pub tenants: Option<Spanned<Vec<String>>>,
         /// The target must be alone on its host.
         pub dedicated_host: Option<Spanned<bool>>,
-    }
-}
-
-keywords! {
-    /// Events the audit log records.
-    pub enum AuditEvent {
-        AuthnFailure = "authn_failure",
-        AuthzDeny = "authz_deny",
-        FirewallDrop = "firewall_drop",
-        Request = "request",
-    }
-}
-
-keywords! {
-    /// Where audit events go.
-    pub enum AuditSink {
-        /// JSON lines on the guest's serial console.
-        Console = "console",
     }
 }
 

@@ -175,6 +175,7 @@ pub fn resolve_inputs(
             path,
             format!("a value was given for input `{name}`, which the document does not declare"),
         );
+        d.input = Some(name.clone());
         let names: Vec<&str> = declared.keys().map(String::as_str).collect();
         d.hint = Some(match crate::decode::closest(name, &names) {
             Some(best) => format!("did you mean `{best}`?"),
@@ -188,7 +189,7 @@ pub fn resolve_inputs(
             (Some(text), _) => match coerce(decl.input_type, text) {
                 Some(v) => Some((v, decl.span, decl.path.clone(), true)),
                 None => {
-                    sink.report(
+                    let d = sink.report(
                         Code::InputType,
                         decl.span,
                         &decl.path,
@@ -196,8 +197,9 @@ pub fn resolve_inputs(
                             "the value given for input `{name}` is `{text}`, which is not {}",
                             a_type(decl.input_type)
                         ),
-                    )
-                    .hint = Some(format!("pass {} value", a_type(decl.input_type)));
+                    );
+                    d.hint = Some(format!("pass {} value", a_type(decl.input_type)));
+                    d.input = Some(name.clone());
                     None
                 }
             },
@@ -386,13 +388,14 @@ fn check_constraint(
     };
     if !holds {
         let origin = if given { "the value given for" } else { "the default of" };
-        sink.report(
+        let d = sink.report(
             Code::InputConstraint,
             value_span,
             value_path,
             format!("{origin} input `{name}` is `{}`, which is not {expectation}", value.text),
-        )
-        .hint = Some(format!("the constraint is at {cpath}"));
+        );
+        d.hint = Some(format!("the constraint is at {cpath}"));
+        d.input = given.then(|| name.to_owned());
     }
     holds
 }

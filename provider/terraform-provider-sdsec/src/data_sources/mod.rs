@@ -1,3 +1,3 @@
-//! Data sources, one file each.
+//! Data sources, one folder each (schema, typed model, read).
 
 pub mod policy_document;

@@ -1,9 +1,19 @@
-//! The schema of `sdsec_pool`.
+//! The schema of `sdsec_pool`, and the names of the attributes only it has.
 
 use tfplugin::validators::{IntegerBetween, OneOf};
-use tfplugin::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
+use tfplugin::{Attribute, Schema, Type};
 
-use crate::resources::unikernel::application_type;
+use crate::resources::image::{
+    APPLICATION, ENFORCEMENT, ID, IMAGE_DIGEST, MEMORY_MB, NAME, Operation, VCPUS, application_type, timeouts,
+};
+
+pub const SIZE: &str = "size";
+pub const WARM: &str = "warm";
+pub const READY: &str = "ready";
+pub const MEMBERS: &str = "members";
+
+/// The operations of its `timeouts` block.
+pub const OPERATIONS: [Operation; 1] = [Operation::Create];
 
 /// More members than this would not fit a host anyway (each is a VM).
 pub const MAX_SIZE: i64 = 64;
@@ -20,53 +30,46 @@ pub fn schema() -> Schema {
              reconfigured in place); one that needs a new image rebuilds them. Destroy stops every member.",
         )
         .attribute(
-            Attribute::string("id")
+            Attribute::string(ID)
                 .computed()
                 .use_state_for_unknown()
                 .description("The pool id (`pool-` and 12 hex digits), for `sdsec_unikernel.pool`."),
         )
         .attribute(
-            Attribute::string("name")
+            Attribute::string(NAME)
                 .optional()
                 .description("A short name for the members, shown in process lists and logs. Default: `pool`."),
         )
-        .attribute(Attribute::string("enforcement").required().description(
+        .attribute(Attribute::string(ENFORCEMENT).required().description(
             "The node's enforcement plan as canonical JSON, normally `sdsec_security_policy.<name>.enforcement[\"<node>\"]`.",
         ))
-        .attribute(Attribute::new("application", application_type()).required().description(
+        .attribute(Attribute::new(APPLICATION, application_type()).required().description(
             "The application, as in `sdsec_unikernel`: `path` of a static executable, `args`, and its `port` in the guest.",
         ))
         .attribute(
-            Attribute::number("memory_mb").optional_computed().description("Guest memory in MiB. Default: the plan's."),
+            Attribute::number(MEMORY_MB).optional_computed().description("Guest memory in MiB. Default: the plan's."),
         )
-        .attribute(Attribute::number("vcpus").optional_computed().description("Virtual CPUs. Default: the plan's."))
+        .attribute(Attribute::number(VCPUS).optional_computed().description("Virtual CPUs. Default: the plan's."))
         .attribute(
-            Attribute::number("size")
+            Attribute::number(SIZE)
                 .required()
                 .validator(IntegerBetween { min: 0, max: MAX_SIZE })
                 .description("How many ready members the pool keeps."),
         )
         .attribute(
-            Attribute::string("warm")
+            Attribute::string(WARM)
                 .required()
                 .requires_replace()
                 .validator(OneOf::new(["image", "paused"]))
                 .description("`image` (pre-built, verified images) or `paused` (booted to readiness, then paused)."),
         )
-        .attribute(Attribute::string("image_digest").computed().description("`sha256:` digest of the members' image."))
-        .attribute(Attribute::number("ready").computed().description("Members ready to be taken."))
-        .attribute(Attribute::new("members", Type::list(Type::String)).computed().description(
+        .attribute(Attribute::string(IMAGE_DIGEST).computed().description("`sha256:` digest of the members' image."))
+        .attribute(Attribute::number(READY).computed().description("Members ready to be taken."))
+        .attribute(Attribute::new(MEMBERS, Type::list(Type::String)).computed().description(
             "The ready members: instance ids of paused members, slot ids (`m-…`) of image members.",
         ))
-        .block(NestedBlock::new(
-            "timeouts",
-            Nesting::Single,
-            Block::new()
-                .description("How long operations may take, as `30s`, `5m` or `1h`.")
-                .attribute(
-                    Attribute::string("create")
-                        .optional()
-                        .description("Build, and boot each paused member until it serves (default `5m`)."),
-                ),
-        ))
+        .block(timeouts::block(&[(
+            Operation::Create,
+            "Build, and boot each paused member until it serves (default `5m`).",
+        )]))
 }

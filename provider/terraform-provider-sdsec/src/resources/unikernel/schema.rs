@@ -1,10 +1,22 @@
-//! The schema of `sdsec_unikernel`.
+//! The schema of `sdsec_unikernel`, and the names of the attributes only it has.
 
-use tfplugin::{Attribute, Block, NestedBlock, Nesting, Schema, Type};
+use tfplugin::{Attribute, Schema};
 
-pub fn application_type() -> Type {
-    Type::object([("path", Type::String), ("args", Type::list(Type::String)), ("port", Type::Number)])
-}
+use crate::resources::image::{
+    APPLICATION, ENFORCEMENT, ID, IMAGE_DIGEST, MEMORY_MB, NAME, Operation, POOL, VCPUS, application_type, timeouts,
+};
+
+pub const HOST_PORT: &str = "host_port";
+pub const ENFORCEMENT_DIGEST: &str = "enforcement_digest";
+pub const INSTANCE_ID: &str = "instance_id";
+pub const ENDPOINT: &str = "endpoint";
+pub const STATE: &str = "state";
+pub const BOOT_MS: &str = "boot_ms";
+pub const CREATED_AT: &str = "created_at";
+pub const IMAGE_STATUS: &str = "image_status";
+
+/// The operations of its `timeouts` block.
+pub const OPERATIONS: [Operation; 2] = [Operation::Create, Operation::Delete];
 
 pub fn schema() -> Schema {
     Schema::new(0)
@@ -24,86 +36,81 @@ pub fn schema() -> Schema {
              `lifecycle { create_before_destroy = true }` for blue/green replacements.",
         )
         .attribute(
-            Attribute::string("id")
+            Attribute::string(ID)
                 .computed()
                 .use_state_for_unknown()
                 .description("The instance id (`i-` and 16 hex digits), as `instance_id`; import takes it."),
         )
         .attribute(
-            Attribute::string("name")
+            Attribute::string(NAME)
                 .required()
                 .requires_replace()
                 .description("A short name for the instance, shown in process lists and logs."),
         )
-        .attribute(Attribute::string("enforcement").required().description(
+        .attribute(Attribute::string(ENFORCEMENT).required().description(
             "The node's enforcement plan as canonical JSON, normally `sdsec_security_policy.<name>.enforcement[\"<node>\"]`.",
         ))
-        .attribute(Attribute::new("application", application_type()).required().description(
+        .attribute(Attribute::new(APPLICATION, application_type()).required().description(
             "The application: `path` of a static executable (relative paths are taken from the working directory), \
              `args` passed to it, and the `port` it listens on inside the guest (all three must be given). The \
              enforcement runtime listens in front of it; only the runtime's port is forwarded.",
         ))
-        .attribute(Attribute::number("memory_mb").optional_computed().description(
+        .attribute(Attribute::number(MEMORY_MB).optional_computed().description(
             "Guest memory in MiB. Default: the plan's `build.memory_mb`.",
         ))
-        .attribute(Attribute::number("vcpus").optional_computed().description(
+        .attribute(Attribute::number(VCPUS).optional_computed().description(
             "Virtual CPUs. Default: the plan's `build.vcpus`.",
         ))
-        .attribute(Attribute::number("host_port").optional().requires_replace().description(
+        .attribute(Attribute::number(HOST_PORT).optional().requires_replace().description(
             "Port on 127.0.0.1 of the hypervisor host forwarded to the enforcement runtime. Default: a free port.",
         ))
-        .attribute(Attribute::string("pool").optional().description(
+        .attribute(Attribute::string(POOL).optional().description(
             "The `id` of an `sdsec_pool` to take a new instance from. A member whose image matches is taken (a \
              paused one is resumed); with none ready the instance is built and booted as without a pool, and a \
              warning says so.",
         ))
-        .attribute(Attribute::string("enforcement_digest").computed().description(
+        .attribute(Attribute::string(ENFORCEMENT_DIGEST).computed().description(
             "Digest of the plan the runtime enforces, as it acknowledged it over the control channel (refresh \
              asks it again, so a runtime enforcing anything else shows as drift).",
         ))
         .attribute(
-            Attribute::string("image_digest")
+            Attribute::string(IMAGE_DIGEST)
                 .computed()
                 .description(
                     "`sha256:` digest of the image the instance booted (kernel, runtime, application, the plan it was \
                      built with, command line). An update in place keeps it.",
                 ),
         )
-        .attribute(Attribute::string("instance_id").computed().use_state_for_unknown().description("The instance id."))
+        .attribute(Attribute::string(INSTANCE_ID).computed().use_state_for_unknown().description("The instance id."))
         .attribute(
-            Attribute::string("endpoint")
+            Attribute::string(ENDPOINT)
                 .computed()
                 .use_state_for_unknown()
                 .description("Where the protected application answers: `http://127.0.0.1:<port>`."),
         )
-        .attribute(Attribute::string("state").computed().description(
+        .attribute(Attribute::string(STATE).computed().description(
             "`running`, or what refresh found: `stopped` (planned for replacement) or `paused`.",
         ))
         .attribute(
-            Attribute::number("boot_ms")
+            Attribute::number(BOOT_MS)
                 .computed()
                 .use_state_for_unknown()
                 .description("Milliseconds from starting the VM to the runtime's health path answering."),
         )
         .attribute(
-            Attribute::string("created_at")
+            Attribute::string(CREATED_AT)
                 .computed()
                 .use_state_for_unknown()
                 .description("When the instance was booted (RFC 3339). With a `max_lifetime`, older instances are replaced."),
         )
-        .attribute(Attribute::string("image_status").computed().description(
+        .attribute(Attribute::string(IMAGE_STATUS).computed().description(
             "`verified`, or what refresh found: `tampered: ...` or `missing` (planned for replacement).",
         ))
-        .block(NestedBlock::new(
-            "timeouts",
-            Nesting::Single,
-            Block::new()
-                .description("How long operations may take, as `30s`, `5m` or `1h`.")
-                .attribute(Attribute::string("create").optional().description(
-                    "Build and boot until the runtime serves (default `5m`); past it the VM is stopped and removed.",
-                ))
-                .attribute(Attribute::string("delete").optional().description(
-                    "Graceful stop before the VM is killed (default `30s`).",
-                )),
-        ))
+        .block(timeouts::block(&[
+            (
+                Operation::Create,
+                "Build and boot until the runtime serves (default `5m`); past it the VM is stopped and removed.",
+            ),
+            (Operation::Delete, "Graceful stop before the VM is killed (default `30s`)."),
+        ]))
 }

@@ -1,12 +1,15 @@
 //! Compiling a policy document for Terraform: the computed attributes it yields, and the
-//! compiler's diagnostics as Terraform diagnostics on the right attribute.
+//! compiler's diagnostics as Terraform diagnostics on the right attribute. What
+//! `sdsec_security_policy` and `sdsec_policy_document` share.
+
+pub mod fields;
 
 use std::collections::BTreeMap;
 
-use sectosca::{Code, Compilation, Source};
-use tfplugin::{AttributePath, Diagnostic, Diagnostics, Value};
+use sectosca::{Compilation, Source};
+use tfplugin::{AttributePath, Diagnostic, Diagnostics};
 
-use crate::values::map_value;
+pub use self::fields::PolicyFields;
 
 /// What a document compiles to, as attribute values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,15 +20,6 @@ pub struct CompiledPolicy {
     pub enforcement: BTreeMap<String, String>,
     /// Warnings to show even though the document compiled.
     pub warnings: Vec<sectosca::Diagnostic>,
-}
-
-impl CompiledPolicy {
-    /// Sets `digest`, `summary` and `enforcement` on a resource or data source value.
-    pub fn apply_to(&self, value: &mut Value) {
-        value.set("digest", Value::from(self.digest.as_str()));
-        value.set("summary", Value::from(self.summary.as_str()));
-        value.set("enforcement", map_value(&self.enforcement));
-    }
 }
 
 /// The name diagnostics give the document: Terraform already points at the attribute.
@@ -63,7 +57,7 @@ fn compile_uncached(
 ) -> Result<CompiledPolicy, Diagnostics> {
     let (source, compilation) = compile(document, inputs);
     if compilation.has_errors() {
-        return Err(to_diagnostics(&source, &compilation.diagnostics, inputs, base));
+        return Err(to_diagnostics(&source, &compilation.diagnostics, base));
     }
     Ok(CompiledPolicy {
         digest: compilation.digest(),
@@ -147,33 +141,25 @@ mod recent {
     }
 }
 
-/// Problems with a value given from outside belong on `inputs["name"]`; everything else
-/// on `document`.
-fn attribute_for(d: &sectosca::Diagnostic, inputs: &BTreeMap<String, String>, base: &AttributePath) -> AttributePath {
-    let input_codes = [Code::InputConstraint, Code::InputType, Code::UndeclaredInput];
-    if input_codes.contains(&d.code)
-        && let Some(name) = inputs.keys().find(|name| d.message.contains(&format!("`{name}`")))
-    {
-        return base.clone().join(&AttributePath::attr("inputs").key(name.clone()));
-    }
-    base.clone().join(&AttributePath::attr("document"))
+/// Problems with a value given from outside belong on `inputs["name"]`, as the compiler
+/// says by naming the input; everything else on `document`.
+fn attribute_for(d: &sectosca::Diagnostic, base: &AttributePath) -> AttributePath {
+    let attribute = match &d.input {
+        Some(name) => AttributePath::attr(fields::INPUTS).key(name.clone()),
+        None => AttributePath::attr(fields::DOCUMENT),
+    };
+    base.clone().join(&attribute)
 }
 
-pub fn to_diagnostics(
-    source: &Source,
-    diagnostics: &[sectosca::Diagnostic],
-    inputs: &BTreeMap<String, String>,
-    base: &AttributePath,
-) -> Diagnostics {
+pub fn to_diagnostics(source: &Source, diagnostics: &[sectosca::Diagnostic], base: &AttributePath) -> Diagnostics {
     diagnostics
         .iter()
         .map(|d| {
             let summary = format!("{}: {}", d.code, d.message);
             let detail = detail(source, d);
-            let attribute = attribute_for(d, inputs, base);
             let diagnostic =
                 if d.is_error() { Diagnostic::error(summary, detail) } else { Diagnostic::warning(summary, detail) };
-            diagnostic.at(attribute)
+            diagnostic.at(attribute_for(d, base))
         })
         .collect()
 }
@@ -236,5 +222,26 @@ mod tests {
             assert_eq!(compile_policy(&document, &inputs, &root), compile_uncached(&document, &inputs, &root));
         }
         assert!(recent::len() <= 32);
+    }
+
+    #[test]
+    fn a_bad_input_value_points_at_that_input_and_a_bad_document_at_the_document() {
+        const QUICKSTART: &str = include_str!("../../../../examples/quickstart/policy.yaml");
+        let root = AttributePath::root();
+        let attributes = |inputs: &[(&str, &str)]| -> Vec<String> {
+            let inputs = inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+            let diags = compile_policy(QUICKSTART, &inputs, &root).unwrap_err();
+            diags.iter().map(|d| d.attribute.as_ref().map(ToString::to_string).unwrap_or_default()).collect()
+        };
+        assert_eq!(attributes(&[("threat_level", "extreme")]), ["inputs[\"threat_level\"]"]);
+        assert_eq!(attributes(&[("threat_levle", "high")]), ["inputs[\"threat_levle\"]"]);
+        // A value that names an input but is the document's problem stays on the document.
+        let broken = QUICKSTART.replace("in: [elevated, high]", "in: [elevated, threat_level]");
+        let (source, compilation) = compile(&broken, &[("threat_level".to_owned(), "high".to_owned())].into());
+        let diags = to_diagnostics(&source, &compilation.diagnostics, &root);
+        assert!(diags.iter().any(|d| d.summary.contains("can never match")), "{diags:?}");
+        for d in diags.iter() {
+            assert_eq!(d.attribute.as_ref().map(ToString::to_string).as_deref(), Some("document"), "{d:?}");
+        }
     }
 }

@@ -1,0 +1,143 @@
+//! The runtime's console events: one JSON object per line on the guest's serial console,
+//! named by its `event` field. The runtime writes them with [`Event::to_line`]; the host
+//! reads a console log with [`Event::parse`], and a line that does not parse is simply not
+//! an event (kernel messages, the application's own output).
+//!
+//! Events hold no credentials: a request's path is written without its query (tokens
+//! travel there), its principal is a name from the plan, and a refused control request is
+//! described by a reason, never by its content.
+
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// One console line. Field order is the order written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event<'a> {
+    /// The runtime listens and the application is up: the host may probe the health path.
+    Ready {
+        node: Cow<'a, str>,
+        listen: String,
+        /// The application's path; init mode only.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
+    },
+    /// A boot step failed; init powers the VM off next.
+    InitError {
+        step: Cow<'a, str>,
+        error: String,
+    },
+    /// A boot step went wrong without stopping the boot.
+    InitWarning {
+        step: Cow<'a, str>,
+        error: String,
+    },
+    /// The application ended; init powers the VM off next.
+    AppExit {
+        status: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signal: Option<i32>,
+    },
+    Shutdown {
+        reason: ShutdownReason,
+    },
+    /// A plan sent over the control channel is enforced from now on.
+    Reconfigured {
+        digest: Cow<'a, str>,
+    },
+    /// A control request was answered with a refusal; the running plan stays.
+    ControlRefused {
+        reason: Refusal,
+        seq: u64,
+    },
+    /// This many events did not fit the runtime's queue and were not written.
+    AuditOverflow {
+        ts: String,
+        dropped: u64,
+    },
+    AuthnFailure(Access<'a>),
+    AuthzDeny(Access<'a>),
+    FirewallDrop(Access<'a>),
+    Request(Access<'a>),
+}
+
+/// Why the runtime stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownReason {
+    /// SIGTERM or SIGINT (the host's graceful stop, Ctrl-Alt-Del).
+    Signal,
+}
+
+/// Why a control request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Refusal {
+    /// Not a control request.
+    Malformed,
+    /// Not authenticated by the instance's key.
+    BadMac,
+    /// A sequence number used before.
+    Replayed,
+    /// A plan that does not load, is another node's, or needs a new image.
+    RejectedPlan,
+}
+
+/// The kinds of per-request events a plan can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessKind {
+    AuthnFailure,
+    AuthzDeny,
+    FirewallDrop,
+    Request,
+}
+
+/// What a per-request event says. Fields the runtime does not know yet are `null`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access<'a> {
+    /// RFC 3339 UTC with milliseconds.
+    pub ts: String,
+    pub src: SocketAddr,
+    pub method: Option<Cow<'a, str>>,
+    /// Normalised, without the query.
+    pub path: Option<Cow<'a, str>>,
+    /// The principal's name from the plan.
+    pub principal: Option<Cow<'a, str>>,
+    pub status: Option<u16>,
+    pub reason: Option<Cow<'a, str>>,
+}
+
+impl<'a> Event<'a> {
+    /// The per-request event of `kind`.
+    pub fn access(kind: AccessKind, access: Access<'a>) -> Event<'a> {
+        match kind {
+            AccessKind::AuthnFailure => Event::AuthnFailure(access),
+            AccessKind::AuthzDeny => Event::AuthzDeny(access),
+            AccessKind::FirewallDrop => Event::FirewallDrop(access),
+            AccessKind::Request => Event::Request(access),
+        }
+    }
+
+    /// The line as written to the console, without the newline.
+    pub fn to_line(&self) -> String {
+        // Every field is a string, a number, a known name or null: this cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The event on a console line, if it holds one. What precedes the object (a terminal
+    /// escape sequence, a kernel timestamp) is skipped.
+    pub fn parse(line: &str) -> Option<Event<'static>> {
+        let start = line.find('{')?;
+        serde_json::from_str(line[start..].trim_end()).ok()
+    }
+
+    /// Every event of a console log, in order.
+    pub fn scan(log: &str) -> impl Iterator<Item = Event<'static>> + '_ {
+        log.lines().filter_map(Event::parse)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,4 @@
+//! The library half of the `sdsec` command line: the registry docs generator, kept here so
+//! that a test can compare its pages with the committed ones without running the binary.
+
+pub mod docs;

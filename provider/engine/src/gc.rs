@@ -1,0 +1,72 @@
+//! Which stored images garbage collection keeps: every image a recorded instance boots
+//! from, every image a pool holds (its members boot from it), and those the caller names.
+//! The rule lives here so that `sdsec images gc` and any other collector agree on it.
+
+use hypervisor::HypervisorError;
+use hypervisor::registry::Registry;
+use sdsec_image::{GcReport, ImageDigest, Store, StoreError};
+
+use crate::config::{Hypervisor, ProviderConfig};
+use crate::launch::{self, LaunchError};
+use crate::pool::Pools;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot list the instances that use images: {0}")]
+    Instances(#[from] HypervisorError),
+    #[error(transparent)]
+    Backend(#[from] LaunchError),
+}
+
+/// The images that must stay: `keep`, those of the instances recorded under the state
+/// directory (and those of the libvirt daemon when the configuration names one), and
+/// those of every pool.
+pub fn retained(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<Vec<ImageDigest>, GcError> {
+    let registry = Registry::new(&config.state_dir);
+    // A record that cannot be read names no image; it belongs to no running instance.
+    let mut digests: Vec<String> =
+        registry.ids()?.iter().filter_map(|id| registry.load(id).ok()).map(|i| i.image_digest).collect();
+    if config.hypervisor == Hypervisor::Libvirt {
+        let libvirt = launch::backend(config)?;
+        digests.extend(libvirt.list()?.into_iter().map(|(i, _)| i.image_digest));
+    }
+    digests.extend(Pools::new(&config.state_dir).all().into_iter().map(|p| p.image_digest));
+    let mut retained = keep.to_vec();
+    retained.extend(digests.iter().filter_map(|d| ImageDigest::parse(d).ok()));
+    Ok(retained)
+}
+
+/// Removes every stored image [`retained`] does not name.
+pub fn collect(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<GcReport, GcError> {
+    let retained = retained(config, keep)?;
+    Ok(Store::open(&config.state_dir)?.gc(&retained)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::{Ledger, Warm};
+
+    #[test]
+    fn pools_images_and_given_digests_are_retained() {
+        let state = tempfile::tempdir().unwrap();
+        let config = ProviderConfig::new(state.path().to_owned());
+        let pooled = ImageDigest::of(b"pooled");
+        let given = ImageDigest::of(b"given");
+        let pools = Pools::new(state.path());
+        let id = Pools::new_id().unwrap();
+        let ledger = Ledger {
+            id: id.clone(),
+            warm: Warm::Image,
+            image_digest: pooled.to_string(),
+            image_plan: String::new(),
+            members: Vec::new(),
+        };
+        pools.lock(&id, true).unwrap().save(&ledger).unwrap();
+        let kept = retained(&config, std::slice::from_ref(&given)).unwrap();
+        assert!(kept.contains(&pooled) && kept.contains(&given), "{kept:?}");
+        assert_eq!(collect(&config, &[]).unwrap().removed.len(), 0, "an empty store has nothing to remove");
+    }
+}

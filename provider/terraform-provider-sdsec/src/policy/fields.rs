@@ -1,0 +1,79 @@
+//! The attributes every policy value has (`sdsec_security_policy`, `sdsec_policy_document`):
+//! the document and its inputs as given, and what they compile to.
+
+use std::collections::BTreeMap;
+
+use tfplugin::Value;
+
+use super::CompiledPolicy;
+use crate::values::{Field, Object, ShapeError};
+
+pub const DOCUMENT: &str = "document";
+pub const INPUTS: &str = "inputs";
+pub const DIGEST: &str = "digest";
+pub const SUMMARY: &str = "summary";
+pub const ENFORCEMENT: &str = "enforcement";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyFields {
+    pub document: Field<String>,
+    pub inputs: Field<BTreeMap<String, String>>,
+    pub digest: Field<String>,
+    pub summary: Field<String>,
+    /// Node name → canonical JSON of its enforcement plan.
+    pub enforcement: Field<BTreeMap<String, String>>,
+}
+
+impl PolicyFields {
+    pub fn decode(object: &Object<'_>) -> Result<Self, ShapeError> {
+        Ok(PolicyFields {
+            document: object.field(DOCUMENT)?,
+            inputs: object.field(INPUTS)?,
+            digest: object.field(DIGEST)?,
+            summary: object.field(SUMMARY)?,
+            enforcement: object.field(ENFORCEMENT)?,
+        })
+    }
+
+    /// The attributes, for a model's encoding.
+    pub fn encode(&self) -> [(&'static str, Value); 5] {
+        [
+            (DOCUMENT, self.document.encode()),
+            (INPUTS, self.inputs.encode()),
+            (DIGEST, self.digest.encode()),
+            (SUMMARY, self.summary.encode()),
+            (ENFORCEMENT, self.enforcement.encode()),
+        ]
+    }
+
+    /// A record's document and inputs (no inputs: null), nothing compiled yet.
+    pub fn given(document: &str, inputs: &BTreeMap<String, String>) -> Self {
+        PolicyFields {
+            document: Field::Known(document.to_owned()),
+            inputs: if inputs.is_empty() { Field::Null } else { Field::Known(inputs.clone()) },
+            digest: Field::Null,
+            summary: Field::Null,
+            enforcement: Field::Null,
+        }
+    }
+
+    /// The document and inputs to compile, once both are known; inputs left out are none.
+    pub fn source(&self) -> Option<(String, BTreeMap<String, String>)> {
+        let inputs = self.inputs.clone().or_when_null(BTreeMap::new)?;
+        Some((self.document.known()?.clone(), inputs))
+    }
+
+    /// What the document compiles to.
+    pub fn compiled(&mut self, compiled: &CompiledPolicy) {
+        self.digest = Field::Known(compiled.digest.clone());
+        self.summary = Field::Known(compiled.summary.clone());
+        self.enforcement = Field::Known(compiled.enforcement.clone());
+    }
+
+    /// A document or inputs known only after apply: so is what they compile to.
+    pub fn compiled_unknown(&mut self) {
+        self.digest = Field::unknown();
+        self.summary = Field::unknown();
+        self.enforcement = Field::unknown();
+    }
+}

@@ -1,0 +1,116 @@
+//! `sdsec_pool` as a Rust value: decoded once from a configuration, plan or state,
+//! encoded back after plan or apply. The only place its attributes are read or written.
+
+use engine::pool::{Ledger, Warm};
+use tfplugin::Value;
+
+use super::schema::{MAX_SIZE, MEMBERS, OPERATIONS, READY, SIZE, WARM};
+use crate::resources::image::timeouts::TIMEOUTS;
+use crate::resources::image::{ID, IMAGE_DIGEST, Image, ImageFields, NAME, Timeouts, Unresolved, in_range};
+use crate::values::{Field, Object, ShapeError};
+
+/// The members' name when the configuration gives none.
+pub const DEFAULT_NAME: &str = "pool";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    // Set in the configuration.
+    pub name: Field<String>,
+    pub image: ImageFields,
+    pub size: Field<i64>,
+    pub warm: Field<String>,
+    pub timeouts: Timeouts,
+    // Set by the provider.
+    pub id: Field<String>,
+    pub image_digest: Field<String>,
+    pub ready: Field<i64>,
+    pub members: Field<Vec<String>>,
+}
+
+/// What a pool's configuration asks for, once its inputs are known and valid.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// What its members are called.
+    pub name: String,
+    pub image: Image,
+    pub size: usize,
+    pub warm: Warm,
+}
+
+impl Model {
+    pub fn decode(value: &Value) -> Result<Self, ShapeError> {
+        let object = Object::root(value);
+        Ok(Model {
+            name: object.field(NAME)?,
+            image: ImageFields::decode(&object)?,
+            size: object.field(SIZE)?,
+            warm: object.field(WARM)?,
+            timeouts: Timeouts::decode(&object, &OPERATIONS)?,
+            id: object.field(ID)?,
+            image_digest: object.field(IMAGE_DIGEST)?,
+            ready: object.field(READY)?,
+            members: object.field(MEMBERS)?,
+        })
+    }
+
+    pub fn encode(&self) -> Value {
+        let mut attributes = vec![
+            (ID, self.id.encode()),
+            (NAME, self.name.encode()),
+            (SIZE, self.size.encode()),
+            (WARM, self.warm.encode()),
+            (IMAGE_DIGEST, self.image_digest.encode()),
+            (READY, self.ready.encode()),
+            (MEMBERS, self.members.encode()),
+            (TIMEOUTS, self.timeouts.encode()),
+        ];
+        attributes.extend(self.image.encode());
+        Value::object(attributes)
+    }
+
+    /// What the configuration asks for. A `name` left out is [`DEFAULT_NAME`]: left out is
+    /// not unknown. Decoded from a configuration, `memory_mb` and `vcpus` left out take the
+    /// plan's; from a plan, they hold what plan chose.
+    pub fn desired(&self) -> Result<Desired, Unresolved> {
+        let inputs_pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
+        if inputs_pending || self.image.pending() {
+            return Err(Unresolved::Pending);
+        }
+        let name = self.name.clone().or_when_null(|| DEFAULT_NAME.to_owned()).ok_or(Unresolved::Pending)?;
+        let mut invalid = Vec::new();
+        let image = self.image.resolve(&mut invalid)?;
+        if !invalid.is_empty() {
+            return Err(Unresolved::Invalid(invalid));
+        }
+        // Required, and checked by the schema's validators, which report a bad value: only a
+        // state that never had them lacks them.
+        let size = in_range(&self.size, SIZE, 0..=MAX_SIZE as u64, &mut Vec::new());
+        let warm = self.warm.known().and_then(|w| Warm::parse(w));
+        let (Some(size), Some(warm)) = (size, warm) else { return Err(Unresolved::Pending) };
+        Ok(Desired { name, image, size: size as usize, warm })
+    }
+
+    /// A plan whose inputs are not all known: what depends on them is unknown too. Only
+    /// what the configuration leaves out may be planned unknown.
+    pub fn plan_unknown(&mut self, creating: bool) {
+        if creating {
+            self.id = Field::unknown();
+        }
+        self.image_digest = Field::unknown();
+        self.ready = Field::unknown();
+        self.members = Field::unknown();
+        for field in [&mut self.image.memory_mb, &mut self.image.vcpus] {
+            if field.is_null() {
+                *field = Field::unknown();
+            }
+        }
+    }
+
+    /// The ledger as the state shows it.
+    pub fn record(&mut self, ledger: &Ledger) {
+        self.id = Field::Known(ledger.id.clone());
+        self.image_digest = Field::Known(ledger.image_digest.clone());
+        self.ready = Field::Known(ledger.members.len() as i64);
+        self.members = Field::Known(ledger.members.clone());
+    }
+}

@@ -1,0 +1,281 @@
+//! `sdsec_unikernel` as a Rust value: decoded once from a configuration, plan or state,
+//! encoded back after plan or apply. The only place its attributes are read or written.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hypervisor::{Instance, InstanceId};
+use serde::{Deserialize, Serialize};
+use tfplugin::Value;
+
+use super::schema::{
+    BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, OPERATIONS, STATE,
+};
+use crate::resources::image::{
+    Application, ApplicationFields, ID, IMAGE_DIGEST, Image, ImageFields, NAME, POOL, Timeouts, Unresolved, in_range,
+};
+use crate::values::{Field, Object, ShapeError};
+
+/// Ports a unikernel may be published on: unprivileged ones.
+const HOST_PORTS: std::ops::RangeInclusive<u64> = 1024..=65535;
+
+/// What plan and refresh say of a running instance with a verified image.
+pub const RUNNING: &str = "running";
+pub const STOPPED: &str = "stopped";
+pub const VERIFIED: &str = "verified";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    // Set in the configuration.
+    pub name: Field<String>,
+    pub image: ImageFields,
+    pub host_port: Field<i64>,
+    pub pool: Field<String>,
+    pub timeouts: Timeouts,
+    // Set by the provider.
+    pub enforcement_digest: Field<String>,
+    pub image_digest: Field<String>,
+    pub instance: InstanceFields,
+    /// `running`, or what refresh found.
+    pub state: Field<String>,
+    /// `verified`, or what refresh found.
+    pub image_status: Field<String>,
+}
+
+/// What only an instance can tell: known once it exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceFields {
+    pub id: Field<String>,
+    pub instance_id: Field<String>,
+    pub endpoint: Field<String>,
+    pub boot_ms: Field<i64>,
+    pub created_at: Field<String>,
+}
+
+impl InstanceFields {
+    /// Before the instance exists, or before the one replacing it does.
+    pub fn unknown() -> Self {
+        InstanceFields {
+            id: Field::unknown(),
+            instance_id: Field::unknown(),
+            endpoint: Field::unknown(),
+            boot_ms: Field::unknown(),
+            created_at: Field::unknown(),
+        }
+    }
+
+    fn of(instance: &Instance) -> Self {
+        InstanceFields {
+            id: Field::Known(instance.id.as_str().to_owned()),
+            instance_id: Field::Known(instance.id.as_str().to_owned()),
+            endpoint: Field::Known(format!("http://{}", instance.endpoint)),
+            boot_ms: Field::Known(instance.boot_ms as i64),
+            created_at: Field::Known(rfc3339(instance.started_at_ms)),
+        }
+    }
+}
+
+/// What a configuration asks for, once its inputs are known and valid.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub name: String,
+    pub image: Image,
+    pub host_port: Option<u16>,
+    pub pool: Option<String>,
+}
+
+/// What an instance records for its owner: enough to rebuild the state on import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    pub name: String,
+    pub enforcement: String,
+    pub application: Application,
+    pub host_port: Option<u16>,
+    /// The plan the image was built with, when it differs from `enforcement` (after an
+    /// update in place, or from a pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_enforcement: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+}
+
+impl Desired {
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            name: self.name.clone(),
+            enforcement: self.image.enforcement.clone(),
+            application: self.image.application.clone(),
+            host_port: self.host_port,
+            image_enforcement: None,
+            pool: self.pool.clone(),
+        }
+    }
+}
+
+impl Model {
+    pub fn decode(value: &Value) -> Result<Self, ShapeError> {
+        let object = Object::root(value);
+        Ok(Model {
+            name: object.field(NAME)?,
+            image: ImageFields::decode(&object)?,
+            host_port: object.field(HOST_PORT)?,
+            pool: object.field(POOL)?,
+            timeouts: Timeouts::decode(&object, &OPERATIONS)?,
+            enforcement_digest: object.field(ENFORCEMENT_DIGEST)?,
+            image_digest: object.field(IMAGE_DIGEST)?,
+            instance: InstanceFields {
+                id: object.field(ID)?,
+                instance_id: object.field(INSTANCE_ID)?,
+                endpoint: object.field(ENDPOINT)?,
+                boot_ms: object.field(BOOT_MS)?,
+                created_at: object.field(CREATED_AT)?,
+            },
+            state: object.field(STATE)?,
+            image_status: object.field(IMAGE_STATUS)?,
+        })
+    }
+
+    pub fn encode(&self) -> Value {
+        let instance = &self.instance;
+        let mut attributes = vec![
+            (ID, instance.id.encode()),
+            (NAME, self.name.encode()),
+            (HOST_PORT, self.host_port.encode()),
+            (POOL, self.pool.encode()),
+            (ENFORCEMENT_DIGEST, self.enforcement_digest.encode()),
+            (IMAGE_DIGEST, self.image_digest.encode()),
+            (INSTANCE_ID, instance.instance_id.encode()),
+            (ENDPOINT, instance.endpoint.encode()),
+            (STATE, self.state.encode()),
+            (BOOT_MS, instance.boot_ms.encode()),
+            (CREATED_AT, instance.created_at.encode()),
+            (IMAGE_STATUS, self.image_status.encode()),
+            (crate::resources::image::timeouts::TIMEOUTS, self.timeouts.encode()),
+        ];
+        attributes.extend(self.image.encode());
+        Value::object(attributes)
+    }
+
+    /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
+    /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
+    pub fn desired(&self) -> Result<Desired, Unresolved> {
+        let inputs_pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
+        if inputs_pending || self.image.pending() {
+            return Err(Unresolved::Pending);
+        }
+        // Required: null only in a state that never had it.
+        let Some(name) = self.name.known() else { return Err(Unresolved::Pending) };
+        let mut invalid = Vec::new();
+        let image = self.image.resolve(&mut invalid)?;
+        let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, &mut invalid).map(|p| p as u16);
+        if !invalid.is_empty() {
+            return Err(Unresolved::Invalid(invalid));
+        }
+        Ok(Desired { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
+    }
+
+    /// The instance the state is about.
+    pub fn instance_id(&self) -> Option<InstanceId> {
+        self.instance.id.known().and_then(|id| id.parse().ok())
+    }
+
+    /// A plan whose inputs are not all known: what depends on them is unknown too.
+    pub fn plan_unknown(&mut self, creating: bool) {
+        self.image_digest = Field::unknown();
+        self.enforcement_digest = Field::unknown();
+        for field in [&mut self.state, &mut self.image_status] {
+            if field.is_null() {
+                *field = Field::unknown();
+            }
+        }
+        for field in [&mut self.image.memory_mb, &mut self.image.vcpus] {
+            if field.is_null() {
+                *field = Field::unknown();
+            }
+        }
+        if creating {
+            self.instance = InstanceFields::unknown();
+        }
+    }
+
+    /// What apply learnt by booting.
+    pub fn record(&mut self, instance: &Instance) {
+        self.instance = InstanceFields::of(instance);
+        self.state = Field::Known(RUNNING.to_owned());
+        self.image_status = Field::Known(VERIFIED.to_owned());
+    }
+
+    /// The state of an imported instance, from what it recorded when it was booted.
+    pub fn imported(instance: &Instance, metadata: &Metadata) -> Self {
+        let app = &metadata.application;
+        let enforcement_digest = serde_json::from_str::<sectosca::EnforcementPlan>(&metadata.enforcement)
+            .map_or(Field::Null, |plan| Field::Known(plan.digest()));
+        let mut model = Model {
+            name: Field::Known(metadata.name.clone()),
+            image: ImageFields {
+                enforcement: Field::Known(metadata.enforcement.clone()),
+                application: Field::Known(ApplicationFields {
+                    path: Some(app.path.clone()),
+                    args: Some(app.args.clone()),
+                    port: Some(i64::from(app.port)),
+                }),
+                memory_mb: Field::Known(instance.memory_mb as i64),
+                vcpus: Field::Known(instance.vcpus as i64),
+            },
+            host_port: metadata.host_port.map(i64::from).into(),
+            pool: metadata.pool.clone().into(),
+            timeouts: Timeouts::none(),
+            enforcement_digest,
+            image_digest: Field::Known(instance.image_digest.as_str().to_owned()),
+            instance: InstanceFields::unknown(),
+            state: Field::Null,
+            image_status: Field::Null,
+        };
+        model.record(instance);
+        model
+    }
+
+    /// Whether the instance has outlived the plan's `max_lifetime`.
+    pub fn expired(&self, plan: &sectosca::EnforcementPlan) -> bool {
+        let Some(max) = plan.build.hardening.max_lifetime_seconds else { return false };
+        let Some(created) = self.instance.created_at.known().and_then(|t| parse_rfc3339(t)) else { return false };
+        SystemTime::now().duration_since(created).is_ok_and(|age| age > Duration::from_secs(max))
+    }
+}
+
+fn rfc3339(ms: u64) -> String {
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    time::OffsetDateTime::from(at).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok().map(SystemTime::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_with_lifetime(seconds: Option<u64>) -> sectosca::EnforcementPlan {
+        let source = sectosca::Source::new("t.yaml", include_str!("../../../../../examples/quickstart/policy.yaml"));
+        let compiled = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
+        let mut plan = compiled.plans["api"].clone();
+        plan.build.hardening.max_lifetime_seconds = seconds;
+        plan
+    }
+
+    fn created(at: Option<String>) -> Model {
+        let mut model = Model::decode(&Value::Null).unwrap();
+        model.instance.created_at = at.into();
+        model
+    }
+
+    #[test]
+    fn instances_older_than_max_lifetime_expire() {
+        let hour_ago = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 - 3_600_000;
+        let prior = created(Some(rfc3339(hour_ago)));
+        assert!(prior.expired(&plan_with_lifetime(Some(1800))));
+        assert!(!prior.expired(&plan_with_lifetime(Some(7200))));
+        assert!(!prior.expired(&plan_with_lifetime(None)));
+        assert!(!created(None).expired(&plan_with_lifetime(Some(1))));
+    }
+}

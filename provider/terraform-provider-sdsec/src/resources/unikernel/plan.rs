@@ -1,0 +1,166 @@
+//! Planning `sdsec_unikernel`: the image digest from the inputs (nothing is built), the
+//! placement check, and what forces a new instance, with why in words for the reviewer.
+
+use engine::ProviderConfig;
+use engine::config::Hypervisor;
+use hypervisor::InstanceId;
+use sdsec_image::ImageDigest;
+use sectosca::{ChangeKind, EnforcementPlan};
+use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult};
+
+use super::model::{Desired, InstanceFields, Model, RUNNING, STOPPED, VERIFIED};
+use super::private;
+use super::schema::{CREATED_AT, HOST_PORT, IMAGE_STATUS, STATE};
+use crate::provider::Shared;
+use crate::resources::error::{Error, blocking};
+use crate::resources::image::{self, IMAGE_DIGEST, Unresolved};
+use crate::values::Field;
+
+pub async fn plan(shared: &Shared, request: PlanRequest) -> PlanResult {
+    let PlanRequest { prior_state, config, prior_private, planned_state, requires_replace } = request;
+    let mut result =
+        PlanResult { planned_state, requires_replace, planned_private: prior_private, diagnostics: Diagnostics::new() };
+    if let Err(errors) = plan_into(shared, &prior_state, &config, &mut result).await {
+        result.diagnostics.extend(errors);
+    }
+    result
+}
+
+async fn plan_into(
+    shared: &Shared,
+    prior_state: &tfplugin::Value,
+    config_value: &tfplugin::Value,
+    result: &mut PlanResult,
+) -> Result<(), Diagnostics> {
+    let prior = Model::decode(prior_state).map_err(Diagnostic::from)?;
+    let mut planned = Model::decode(&result.planned_state).map_err(Diagnostic::from)?;
+    let config = shared.config()?;
+    let desired = match Model::decode(config_value).map_err(Diagnostic::from)?.desired() {
+        Ok(desired) => desired,
+        Err(Unresolved::Pending) => {
+            planned.plan_unknown(prior_state.is_null());
+            result.planned_state = planned.encode();
+            return Ok(());
+        }
+        Err(Unresolved::Invalid(invalid)) => return Err(invalid.into_iter().map(Diagnostic::from).collect()),
+    };
+    image::check_placement(&desired.image.plan, &config)?;
+    // The plan the running image was built with (older states: the enforcement itself).
+    let image_plan = private::image_plan(&result.planned_private)
+        .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
+    let digest = blocking({
+        let (desired, prior_digest, prior_id) =
+            (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id());
+        move || planned_digest(&desired, &config, prior_digest, prior_id, image_plan)
+    })
+    .await?;
+    let reasons = fill(result, &mut planned, &prior, prior_state.is_null(), &desired, &digest);
+    result.planned_state = planned.encode();
+    if desired.pool.is_some() && desired.host_port.is_some() {
+        result.diagnostics.push(Diagnostic::from(Error::at(
+            AttributePath::attr(HOST_PORT),
+            "host_port cannot be used with pool",
+            "A pool's members are booted before they are taken, each with a free port of its own; remove \
+             `host_port` or `pool`.",
+        )));
+    }
+    if !reasons.is_empty() {
+        result.diagnostics.push(Diagnostic::warning(
+            format!("Unikernel `{}` will be replaced", desired.name),
+            format!("Why: {}.", reasons.join("; ")),
+        ));
+    }
+    Ok(())
+}
+
+/// The image digest to plan: the running image's, when it can serve the new plan in place
+/// (or, for a new instance, its pool's); else the image of `desired`'s own plan.
+fn planned_digest(
+    desired: &Desired,
+    config: &ProviderConfig,
+    prior_digest: Option<String>,
+    prior_id: Option<InstanceId>,
+    image_plan: Option<EnforcementPlan>,
+) -> Result<ImageDigest, Error> {
+    // A daemon that cannot be reached is found now rather than half-way through apply.
+    let backend = match config.hypervisor {
+        Hypervisor::Libvirt => {
+            Some(engine::launch::backend(config).map_err(|e| Error::engine("Hypervisor unavailable", e))?)
+        }
+        Hypervisor::Qemu => engine::launch::backend(config).ok(),
+    };
+    let digest = image::digest(&desired.image, &desired.image.plan, config)?;
+    // Only an instance with a control channel (booted by this release or later) can be
+    // reconfigured; an older one is replaced instead.
+    let reachable = |id: &InstanceId| backend.as_ref().is_some_and(|b| b.control(id).is_ok());
+    let image_plan = image_plan.filter(|_| prior_id.as_ref().is_some_and(reachable));
+    let existing = match (prior_digest, image_plan) {
+        (Some(prior), Some(plan)) => Some((prior, plan)),
+        (None, _) => desired.pool.as_deref().and_then(|id| image::pool_image(config, id)),
+        (Some(_), None) => None,
+    };
+    Ok(image::keep_image(&desired.image, config, digest, existing))
+}
+
+/// Fills the plan's computed values, marks what forces a new instance, and returns why in
+/// sentences for the reviewer (Terraform plans the replacement's new object without the
+/// prior state, so an attribute could not carry this).
+fn fill(
+    result: &mut PlanResult,
+    planned: &mut Model,
+    prior: &Model,
+    creating: bool,
+    desired: &Desired,
+    digest: &ImageDigest,
+) -> Vec<String> {
+    desired.image.plan_sizing(&mut planned.image);
+    planned.image_digest = Field::Known(digest.to_string());
+    planned.enforcement_digest = Field::Known(desired.image.plan.digest());
+    planned.state = Field::Known(RUNNING.to_owned());
+    planned.image_status = Field::Known(VERIFIED.to_owned());
+    if creating {
+        planned.instance = InstanceFields::unknown();
+        return Vec::new();
+    }
+    let mut replace = Vec::new();
+    let mut why = Vec::new();
+    if prior.image_digest.known().map(String::as_str) != Some(digest.as_str()) {
+        replace.push(IMAGE_DIGEST);
+        let prior_plan: Option<EnforcementPlan> =
+            prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok());
+        why.push(match prior_plan.map(|p| desired.image.plan.change_from(&p)) {
+            Some(ChangeKind::Replace) => {
+                "the policy changed build or placement settings (hardening, size, kernel settings, isolation), \
+                 which need a new image"
+                    .to_owned()
+            }
+            Some(ChangeKind::InPlace) => "the policy changed only mechanisms the runtime can reconfigure, but the \
+                running instance cannot take them in place: it has no control channel (booted by an older sdsec) or \
+                its image's other inputs changed"
+                .to_owned(),
+            Some(ChangeKind::None) | None => {
+                "the image's inputs changed (application, arguments, size, kernel or runtime)".to_owned()
+            }
+        });
+    }
+    if prior.state.known().map(String::as_str) == Some(STOPPED) {
+        replace.push(STATE);
+        why.push("refresh found the instance stopped".to_owned());
+    }
+    if let Some(status) = prior.image_status.known().filter(|s| *s != VERIFIED) {
+        replace.push(IMAGE_STATUS);
+        why.push(format!("the stored image failed verification ({status}); it is rebuilt, never booted"));
+    }
+    if prior.expired(&desired.image.plan) {
+        replace.push(CREATED_AT);
+        why.push("the instance is older than the policy's max_lifetime".to_owned());
+    }
+    if replace.is_empty() {
+        // Refresh may have found the instance paused: report it as it is.
+        planned.state = prior.state.clone();
+        return why;
+    }
+    planned.instance = InstanceFields::unknown();
+    result.requires_replace.extend(replace.into_iter().map(AttributePath::attr));
+    why
+}
