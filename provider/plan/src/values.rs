@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Implements `JsonSchema` for a type written as a string, with a description and a pattern.
+/// Exported for the compiler's own string-valued types.
 #[cfg(feature = "schema")]
+#[macro_export]
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $description:literal $(, $pattern:literal)?) => {
         impl schemars::JsonSchema for $ty {

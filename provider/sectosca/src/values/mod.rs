@@ -19,24 +19,6 @@ use crate::path::YamlPath;
 decode_keywords!(InvalidValue: JwtAlgorithm);
 decode_keywords!(InvalidMethod: Method);
 
-/// Implements `JsonSchema` for a type written as a string, with a description and a pattern.
-macro_rules! string_schema {
-    ($ty:ty, $name:literal, $description:literal $(, $pattern:literal)?) => {
-        impl schemars::JsonSchema for $ty {
-            fn schema_name() -> Cow<'static, str> {
-                $name.into()
-            }
-
-            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-                #[allow(unused_mut)]
-                let mut schema = schemars::json_schema!({ "type": "string", "description": $description });
-                $( schema.insert("pattern".into(), $pattern.into()); )?
-                schema
-            }
-        }
-    };
-}
-
 impl Decode for Cidr {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a network in CIDR notation")?;
@@ -163,7 +145,7 @@ impl Decode for PathGlob {
 #[serde(transparent)]
 pub struct Seconds(pub u64);
 
-string_schema!(
+plan::string_schema!(
     Seconds,
     "Duration",
     "A duration: numbers with units s, m, h or d, e.g. 90s, 15m, 24h, 7d, 1h30m.",

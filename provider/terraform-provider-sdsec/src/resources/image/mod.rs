@@ -5,6 +5,7 @@
 
 mod digest;
 mod invalid;
+mod model;
 pub mod timeouts;
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use tfplugin::{AttributePath, Diagnostics, Type, Value};
 
 pub use self::digest::{digest, keep_image, manifest, pool_image};
 pub use self::invalid::Invalid;
+pub use self::model::{ImageModel, Planning, begin, planned, validate};
 pub use self::timeouts::{Operation, Timeouts};
 use crate::resources::error::Error;
 use crate::values::{Field, Object, ShapeError};

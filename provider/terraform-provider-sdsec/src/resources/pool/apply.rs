@@ -6,26 +6,14 @@ use engine::pool::{Ledger, Pools};
 use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult, Value};
 
 use super::members;
-use super::model::{Desired, Model};
+use super::model::Model;
 use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{Operation, Unresolved};
-
-/// The planned model and what it asks for; apply sees every input known.
-fn planned(value: &Value) -> Result<(Model, Desired), Diagnostics> {
-    let model = Model::decode(value).map_err(Diagnostic::from)?;
-    match model.desired() {
-        Ok(desired) => Ok((model, desired)),
-        Err(Unresolved::Invalid(invalid)) => Err(invalid.into_iter().map(Diagnostic::from).collect()),
-        Err(Unresolved::Pending) => {
-            Err(Error::new("Pool not known", "The configuration is still unknown at apply.").into())
-        }
-    }
-}
+use crate::resources::image::{ImageModel, Operation, planned};
 
 pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
-    let (mut model, desired) = planned(&request.planned_state)?;
+    let (mut model, desired) = planned::<Model>(&request.planned_state)?;
     let timeout = model.timeouts.duration(Operation::Create).map_err(Diagnostic::from)?;
     let ledger = blocking(move || -> Result<Ledger, Diagnostics> {
         let pools = Pools::new(&config.state_dir);
@@ -75,7 +63,7 @@ pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<S
 pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
     let prior = Model::decode(&request.prior_state).map_err(Diagnostic::from)?;
-    let (planned, desired) = planned(&request.planned_state)?;
+    let (planned, desired) = planned::<Model>(&request.planned_state)?;
     let timeout = planned.timeouts.duration(Operation::Create).map_err(Diagnostic::from)?;
     let Some(id) = prior.id.known().cloned() else {
         return Err(Error::new("Pool not known", "The configuration is still unknown at apply.").into());

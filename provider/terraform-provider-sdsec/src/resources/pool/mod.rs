@@ -12,11 +12,11 @@ pub mod schema;
 
 use std::sync::Arc;
 
-use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value};
+use tfplugin::{ApplyRequest, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value};
 
 use self::model::Model;
 use crate::provider::Shared;
-use crate::resources::image::{Operation, Unresolved};
+use crate::resources::image;
 
 pub use schema::schema;
 
@@ -33,19 +33,6 @@ impl Pool {
     }
 }
 
-fn validate(config: &Value) -> Diagnostics {
-    let model = match Model::decode(config) {
-        Ok(model) => model,
-        Err(e) => return Diagnostic::from(e).into(),
-    };
-    let mut diags: Diagnostics =
-        model.timeouts.duration(Operation::Create).err().map(Diagnostic::from).into_iter().collect();
-    if let Err(Unresolved::Invalid(invalid)) = model.desired() {
-        diags.extend(invalid.into_iter().map(Diagnostic::from).collect());
-    }
-    diags
-}
-
 #[tfplugin::async_trait]
 impl Resource for Pool {
     fn type_name(&self) -> &str {
@@ -57,7 +44,7 @@ impl Resource for Pool {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        validate(config)
+        image::validate::<Model>(config)
     }
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {

@@ -6,7 +6,9 @@ use tfplugin::Value;
 
 use super::schema::{MAX_SIZE, MEMBERS, OPERATIONS, READY, SIZE, WARM};
 use crate::resources::image::timeouts::TIMEOUTS;
-use crate::resources::image::{ID, IMAGE_DIGEST, Image, ImageFields, NAME, Timeouts, Unresolved, in_range};
+use crate::resources::image::{
+    ID, IMAGE_DIGEST, Image, ImageFields, ImageModel, NAME, Operation, Timeouts, Unresolved, in_range,
+};
 use crate::values::{Field, Object, ShapeError};
 
 /// The members' name when the configuration gives none.
@@ -37,8 +39,12 @@ pub struct Desired {
     pub warm: Warm,
 }
 
-impl Model {
-    pub fn decode(value: &Value) -> Result<Self, ShapeError> {
+impl ImageModel for Model {
+    type Desired = Desired;
+    const KIND: &'static str = "Pool";
+    const OPERATIONS: &'static [Operation] = &OPERATIONS;
+
+    fn decode(value: &Value) -> Result<Self, ShapeError> {
         let object = Object::root(value);
         Ok(Model {
             name: object.field(NAME)?,
@@ -53,25 +59,10 @@ impl Model {
         })
     }
 
-    pub fn encode(&self) -> Value {
-        let mut attributes = vec![
-            (ID, self.id.encode()),
-            (NAME, self.name.encode()),
-            (SIZE, self.size.encode()),
-            (WARM, self.warm.encode()),
-            (IMAGE_DIGEST, self.image_digest.encode()),
-            (READY, self.ready.encode()),
-            (MEMBERS, self.members.encode()),
-            (TIMEOUTS, self.timeouts.encode()),
-        ];
-        attributes.extend(self.image.encode());
-        Value::object(attributes)
-    }
-
     /// What the configuration asks for. A `name` left out is [`DEFAULT_NAME`]: left out is
     /// not unknown. Decoded from a configuration, `memory_mb` and `vcpus` left out take the
     /// plan's; from a plan, they hold what plan chose.
-    pub fn desired(&self) -> Result<Desired, Unresolved> {
+    fn desired(&self) -> Result<Desired, Unresolved> {
         let inputs_pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
         if inputs_pending || self.image.pending() {
             return Err(Unresolved::Pending);
@@ -90,9 +81,26 @@ impl Model {
         Ok(Desired { name, image, size: size as usize, warm })
     }
 
-    /// A plan whose inputs are not all known: what depends on them is unknown too. Only
-    /// what the configuration leaves out may be planned unknown.
-    pub fn plan_unknown(&mut self, creating: bool) {
+    fn encode(&self) -> Value {
+        let mut attributes = vec![
+            (ID, self.id.encode()),
+            (NAME, self.name.encode()),
+            (SIZE, self.size.encode()),
+            (WARM, self.warm.encode()),
+            (IMAGE_DIGEST, self.image_digest.encode()),
+            (READY, self.ready.encode()),
+            (MEMBERS, self.members.encode()),
+            (TIMEOUTS, self.timeouts.encode()),
+        ];
+        attributes.extend(self.image.encode());
+        Value::object(attributes)
+    }
+
+    fn image(desired: &Desired) -> &Image {
+        &desired.image
+    }
+
+    fn plan_unknown(&mut self, creating: bool) {
         if creating {
             self.id = Field::unknown();
         }
@@ -106,6 +114,12 @@ impl Model {
         }
     }
 
+    fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}
+
+impl Model {
     /// The ledger as the state shows it.
     pub fn record(&mut self, ledger: &Ledger) {
         self.id = Field::Known(ledger.id.clone());

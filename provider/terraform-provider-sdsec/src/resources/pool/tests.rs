@@ -9,7 +9,26 @@
 use tfplugin::Value;
 
 use super::TYPE_NAME;
+use super::model::{DEFAULT_NAME, Model};
+use crate::resources::image::{ImageModel, Unresolved};
 use crate::resources::testing::{Terraform, application, assert_no_errors, quickstart_plan};
+
+#[test]
+fn a_name_left_out_is_the_default_and_one_known_only_after_apply_waits() {
+    let model = |name: Value| {
+        let value = Value::object([
+            ("name", name),
+            ("enforcement", Value::from(quickstart_plan())),
+            ("application", application("/build/api")),
+            ("size", Value::from(1)),
+            ("warm", Value::from("image")),
+        ]);
+        Model::decode(&value).unwrap()
+    };
+    assert_eq!(model(Value::Null).desired().unwrap().name, DEFAULT_NAME);
+    assert_eq!(model(Value::from("api")).desired().unwrap().name, "api");
+    assert!(matches!(model(Value::unknown()).desired(), Err(Unresolved::Pending)));
+}
 
 fn pool(tf: &Terraform, extra: &[(&str, Value)]) -> Value {
     let mut attributes = vec![

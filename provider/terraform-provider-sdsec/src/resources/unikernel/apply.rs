@@ -9,14 +9,14 @@ use engine::pool::{self, Taken};
 use hypervisor::{Hypervisor, Instance, InstanceId};
 use sdsec_image::Store;
 use sectosca::EnforcementPlan;
-use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult, Value};
+use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult};
 
 use super::instance::{backend, reconfigure};
 use super::model::{Desired, Model};
 use super::private;
 use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{self, Operation, Unresolved};
+use crate::resources::image::{self, ImageModel, Operation, planned};
 use crate::values::Field;
 
 /// A started instance.
@@ -31,21 +31,9 @@ struct Started {
     note: Option<String>,
 }
 
-/// The planned model and what it asks for; apply sees every input known.
-fn planned(value: &Value) -> Result<(Model, Desired), Diagnostics> {
-    let model = Model::decode(value).map_err(Diagnostic::from)?;
-    match model.desired() {
-        Ok(desired) => Ok((model, desired)),
-        Err(Unresolved::Invalid(invalid)) => Err(invalid.into_iter().map(Diagnostic::from).collect()),
-        Err(Unresolved::Pending) => {
-            Err(Error::new("Unikernel not known", "The configuration is still unknown at apply.").into())
-        }
-    }
-}
-
 pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
-    let (mut model, desired) = planned(&request.planned_state)?;
+    let (mut model, desired) = planned::<Model>(&request.planned_state)?;
     let timeout = model.timeouts.duration(Operation::Create).map_err(Diagnostic::from)?;
     let digest = model.image_digest.known().cloned().unwrap_or_default();
     let started = blocking({
@@ -65,7 +53,7 @@ pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResul
 
 pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let prior = Model::decode(&request.prior_state).map_err(Diagnostic::from)?;
-    let (mut model, desired) = planned(&request.planned_state)?;
+    let (mut model, desired) = planned::<Model>(&request.planned_state)?;
     // `timeouts` and `pool` change nothing that runs.
     if prior.enforcement_digest == model.enforcement_digest {
         return Ok(StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) });

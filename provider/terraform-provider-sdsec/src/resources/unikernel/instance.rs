@@ -14,6 +14,7 @@ use super::model::{Metadata, Model, VERIFIED};
 use super::private;
 use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
+use crate::resources::image::ImageModel;
 use crate::values::Field;
 
 /// How long the runtime has to acknowledge a new plan.

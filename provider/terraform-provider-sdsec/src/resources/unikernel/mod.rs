@@ -13,11 +13,11 @@ pub mod schema;
 
 use std::sync::Arc;
 
-use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value};
+use tfplugin::{ApplyRequest, Diagnostics, PlanRequest, PlanResult, Resource, Schema, StateResult, Value};
 
 use self::model::Model;
 use crate::provider::Shared;
-use crate::resources::image::{Operation, Unresolved};
+use crate::resources::image;
 
 pub use schema::schema;
 
@@ -34,21 +34,6 @@ impl Unikernel {
     }
 }
 
-fn validate(config: &Value) -> Diagnostics {
-    let model = match Model::decode(config) {
-        Ok(model) => model,
-        Err(e) => return Diagnostic::from(e).into(),
-    };
-    let mut diags: Diagnostics = [Operation::Create, Operation::Delete]
-        .into_iter()
-        .filter_map(|op| model.timeouts.duration(op).err().map(Diagnostic::from))
-        .collect();
-    if let Err(Unresolved::Invalid(invalid)) = model.desired() {
-        diags.extend(invalid.into_iter().map(Diagnostic::from).collect());
-    }
-    diags
-}
-
 #[tfplugin::async_trait]
 impl Resource for Unikernel {
     fn type_name(&self) -> &str {
@@ -60,7 +45,7 @@ impl Resource for Unikernel {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        validate(config)
+        image::validate::<Model>(config)
     }
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {

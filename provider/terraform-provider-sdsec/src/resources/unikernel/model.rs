@@ -11,7 +11,8 @@ use super::schema::{
     BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, OPERATIONS, STATE,
 };
 use crate::resources::image::{
-    Application, ApplicationFields, ID, IMAGE_DIGEST, Image, ImageFields, NAME, POOL, Timeouts, Unresolved, in_range,
+    Application, ApplicationFields, ID, IMAGE_DIGEST, Image, ImageFields, ImageModel, NAME, Operation, POOL, Timeouts,
+    Unresolved, in_range,
 };
 use crate::values::{Field, Object, ShapeError};
 
@@ -111,8 +112,12 @@ impl Desired {
     }
 }
 
-impl Model {
-    pub fn decode(value: &Value) -> Result<Self, ShapeError> {
+impl ImageModel for Model {
+    type Desired = Desired;
+    const KIND: &'static str = "Unikernel";
+    const OPERATIONS: &'static [Operation] = &OPERATIONS;
+
+    fn decode(value: &Value) -> Result<Self, ShapeError> {
         let object = Object::root(value);
         Ok(Model {
             name: object.field(NAME)?,
@@ -134,7 +139,25 @@ impl Model {
         })
     }
 
-    pub fn encode(&self) -> Value {
+    /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
+    /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
+    fn desired(&self) -> Result<Desired, Unresolved> {
+        let inputs_pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
+        if inputs_pending || self.image.pending() {
+            return Err(Unresolved::Pending);
+        }
+        // Required: null only in a state that never had it.
+        let Some(name) = self.name.known() else { return Err(Unresolved::Pending) };
+        let mut invalid = Vec::new();
+        let image = self.image.resolve(&mut invalid)?;
+        let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, &mut invalid).map(|p| p as u16);
+        if !invalid.is_empty() {
+            return Err(Unresolved::Invalid(invalid));
+        }
+        Ok(Desired { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
+    }
+
+    fn encode(&self) -> Value {
         let instance = &self.instance;
         let mut attributes = vec![
             (ID, instance.id.encode()),
@@ -155,31 +178,11 @@ impl Model {
         Value::object(attributes)
     }
 
-    /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
-    /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
-    pub fn desired(&self) -> Result<Desired, Unresolved> {
-        let inputs_pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
-        if inputs_pending || self.image.pending() {
-            return Err(Unresolved::Pending);
-        }
-        // Required: null only in a state that never had it.
-        let Some(name) = self.name.known() else { return Err(Unresolved::Pending) };
-        let mut invalid = Vec::new();
-        let image = self.image.resolve(&mut invalid)?;
-        let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, &mut invalid).map(|p| p as u16);
-        if !invalid.is_empty() {
-            return Err(Unresolved::Invalid(invalid));
-        }
-        Ok(Desired { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
+    fn image(desired: &Desired) -> &Image {
+        &desired.image
     }
 
-    /// The instance the state is about.
-    pub fn instance_id(&self) -> Option<InstanceId> {
-        self.instance.id.known().and_then(|id| id.parse().ok())
-    }
-
-    /// A plan whose inputs are not all known: what depends on them is unknown too.
-    pub fn plan_unknown(&mut self, creating: bool) {
+    fn plan_unknown(&mut self, creating: bool) {
         self.image_digest = Field::unknown();
         self.enforcement_digest = Field::unknown();
         for field in [&mut self.state, &mut self.image_status] {
@@ -195,6 +198,17 @@ impl Model {
         if creating {
             self.instance = InstanceFields::unknown();
         }
+    }
+
+    fn timeouts(&self) -> &Timeouts {
+        &self.timeouts
+    }
+}
+
+impl Model {
+    /// The instance the state is about.
+    pub fn instance_id(&self) -> Option<InstanceId> {
+        self.instance.id.known().and_then(|id| id.parse().ok())
     }
 
     /// What apply learnt by booting.

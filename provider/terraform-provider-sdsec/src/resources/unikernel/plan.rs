@@ -13,14 +13,12 @@ use super::private;
 use super::schema::{CREATED_AT, HOST_PORT, IMAGE_STATUS, STATE};
 use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{self, IMAGE_DIGEST, Unresolved};
+use crate::resources::image::{self, IMAGE_DIGEST, ImageModel, Planning};
 use crate::values::Field;
 
 pub async fn plan(shared: &Shared, request: PlanRequest) -> PlanResult {
-    let PlanRequest { prior_state, config, prior_private, planned_state, requires_replace } = request;
-    let mut result =
-        PlanResult { planned_state, requires_replace, planned_private: prior_private, diagnostics: Diagnostics::new() };
-    if let Err(errors) = plan_into(shared, &prior_state, &config, &mut result).await {
+    let (prior, config, mut result) = crate::resources::split(request);
+    if let Err(errors) = plan_into(shared, &prior, &config, &mut result).await {
         result.diagnostics.extend(errors);
     }
     result
@@ -32,19 +30,11 @@ async fn plan_into(
     config_value: &tfplugin::Value,
     result: &mut PlanResult,
 ) -> Result<(), Diagnostics> {
-    let prior = Model::decode(prior_state).map_err(Diagnostic::from)?;
-    let mut planned = Model::decode(&result.planned_state).map_err(Diagnostic::from)?;
-    let config = shared.config()?;
-    let desired = match Model::decode(config_value).map_err(Diagnostic::from)?.desired() {
-        Ok(desired) => desired,
-        Err(Unresolved::Pending) => {
-            planned.plan_unknown(prior_state.is_null());
-            result.planned_state = planned.encode();
-            return Ok(());
-        }
-        Err(Unresolved::Invalid(invalid)) => return Err(invalid.into_iter().map(Diagnostic::from).collect()),
+    let Some(Planning { prior, mut planned, config, desired }) =
+        image::begin::<Model>(shared, prior_state, config_value, result)?
+    else {
+        return Ok(());
     };
-    image::check_placement(&desired.image.plan, &config)?;
     // The plan the running image was built with (older states: the enforcement itself).
     let image_plan = private::image_plan(&result.planned_private)
         .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
