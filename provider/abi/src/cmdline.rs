@@ -124,7 +124,7 @@ impl Launch {
     }
 
     fn check(&self) -> Result<(), CmdlineError> {
-        if !is_app_name(&self.app) {
+        if !paths::is_app_name(&self.app) {
             return Err(bad(APP, &self.app, APP_RULE));
         }
         for (key, port) in [(PORT, self.app_port), (LISTEN, self.listen)] {
@@ -168,7 +168,7 @@ impl Launch {
         let app_text = found.app.ok_or(CmdlineError::Missing(APP))?;
         let app = app_text
             .strip_prefix(&format!("/{}/", paths::APP_DIR))
-            .filter(|name| is_app_name(name))
+            .filter(|name| paths::is_app_name(name))
             .ok_or_else(|| bad(APP, app_text, APP_RULE))?;
         let app_port = parse_port(PORT, found.port.ok_or(CmdlineError::Missing(PORT))?)?;
         // Images built before `sdsec.listen` existed follow the builder's rule.
@@ -200,14 +200,6 @@ struct Found<'a> {
     listen: Option<&'a str>,
     ip: Option<&'a str>,
     gw: Option<&'a str>,
-}
-
-/// The image builder's rule for application names, so the name is one path component.
-fn is_app_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 fn bad(key: &'static str, value: &str, why: &'static str) -> CmdlineError {

@@ -126,11 +126,13 @@ impl<'a> Event<'a> {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// The event on a console line, if it holds one. What precedes the object (a terminal
-    /// escape sequence, a kernel timestamp) is skipped.
+    /// The first event on a console line, if it holds one. The serial line is shared (the
+    /// kernel's printk does not wait for a line to end, the application may leave a partial
+    /// line before the runtime writes), so what precedes or follows the object is skipped.
     pub fn parse(line: &str) -> Option<Event<'static>> {
-        let start = line.find('{')?;
-        serde_json::from_str(line[start..].trim_end()).ok()
+        line.match_indices('{').find_map(|(start, _)| {
+            serde_json::Deserializer::from_str(&line[start..]).into_iter::<Event<'static>>().next()?.ok()
+        })
     }
 
     /// Every event of a console log, in order.

@@ -16,6 +16,15 @@ pub const APP_DIR: &str = "app";
 /// Empty directories in every image, which init mounts file systems on.
 pub const MOUNT_POINTS: &[&str] = &["dev", "proc", "run", "sys", "tmp"];
 
+/// Whether `name` may name the application: one plain path component, so `app/<name>`
+/// stays inside the application's directory.
+pub fn is_app_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// The application named `name`: `app/<name>`.
 pub fn app(name: &str) -> String {
     format!("{APP_DIR}/{name}")

@@ -248,7 +248,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Schema { output, plan } => {
             let schema = if plan { sectosca::schema::plan_schema() } else { sectosca::schema::document_schema() };
             match output {
-                Some(path) => fsutil::write_atomically(&path, schema.as_bytes())?,
+                Some(path) => fsutil::write_atomically_with_mode(&path, schema.as_bytes(), 0o644)?,
                 None => print_stdout(schema.trim_end()),
             }
             Ok(ExitCode::SUCCESS)

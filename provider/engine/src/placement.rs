@@ -7,15 +7,6 @@ use sectosca::model::nodes::Driver;
 
 use crate::config::{Hypervisor, ProviderConfig};
 
-fn trust_name(trust: Trust) -> &'static str {
-    match trust {
-        Trust::Untrusted => "untrusted",
-        Trust::Shared => "shared",
-        Trust::Trusted => "trusted",
-        Trust::Dedicated => "dedicated",
-    }
-}
-
 /// Every placement requirement of `plan` this provider's hypervisor fails, as sentences
 /// that say what to change.
 pub fn violations(plan: &EnforcementPlan, config: &ProviderConfig) -> Vec<String> {
@@ -62,8 +53,8 @@ pub fn violations(plan: &EnforcementPlan, config: &ProviderConfig) -> Vec<String
             out.push(format!(
                 "host `{}` is declared `{}` in the document, but this provider's hypervisor is only trusted as `{}`",
                 host.name,
-                trust_name(host.trust),
-                trust_name(config.trust)
+                host.trust.as_str(),
+                config.trust.as_str()
             ));
         }
     }
@@ -72,8 +63,8 @@ pub fn violations(plan: &EnforcementPlan, config: &ProviderConfig) -> Vec<String
     {
         out.push(format!(
             "`{node}` needs a host trusted at least as `{}`, but this provider's hypervisor is `{}` (provider setting `trust`)",
-            trust_name(min),
-            trust_name(config.trust)
+            min.as_str(),
+            config.trust.as_str()
         ));
     }
     if let Some(tenants) = &placement.tenants

@@ -10,7 +10,7 @@ mod id;
 
 use std::path::{Path, PathBuf};
 
-pub use atomic::{write_atomically, write_json_atomically};
+pub use atomic::{write_atomically, write_atomically_with_mode, write_json_atomically};
 pub use id::{RandomError, random_id};
 
 /// A failed file system operation, with what was being done and to which path.

@@ -132,4 +132,24 @@ mod tests {
         assert_eq!(civil_from_days(19_782), (2024, 2, 29));
         assert_eq!(civil_from_days(20_000), (2024, 10, 4));
     }
+
+    #[test]
+    fn each_audit_setting_writes_the_event_it_names() {
+        // A policy's `audit.events` and the console's `event` tag are the same words: the
+        // plan names the first, the contract the second, and this ties them.
+        for &kind in AuditEvent::ALL {
+            let access = Access {
+                ts: "t".into(),
+                src: "10.0.2.2:1".parse().unwrap(),
+                method: None,
+                path: None,
+                principal: None,
+                status: None,
+                reason: None,
+            };
+            let line = Event::access(access_kind(kind), access).to_line();
+            let tag: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(tag["event"], kind.as_str(), "{line}");
+        }
+    }
 }

@@ -144,4 +144,19 @@ mod tests {
         assert!(tail(&path, 1).starts_with("[0m{\"event\":\"init_error\""));
         assert_eq!(tail(&dir.path().join("none"), 5), "(no console output)");
     }
+
+    #[test]
+    fn reads_the_lines_runtimes_of_earlier_releases_print() {
+        // Literal lines, not `Event::to_line`: instances booted by an earlier release keep
+        // running across an upgrade and their consoles must still be understood.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        let mut file = File::create(&path).unwrap();
+        let mut watcher = Watcher::new(&path);
+        file.write_all(b"{\"event\":\"ready\",\"node\":\"api\",\"listen\":\"0.0.0.0:80\",\"app\":\"/app/api\"}\n")
+            .unwrap();
+        assert!(watcher.saw_ready());
+        file.write_all(b"{\"event\":\"app_exit\",\"status\":3}\n").unwrap();
+        assert!(watcher.failure().is_some());
+    }
 }

@@ -42,11 +42,7 @@ pub struct Slot {
 }
 
 pub fn check_app_name(name: &str) -> Result<(), LayoutError> {
-    let plain = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-    if plain { Ok(()) } else { Err(LayoutError::BadAppName(name.to_owned())) }
+    if paths::is_app_name(name) { Ok(()) } else { Err(LayoutError::BadAppName(name.to_owned())) }
 }
 
 /// The module's path relative to the root (`lib/modules/...`).

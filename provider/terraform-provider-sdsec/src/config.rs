@@ -21,8 +21,6 @@ pub const SITE: &str = "site";
 pub const TENANT: &str = "tenant";
 pub const TRUST: &str = "trust";
 
-pub const TRUST_LEVELS: [&str; 4] = ["untrusted", "shared", "trusted", "dedicated"];
-
 pub fn schema() -> Schema {
     Schema::new(0)
         .description(
@@ -59,7 +57,7 @@ pub fn schema() -> Schema {
                 .optional()
                 .description("The tenant that owns this hypervisor, checked against Isolation `tenants`."),
         )
-        .attribute(Attribute::string(TRUST).optional().validator(OneOf::new(TRUST_LEVELS)).description(
+        .attribute(Attribute::string(TRUST).optional().validator(OneOf::new(Trust::ALL.iter().map(|t| t.as_str()))).description(
             "How far this hypervisor is trusted: `untrusted`, `shared`, `trusted` or `dedicated`. Default `shared`.",
         ))
 }
@@ -134,12 +132,9 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
         Some(dir) => PathBuf::from(dir),
         None => default_state_dir(),
     };
-    let trust = match block.trust.as_deref() {
-        Some("untrusted") => Trust::Untrusted,
-        Some("trusted") => Trust::Trusted,
-        Some("dedicated") => Trust::Dedicated,
-        _ => Trust::Shared,
-    };
+    // Validation has refused any other name; absent means shared.
+    let trust =
+        Trust::ALL.iter().copied().find(|t| Some(t.as_str()) == block.trust.as_deref()).unwrap_or(Trust::Shared);
     if diags.has_errors() {
         return Err(diags);
     }

@@ -185,7 +185,7 @@ impl KernelCache {
         fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
         let release = fetch::fetch_into(&self.root, package, progress)?;
         let pointer = self.root.join(CURRENT);
-        fsutil::write_atomically(&pointer, format!("{release}\n").as_bytes())?;
+        fsutil::write_atomically_with_mode(&pointer, format!("{release}\n").as_bytes(), 0o644)?;
         self.load(&release)
     }
 }
