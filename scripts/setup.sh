@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what sdsec's build and tests need and that a fresh Debian 12 machine lacks.
 # Idempotent: each step is skipped when its result is already there.
-# Usage: scripts/setup.sh        (sourced by the other scripts; prints what it does)
+# Usage: scripts/setup.sh        (run by build.sh, quickstart.sh and test.sh; says what it installs)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export DEBIAN_FRONTEND=noninteractive
