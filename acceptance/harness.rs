@@ -66,6 +66,36 @@ pub fn provider_dir() -> PathBuf {
     bin.parent().expect("binary has a directory").to_path_buf()
 }
 
+/// The start of every configuration under test: the provider (this build, through
+/// `dev_overrides`) keeping its state in the workspace, with `settings` (lines of HCL)
+/// added to its block.
+pub fn provider_tf(settings: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    sdsec = {{ source = "sdsec/sdsec" }}
+  }}
+}}
+
+provider "sdsec" {{
+  state_dir = "${{path.module}}/sdsec-state"
+{settings}}}
+"#
+    )
+}
+
+/// `sdsec_security_policy.api`, compiled from the workspace's `policy.yaml`; `settings`
+/// (lines of HCL) are added to it.
+pub fn policy_tf(settings: &str) -> String {
+    format!(
+        r#"
+resource "sdsec_security_policy" "api" {{
+  document = file("${{path.module}}/policy.yaml")
+{settings}}}
+"#
+    )
+}
+
 /// A Terraform working directory with its own CLI configuration.
 #[derive(Debug)]
 pub struct Workspace {

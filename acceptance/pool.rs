@@ -13,29 +13,26 @@ use abi::control;
 use abi::event::{Event, Refusal};
 use hypervisor::{AccelChoice, Hypervisor, InstanceId, InstanceState};
 
-use crate::harness::{Workspace, clis};
+use crate::harness::{Workspace, clis, policy_tf, provider_tf};
 use crate::unikernel::{DestroyOnPanic, NEW_PRINCIPAL, POLICY, TOKEN, console_log, processes_of, static_app, status};
 
-fn main_tf(app: &Path, unikernels: usize) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    sdsec = {{ source = "sdsec/sdsec" }}
-  }}
-}}
-
-provider "sdsec" {{
-  state_dir = "${{path.module}}/sdsec-state"
-}}
-
-resource "sdsec_security_policy" "api" {{
-  document = file("${{path.module}}/policy.yaml")
-}}
-
+/// The provider, the quickstart policy and `local.app`, the example API at `app`.
+fn with_app(app: &Path) -> String {
+    let locals = format!(
+        r#"
 locals {{
-  app = {{ path = "{app}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}
+  app = {{ path = "{}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}
 }}
+"#,
+        app.display()
+    );
+    provider_tf("") + &policy_tf("") + &locals
+}
 
+fn main_tf(app: &Path, unikernels: usize) -> String {
+    with_app(app)
+        + &format!(
+            r#"
 resource "sdsec_pool" "api" {{
   name        = "api"
   enforcement = sdsec_security_policy.api.enforcement["api"]
@@ -54,9 +51,8 @@ resource "sdsec_unikernel" "api" {{
     create_before_destroy = true
   }}
 }}
-"#,
-        app = app.display()
-    )
+"#
+        )
 }
 
 /// Attribute `name` of `sdsec_unikernel.api[index]`.
@@ -203,33 +199,16 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
 /// with `memory_mb` and `vcpus`. Each plans with its image known, applies, boots members of
 /// the size asked for, and plans no change afterwards.
 fn unnamed_and_sized_tf(app: &Path) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    sdsec = {{ source = "sdsec/sdsec" }}
-  }}
-}}
-
-provider "sdsec" {{
-  state_dir = "${{path.module}}/sdsec-state"
-}}
-
-resource "sdsec_security_policy" "api" {{
-  document = file("${{path.module}}/policy.yaml")
-}}
-
-locals {{
-  app = {{ path = "{app}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}
-}}
-
-resource "sdsec_pool" "unnamed" {{
+    with_app(app)
+        + r#"
+resource "sdsec_pool" "unnamed" {
   enforcement = sdsec_security_policy.api.enforcement["api"]
   application = local.app
   size        = 1
   warm        = "paused"
-}}
+}
 
-resource "sdsec_pool" "sized" {{
+resource "sdsec_pool" "sized" {
   name        = "sized"
   enforcement = sdsec_security_policy.api.enforcement["api"]
   application = local.app
@@ -237,10 +216,8 @@ resource "sdsec_pool" "sized" {{
   vcpus       = 2
   size        = 1
   warm        = "paused"
-}}
-"#,
-        app = app.display()
-    )
+}
+"#
 }
 
 #[test]

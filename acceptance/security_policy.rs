@@ -1,7 +1,7 @@
 //! `sdsec_security_policy`, `data.sdsec_policy_document` and `provider::sdsec::policy_digest`
 //! through their whole life: validate, plan, apply, no-op plan, update, import, drift, destroy.
 
-use crate::harness::{Workspace, clis};
+use crate::harness::{Workspace, clis, policy_tf, provider_tf};
 
 const TYPE: &str = "sdsec_security_policy";
 
@@ -19,47 +19,34 @@ topology_template:
 "#;
 
 fn main_tf(threat_level: &str) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    sdsec = {{ source = "sdsec/sdsec" }}
-  }}
-}}
+    let policy = policy_tf(&format!("  inputs   = {{ threat_level = \"{threat_level}\" }}\n"));
+    provider_tf("")
+        + &policy
+        + r#"
+data "sdsec_policy_document" "doc" {
+  document = file("${path.module}/policy.yaml")
+}
 
-provider "sdsec" {{
-  state_dir = "${{path.module}}/sdsec-state"
-}}
-
-resource "sdsec_security_policy" "api" {{
-  document = file("${{path.module}}/policy.yaml")
-  inputs   = {{ threat_level = "{threat_level}" }}
-}}
-
-data "sdsec_policy_document" "doc" {{
-  document = file("${{path.module}}/policy.yaml")
-}}
-
-output "digest" {{
+output "digest" {
   value = sdsec_security_policy.api.digest
-}}
+}
 
-output "data_digest" {{
+output "data_digest" {
   value = data.sdsec_policy_document.doc.digest
-}}
+}
 
-output "function_digest" {{
-  value = provider::sdsec::policy_digest(file("${{path.module}}/policy.yaml"))
-}}
+output "function_digest" {
+  value = provider::sdsec::policy_digest(file("${path.module}/policy.yaml"))
+}
 
-output "api_plan" {{
+output "api_plan" {
   value = jsondecode(sdsec_security_policy.api.enforcement["api"])
-}}
+}
 
-output "summary" {{
+output "summary" {
   value = sdsec_security_policy.api.summary
-}}
+}
 "#
-    )
 }
 
 #[test]

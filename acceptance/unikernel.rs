@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use abi::event::Event;
 
-use crate::harness::{Workspace, clis, provider_dir};
+use crate::harness::{Workspace, clis, policy_tf, provider_dir, provider_tf};
 
 pub(crate) const POLICY: &str = include_str!("../examples/quickstart/policy.yaml");
 pub(crate) const TOKEN: &str = "quickstart-token";
@@ -33,23 +33,8 @@ fn main_tf(backend: &str, app: &Path, trust: &str) -> String {
         "libvirt" => "hypervisor  = \"libvirt\"\n  libvirt_uri = \"qemu:///system\"",
         _ => "hypervisor = \"qemu\"",
     };
-    format!(
-        r#"terraform {{
-  required_providers {{
-    sdsec = {{ source = "sdsec/sdsec" }}
-  }}
-}}
-
-provider "sdsec" {{
-  state_dir = "${{path.module}}/sdsec-state"
-  {hypervisor}
-  trust     = "{trust}"
-}}
-
-resource "sdsec_security_policy" "api" {{
-  document = file("${{path.module}}/policy.yaml")
-}}
-
+    let unikernel = format!(
+        r#"
 resource "sdsec_unikernel" "api" {{
   name        = "api"
   enforcement = sdsec_security_policy.api.enforcement["api"]
@@ -61,7 +46,8 @@ resource "sdsec_unikernel" "api" {{
 }}
 "#,
         app.display()
-    )
+    );
+    provider_tf(&format!("  {hypervisor}\n  trust     = \"{trust}\"\n")) + &policy_tf("") + &unikernel
 }
 
 pub(crate) fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use engine::ProviderConfig;
+use engine::instance;
 use engine::launch::{self, AppSpec};
 use sdsec_image::kernel::{self, KernelCache};
-use sdsec_image::{ImageDigest, Outcome, Store};
+use sdsec_image::{Ensured, ImageDigest, ImageSpec, Manifest, Outcome, Store};
 
 use crate::{UsageError, compile_file, parse_input, print_stdout};
 
@@ -62,13 +63,15 @@ pub enum KernelCommand {
     List,
 }
 
-/// Compiles the document and builds (or reuses) the node's image.
-pub fn build(state_dir: &Path, image: &ImageArgs) -> Result<sdsec_image::Ensured, UsageError> {
+/// Compiles the document and builds (or reuses) the node's image, as the provider does.
+pub fn build(state_dir: &Path, image: &ImageArgs) -> Result<(ImageSpec, Ensured), UsageError> {
     let spec = spec(image)?;
-    Ok(Store::open(state_dir)?.ensure(&spec)?)
+    let manifest = Manifest::from_spec(&spec)?;
+    let ensured = instance::build(state_dir, &spec, &manifest)?;
+    Ok((spec, ensured))
 }
 
-pub fn spec(image: &ImageArgs) -> Result<sdsec_image::ImageSpec, UsageError> {
+fn spec(image: &ImageArgs) -> Result<ImageSpec, UsageError> {
     let (source, compilation) = compile_file(&image.policy, &image.inputs)?;
     crate::render::diagnostics(&source, &compilation.diagnostics);
     if compilation.has_errors() {
@@ -85,7 +88,7 @@ pub fn spec(image: &ImageArgs) -> Result<sdsec_image::ImageSpec, UsageError> {
 
 pub fn run_build(state_dir: &Path, image: &ImageArgs) -> Result<(), UsageError> {
     let started = Instant::now();
-    let ensured = build(state_dir, image)?;
+    let (_, ensured) = build(state_dir, image)?;
     let what = match &ensured.outcome {
         Outcome::Reused => "reused".to_owned(),
         Outcome::Built => "built".to_owned(),

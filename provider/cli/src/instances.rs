@@ -5,11 +5,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use engine::config::{Hypervisor, ProviderConfig};
+use engine::instance::{self, Boot};
 use engine::launch;
 use hypervisor::{AccelChoice, InstanceId};
-use sdsec_image::Store;
 
-use crate::images::{ImageArgs, spec};
+use crate::images::{self, ImageArgs};
 use crate::{UsageError, print_stdout};
 
 /// Where instances run: the embedded QEMU backend, or libvirt at a URI.
@@ -41,14 +41,12 @@ pub fn run(
     timeout: Duration,
 ) -> Result<(), UsageError> {
     let started = Instant::now();
-    let spec = spec(image)?;
-    let store = Store::open(&config.state_dir)?;
-    let ensured = store.ensure(&spec)?;
+    let (spec, ensured) = images::build(&config.state_dir, image)?;
     let built_ms = started.elapsed().as_millis();
     let backend = launch::backend(config)?;
-    let mut boot = launch::boot_spec(&ensured.image, &spec.plan, host_port, timeout);
-    boot.control = Some(launch::control_boot()?);
-    let instance = backend.boot(&boot)?;
+    // As the provider boots a unikernel, with nothing recorded for import.
+    let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
+    let instance = instance::boot(backend.as_ref(), &ensured.image, &spec.plan, boot)?;
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",
         ensured.image.digest, instance.accel, instance.boot_ms

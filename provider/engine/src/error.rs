@@ -6,9 +6,10 @@
 //! path) without reading the message.
 
 use crate::gc::GcError;
+use crate::instance::InstanceError;
 use crate::launch::LaunchError;
 use crate::policy_store::StoreError;
-use crate::pool::PoolError;
+use crate::pool::{MembersError, PoolError};
 
 /// The input an error is about. Some are a unikernel's own (its application, plan, sizing,
 /// pool); others are host settings (kernel, runtime) that no single unikernel can fix.
@@ -40,6 +41,10 @@ pub enum EngineError {
     #[error(transparent)]
     Pool(#[from] PoolError),
     #[error(transparent)]
+    Instance(#[from] InstanceError),
+    #[error(transparent)]
+    Members(#[from] MembersError),
+    #[error(transparent)]
     PolicyStore(#[from] StoreError),
     #[error(transparent)]
     Gc(#[from] GcError),
@@ -52,6 +57,8 @@ impl EngineError {
         match self {
             EngineError::Launch(e) => e.input(),
             EngineError::Pool(e) => e.input(),
+            EngineError::Instance(e) => e.input(),
+            EngineError::Members(e) => e.input(),
             EngineError::PolicyStore(e) => e.input(),
             EngineError::Gc(_) => None,
         }

@@ -46,6 +46,13 @@ impl<T> Field<T> {
         matches!(self, Field::Unknown(_))
     }
 
+    /// A computed value the configuration left out: unknown until plan knows it.
+    pub fn unknown_when_null(&mut self) {
+        if self.is_null() {
+            *self = Field::unknown();
+        }
+    }
+
     /// The value, with `default` for null; `None` while it is unknown.
     pub fn or_when_null(self, default: impl FnOnce() -> T) -> Option<T> {
         match self {

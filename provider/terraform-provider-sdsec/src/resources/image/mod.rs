@@ -1,24 +1,21 @@
 //! What `sdsec_unikernel` and `sdsec_pool` share: the inputs of an image (enforcement,
-//! application, sizing) with their attribute names, their part of each model, the image
-//! digest plan computes from them, which image a running instance or a pool may keep, and
-//! the `timeouts` block.
+//! application, sizing) with their attribute names, their part of each model, the
+//! summaries of failed engine steps, and the `timeouts` block.
 
-mod digest;
+mod failure;
 mod invalid;
 mod model;
 pub mod timeouts;
 
-use std::path::PathBuf;
-
-use engine::launch::{AppSpec, Sizing};
+use engine::instance::{Application, ImageInputs};
+use engine::launch::Sizing;
 use engine::{Input, ProviderConfig};
 use sectosca::EnforcementPlan;
-use serde::{Deserialize, Serialize};
 use tfplugin::{AttributePath, Diagnostics, Type, Value};
 
-pub use self::digest::{digest, keep_image, manifest, pool_image};
+pub use self::failure::{failed, summary};
 pub use self::invalid::Invalid;
-pub use self::model::{ImageModel, Planning, begin, planned, validate};
+pub use self::model::{ImageModel, PlanModel, Planning, plan, planned, validate};
 pub use self::timeouts::{Operation, Timeouts};
 use crate::resources::error::Error;
 use crate::values::{Field, Object, ShapeError};
@@ -56,14 +53,6 @@ pub fn input_attribute(input: Input) -> Option<AttributePath> {
         Input::Id => Some(AttributePath::attr(ID)),
         Input::Kernel | Input::Runtime => None,
     }
-}
-
-/// The application attribute as given, kept with the instance so import can restore it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Application {
-    pub path: String,
-    pub args: Vec<String>,
-    pub port: u16,
 }
 
 /// `application` as decoded: any of its attributes may be null.
@@ -141,19 +130,48 @@ impl ImageFields {
         ]
     }
 
+    /// Sets `memory_mb` and `vcpus` to what `image` gets: the plan's unless given.
+    pub fn plan_sizing(&mut self, image: &ImageInputs) {
+        self.memory_mb = Field::Known(image.memory_mb() as i64);
+        self.vcpus = Field::Known(image.vcpus() as i64);
+    }
+
     /// Whether an input the image needs is known only after apply.
-    pub fn pending(&self) -> bool {
+    fn pending(&self) -> bool {
         self.enforcement.is_unknown()
             || self.application.is_unknown()
             || self.memory_mb.is_unknown()
             || self.vcpus.is_unknown()
     }
 
-    /// The image these inputs ask for; `invalid` collects what is refused.
-    pub fn resolve(&self, invalid: &mut Vec<Invalid>) -> Result<Image, Unresolved> {
-        if self.pending() {
+    /// A plan whose inputs are not all known: sizing left out is the plan's, unknown too.
+    pub fn plan_unknown(&mut self) {
+        self.memory_mb.unknown_when_null();
+        self.vcpus.unknown_when_null();
+    }
+
+    /// The image these inputs ask for, and what `others` (the resource's own inputs)
+    /// resolve to; `pending` says one of those is known only after apply. What is refused,
+    /// of the image's inputs and the others, is reported together.
+    pub fn resolve_with<T>(
+        &self,
+        pending: bool,
+        others: impl FnOnce(&mut Vec<Invalid>) -> T,
+    ) -> Result<(ImageInputs, T), Unresolved> {
+        if pending || self.pending() {
             return Err(Unresolved::Pending);
         }
+        let mut invalid = Vec::new();
+        let image = self.resolve(&mut invalid)?;
+        let others = others(&mut invalid);
+        if !invalid.is_empty() {
+            return Err(Unresolved::Invalid(invalid));
+        }
+        Ok((image, others))
+    }
+
+    /// The image these inputs ask for, once all are known; `invalid` collects what is refused.
+    fn resolve(&self, invalid: &mut Vec<Invalid>) -> Result<ImageInputs, Unresolved> {
         // Required: null only in a state that never had it.
         let Some(enforcement) = self.enforcement.known() else { return Err(Unresolved::Pending) };
         let plan: EnforcementPlan = serde_json::from_str(enforcement)
@@ -175,7 +193,7 @@ impl ImageFields {
             vcpus: in_range(&self.vcpus, VCPUS, engine::launch::VCPUS, invalid),
         };
         let application = Application { path, args: app.args.clone().unwrap_or_default(), port };
-        Ok(Image { enforcement: enforcement.clone(), plan, application, sizing })
+        Ok(ImageInputs { enforcement: enforcement.clone(), plan, application, sizing })
     }
 }
 
@@ -193,42 +211,5 @@ pub fn in_range(
             invalid.push(Invalid::OutOfRange { attribute, min: *range.start(), max: *range.end(), value });
             None
         }
-    }
-}
-
-/// What an image is built from, once every input is known and valid.
-#[derive(Debug, Clone)]
-pub struct Image {
-    /// The plan as given (canonical JSON), recorded with instances for import.
-    pub enforcement: String,
-    pub plan: EnforcementPlan,
-    pub application: Application,
-    /// As given; `None` takes the plan's.
-    pub sizing: Sizing,
-}
-
-impl Image {
-    /// Guest memory, the plan's unless given: what plan shows for `memory_mb`.
-    pub fn memory_mb(&self) -> u64 {
-        self.sizing.memory_mb.unwrap_or(self.plan.build.memory_mb)
-    }
-
-    /// Virtual CPUs, the plan's unless given: what plan shows for `vcpus`.
-    pub fn vcpus(&self) -> u64 {
-        self.sizing.vcpus.unwrap_or(self.plan.build.vcpus)
-    }
-
-    pub fn app_spec(&self) -> AppSpec {
-        AppSpec {
-            path: PathBuf::from(&self.application.path),
-            args: self.application.args.clone(),
-            port: Some(self.application.port),
-        }
-    }
-
-    /// Sets `memory_mb` and `vcpus` to what the image gets.
-    pub fn plan_sizing(&self, fields: &mut ImageFields) {
-        fields.memory_mb = Field::Known(self.memory_mb() as i64);
-        fields.vcpus = Field::Known(self.vcpus() as i64);
     }
 }

@@ -1,10 +1,13 @@
 //! What validate, plan and apply do alike with a unikernel's or a pool's model: decode it,
 //! check its inputs, and resolve it to what it asks for.
 
-use engine::ProviderConfig;
-use tfplugin::{Diagnostic, Diagnostics, PlanResult, Value};
+use std::future::Future;
 
-use super::{Image, Operation, Timeouts, Unresolved, check_placement};
+use engine::ProviderConfig;
+use engine::instance::ImageInputs;
+use tfplugin::{Diagnostic, Diagnostics, PlanRequest, PlanResult, Value};
+
+use super::{Operation, Timeouts, Unresolved, check_placement};
 use crate::provider::Shared;
 use crate::resources::error::Error;
 use crate::values::ShapeError;
@@ -23,7 +26,7 @@ pub trait ImageModel: Sized {
     fn desired(&self) -> Result<Self::Desired, Unresolved>;
     fn timeouts(&self) -> &Timeouts;
     /// The image `desired` asks for.
-    fn image(desired: &Self::Desired) -> &Image;
+    fn image(desired: &Self::Desired) -> &ImageInputs;
     /// A plan whose inputs are not all known: what depends on them is unknown too. Only
     /// what the configuration leaves out may be planned unknown.
     fn plan_unknown(&mut self, creating: bool);
@@ -67,13 +70,37 @@ pub struct Planning<M: ImageModel> {
     pub planned: M,
     pub config: ProviderConfig,
     pub desired: M::Desired,
+    /// No prior state: the resource is created.
+    pub creating: bool,
+}
+
+/// A model with image inputs whose resource fills in its plan.
+pub trait PlanModel: ImageModel + Send {
+    /// Fills `result` (the framework's plan) once what the configuration asks for is known
+    /// and placed.
+    fn fill(planning: Planning<Self>, result: &mut PlanResult) -> impl Future<Output = Result<(), Diagnostics>> + Send;
+}
+
+/// Plan: [`begin`], then the resource's [`PlanModel::fill`]; the errors of either go into
+/// the plan's diagnostics.
+pub async fn plan<M: PlanModel>(shared: &Shared, request: PlanRequest) -> PlanResult {
+    let (prior, config, mut result) = crate::resources::split(request);
+    let filled = match begin::<M>(shared, &prior, &config, &mut result) {
+        Ok(Some(planning)) => M::fill(planning, &mut result).await,
+        Ok(None) => Ok(()),
+        Err(errors) => Err(errors),
+    };
+    if let Err(errors) = filled {
+        result.diagnostics.extend(errors);
+    }
+    result
 }
 
 /// The start of every plan: the prior and planned models, the provider's settings, and
 /// what the configuration asks for, checked against this host's placement. `None` when an
 /// input is known only after apply: the plan is then complete, with what depends on it
 /// unknown.
-pub fn begin<M: ImageModel>(
+fn begin<M: ImageModel>(
     shared: &Shared,
     prior_state: &Value,
     config: &Value,
@@ -88,7 +115,7 @@ pub fn begin<M: ImageModel>(
         return Ok(None);
     };
     check_placement(&M::image(&desired).plan, &settings)?;
-    Ok(Some(Planning { prior, planned, config: settings, desired }))
+    Ok(Some(Planning { prior, planned, config: settings, desired, creating: prior_state.is_null() }))
 }
 
 /// Apply: the planned model and what it asks for. Every input is known by then; one that

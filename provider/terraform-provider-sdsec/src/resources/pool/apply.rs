@@ -1,41 +1,45 @@
-//! What apply and refresh do to a pool: create and fill it, refill it or rebuild its
-//! members for a new image, drop members that are not ready any more, drain it. The ledger
-//! is changed under the pool's lock only.
+//! Apply and refresh of a pool, through [`engine::pool`]: create and fill it, refill it or
+//! rebuild its members for a new image, drop members that are not ready any more, drain
+//! it. The ledger is changed under the pool's lock only.
 
-use engine::pool::{Ledger, Pools};
+use engine::instance::InstanceError;
+use engine::pool::{self, MembersError};
 use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult, Value};
 
-use super::members;
 use super::model::Model;
 use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{ImageModel, Operation, planned};
+use crate::resources::image::{self, ImageModel, Operation, planned};
+
+/// A failed step of keeping the pool, in a pool's words.
+fn failed(error: MembersError) -> Error {
+    let summary = match &error {
+        MembersError::Instance(InstanceError::Control(_)) => "Cannot prepare a member",
+        MembersError::Instance(InstanceError::Boot(_)) => "Pool member did not start",
+        MembersError::Instance(e) => image::summary(e),
+        MembersError::Create(_) => "Cannot create the pool",
+        MembersError::Read(_) => "Cannot read the pool",
+        MembersError::Unavailable(_) | MembersError::NoLedger(_) => "Pool unavailable",
+        MembersError::Record(_) => "Cannot record the pool",
+        MembersError::Remove(_) => "Cannot remove the pool",
+        MembersError::Plan(_) => "Pool ledger unreadable",
+        MembersError::Slot(_) => "Cannot name a member",
+        MembersError::Pause(_) => "Cannot pause a pool member",
+        MembersError::Thread => "Internal error",
+    };
+    Error::engine(summary, error)
+}
+
+/// Every failure, one diagnostic each.
+fn diagnostics(errors: Vec<MembersError>) -> Diagnostics {
+    errors.into_iter().map(|e| Diagnostic::from(failed(e))).collect()
+}
 
 pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
     let (mut model, desired) = planned::<Model>(&request.planned_state)?;
     let timeout = model.timeouts.duration(Operation::Create).map_err(Diagnostic::from)?;
-    let ledger = blocking(move || -> Result<Ledger, Diagnostics> {
-        let pools = Pools::new(&config.state_dir);
-        let id = Pools::new_id().map_err(|e| Error::new("Cannot create the pool", e))?;
-        let locked = pools.lock(&id, true).map_err(|e| Error::new("Cannot create the pool", e))?;
-        let mut ledger = Ledger {
-            id: id.clone(),
-            warm: desired.warm,
-            image_digest: String::new(),
-            image_plan: desired.image.plan.canonical_json(),
-            members: Vec::new(),
-        };
-        if let Err(e) = members::fill(&config, &locked, &mut ledger, &desired, timeout) {
-            // Nothing half-made stays: no member, no ledger.
-            let _ = members::drain(&config, &locked, &mut ledger);
-            drop(locked);
-            let _ = pools.remove(&id);
-            return Err(e);
-        }
-        Ok(ledger)
-    })
-    .await?;
+    let ledger = blocking(move || pool::create(&config, &desired, timeout).map_err(diagnostics)).await?;
     model.record(&ledger);
     Ok(StateResult::new(model.encode()))
 }
@@ -44,17 +48,9 @@ pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<S
     let config = shared.config()?;
     let mut model = Model::decode(&current).map_err(Diagnostic::from)?;
     let Some(id) = model.id.known().cloned() else { return Ok(StateResult::new(Value::Null)) };
-    let ledger = blocking(move || -> Result<Option<Ledger>, Error> {
-        let Ok(locked) = Pools::new(&config.state_dir).lock(&id, false) else { return Ok(None) };
-        let Some(mut ledger) = locked.load().map_err(|e| Error::new("Cannot read the pool", e))? else {
-            return Ok(None);
-        };
-        members::refresh(&config, &locked, &mut ledger)?;
-        Ok(Some(ledger))
-    })
-    .await?;
-    let Some(ledger) = ledger else { return Ok(StateResult::new(Value::Null)) };
-    model.record(&ledger);
+    let refreshed = blocking(move || pool::refresh(&config, &id).map_err(failed)).await?;
+    let Some(refreshed) = refreshed else { return Ok(StateResult::new(Value::Null)) };
+    model.record(&refreshed.ledger);
     Ok(StateResult { private, ..StateResult::new(model.encode()) })
 }
 
@@ -69,27 +65,9 @@ pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResul
         return Err(Error::new("Pool not known", "The configuration is still unknown at apply.").into());
     };
     let digest = planned.image_digest.known().cloned().unwrap_or_default();
-    let (ledger, diagnostics) = blocking(move || -> Result<_, Error> {
-        let locked = match Pools::new(&config.state_dir).lock(&id, false) {
-            Ok(locked) => locked,
-            Err(e) => return Ok((None, Error::new("Pool unavailable", e).into())),
-        };
-        let mut ledger = match locked.load() {
-            Ok(Some(ledger)) => ledger,
-            Ok(None) => return Ok((None, Error::new("Pool unavailable", format!("Pool {id} has no ledger.")).into())),
-            Err(e) => return Ok((None, Error::new("Pool unavailable", e).into())),
-        };
-        if ledger.image_digest != digest {
-            // The image changes: members of the old one cannot serve the new plan.
-            if let Err(e) = members::drain(&config, &locked, &mut ledger) {
-                return Ok((Some(ledger), e.into()));
-            }
-            ledger.image_plan = desired.image.plan.canonical_json();
-        }
-        let filled = members::fill(&config, &locked, &mut ledger, &desired, timeout);
-        Ok((Some(ledger), filled.err().unwrap_or_default()))
-    })
-    .await?;
+    let (ledger, errors) =
+        blocking(move || -> Result<_, Error> { Ok(pool::update(&config, &id, &desired, &digest, timeout)) }).await?;
+    let diagnostics = diagnostics(errors);
     let mut state = if diagnostics.has_errors() { prior } else { planned };
     if let Some(ledger) = &ledger {
         state.record(ledger);
@@ -101,15 +79,6 @@ pub async fn delete(shared: &Shared, request: ApplyRequest) -> Result<(), Diagno
     let config = shared.config()?;
     let prior = Model::decode(&request.prior_state).map_err(Diagnostic::from)?;
     let Some(id) = prior.id.known().cloned() else { return Ok(()) };
-    blocking(move || -> Result<(), Error> {
-        let pools = Pools::new(&config.state_dir);
-        let Ok(locked) = pools.lock(&id, false) else { return Ok(()) };
-        if let Ok(Some(mut ledger)) = locked.load() {
-            members::drain(&config, &locked, &mut ledger)?;
-        }
-        drop(locked);
-        pools.remove(&id).map_err(|e| Error::new("Cannot remove the pool", e))
-    })
-    .await?;
+    blocking(move || pool::destroy(&config, &id).map_err(failed)).await?;
     Ok(())
 }

@@ -5,7 +5,6 @@
 //! under the pool's lock only.
 
 mod apply;
-mod members;
 mod model;
 mod plan;
 pub mod schema;
@@ -48,7 +47,7 @@ impl Resource for Pool {
     }
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {
-        plan::plan(&self.shared, request).await
+        image::plan::<Model>(&self.shared, request).await
     }
 
     async fn create(&self, request: ApplyRequest) -> StateResult {

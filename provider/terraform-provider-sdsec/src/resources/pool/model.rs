@@ -1,13 +1,14 @@
 //! `sdsec_pool` as a Rust value: decoded once from a configuration, plan or state,
 //! encoded back after plan or apply. The only place its attributes are read or written.
 
-use engine::pool::{Ledger, Warm};
+use engine::instance::ImageInputs;
+use engine::pool::{Ledger, PoolSpec, Warm};
 use tfplugin::Value;
 
 use super::schema::{MAX_SIZE, MEMBERS, OPERATIONS, READY, SIZE, WARM};
 use crate::resources::image::timeouts::TIMEOUTS;
 use crate::resources::image::{
-    ID, IMAGE_DIGEST, Image, ImageFields, ImageModel, NAME, Operation, Timeouts, Unresolved, in_range,
+    ID, IMAGE_DIGEST, ImageFields, ImageModel, NAME, Operation, Timeouts, Unresolved, in_range,
 };
 use crate::values::{Field, Object, ShapeError};
 
@@ -29,18 +30,8 @@ pub struct Model {
     pub members: Field<Vec<String>>,
 }
 
-/// What a pool's configuration asks for, once its inputs are known and valid.
-#[derive(Debug, Clone)]
-pub struct Desired {
-    /// What its members are called.
-    pub name: String,
-    pub image: Image,
-    pub size: usize,
-    pub warm: Warm,
-}
-
 impl ImageModel for Model {
-    type Desired = Desired;
+    type Desired = PoolSpec;
     const KIND: &'static str = "Pool";
     const OPERATIONS: &'static [Operation] = &OPERATIONS;
 
@@ -62,23 +53,16 @@ impl ImageModel for Model {
     /// What the configuration asks for. A `name` left out is [`DEFAULT_NAME`]: left out is
     /// not unknown. Decoded from a configuration, `memory_mb` and `vcpus` left out take the
     /// plan's; from a plan, they hold what plan chose.
-    fn desired(&self) -> Result<Desired, Unresolved> {
-        let inputs_pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
-        if inputs_pending || self.image.pending() {
-            return Err(Unresolved::Pending);
-        }
+    fn desired(&self) -> Result<PoolSpec, Unresolved> {
+        let pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
+        let (image, ()) = self.image.resolve_with(pending, |_| ())?;
         let name = self.name.clone().or_when_null(|| DEFAULT_NAME.to_owned()).ok_or(Unresolved::Pending)?;
-        let mut invalid = Vec::new();
-        let image = self.image.resolve(&mut invalid)?;
-        if !invalid.is_empty() {
-            return Err(Unresolved::Invalid(invalid));
-        }
         // Required, and checked by the schema's validators, which report a bad value: only a
         // state that never had them lacks them.
         let size = in_range(&self.size, SIZE, 0..=MAX_SIZE as u64, &mut Vec::new());
         let warm = self.warm.known().and_then(|w| Warm::parse(w));
         let (Some(size), Some(warm)) = (size, warm) else { return Err(Unresolved::Pending) };
-        Ok(Desired { name, image, size: size as usize, warm })
+        Ok(PoolSpec { name, image, size: size as usize, warm })
     }
 
     fn encode(&self) -> Value {
@@ -96,7 +80,7 @@ impl ImageModel for Model {
         Value::object(attributes)
     }
 
-    fn image(desired: &Desired) -> &Image {
+    fn image(desired: &PoolSpec) -> &ImageInputs {
         &desired.image
     }
 
@@ -107,11 +91,7 @@ impl ImageModel for Model {
         self.image_digest = Field::unknown();
         self.ready = Field::unknown();
         self.members = Field::unknown();
-        for field in [&mut self.image.memory_mb, &mut self.image.vcpus] {
-            if field.is_null() {
-                *field = Field::unknown();
-            }
-        }
+        self.image.plan_unknown();
     }
 
     fn timeouts(&self) -> &Timeouts {

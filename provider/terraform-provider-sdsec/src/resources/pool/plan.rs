@@ -2,56 +2,43 @@
 //! placement check, and the gap between `ready` and `size`.
 
 use engine::ProviderConfig;
-use tfplugin::{Diagnostics, PlanRequest, PlanResult, Value};
+use engine::pool::PoolSpec;
+use tfplugin::{Diagnostics, PlanResult};
 
-use super::model::{Desired, Model};
-use crate::provider::Shared;
+use super::model::Model;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{self, ImageModel, Planning};
+use crate::resources::image::{ImageModel, PlanModel, Planning, failed};
 use crate::values::Field;
 
-pub async fn plan(shared: &Shared, request: PlanRequest) -> PlanResult {
-    let (prior, config, mut result) = crate::resources::split(request);
-    if let Err(errors) = plan_into(shared, &prior, &config, &mut result).await {
-        result.diagnostics.extend(errors);
+impl PlanModel for Model {
+    async fn fill(planning: Planning<Self>, result: &mut PlanResult) -> Result<(), Diagnostics> {
+        let Planning { prior, mut planned, config, desired, creating } = planning;
+        let digest = blocking({
+            let (desired, pool_id) = (desired.clone(), prior.id.known().cloned());
+            move || planned_digest(&desired, &config, pool_id.as_deref())
+        })
+        .await?;
+        planned.image.plan_sizing(&desired.image);
+        planned.ready = Field::Known(desired.size as i64);
+        let unchanged =
+            prior.image_digest.known() == Some(&digest) && prior.ready.known() == Some(&(desired.size as i64));
+        if !unchanged {
+            planned.members = Field::unknown();
+        }
+        planned.image_digest = Field::Known(digest);
+        if creating {
+            planned.id = Field::unknown();
+        }
+        result.planned_state = planned.encode();
+        Ok(())
     }
-    result
-}
-
-async fn plan_into(
-    shared: &Shared,
-    prior_state: &Value,
-    config_value: &Value,
-    result: &mut PlanResult,
-) -> Result<(), Diagnostics> {
-    let Some(Planning { prior, mut planned, config, desired }) =
-        image::begin::<Model>(shared, prior_state, config_value, result)?
-    else {
-        return Ok(());
-    };
-    let digest = blocking({
-        let (desired, pool_id) = (desired.clone(), prior.id.known().cloned());
-        move || planned_digest(&desired, &config, pool_id.as_deref())
-    })
-    .await?;
-    desired.image.plan_sizing(&mut planned.image);
-    planned.ready = Field::Known(desired.size as i64);
-    let unchanged = prior.image_digest.known() == Some(&digest) && prior.ready.known() == Some(&(desired.size as i64));
-    if !unchanged {
-        planned.members = Field::unknown();
-    }
-    planned.image_digest = Field::Known(digest);
-    if prior_state.is_null() {
-        planned.id = Field::unknown();
-    }
-    result.planned_state = planned.encode();
-    Ok(())
 }
 
 /// The members' image: the pool's current one while it can serve the new plan in place,
 /// else the image of the new plan.
-fn planned_digest(desired: &Desired, config: &ProviderConfig, pool_id: Option<&str>) -> Result<String, Error> {
-    let digest = image::digest(&desired.image, &desired.image.plan, config)?;
-    let existing = pool_id.and_then(|id| image::pool_image(config, id));
-    Ok(image::keep_image(&desired.image, config, digest, existing).to_string())
+fn planned_digest(desired: &PoolSpec, config: &ProviderConfig, pool_id: Option<&str>) -> Result<String, Error> {
+    let image = &desired.image;
+    let digest = image.digest(&image.plan, config).map_err(failed)?;
+    let existing = pool_id.and_then(|id| engine::pool::image(&config.state_dir, id));
+    Ok(image.keep(config, digest, existing).to_string())
 }

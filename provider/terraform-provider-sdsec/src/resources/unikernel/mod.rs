@@ -49,7 +49,7 @@ impl Resource for Unikernel {
     }
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {
-        plan::plan(&self.shared, request).await
+        image::plan::<Model>(&self.shared, request).await
     }
 
     async fn create(&self, request: ApplyRequest) -> StateResult {

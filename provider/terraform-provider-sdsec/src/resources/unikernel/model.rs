@@ -3,16 +3,16 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use engine::instance::VERIFIED;
+use engine::instance::{ImageInputs, Metadata, Refreshed, Unikernel};
 use hypervisor::{Instance, InstanceId};
-use serde::{Deserialize, Serialize};
 use tfplugin::Value;
 
 use super::schema::{
     BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, OPERATIONS, STATE,
 };
 use crate::resources::image::{
-    Application, ApplicationFields, ID, IMAGE_DIGEST, Image, ImageFields, ImageModel, NAME, Operation, POOL, Timeouts,
-    Unresolved, in_range,
+    ApplicationFields, ID, IMAGE_DIGEST, ImageFields, ImageModel, NAME, Operation, POOL, Timeouts, Unresolved, in_range,
 };
 use crate::values::{Field, Object, ShapeError};
 
@@ -22,7 +22,6 @@ const HOST_PORTS: std::ops::RangeInclusive<u64> = 1024..=65535;
 /// What plan and refresh say of a running instance with a verified image.
 pub const RUNNING: &str = "running";
 pub const STOPPED: &str = "stopped";
-pub const VERIFIED: &str = "verified";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
@@ -75,45 +74,8 @@ impl InstanceFields {
     }
 }
 
-/// What a configuration asks for, once its inputs are known and valid.
-#[derive(Debug, Clone)]
-pub struct Desired {
-    pub name: String,
-    pub image: Image,
-    pub host_port: Option<u16>,
-    pub pool: Option<String>,
-}
-
-/// What an instance records for its owner: enough to rebuild the state on import.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metadata {
-    pub name: String,
-    pub enforcement: String,
-    pub application: Application,
-    pub host_port: Option<u16>,
-    /// The plan the image was built with, when it differs from `enforcement` (after an
-    /// update in place, or from a pool).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_enforcement: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<String>,
-}
-
-impl Desired {
-    pub fn metadata(&self) -> Metadata {
-        Metadata {
-            name: self.name.clone(),
-            enforcement: self.image.enforcement.clone(),
-            application: self.image.application.clone(),
-            host_port: self.host_port,
-            image_enforcement: None,
-            pool: self.pool.clone(),
-        }
-    }
-}
-
 impl ImageModel for Model {
-    type Desired = Desired;
+    type Desired = Unikernel;
     const KIND: &'static str = "Unikernel";
     const OPERATIONS: &'static [Operation] = &OPERATIONS;
 
@@ -141,20 +103,14 @@ impl ImageModel for Model {
 
     /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
     /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
-    fn desired(&self) -> Result<Desired, Unresolved> {
-        let inputs_pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
-        if inputs_pending || self.image.pending() {
-            return Err(Unresolved::Pending);
-        }
+    fn desired(&self) -> Result<Unikernel, Unresolved> {
+        let pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
+        let (image, host_port) = self.image.resolve_with(pending, |invalid| {
+            in_range(&self.host_port, HOST_PORT, HOST_PORTS, invalid).map(|p| p as u16)
+        })?;
         // Required: null only in a state that never had it.
         let Some(name) = self.name.known() else { return Err(Unresolved::Pending) };
-        let mut invalid = Vec::new();
-        let image = self.image.resolve(&mut invalid)?;
-        let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, &mut invalid).map(|p| p as u16);
-        if !invalid.is_empty() {
-            return Err(Unresolved::Invalid(invalid));
-        }
-        Ok(Desired { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
+        Ok(Unikernel { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
     }
 
     fn encode(&self) -> Value {
@@ -178,23 +134,16 @@ impl ImageModel for Model {
         Value::object(attributes)
     }
 
-    fn image(desired: &Desired) -> &Image {
+    fn image(desired: &Unikernel) -> &ImageInputs {
         &desired.image
     }
 
     fn plan_unknown(&mut self, creating: bool) {
         self.image_digest = Field::unknown();
         self.enforcement_digest = Field::unknown();
-        for field in [&mut self.state, &mut self.image_status] {
-            if field.is_null() {
-                *field = Field::unknown();
-            }
-        }
-        for field in [&mut self.image.memory_mb, &mut self.image.vcpus] {
-            if field.is_null() {
-                *field = Field::unknown();
-            }
-        }
+        self.state.unknown_when_null();
+        self.image_status.unknown_when_null();
+        self.image.plan_unknown();
         if creating {
             self.instance = InstanceFields::unknown();
         }
@@ -216,6 +165,16 @@ impl Model {
         self.instance = InstanceFields::of(instance);
         self.state = Field::Known(RUNNING.to_owned());
         self.image_status = Field::Known(VERIFIED.to_owned());
+    }
+
+    /// What refresh found: the instance's state, the plan its runtime enforces (kept as it
+    /// was when the runtime does not answer), its image's status.
+    pub fn refreshed(&mut self, refreshed: &Refreshed) {
+        self.state = Field::Known(refreshed.state.as_str().to_owned());
+        if let Some(digest) = &refreshed.enforced {
+            self.enforcement_digest = Field::Known(digest.clone());
+        }
+        self.image_status = Field::Known(refreshed.image.to_string());
     }
 
     /// The state of an imported instance, from what it recorded when it was booted.

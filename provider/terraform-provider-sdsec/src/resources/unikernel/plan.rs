@@ -3,70 +3,55 @@
 
 use engine::ProviderConfig;
 use engine::config::Hypervisor;
+use engine::instance::Unikernel;
 use hypervisor::InstanceId;
 use sdsec_image::ImageDigest;
 use sectosca::{ChangeKind, EnforcementPlan};
-use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult};
+use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanResult};
 
-use super::model::{Desired, InstanceFields, Model, RUNNING, STOPPED, VERIFIED};
+use super::model::{InstanceFields, Model, RUNNING, STOPPED, VERIFIED};
 use super::private;
 use super::schema::{CREATED_AT, HOST_PORT, IMAGE_STATUS, STATE};
-use crate::provider::Shared;
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{self, IMAGE_DIGEST, ImageModel, Planning};
+use crate::resources::image::{IMAGE_DIGEST, ImageModel, PlanModel, Planning, failed};
 use crate::values::Field;
 
-pub async fn plan(shared: &Shared, request: PlanRequest) -> PlanResult {
-    let (prior, config, mut result) = crate::resources::split(request);
-    if let Err(errors) = plan_into(shared, &prior, &config, &mut result).await {
-        result.diagnostics.extend(errors);
+impl PlanModel for Model {
+    async fn fill(planning: Planning<Self>, result: &mut PlanResult) -> Result<(), Diagnostics> {
+        let Planning { prior, mut planned, config, desired, creating } = planning;
+        // The plan the running image was built with (older states: the enforcement itself).
+        let image_plan = private::image_plan(&result.planned_private)
+            .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
+        let digest = blocking({
+            let (desired, prior_digest, prior_id) =
+                (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id());
+            move || planned_digest(&desired, &config, prior_digest, prior_id, image_plan)
+        })
+        .await?;
+        let reasons = fill_computed(result, &mut planned, &prior, creating, &desired, &digest);
+        result.planned_state = planned.encode();
+        if desired.pool.is_some() && desired.host_port.is_some() {
+            result.diagnostics.push(Diagnostic::from(Error::at(
+                AttributePath::attr(HOST_PORT),
+                "host_port cannot be used with pool",
+                "A pool's members are booted before they are taken, each with a free port of its own; remove \
+                 `host_port` or `pool`.",
+            )));
+        }
+        if !reasons.is_empty() {
+            result.diagnostics.push(Diagnostic::warning(
+                format!("Unikernel `{}` will be replaced", desired.name),
+                format!("Why: {}.", reasons.join("; ")),
+            ));
+        }
+        Ok(())
     }
-    result
-}
-
-async fn plan_into(
-    shared: &Shared,
-    prior_state: &tfplugin::Value,
-    config_value: &tfplugin::Value,
-    result: &mut PlanResult,
-) -> Result<(), Diagnostics> {
-    let Some(Planning { prior, mut planned, config, desired }) =
-        image::begin::<Model>(shared, prior_state, config_value, result)?
-    else {
-        return Ok(());
-    };
-    // The plan the running image was built with (older states: the enforcement itself).
-    let image_plan = private::image_plan(&result.planned_private)
-        .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
-    let digest = blocking({
-        let (desired, prior_digest, prior_id) =
-            (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id());
-        move || planned_digest(&desired, &config, prior_digest, prior_id, image_plan)
-    })
-    .await?;
-    let reasons = fill(result, &mut planned, &prior, prior_state.is_null(), &desired, &digest);
-    result.planned_state = planned.encode();
-    if desired.pool.is_some() && desired.host_port.is_some() {
-        result.diagnostics.push(Diagnostic::from(Error::at(
-            AttributePath::attr(HOST_PORT),
-            "host_port cannot be used with pool",
-            "A pool's members are booted before they are taken, each with a free port of its own; remove \
-             `host_port` or `pool`.",
-        )));
-    }
-    if !reasons.is_empty() {
-        result.diagnostics.push(Diagnostic::warning(
-            format!("Unikernel `{}` will be replaced", desired.name),
-            format!("Why: {}.", reasons.join("; ")),
-        ));
-    }
-    Ok(())
 }
 
 /// The image digest to plan: the running image's, when it can serve the new plan in place
 /// (or, for a new instance, its pool's); else the image of `desired`'s own plan.
 fn planned_digest(
-    desired: &Desired,
+    desired: &Unikernel,
     config: &ProviderConfig,
     prior_digest: Option<String>,
     prior_id: Option<InstanceId>,
@@ -79,31 +64,31 @@ fn planned_digest(
         }
         Hypervisor::Qemu => engine::launch::backend(config).ok(),
     };
-    let digest = image::digest(&desired.image, &desired.image.plan, config)?;
+    let digest = desired.image.digest(&desired.image.plan, config).map_err(failed)?;
     // Only an instance with a control channel (booted by this release or later) can be
     // reconfigured; an older one is replaced instead.
     let reachable = |id: &InstanceId| backend.as_ref().is_some_and(|b| b.control(id).is_ok());
     let image_plan = image_plan.filter(|_| prior_id.as_ref().is_some_and(reachable));
     let existing = match (prior_digest, image_plan) {
         (Some(prior), Some(plan)) => Some((prior, plan)),
-        (None, _) => desired.pool.as_deref().and_then(|id| image::pool_image(config, id)),
+        (None, _) => desired.pool.as_deref().and_then(|id| engine::pool::image(&config.state_dir, id)),
         (Some(_), None) => None,
     };
-    Ok(image::keep_image(&desired.image, config, digest, existing))
+    Ok(desired.image.keep(config, digest, existing))
 }
 
 /// Fills the plan's computed values, marks what forces a new instance, and returns why in
 /// sentences for the reviewer (Terraform plans the replacement's new object without the
 /// prior state, so an attribute could not carry this).
-fn fill(
+fn fill_computed(
     result: &mut PlanResult,
     planned: &mut Model,
     prior: &Model,
     creating: bool,
-    desired: &Desired,
+    desired: &Unikernel,
     digest: &ImageDigest,
 ) -> Vec<String> {
-    desired.image.plan_sizing(&mut planned.image);
+    planned.image.plan_sizing(&desired.image);
     planned.image_digest = Field::Known(digest.to_string());
     planned.enforcement_digest = Field::Known(desired.image.plan.digest());
     planned.state = Field::Known(RUNNING.to_owned());

@@ -8,6 +8,11 @@
 //!
 //! Every change happens under the lock, so two applies never take the same member. A
 //! taken member leaves the ledger before it is handed over; from then on it is the taker's.
+//! Keeping the members (fill, refresh, drain) is in [`members`]; a pool's whole life
+//! (create, refresh, update, destroy) in [`lifecycle`].
+
+mod lifecycle;
+mod members;
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -15,6 +20,8 @@ use std::path::{Path, PathBuf};
 use fsutil::{IoError, io};
 use serde::{Deserialize, Serialize};
 
+pub use self::lifecycle::{PoolSpec, Refreshed, create, destroy, refresh, update};
+pub use self::members::MembersError;
 use crate::Input;
 
 #[derive(Debug, thiserror::Error)]
@@ -191,6 +198,12 @@ pub fn take(state_dir: &Path, id: &str, digest: &str) -> Result<Option<Taken>, P
 /// The ledger of pool `id`, read under its lock (`None` for an unknown pool).
 pub fn ledger(state_dir: &Path, id: &str) -> Option<Ledger> {
     Pools::new(state_dir).lock(id, false).ok()?.load().ok()?
+}
+
+/// Pool `id`'s image and the plan it was built with.
+pub fn image(state_dir: &Path, id: &str) -> Option<(String, sectosca::EnforcementPlan)> {
+    let ledger = ledger(state_dir, id)?;
+    serde_json::from_str(&ledger.image_plan).ok().map(|plan| (ledger.image_digest, plan))
 }
 
 #[cfg(test)]

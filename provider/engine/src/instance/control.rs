@@ -1,0 +1,46 @@
+//! A running instance's control channel: a new plan sent to its runtime, the plan it says
+//! it enforces, and the requests it refused.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use abi::control::{self, Command};
+use abi::event::Event;
+use hypervisor::{Hypervisor, InstanceId};
+use sectosca::EnforcementPlan;
+
+use super::InstanceError;
+
+/// How long the runtime has to acknowledge a new plan.
+const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Refresh asks a running instance for its plan digest; a busy guest may answer late.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `plan` to the instance's runtime; returns the digest it acknowledged.
+pub fn reconfigure(backend: &dyn Hypervisor, id: &InstanceId, plan: &EnforcementPlan) -> Result<String, InstanceError> {
+    let channel = backend.control(id).map_err(InstanceError::Channel)?;
+    let command = Command::Reconfigure { plan: plan.canonical_json() };
+    let reply = control::call(&channel.socket, &channel.key, command, RECONFIGURE_TIMEOUT)
+        .map_err(|source| InstanceError::NotTaken { id: id.clone(), source })?;
+    let expected = plan.digest();
+    match reply.digest {
+        Some(digest) if digest == expected => Ok(digest),
+        acknowledged => Err(InstanceError::OtherPlan { id: id.clone(), acknowledged, expected }),
+    }
+}
+
+/// Which plan a running instance enforces, if it can be asked.
+pub(super) fn enforced_digest(backend: &dyn Hypervisor, id: &InstanceId) -> Option<String> {
+    let channel = backend.control(id).ok()?;
+    control::call(&channel.socket, &channel.key, Command::Status, STATUS_TIMEOUT).ok()?.digest
+}
+
+/// Control messages the instance's runtime refused, as its console log shows them, and
+/// that log's path (empty when the instance's record cannot be read).
+pub(super) fn refused_messages(backend: &dyn Hypervisor, id: &InstanceId) -> (u64, PathBuf) {
+    let Ok(instance) = backend.instance(id) else { return (0, PathBuf::new()) };
+    let count = std::fs::read_to_string(&instance.console_log).map_or(0, |log| {
+        Event::scan(&log).filter(|event| matches!(event, Event::ControlRefused { .. })).count() as u64
+    });
+    (count, instance.console_log)
+}
