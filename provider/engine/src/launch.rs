@@ -205,9 +205,15 @@ fn at_fault(spec: &ImageSpec, error: &ManifestError) -> Input {
         {
             Input::Kernel
         }
-        // The application's name, or its arguments making the command line too long.
-        ManifestError::Layout(_) | ManifestError::Cmdline(CmdlineError::TooLong(_)) => Input::Application,
-        ManifestError::Cmdline(_) | ManifestError::Json { .. } => Input::Enforcement,
+        // The application's name, port or arguments (which can make the line too long).
+        ManifestError::Layout(_)
+        | ManifestError::Cmdline(
+            CmdlineError::TooLong(_) | CmdlineError::Bad { .. } | CmdlineError::Twice(_) | CmdlineError::Missing(_),
+        ) => Input::Application,
+        // The plan's kernel parameters.
+        ManifestError::Cmdline(CmdlineError::BadItem(_) | CmdlineError::Reserved(_)) | ManifestError::Json { .. } => {
+            Input::Enforcement
+        }
     }
 }
 

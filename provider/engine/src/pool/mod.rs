@@ -56,6 +56,9 @@ pub enum Warm {
 }
 
 impl Warm {
+    /// Every mode's name, as configurations write it.
+    pub const NAMES: &'static [&'static str] = &[Warm::Image.as_str(), Warm::Paused.as_str()];
+
     pub fn parse(text: &str) -> Option<Warm> {
         match text {
             "image" => Some(Warm::Image),
@@ -64,7 +67,7 @@ impl Warm {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Warm::Image => "image",
             Warm::Paused => "paused",

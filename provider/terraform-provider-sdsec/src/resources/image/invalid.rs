@@ -17,6 +17,8 @@ pub enum Invalid {
     Port(Option<i64>),
     #[error("`{attribute}` must be between {min} and {max}, not {value}.")]
     OutOfRange { attribute: &'static str, min: u64, max: u64, value: i64 },
+    #[error("`{attribute}` must be one of {}, not `{value}`.", allowed.join(", "))]
+    NotOneOf { attribute: &'static str, value: String, allowed: &'static [&'static str] },
     /// A `timeouts` attribute that is not a duration.
     #[error("`{text}` is not a duration; write it as `30s`, `5m`, `1h` or `1m30s`.")]
     Duration { path: AttributePath, text: String },
@@ -31,6 +33,7 @@ impl Invalid {
             Invalid::MissingPath => "Missing application path",
             Invalid::Port(_) => "Invalid application port",
             Invalid::OutOfRange { .. } => "Value out of range",
+            Invalid::NotOneOf { .. } => "Invalid value",
             Invalid::Duration { .. } => "Invalid duration",
             Invalid::Shape(_) => "Invalid value",
         }
@@ -41,7 +44,9 @@ impl Invalid {
             Invalid::NotAPlan(_) => AttributePath::attr(ENFORCEMENT),
             Invalid::MissingPath => AttributePath::attr(APPLICATION).attribute(app::PATH),
             Invalid::Port(_) => AttributePath::attr(APPLICATION).attribute(app::PORT),
-            Invalid::OutOfRange { attribute, .. } => AttributePath::attr(*attribute),
+            Invalid::OutOfRange { attribute, .. } | Invalid::NotOneOf { attribute, .. } => {
+                AttributePath::attr(*attribute)
+            }
             Invalid::Duration { path, .. } => path.clone(),
             Invalid::Shape(e) => e.path.clone(),
         }

@@ -2,13 +2,14 @@
 //! rebuild its members for a new image, drop members that are not ready any more, drain
 //! it. The ledger is changed under the pool's lock only.
 
+use engine::Input;
 use engine::instance::InstanceError;
 use engine::pool::{self, MembersError};
 use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult, Value};
 
 use super::model::Model;
 use crate::provider::Shared;
-use crate::resources::error::{Error, blocking};
+use crate::resources::error::{Error, Subject, blocking};
 use crate::resources::image::{self, ImageModel, Operation, planned};
 
 /// A failed step of keeping the pool, in a pool's words.
@@ -27,7 +28,13 @@ fn failed(error: MembersError) -> Error {
         MembersError::Pause(_) => "Cannot pause a pool member",
         MembersError::Thread => "Internal error",
     };
-    Error::engine(summary, error)
+    match Error::engine(summary, error) {
+        // A unikernel names its pool in `pool`; here the pool is the resource itself.
+        Error { subject: Subject::Input(Input::Pool), summary, detail } => {
+            Error { subject: Subject::Resource, summary, detail }
+        }
+        error => error,
+    }
 }
 
 /// Every failure, one diagnostic each.

@@ -8,7 +8,7 @@ use tfplugin::Value;
 use super::schema::{MAX_SIZE, MEMBERS, OPERATIONS, READY, SIZE, WARM};
 use crate::resources::image::timeouts::TIMEOUTS;
 use crate::resources::image::{
-    ID, IMAGE_DIGEST, ImageFields, ImageModel, NAME, Operation, Timeouts, Unresolved, in_range,
+    ID, IMAGE_DIGEST, ImageFields, ImageModel, Invalid, NAME, Operation, Timeouts, Unresolved, in_range,
 };
 use crate::values::{Field, Object, ShapeError};
 
@@ -57,10 +57,21 @@ impl ImageModel for Model {
         let pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
         let (image, ()) = self.image.resolve_with(pending, |_| ())?;
         let name = self.name.clone().or_when_null(|| DEFAULT_NAME.to_owned()).ok_or(Unresolved::Pending)?;
-        // Required, and checked by the schema's validators, which report a bad value: only a
-        // state that never had them lacks them.
-        let size = in_range(&self.size, SIZE, 0..=MAX_SIZE as u64, &mut Vec::new());
-        let warm = self.warm.known().and_then(|w| Warm::parse(w));
+        // Required, and checked by the schema's validators at validate time; a value unknown
+        // then and known now is checked here, so a bad one is refused at plan, not at apply.
+        let mut invalid = Vec::new();
+        let size = in_range(&self.size, SIZE, 0..=MAX_SIZE as u64, &mut invalid);
+        let warm = self.warm.known().and_then(|w| {
+            let warm = Warm::parse(w);
+            if warm.is_none() {
+                invalid.push(Invalid::NotOneOf { attribute: WARM, value: w.clone(), allowed: Warm::NAMES });
+            }
+            warm
+        });
+        if !invalid.is_empty() {
+            return Err(Unresolved::Invalid(invalid));
+        }
+        // Only a state that never had them lacks them.
         let (Some(size), Some(warm)) = (size, warm) else { return Err(Unresolved::Pending) };
         Ok(PoolSpec { name, image, size: size as usize, warm })
     }

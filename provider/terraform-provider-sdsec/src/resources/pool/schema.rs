@@ -1,5 +1,6 @@
 //! The schema of `sdsec_pool`, and the names of the attributes only it has.
 
+use engine::pool::Warm;
 use tfplugin::validators::{IntegerBetween, OneOf};
 use tfplugin::{Attribute, Schema, Type};
 
@@ -60,7 +61,7 @@ pub fn schema() -> Schema {
             Attribute::string(WARM)
                 .required()
                 .requires_replace()
-                .validator(OneOf::new(["image", "paused"]))
+                .validator(OneOf::new(Warm::NAMES.iter().copied()))
                 .description("`image` (pre-built, verified images) or `paused` (booted to readiness, then paused)."),
         )
         .attribute(Attribute::string(IMAGE_DIGEST).computed().description("`sha256:` digest of the members' image."))

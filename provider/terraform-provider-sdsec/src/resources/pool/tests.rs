@@ -30,6 +30,24 @@ fn a_name_left_out_is_the_default_and_one_known_only_after_apply_waits() {
     assert!(matches!(model(Value::unknown()).desired(), Err(Unresolved::Pending)));
 }
 
+#[test]
+fn a_bad_size_or_warm_known_only_at_plan_is_refused_not_left_pending() {
+    // Validators see only known values; one that was unknown at validate reaches plan.
+    let model = |size: i64, warm: &str| {
+        let value = Value::object([
+            ("enforcement", Value::from(quickstart_plan())),
+            ("application", application("/build/api")),
+            ("size", Value::from(size)),
+            ("warm", Value::from(warm)),
+        ]);
+        Model::decode(&value).unwrap().desired()
+    };
+    let Err(Unresolved::Invalid(invalid)) = model(-1, "hot") else { panic!("a bad size and warm must be refused") };
+    let attributes: Vec<String> = invalid.iter().map(|i| i.attribute().to_string()).collect();
+    assert_eq!(attributes, ["size", "warm"]);
+    assert_eq!(invalid[1].to_string(), "`warm` must be one of image, paused, not `hot`.");
+}
+
 fn pool(tf: &Terraform, extra: &[(&str, Value)]) -> Value {
     let mut attributes = vec![
         ("enforcement", Value::from(quickstart_plan())),
