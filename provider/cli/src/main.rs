@@ -214,7 +214,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                 eprintln!("{}: {} error(s); no plan written", source.name, compilation.errors().count());
                 return Ok(ExitCode::from(1));
             }
-            let plans: Vec<&sectosca::EnforcementPlan> = match &node {
+            let plans: Vec<&::plan::EnforcementPlan> = match &node {
                 Some(n) => match compilation.plans.get(n) {
                     Some(p) => vec![p],
                     None => {

@@ -92,7 +92,7 @@ const SECOND_PRINCIPAL: &str = "
               token_sha256: \"7a35833597e6687c599a0988b7a53b9b6a7ec18b88ca2a8e60f3265c8be6d527\"
               roles: [reader]";
 
-fn plan_of(document: &str) -> sectosca::EnforcementPlan {
+fn plan_of(document: &str) -> ::plan::EnforcementPlan {
     let compiled = sectosca::compile_str("policy.yaml", document);
     compiled.plans.get("api").cloned().unwrap_or_else(|| panic!("{:?}", compiled.diagnostics))
 }
@@ -115,7 +115,7 @@ fn control_channel_reconfigures_in_place(
     let marker = "roles: [deployer, reader]";
     let changed = original.replacen(marker, &format!("{marker}{SECOND_PRINCIPAL}"), 1);
     let (old_plan, new_plan) = (plan_of(&original), plan_of(&changed));
-    assert_eq!(new_plan.change_from(&old_plan), sectosca::lower::plan::ChangeKind::InPlace);
+    assert_eq!(new_plan.change_from(&old_plan), ::plan::ChangeKind::InPlace);
     let timeout = Duration::from_secs(20);
 
     let status = control::call(&channel.socket, &channel.key, control::Command::Status, timeout).unwrap();

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use hypervisor::AccelChoice;
-use sectosca::model::Trust;
+use plan::Trust;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hypervisor {

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hypervisor::{BootSpec, ControlBoot, Hypervisor};
+use plan::EnforcementPlan;
 use sdsec_image::kernel::{self, KernelCache, KernelError};
 use sdsec_image::{Application, ImageSpec, Manifest, ManifestError, Module, StoreError};
-use sectosca::EnforcementPlan;
 
 use crate::Input;
 use crate::config::{self, ProviderConfig};

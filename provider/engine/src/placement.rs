@@ -1,9 +1,9 @@
 //! Where a unikernel may run, checked at plan time against the hypervisor this provider
 //! drives (its site, tenant and trust come from the provider configuration).
 
-use sectosca::EnforcementPlan;
-use sectosca::model::Trust;
-use sectosca::model::nodes::Driver;
+use plan::Driver;
+use plan::EnforcementPlan;
+use plan::Trust;
 
 use crate::config::{Hypervisor, ProviderConfig};
 

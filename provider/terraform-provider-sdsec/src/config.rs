@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use engine::config::default_state_dir;
 pub use engine::config::{Hypervisor, ProviderConfig};
 use hypervisor::AccelChoice;
-use sectosca::model::Trust;
+use plan::Trust;
 use tfplugin::validators::OneOf;
 use tfplugin::{Attribute, AttributePath, Diagnostic, Diagnostics, Schema, Value};
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use abi::control::{self, Command};
 use abi::event::Event;
 use hypervisor::{Hypervisor, InstanceId};
-use sectosca::EnforcementPlan;
+use plan::EnforcementPlan;
 
 use super::InstanceError;
 

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
+use plan::{ChangeKind, EnforcementPlan};
 use sdsec_image::{ImageDigest, ImageSpec, Manifest};
-use sectosca::{ChangeKind, EnforcementPlan};
 use serde::{Deserialize, Serialize};
 
 use super::InstanceError;

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hypervisor::{Hypervisor, HypervisorError, Instance, InstanceId};
+use plan::EnforcementPlan;
 use sdsec_image::{Ensured, ImageSpec, Manifest, Store};
-use sectosca::EnforcementPlan;
 use serde::{Deserialize, Serialize};
 
 pub use self::control::reconfigure;

@@ -88,7 +88,7 @@ pub(super) fn fill(
     }
     // The image is kept built and verified even with no member to boot (`warm = "image"`,
     // or `size = 0`): takers boot it.
-    let plan: sectosca::EnforcementPlan =
+    let plan: ::plan::EnforcementPlan =
         serde_json::from_str(&ledger.image_plan).map_err(|e| one(MembersError::Plan(e)))?;
     let (image_spec, manifest) = spec.image.manifest(&plan, config).map_err(one)?;
     let image = instance::build(&config.state_dir, &image_spec, &manifest).map_err(one)?.image;

@@ -171,9 +171,9 @@ impl Locked {
 #[derive(Debug)]
 pub enum Taken {
     /// A paused instance, now the taker's to resume.
-    Paused { instance: hypervisor::InstanceId, image_plan: sectosca::EnforcementPlan },
+    Paused { instance: hypervisor::InstanceId, image_plan: ::plan::EnforcementPlan },
     /// A slot of a pool of pre-built images: boot the image built with `image_plan`.
-    Image { image_plan: sectosca::EnforcementPlan },
+    Image { image_plan: ::plan::EnforcementPlan },
 }
 
 /// Takes a member of pool `id` whose image is `digest`, if one is ready. Under the pool's
@@ -184,7 +184,7 @@ pub fn take(state_dir: &Path, id: &str, digest: &str) -> Result<Option<Taken>, P
     if ledger.image_digest != digest || ledger.members.is_empty() {
         return Ok(None);
     }
-    let image_plan: sectosca::EnforcementPlan = serde_json::from_str(&ledger.image_plan)
+    let image_plan: ::plan::EnforcementPlan = serde_json::from_str(&ledger.image_plan)
         .map_err(|e| PoolError::Corrupt { path: locked.path.clone(), reason: e.to_string() })?;
     let member = ledger.members.remove(0);
     let taken = match ledger.warm {
@@ -204,7 +204,7 @@ pub fn ledger(state_dir: &Path, id: &str) -> Option<Ledger> {
 }
 
 /// Pool `id`'s image and the plan it was built with.
-pub fn image(state_dir: &Path, id: &str) -> Option<(String, sectosca::EnforcementPlan)> {
+pub fn image(state_dir: &Path, id: &str) -> Option<(String, ::plan::EnforcementPlan)> {
     let ledger = ledger(state_dir, id)?;
     serde_json::from_str(&ledger.image_plan).ok().map(|plan| (ledger.image_digest, plan))
 }

@@ -10,7 +10,7 @@ pub mod timeouts;
 use engine::instance::{Application, ImageInputs};
 use engine::launch::Sizing;
 use engine::{Input, ProviderConfig};
-use sectosca::EnforcementPlan;
+use plan::EnforcementPlan;
 use tfplugin::{AttributePath, Diagnostics, Type, Value};
 
 pub use self::failure::{failed, summary};

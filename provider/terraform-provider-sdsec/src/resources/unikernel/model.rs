@@ -180,7 +180,7 @@ impl Model {
     /// The state of an imported instance, from what it recorded when it was booted.
     pub fn imported(instance: &Instance, metadata: &Metadata) -> Self {
         let app = &metadata.application;
-        let enforcement_digest = serde_json::from_str::<sectosca::EnforcementPlan>(&metadata.enforcement)
+        let enforcement_digest = serde_json::from_str::<::plan::EnforcementPlan>(&metadata.enforcement)
             .map_or(Field::Null, |plan| Field::Known(plan.digest()));
         let mut model = Model {
             name: Field::Known(metadata.name.clone()),
@@ -208,7 +208,7 @@ impl Model {
     }
 
     /// Whether the instance has outlived the plan's `max_lifetime`.
-    pub fn expired(&self, plan: &sectosca::EnforcementPlan) -> bool {
+    pub fn expired(&self, plan: &::plan::EnforcementPlan) -> bool {
         let Some(max) = plan.build.hardening.max_lifetime_seconds else { return false };
         let Some(created) = self.instance.created_at.known().and_then(|t| parse_rfc3339(t)) else { return false };
         SystemTime::now().duration_since(created).is_ok_and(|age| age > Duration::from_secs(max))
@@ -228,7 +228,7 @@ fn parse_rfc3339(text: &str) -> Option<SystemTime> {
 mod tests {
     use super::*;
 
-    fn plan_with_lifetime(seconds: Option<u64>) -> sectosca::EnforcementPlan {
+    fn plan_with_lifetime(seconds: Option<u64>) -> ::plan::EnforcementPlan {
         let source = sectosca::Source::new("t.yaml", include_str!("../../../../../examples/quickstart/policy.yaml"));
         let compiled = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
         let mut plan = compiled.plans["api"].clone();

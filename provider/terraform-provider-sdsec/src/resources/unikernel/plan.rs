@@ -5,8 +5,8 @@ use engine::ProviderConfig;
 use engine::config::Hypervisor;
 use engine::instance::Unikernel;
 use hypervisor::InstanceId;
+use plan::{ChangeKind, EnforcementPlan};
 use sdsec_image::ImageDigest;
-use sectosca::{ChangeKind, EnforcementPlan};
 use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanResult};
 
 use super::model::{InstanceFields, Model, RUNNING, STOPPED, VERIFIED};

@@ -1,7 +1,7 @@
 //! The private state Terraform keeps beside a unikernel's: the plan its image was built
 //! with, and how many refused control messages were already reported.
 
-use sectosca::EnforcementPlan;
+use plan::EnforcementPlan;
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Private {
