@@ -135,13 +135,20 @@ def ondemand_mode(run, cfg, warm):
         run.apply(d)
 
 
-def ondemand(run, cfg):
+def run_modes(run, cfg, modes, selected, label, measure, variable):
+    """Measures each selected mode in turn; the error of each (None when it ran) by mode."""
     errors = {}
-    for warm in render.ONDEMAND_MODES:
-        if warm in cfg.ondemand_modes:
-            errors[warm] = run.attempt(f"ondemand-{warm}", ondemand_mode, run, cfg, warm)
+    for mode in modes:
+        if mode in selected:
+            errors[mode] = run.attempt(f"{label}-{mode}", measure, run, cfg, mode)
         else:
-            errors[warm] = "not run (EVAL_ONDEMAND_MODES)"
+            errors[mode] = f"not run ({variable})"
+    return errors
+
+
+def ondemand(run, cfg):
+    errors = run_modes(run, cfg, render.ONDEMAND_MODES, cfg.ondemand_modes, "ondemand", ondemand_mode,
+                       "EVAL_ONDEMAND_MODES")
     return render.ondemand(run.results, errors, cfg.pool_size)
 
 
@@ -280,12 +287,7 @@ def prop_mode(run, cfg, mode):
 
 
 def propagation(run, cfg):
-    errors = {}
-    for mode in render.PROP_MODES:
-        if mode in cfg.prop_modes:
-            errors[mode] = run.attempt(f"prop-{mode}", prop_mode, run, cfg, mode)
-        else:
-            errors[mode] = "not run (EVAL_PROP_MODES)"
+    errors = run_modes(run, cfg, render.PROP_MODES, cfg.prop_modes, "prop", prop_mode, "EVAL_PROP_MODES")
     return render.propagation(run.results, errors, cfg.ns, cfg.poll_interval)
 
 
