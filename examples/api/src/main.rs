@@ -1,9 +1,11 @@
-//! `sdsec-example-api [--listen ADDR:PORT]`: a small JSON API over HTTP/1.1, std only, to
-//! put behind the sdsec runtime in example and acceptance images.
+//! `sdsec-example-api [--listen ADDR:PORT] [--fetch http://IPV4:PORT/path]`: a small JSON
+//! API over HTTP/1.1, std only, to put behind the sdsec runtime in example and acceptance
+//! images. With `--fetch`, `GET /fetch` makes one outbound request and reports its status.
 //!
 //! Prints `listening on ADDR` once bound (port 0 picks a free one). One thread per
 //! connection, capped; keep-alive with Content-Length bodies.
 
+mod fetch;
 mod http;
 mod routes;
 
@@ -16,28 +18,31 @@ use std::time::Duration;
 
 use routes::State;
 
-const USAGE: &str = "usage: sdsec-example-api [--listen ADDR:PORT]   (default 0.0.0.0:8080)";
+const USAGE: &str =
+    "usage: sdsec-example-api [--listen ADDR:PORT (default 0.0.0.0:8080)] [--fetch http://IPV4:PORT/path]";
 const MAX_CONNECTIONS: u64 = 256;
 /// An idle keep-alive connection is closed after this long.
 const IDLE: Duration = Duration::from_secs(30);
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<SocketAddr, String> {
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<(SocketAddr, State), String> {
     let mut listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+    let mut state = State::default();
     while let Some(flag) = args.next() {
         match flag.as_str() {
             "--listen" => {
                 let value = args.next().ok_or("--listen needs a value")?;
                 listen = value.parse().map_err(|_| format!("--listen wants ADDR:PORT, not `{value}`"))?;
             }
+            "--fetch" => state.fetch = Some(fetch::parse_url(&args.next().ok_or("--fetch needs a URL")?)?),
             _ => return Err(format!("unknown argument `{flag}`")),
         }
     }
-    Ok(listen)
+    Ok((listen, state))
 }
 
 fn main() -> ExitCode {
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(addr) => addr,
+    let (addr, state) = match parse_args(std::env::args().skip(1)) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("sdsec-example-api: {e}\n{USAGE}");
             return ExitCode::from(2);
@@ -53,7 +58,7 @@ fn main() -> ExitCode {
     let bound = listener.local_addr().unwrap_or(addr);
     println!("listening on {bound}");
     let _ = std::io::stdout().flush();
-    let state = Arc::new(State::default());
+    let state = Arc::new(state);
     for stream in listener.incoming() {
         // Accept errors (a reset before accept, out of descriptors) end one connection only.
         let Ok(stream) = stream else { continue };

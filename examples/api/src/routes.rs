@@ -1,5 +1,6 @@
-//! The API: a health probe, an in-memory item collection, statistics, and an echo of the
-//! `x-sdsec-*` headers the PEP adds (so tests can see what it forwards).
+//! The API: a health probe, an in-memory item collection, statistics, an echo of the
+//! `x-sdsec-*` headers the PEP adds (so tests can see what it forwards), and `/fetch`, which
+//! reports what the `--fetch` upstream answers (so tests can see which flows get through).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value, json};
 
+use crate::fetch::{self, Upstream};
 use crate::http::{Request, Response};
 
 /// Enough for examples; past it POST answers 503 rather than grow without bound.
@@ -17,6 +19,8 @@ pub struct State {
     items: Mutex<Items>,
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    /// Where `GET /fetch` sends its request (`--fetch`).
+    pub fetch: Option<Upstream>,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +59,13 @@ pub fn handle(state: &State, request: &Request) -> Response {
                 "items": state.items().by_id.len(),
             }),
         ),
+        ("GET", ["fetch"]) => match &state.fetch {
+            None => Response::error(404, "no --fetch URL configured"),
+            Some(upstream) => match fetch::get(upstream) {
+                Ok(status) => Response::json(200, json!({ "upstream_status": status })),
+                Err(e) => Response::error(502, &format!("{upstream}: {e}")),
+            },
+        },
         ("GET", ["whoami"]) => {
             let seen: Map<String, Value> = request
                 .headers
@@ -64,7 +75,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
                 .collect();
             Response::json(200, Value::Object(seen))
         }
-        (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"]) => {
+        (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"] | ["fetch"]) => {
             Response::error(405, "method not allowed")
         }
         _ => Response::error(404, "not found"),
@@ -114,5 +125,71 @@ mod tests {
         assert_eq!(call(&state, "PUT", "/items", "").status, 405);
         assert_eq!(call(&state, "GET", "/whoami", "").body, Some(json!({"x-sdsec-principal": "alice"})));
         assert_eq!(call(&state, "GET", "/admin/stats", "").body.map(|b| b["requests"].clone()), Some(json!(8)));
+    }
+
+    /// A local upstream that answers each connection with `answer` (none: it says nothing and
+    /// holds the connection until the client gives up).
+    fn upstream(answer: Option<&'static str>) -> (State, std::thread::JoinHandle<String>) {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/health?probe=1", listener.local_addr().unwrap());
+        let state = State { fetch: Some(fetch::parse_url(&url).unwrap()), ..State::default() };
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            match answer {
+                Some(answer) => (&stream).write_all(answer.as_bytes()).unwrap(),
+                // Waits until the client closes (after its read timeout).
+                None => while reader.read(&mut [0; 64]).is_ok_and(|n| n > 0) {},
+            }
+            request_line
+        });
+        (state, server)
+    }
+
+    #[test]
+    fn fetch_reports_the_upstream_status() {
+        let (state, server) = upstream(Some("HTTP/1.1 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n"));
+        let answer = call(&state, "GET", "/fetch", "");
+        assert_eq!((answer.status, answer.body), (200, Some(json!({"upstream_status": 418}))));
+        assert_eq!(server.join().unwrap(), "GET /health?probe=1 HTTP/1.1\r\n");
+        assert_eq!(call(&state, "POST", "/fetch", "").status, 405);
+    }
+
+    #[test]
+    fn fetch_without_an_http_answer_is_502_with_the_reason() {
+        let error = |r: Response| (r.status, r.body.and_then(|b| b["error"].as_str().map(str::to_owned)));
+
+        // Nothing listens: refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let state =
+            State { fetch: Some(fetch::parse_url(&format!("http://127.0.0.1:{port}/")).unwrap()), ..State::default() };
+        let (status, message) = error(call(&state, "GET", "/fetch", ""));
+        assert_eq!(status, 502);
+        assert!(
+            message.as_deref().is_some_and(|m| m.contains("refused") && m.contains(&port.to_string())),
+            "{message:?}"
+        );
+
+        // Accepted but never answered: timed out.
+        let (state, server) = upstream(None);
+        let (status, message) = error(call(&state, "GET", "/fetch", ""));
+        assert_eq!(status, 502);
+        assert!(message.as_deref().is_some_and(|m| m.contains("timed out")), "{message:?}");
+        server.join().unwrap();
+
+        // Not HTTP.
+        let (state, server) = upstream(Some("SSH-2.0-OpenSSH\r\n"));
+        assert_eq!(
+            error(call(&state, "GET", "/fetch", "")),
+            (502, Some(format!("{}: the answer is not HTTP", state.fetch.as_ref().unwrap())))
+        );
+        server.join().unwrap();
+
+        // No --fetch at all.
+        let none = call(&State::default(), "GET", "/fetch", "");
+        assert_eq!((none.status, none.body), (404, Some(json!({"error": "no --fetch URL configured"}))));
     }
 }

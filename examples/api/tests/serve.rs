@@ -18,8 +18,13 @@ impl Drop for Server {
 }
 
 fn start() -> Server {
+    start_with(&[])
+}
+
+fn start_with(extra: &[&str]) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sdsec-example-api"))
         .args(["--listen", "127.0.0.1:0"])
+        .args(extra)
         .stdout(Stdio::piped())
         .spawn()
         .expect("the binary starts");
@@ -85,4 +90,19 @@ fn whoami_echoes_the_headers_the_pep_adds() {
     stream.write_all(b"GET /whoami HTTP/1.1\r\nHost: t\r\nX-Sdsec-Principal: alice\r\nX-Other: no\r\n\r\n").unwrap();
     let (status, _, body) = response(&mut BufReader::new(stream));
     assert_eq!((status, body.as_str()), (200, r#"{"x-sdsec-principal":"alice"}"#));
+}
+
+#[test]
+fn fetch_reports_what_the_configured_upstream_answers() {
+    let upstream = start();
+    let server = start_with(&["--fetch", &format!("http://{}/health", upstream.addr)]);
+    let mut stream = TcpStream::connect(&server.addr).unwrap();
+    stream.write_all(b"GET /fetch HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+    let (status, _, body) = response(&mut BufReader::new(stream));
+    assert_eq!((status, body.as_str()), (200, r#"{"upstream_status":200}"#));
+
+    let bad =
+        Command::new(env!("CARGO_BIN_EXE_sdsec-example-api")).args(["--fetch", "http://localhost/"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("the host is not an IPv4 address"));
 }
