@@ -68,8 +68,11 @@ pub fn provider_dir() -> PathBuf {
 
 /// The start of every configuration under test: the provider (this build, through
 /// `dev_overrides`) keeping its state in the workspace, with `settings` (lines of HCL)
-/// added to its block.
+/// added to its block. Without a `network` setting it is QEMU's user network: tests send
+/// traffic only to loopback or into network namespaces they create, and a bridge in the
+/// machine's own namespace would be neither (the networking tests run in namespaces).
 pub fn provider_tf(settings: &str) -> String {
+    let network = if settings.contains("network") { "" } else { "  network = \"user\"\n" };
     format!(
         r#"terraform {{
   required_providers {{
@@ -79,7 +82,7 @@ pub fn provider_tf(settings: &str) -> String {
 
 provider "sdsec" {{
   state_dir = "${{path.module}}/sdsec-state"
-{settings}}}
+{network}{settings}}}
 "#
     )
 }
@@ -102,6 +105,8 @@ pub struct Workspace {
     pub dir: PathBuf,
     pub cli: Cli,
     config: PathBuf,
+    /// The network namespace Terraform (and so the provider and its VMs) runs in, if any.
+    netns: Option<String>,
 }
 
 impl Workspace {
@@ -117,7 +122,15 @@ impl Workspace {
             provider_dir().display()
         );
         std::fs::write(&config, overrides).expect("write CLI config");
-        Self { dir, cli: cli.clone(), config }
+        Self { dir, cli: cli.clone(), config, netns: None }
+    }
+
+    /// Runs Terraform inside network namespace `name` from now on (`ip netns exec NAME
+    /// terraform ...`): the provider it starts, and the VMs and network devices the
+    /// provider creates, live there.
+    pub fn in_netns(mut self, name: &str) -> Self {
+        self.netns = Some(name.to_owned());
+        self
     }
 
     pub fn write(&self, name: &str, text: &str) {
@@ -128,9 +141,17 @@ impl Workspace {
         std::fs::write(path, text).expect("write file");
     }
 
-    /// Runs terraform with `args` in the workspace.
+    /// Runs terraform with `args` in the workspace (and in its network namespace, if any).
     pub fn run(&self, args: &[&str]) -> Run {
-        let output = Command::new(&self.cli.path)
+        let mut command = match &self.netns {
+            Some(ns) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns]).arg(&self.cli.path);
+                command
+            }
+            None => Command::new(&self.cli.path),
+        };
+        let output = command
             .args(args)
             .current_dir(&self.dir)
             .env("TF_CLI_CONFIG_FILE", &self.config)

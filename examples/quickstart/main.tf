@@ -30,7 +30,9 @@ resource "sdsec_security_policy" "api" {
   inputs   = { threat_level = var.threat_level }
 }
 
-# The API behind its enforcement runtime, on the embedded QEMU backend.
+# The API behind its enforcement runtime, on the embedded QEMU backend. Run as root, the
+# provider attaches it to its own bridge (network = "auto"): the guest gets an address of its
+# own and the runtime sees each client's real address.
 resource "sdsec_unikernel" "api" {
   name        = "api"
   enforcement = sdsec_security_policy.api.enforcement["api"]
@@ -43,6 +45,10 @@ resource "sdsec_unikernel" "api" {
 
 output "endpoint" {
   value = sdsec_unikernel.api.endpoint
+}
+
+output "network" {
+  value = sdsec_unikernel.api.network
 }
 
 output "console_log" {

@@ -186,6 +186,30 @@ impl Launch {
     }
 }
 
+/// `line` with the guest's address and gateway set to `network`: an image is built with
+/// [`net::GUEST`] (QEMU's user network), and on a bridge each instance is given its own
+/// address when it boots. Words after `--` are init's and stay as they are.
+pub fn with_network(line: &str, network: Network) -> String {
+    let Network { ip, prefix, gateway } = network;
+    let mut out: Vec<String> = Vec::new();
+    let mut words = line.split_ascii_whitespace();
+    for word in words.by_ref() {
+        if word == "--" {
+            out.push(word.to_owned());
+            break;
+        }
+        match word.split_once('=').map(|(key, _)| key) {
+            Some(IP | GW) => {}
+            _ => out.push(word.to_owned()),
+        }
+    }
+    let at = out.iter().position(|w| w == "--").unwrap_or(out.len());
+    out.insert(at, format!("{GW}={gateway}"));
+    out.insert(at, format!("{IP}={ip}/{prefix}"));
+    out.extend(words.map(str::to_owned));
+    out.join(" ")
+}
+
 const APP_RULE: &str = "it must be /app/<name>, the name of letters, digits, `.`, `_`, `-`";
 const PORT_RULE: &str = "not a port in 1..=65535";
 const CLASH: &str = "the runtime cannot listen on the application's port";

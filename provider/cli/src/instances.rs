@@ -7,30 +7,58 @@ use std::time::{Duration, Instant};
 use engine::config::{Hypervisor, ProviderConfig};
 use engine::instance::{self, Boot};
 use engine::launch;
+use engine::network::NetworkSettings;
 use hypervisor::{AccelChoice, InstanceId};
+use network::BridgeConfig;
 
 use crate::images::{self, ImageArgs};
 use crate::{UsageError, print_stdout};
 
-/// Where instances run: the embedded QEMU backend, or libvirt at a URI.
+/// Where instances run: the embedded QEMU backend, or libvirt at a URI, and their network.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Where {
     /// Use the libvirt daemon at this URI (e.g. qemu:///system) instead of the embedded QEMU backend.
     #[arg(long, global = true)]
     pub libvirt_uri: Option<String>,
+    /// auto (bridge with CAP_NET_ADMIN, else user), bridge (own address on the provider's
+    /// bridge, host-enforced flows) or user (QEMU's user network, 127.0.0.1 only).
+    #[arg(long, global = true, env = "SDSEC_NETWORK", default_value = "auto", value_parser = ["auto", "bridge", "user"])]
+    pub network: String,
+    /// With the bridge: the Linux bridge sdsec owns.
+    #[arg(long, global = true, env = "SDSEC_BRIDGE", default_value = engine::network::DEFAULT_BRIDGE)]
+    pub bridge: String,
+    /// With the bridge: the guests' IPv4 network.
+    #[arg(long, global = true, env = "SDSEC_SUBNET", default_value = engine::network::DEFAULT_SUBNET)]
+    pub subnet: ipnet::Ipv4Net,
+    /// With the bridge: where --host-port is published (0.0.0.0: every address of the host).
+    #[arg(long, global = true, env = "SDSEC_PUBLISH_ADDRESS", default_value = "0.0.0.0")]
+    pub publish_address: std::net::Ipv4Addr,
 }
 
 impl Where {
     /// The engine's settings for these flags. Commands that boot nothing pass `Tcg`: it
     /// needs no check of the host's virtualisation.
-    pub fn config(&self, state_dir: &Path, accel: AccelChoice) -> ProviderConfig {
+    pub fn config(&self, state_dir: &Path, accel: AccelChoice) -> Result<ProviderConfig, UsageError> {
         let hypervisor = if self.libvirt_uri.is_some() { Hypervisor::Libvirt } else { Hypervisor::Qemu };
-        ProviderConfig {
+        let network = NetworkSettings {
+            choice: self
+                .network
+                .parse()
+                .map_err(|_| UsageError(format!("--network {}: not auto, bridge or user", self.network)))?,
+            bridge: BridgeConfig {
+                bridge: self.bridge.clone(),
+                subnet: self.subnet,
+                publish_address: self.publish_address,
+            },
+        };
+        network.bridge.validate().map_err(|e| UsageError(e.to_string()))?;
+        Ok(ProviderConfig {
             hypervisor,
             libvirt_uri: self.libvirt_uri.clone(),
             accel,
+            network,
             ..ProviderConfig::new(state_dir.into())
-        }
+        })
     }
 }
 
@@ -46,13 +74,18 @@ pub fn run(
     let backend = launch::backend(config)?;
     // As the provider boots a unikernel, with nothing recorded for import.
     let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
-    let instance = instance::boot(backend.as_ref(), &ensured.image, &spec.plan, boot)?;
+    backend.check(host_port, None)?;
+    let instance = instance::boot(&backend, &ensured.image, &spec.plan, boot)?;
+    let reach = engine::network::reach(&config.network, &instance, host_port);
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",
         ensured.image.digest, instance.accel, instance.boot_ms
     );
     print_stdout(&format!("instance: {}", instance.id));
-    print_stdout(&format!("endpoint: http://{}", instance.endpoint));
+    print_stdout(&format!("endpoint: {}", reach.endpoint));
+    if let Some(ip) = reach.ip {
+        print_stdout(&format!("ip:       {ip}"));
+    }
     print_stdout(&format!("console:  {}", instance.console_log.display()));
     Ok(())
 }

@@ -162,7 +162,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     match cli.command {
         Command::Build { image } => images::run_build(&state_dir, &image).map(|()| ExitCode::SUCCESS),
         Command::Run { image, host_port, accel, timeout } => {
-            let config = cli.at.config(&state_dir, accel);
+            let config = cli.at.config(&state_dir, accel)?;
             instances::run(&config, &image, host_port, std::time::Duration::from_secs(timeout))
                 .map(|()| ExitCode::SUCCESS)
         }
@@ -170,11 +170,11 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             if ids.is_empty() && !all {
                 return Err(UsageError("name the instances to stop, or --all".into()));
             }
-            instances::stop(&cli.at.config(&state_dir, AccelChoice::Tcg), &ids, all).map(|()| ExitCode::SUCCESS)
+            instances::stop(&cli.at.config(&state_dir, AccelChoice::Tcg)?, &ids, all).map(|()| ExitCode::SUCCESS)
         }
-        Command::Ps => instances::ps(&cli.at.config(&state_dir, AccelChoice::Tcg)).map(|()| ExitCode::SUCCESS),
+        Command::Ps => instances::ps(&cli.at.config(&state_dir, AccelChoice::Tcg)?).map(|()| ExitCode::SUCCESS),
         Command::Images { command } => {
-            let config = cli.at.config(&state_dir, AccelChoice::Tcg);
+            let config = cli.at.config(&state_dir, AccelChoice::Tcg)?;
             let intact = images::run_images(&config, command.unwrap_or(images::ImagesCommand::List))?;
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }

@@ -32,12 +32,15 @@ fn static_binary(name: &str) -> PathBuf {
     path
 }
 
+/// `sdsec` on QEMU's user network: tests send traffic only to loopback or into network
+/// namespaces they create (the acceptance tests cover the bridge, in namespaces).
 fn sdsec(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sdsec"))
         .args(args)
         .arg("--state-dir")
         .arg(state)
         .env("NO_COLOR", "1")
+        .env("SDSEC_NETWORK", "user")
         .output()
         .expect("run sdsec")
 }

@@ -80,7 +80,7 @@ fn main() {
     let qemu = hypervisor::qemu::Qemu::new(state.path(), AccelChoice::Auto).unwrap();
     let (mut ready, mut first, mut rss) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..boots {
-        let boot = launch::boot_spec(&image, plan, None, Duration::from_secs(300));
+        let boot = launch::boot_spec(&image, plan, Duration::from_secs(300));
         let t = Instant::now();
         let instance = qemu.boot(&boot).unwrap();
         assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use hypervisor::AccelChoice;
 use plan::Trust;
 
+use crate::network::NetworkSettings;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hypervisor {
     Qemu,
@@ -27,11 +29,13 @@ pub struct ProviderConfig {
     pub site: Option<String>,
     pub tenant: Option<String>,
     pub trust: Trust,
+    /// How instances are attached to the network.
+    pub network: NetworkSettings,
 }
 
 impl ProviderConfig {
     /// The defaults for `state_dir`: the embedded QEMU backend, automatic acceleration, the
-    /// cached kernel, no site or tenant, shared trust.
+    /// cached kernel, no site or tenant, shared trust, automatic networking.
     pub fn new(state_dir: PathBuf) -> ProviderConfig {
         ProviderConfig {
             state_dir,
@@ -43,6 +47,7 @@ impl ProviderConfig {
             site: None,
             tenant: None,
             trust: Trust::Shared,
+            network: NetworkSettings::default(),
         }
     }
 }

@@ -25,6 +25,8 @@ pub enum Input {
     Vcpus,
     /// The pool a unikernel draws from, or a pool's own record.
     Pool,
+    /// The host port a unikernel is published on.
+    HostPort,
     /// The id of a stored record (a policy's).
     Id,
     /// The guest kernel: a host setting (the provider's `kernel`, `sdsec --kernel`) or the

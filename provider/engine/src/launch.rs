@@ -13,6 +13,7 @@ use sdsec_image::{Application, ImageSpec, Manifest, ManifestError, Module, Store
 
 use crate::Input;
 use crate::config::{self, ProviderConfig};
+use crate::host::Host;
 
 /// The enforcement runtime's executable name.
 pub const RUNTIME_NAME: &str = "sdsec-guest";
@@ -217,14 +218,9 @@ fn at_fault(spec: &ImageSpec, error: &ManifestError) -> Input {
     }
 }
 
-/// How to boot a stored image: the runtime's port, its health path, and no traffic out
-/// of the guest unless the plan names flows to other nodes.
-pub fn boot_spec(
-    image: &sdsec_image::Image,
-    plan: &EnforcementPlan,
-    host_port: Option<u16>,
-    timeout: Duration,
-) -> BootSpec {
+/// How to boot a stored image: the runtime's port and its health path; the network is
+/// the host's to attach ([`crate::host::Host::boot`]).
+pub fn boot_spec(image: &sdsec_image::Image, plan: &EnforcementPlan, timeout: Duration) -> BootSpec {
     let manifest = &image.manifest;
     BootSpec {
         name: plan.node.clone(),
@@ -235,9 +231,8 @@ pub fn boot_spec(
         memory_mb: manifest.memory_mb,
         vcpus: manifest.vcpus,
         guest_port: abi::net::runtime_port(manifest.application.port),
-        host_port,
+        nic: hypervisor::Nic::User { host_port: None, restrict_egress: true },
         health_path: plan.runtime.firewall.http.health_path.clone(),
-        restrict_egress: plan.runtime.flows.connects_to.is_empty(),
         ready_timeout: timeout,
         metadata: serde_json::Value::Null,
         control: None,
@@ -256,8 +251,14 @@ pub fn control_boot() -> Result<ControlBoot, LaunchError> {
 /// The libvirt connection used when the configuration names none.
 pub const DEFAULT_LIBVIRT_URI: &str = "qemu:///system";
 
+/// The host the configuration names: the embedded QEMU backend or a libvirt daemon, with
+/// the network its instances are attached to.
+pub fn backend(config: &ProviderConfig) -> Result<Host, LaunchError> {
+    Ok(Host::new(hypervisor(config)?, config))
+}
+
 /// The hypervisor the configuration names: the embedded QEMU backend, or a libvirt daemon.
-pub fn backend(config: &ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchError> {
+fn hypervisor(config: &ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchError> {
     let (state_dir, accel) = (&config.state_dir, config.accel);
     Ok(match config.hypervisor {
         config::Hypervisor::Qemu => Box::new(hypervisor::qemu::Qemu::new(state_dir, accel)?),

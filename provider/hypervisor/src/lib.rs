@@ -19,7 +19,7 @@ mod qmp;
 pub mod registry;
 mod socket;
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,12 +43,10 @@ pub struct BootSpec {
     pub vcpus: u64,
     /// The port the enforcement runtime listens on inside the guest.
     pub guest_port: u16,
-    /// Forwarded from 127.0.0.1 on the host; `None` picks a free port.
-    pub host_port: Option<u16>,
+    /// How the guest's network reaches the host.
+    pub nic: Nic,
     /// Answered by the runtime with 200 once the application is up.
     pub health_path: String,
-    /// No connections out of the guest (only the forwarded port reaches in).
-    pub restrict_egress: bool,
     /// Boot, marker and health probe must all happen within this; otherwise the VM is
     /// killed and the error carries the console's last lines.
     pub ready_timeout: Duration,
@@ -56,6 +54,46 @@ pub struct BootSpec {
     pub metadata: serde_json::Value,
     /// A control channel to the runtime, for reconfiguration without a reboot.
     pub control: Option<ControlBoot>,
+}
+
+/// The guest's network interface, as the host provides it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nic {
+    /// QEMU's user network: the runtime forwarded from 127.0.0.1:`host_port` (`None` picks
+    /// a free port); with `restrict_egress` no connection leaves the guest.
+    User { host_port: Option<u16>, restrict_egress: bool },
+    /// A TAP device the host has put on its bridge beforehand (the engine's networking owns
+    /// it); the runtime is reached at `ip`:`guest_port`, the NIC answers to `mac`.
+    Tap { ifname: String, mac: String, ip: Ipv4Addr },
+}
+
+impl Nic {
+    /// QEMU's `-netdev` and `-device` values for the NIC named `id`: the user network
+    /// forwarding `host_port` to `guest_port`, or the TAP device (created beforehand,
+    /// so no scripts).
+    pub(crate) fn qemu_args(&self, id: &str, guest_port: u16, host_port: u16) -> (String, String) {
+        match self {
+            Nic::User { restrict_egress, .. } => {
+                let mut netdev = format!("user,id={id},hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}");
+                if *restrict_egress {
+                    netdev.push_str(",restrict=on");
+                }
+                (netdev, format!("virtio-net-device,netdev={id}"))
+            }
+            Nic::Tap { ifname, mac, .. } => (
+                format!("tap,id={id},ifname={ifname},script=no,downscript=no"),
+                format!("virtio-net-device,netdev={id},mac={mac}"),
+            ),
+        }
+    }
+
+    /// The host port asked for on QEMU's user network.
+    pub(crate) fn user_host_port(&self) -> Option<u16> {
+        match self {
+            Nic::User { host_port, .. } => *host_port,
+            Nic::Tap { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,7 +124,8 @@ pub struct Instance {
     pub id: InstanceId,
     pub name: String,
     pub image_digest: String,
-    /// `127.0.0.1:<host port>`.
+    /// Where the host reaches the runtime: `127.0.0.1:<forwarded port>` on QEMU's user
+    /// network, `<guest address>:<runtime port>` on a bridge.
     pub endpoint: SocketAddr,
     pub accel: Accel,
     /// From the hypervisor's start to the first successful health probe.
@@ -101,8 +140,9 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The record of `spec` booting now as `id`, forwarded from `host_port` (0 while the
-    /// port is still to be picked); `boot_ms` is filled in once it is ready.
+    /// The record of `spec` booting now as `id`, forwarded from `host_port` on QEMU's user
+    /// network (0 while the port is still to be picked); `boot_ms` is filled in once it is
+    /// ready.
     pub(crate) fn starting(
         id: InstanceId,
         spec: &BootSpec,
@@ -110,11 +150,15 @@ impl Instance {
         console_log: PathBuf,
         host_port: u16,
     ) -> Instance {
+        let endpoint = match &spec.nic {
+            Nic::User { .. } => SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+            Nic::Tap { ip, .. } => SocketAddr::from((*ip, spec.guest_port)),
+        };
         Instance {
             id,
             name: spec.name.clone(),
             image_digest: spec.image_digest.clone(),
-            endpoint: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, host_port)),
+            endpoint,
             accel,
             boot_ms: 0,
             console_log,
@@ -216,9 +260,8 @@ pub(crate) fn sample_spec() -> BootSpec {
         memory_mb: 128,
         vcpus: 1,
         guest_port: 80,
-        host_port: None,
+        nic: Nic::User { host_port: None, restrict_egress: true },
         health_path: "/healthz".into(),
-        restrict_egress: true,
         ready_timeout: Duration::from_secs(60),
         metadata: serde_json::Value::Null,
         control: None,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use engine::config::default_state_dir;
 pub use engine::config::{Hypervisor, ProviderConfig};
+use engine::network::NetworkSettings;
 use hypervisor::AccelChoice;
+use network::Setting;
 use plan::Trust;
 use tfplugin::validators::OneOf;
 use tfplugin::{Attribute, AttributePath, Diagnostic, Diagnostics, Schema, Value};
@@ -20,6 +22,10 @@ pub const KERNEL: &str = "kernel";
 pub const SITE: &str = "site";
 pub const TENANT: &str = "tenant";
 pub const TRUST: &str = "trust";
+pub const NETWORK: &str = "network";
+pub const BRIDGE: &str = "bridge";
+pub const SUBNET: &str = "subnet";
+pub const PUBLISH_ADDRESS: &str = "publish_address";
 
 pub fn schema() -> Schema {
     Schema::new(0)
@@ -60,6 +66,26 @@ pub fn schema() -> Schema {
         .attribute(Attribute::string(TRUST).optional().validator(OneOf::new(Trust::ALL.iter().map(|t| t.as_str()))).description(
             "How far this hypervisor is trusted: `untrusted`, `shared`, `trusted` or `dedicated`. Default `shared`.",
         ))
+        .attribute(Attribute::string(NETWORK).optional().validator(OneOf::new(["auto", "bridge", "user"])).description(
+            "How instances reach the network. `bridge`: each instance gets its own address on a Linux bridge the \
+             provider owns, published ports keep the client's address, and the host enforces declared flows and \
+             egress with nftables (needs CAP_NET_ADMIN). `user`: QEMU's unprivileged user network, one port \
+             forwarded on 127.0.0.1, every client seen as 10.0.2.2. Default `auto`: `bridge` when the provider has \
+             CAP_NET_ADMIN, else `user` (each unikernel's `network` attribute says which).",
+        ))
+        .attribute(Attribute::string(BRIDGE).optional().description(
+            "With `network = \"bridge\"`: the name of the Linux bridge the provider creates and owns (at most 15 \
+             characters). A device of that name that sdsec did not create is never taken over. Default `sdsec0`.",
+        ))
+        .attribute(Attribute::string(SUBNET).optional().description(
+            "With `network = \"bridge\"`: the guests' IPv4 network; the bridge holds its first address (the \
+             gateway) and instances get the next free ones. It must not overlap a route of the host. Default \
+             `10.213.0.0/24` (253 instances).",
+        ))
+        .attribute(Attribute::string(PUBLISH_ADDRESS).optional().description(
+            "With `network = \"bridge\"`: the host address on which `host_port` is published; `0.0.0.0` (the \
+             default) publishes on every address of the host.",
+        ))
 }
 
 /// The provider block as given: every setting optional, all known (see [`settle`]).
@@ -73,6 +99,10 @@ struct Block {
     site: Option<String>,
     tenant: Option<String>,
     trust: Option<String>,
+    network: Option<String>,
+    bridge: Option<String>,
+    subnet: Option<String>,
+    publish_address: Option<String>,
 }
 
 impl Block {
@@ -88,6 +118,10 @@ impl Block {
             site: text(SITE)?,
             tenant: text(TENANT)?,
             trust: text(TRUST)?,
+            network: text(NETWORK)?,
+            bridge: text(BRIDGE)?,
+            subnet: text(SUBNET)?,
+            publish_address: text(PUBLISH_ADDRESS)?,
         })
     }
 }
@@ -124,6 +158,7 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
     }
     // The schema allows only the values AccelChoice parses.
     let accel = block.accel.as_deref().and_then(|a| a.parse().ok()).unwrap_or(AccelChoice::Auto);
+    let network = settle_network(&block, &mut diags);
     let state_dir = match block.state_dir {
         Some(dir) if dir.trim().is_empty() => {
             diags.attribute_error(AttributePath::attr(STATE_DIR), "Empty state_dir", "Leave it out for the default.");
@@ -148,8 +183,53 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
         site: block.site,
         tenant: block.tenant,
         trust,
+        network,
         ..ProviderConfig::new(absolute(state_dir))
     })
+}
+
+/// `network`, `bridge`, `subnet` and `publish_address`, each error on its attribute.
+fn settle_network(block: &Block, diags: &mut Diagnostics) -> NetworkSettings {
+    let mut settings = NetworkSettings::default();
+    // The schema allows only the values ModeChoice parses.
+    if let Some(choice) = block.network.as_deref().and_then(|n| n.parse().ok()) {
+        settings.choice = choice;
+    }
+    if let Some(bridge) = &block.bridge {
+        settings.bridge.bridge = bridge.clone();
+    }
+    if let Some(subnet) = &block.subnet {
+        match subnet.parse() {
+            Ok(net) => settings.bridge.subnet = net,
+            Err(_) => diags.attribute_error(
+                AttributePath::attr(SUBNET),
+                "Invalid subnet",
+                format!("`{subnet}` is not an IPv4 network in CIDR notation such as `10.213.0.0/24`."),
+            ),
+        }
+    }
+    if let Some(address) = &block.publish_address {
+        match address.parse() {
+            Ok(ip) => settings.bridge.publish_address = ip,
+            Err(_) => diags.attribute_error(
+                AttributePath::attr(PUBLISH_ADDRESS),
+                "Invalid publish_address",
+                format!("`{address}` is not an IPv4 address; `0.0.0.0` publishes on every address of the host."),
+            ),
+        }
+    }
+    if diags.has_errors() {
+        return settings;
+    }
+    if let Err(e) = settings.bridge.validate() {
+        let attribute = match e.setting() {
+            Setting::Bridge => BRIDGE,
+            Setting::Subnet => SUBNET,
+            Setting::PublishAddress => PUBLISH_ADDRESS,
+        };
+        diags.attribute_error(AttributePath::attr(attribute), format!("Invalid {attribute}"), e.to_string());
+    }
+    settings
 }
 
 #[cfg(test)]
@@ -157,7 +237,20 @@ mod tests {
     use super::*;
 
     fn config(pairs: &[(&str, &str)]) -> Value {
-        let names = [STATE_DIR, HYPERVISOR, LIBVIRT_URI, ACCEL, KERNEL, SITE, TENANT, TRUST];
+        let names = [
+            STATE_DIR,
+            HYPERVISOR,
+            LIBVIRT_URI,
+            ACCEL,
+            KERNEL,
+            SITE,
+            TENANT,
+            TRUST,
+            NETWORK,
+            BRIDGE,
+            SUBNET,
+            PUBLISH_ADDRESS,
+        ];
         Value::object(names.iter().map(|n| {
             let v = pairs.iter().find(|(k, _)| k == n).map_or(Value::Null, |(_, v)| Value::from(*v));
             (*n, v)
@@ -182,5 +275,23 @@ mod tests {
         let ok =
             settle(&config(&[(HYPERVISOR, "libvirt"), (LIBVIRT_URI, "qemu:///system"), (TRUST, "trusted")])).unwrap();
         assert_eq!(ok.trust, Trust::Trusted);
+    }
+
+    #[test]
+    fn network_settings_are_checked_on_their_attribute() {
+        let c =
+            settle(&config(&[(NETWORK, "bridge"), (SUBNET, "10.77.0.0/24"), (PUBLISH_ADDRESS, "127.0.0.1")])).unwrap();
+        assert_eq!(c.network.bridge.subnet.to_string(), "10.77.0.0/24");
+        assert_eq!(c.network.bridge.publish_address, std::net::Ipv4Addr::LOCALHOST);
+        assert_eq!(c.network.mode().0, network::NetworkMode::Bridge);
+        let on = |pairs: &[(&str, &str)]| {
+            let err = settle(&config(pairs)).unwrap_err();
+            err.iter().map(|d| d.attribute.as_ref().map(|p| p.to_string()).unwrap_or_default()).collect::<Vec<_>>()
+        };
+        assert_eq!(on(&[(SUBNET, "10.77.0.5/24")]), [SUBNET], "host bits set: not a network");
+        assert_eq!(on(&[(SUBNET, "10.77.0.0/30")]), [SUBNET], "too small");
+        assert_eq!(on(&[(SUBNET, "fd00::/64")]), [SUBNET]);
+        assert_eq!(on(&[(PUBLISH_ADDRESS, "localhost")]), [PUBLISH_ADDRESS]);
+        assert_eq!(on(&[(BRIDGE, "a-bridge-name-too-long")]), [BRIDGE]);
     }
 }

@@ -33,6 +33,18 @@ fn the_line_round_trips_with_what_the_host_adds() {
 }
 
 #[test]
+fn an_instance_gets_its_own_address_and_nothing_else_changes() {
+    let built = launch().encode(&kernel(), true).unwrap();
+    let bridge = Network { ip: Ipv4Addr::new(10, 213, 0, 7), prefix: 24, gateway: Ipv4Addr::new(10, 213, 0, 1) };
+    let line = with_network(&format!("{built} -- sdsec.ip=kept"), bridge);
+    let back = Launch::decode(&line).unwrap();
+    assert_eq!(back, Launch { network: bridge, ..launch() });
+    assert_eq!(line.matches("sdsec.ip=").count(), 2, "init's argv after `--` is untouched: {line}");
+    assert!(line.ends_with("-- sdsec.ip=kept"), "{line}");
+    assert_eq!(with_network(&line, bridge), line, "setting it again changes nothing");
+}
+
+#[test]
 fn listen_defaults_to_the_builders_rule() {
     let line = "sdsec.app=/app/a sdsec.port=80 sdsec.ip=10.0.2.15/24 sdsec.gw=10.0.2.2";
     assert_eq!(Launch::decode(line).unwrap().listen, 81);

@@ -3,9 +3,11 @@
 //! message. Most variants show their cause's message unchanged.
 
 use hypervisor::{HypervisorError, InstanceId};
+use network::NetworkError;
 use sdsec_image::{ImageDigest, ManifestError, StoreError};
 
 use crate::Input;
+use crate::host::HostError;
 use crate::launch::LaunchError;
 use crate::pool::PoolError;
 
@@ -36,7 +38,7 @@ pub enum InstanceError {
     #[error(transparent)]
     Control(LaunchError),
     #[error(transparent)]
-    Boot(HypervisorError),
+    Boot(HostError),
     /// A paused pool member does not resume.
     #[error(transparent)]
     Resume(HypervisorError),
@@ -58,7 +60,10 @@ pub enum InstanceError {
     #[error("Instance {id} acknowledged {acknowledged:?}, not {expected}.")]
     OtherPlan { id: InstanceId, acknowledged: Option<String>, expected: String },
     #[error(transparent)]
-    Stop(HypervisorError),
+    Stop(HostError),
+    /// The host's network rules for the instance cannot be changed (publishing, flows).
+    #[error(transparent)]
+    Network(NetworkError),
     /// The hypervisor cannot say whether the instance runs.
     #[error(transparent)]
     State(HypervisorError),
@@ -77,6 +82,11 @@ impl InstanceError {
         match self {
             InstanceError::Backend(e) | InstanceError::Image(e) | InstanceError::Control(e) => e.input(),
             InstanceError::Pool(e) => e.input(),
+            InstanceError::Boot(HostError::Network(e)) | InstanceError::Network(e)
+                if matches!(e, NetworkError::PortInUse { .. } | NetworkError::PortLeased { .. }) =>
+            {
+                Some(Input::HostPort)
+            }
             InstanceError::Digest(_)
             | InstanceError::Changed { .. }
             | InstanceError::Store(_)
@@ -90,6 +100,7 @@ impl InstanceError {
             | InstanceError::NotTaken { .. }
             | InstanceError::OtherPlan { .. }
             | InstanceError::Stop(_)
+            | InstanceError::Network(_)
             | InstanceError::State(_)
             | InstanceError::Verify(_)
             | InstanceError::Lookup(_) => None,

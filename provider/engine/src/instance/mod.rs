@@ -12,7 +12,7 @@ mod refresh;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hypervisor::{Hypervisor, HypervisorError, Instance, InstanceId};
+use hypervisor::{HypervisorError, Instance, InstanceId};
 use plan::EnforcementPlan;
 use sdsec_image::{Ensured, ImageSpec, Manifest, Store};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,7 @@ pub use self::error::InstanceError;
 pub use self::image::{Application, ImageInputs};
 pub use self::refresh::{ImageStatus, Refreshed, VERIFIED, refresh};
 use crate::ProviderConfig;
+use crate::host::Host;
 use crate::launch;
 use crate::pool::{self, Taken};
 
@@ -81,7 +82,7 @@ impl Metadata {
 }
 
 /// The hypervisor the configuration names.
-pub(crate) fn backend(config: &ProviderConfig) -> Result<Box<dyn Hypervisor>, InstanceError> {
+pub(crate) fn backend(config: &ProviderConfig) -> Result<Host, InstanceError> {
     launch::backend(config).map_err(InstanceError::Backend)
 }
 
@@ -97,7 +98,8 @@ pub fn build(state_dir: &Path, spec: &ImageSpec, manifest: &Manifest) -> Result<
 pub struct Boot {
     /// Shown in process lists and logs.
     pub name: String,
-    /// Forwarded to the runtime; `None` takes a free port.
+    /// Published on the host (forwarded to the runtime); `None`: on a bridge, reached at
+    /// the guest's address only; on QEMU's user network, forwarded from a free port.
     pub host_port: Option<u16>,
     /// Until the runtime serves; past it the VM is stopped.
     pub timeout: Duration,
@@ -107,16 +109,16 @@ pub struct Boot {
 
 /// Boots `image` (built with `plan`) with a fresh control key, until its runtime serves.
 pub fn boot(
-    backend: &dyn Hypervisor,
+    backend: &Host,
     image: &sdsec_image::Image,
     plan: &EnforcementPlan,
     boot: Boot,
 ) -> Result<Instance, InstanceError> {
-    let mut spec = launch::boot_spec(image, plan, boot.host_port, boot.timeout);
+    let mut spec = launch::boot_spec(image, plan, boot.timeout);
     spec.name = boot.name;
     spec.metadata = boot.metadata;
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
-    backend.boot(&spec).map_err(InstanceError::Boot)
+    backend.boot(spec, plan, boot.host_port).map_err(InstanceError::Boot)
 }
 
 /// A started instance.
@@ -147,7 +149,7 @@ pub fn start(
     if let Some(pool_id) = &unikernel.pool {
         match pool::take(&config.state_dir, pool_id, digest).map_err(InstanceError::Pool)? {
             Some(Taken::Paused { instance, image_plan }) => {
-                let resumed = resume(backend.as_ref(), unikernel, &instance, &image_plan, timeout);
+                let resumed = resume(&backend, unikernel, &instance, &image_plan, timeout);
                 return match resumed {
                     Ok(instance) => Ok(Started { instance, image_plan, ready_ms: elapsed_ms(started), pool_missed }),
                     Err(e) => {
@@ -173,12 +175,14 @@ pub fn start(
         timeout,
         metadata: unikernel.recorded(&image_plan),
     };
-    let instance = boot(backend.as_ref(), &image, &spec.plan, settings)?;
-    if image_plan != unikernel.image.plan
-        && let Err(e) = reconfigure(backend.as_ref(), &instance.id, &unikernel.image.plan)
-    {
-        let _ = backend.stop(&instance.id, Duration::from_secs(5));
-        return Err(e);
+    let instance = boot(&backend, &image, &spec.plan, settings)?;
+    if image_plan != unikernel.image.plan {
+        let sent = reconfigure(&*backend, &instance.id, &unikernel.image.plan)
+            .and_then(|_| backend.set_flows(&instance.id, &unikernel.image.plan).map_err(InstanceError::Network));
+        if let Err(e) = sent {
+            let _ = backend.stop(&instance.id, Duration::from_secs(5));
+            return Err(e);
+        }
     }
     Ok(Started { instance, image_plan, ready_ms: elapsed_ms(started), pool_missed })
 }
@@ -189,7 +193,7 @@ fn elapsed_ms(since: Instant) -> u64 {
 
 /// Resumes a paused member, checks it serves, makes it `unikernel`'s.
 fn resume(
-    backend: &dyn Hypervisor,
+    backend: &Host,
     unikernel: &Unikernel,
     id: &InstanceId,
     image_plan: &EnforcementPlan,
@@ -210,8 +214,10 @@ fn resume(
     }
     backend.set_metadata(id, unikernel.recorded(image_plan)).map_err(InstanceError::HandOver)?;
     if *image_plan != unikernel.image.plan {
-        reconfigure(backend, id, &unikernel.image.plan)?;
+        reconfigure(&**backend, id, &unikernel.image.plan)?;
+        backend.set_flows(id, &unikernel.image.plan).map_err(InstanceError::Network)?;
     }
+    backend.publish(id, unikernel.host_port).map_err(InstanceError::Network)?;
     backend.instance(id).map_err(InstanceError::Member)
 }
 
@@ -234,7 +240,8 @@ pub fn update(
     image_plan: Option<EnforcementPlan>,
 ) -> Result<Updated, InstanceError> {
     let backend = backend(config)?;
-    let digest = reconfigure(backend.as_ref(), id, &unikernel.image.plan)?;
+    let digest = reconfigure(&*backend, id, &unikernel.image.plan)?;
+    backend.set_flows(id, &unikernel.image.plan).map_err(InstanceError::Network)?;
     let image_plan = image_plan.unwrap_or_else(|| unikernel.image.plan.clone());
     let unrecorded = backend.set_metadata(id, unikernel.recorded(&image_plan)).err();
     Ok(Updated { digest, unrecorded })

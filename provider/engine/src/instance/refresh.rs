@@ -61,9 +61,9 @@ pub fn refresh(
         let _ = backend.stop(id, Duration::from_secs(1));
         return Ok(None);
     }
-    let enforced = if state == InstanceState::Running { enforced_digest(backend.as_ref(), id) } else { None };
+    let enforced = if state == InstanceState::Running { enforced_digest(&*backend, id) } else { None };
     let image = image_status(&config.state_dir, image_digest)?;
-    let (refused, console) = refused_messages(backend.as_ref(), id);
+    let (refused, console) = refused_messages(&*backend, id);
     Ok(Some(Refreshed { state, enforced, image, refused, console }))
 }
 

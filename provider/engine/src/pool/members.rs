@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
-use hypervisor::{Hypervisor, HypervisorError, InstanceId, InstanceState};
+use hypervisor::{HypervisorError, InstanceId, InstanceState};
 use sdsec_image::{ImageDigest, Store};
 
 use super::{Ledger, Locked, PoolError, PoolSpec, Warm};
 use crate::ProviderConfig;
+use crate::host::Host;
 use crate::instance::{self, Boot, InstanceError};
 
 /// What can fail in keeping a pool, one variant per step.
@@ -83,7 +84,7 @@ pub(super) fn fill(
     let backend = instance::backend(config).map_err(one)?;
     while ledger.members.len() > size {
         if let Some(member) = ledger.members.pop() {
-            stop_member(backend.as_ref(), ledger.warm, &member);
+            stop_member(&backend, ledger.warm, &member);
         }
     }
     // The image is kept built and verified even with no member to boot (`warm = "image"`,
@@ -108,7 +109,7 @@ pub(super) fn fill(
     let booted: Vec<Result<InstanceId, MembersError>> = std::thread::scope(|scope| {
         let boots: Vec<_> = (0..missing)
             .map(|_| {
-                let (backend, image, plan, pool_id) = (backend.as_ref(), &image, &plan, &pool_id);
+                let (backend, image, plan, pool_id) = (&backend, &image, &plan, &pool_id);
                 scope.spawn(move || -> Result<InstanceId, MembersError> {
                     let settings = Boot {
                         name: format!("{}-pool", spec.name),
@@ -151,7 +152,7 @@ fn slot_id() -> Result<String, MembersError> {
 /// the delete timeout.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-fn stop_member(backend: &dyn Hypervisor, warm: Warm, member: &str) {
+fn stop_member(backend: &Host, warm: Warm, member: &str) {
     if warm == Warm::Paused
         && let Ok(id) = member.parse::<InstanceId>()
     {
@@ -187,7 +188,7 @@ pub(super) fn drop_unready(
         match why {
             None => kept.push(member),
             Some(why) => {
-                stop_member(backend.as_ref(), ledger.warm, &member);
+                stop_member(&backend, ledger.warm, &member);
                 dropped.push(format!("{member}: {why}"));
             }
         }
@@ -201,7 +202,7 @@ pub(super) fn drop_unready(
 pub(super) fn drain(config: &ProviderConfig, locked: &Locked, ledger: &mut Ledger) -> Result<(), MembersError> {
     let backend = instance::backend(config)?;
     for member in std::mem::take(&mut ledger.members) {
-        stop_member(backend.as_ref(), ledger.warm, &member);
+        stop_member(&backend, ledger.warm, &member);
     }
     save(locked, ledger)
 }

@@ -26,8 +26,8 @@ use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console;
 use crate::registry::{CONSOLE, Registry};
 use crate::{
-    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result,
-    control, free_port, plain_name,
+    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic, PORT_TRIES,
+    Result, control, free_port, plain_name,
 };
 
 pub use xml::NAMESPACE;
@@ -91,11 +91,16 @@ impl Libvirt {
         let mut tries = 0;
         loop {
             tries += 1;
-            let port = match spec.host_port {
-                Some(port) => port,
-                None => free_port()?,
+            let asked = spec.nic.user_host_port();
+            let port = match (&spec.nic, asked) {
+                // The runtime is reached at the guest's address, set in the record already.
+                (Nic::Tap { .. }, _) => record.endpoint.port(),
+                (_, Some(port)) => port,
+                (_, None) => free_port()?,
             };
-            record.endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            if let Nic::User { .. } = spec.nic {
+                record.endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            }
             let control =
                 spec.control.as_ref().map(|_| control::socket_path(&self.registry.dir(&record.id), &record.id));
             let control = control.transpose()?;
@@ -111,7 +116,7 @@ impl Libvirt {
                 Ok(domain) => return Ok(domain),
                 Err(e) => {
                     let port_taken = e.message().contains("hostfwd") || e.message().contains("host forwarding");
-                    if port_taken && spec.host_port.is_none() && tries < PORT_TRIES {
+                    if port_taken && asked.is_none() && matches!(spec.nic, Nic::User { .. }) && tries < PORT_TRIES {
                         continue;
                     }
                     let mut err = self.fail(format!("start instance {}", record.id), &e);

@@ -56,12 +56,9 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
         Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>"),
         Accel::Tcg => ("qemu", ""),
     };
-    let mut netdev = format!("user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:{}-:{}", record.endpoint.port(), spec.guest_port);
-    if spec.restrict_egress {
-        netdev.push_str(",restrict=on");
-    }
+    let (netdev, nic) = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
     let control_args = control.map(crate::control::qemu_args).unwrap_or_default();
-    let qemu_args: String = ["-netdev", &netdev, "-device", "virtio-net-device,netdev=sdsecnet0"]
+    let qemu_args: String = ["-netdev", &netdev, "-device", &nic]
         .into_iter()
         .chain(["-device", "virtio-rng-device"])
         .chain(control_args.iter().map(String::as_str))

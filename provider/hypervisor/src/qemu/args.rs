@@ -47,10 +47,7 @@ pub fn args(
     cpu_khz: Option<u64>,
     host_port: u16,
 ) -> Vec<OsString> {
-    let mut netdev = format!("user,id=net0,hostfwd=tcp:127.0.0.1:{host_port}-:{}", spec.guest_port);
-    if spec.restrict_egress {
-        netdev.push_str(",restrict=on");
-    }
+    let (netdev, nic) = spec.nic.qemu_args("net0", spec.guest_port, host_port);
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
     push(&["-name", &format!("{},process={}", spec.name, process_name(id))]);
@@ -65,7 +62,7 @@ pub fn args(
     // privilege changes stay allowed: `-daemonize` forks and calls setsid after the filter
     // is in place, and QEMU dies of SIGSYS without them.
     push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
-    push(&["-netdev", &netdev, "-device", "virtio-net-device,netdev=net0"]);
+    push(&["-netdev", &netdev, "-device", &nic]);
     push(&["-device", "virtio-rng-device"]);
     if let Some(socket) = &sockets.control {
         args.extend(crate::control::qemu_args(socket).into_iter().map(OsString::from));
@@ -90,6 +87,7 @@ pub fn args(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Nic;
 
     fn spec() -> BootSpec {
         crate::sample_spec()
@@ -108,6 +106,21 @@ mod tests {
         assert!(!text.contains(&"kvm".to_owned()));
         assert!(text.contains(&"socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off".to_owned()));
         assert!(text.contains(&"virtserialport,chardev=sdsecctl,name=sdsec.control".to_owned()));
+
+        let tap = BootSpec {
+            nic: Nic::Tap {
+                ifname: "sdt-0123456789".into(),
+                mac: "52:54:00:d5:00:02".into(),
+                ip: [10, 213, 0, 2].into(),
+            },
+            ..spec()
+        };
+        let text: Vec<String> = args(&tap, "i-1", Path::new("/s"), &sockets, Accel::Tcg, None, 0)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.contains(&"tap,id=net0,ifname=sdt-0123456789,script=no,downscript=no".to_owned()));
+        assert!(text.contains(&"virtio-net-device,netdev=net0,mac=52:54:00:d5:00:02".to_owned()));
 
         let kvm = args(&spec(), "i-1", Path::new("/s"), &sockets, Accel::Kvm, Some(2_793_436), 18080);
         let text: Vec<String> = kvm.iter().map(|a| a.to_string_lossy().into_owned()).collect();

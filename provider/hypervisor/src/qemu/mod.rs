@@ -19,8 +19,8 @@ use crate::console;
 use crate::qmp::Qmp;
 use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
 use crate::{
-    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, PORT_TRIES, Result,
-    control, free_port, plain_name, socket,
+    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic, PORT_TRIES,
+    Result, control, free_port, plain_name, socket,
 };
 
 #[derive(Debug)]
@@ -67,9 +67,10 @@ impl Qemu {
         let mut tries = 0;
         loop {
             tries += 1;
-            let host_port = match spec.host_port {
-                Some(port) => port,
-                None => free_port()?,
+            let host_port = match (&spec.nic, spec.nic.user_host_port()) {
+                (Nic::Tap { .. }, _) => 0,
+                (_, Some(port)) => port,
+                (_, None) => free_port()?,
             };
             let sockets = args::Sockets {
                 qmp: socket::path(dir, id.as_str(), QMP_SOCKET)?,
@@ -98,8 +99,9 @@ impl Qemu {
                 stderr = format!("it exited with {} and printed nothing", output.status);
             }
             let port_taken = stderr.contains("hostfwd") || stderr.contains("host forwarding");
-            if !(port_taken && spec.host_port.is_none() && tries < PORT_TRIES) {
-                let stderr = if port_taken && spec.host_port.is_some() {
+            let asked = spec.nic.user_host_port();
+            if !(port_taken && asked.is_none() && matches!(spec.nic, Nic::User { .. }) && tries < PORT_TRIES) {
+                let stderr = if port_taken && asked.is_some() {
                     format!("{stderr} (is host port {host_port} already in use? choose another host_port)")
                 } else {
                     stderr

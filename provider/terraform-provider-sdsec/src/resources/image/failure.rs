@@ -2,6 +2,7 @@
 //! chosen by the step's variant, never by the message; the engine's error is the detail and
 //! names the input at fault.
 
+use engine::host::HostError;
 use engine::instance::InstanceError;
 use engine::launch::LaunchError;
 
@@ -29,7 +30,8 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::Store(_) => "Image store unavailable",
         InstanceError::Build(_) => "Image build failed",
         InstanceError::Control(_) => "Cannot prepare the unikernel",
-        InstanceError::Boot(_) => "Unikernel did not start",
+        InstanceError::Boot(HostError::Network(_)) => "Cannot attach the unikernel to the network",
+        InstanceError::Boot(HostError::Hypervisor(_)) => "Unikernel did not start",
         InstanceError::Resume(_) => "Cannot resume the pool member",
         InstanceError::Member(_) => "Cannot read the pool member",
         InstanceError::NotServing { .. } => "Pool member does not serve",
@@ -37,7 +39,9 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::Channel(_) => "Cannot reconfigure the unikernel",
         InstanceError::NotTaken { .. } => "The unikernel's runtime did not take the new plan",
         InstanceError::OtherPlan { .. } => "The unikernel's runtime acknowledged another plan",
-        InstanceError::Stop(_) => "Cannot stop the unikernel",
+        InstanceError::Stop(HostError::Hypervisor(_)) => "Cannot stop the unikernel",
+        InstanceError::Stop(HostError::Network(_)) => "Cannot release the unikernel's network",
+        InstanceError::Network(_) => "Cannot change the unikernel's network rules",
         InstanceError::State(_) => "Cannot read the unikernel's state",
         InstanceError::Verify(_) => "Cannot verify the image",
         InstanceError::Lookup(_) => "Cannot read the instance",

@@ -51,6 +51,7 @@ pub fn input_attribute(input: Input) -> Option<AttributePath> {
         Input::Vcpus => Some(AttributePath::attr(VCPUS)),
         Input::Pool => Some(AttributePath::attr(POOL)),
         Input::Id => Some(AttributePath::attr(ID)),
+        Input::HostPort => Some(AttributePath::attr(crate::resources::unikernel::schema::HOST_PORT)),
         Input::Kernel | Input::Runtime => None,
     }
 }

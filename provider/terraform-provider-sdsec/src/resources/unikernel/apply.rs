@@ -17,11 +17,11 @@ pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResul
     let timeout = model.timeouts.duration(Operation::Create).map_err(Diagnostic::from)?;
     let digest = model.image_digest.known().cloned().unwrap_or_default();
     let started = blocking({
-        let (desired, digest) = (desired.clone(), digest.clone());
+        let (desired, digest, config) = (desired.clone(), digest.clone(), config.clone());
         move || instance::start(&config, &desired, &digest, timeout).map_err(failed)
     })
     .await?;
-    model.record(&started.instance);
+    model.record(&started.instance, &engine::network::reach(&config.network, &started.instance, desired.host_port));
     model.instance.boot_ms = Field::Known(started.ready_ms as i64);
     model.enforcement_digest = Field::Known(desired.image.plan.digest());
     let mut diagnostics = Diagnostics::new();

@@ -68,7 +68,8 @@ pub async fn import(shared: &Shared, id: &str) -> Result<StateResult, Diagnostic
             )
         })?;
         let private = metadata.image_plan().map(|plan| private::new(&plan)).unwrap_or_default();
-        Ok((Model::imported(&instance, &metadata).encode(), private))
+        let reach = engine::network::reach(&config.network, &instance, metadata.host_port);
+        Ok((Model::imported(&instance, &metadata, &reach).encode(), private))
     })
     .await?;
     Ok(StateResult { private, ..StateResult::new(state) })

@@ -5,11 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use engine::instance::VERIFIED;
 use engine::instance::{ImageInputs, Metadata, Refreshed, Unikernel};
+use engine::network::Reach;
 use hypervisor::{Instance, InstanceId};
 use tfplugin::Value;
 
 use super::schema::{
-    BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, OPERATIONS, STATE,
+    BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, IP, NETWORK, OPERATIONS,
+    STATE,
 };
 use crate::resources::image::{
     ApplicationFields, ID, IMAGE_DIGEST, ImageFields, ImageModel, NAME, Operation, POOL, Timeouts, Unresolved, in_range,
@@ -47,6 +49,8 @@ pub struct InstanceFields {
     pub id: Field<String>,
     pub instance_id: Field<String>,
     pub endpoint: Field<String>,
+    pub ip: Field<String>,
+    pub network: Field<String>,
     pub boot_ms: Field<i64>,
     pub created_at: Field<String>,
 }
@@ -58,16 +62,20 @@ impl InstanceFields {
             id: Field::unknown(),
             instance_id: Field::unknown(),
             endpoint: Field::unknown(),
+            ip: Field::unknown(),
+            network: Field::unknown(),
             boot_ms: Field::unknown(),
             created_at: Field::unknown(),
         }
     }
 
-    fn of(instance: &Instance) -> Self {
+    fn of(instance: &Instance, reach: &Reach) -> Self {
         InstanceFields {
             id: Field::Known(instance.id.as_str().to_owned()),
             instance_id: Field::Known(instance.id.as_str().to_owned()),
-            endpoint: Field::Known(format!("http://{}", instance.endpoint)),
+            endpoint: Field::Known(reach.endpoint.clone()),
+            ip: reach.ip.map(|ip| ip.to_string()).into(),
+            network: Field::Known(reach.mode().as_str().to_owned()),
             boot_ms: Field::Known(instance.boot_ms as i64),
             created_at: Field::Known(rfc3339(instance.started_at_ms)),
         }
@@ -93,6 +101,8 @@ impl ImageModel for Model {
                 id: object.field(ID)?,
                 instance_id: object.field(INSTANCE_ID)?,
                 endpoint: object.field(ENDPOINT)?,
+                ip: object.field(IP)?,
+                network: object.field(NETWORK)?,
                 boot_ms: object.field(BOOT_MS)?,
                 created_at: object.field(CREATED_AT)?,
             },
@@ -124,6 +134,8 @@ impl ImageModel for Model {
             (IMAGE_DIGEST, self.image_digest.encode()),
             (INSTANCE_ID, instance.instance_id.encode()),
             (ENDPOINT, instance.endpoint.encode()),
+            (IP, instance.ip.encode()),
+            (NETWORK, instance.network.encode()),
             (STATE, self.state.encode()),
             (BOOT_MS, instance.boot_ms.encode()),
             (CREATED_AT, instance.created_at.encode()),
@@ -160,9 +172,9 @@ impl Model {
         self.instance.id.known().and_then(|id| id.parse().ok())
     }
 
-    /// What apply learnt by booting.
-    pub fn record(&mut self, instance: &Instance) {
-        self.instance = InstanceFields::of(instance);
+    /// What apply learnt by booting, and how the instance is reached.
+    pub fn record(&mut self, instance: &Instance, reach: &Reach) {
+        self.instance = InstanceFields::of(instance, reach);
         self.state = Field::Known(RUNNING.to_owned());
         self.image_status = Field::Known(VERIFIED.to_owned());
     }
@@ -178,7 +190,7 @@ impl Model {
     }
 
     /// The state of an imported instance, from what it recorded when it was booted.
-    pub fn imported(instance: &Instance, metadata: &Metadata) -> Self {
+    pub fn imported(instance: &Instance, metadata: &Metadata, reach: &Reach) -> Self {
         let app = &metadata.application;
         let enforcement_digest = serde_json::from_str::<::plan::EnforcementPlan>(&metadata.enforcement)
             .map_or(Field::Null, |plan| Field::Known(plan.digest()));
@@ -203,7 +215,7 @@ impl Model {
             state: Field::Null,
             image_status: Field::Null,
         };
-        model.record(instance);
+        model.record(instance, reach);
         model
     }
 

@@ -3,8 +3,11 @@
 
 use engine::ProviderConfig;
 use engine::config::Hypervisor;
+use engine::host::HostError;
 use engine::instance::Unikernel;
 use hypervisor::InstanceId;
+use network::{NetworkError, NetworkMode};
+use plan::RateScope;
 use plan::{ChangeKind, EnforcementPlan};
 use sdsec_image::ImageDigest;
 use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanResult};
@@ -22,21 +25,24 @@ impl PlanModel for Model {
         // The plan the running image was built with (older states: the enforcement itself).
         let image_plan = private::image_plan(&result.planned_private)
             .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
+        let (mode, why_mode) = config.network.mode();
         let digest = blocking({
-            let (desired, prior_digest, prior_id) =
-                (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id());
+            let (desired, prior_digest, prior_id, config) =
+                (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id(), config.clone());
             move || planned_digest(&desired, &config, prior_digest, prior_id, image_plan)
         })
         .await?;
+        if creating {
+            let (host_port, config) = (desired.host_port, config.clone());
+            blocking(move || check_network(&config, host_port)).await?;
+        }
         let reasons = fill_computed(result, &mut planned, &prior, creating, &desired, &digest);
+        if creating {
+            planned.instance.network = Field::Known(mode.as_str().to_owned());
+        }
         result.planned_state = planned.encode();
-        if desired.pool.is_some() && desired.host_port.is_some() {
-            result.diagnostics.push(Diagnostic::from(Error::at(
-                AttributePath::attr(HOST_PORT),
-                "host_port cannot be used with pool",
-                "A pool's members are booted before they are taken, each with a free port of its own; remove \
-                 `host_port` or `pool`.",
-            )));
+        if mode == NetworkMode::User {
+            user_network_notes(result, &desired, why_mode);
         }
         if !reasons.is_empty() {
             result.diagnostics.push(Diagnostic::warning(
@@ -45,6 +51,50 @@ impl PlanModel for Model {
             ));
         }
         Ok(())
+    }
+}
+
+/// Under `network = "bridge"`: what a crash left is reclaimed, the bridge settings suit
+/// this host, and `host_port` is free.
+fn check_network(config: &ProviderConfig, host_port: Option<u16>) -> Result<(), Error> {
+    let host = engine::launch::backend(config).map_err(|e| Error::engine("Hypervisor unavailable", e))?;
+    host.check(host_port, None).map_err(|e| match e {
+        HostError::Network(NetworkError::PortInUse { .. } | NetworkError::PortLeased { .. }) => {
+            Error::at(AttributePath::attr(HOST_PORT), "host_port in use", e.to_string())
+        }
+        other => Error::new(
+            "Network unusable",
+            format!("{other} (provider settings `network`, `bridge`, `subnet`, `publish_address`)"),
+        ),
+    })
+}
+
+/// On QEMU's user network: a pool's members cannot be published when taken, and every
+/// client is seen as the same address.
+fn user_network_notes(result: &mut PlanResult, desired: &Unikernel, why_mode: &str) {
+    if desired.pool.is_some() && desired.host_port.is_some() {
+        result.diagnostics.push(Diagnostic::from(Error::at(
+            AttributePath::attr(HOST_PORT),
+            "host_port with pool needs network = \"bridge\"",
+            format!(
+                "On the user network ({why_mode}) a pool's members are booted before they are taken, each forwarded \
+                 from a port of its own; with `network = \"bridge\"` a taken member is published on its own \
+                 host_port. Run the provider with CAP_NET_ADMIN (e.g. as root), or remove `host_port` or `pool`."
+            ),
+        )));
+    }
+    let firewall = &desired.image.plan.runtime.firewall;
+    let per_source = firewall.ingress.iter().any(|set| set.rules.iter().any(|rule| !rule.from.is_empty()))
+        || firewall.rate_limits.iter().any(|limit| limit.per == RateScope::Source);
+    if per_source {
+        result.diagnostics.push(Diagnostic::warning(
+            format!("Unikernel `{}`: per-source rules cannot tell clients apart", desired.name),
+            format!(
+                "The provider uses QEMU's user network ({why_mode}): every client reaches the runtime as 10.0.2.2, \
+                 so ingress `from` rules and per-source rate limits treat all clients as one. Use \
+                 `network = \"bridge\"` (needs CAP_NET_ADMIN) for real client addresses."
+            ),
+        ));
     }
 }
 

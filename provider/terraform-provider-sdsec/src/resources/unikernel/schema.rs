@@ -10,6 +10,8 @@ pub const HOST_PORT: &str = "host_port";
 pub const ENFORCEMENT_DIGEST: &str = "enforcement_digest";
 pub const INSTANCE_ID: &str = "instance_id";
 pub const ENDPOINT: &str = "endpoint";
+pub const IP: &str = "ip";
+pub const NETWORK: &str = "network";
 pub const STATE: &str = "state";
 pub const BOOT_MS: &str = "boot_ms";
 pub const CREATED_AT: &str = "created_at";
@@ -62,7 +64,10 @@ pub fn schema() -> Schema {
             "Virtual CPUs. Default: the plan's `build.vcpus`.",
         ))
         .attribute(Attribute::number(HOST_PORT).optional().requires_replace().description(
-            "Port on 127.0.0.1 of the hypervisor host forwarded to the enforcement runtime. Default: a free port.",
+            "Port of the hypervisor host forwarded to the enforcement runtime. With `network = \"bridge\"` it is \
+             published on the provider's `publish_address` with client addresses preserved, also for a unikernel \
+             taken from a pool (published when it is taken); default: not published, reachable at `ip` from the \
+             hypervisor host. With `network = \"user\"`: on 127.0.0.1 only; default: a free port.",
         ))
         .attribute(Attribute::string(POOL).optional().description(
             "The `id` of an `sdsec_pool` to take a new instance from. A member whose image matches is taken (a \
@@ -82,12 +87,19 @@ pub fn schema() -> Schema {
                 ),
         )
         .attribute(Attribute::string(INSTANCE_ID).computed().use_state_for_unknown().description("The instance id."))
-        .attribute(
-            Attribute::string(ENDPOINT)
-                .computed()
-                .use_state_for_unknown()
-                .description("Where the protected application answers: `http://127.0.0.1:<port>`."),
-        )
+        .attribute(Attribute::string(ENDPOINT).computed().use_state_for_unknown().description(
+            "Where the protected application answers. On a bridge: `http://<publish_address>:<host_port>` when \
+             published (clients keep their own address), otherwise `http://<ip>:<runtime port>`, reachable from \
+             the hypervisor host. On the user network: `http://127.0.0.1:<port>`.",
+        ))
+        .attribute(Attribute::string(IP).computed().use_state_for_unknown().description(
+            "The guest's address on the provider's bridge (`network = \"bridge\"`); other unikernels whose node \
+             `connects_to` this one reach it there. Null on the user network.",
+        ))
+        .attribute(Attribute::string(NETWORK).computed().use_state_for_unknown().description(
+            "The network the instance is attached to: `bridge` or `user` (what the provider's `network = \"auto\"` \
+             chose when it was created).",
+        ))
         .attribute(Attribute::string(STATE).computed().description(
             "`running`, or what refresh found: `stopped` (planned for replacement) or `paused`.",
         ))

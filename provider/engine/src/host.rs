@@ -1,0 +1,144 @@
+//! This host as the engine uses it: the hypervisor that runs instances, and the network
+//! they are attached to. Every boot and every stop goes through here, so an instance never
+//! runs without its network lease and no lease outlives its instance.
+//!
+//! Under `network = "bridge"` each instance gets a TAP device on the provider's bridge, an
+//! address of its own and host-side rules (publishing, declared flows, egress), all kept by
+//! the `network` crate under the state directory. Under `"user"` QEMU's user network
+//! forwards one port on 127.0.0.1, as before.
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use abi::net::Network as GuestNetwork;
+use hypervisor::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
+use network::{FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
+use plan::EnforcementPlan;
+
+use crate::ProviderConfig;
+
+/// Failures of the host: its hypervisor or its network.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error(transparent)]
+    Hypervisor(#[from] HypervisorError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+}
+
+/// The hypervisor and, under `network = "bridge"`, the bridge of this state directory.
+/// Derefs to the hypervisor for what networking does not concern (state, pause, resume…);
+/// [`Host::stop`] shadows the hypervisor's own stop so that leases are released with it.
+#[derive(Debug)]
+pub struct Host {
+    backend: Box<dyn Hypervisor>,
+    network: Option<Network>,
+    tenant: Option<String>,
+}
+
+impl Deref for Host {
+    type Target = dyn Hypervisor;
+
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
+}
+
+impl Host {
+    pub fn new(backend: Box<dyn Hypervisor>, config: &ProviderConfig) -> Host {
+        let network = match config.network.mode().0 {
+            NetworkMode::Bridge => Some(Network::new(&config.state_dir, config.network.bridge.clone())),
+            NetworkMode::User => None,
+        };
+        Host { backend, network, tenant: config.tenant.clone() }
+    }
+
+    /// The bridge, under `network = "bridge"`.
+    pub fn bridge(&self) -> Option<&Network> {
+        self.network.as_ref()
+    }
+
+    /// What the host enforces for `plan`'s node: its declared flows and egress.
+    pub fn flow_policy(&self, plan: &EnforcementPlan) -> FlowPolicy {
+        crate::network::flow_policy(plan, self.tenant.as_deref())
+    }
+
+    /// Boots `spec` attached to this host's network (for `plan`'s node), published on
+    /// `host_port`; on failure nothing of it is left, lease and TAP included.
+    pub fn boot(
+        &self,
+        mut spec: BootSpec,
+        plan: &EnforcementPlan,
+        host_port: Option<u16>,
+    ) -> Result<Instance, HostError> {
+        let Some(network) = &self.network else {
+            spec.nic = Nic::User { host_port, restrict_egress: plan.runtime.flows.connects_to.is_empty() };
+            return Ok(self.backend.boot(&spec)?);
+        };
+        let attached = network.attach(self.flow_policy(plan), spec.guest_port, host_port)?;
+        let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
+        spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
+        spec.nic = Nic::Tap { ifname: attached.tap.clone(), mac: attached.mac.clone(), ip: attached.ip };
+        let instance = match self.backend.boot(&spec) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let _ = network.release(LeaseKey::Tap(&attached.tap));
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = network.bind(&attached.tap, instance.id.as_str()) {
+            let _ = self.backend.stop(&instance.id, Duration::from_secs(5));
+            let _ = network.release(LeaseKey::Tap(&attached.tap));
+            return Err(e.into());
+        }
+        Ok(instance)
+    }
+
+    /// Stops instance `id` (killed after `grace`) and releases its network lease.
+    pub fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), HostError> {
+        self.backend.stop(id, grace)?;
+        if let Some(network) = &self.network {
+            network.release(LeaseKey::Instance(id.as_str()))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes instance `id` on `host_port` (a pool member handed over), or withdraws it.
+    pub fn publish(&self, id: &InstanceId, host_port: Option<u16>) -> Result<(), NetworkError> {
+        match &self.network {
+            Some(network) => network.publish(id.as_str(), host_port),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies `plan`'s flows and egress to instance `id`'s host-side rules, in place.
+    pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan) -> Result<(), NetworkError> {
+        match &self.network {
+            Some(network) => network.set_policy(id.as_str(), self.flow_policy(plan)),
+            None => Ok(()),
+        }
+    }
+
+    /// What plan checks of the network before an instance is created: leases left by a
+    /// crash are reclaimed, the bridge settings suit this host, and `host_port` is free
+    /// (but for instance `holder`, which may hold it already).
+    pub fn check(&self, host_port: Option<u16>, holder: Option<&InstanceId>) -> Result<(), HostError> {
+        let Some(network) = &self.network else { return Ok(()) };
+        self.reclaim()?;
+        network.check()?;
+        if let Some(port) = host_port {
+            network.check_port(port, holder.map(InstanceId::as_str))?;
+        }
+        Ok(())
+    }
+
+    /// Drops leases and rules that no instance record holds (left by a crash): how many.
+    /// An instance whose process died keeps its lease until it is stopped, as its record
+    /// stays until then.
+    pub fn reclaim(&self) -> Result<usize, HostError> {
+        let Some(network) = &self.network else { return Ok(0) };
+        let live: Vec<String> =
+            self.backend.list()?.into_iter().map(|(instance, _)| instance.id.as_str().to_owned()).collect();
+        Ok(network.reclaim(&|id: &str| live.iter().any(|l| l == id))?.len())
+    }
+}
