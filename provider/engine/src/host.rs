@@ -8,9 +8,11 @@
 //! forwards one port on 127.0.0.1, as before.
 
 use std::ops::Deref;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use abi::net::Network as GuestNetwork;
+use hypervisor::registry::Registry;
 use hypervisor::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
 use network::{FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
 use plan::EnforcementPlan;
@@ -34,6 +36,7 @@ pub struct Host {
     backend: Box<dyn Hypervisor>,
     network: Option<Network>,
     tenant: Option<String>,
+    state_dir: PathBuf,
 }
 
 impl Deref for Host {
@@ -50,7 +53,7 @@ impl Host {
             NetworkMode::Bridge => Some(Network::new(&config.state_dir, config.network.bridge.clone())),
             NetworkMode::User => None,
         };
-        Host { backend, network, tenant: config.tenant.clone() }
+        Host { backend, network, tenant: config.tenant.clone(), state_dir: config.state_dir.clone() }
     }
 
     /// The bridge, under `network = "bridge"`.
@@ -133,12 +136,13 @@ impl Host {
     }
 
     /// Drops leases and rules that no instance record holds (left by a crash): how many.
-    /// An instance whose process died keeps its lease until it is stopped, as its record
-    /// stays until then.
+    /// Records of both backends count, as they may share the state directory; an instance
+    /// whose process died keeps its lease until it is stopped, as its record stays until
+    /// then.
     pub fn reclaim(&self) -> Result<usize, HostError> {
         let Some(network) = &self.network else { return Ok(0) };
-        let live: Vec<String> =
-            self.backend.list()?.into_iter().map(|(instance, _)| instance.id.as_str().to_owned()).collect();
-        Ok(network.reclaim(&|id: &str| live.iter().any(|l| l == id))?.len())
+        let recorded =
+            |id: &str| id.parse::<InstanceId>().is_ok_and(|id| Registry::recorded_by_any(&self.state_dir, &id));
+        Ok(network.reclaim(&recorded)?.len())
     }
 }

@@ -78,9 +78,18 @@ pub struct Registry {
     root: PathBuf,
 }
 
+/// Where the libvirt backend keeps its instances' files, under the state directory.
+pub const LIBVIRT_DIR: &str = "libvirt";
+
 impl Registry {
     pub fn new(state_dir: &Path) -> Registry {
         Registry { root: state_dir.join("instances") }
+    }
+
+    /// Whether either backend keeps a record of `id` under `state_dir` (a booting or
+    /// running instance, or one whose process died and that was not stopped yet).
+    pub fn recorded_by_any(state_dir: &Path, id: &InstanceId) -> bool {
+        [Registry::new(state_dir), Registry::new(&state_dir.join(LIBVIRT_DIR))].iter().any(|r| r.dir(id).is_dir())
     }
 
     pub fn dir(&self, id: &InstanceId) -> PathBuf {

@@ -54,7 +54,7 @@ impl Libvirt {
         Ok(Libvirt {
             conn,
             uri: uri.to_owned(),
-            registry: Registry::new(&state_dir.join("libvirt")),
+            registry: Registry::new(&state_dir.join(crate::registry::LIBVIRT_DIR)),
             accel,
             cpu_khz: facts.cpu_khz,
         })
