@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 # qemu-utils from another release, which blocks a plain `apt-get install qemu-system-x86
 # qemu-utils` with "held broken packages"), the venv module, and what the libvirt backend
 # builds against. apt-get download (kernel fetch) needs current package lists too.
-packages=(qemu-system-x86 qemu-utils python3-venv libvirt-dev pkg-config)
+packages=(qemu-system-x86 qemu-utils python3-venv libvirt-dev pkg-config nftables iproute2)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ] || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
