@@ -6,6 +6,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod harness;
+mod netns;
+mod networking;
 mod pool;
 mod security_policy;
 mod unikernel;
