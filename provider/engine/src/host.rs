@@ -14,7 +14,7 @@ use std::time::Duration;
 use abi::net::Network as GuestNetwork;
 use hypervisor::registry::Registry;
 use hypervisor::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
-use network::{FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
+use network::{Drift, FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
 use plan::EnforcementPlan;
 
 use crate::ProviderConfig;
@@ -133,6 +133,18 @@ impl Host {
             network.check_port(port, holder.map(InstanceId::as_str))?;
         }
         Ok(())
+    }
+
+    /// Finds where the host's network no longer matches the state directory's leases
+    /// (tables flushed, rules deleted, TAPs detached or no longer isolated, the bridge or
+    /// its address gone) and restores it from them; returns what was found, including what
+    /// cannot be restored (a TAP that is gone took its VM's network interface with it).
+    /// Empty under `network = "user"`.
+    pub fn repair_network(&self) -> Result<Vec<Drift>, HostError> {
+        match &self.network {
+            Some(network) => Ok(network.repair()?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Drops leases and rules that no instance record holds (left by a crash): how many.

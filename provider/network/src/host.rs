@@ -153,17 +153,31 @@ pub(crate) fn create_bridge(name: &str, staging: &str, alias: &str) -> Result<()
 /// repeat on a bridge that has them.
 pub(crate) fn configure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<(), NetworkError> {
     run(IP, &["addr", "replace", &format!("{gateway}/{prefix}"), "dev", name])?;
-    let conf = Path::new("/proc/sys/net/ipv4/conf").join(name);
-    // Routed between guests: forwarding, and ARP answered back out of the port it came in.
-    write_sysctl(&conf.join("forwarding"), "1")?;
-    write_sysctl(&conf.join("proxy_arp_pvlan"), "1")?;
-    // So the host's requests to 127.0.0.1 may be DNAT-ed out of the bridge.
-    write_sysctl(&conf.join("route_localnet"), "1")?;
-    // Broadcast ARP requests are answered at once rather than after a random delay.
-    write_sysctl(&Path::new("/proc/sys/net/ipv4/neigh").join(name).join("proxy_delay"), "0")?;
-    write_sysctl(Path::new("/proc/sys/net/ipv4/ip_forward"), "1")?;
+    for (path, value) in bridge_sysctls(name) {
+        write_sysctl(&path, value)?;
+    }
     run(IP, &["link", "set", "dev", name, "up"])?;
     Ok(())
+}
+
+/// The sysctls bridge `name` needs, under /proc/sys, with their values.
+pub(crate) fn bridge_sysctls(name: &str) -> [(PathBuf, &'static str); 5] {
+    let conf = Path::new("/proc/sys/net/ipv4/conf").join(name);
+    [
+        // Routed between guests: forwarding, and ARP answered back out of the port it came in.
+        (conf.join("forwarding"), "1"),
+        (conf.join("proxy_arp_pvlan"), "1"),
+        // So the host's requests to 127.0.0.1 may be DNAT-ed out of the bridge.
+        (conf.join("route_localnet"), "1"),
+        // Broadcast ARP requests are answered at once rather than after a random delay.
+        (Path::new("/proc/sys/net/ipv4/neigh").join(name).join("proxy_delay"), "0"),
+        (PathBuf::from("/proc/sys/net/ipv4/ip_forward"), "1"),
+    ]
+}
+
+/// A sysctl's current value, trimmed.
+pub(crate) fn read_sysctl(path: &Path) -> Result<String, NetworkError> {
+    Ok(std::fs::read_to_string(path).map_err(fsutil::io("read", path))?.trim().to_owned())
 }
 
 /// Writes a sysctl when it differs (rewriting `ip_forward` would reset every interface's
@@ -179,10 +193,58 @@ fn write_sysctl(path: &Path, value: &str) -> Result<(), NetworkError> {
 /// Creates TAP `tap` for QEMU (with virtio-net headers) as an isolated, up port of `bridge`.
 pub(crate) fn create_tap(tap: &str, bridge: &str) -> Result<(), NetworkError> {
     run(IP, &["tuntap", "add", "dev", tap, "mode", "tap", "vnet_hdr"])?;
+    attach_port(tap, bridge)
+}
+
+/// Makes the existing device `tap` an isolated, up port of `bridge`; safe to repeat.
+pub(crate) fn attach_port(tap: &str, bridge: &str) -> Result<(), NetworkError> {
     run(IP, &["link", "set", "dev", tap, "master", bridge])?;
     run(IP, &["link", "set", "dev", tap, "type", "bridge_slave", "isolated", "on"])?;
     run(IP, &["link", "set", "dev", tap, "up"])?;
     Ok(())
+}
+
+/// What drift checks need to know of one network device.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub name: String,
+    pub alias: Option<String>,
+    pub kind: Option<String>,
+    /// The bridge (or other master) it is a port of.
+    pub master: Option<String>,
+    /// Administratively up.
+    pub up: bool,
+    /// An isolated bridge port.
+    pub isolated: bool,
+    /// Its IPv4 addresses with their prefix lengths.
+    pub ipv4: Vec<Ipv4Net>,
+}
+
+/// Every device of the host with its addresses, from one `ip -j -d addr show`.
+pub(crate) fn devices() -> Result<Vec<Device>, NetworkError> {
+    let stdout = run(IP, &["-j", "-d", "addr", "show"])?;
+    let json = parse_json("ip -j -d addr show", &stdout)?;
+    Ok(json.as_array().into_iter().flatten().filter_map(device_from).collect())
+}
+
+fn device_from(value: &Value) -> Option<Device> {
+    let link = link_from(value)?;
+    let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+    let up = value.get("flags").and_then(Value::as_array).is_some_and(|flags| flags.iter().any(|f| f == "UP"));
+    let isolated = value.pointer("/linkinfo/info_slave_data/isolated").and_then(Value::as_bool).unwrap_or(false);
+    let ipv4 = value
+        .get("addr_info")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|info| info.get("family").and_then(Value::as_str) == Some("inet"))
+        .filter_map(|info| {
+            let local: Ipv4Addr = info.get("local")?.as_str()?.parse().ok()?;
+            let prefix = u8::try_from(info.get("prefixlen")?.as_u64()?).ok()?;
+            Ipv4Net::new(local, prefix).ok()
+        })
+        .collect();
+    Some(Device { name: link.name, alias: link.alias, kind: link.kind, master: text("master"), up, isolated, ipv4 })
 }
 
 /// Deletes a device; one already gone is fine.
@@ -248,6 +310,15 @@ pub(crate) fn local_addresses() -> Result<Vec<Ipv4Addr>, NetworkError> {
     Ok(addresses)
 }
 
+/// `nft -j list table FAMILY NAME` as JSON; `None` when there is no such table.
+pub(crate) fn list_table(family: &str, name: &str) -> Result<Option<Value>, NetworkError> {
+    match run_with(NFT, &["-j", "list", "table", family, name], None) {
+        Ok(stdout) => parse_json("nft -j list table", &stdout).map(Some),
+        Err(failure) if failure.stderr.contains("No such file or directory") => Ok(None),
+        Err(failure) => Err(failure.error),
+    }
+}
+
 /// Applies one nftables JSON batch as a single transaction.
 pub(crate) fn apply_rules(batch: &Value) -> Result<(), NetworkError> {
     let bytes = serde_json::to_vec(batch)
@@ -274,6 +345,30 @@ mod tests {
         assert_eq!(local.dst.to_string(), "10.0.0.5/32");
         assert_eq!(local.text, "local 10.0.0.5 dev eth0 table local");
         assert!(route_from(&serde_json::json!({ "dst": "default", "dev": "eth0" })).is_none());
+    }
+
+    #[test]
+    fn devices_say_whose_port_they_are_and_their_addresses() {
+        let port = device_from(&serde_json::json!({
+            "ifname": "sdt-0123456789", "flags": ["NO-CARRIER", "BROADCAST", "UP"], "master": "sdsec0",
+            "linkinfo": { "info_kind": "tun", "info_slave_kind": "bridge", "info_slave_data": { "isolated": true } },
+            "addr_info": []
+        }))
+        .unwrap();
+        assert_eq!(port.master.as_deref(), Some("sdsec0"));
+        assert!(port.up && port.isolated && port.ipv4.is_empty());
+        let bridge = device_from(&serde_json::json!({
+            "ifname": "sdsec0", "flags": ["BROADCAST"], "ifalias": "sdsec:/s",
+            "linkinfo": { "info_kind": "bridge" },
+            "addr_info": [
+                { "family": "inet", "local": "10.213.0.1", "prefixlen": 24 },
+                { "family": "inet6", "local": "fe80::1", "prefixlen": 64 }
+            ]
+        }))
+        .unwrap();
+        assert!(!bridge.up && !bridge.isolated && bridge.master.is_none());
+        assert_eq!(bridge.ipv4, ["10.213.0.1/24".parse::<Ipv4Net>().unwrap()]);
+        assert_eq!(bridge.alias.as_deref(), Some("sdsec:/s"));
     }
 
     #[test]

@@ -42,8 +42,17 @@
 //! `STATE_DIR/network/leases.json` records the leases; `STATE_DIR/network/lock` is locked
 //! exclusively for every change and the `ip`/`nft` commands that follow it, so concurrent
 //! providers on one state directory take turns.
+//!
+//! # Drift
+//!
+//! What others do to the host behind sdsec's back (a firewall reload that flushes the
+//! ruleset, a deleted rule, a TAP detached or no longer isolated, the gateway address
+//! removed) is found by [`Network::drift`], which compares the host with the lease file, and
+//! undone by [`Network::repair`], which re-applies the lease file. A TAP that is gone is only
+//! reported: the VM's network interface went with it. See [`Drift`].
 
 mod config;
+mod drift;
 mod error;
 mod host;
 mod leases;
@@ -56,6 +65,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use config::{BridgeConfig, ConfigError, DEFAULT_BRIDGE, DEFAULT_PUBLISH_ADDRESS, DEFAULT_SUBNET, Setting};
+pub use drift::Drift;
 pub use error::{BridgeOwner, NetworkError};
 pub use network::Network;
 pub use ruleset::{ruleset, teardown};

@@ -17,12 +17,12 @@ const STAGING_PREFIX: &str = "sdb-";
 #[derive(Debug, Clone)]
 pub struct Network {
     state_dir: PathBuf,
-    store: Store,
-    config: BridgeConfig,
+    pub(crate) store: Store,
+    pub(crate) config: BridgeConfig,
 }
 
 /// Whose the device named like the bridge is.
-enum BridgeState {
+pub(crate) enum BridgeState {
     Absent,
     Ours,
     Taken(BridgeOwner),
@@ -303,7 +303,7 @@ impl Network {
     }
 
     /// The alias that marks a bridge as this state directory's.
-    fn alias(&self) -> Result<String, NetworkError> {
+    pub(crate) fn alias(&self) -> Result<String, NetworkError> {
         fsutil::create_private_dir(self.store.dir())?;
         let canonical = std::fs::canonicalize(&self.state_dir).map_err(fsutil::io("resolve", &self.state_dir))?;
         Ok(format!("sdsec:{}", canonical.display()))
@@ -311,13 +311,18 @@ impl Network {
 
     fn bridge_state(&self, bridge: &str) -> Result<BridgeState, NetworkError> {
         let Some(link) = host::link(bridge)? else { return Ok(BridgeState::Absent) };
-        let alias = self.alias()?;
-        Ok(match link.alias {
-            Some(found) if found == alias => BridgeState::Ours,
+        self.whose(link.alias, link.kind)
+    }
+
+    /// Whose a device with `alias` and `kind` is.
+    pub(crate) fn whose(&self, alias: Option<String>, kind: Option<String>) -> Result<BridgeState, NetworkError> {
+        let ours = self.alias()?;
+        Ok(match alias {
+            Some(found) if found == ours => BridgeState::Ours,
             Some(found) if found.starts_with("sdsec:") => {
                 BridgeState::Taken(BridgeOwner::StateDir(found.trim_start_matches("sdsec:").to_owned()))
             }
-            _ => BridgeState::Taken(BridgeOwner::Foreign { kind: link.kind }),
+            _ => BridgeState::Taken(BridgeOwner::Foreign { kind }),
         })
     }
 
@@ -339,7 +344,12 @@ impl Network {
     /// Makes the host match `document`: the rules of its leases, or with none left, no
     /// tables and no bridge. A bridge name taken by someone else is never touched (nor the
     /// tables of that name, which would be theirs).
-    fn sync(&self, _locked: &Locked, config: &BridgeConfig, document: &Document) -> Result<(), NetworkError> {
+    pub(crate) fn sync(
+        &self,
+        _locked: &Locked,
+        config: &BridgeConfig,
+        document: &Document,
+    ) -> Result<(), NetworkError> {
         if !document.leases.is_empty() {
             self.ensure_bridge(config)?;
             return host::apply_rules(&ruleset(config, &document.leases));

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use netns::{Namespace, PeerEcho, ask, ip, isolated, link, nft, nft_check};
 use network::{
-    BridgeConfig, BridgeOwner, EgressProtocol, EgressRule, FlowPolicy, Lease, LeaseKey, Network, NetworkError, Owner,
-    ruleset, teardown,
+    BridgeConfig, BridgeOwner, Drift, EgressProtocol, EgressRule, FlowPolicy, Lease, LeaseKey, Network, NetworkError,
+    Owner, ruleset, teardown,
 };
 
 fn policy(node: &str, connects_to: &[&str]) -> FlowPolicy {
@@ -342,5 +342,132 @@ fn traffic_follows_the_rules() {
         network.release(LeaseKey::Instance("i-web")).unwrap();
         network.release(LeaseKey::Tap(&api.tap)).unwrap();
         assert!(link("sdsec0").is_none());
+    });
+}
+
+/// Drift as the sentences users read.
+fn sentences(drift: Result<Vec<Drift>, NetworkError>) -> Vec<String> {
+    drift.unwrap().iter().map(ToString::to_string).collect()
+}
+
+/// The handles of the rules of chain `chain` in the `inet` table, in order.
+fn rule_handles(chain: &str) -> Vec<u64> {
+    let listing: serde_json::Value = serde_json::from_str(&inet_table().unwrap()).unwrap();
+    listing["nftables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|object| object.get("rule"))
+        .filter(|rule| rule["chain"] == chain)
+        .map(|rule| rule["handle"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn drift_is_named_and_repaired() {
+    isolated("drift_is_named_and_repaired", || {
+        let state = tempfile::tempdir().unwrap();
+        let network = network(state.path());
+        assert!(network.drift().unwrap().is_empty(), "no lease file: nothing to compare");
+        let web = network.attach(policy("web", &["api"]), 8080, Some(18080)).unwrap();
+        let api = network.attach(policy("api", &[]), 8081, None).unwrap();
+        network.bind(&web.tap, "i-web").unwrap();
+        network.bind(&api.tap, "i-api").unwrap();
+        assert_eq!(sentences(network.drift()), Vec::<String>::new(), "what attach applied is what nft lists");
+        assert!(network.repair().unwrap().is_empty());
+
+        // A firewall reload: both tables gone, east-west traffic left to the host's policy.
+        nft(&["flush", "ruleset"]).unwrap();
+        let missing = ["table inet sdsec_sdsec0 is missing", "table bridge sdsec_sdsec0 is missing"];
+        assert_eq!(sentences(network.drift()), missing);
+        assert_eq!(sentences(network.repair()), missing);
+        assert!(network.drift().unwrap().is_empty());
+        assert!(inet_table().unwrap().contains("18080") && inet_table().unwrap().contains("10.213.0.3"));
+
+        // One rule deleted by its handle.
+        let forward = rule_handles("forward");
+        let handle = forward[0].to_string();
+        nft(&["delete", "rule", "inet", "sdsec_sdsec0", "forward", "handle", &handle]).unwrap();
+        let count = format!(
+            "chain forward of table inet sdsec_sdsec0 has {} rules, {} expected",
+            forward.len() - 1,
+            forward.len()
+        );
+        assert_eq!(sentences(network.drift()), std::slice::from_ref(&count));
+        assert_eq!(sentences(network.repair()), [count]);
+        assert_eq!(rule_handles("forward").len(), forward.len());
+        assert!(network.drift().unwrap().is_empty());
+
+        // The guests' drop at the host's input turned into an accept: as many rules, another verdict.
+        let input = rule_handles("input");
+        let last = input.last().unwrap().to_string();
+        nft(&["replace", "rule", "inet", "sdsec_sdsec0", "input", "handle", &last, "iifname", "sdsec0", "accept"])
+            .unwrap();
+        assert_eq!(
+            sentences(network.drift()),
+            [
+                "chain input of table inet sdsec_sdsec0 has rules with other verdicts: 2 accept (expected 1 accept, 1 drop)"
+            ]
+        );
+        network.repair().unwrap();
+        assert!(network.drift().unwrap().is_empty());
+
+        // A TAP detached from the bridge, another no longer isolated, the gateway address and
+        // a sysctl gone.
+        ip(&["link", "set", "dev", &web.tap, "nomaster"]);
+        ip(&["link", "set", "dev", &api.tap, "type", "bridge_slave", "isolated", "off"]);
+        ip(&["addr", "flush", "dev", "sdsec0"]);
+        std::fs::write("/proc/sys/net/ipv4/conf/sdsec0/proxy_arp_pvlan", "0").unwrap();
+        let expected = [
+            "bridge sdsec0 lacks its gateway address 10.213.0.1/24".to_owned(),
+            "sysctl net.ipv4.conf.sdsec0.proxy_arp_pvlan is 0, 1 expected".to_owned(),
+            format!("TAP {} of instance i-web is not a port of sdsec0", web.tap),
+            format!(
+                "TAP {} of instance i-api is not isolated on sdsec0: other guests could reach it directly",
+                api.tap
+            ),
+        ];
+        assert_eq!(sentences(network.drift()), expected);
+        assert_eq!(sentences(network.repair()), expected);
+        assert!(network.drift().unwrap().is_empty());
+        for tap in [&web.tap, &api.tap] {
+            let port = link(tap).unwrap();
+            assert_eq!(port["master"], "sdsec0", "{port}");
+            assert_eq!(port["linkinfo"]["info_slave_data"]["isolated"], true, "{port}");
+        }
+        assert!(ip(&["-4", "addr", "show", "dev", "sdsec0"]).contains("10.213.0.1/24"));
+
+        // The bridge deleted: made anew with our alias, the surviving TAP put back on it.
+        ip(&["link", "del", "sdsec0"]);
+        assert_eq!(
+            sentences(network.drift()),
+            [
+                "bridge sdsec0 is missing".to_owned(),
+                format!("TAP {} of instance i-web is not a port of sdsec0", web.tap),
+                format!("TAP {} of instance i-api is not a port of sdsec0", api.tap),
+            ]
+        );
+        network.repair().unwrap();
+        assert!(network.drift().unwrap().is_empty());
+        let canonical = std::fs::canonicalize(state.path()).unwrap();
+        assert_eq!(link("sdsec0").unwrap()["ifalias"], format!("sdsec:{}", canonical.display()));
+
+        // A TAP deleted: its VM's interface is gone; it is reported, never recreated.
+        ip(&["link", "del", &web.tap]);
+        let lost =
+            [format!("TAP {} of instance i-web is missing: the instance has lost its network interface", web.tap)];
+        assert_eq!(sentences(network.repair()), lost);
+        assert!(!network.repair().unwrap()[0].repairable());
+        assert!(link(&web.tap).is_none());
+        assert_eq!(network.drift().unwrap()[0].instance(), Some("i-web"));
+
+        // With no lease left, tables and bridge of ours are leftovers.
+        network.release(LeaseKey::Instance("i-web")).unwrap();
+        network.release(LeaseKey::Instance("i-api")).unwrap();
+        assert!(network.drift().unwrap().is_empty() && link("sdsec0").is_none());
+        nft(&["add", "table", "inet", "sdsec_sdsec0"]).unwrap();
+        assert_eq!(sentences(network.drift()), ["table inet sdsec_sdsec0 remains though no instance holds a lease"]);
+        network.repair().unwrap();
+        assert!(inet_table().is_none() && network.drift().unwrap().is_empty());
     });
 }

@@ -1,5 +1,8 @@
 //! Refresh and import: a running instance as [`engine::instance`] finds it, with the
-//! control messages its runtime refused reported once each.
+//! control messages its runtime refused reported once each, and drift of the host's network
+//! (restored by the refresh) reported as it is found.
+
+use std::path::Path;
 
 use engine::instance::{self, InstanceError};
 use hypervisor::{HypervisorError, InstanceId};
@@ -12,11 +15,14 @@ use crate::resources::error::{Error, blocking};
 use crate::resources::image::{ImageModel, failed};
 
 /// Refresh: the state as the hypervisor and the store see it now; null when the instance
-/// is gone. Warns about control messages refused since the last refresh.
+/// is gone. Warns about control messages refused since the last refresh, and about the
+/// host's network rules when they had drifted from the leases.
 pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
+    let leases = config.state_dir.join("network").join("leases.json");
     let mut model = Model::decode(&current).map_err(Diagnostic::from)?;
     let Some(id) = model.instance_id() else { return Ok(StateResult::new(Value::Null)) };
+    let instance_id = id.clone();
     let name = model.name.known().cloned().unwrap_or_default();
     let image_digest = model.image_digest.known().cloned();
     let refreshed = blocking(move || instance::refresh(&config, &id, image_digest.as_deref()).map_err(failed)).await?;
@@ -37,7 +43,33 @@ pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<S
             ),
         ));
     }
+    if !refreshed.network_drift.is_empty() {
+        let detail = drift_detail(&name, &instance_id, &refreshed.network_drift, refreshed.network_lost, &leases);
+        result.diagnostics.push(Diagnostic::warning("Host network rules had drifted", detail));
+    }
     Ok(result)
+}
+
+/// What the drift warning says: each difference found, that the leases restored them, and
+/// when this instance's TAP is gone, that it must be replaced.
+fn drift_detail(name: &str, id: &InstanceId, drift: &[String], lost: bool, leases: &Path) -> String {
+    let mut detail = format!(
+        "Refreshing unikernel `{name}`, sdsec found the host's bridge networking changed behind its back (a \
+         firewall reload, `nft flush ruleset`, or `ip`/`nft` commands), so guests may not have been kept apart \
+         or published as their policies say:\n"
+    );
+    for sentence in drift {
+        detail.push_str(&format!("  - {sentence}\n"));
+    }
+    detail.push_str(&format!("It restored what it could from the leases in {}.", leases.display()));
+    if lost {
+        detail.push_str(&format!(
+            " A TAP cannot be given back to a running VM: unikernel `{name}` ({id}) has lost its network interface \
+             and should be replaced with `terraform apply -replace=ADDRESS`, ADDRESS being this sdsec_unikernel's \
+             resource address (as `terraform state list` shows it)."
+        ));
+    }
+    detail
 }
 
 /// Import: the state an instance recorded when it was booted, and its private state.
@@ -73,4 +105,23 @@ pub async fn import(shared: &Shared, id: &str) -> Result<StateResult, Diagnostic
     })
     .await?;
     Ok(StateResult { private, ..StateResult::new(state) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_listed_and_a_lost_interface_asks_for_replacement() {
+        let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
+        let leases = Path::new("/var/lib/sdsec/network/leases.json");
+        let drift = ["table inet sdsec_sdsec0 is missing".to_owned(), "bridge sdsec0 is down".to_owned()];
+        let detail = drift_detail("web", &id, &drift, false, leases);
+        assert!(detail.contains("\n  - table inet sdsec_sdsec0 is missing\n  - bridge sdsec0 is down\n"), "{detail}");
+        assert!(detail.ends_with("restored what it could from the leases in /var/lib/sdsec/network/leases.json."));
+        assert!(!detail.contains("-replace"), "{detail}");
+        let detail = drift_detail("web", &id, &drift, true, leases);
+        assert!(detail.contains("unikernel `web` (i-0123456789abcdef) has lost its network interface"), "{detail}");
+        assert!(detail.contains("`terraform apply -replace=ADDRESS`"), "{detail}");
+    }
 }
