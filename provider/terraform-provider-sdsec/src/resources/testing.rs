@@ -61,8 +61,9 @@ pub struct Applied {
 }
 
 impl Terraform {
-    /// A provider with a state directory, a kernel and a runtime of its own; `settings`
-    /// add to the provider block.
+    /// A provider with a state directory, a kernel and a runtime of its own, on QEMU's
+    /// user network unless `settings` (added to the provider block) say otherwise: unit
+    /// tests leave the host's network alone.
     pub async fn new(settings: &[(&str, &str)]) -> Terraform {
         let dir = tempfile::tempdir().unwrap();
         for (name, tag) in [("kernel", "kernel"), ("runtime", "runtime"), ("app", "application")] {
@@ -77,6 +78,9 @@ impl Terraform {
         let state_dir = dir.path().join("state").display().to_string();
         let kernel = dir.path().join("kernel").display().to_string();
         let mut block = vec![("state_dir", Value::from(state_dir)), ("kernel", Value::from(kernel))];
+        if !settings.iter().any(|(k, _)| *k == "network") {
+            block.push(("network", Value::from("user")));
+        }
         block.extend(settings.iter().map(|(k, v)| (*k, Value::from(*v))));
         let config = object_of(&provider_schema, &block);
         let request = proto::configure_provider::Request {

@@ -104,9 +104,12 @@ async fn an_image_input_at_fault_is_named_by_the_engine_not_by_the_message() {
 }
 
 #[tokio::test]
-async fn host_port_cannot_be_used_with_pool() {
+async fn host_port_with_pool_needs_the_bridge() {
     let tf = Terraform::new(&[]).await;
     let config = unikernel(&tf, &[("host_port", Value::from(18080)), ("pool", Value::from("pool-0123456789ab"))]);
     let planned = tf.plan(TYPE_NAME, &Value::Null, &[], &config).await;
-    assert_eq!(error(&planned), ("host_port cannot be used with pool".to_owned(), Some("host_port".to_owned())));
+    assert_eq!(
+        error(&planned),
+        ("host_port with pool needs network = \"bridge\"".to_owned(), Some("host_port".to_owned()))
+    );
 }
