@@ -47,6 +47,9 @@ set_conf user '"root"'
 set_conf group '"root"'
 set_conf dynamic_ownership 0
 set_conf security_driver '"none"'
+# libvirt's defaults plus the TAP device node: with `network = "bridge"` QEMU opens the
+# instance's TAP by name, and libvirt gives QEMU a private /dev holding only these.
+set_conf cgroup_device_acl '[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]'
 
 # By pid file: a second daemon (--second) runs under the same process names.
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
