@@ -139,12 +139,13 @@ impl Host {
     /// (tables flushed, rules deleted, TAPs detached or no longer isolated, the bridge or
     /// its address gone) and restores it from them; returns what was found, including what
     /// cannot be restored (a TAP that is gone took its VM's network interface with it).
-    /// Empty under `network = "user"`.
+    /// Leases no instance record holds (a crash's) are reclaimed after, so that what they
+    /// left does not hide drift. Empty under `network = "user"`.
     pub fn repair_network(&self) -> Result<Vec<Drift>, HostError> {
-        match &self.network {
-            Some(network) => Ok(network.repair()?),
-            None => Ok(Vec::new()),
-        }
+        let Some(network) = &self.network else { return Ok(Vec::new()) };
+        let found = network.repair()?;
+        self.reclaim()?;
+        Ok(found)
     }
 
     /// Drops leases and rules that no instance record holds (left by a crash): how many.
