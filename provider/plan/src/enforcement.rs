@@ -124,6 +124,12 @@ pub struct AuthorizationRulePlan {
 pub struct FirewallPlan {
     /// A connection is accepted only if every rule set allows it.
     pub ingress: Vec<IngressRuleSet>,
+    /// Allowed connections out of the guest beyond the host's bridge (beyond the east-west
+    /// flows), enforced by the host (nftables), not by the runtime; empty means none. Sorted,
+    /// without duplicates. Left out of the JSON when empty, so that plans without egress keep
+    /// their bytes and digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<EgressRulePlan>,
     pub http: HttpPlan,
     /// Every limit applies; at most one per scope, the strictest given.
     pub rate_limits: Vec<RateLimitPlan>,
@@ -148,6 +154,20 @@ pub struct IngressRulePlan {
     pub ports: Vec<PortRange>,
     pub protocol: Protocol,
     pub action: Effect,
+}
+
+/// One kind of connection the guest may open: to a network, on some ports, over a protocol.
+/// The rules of a plan are alternatives: a connection is allowed if any rule matches it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct EgressRulePlan {
+    /// The destination network. The compiler writes IPv4 networks only: the host enforces
+    /// egress for IPv4 alone.
+    pub to: Cidr,
+    /// Destination ports, sorted; empty: any port.
+    pub ports: Vec<PortRange>,
+    pub protocol: Protocol,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,5 +304,46 @@ impl EnforcementPlan {
     /// Digest of the canonical JSON: it changes exactly when what is enforced changes.
     pub fn digest(&self) -> String {
         sha256_digest(self.canonical_json().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firewall(egress: Vec<EgressRulePlan>) -> FirewallPlan {
+        FirewallPlan {
+            ingress: Vec::new(),
+            egress,
+            http: HttpPlan {
+                allowed_methods: None,
+                deny_paths: Vec::new(),
+                max_body_bytes: 1,
+                max_header_bytes: 1,
+                header_timeout_seconds: 1,
+                health_path: "/h".into(),
+            },
+            rate_limits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn egress_is_left_out_when_empty_and_read_back_when_given() {
+        let none = firewall(Vec::new());
+        let json = to_canonical_json(&none).unwrap();
+        assert!(!json.contains("egress"), "{json}");
+        let back: FirewallPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, none);
+
+        let to = Cidr("10.0.0.0/8".parse().unwrap());
+        let some = firewall(vec![EgressRulePlan {
+            to,
+            ports: vec![PortRange { first: 443, last: 443 }],
+            protocol: Protocol::Tcp,
+        }]);
+        let json = to_canonical_json(&some).unwrap();
+        assert!(json.contains(r#""egress":[{"ports":[443],"protocol":"tcp","to":"10.0.0.0/8"}]"#), "{json}");
+        let back: FirewallPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, some);
     }
 }

@@ -15,8 +15,8 @@ mod values;
 pub use canonical::{CanonicalError, sha256_digest, to_canonical_json};
 pub use enforcement::{
     AuditPlan, AuthenticationPlan, AuthorizationRulePlan, AuthorizationRuleSet, BuildPlan, ChangeKind, Credential,
-    EnforcementPlan, FirewallPlan, FlowPlan, HardeningPlan, HostPlan, HttpPlan, IngressRulePlan, IngressRuleSet,
-    JwtPlan, PLAN_FORMAT, PlacementPlan, PrincipalPlan, Provenance, RateLimitPlan, RuntimePlan,
+    EgressRulePlan, EnforcementPlan, FirewallPlan, FlowPlan, HardeningPlan, HostPlan, HttpPlan, IngressRulePlan,
+    IngressRuleSet, JwtPlan, PLAN_FORMAT, PlacementPlan, PrincipalPlan, Provenance, RateLimitPlan, RuntimePlan,
 };
 pub use keywords::{
     AuditEvent, AuditSink, Driver, Effect, HardeningLevel, JwtAlgorithm, KeyKind, Method, Protocol, RateScope, Scheme,

@@ -77,6 +77,7 @@ codes! {
     InvalidTokenHash = "E0406", Error, "not a SHA-256 token hash (64 hex digits); plaintext tokens are refused", "store the token's SHA-256: printf %s \"$TOKEN\" | sha256sum";
     InvalidPublicKey = "E0407", Error, "not a PEM public key usable with the declared algorithm", "give the PEM public key (-----BEGIN PUBLIC KEY-----) that matches `algorithm`";
     InvalidMethod = "E0408", Error, "not an HTTP method", "methods: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE, CONNECT";
+    Ipv6Egress = "E0409", Error, "an IPv6 network as an egress destination, which the host does not enforce", "allow an IPv4 network; the host enforces egress for IPv4 only";
 
     UnknownTarget = "E0501", Error, "a policy target names no node template", "name a node template of this document, or fix the spelling";
     UnknownRequirementTarget = "E0502", Error, "a requirement names no node template", "name a node template of this document, or fix the spelling";

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::lower::plan::{EnforcementPlan, RateLimitPlan};
+use crate::lower::plan::{EgressRulePlan, EnforcementPlan, RateLimitPlan};
 use crate::model::Effect;
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {
@@ -11,6 +11,17 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 
 fn rate(l: &RateLimitPlan) -> String {
     format!("{}/s burst {} per {}", l.requests_per_second, l.burst, l.per)
+}
+
+/// `10.0.0.0/8 tcp 443, 8000-8099` or `192.0.2.53/32 udp any port`.
+fn egress(r: &EgressRulePlan) -> String {
+    let ports: Vec<String> = r
+        .ports
+        .iter()
+        .map(|p| if p.first == p.last { p.first.to_string() } else { format!("{}-{}", p.first, p.last) })
+        .collect();
+    let ports = if ports.is_empty() { "any port".to_owned() } else { ports.join(", ") };
+    format!("{} {} {ports}", r.to.0, r.protocol)
 }
 
 /// Several lines per plan: one heading, then one line per mechanism.
@@ -57,6 +68,9 @@ fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
     for set in &f.ingress {
         writeln!(out, "  ingress [{}]: {} rules, default {}", set.policy, set.rules.len(), set.default)?;
     }
+    if !f.egress.is_empty() {
+        writeln!(out, "  egress (host): {}", f.egress.iter().map(egress).collect::<Vec<_>>().join("; "))?;
+    }
     let methods = f.http.allowed_methods.as_ref().map_or("any".to_owned(), |m| list(m));
     let deny: Vec<&str> = f.http.deny_paths.iter().map(|p| p.0.as_str()).collect();
     writeln!(
@@ -95,4 +109,20 @@ fn summarize_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
         writeln!(out, "  active adaptations: {}", plan.provenance.adaptations.join(", "))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn egress_is_shown_when_present() {
+        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n    web: { type: sdsec.nodes.Unikernel }\n  policies:\n    - fw:\n        type: sdsec.policies.Firewall\n        targets: [api]\n        properties:\n          egress:\n            - { to: 10.0.0.0/8, ports: [443, \"8000-8099\"] }\n            - { to: 192.0.2.53, protocol: udp }\n";
+        let c = crate::compile_str("t", doc);
+        assert!(!c.has_errors(), "{:?}", c.diagnostics);
+        let api = super::summarize([&c.plans["api"]]);
+        assert!(
+            api.contains("\n  egress (host): 10.0.0.0/8 tcp 443, 8000-8099; 192.0.2.53/32 udp any port\n"),
+            "{api}"
+        );
+        assert!(!super::summarize([&c.plans["web"]]).contains("egress"));
+    }
 }

@@ -5,6 +5,7 @@
 //! (c) merging never loosens: what one policy alone denies, the merged plan denies, and its
 //!     limits are no higher;
 //! (d) lowering never allows what an applicable policy, read by its own semantics, denies;
+//!     egress allows exactly what every policy that declares it allows;
 //! (e) the compiler never panics, whatever the input.
 //!
 //! Requests are judged by a small reference evaluator written here from the plan's documented
@@ -210,6 +211,8 @@ const NETS: &[&str] = &[
     "2001:db8::/32",
 ];
 const PORT_RANGES: &[(u16, u16)] = &[(80, 80), (443, 443), (8000, 8099), (8080, 8080), (1, 1024)];
+/// Egress destinations: IPv4 only (the host enforces no IPv6 egress).
+const NETS_V4: &[&str] = &["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "192.168.0.0/16", "192.168.1.7"];
 const BODY_LIMITS: &[u64] = &[1024, 65_536, 1_048_576, 4_194_304, 16_777_216];
 const HEADER_LIMITS: &[u64] = &[1024, 8192, 16_384, 65_536];
 const TIMEOUTS: &[u64] = &[1, 5, 10, 30, 120];
@@ -253,6 +256,13 @@ struct Ingress {
 }
 
 #[derive(Clone, Debug)]
+struct Egress {
+    to: &'static str,
+    ports: Option<Vec<(u16, u16)>>,
+    udp: Option<bool>,
+}
+
+#[derive(Clone, Debug)]
 struct Http {
     methods: Option<Vec<&'static str>>,
     deny_paths: Option<Vec<&'static str>>,
@@ -272,6 +282,7 @@ struct Rate {
 struct Firewall {
     default: Option<Effect>,
     ingress: Option<Vec<Ingress>>,
+    egress: Option<Vec<Egress>>,
     http: Option<Http>,
     rate: Option<Rate>,
 }
@@ -348,10 +359,18 @@ fn firewall() -> impl Strategy<Value = Firewall> {
     (
         prop::option::of(effect()),
         prop::option::of(prop::collection::vec(ingress, 0..4)),
+        prop::option::of(egress_rules()),
         prop::option::of(http),
         prop::option::of(rate),
     )
-        .prop_map(|(default, ingress, http, rate)| Firewall { default, ingress, http, rate })
+        .prop_map(|(default, ingress, egress, http, rate)| Firewall { default, ingress, egress, http, rate })
+}
+
+/// A Firewall `egress` list, possibly empty (which allows nothing).
+fn egress_rules() -> impl Strategy<Value = Vec<Egress>> {
+    let rule = (select(NETS_V4), opt_list(PORT_RANGES, 2), prop::option::of(any::<bool>()))
+        .prop_map(|(to, ports, udp)| Egress { to, ports, udp });
+    prop::collection::vec(rule, 0..4)
 }
 
 const UNIKERNELS: &[&str] = &["api", "web", "db"];
@@ -407,6 +426,10 @@ fn opt_strs(key: &'static str, v: &Option<Vec<&'static str>>, out: &mut Vec<(&'s
     }
 }
 
+fn ports_y(ports: &[(u16, u16)]) -> Y {
+    Y::L(ports.iter().map(|&(a, b)| if a == b { Y::P(a) } else { s(&format!("{a}-{b}")) }).collect())
+}
+
 fn firewall_y(f: &Firewall) -> Y {
     let mut props = Vec::new();
     if let Some(d) = f.default {
@@ -419,9 +442,7 @@ fn firewall_y(f: &Firewall) -> Y {
                 let mut e = vec![("action", s(r.action.word()))];
                 opt_strs("from", &r.from, &mut e);
                 if let Some(ports) = &r.ports {
-                    let ports =
-                        ports.iter().map(|&(a, b)| if a == b { Y::P(a) } else { s(&format!("{a}-{b}")) }).collect();
-                    e.push(("ports", Y::L(ports)));
+                    e.push(("ports", ports_y(ports)));
                 }
                 if let Some(udp) = r.udp {
                     e.push(("protocol", s(if udp { "udp" } else { "tcp" })));
@@ -430,6 +451,22 @@ fn firewall_y(f: &Firewall) -> Y {
             })
             .collect();
         props.push(("ingress", Y::L(rules)));
+    }
+    if let Some(rules) = &f.egress {
+        let rules = rules
+            .iter()
+            .map(|r| {
+                let mut e = vec![("to", s(r.to))];
+                if let Some(ports) = &r.ports {
+                    e.push(("ports", ports_y(ports)));
+                }
+                if let Some(udp) = r.udp {
+                    e.push(("protocol", s(if udp { "udp" } else { "tcp" })));
+                }
+                m(e)
+            })
+            .collect();
+        props.push(("egress", Y::L(rules)));
     }
     if let Some(h) = &f.http {
         let mut e = Vec::new();
@@ -761,6 +798,41 @@ fn policy_allows(p: &Kind, r: &Request) -> bool {
     }
 }
 
+/// A connection the guest opens.
+#[derive(Clone, Debug)]
+struct Connection {
+    to: IpAddr,
+    port: u16,
+    udp: bool,
+}
+
+fn connection() -> impl Strategy<Value = Connection> {
+    let addresses = &["10.1.2.3", "10.1.9.9", "10.200.0.1", "192.168.1.7", "192.168.2.1", "8.8.8.8"][..];
+    (select(addresses), select(&[1u16, 80, 443, 1024, 1025, 8000, 8080, 8099, 8100, 65535][..]), any::<bool>())
+        .prop_map(|(to, port, udp)| Connection { to: to.parse().unwrap(), port, udp })
+}
+
+/// The plan's egress semantics: some rule matches (an empty port list is any port).
+fn plan_egress_allows(plan: &EnforcementPlan, c: &Connection) -> bool {
+    use sectosca::model::policies::Protocol;
+    plan.runtime.firewall.egress.iter().any(|rule| {
+        net_contains(&rule.to.0.to_string(), c.to)
+            && (rule.ports.is_empty() || rule.ports.iter().any(|p| p.contains(c.port)))
+            && ((rule.protocol == Protocol::Udp) == c.udp)
+    })
+}
+
+/// One policy's egress, by the profile: `None` when it declares none (it has no say).
+fn policy_egress_allows(p: &Kind, c: &Connection) -> Option<bool> {
+    let Kind::Firewall(f) = p else { return None };
+    let rules = f.egress.as_ref()?;
+    Some(rules.iter().any(|rule| {
+        net_contains(rule.to, c.to)
+            && rule.ports.as_ref().is_none_or(|ps| ps.iter().any(|&(a, b)| (a..=b).contains(&c.port)))
+            && rule.udp.unwrap_or(false) == c.udp
+    }))
+}
+
 fn plan_of(c: &Compilation, node: &str) -> EnforcementPlan {
     c.plans.get(node).cloned().unwrap_or_else(|| panic!("no plan for `{node}`"))
 }
@@ -886,6 +958,31 @@ proptest! {
             }
         }
     }
+
+    /// (d) A connection out is allowed exactly when every policy that declares `egress` allows
+    /// it (none: nothing is allowed); policies without `egress` have no say.
+    #[test]
+    fn egress_allows_exactly_what_every_declaring_policy_allows(
+        firewalls in prop::collection::vec(firewall(), 1..=3),
+        connections in prop::collection::vec(connection(), 24),
+    ) {
+        let kinds: Vec<Kind> = firewalls.into_iter().map(Kind::Firewall).collect();
+        let policies = named(kinds.iter().cloned().map(on_api).collect());
+        let Some(plan) = compile_merged(&write_block(&document(&policies)))? else { return Ok(()) };
+        let plan = plan_of(&plan, "api");
+        for c in &connections {
+            let says: Vec<bool> = kinds.iter().filter_map(|k| policy_egress_allows(k, c)).collect();
+            let expected = !says.is_empty() && says.iter().all(|&a| a);
+            prop_assert_eq!(
+                plan_egress_allows(&plan, c),
+                expected,
+                "{:?} with policies saying {:?}:\n{}",
+                c,
+                says,
+                plan.canonical_json()
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -966,6 +1063,8 @@ const KEYS: &[&str] = &[
     "effect",
     "default",
     "ingress",
+    "egress",
+    "to",
     "from",
     "ports",
     "action",
@@ -1174,6 +1273,7 @@ fn the_two_writers_agree_on_a_fixed_document() {
                 udp: None,
                 action: Effect::Allow,
             }]),
+            egress: Some(vec![Egress { to: "10.1.0.0/16", ports: Some(vec![(443, 443)]), udp: Some(false) }]),
             http: Some(Http {
                 methods: Some(vec!["GET"]),
                 deny_paths: Some(vec!["/admin/**"]),

@@ -201,24 +201,30 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
         sink.report(Code::InvalidValue, node.span, &path.key(key), format!("`{key}: []` allows nothing: {effect}"))
             .hint = Some(format!("name at least one, or leave `{key}` out to allow any"));
     }
-    let (list, keys, meaning): (&str, &[&str], &str) = match kind {
-        PolicyKind::Authorization => ("rules", &["roles", "methods", "paths"], "every request"),
-        PolicyKind::Firewall => ("ingress", &["from", "ports"], "every connection"),
-        _ => return,
+    // Rule lists whose keys, absent, match anything.
+    let rule_lists: &[(&str, &[&str], &str)] = match kind {
+        PolicyKind::Authorization => &[("rules", &["roles", "methods", "paths"], "every request")],
+        PolicyKind::Firewall => {
+            &[("ingress", &["from", "ports"], "every connection"), ("egress", &["ports"], "any port")]
+        }
+        _ => &[],
     };
-    let Some(Value::Seq(rules)) = props.get(list).map(|n| &n.value) else { return };
-    for (i, rule) in rules.iter().enumerate() {
-        for key in keys {
-            let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty())) else {
-                continue;
-            };
-            sink.report(
-                Code::InvalidValue,
-                node.span,
-                &ppath.key(list).index(i).key(key),
-                format!("`{key}: []` lists nothing, so this rule could never match"),
-            )
-            .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
+    for (list, keys, meaning) in rule_lists {
+        let Some(Value::Seq(rules)) = props.get(list).map(|n| &n.value) else { continue };
+        for (i, rule) in rules.iter().enumerate() {
+            for key in *keys {
+                let Some(node) = rule.get(key).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty()))
+                else {
+                    continue;
+                };
+                sink.report(
+                    Code::InvalidValue,
+                    node.span,
+                    &ppath.key(list).index(i).key(key),
+                    format!("`{key}: []` lists nothing, so this rule could never match"),
+                )
+                .hint = Some(format!("name at least one, or leave `{key}` out to match {meaning}"));
+            }
         }
     }
 }

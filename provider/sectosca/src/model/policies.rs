@@ -9,7 +9,7 @@ use crate::model::{Effect, Trust};
 use crate::parse::Node;
 use crate::path::YamlPath;
 use crate::values::{
-    Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256,
+    Cidr, Ipv4Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256,
 };
 
 // The keywords plans hold too: the plan crate defines them, decoded here.
@@ -104,6 +104,18 @@ record! {
 }
 
 record! {
+    /// One egress rule: connections the guest may open beyond its declared flows.
+    pub struct EgressRule ("an egress rule", UnknownKey) {
+        /// The destination network: an IPv4 network in CIDR notation, or one address.
+        pub to: Ipv4Cidr,
+        /// Destination ports or ranges; absent means any port.
+        pub ports: Option<OneOrMany<PortRange>>,
+        /// tcp or udp. Default tcp.
+        pub protocol: Option<Protocol>,
+    }
+}
+
+record! {
     /// Application-layer (HTTP) rules.
     pub struct HttpRules ("http rules", UnknownKey) {
         /// Methods allowed at all; absent means all.
@@ -138,6 +150,8 @@ record! {
         pub default: Option<Effect>,
         /// L3/L4 rules in order; the first match wins.
         pub ingress: Option<Vec<IngressRule>>,
+        /// Connections out of the guest allowed beyond its declared flows, enforced by the host (IPv4 only). Default none; several policies allow only what all of them allow.
+        pub egress: Option<Vec<EgressRule>>,
         /// Application-layer rules.
         pub http: Option<HttpRules>,
         /// Request rate limit.

@@ -39,6 +39,35 @@ impl Decode for Cidr {
     }
 }
 
+/// An IPv4 network, where only IPv4 is enforced (egress destinations, by the host): an
+/// IPv6 network is a well-formed CIDR refused with its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ipv4Cidr(pub Cidr);
+
+plan::string_schema!(
+    Ipv4Cidr,
+    "Ipv4Cidr",
+    "An IPv4 network in CIDR notation (10.0.0.0/8); a bare address is one host. IPv6 is refused.",
+    "^[0-9]{1,3}(\\.[0-9]{1,3}){3}(/[0-9]{1,2})?$"
+);
+
+impl Decode for Ipv4Cidr {
+    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+        let cidr = Cidr::decode(node, path, sink)?;
+        if let ipnet::IpNet::V6(net) = cidr.0 {
+            sink.report(
+                Code::Ipv6Egress,
+                node.span,
+                path,
+                format!("`{net}` is an IPv6 network: the host enforces egress for IPv4 only"),
+            )
+            .hint = Some("allow an IPv4 network; egress to IPv6 destinations cannot be allowed in this release".into());
+            return None;
+        }
+        Some(Self(cidr))
+    }
+}
+
 impl Decode for PortRange {
     fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a port or a port range")?;
