@@ -126,7 +126,15 @@ impl Host {
     /// crash are reclaimed, the bridge settings suit this host, and `host_port` is free
     /// (but for instance `holder`, which may hold it already).
     pub fn check(&self, host_port: Option<u16>, holder: Option<&InstanceId>) -> Result<(), HostError> {
-        let Some(network) = &self.network else { return Ok(()) };
+        let Some(network) = &self.network else {
+            // QEMU's user network binds the port on 127.0.0.1 itself.
+            if let Some(port) = host_port {
+                let address = std::net::Ipv4Addr::LOCALHOST;
+                std::net::TcpListener::bind((address, port))
+                    .map_err(|source| NetworkError::PortInUse { port, address, source })?;
+            }
+            return Ok(());
+        };
         self.reclaim()?;
         network.check()?;
         if let Some(port) = host_port {

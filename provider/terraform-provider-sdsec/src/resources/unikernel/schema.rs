@@ -27,9 +27,10 @@ pub fn schema() -> Schema {
              the enforcement runtime of its node's plan as `/init` (authentication, authorization, application \
              firewall, rate limits, audit, hardening), booted on the provider's hypervisor and kept running. \
              `image_digest` is computed at plan time from the application, the plan, the kernel and the builder, \
-             so a change shows in the plan before anything is built. A policy change that touches only mechanisms \
-             the runtime can reconfigure (principals, authorization, firewall, rate limits, audit) is an update \
-             in place: the new plan goes to the running instance over its authenticated control channel, and \
+             so a change shows in the plan before anything is built. A policy change that touches only runtime \
+             mechanisms (principals, authorization, firewall, rate limits, audit, and the flows and egress the \
+             host enforces on its bridge) is an update in place: the new plan goes to the running instance over \
+             its authenticated control channel, the host's network rules are rewritten, and \
              `enforcement_digest` becomes the digest the runtime acknowledges. Any change that alters the image \
              replaces the instance, and the plan says why in a warning: settings that need a new image, or \
              refresh finding the instance stopped, its image tampered with or past the policy's `max_lifetime`. \

@@ -113,3 +113,13 @@ async fn host_port_with_pool_needs_the_bridge() {
         ("host_port with pool needs network = \"bridge\"".to_owned(), Some("host_port".to_owned()))
     );
 }
+
+#[tokio::test]
+async fn a_host_port_in_use_is_refused_at_plan_on_host_port() {
+    let tf = Terraform::new(&[]).await;
+    let taken = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let config = unikernel(&tf, &[("host_port", Value::from(i64::from(port)))]);
+    let planned = tf.plan(TYPE_NAME, &Value::Null, &[], &config).await;
+    assert_eq!(error(&planned), ("host_port in use".to_owned(), Some("host_port".to_owned())));
+}
