@@ -430,6 +430,16 @@ fn ports_y(ports: &[(u16, u16)]) -> Y {
     Y::L(ports.iter().map(|&(a, b)| if a == b { Y::P(a) } else { s(&format!("{a}-{b}")) }).collect())
 }
 
+/// The optional `ports` and `protocol` of an ingress or egress rule.
+fn ports_and_protocol(ports: Option<&[(u16, u16)]>, udp: Option<bool>, e: &mut Vec<(&'static str, Y)>) {
+    if let Some(ports) = ports {
+        e.push(("ports", ports_y(ports)));
+    }
+    if let Some(udp) = udp {
+        e.push(("protocol", s(if udp { "udp" } else { "tcp" })));
+    }
+}
+
 fn firewall_y(f: &Firewall) -> Y {
     let mut props = Vec::new();
     if let Some(d) = f.default {
@@ -441,12 +451,7 @@ fn firewall_y(f: &Firewall) -> Y {
             .map(|r| {
                 let mut e = vec![("action", s(r.action.word()))];
                 opt_strs("from", &r.from, &mut e);
-                if let Some(ports) = &r.ports {
-                    e.push(("ports", ports_y(ports)));
-                }
-                if let Some(udp) = r.udp {
-                    e.push(("protocol", s(if udp { "udp" } else { "tcp" })));
-                }
+                ports_and_protocol(r.ports.as_deref(), r.udp, &mut e);
                 m(e)
             })
             .collect();
@@ -457,12 +462,7 @@ fn firewall_y(f: &Firewall) -> Y {
             .iter()
             .map(|r| {
                 let mut e = vec![("to", s(r.to))];
-                if let Some(ports) = &r.ports {
-                    e.push(("ports", ports_y(ports)));
-                }
-                if let Some(udp) = r.udp {
-                    e.push(("protocol", s(if udp { "udp" } else { "tcp" })));
-                }
+                ports_and_protocol(r.ports.as_deref(), r.udp, &mut e);
                 m(e)
             })
             .collect();
