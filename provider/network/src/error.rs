@@ -55,6 +55,10 @@ pub enum NetworkError {
         holders.join(", ")
     )]
     SettingChanged { setting: Setting, recorded: String, requested: String, holders: Vec<String> },
+    #[error(
+        "network = \"bridge\" needs CAP_NET_ADMIN (to create the bridge, TAP devices and nftables rules), which this process lacks; run the provider as root or with that capability, or use network = \"user\" (or \"auto\")"
+    )]
+    NoCapNetAdmin,
     #[error("host port {port} is already published by {holder}")]
     PortLeased { port: u16, holder: String },
     #[error(

@@ -38,6 +38,9 @@ impl Network {
     /// or an address of this host.
     pub fn check(&self) -> Result<(), NetworkError> {
         self.config.validate()?;
+        if !crate::has_cap_net_admin() {
+            return Err(NetworkError::NoCapNetAdmin);
+        }
         host::locate(host::IP)?;
         host::locate(host::NFT)?;
         if self.store.exists() {
