@@ -8,6 +8,7 @@
 mod harness;
 mod netns;
 mod networking;
+mod networking_libvirt;
 mod pool;
 mod security_policy;
 mod unikernel;

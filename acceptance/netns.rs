@@ -185,3 +185,207 @@ impl Drop for Background {
         let _ = self.child.wait();
     }
 }
+
+/// A libvirt daemon of a test's own, running inside a namespace (`ip netns exec`) and in a
+/// private mount namespace of its own, as `scripts/libvirt.sh --second` starts one: private
+/// /run/libvirt, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and a copy of
+/// /etc/libvirt, all under a temporary directory, and its own socket directory there. With
+/// `network = "bridge"` the provider creates the TAP in its own network namespace and QEMU,
+/// started by libvirtd, opens it by name: the daemon has to live in the provider's namespace.
+///
+/// Dropping it destroys any domain left, stops libvirtd and virtlogd by their pid files and
+/// removes the directory.
+#[derive(Debug)]
+pub struct Libvirtd {
+    /// `qemu+unix:///system?socket=…`: where the daemon answers.
+    pub uri: String,
+    dir: std::path::PathBuf,
+}
+
+impl Libvirtd {
+    /// Starts a daemon in `ns` and waits (bounded) until it answers; `None`, with the reason
+    /// printed, when libvirt is not installed (`scripts/libvirt.sh` installs it).
+    pub fn start(ns: &Netns) -> Option<Libvirtd> {
+        let missing: Vec<&str> =
+            ["libvirtd", "virtlogd", "virsh", "unshare"].into_iter().filter(|p| !installed(p)).collect();
+        if !missing.is_empty() {
+            println!("skipped: {} not installed (scripts/libvirt.sh installs libvirt)", missing.join(", "));
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!(
+            "sdsec-libvirtd-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["run", "lib", "cache", "log", "sock"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("create the daemon's directories");
+        }
+        let daemon =
+            Libvirtd { uri: format!("qemu+unix:///system?socket={}", dir.join("sock/libvirt-sock").display()), dir };
+        daemon.configure();
+
+        let log = std::fs::File::create(daemon.dir.join("start.log")).expect("start.log");
+        let status = ns
+            .command("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-euc"])
+            .arg(
+                r#"d="$1"
+                mount --bind "$d/run" /run/libvirt
+                mount --bind "$d/lib" /var/lib/libvirt
+                mount --bind "$d/cache" /var/cache/libvirt
+                mount --bind "$d/log" /var/log/libvirt
+                mount --bind "$d/etc" /etc/libvirt
+                virtlogd -d -p "$d/sock/virtlogd.pid"
+                libvirtd -d -f /etc/libvirt/libvirtd.conf -p "$d/sock/libvirtd.pid""#,
+            )
+            .arg("sh")
+            .arg(&daemon.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("start.log"))
+            .stderr(log)
+            .status()
+            .expect("run unshare");
+        assert!(status.success(), "libvirtd did not start in {}: {}", ns.name, daemon.logs());
+
+        // Bounded: the daemon probes QEMU's capabilities at its first start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !daemon.virsh(&["version"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "libvirtd does not answer on {} after 60 s: {}",
+                daemon.uri,
+                daemon.logs()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Some(daemon)
+    }
+
+    /// The private copy of /etc/libvirt, with what sdsec's libvirt backend needs whatever the
+    /// machine's copy holds (`scripts/libvirt.sh` sets the same): QEMU as root with the owners
+    /// of files left alone, no security driver, /dev/net/tun in QEMU's /dev (it opens the TAP
+    /// by name); the daemon's own socket directory and log file; no network autostarted.
+    fn configure(&self) {
+        let etc = self.dir.join("etc");
+        let copied = Command::new("cp").arg("-a").arg("/etc/libvirt").arg(&etc).status().expect("run cp");
+        assert!(copied.success(), "cannot copy /etc/libvirt to {}", etc.display());
+        let set = |file: &str, settings: &[(&str, String)]| {
+            let path = etc.join(file);
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let mut lines: Vec<String> = text
+                .lines()
+                .filter(|l| {
+                    !settings.iter().any(|(key, _)| {
+                        l.trim_start().strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+                    })
+                })
+                .map(str::to_owned)
+                .collect();
+            lines.extend(settings.iter().map(|(key, value)| format!("{key} = {value}")));
+            std::fs::write(&path, lines.join("\n") + "\n").expect("write the daemon's configuration");
+        };
+        set(
+            "qemu.conf",
+            &[
+                ("user", "\"root\"".into()),
+                ("group", "\"root\"".into()),
+                ("dynamic_ownership", "0".into()),
+                ("security_driver", "\"none\"".into()),
+                (
+                    "cgroup_device_acl",
+                    r#"[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]"#.into(),
+                ),
+            ],
+        );
+        set(
+            "libvirtd.conf",
+            &[
+                ("unix_sock_dir", format!("\"{}\"", self.dir.join("sock").display())),
+                ("log_outputs", "\"3:file:/var/log/libvirt/libvirtd.log\"".into()),
+            ],
+        );
+        if let Ok(links) = std::fs::read_dir(etc.join("qemu/networks/autostart")) {
+            for link in links.flatten() {
+                let _ = std::fs::remove_file(link.path());
+            }
+        }
+    }
+
+    /// `virsh -c URI args`, whatever its status (the socket is a path: any namespace reaches it).
+    pub fn virsh(&self, args: &[&str]) -> Output {
+        Command::new("virsh").args(["-c", &self.uri]).args(args).stdin(Stdio::null()).output().expect("run virsh")
+    }
+
+    /// Names of the daemon's domains, running or not.
+    pub fn domains(&self) -> Vec<String> {
+        let out = self.virsh(&["list", "--all", "--name"]);
+        assert!(out.status.success(), "virsh list failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// What the start and the daemon's log say, for a failure message.
+    pub fn logs(&self) -> String {
+        let read = |p: &str| std::fs::read_to_string(self.dir.join(p)).unwrap_or_default();
+        format!("\n--- start\n{}\n--- libvirtd.log (last lines)\n{}", read("start.log"), {
+            let log = read("log/libvirtd.log");
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
+        })
+    }
+
+    fn stop(&self, daemon: &str) {
+        let Some(pid) = std::fs::read_to_string(self.dir.join(format!("sock/{daemon}.pid")))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+        else {
+            return;
+        };
+        let alive = || std::path::Path::new(&format!("/proc/{pid}")).exists() && !zombie(pid);
+        let _ = Command::new("kill").arg(pid.to_string()).stderr(Stdio::null()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if alive() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+impl Drop for Libvirtd {
+    fn drop(&mut self) {
+        // Domains left by a failed test or destroy: their QEMU would keep the mounts alive.
+        // Nothing here may panic: this runs while a failed test unwinds.
+        let virsh = |args: &[&str]| {
+            Command::new("virsh").args(["-c", &self.uri]).args(args).stdin(Stdio::null()).stderr(Stdio::null()).output()
+        };
+        if let Ok(out) = virsh(&["list", "--all", "--name"]) {
+            for name in String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let _ = virsh(&["destroy", name]);
+                let _ = virsh(&["undefine", name]);
+            }
+        }
+        self.stop("libvirtd");
+        self.stop("virtlogd");
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn installed(program: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"].map(std::path::PathBuf::from))
+        .any(|dir| dir.join(program).is_file())
+}
+
+/// A daemonized process is no child of the test: once dead it is reaped by init, but check.
+fn zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+}

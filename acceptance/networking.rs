@@ -17,6 +17,8 @@
 //! - user network: still serves, and its plan warns that per-source rules cannot tell
 //!   clients apart.
 //!
+//! The libvirt backend's bridge is tested in networking_libvirt.rs.
+//!
 //! Networking does not depend on the Terraform CLI version: these tests use the first CLI
 //! of the matrix only.
 
@@ -32,19 +34,19 @@ use crate::netns::{Background, Netns, Topology};
 use crate::unikernel::{DestroyOnPanic, console_log, static_app};
 
 /// The provider's defaults: bridge, subnet and gateway.
-const BRIDGE: &str = "sdsec0";
+pub(crate) const BRIDGE: &str = "sdsec0";
 const GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 213, 0, 1);
 /// Where the runtime listens in the guest, for an application on 8080.
 const RUNTIME_PORT: u16 = 80;
 
-fn workspace(name: &str, net: &Topology) -> Workspace {
+pub(crate) fn workspace(name: &str, net: &Topology) -> Workspace {
     let cli = clis().into_iter().next().expect("a Terraform CLI");
     Workspace::new(&cli, name).in_netns(&net.hv.name)
 }
 
 /// `sdsec_unikernel.NAME` running the example API for node `NAME` of the policy, with
 /// `args` after `--listen 0.0.0.0:8080` and `extra` lines of HCL.
-fn unikernel_tf(name: &str, app: &Path, args: &[&str], extra: &str) -> String {
+pub(crate) fn unikernel_tf(name: &str, app: &Path, args: &[&str], extra: &str) -> String {
     let args: Vec<String> = ["--listen", "0.0.0.0:8080"].iter().chain(args).map(|a| format!("{a:?}")).collect();
     format!(
         r#"
@@ -65,10 +67,10 @@ resource "sdsec_unikernel" "{name}" {{
 
 /// What a client got: the status (none when no HTTP answer came) and the body, or curl's error.
 #[derive(Debug)]
-struct Answer {
-    status: Option<u16>,
-    body: String,
-    error: String,
+pub(crate) struct Answer {
+    pub status: Option<u16>,
+    pub body: String,
+    pub error: String,
 }
 
 impl Answer {
@@ -78,7 +80,7 @@ impl Answer {
 }
 
 /// `GET url` from inside `ns`.
-fn get(ns: &Netns, url: &str) -> Answer {
+pub(crate) fn get(ns: &Netns, url: &str) -> Answer {
     let out = ns.output("curl", &["-sS", "--max-time", "20", "-w", "\n%{http_code}", url]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", stdout.as_str()));
@@ -100,12 +102,12 @@ fn burst(ns: &Netns, url: &str, n: usize) -> Vec<u16> {
     String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse().unwrap_or(0)).collect()
 }
 
-fn attr(ws: &Workspace, address: &str, name: &str) -> String {
+pub(crate) fn attr(ws: &Workspace, address: &str, name: &str) -> String {
     ws.attributes(address)[name].as_str().unwrap_or_default().to_owned()
 }
 
 /// The guest address of `address`, checked to be in the default subnet, past the gateway.
-fn guest_ip(ws: &Workspace, address: &str) -> Ipv4Addr {
+pub(crate) fn guest_ip(ws: &Workspace, address: &str) -> Ipv4Addr {
     let ip: Ipv4Addr = attr(ws, address, "ip").parse().unwrap_or_else(|_| panic!("{address} has no ip"));
     let [a, b, c, d] = ip.octets();
     assert!(
@@ -130,7 +132,7 @@ fn accesses(state_dir: &Path, instance: &str) -> Vec<(&'static str, Access<'stat
 
 /// Waits (the runtime writes its audit lines from a queue) until an event of `kind` from
 /// `src` for which `also` holds is on the instance's console.
-fn expect_event(
+pub(crate) fn expect_event(
     state_dir: &Path,
     instance: &str,
     kind: &str,
@@ -186,16 +188,16 @@ fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
-fn taps(hv: &Netns) -> Vec<String> {
+pub(crate) fn taps(hv: &Netns) -> Vec<String> {
     hv.links().into_iter().filter(|l| l.starts_with("sdt-")).collect()
 }
 
-fn sdsec_tables(hv: &Netns) -> Vec<String> {
+pub(crate) fn sdsec_tables(hv: &Netns) -> Vec<String> {
     hv.run("nft", &["list", "tables"]).lines().filter(|l| l.contains("sdsec")).map(str::to_owned).collect()
 }
 
 /// Nothing of bridge networking is left in the host namespace or the state directory.
-fn assert_torn_down(hv: &Netns, state_dir: &Path) {
+pub(crate) fn assert_torn_down(hv: &Netns, state_dir: &Path) {
     assert_eq!(taps(hv), Vec::<String>::new(), "TAP devices left after destroy");
     assert!(!hv.links().iter().any(|l| l == BRIDGE), "the bridge {BRIDGE} is left after destroy: {:?}", hv.links());
     assert_eq!(sdsec_tables(hv), Vec::<String>::new(), "nftables tables left after destroy");
