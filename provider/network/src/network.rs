@@ -251,12 +251,14 @@ impl Network {
             host::delete_link(&lease.tap)?;
         }
         self.store.save(&locked, &document)?;
+        let mut changed = !dropped.is_empty();
         let ours = matches!(self.bridge_state(&config.bridge)?, BridgeState::Ours);
         if ours {
             for port in host::ports_of(&config.bridge)? {
                 let leased = document.leases.iter().any(|lease| lease.tap == port);
                 if port.starts_with(crate::config::TAP_PREFIX) && !leased {
                     host::delete_link(&port)?;
+                    changed = true;
                 }
             }
         }
@@ -266,7 +268,11 @@ impl Network {
                 host::delete_link(&bridge.name)?;
             }
         }
-        self.sync(&locked, &config, &document)?;
+        // With nothing dropped the rules already match the leases (drift is `repair`'s);
+        // rewriting them would cost each plan as much as an attach.
+        if changed {
+            self.sync(&locked, &config, &document)?;
+        }
         Ok(dropped)
     }
 
