@@ -41,7 +41,9 @@ echo "==> what the policy enforces"
 tf output -raw summary
 endpoint="$(tf output -raw endpoint)"
 console="$(tf output -raw console_log)"
-echo "network: $(tf output -raw network) (bridge as root: an address of its own, real client addresses)"
+network="$(tf output -raw network)"
+echo "network: $network (bridge as root: the guest has an address of its own and the runtime sees each client's"
+echo "  own address; requests from this host through 127.0.0.1 come from the bridge's gateway, 10.213.0.1)"
 
 status() { # METHOD PATH [TOKEN] -> HTTP status code
   python3 - "$endpoint" "$@" <<'PY'
@@ -63,7 +65,7 @@ admin="$(status GET /admin/stats quickstart-token)"
 echo "GET /items without a token:   $no_token (expected 401)"
 echo "GET /items with the token:    $with_token (expected 200)"
 echo "GET /admin/stats (denied):    $admin (expected 403)"
-echo "audit events on the unikernel's console (src: the client's own address):"
+echo "audit events on the unikernel's console (src: the client's address as the runtime sees it):"
 grep '"event":"' "$console" | grep -v '"ready"' | tail -n 3
 if [ "$no_token" != 401 ] || [ "$with_token" != 200 ] || [ "$admin" != 403 ]; then
   echo "quickstart: the protected API did not enforce its policy" >&2

@@ -15,6 +15,12 @@ variable "threat_level" {
   default     = "normal"
 }
 
+variable "host_port" {
+  description = "Where the protected API is published on this host."
+  type        = number
+  default     = 18080
+}
+
 variable "app_path" {
   description = "The example API as a static executable (scripts/build.sh builds it)."
   type        = string
@@ -23,6 +29,9 @@ variable "app_path" {
 
 provider "sdsec" {
   state_dir = "${path.root}/sdsec-state"
+  # Published on this host's loopback only (with network = "bridge"; the user network
+  # forwards from 127.0.0.1 anyway). "0.0.0.0" would publish on every address of the host.
+  publish_address = "127.0.0.1"
 }
 
 resource "sdsec_security_policy" "api" {
@@ -41,6 +50,7 @@ resource "sdsec_unikernel" "api" {
     args = ["--listen", "0.0.0.0:8080"]
     port = 8080
   }
+  host_port = var.host_port
 }
 
 output "endpoint" {
