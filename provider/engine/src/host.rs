@@ -130,8 +130,11 @@ impl Host {
             // QEMU's user network binds the port on 127.0.0.1 itself.
             if let Some(port) = host_port {
                 let address = std::net::Ipv4Addr::LOCALHOST;
-                std::net::TcpListener::bind((address, port))
-                    .map_err(|source| NetworkError::PortInUse { port, address, source })?;
+                std::net::TcpListener::bind((address, port)).map_err(|source| NetworkError::PortInUse {
+                    port,
+                    address,
+                    source,
+                })?;
             }
             return Ok(());
         };
