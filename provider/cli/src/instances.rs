@@ -74,7 +74,7 @@ pub fn run(
     let backend = launch::backend(config)?;
     // As the provider boots a unikernel, with nothing recorded for import.
     let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
-    backend.check(host_port, None)?;
+    backend.check(host_port)?;
     let instance = instance::boot(&backend, &ensured.image, &spec.plan, boot)?;
     let reach = engine::network::reach(&config.network, &instance, host_port);
     eprintln!(

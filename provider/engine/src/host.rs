@@ -28,13 +28,17 @@ pub enum HostError {
     Network(#[from] NetworkError),
 }
 
-/// The hypervisor and, under `network = "bridge"`, the bridge of this state directory.
-/// Derefs to the hypervisor for what networking does not concern (state, pause, resume…);
-/// [`Host::stop`] shadows the hypervisor's own stop so that leases are released with it.
+/// The hypervisor and the network of this state directory. Derefs to the hypervisor for
+/// what networking does not concern (state, pause, resume…); [`Host::stop`] shadows the
+/// hypervisor's own stop so that leases are released with it.
 #[derive(Debug)]
 pub struct Host {
     backend: Box<dyn Hypervisor>,
-    network: Option<Network>,
+    /// The state directory's leases; released at stop whatever the mode now, as an
+    /// instance keeps the network it was booted with.
+    network: Network,
+    /// New instances go on the bridge (`network = "bridge"`, or `auto` with CAP_NET_ADMIN).
+    on_bridge: bool,
     tenant: Option<String>,
     state_dir: PathBuf,
 }
@@ -49,16 +53,18 @@ impl Deref for Host {
 
 impl Host {
     pub fn new(backend: Box<dyn Hypervisor>, config: &ProviderConfig) -> Host {
-        let network = match config.network.mode().0 {
-            NetworkMode::Bridge => Some(Network::new(&config.state_dir, config.network.bridge.clone())),
-            NetworkMode::User => None,
-        };
-        Host { backend, network, tenant: config.tenant.clone(), state_dir: config.state_dir.clone() }
+        Host {
+            backend,
+            network: Network::new(&config.state_dir, config.network.bridge.clone()),
+            on_bridge: config.network.mode().0 == NetworkMode::Bridge,
+            tenant: config.tenant.clone(),
+            state_dir: config.state_dir.clone(),
+        }
     }
 
     /// The bridge, under `network = "bridge"`.
     pub fn bridge(&self) -> Option<&Network> {
-        self.network.as_ref()
+        self.on_bridge.then_some(&self.network)
     }
 
     /// What the host enforces for `plan`'s node: its declared flows and egress.
@@ -74,7 +80,7 @@ impl Host {
         plan: &EnforcementPlan,
         host_port: Option<u16>,
     ) -> Result<Instance, HostError> {
-        let Some(network) = &self.network else {
+        let Some(network) = self.bridge() else {
             spec.nic = Nic::User { host_port, restrict_egress: plan.runtime.flows.connects_to.is_empty() };
             return Ok(self.backend.boot(&spec)?);
         };
@@ -100,50 +106,40 @@ impl Host {
     /// Stops instance `id` (killed after `grace`) and releases its network lease.
     pub fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), HostError> {
         self.backend.stop(id, grace)?;
-        if let Some(network) = &self.network {
-            network.release(LeaseKey::Instance(id.as_str()))?;
-        }
+        // A no-op for an instance without a lease (booted on the user network).
+        self.network.release(LeaseKey::Instance(id.as_str()))?;
         Ok(())
     }
 
     /// Publishes instance `id` on `host_port` (a pool member handed over), or withdraws it.
     pub fn publish(&self, id: &InstanceId, host_port: Option<u16>) -> Result<(), NetworkError> {
-        match &self.network {
-            Some(network) => network.publish(id.as_str(), host_port),
-            None => Ok(()),
-        }
+        leased_only(self.network.publish(id.as_str(), host_port))
     }
 
     /// Applies `plan`'s flows and egress to instance `id`'s host-side rules, in place.
     pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan) -> Result<(), NetworkError> {
-        match &self.network {
-            Some(network) => network.set_policy(id.as_str(), self.flow_policy(plan)),
-            None => Ok(()),
-        }
+        leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan)))
     }
 
-    /// What plan checks of the network before an instance is created: leases left by a
-    /// crash are reclaimed, the bridge settings suit this host, and `host_port` is free
-    /// (but for instance `holder`, which may hold it already).
-    pub fn check(&self, host_port: Option<u16>, holder: Option<&InstanceId>) -> Result<(), HostError> {
-        let Some(network) = &self.network else {
+    /// What plan checks of the network before an instance is created: the bridge settings
+    /// suit this host, leases left by a crash are reclaimed, and `host_port` is not held by
+    /// anything but this state directory's own instances (a replacement plans while the
+    /// instance it replaces still holds the port; apply finds out if it still does).
+    pub fn check(&self, host_port: Option<u16>) -> Result<(), HostError> {
+        let Some(network) = self.bridge() else {
+            let ours = |port| self.backend.list().is_ok_and(|l| l.iter().any(|(i, _)| i.endpoint.port() == port));
             // QEMU's user network binds the port on 127.0.0.1 itself.
-            if let Some(port) = host_port {
-                let address = std::net::Ipv4Addr::LOCALHOST;
-                std::net::TcpListener::bind((address, port)).map_err(|source| NetworkError::PortInUse {
-                    port,
-                    address,
-                    source,
-                })?;
+            if let Some(port) = host_port.filter(|port| !ours(*port)) {
+                network::check_listener(std::net::Ipv4Addr::LOCALHOST, port)?;
             }
             return Ok(());
         };
-        self.reclaim()?;
         network.check()?;
-        if let Some(port) = host_port {
-            network.check_port(port, holder.map(InstanceId::as_str))?;
+        self.reclaim()?;
+        match host_port.map(|port| network.check_port(port, None)) {
+            Some(Err(NetworkError::PortLeased { .. })) | Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) => Err(e.into()),
         }
-        Ok(())
     }
 
     /// Finds where the host's network no longer matches the state directory's leases
@@ -153,7 +149,7 @@ impl Host {
     /// Leases no instance record holds (a crash's) are reclaimed after, so that what they
     /// left does not hide drift. Empty under `network = "user"`.
     pub fn repair_network(&self) -> Result<Vec<Drift>, HostError> {
-        let Some(network) = &self.network else { return Ok(Vec::new()) };
+        let Some(network) = self.bridge() else { return Ok(Vec::new()) };
         let found = network.repair()?;
         self.reclaim()?;
         Ok(found)
@@ -164,9 +160,18 @@ impl Host {
     /// whose process died keeps its lease until it is stopped, as its record stays until
     /// then.
     pub fn reclaim(&self) -> Result<usize, HostError> {
-        let Some(network) = &self.network else { return Ok(0) };
+        let Some(network) = self.bridge() else { return Ok(0) };
         let recorded =
             |id: &str| id.parse::<InstanceId>().is_ok_and(|id| Registry::recorded_by_any(&self.state_dir, &id));
         Ok(network.reclaim(&recorded)?.len())
+    }
+}
+
+/// Publishing and flows concern instances on the bridge: one without a lease was booted on
+/// the user network, where there is nothing to change.
+fn leased_only(result: Result<(), NetworkError>) -> Result<(), NetworkError> {
+    match result {
+        Err(NetworkError::NotLeased(_)) => Ok(()),
+        other => other,
     }
 }

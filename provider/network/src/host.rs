@@ -50,6 +50,8 @@ fn run_with(tool: Tool, args: &[&str], stdin: Option<&[u8]>) -> Result<String, F
     };
     let mut child = Command::new(program)
         .args(args)
+        // Errors are told apart by their text (e.g. "No such file or directory"): in English.
+        .env("LC_ALL", "C")
         .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -133,6 +133,16 @@ impl ModeChoice {
     }
 }
 
+/// Whether no process of this host listens on `address`:`port` (a port published by DNAT
+/// would hide it, and QEMU's user network could not bind it).
+pub fn check_listener(address: Ipv4Addr, port: u16) -> Result<(), NetworkError> {
+    std::net::TcpListener::bind((address, port)).map(drop).map_err(|source| NetworkError::PortInUse {
+        port,
+        address,
+        source,
+    })
+}
+
 /// Whether this process may configure network devices and nftables (CAP_NET_ADMIN, bit 12
 /// of `CapEff` in /proc/self/status).
 pub fn has_cap_net_admin() -> bool {

@@ -2,7 +2,6 @@
 //! under the lock, followed (still under the lock) by the `ip`/`nft` commands that make the
 //! host match the file.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use crate::config::{BridgeConfig, Setting};
@@ -95,8 +94,7 @@ impl Network {
             return Err(NetworkError::PortLeased { port, holder: lease.owner.to_string() });
         }
         let address = self.config.publish_address;
-        TcpListener::bind((address, port)).map_err(|source| NetworkError::PortInUse { port, address, source })?;
-        Ok(())
+        crate::check_listener(address, port)
     }
 
     /// Leases an address and a TAP for an instance being created by this process: the

@@ -63,11 +63,17 @@ fn inet_nat(batch: &mut Batch, config: &BridgeConfig, leases: &[Lease]) {
         let dnat = json!({ "dnat": { "family": "ip", "addr": lease.ip.to_string(), "port": lease.runtime_port } });
         let port = matches("==", payload("tcp", "dport"), json!(host_port));
         // Guests do not reach published ports through the host: they reach one another only
-        // as `connects_to` allows. Matched on the source, not the input device, because with
-        // br_netfilter the prerouting hook sees the TAP, not the bridge, as input device.
+        // as `connects_to` allows. Matched on the source address, which holds whichever
+        // device the hook reports as input (the bridge or, with br_netfilter, its port).
         let not_from_guests =
             matches("!=", payload("ip", "saddr"), prefix(config.subnet.network(), config.subnet.prefix_len()));
-        batch.rule("inet", "nat_prerouting", vec![not_from_guests, destination.clone(), port.clone(), dnat.clone()]);
+        // Loopback destinations are the host's own: a packet from the network addressed to
+        // 127.0.0.1 is never published (it would pass as the guest's once rewritten).
+        let not_to_loopback = matches("!=", payload("ip", "daddr"), prefix(Ipv4Addr::new(127, 0, 0, 0), 8));
+        if !config.publish_address.is_loopback() {
+            let rule = vec![not_from_guests, not_to_loopback, destination.clone(), port.clone(), dnat.clone()];
+            batch.rule("inet", "nat_prerouting", rule);
+        }
         batch.rule("inet", "nat_output", vec![destination, port, dnat]);
     }
     // The host's own requests to 127.0.0.1 cannot leave with a loopback source: the guest

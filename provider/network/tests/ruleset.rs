@@ -151,9 +151,19 @@ fn published_ports_are_dnat_ed_on_every_local_address_or_the_one_given() {
         matched_by(prerouting[0], "!=", &ip("saddr")),
         Some(&json!({ "prefix": { "addr": "10.213.0.0", "len": 24 } }))
     );
+    assert_eq!(
+        matched_by(prerouting[0], "!=", &ip("daddr")),
+        Some(&json!({ "prefix": { "addr": "127.0.0.0", "len": 8 } })),
+        "a packet from the network addressed to 127.0.0.1 is never published"
+    );
     let specific = BridgeConfig { publish_address: Ipv4Addr::new(192, 0, 2, 10), ..BridgeConfig::default() };
     let output = ruleset(&specific, &leases);
     assert_eq!(matched(rules(&output, "inet", "nat_output")[0], &ip("daddr")), Some(&json!("192.0.2.10")));
+    assert_eq!(rules(&output, "inet", "nat_prerouting").len(), 1);
+    let loopback = BridgeConfig { publish_address: Ipv4Addr::LOCALHOST, ..BridgeConfig::default() };
+    let output = ruleset(&loopback, &leases);
+    assert!(rules(&output, "inet", "nat_prerouting").is_empty(), "published on loopback: for the host alone");
+    assert_eq!(rules(&output, "inet", "nat_output").len(), 1);
 }
 
 #[test]

@@ -58,7 +58,7 @@ impl PlanModel for Model {
 /// this host, and `host_port` is free.
 fn check_network(config: &ProviderConfig, host_port: Option<u16>) -> Result<(), Error> {
     let host = engine::launch::backend(config).map_err(|e| Error::engine("Hypervisor unavailable", e))?;
-    host.check(host_port, None).map_err(|e| match e {
+    host.check(host_port).map_err(|e| match e {
         HostError::Network(NetworkError::PortInUse { .. } | NetworkError::PortLeased { .. }) => {
             Error::at(AttributePath::attr(HOST_PORT), "host_port in use", e.to_string())
         }
