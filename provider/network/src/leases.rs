@@ -13,27 +13,42 @@ use crate::{BridgeConfig, Lease, NetworkError, Owner};
 /// The version of `leases.json` this crate writes and reads.
 const FORMAT: u32 = 1;
 
-/// `leases.json`: which bridge and subnet the leases are on, and the leases.
+/// `leases.json`: which bridge and subnet the leases are on, where their ports are
+/// published, and the leases.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Document {
     pub format: u32,
     pub bridge: String,
     pub subnet: Ipv4Net,
+    /// Absent in files written before it was recorded: every address then.
+    #[serde(default = "unspecified")]
+    pub publish_address: Ipv4Addr,
     pub leases: Vec<Lease>,
+}
+
+fn unspecified() -> Ipv4Addr {
+    Ipv4Addr::UNSPECIFIED
 }
 
 impl Document {
     fn empty(config: &BridgeConfig) -> Document {
-        Document { format: FORMAT, bridge: config.bridge.clone(), subnet: config.subnet, leases: Vec::new() }
+        Document {
+            format: FORMAT,
+            bridge: config.bridge.clone(),
+            subnet: config.subnet,
+            publish_address: config.publish_address,
+            leases: Vec::new(),
+        }
     }
 
-    /// The settings the leases live on: the recorded bridge and subnet while leases exist
-    /// (so they can still be released after the configuration changed), else `config`'s.
+    /// The settings the leases live on: the recorded ones while leases exist (so they can
+    /// still be released after the configuration changed, and a process with other
+    /// settings never republishes every instance elsewhere), else `config`'s.
     pub fn effective(&self, config: &BridgeConfig) -> BridgeConfig {
         if self.leases.is_empty() {
             return config.clone();
         }
-        BridgeConfig { bridge: self.bridge.clone(), subnet: self.subnet, publish_address: config.publish_address }
+        BridgeConfig { bridge: self.bridge.clone(), subnet: self.subnet, publish_address: self.publish_address }
     }
 
     pub fn holders(&self) -> Vec<String> {

@@ -113,6 +113,7 @@ impl Network {
         let config = document.effective(&self.config);
         document.bridge = config.bridge.clone();
         document.subnet = config.subnet;
+        document.publish_address = config.publish_address;
         if let BridgeState::Taken(owner) = self.bridge_state(&config.bridge)? {
             return Err(NetworkError::BridgeTaken { bridge: config.bridge, owner });
         }
@@ -305,6 +306,10 @@ impl Network {
         }
         if document.subnet != self.config.subnet {
             return Err(changed(Setting::Subnet, document.subnet.to_string(), self.config.subnet.to_string()));
+        }
+        if document.publish_address != self.config.publish_address {
+            let (recorded, requested) = (document.publish_address.to_string(), self.config.publish_address.to_string());
+            return Err(changed(Setting::PublishAddress, recorded, requested));
         }
         Ok(())
     }

@@ -172,16 +172,19 @@ fn check_names_an_overlapping_route_and_a_foreign_publish_address() {
         assert_eq!(err.setting(), Some(network::Setting::Subnet));
 
         let elsewhere = BridgeConfig { subnet: "10.214.0.0/24".parse().unwrap(), ..BridgeConfig::default() };
-        let network = Network::new(state.path(), elsewhere.clone());
-        network.check().unwrap();
-        let attached = network.attach(policy("web", &[]), 8080, None).unwrap();
-        network.check().expect("the bridge's own routes are not in the way");
-
         let foreign = BridgeConfig { publish_address: Ipv4Addr::new(192, 0, 2, 99), ..elsewhere.clone() };
         let err = Network::new(state.path(), foreign).check().unwrap_err();
         assert!(matches!(err, NetworkError::PublishAddressNotLocal { .. }), "{err}");
         let local = BridgeConfig { publish_address: Ipv4Addr::new(10, 213, 7, 1), ..elsewhere.clone() };
-        Network::new(state.path(), local).check().unwrap();
+        Network::new(state.path(), local.clone()).check().unwrap();
+
+        let network = Network::new(state.path(), elsewhere.clone());
+        network.check().unwrap();
+        let attached = network.attach(policy("web", &[]), 8080, None).unwrap();
+        network.check().expect("the bridge's own routes are not in the way");
+        // Another process's settings never republish what is leased elsewhere.
+        let err = Network::new(state.path(), local).check().unwrap_err();
+        assert!(err.to_string().contains("`publish_address` changed from 0.0.0.0 to 10.213.7.1"), "{err}");
 
         let moved = BridgeConfig { subnet: "10.215.0.0/24".parse().unwrap(), ..elsewhere };
         let err = Network::new(state.path(), moved.clone()).check().unwrap_err();
