@@ -177,11 +177,22 @@ impl BridgeConfig {
         Ipv4Addr::from(u32::from(self.subnet.network()).saturating_add(1))
     }
 
-    /// Name of both nftables tables (inet and bridge): table names are kept to `[A-Za-z0-9_]`.
+    /// Name of both nftables tables (inet and bridge), kept to `[A-Za-z0-9_]` and one per
+    /// bridge name: letters and digits stay, `_` is `__`, `-` is `_d` and `.` is `_p`
+    /// (`sdsec0` → `sdsec_sdsec0`, `br-a` → `sdsec_br_da`), so two bridges never share one.
     pub fn table_name(&self) -> String {
-        let bridge: String =
-            self.bridge.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
-        format!("sdsec_{bridge}")
+        let mut name = String::from("sdsec_");
+        for c in self.bridge.chars() {
+            match c {
+                '_' => name.push_str("__"),
+                '-' => name.push_str("_d"),
+                '.' => name.push_str("_p"),
+                // validate() admits nothing else; should it, keep the name one-to-one.
+                c if c.is_ascii_alphanumeric() => name.push(c),
+                c => name.push_str(&format!("_x{:x}_", u32::from(c))),
+            }
+        }
+        name
     }
 }
 
@@ -194,6 +205,16 @@ fn guest_capacity(subnet: Ipv4Net) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_bridge_name_has_a_table_of_its_own() {
+        let table = |bridge: &str| BridgeConfig { bridge: bridge.to_owned(), ..BridgeConfig::default() }.table_name();
+        assert_eq!(table("sdsec0"), "sdsec_sdsec0");
+        let names = ["sdsec-a", "sdsec.a", "sdsec_a", "sdsec_da", "sdsec_pa"];
+        let tables: std::collections::BTreeSet<String> = names.iter().map(|n| table(n)).collect();
+        assert_eq!(tables.len(), names.len(), "{tables:?}");
+        assert!(tables.iter().all(|t| t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')), "{tables:?}");
+    }
 
     fn config(bridge: &str, subnet: &str) -> BridgeConfig {
         BridgeConfig { bridge: bridge.into(), subnet: subnet.parse().unwrap(), ..BridgeConfig::default() }
@@ -215,7 +236,7 @@ mod tests {
             assert_eq!(err.setting(), Setting::Bridge, "{name:?}: {err}");
         }
         config("br-0.x_1", DEFAULT_SUBNET).validate().unwrap();
-        assert_eq!(config("br-0.x_1", DEFAULT_SUBNET).table_name(), "sdsec_br_0_x_1");
+        assert_eq!(config("br-0.x_1", DEFAULT_SUBNET).table_name(), "sdsec_br_d0_px__1");
     }
 
     #[test]
