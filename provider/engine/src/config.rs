@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use hypervisor::AccelChoice;
 use plan::Trust;
 
+use network::{ModeChoice, NetworkMode};
+
 use crate::network::NetworkSettings;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,29 @@ impl ProviderConfig {
     }
 }
 
+impl ProviderConfig {
+    /// The network new instances get, and why. Bridge networking is this host's, so with a
+    /// libvirt daemon elsewhere `auto` is the user network (and `bridge` is refused at plan).
+    pub fn network_mode(&self) -> (NetworkMode, &'static str) {
+        if self.network.choice == ModeChoice::Auto && self.remote_libvirt() {
+            return (NetworkMode::User, "auto: the libvirt daemon is on another host, and bridge networking is local");
+        }
+        self.network.mode()
+    }
+
+    /// Whether `libvirt_uri` names a daemon on another host (a host part, or a network
+    /// transport such as `+ssh`, `+tcp`, `+tls`).
+    pub fn remote_libvirt(&self) -> bool {
+        let Some(uri) = self.libvirt_uri.as_deref().filter(|_| self.hypervisor == Hypervisor::Libvirt) else {
+            return false;
+        };
+        let (scheme, rest) = uri.split_once("://").unwrap_or((uri, ""));
+        let transport = scheme.split_once('+').map_or("", |(_, t)| t);
+        let host = rest.split(['/', '?']).next().unwrap_or_default();
+        !host.is_empty() || !matches!(transport, "" | "unix")
+    }
+}
+
 /// `$XDG_STATE_HOME/sdsec`, else `~/.local/state/sdsec`.
 pub fn default_state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
@@ -59,4 +84,29 @@ pub fn default_state_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/var/lib"), PathBuf::from);
     home.join(".local/state/sdsec")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bridge_networking_is_for_local_daemons() {
+        let libvirt = |uri: &str| ProviderConfig {
+            hypervisor: Hypervisor::Libvirt,
+            libvirt_uri: Some(uri.to_owned()),
+            ..ProviderConfig::new("/s".into())
+        };
+        for local in ["qemu:///system", "qemu+unix:///system?socket=/run/x/libvirt-sock", "qemu:///session"] {
+            assert!(!libvirt(local).remote_libvirt(), "{local}");
+        }
+        for remote in
+            ["qemu+ssh://root@host/system", "qemu+tcp://10.0.0.2/system", "qemu+tls://h/system", "qemu://h/system"]
+        {
+            let config = libvirt(remote);
+            assert!(config.remote_libvirt(), "{remote}");
+            assert_eq!(config.network_mode().0, NetworkMode::User, "{remote}: auto is the user network");
+        }
+        assert!(!ProviderConfig::new("/s".into()).remote_libvirt(), "the embedded QEMU backend is local");
+    }
 }

@@ -26,6 +26,10 @@ pub enum HostError {
     Hypervisor(#[from] HypervisorError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(
+        "network = \"bridge\" needs the hypervisor on this host, but the libvirt daemon at {uri} is on another; use network = \"user\" (or \"auto\") with a remote daemon"
+    )]
+    RemoteBridge { uri: String },
 }
 
 /// The hypervisor and the network of this state directory. Derefs to the hypervisor for
@@ -39,6 +43,8 @@ pub struct Host {
     network: Network,
     /// New instances go on the bridge (`network = "bridge"`, or `auto` with CAP_NET_ADMIN).
     on_bridge: bool,
+    /// The URI of a libvirt daemon on another host.
+    remote: Option<String>,
     tenant: Option<String>,
     state_dir: PathBuf,
 }
@@ -56,7 +62,8 @@ impl Host {
         Host {
             backend,
             network: Network::new(&config.state_dir, config.network.bridge.clone()),
-            on_bridge: config.network.mode().0 == NetworkMode::Bridge,
+            on_bridge: config.network_mode().0 == NetworkMode::Bridge,
+            remote: config.remote_libvirt().then(|| config.libvirt_uri.clone().unwrap_or_default()),
             tenant: config.tenant.clone(),
             state_dir: config.state_dir.clone(),
         }
@@ -134,6 +141,9 @@ impl Host {
             }
             return Ok(());
         };
+        if let Some(uri) = &self.remote {
+            return Err(HostError::RemoteBridge { uri: uri.clone() });
+        }
         network.check()?;
         self.reclaim()?;
         match host_port.map(|port| network.check_port(port, None)) {

@@ -30,7 +30,9 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::Store(_) => "Image store unavailable",
         InstanceError::Build(_) => "Image build failed",
         InstanceError::Control(_) => "Cannot prepare the unikernel",
-        InstanceError::Boot(HostError::Network(_)) => "Cannot attach the unikernel to the network",
+        InstanceError::Boot(HostError::Network(_) | HostError::RemoteBridge { .. }) => {
+            "Cannot attach the unikernel to the network"
+        }
         InstanceError::Boot(HostError::Hypervisor(_)) => "Unikernel did not start",
         InstanceError::Resume(_) => "Cannot resume the pool member",
         InstanceError::Member(_) => "Cannot read the pool member",
@@ -40,7 +42,9 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::NotTaken { .. } => "The unikernel's runtime did not take the new plan",
         InstanceError::OtherPlan { .. } => "The unikernel's runtime acknowledged another plan",
         InstanceError::Stop(HostError::Hypervisor(_)) => "Cannot stop the unikernel",
-        InstanceError::Stop(HostError::Network(_)) => "Cannot release the unikernel's network",
+        InstanceError::Stop(HostError::Network(_) | HostError::RemoteBridge { .. }) => {
+            "Cannot release the unikernel's network"
+        }
         InstanceError::Network(_) => "Cannot change the unikernel's network rules",
         InstanceError::State(_) => "Cannot read the unikernel's state",
         InstanceError::Verify(_) => "Cannot verify the image",

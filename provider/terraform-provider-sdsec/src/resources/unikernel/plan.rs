@@ -25,7 +25,7 @@ impl PlanModel for Model {
         // The plan the running image was built with (older states: the enforcement itself).
         let image_plan = private::image_plan(&result.planned_private)
             .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));
-        let (mode, why_mode) = config.network.mode();
+        let (mode, why_mode) = config.network_mode();
         let digest = blocking({
             let (desired, prior_digest, prior_id, config) =
                 (desired.clone(), prior.image_digest.known().cloned(), prior.instance_id(), config.clone());
