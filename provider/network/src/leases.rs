@@ -121,7 +121,20 @@ impl Store {
             Some(format) => return Err(invalid(format!("format {format}; this sdsec reads format {FORMAT}"))),
             None => return Err(invalid("no `format`".into())),
         }
-        serde_json::from_value(value).map_err(|e| invalid(e.to_string()))
+        let document: Document = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
+        // Names from the file go to `ip link del`: never one that is not a TAP of ours.
+        for lease in &document.leases {
+            let tap_ok = lease.tap.strip_prefix(crate::config::TAP_PREFIX).is_some_and(|rest| {
+                !rest.is_empty() && lease.tap.len() <= 15 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if !tap_ok || !document.subnet.contains(&lease.ip) {
+                return Err(invalid(format!(
+                    "the lease of {} names TAP `{}` and address {}, not a TAP of sdsec's in {}; the file was edited or corrupted",
+                    lease.owner, lease.tap, lease.ip, document.subnet
+                )));
+            }
+        }
+        Ok(document)
     }
 
     /// Records `document` atomically. Call with the exclusive lock held.

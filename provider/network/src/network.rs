@@ -225,8 +225,15 @@ impl Network {
             LeaseKey::Tap(tap) => l.tap == tap,
             LeaseKey::Instance(id) => l.owner == Owner::Instance(id.to_owned()),
         });
-        let Some(index) = found else { return Ok(()) };
         let config = document.effective(&self.config);
+        let Some(index) = found else {
+            // A release that failed half-way (lease dropped, bridge and rules not) is
+            // finished here.
+            if document.leases.is_empty() && matches!(self.bridge_state(&config.bridge)?, BridgeState::Ours) {
+                self.sync(&locked, &config, &document)?;
+            }
+            return Ok(());
+        };
         host::delete_link(&document.leases[index].tap)?;
         document.leases.remove(index);
         self.store.save(&locked, &document)?;

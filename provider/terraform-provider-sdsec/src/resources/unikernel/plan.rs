@@ -62,10 +62,11 @@ fn check_network(config: &ProviderConfig, host_port: Option<u16>) -> Result<(), 
         HostError::Network(NetworkError::PortInUse { .. } | NetworkError::PortLeased { .. }) => {
             Error::at(AttributePath::attr(HOST_PORT), "host_port in use", e.to_string())
         }
-        other => Error::new(
-            "Network unusable",
-            format!("{other} (provider settings `network`, `bridge`, `subnet`, `publish_address`)"),
-        ),
+        HostError::Network(e) if e.setting().is_some() => {
+            let setting = e.setting().map(|s| s.as_str()).unwrap_or_default();
+            Error::new("Network unusable", format!("{e} (the provider's `{setting}` setting)"))
+        }
+        other => Error::new("Network unusable", other.to_string()),
     })
 }
 
@@ -83,7 +84,18 @@ fn user_network_notes(result: &mut PlanResult, desired: &Unikernel, why_mode: &s
             ),
         )));
     }
-    let firewall = &desired.image.plan.runtime.firewall;
+    let runtime = &desired.image.plan.runtime;
+    if !runtime.firewall.egress.is_empty() || !runtime.flows.connects_to.is_empty() {
+        result.diagnostics.push(Diagnostic::warning(
+            format!("Unikernel `{}`: flows and egress are not enforced by the host", desired.name),
+            format!(
+                "The provider uses QEMU's user network ({why_mode}): the Firewall's `egress` is not applied (no \
+                 connection leaves the guest), and a node that `connects_to` another may connect anywhere QEMU \
+                 reaches. Use `network = \"bridge\"` (needs CAP_NET_ADMIN) to have the host enforce them."
+            ),
+        ));
+    }
+    let firewall = &runtime.firewall;
     let per_source = firewall.ingress.iter().any(|set| set.rules.iter().any(|rule| !rule.from.is_empty()))
         || firewall.rate_limits.iter().any(|limit| limit.per == RateScope::Source);
     if per_source {
