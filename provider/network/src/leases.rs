@@ -245,5 +245,13 @@ mod tests {
         std::fs::write(store.leases_path(), br#"{"format": 2}"#).unwrap();
         let err = store.load(&locked, &config).unwrap_err();
         assert!(err.to_string().contains("format 2; this sdsec reads format 1"), "{err}");
+        for (tap, ip) in [("eth0", [10, 213, 0, 2]), ("sdt-a b", [10, 213, 0, 2]), ("sdt-2", [192, 0, 2, 2])] {
+            let mut edited = lease(ip);
+            edited.tap = tap.to_owned();
+            document.leases = vec![edited];
+            store.save(&locked, &document).unwrap();
+            let err = store.load(&locked, &config).unwrap_err();
+            assert!(err.to_string().contains("edited or corrupted"), "{tap} {ip:?}: {err}");
+        }
     }
 }
