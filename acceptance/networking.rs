@@ -166,8 +166,10 @@ fn sources(state_dir: &Path, instance: &str) -> BTreeSet<IpAddr> {
 fn leases_left(state_dir: &Path) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(state_dir.join("network/leases.json")) else { return Vec::new() };
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("leases.json ({e}): {text}"));
+    // The leases only: the document's own settings (bridge, subnet, publish address) stay.
+    let leases = json.get("leases").unwrap_or(&json);
     let mut strings = Vec::new();
-    collect_strings(&json, &mut strings);
+    collect_strings(leases, &mut strings);
     strings
         .into_iter()
         .filter(|s| s.starts_with("sdt-") || s.parse::<Ipv4Addr>().is_ok_and(|ip| ip != GATEWAY))
