@@ -227,8 +227,13 @@ fn multi_site_example_applies_on_both_sites() {
     let ws = Workspace::new(&cli, "multi-site");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-site");
     for file in ["main.tf", "policy.yaml", "modules/api/main.tf"] {
-        ws.write(file, &std::fs::read_to_string(example.join(file)).unwrap());
+        // On the user network: tests send traffic only to loopback or into namespaces they
+        // create (the networking tests cover the bridge).
+        let text = std::fs::read_to_string(example.join(file)).unwrap();
+        ws.write(file, &text.replace("default     = \"auto\"", "default     = \"user\""));
     }
+    let written = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
+    assert!(written.contains("default     = \"user\""), "the example's `network` variable moved: {written}");
     let app = format!("app_path={}", static_app().display());
     let _cleanup = DestroyOnPanic { ws: &ws, vars: vec!["-var".into(), app.clone()] };
     // Local modules only: `get` installs them without touching providers.

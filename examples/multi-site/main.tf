@@ -14,15 +14,26 @@ variable "app_path" {
   default     = "../../target/x86_64-unknown-linux-gnu/guest/sdsec-example-api"
 }
 
+variable "network" {
+  description = "auto (the bridge when run as root), bridge or user, at both sites."
+  type        = string
+  default     = "auto"
+}
+
 variable "lyon_libvirt_uri" {
   type    = string
   default = "qemu+unix:///system?socket=/run/sdsec-libvirt2/libvirt-sock"
 }
 
+# Two state directories on one host: as root (network = "auto" is then the bridge) each site
+# needs a bridge and a subnet of its own.
 provider "sdsec" {
   alias      = "paris"
   state_dir  = "${path.root}/state-paris"
   hypervisor = "qemu"
+  network    = var.network
+  bridge     = "sdsec-paris"
+  subnet     = "10.213.1.0/24"
   site       = "paris"
   tenant     = "shop"
   trust      = "trusted"
@@ -33,6 +44,9 @@ provider "sdsec" {
   state_dir   = "${path.root}/state-lyon"
   hypervisor  = "libvirt"
   libvirt_uri = var.lyon_libvirt_uri
+  network     = var.network
+  bridge      = "sdsec-lyon"
+  subnet      = "10.213.2.0/24"
   site        = "lyon"
   tenant      = "shop"
   trust       = "trusted"

@@ -193,8 +193,10 @@ fn fill_computed(
         why.push("the instance is older than the policy's max_lifetime".to_owned());
     }
     if replace.is_empty() {
-        // Refresh may have found the instance paused: report it as it is.
+        // Refresh may have found the instance paused: report it as it is. What only the
+        // instance tells (id, address, endpoint…) stays as it is, null ones included.
         planned.state = prior.state.clone();
+        planned.instance = prior.instance.clone();
         return why;
     }
     planned.instance = InstanceFields::unknown();
