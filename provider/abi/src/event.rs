@@ -1,7 +1,10 @@
-//! The runtime's console events: one JSON object per line on the guest's serial console,
-//! named by its `event` field. The runtime writes them with [`Event::to_line`]; the host
-//! reads a console log with [`Event::parse`], and a line that does not parse is simply not
-//! an event (kernel messages, the application's own output).
+//! The runtime's events: one JSON object per line, named by its `event` field. The runtime
+//! writes them with [`Event::to_line`] to the virtio-serial port named [`AUDIT_PORT_NAME`],
+//! which only it can open; the host keeps what arrives there as the instance's audit log and
+//! reads it with [`Event::parse`]. The serial console carries the kernel's messages and the
+//! application's output, which the application controls: the host takes no event from it
+//! once the audit channel has opened ([`Event::AuditOpen`]), and before that only the
+//! failure of a boot step that ran before the application existed.
 //!
 //! Events hold no credentials: a request's path is written without its query (tokens
 //! travel there), its principal is a name from the plan, and a refused control request is
@@ -12,10 +15,20 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// One console line. Field order is the order written.
+/// The virtio-serial port the runtime writes its events to, as the guest finds it in
+/// `/sys/class/virtio-ports/*/name`.
+pub const AUDIT_PORT_NAME: &str = "sdsec.audit";
+
+/// One event line. Field order is the order written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event<'a> {
+    /// The first line on the audit channel, written as soon as init has opened it; from
+    /// here on every event of this boot is on the channel.
+    AuditOpen {
+        /// The runtime's version.
+        runtime: Cow<'a, str>,
+    },
     /// The runtime listens and the application is up: the host may probe the health path.
     Ready {
         node: Cow<'a, str>,
@@ -52,6 +65,15 @@ pub enum Event<'a> {
         reason: Refusal,
         seq: u64,
     },
+    /// Under `strict`, the application tried to execute a program after it had started; the
+    /// call failed with EPERM.
+    ExecRefused {
+        ts: String,
+        pid: i32,
+        /// The program it named, when it could be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+    },
     /// This many events did not fit the runtime's queue and were not written.
     AuditOverflow {
         ts: String,
@@ -61,6 +83,9 @@ pub enum Event<'a> {
     AuthzDeny(Access<'a>),
     FirewallDrop(Access<'a>),
     Request(Access<'a>),
+    /// An admitted request could not be passed to the application or got no answer from it;
+    /// `reason` says how (written whatever the plan's audit events, like the runtime's own).
+    UpstreamError(Access<'a>),
 }
 
 /// Why the runtime stopped.
@@ -85,13 +110,15 @@ pub enum Refusal {
     RejectedPlan,
 }
 
-/// The kinds of per-request events a plan can ask for.
+/// The kinds of per-request events: the four a plan can ask for, and upstream errors,
+/// always written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessKind {
     AuthnFailure,
     AuthzDeny,
     FirewallDrop,
     Request,
+    UpstreamError,
 }
 
 /// What a per-request event says. Fields the runtime does not know yet are `null`.
@@ -117,6 +144,7 @@ impl<'a> Event<'a> {
             AccessKind::AuthzDeny => Event::AuthzDeny(access),
             AccessKind::FirewallDrop => Event::FirewallDrop(access),
             AccessKind::Request => Event::Request(access),
+            AccessKind::UpstreamError => Event::UpstreamError(access),
         }
     }
 

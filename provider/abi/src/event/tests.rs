@@ -41,6 +41,11 @@ fn lines_are_written_as_before() {
             r#"{"event":"control_refused","reason":"bad_mac","seq":5}"#,
         ),
         (Event::AuditOverflow { ts: "t".into(), dropped: 3 }, r#"{"event":"audit_overflow","ts":"t","dropped":3}"#),
+        (Event::AuditOpen { runtime: "0.1.0".into() }, r#"{"event":"audit_open","runtime":"0.1.0"}"#),
+        (
+            Event::ExecRefused { ts: "t".into(), pid: 7, path: Some("/bin/sh".into()) },
+            r#"{"event":"exec_refused","ts":"t","pid":7,"path":"/bin/sh"}"#,
+        ),
         (
             Event::access(AccessKind::AuthzDeny, access()),
             r#"{"event":"authz_deny","ts":"2024-10-04T12:00:00.000Z","src":"10.0.2.2:5555","method":"GET","path":"/reports","principal":null,"status":403,"reason":"denied_by:p"}"#,
@@ -55,6 +60,7 @@ fn lines_are_written_as_before() {
         (AccessKind::AuthzDeny, "authz_deny"),
         (AccessKind::FirewallDrop, "firewall_drop"),
         (AccessKind::Request, "request"),
+        (AccessKind::UpstreamError, "upstream_error"),
     ] {
         assert!(Event::access(kind, access()).to_line().starts_with(&format!(r#"{{"event":"{name}","#)));
     }
