@@ -17,13 +17,23 @@ pub const FORBIDDEN_NAMES: &[&str] = &[
 pub const DIR_MODE: u32 = 0o755;
 pub const EXEC_MODE: u32 = 0o555;
 pub const DATA_MODE: u32 = 0o444;
+/// The plan holds every principal's credential hash: root's alone (init reads it before
+/// anything drops privileges; the application runs as another user).
+pub const PLAN_MODE: u32 = 0o400;
+
+/// Bumped whenever the tree or its modes change (2: the plan became 0400).
+pub const LAYOUT_REVISION: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
     #[error(
-        "`{path}` would put a {name:?} into the image, which must hold no shell or package manager; rename it or leave it out"
+        "`{path}` would put a file named {name:?} into the image, which must hold no shell or package manager: leave it out (a file that is not one may take another name; content is checked too)"
     )]
     Forbidden { path: String, name: String },
+    #[error(
+        "{path} is a shell ({shell}) by its content, whatever its name: images hold no shell; use a server built without one (for BusyBox, a build without the sh/ash/hush applets)"
+    )]
+    Shell { path: std::path::PathBuf, shell: &'static str },
     #[error("the application name `{0}` must be a plain file name (letters, digits, `.`, `_`, `-`; not `.` or `..`)")]
     BadAppName(String),
     #[error("the module path `{0}` must be absolute, under /lib/modules/, without `.`, `..` or empty parts")]
@@ -64,6 +74,14 @@ pub fn refuse_forbidden(path: &str) -> Result<(), LayoutError> {
     }
 }
 
+/// Refuses an executable that is a shell by its content ([`crate::shell`]).
+pub fn refuse_shell(path: &std::path::Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    match crate::shell::recognise(bytes) {
+        Some(shell) => Err(LayoutError::Shell { path: path.to_owned(), shell: shell.0 }),
+        None => Ok(()),
+    }
+}
+
 /// The complete tree, parents included, sorted by path components (the cpio order).
 pub fn tree(manifest: &Manifest) -> Result<Vec<Slot>, LayoutError> {
     let app = &manifest.application;
@@ -71,7 +89,7 @@ pub fn tree(manifest: &Manifest) -> Result<Vec<Slot>, LayoutError> {
     let mut leaves = vec![
         Slot { path: paths::INIT.to_owned(), mode: EXEC_MODE, file: Some(manifest.init.clone()) },
         Slot { path: paths::app(&app.name), mode: EXEC_MODE, file: Some(app.file()) },
-        Slot { path: paths::PLAN.to_owned(), mode: DATA_MODE, file: Some(manifest.plan.clone()) },
+        Slot { path: paths::PLAN.to_owned(), mode: PLAN_MODE, file: Some(manifest.plan.clone()) },
         Slot { path: paths::MODULES.to_owned(), mode: DIR_MODE, file: None },
     ];
     leaves.extend(paths::MOUNT_POINTS.iter().map(|m| Slot { path: (*m).to_owned(), mode: DIR_MODE, file: None }));
@@ -115,6 +133,34 @@ mod tests {
         for bad in ["lib/modules/x.ko", "/lib/modules/../x", "/lib/modules//x", "/etc/x.ko", "/lib/modules/"] {
             assert!(module_path(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_plan_is_root_s_alone() {
+        let file = FileRef { sha256: "00".repeat(32), size: 1 };
+        let manifest = Manifest {
+            format: crate::manifest::MANIFEST_FORMAT,
+            builder: crate::manifest::builder_id(),
+            node: "api".into(),
+            plan: file.clone(),
+            kernel: file.clone(),
+            cmdline: String::new(),
+            init: file.clone(),
+            application: crate::manifest::AppRef {
+                name: "api".into(),
+                sha256: file.sha256.clone(),
+                size: 1,
+                args: Vec::new(),
+                port: 8080,
+            },
+            modules: Vec::new(),
+            memory_mb: 128,
+            vcpus: 1,
+        };
+        let slots = tree(&manifest).unwrap();
+        let plan = slots.iter().find(|s| s.path == paths::PLAN).unwrap();
+        assert_eq!(plan.mode, 0o400, "the application must not read credential hashes");
+        assert!(slots.iter().filter(|s| s.file.is_some()).all(|s| s.mode & 0o002 == 0), "nothing world-writable");
     }
 
     #[test]

@@ -81,9 +81,15 @@ pub struct ModuleRef {
 }
 
 /// The builder identity recorded in every manifest: a new version of either part may
-/// change the bytes, so it makes a new digest.
+/// change the bytes, so it makes a new digest. The layout's revision counts too: a change of
+/// modes or paths must never meet a stored image of the same digest laid out the old way.
 pub fn builder_id() -> String {
-    format!("sdsec-image {} zstd {} level {ZSTD_LEVEL}", env!("CARGO_PKG_VERSION"), zstd::zstd_safe::version_string())
+    format!(
+        "sdsec-image {} layout {} zstd {} level {ZSTD_LEVEL}",
+        env!("CARGO_PKG_VERSION"),
+        crate::layout::LAYOUT_REVISION,
+        zstd::zstd_safe::version_string()
+    )
 }
 
 /// The plan as it is written into the image.
@@ -102,6 +108,7 @@ impl Manifest {
         elf::check_static_executable(&spec.runtime, &runtime)?;
         let app_bytes = input::read("application", &app.path)?;
         elf::check_static_executable(&app.path, &app_bytes)?;
+        layout::refuse_shell(&app.path, &app_bytes)?;
         let mut modules = Vec::with_capacity(spec.modules.len());
         for module in &spec.modules {
             layout::module_path(&module.image_path)?;

@@ -159,7 +159,7 @@ fn the_initramfs_parses_back_sorted_with_fixed_owners_times_and_modes() {
         ("dev", 0o40755),
         ("etc", 0o40755),
         ("etc/sdsec", 0o40755),
-        ("etc/sdsec/plan.json", 0o100444),
+        ("etc/sdsec/plan.json", 0o100400),
         ("init", 0o100555),
         ("lib", 0o40755),
         ("lib/modules", 0o40755),
@@ -234,6 +234,29 @@ fn shells_and_package_managers_never_enter_an_image() {
         let mut spec = spec_in(dir.path());
         spec.modules[0].image_path = format!("/lib/modules/6.1.0-test/{name}");
         assert!(store.ensure(&spec).unwrap_err().to_string().contains("no shell or package manager"));
+    }
+    assert!(store.list().unwrap().is_empty());
+}
+
+/// A multi-call shell renamed to a harmless name is still refused: by content, at plan time.
+#[test]
+fn a_renamed_busybox_is_refused_by_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let mut spec = spec_in(dir.path());
+    spec.application.name = "httpd".into();
+    // A static executable carrying BusyBox's banner and an applet table with `sh`, as a real
+    // BusyBox does (the host's own is used too, when it has a static one).
+    support::static_copy(&spec.application.path, "BusyBox v1.35.0 (Debian)\0[\0[[\0ash\0httpd\0sh\0");
+    let candidates = [spec.application.path.clone(), "/bin/busybox".into()];
+    for path in candidates
+        .iter()
+        .filter(|p| sdsec_image::elf::check_static_executable(p, &std::fs::read(p).unwrap_or_default()).is_ok())
+    {
+        spec.application.path = path.clone();
+        let err = image_digest(&spec).unwrap_err().to_string();
+        assert!(err.contains("is a shell (BusyBox with a shell applet) by its content"), "{err}");
+        assert!(store.ensure(&spec).is_err());
     }
     assert!(store.list().unwrap().is_empty());
 }
