@@ -490,18 +490,6 @@ fn absolute_form_for_us_is_accepted() {
 // ---- ingress, quarantine, health --------------------------------------------------------
 
 #[test]
-fn source_outside_allowed_cidrs_is_dropped_without_an_answer() {
-    let g = Guest::start(&plan("ingress"));
-    let r = g.get("/x", "");
-    assert_eq!(r.raw_len, 0, "not a byte is answered");
-    g.audit(|v| {
-        v["event"] == "firewall_drop"
-            && v["reason"] == "ingress"
-            && v["src"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:"))
-    });
-}
-
-#[test]
 fn quarantine_answers_503_to_everything_but_health() {
     let mut p = plan("firewall");
     p.runtime.quarantine = true;

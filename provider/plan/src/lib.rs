@@ -9,6 +9,7 @@
 pub mod canonical;
 pub mod defaults;
 mod enforcement;
+pub mod ingress;
 mod keywords;
 mod values;
 

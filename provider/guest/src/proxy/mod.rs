@@ -42,6 +42,8 @@ pub struct Shared {
     /// Kept-alive connections to the application.
     client: forward::Upstream,
     upstream: http::uri::Authority,
+    /// The application's port: what ingress rules' `ports` name.
+    app_port: u16,
     audit: AuditLog,
 }
 
@@ -74,10 +76,17 @@ impl Proxy {
     ) -> Result<Self, ProxyError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ProxyError::Listen { addr: listen, source })?;
         let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        let upstream_addr = upstream;
         let client = forward::Upstream::new(upstream);
         let upstream = http::uri::Authority::try_from(upstream.to_string())
             .map_err(|_| ProxyError::Upstream(upstream.to_string()))?;
-        let shared = Arc::new(Shared { runtime: ArcSwap::from_pointee(runtime), client, upstream, audit });
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            client,
+            upstream,
+            app_port: upstream_addr.port(),
+            audit,
+        });
         Ok(Self { listener, local, shared })
     }
 
@@ -103,7 +112,9 @@ impl Proxy {
                 }
             };
             let runtime = self.shared.runtime.load_full();
-            if !crate::firewall::ingress_allows(&runtime.plan.firewall.ingress, peer.ip(), self.local.port()) {
+            // Rules name the application's service port, as users write it: the one the
+            // runtime stands in front of, not the one it listens on.
+            if !plan::ingress::allows(&runtime.plan.firewall.ingress, peer.ip(), self.shared.app_port) {
                 // Closed without a byte read or written: the client learns nothing.
                 drop(stream);
                 record_drop(&self.shared.audit, &runtime, peer, None, "ingress");
