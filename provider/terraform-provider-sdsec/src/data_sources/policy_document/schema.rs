@@ -15,7 +15,11 @@ pub fn schema() -> Schema {
         .attribute(
             Attribute::new(INPUTS, Type::map(Type::String))
                 .optional()
-                .description("Values for the document's inputs, as strings."),
+                .sensitive()
+                .description(
+                    "Values for the document's inputs, as strings. Sensitive: inputs can carry secrets, so \
+                     Terraform does not show them; what they change shows in `summary` and `enforcement`.",
+                ),
         )
         .attribute(Attribute::string(DIGEST).computed().description("`sha256:` digest of all enforcement plans."))
         .attribute(Attribute::string(SUMMARY).computed().description("A short human summary of each node's plan."))

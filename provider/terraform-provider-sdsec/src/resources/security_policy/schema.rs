@@ -22,9 +22,11 @@ pub fn schema() -> Schema {
             "The SecTOSCA document (YAML), usually `file(\"policies/api.yaml\")`. See the language reference for \
              types and properties.",
         ))
-        .attribute(Attribute::new(INPUTS, Type::map(Type::String)).optional().description(
+        .attribute(Attribute::new(INPUTS, Type::map(Type::String)).optional().sensitive().description(
             "Values for the document's `topology_template.inputs`, as strings; they are converted to each \
-             input's declared type and checked against its constraints.",
+             input's declared type and checked against its constraints. Sensitive: inputs can carry secrets, \
+             so Terraform does not show them in plans or output; what they change shows in `summary` and \
+             `enforcement`.",
         ))
         .attribute(Attribute::string(DIGEST).computed().description(
             "`sha256:` digest of the canonical JSON of all enforcement plans. It changes exactly when what is \
