@@ -119,6 +119,40 @@ pub enum UpstreamError {
     Http(#[from] hyper::Error),
 }
 
+impl UpstreamError {
+    /// Whether the client, not the application, is at fault: its request body broke off
+    /// (or was cut by a limit) while it was being passed on.
+    pub fn is_client_side(&self) -> bool {
+        matches!(self, Self::Http(e) if e.is_user())
+    }
+
+    /// How the application failed, for the `upstream_error` audit line: stable words.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Connect(e) => match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connect_refused",
+                std::io::ErrorKind::ConnectionReset => "connect_reset",
+                _ => "connect_failed",
+            },
+            Self::ConnectTimeout => "connect_timeout",
+            Self::Http(e) if e.is_timeout() => "answer_timeout",
+            Self::Http(e) if e.is_incomplete_message() => "closed_before_answer",
+            Self::Http(e) if e.is_parse() => "invalid_answer",
+            Self::Http(e) if e.is_canceled() || e.is_closed() => "connection_closed",
+            Self::Http(_) => "connection_failed",
+        }
+    }
+
+    /// The answer the client gets: 504 when the application took too long, else 502.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::ConnectTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Self::Http(e) if e.is_timeout() => http::StatusCode::GATEWAY_TIMEOUT,
+            _ => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Pooled {
     sender: SendRequest<LimitedBody>,

@@ -53,6 +53,20 @@ impl Judge<'_> {
         self.shared.audit.record(&self.runtime.plan.audit.events, kind, access);
     }
 
+    /// Records that the application could not be reached or gave no answer.
+    fn upstream_error(&self, status: StatusCode, reason: &str) {
+        let access = Access {
+            ts: now_rfc3339(),
+            src: self.peer,
+            method: Some(self.method.into()),
+            path: self.path.as_deref().map(Into::into),
+            principal: self.principal.as_ref().map(|p| p.name.as_str().into()),
+            status: Some(status.as_u16()),
+            reason: Some(reason.into()),
+        };
+        self.shared.audit.emit(&abi::event::Event::UpstreamError(access));
+    }
+
     /// Answers locally with `status`, recording the refusal and the request.
     fn refuse(&self, status: StatusCode, kind: AuditEvent, reason: &str) -> Response<ResponseBody> {
         if kind != AuditEvent::Request {
@@ -222,6 +236,15 @@ async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Res
         Err(_) if exceeded.load(Ordering::Acquire) => {
             close(judge.refuse(StatusCode::PAYLOAD_TOO_LARGE, AuditEvent::FirewallDrop, "body_too_large"))
         }
-        Err(_) => judge.refuse(StatusCode::BAD_GATEWAY, AuditEvent::Request, "upstream_unavailable"),
+        Err(e) if e.is_client_side() => {
+            close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "body_incomplete"))
+        }
+        Err(e) => {
+            // Written whatever the plan's audit events: an application that cannot answer is
+            // what an operator must see first (a server its hardening breaks, for one).
+            let status = e.status();
+            judge.upstream_error(status, e.reason());
+            judge.refuse(status, AuditEvent::Request, e.reason())
+        }
     }
 }

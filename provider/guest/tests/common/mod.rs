@@ -109,14 +109,23 @@ impl Guest {
         Self::start_json(&serde_json::to_string(plan).unwrap()).unwrap()
     }
 
+    /// The runtime in front of another application than the shared echo.
+    pub fn start_to(plan: &EnforcementPlan, app: SocketAddr) -> Self {
+        Self::start_json_to(&serde_json::to_string(plan).unwrap(), app).unwrap()
+    }
+
     /// Starts the binary on a plan; `Err` with its stderr if it exits instead of getting ready.
     pub fn start_json(json: &str) -> Result<Self, String> {
+        Self::start_json_to(json, upstream().addr)
+    }
+
+    fn start_json_to(json: &str, app: SocketAddr) -> Result<Self, String> {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(json.as_bytes()).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sdsec-guest"))
             .arg("--plan")
             .arg(file.path())
-            .args(["--listen", "127.0.0.1:0", "--upstream", &upstream().addr.to_string()])
+            .args(["--listen", "127.0.0.1:0", "--upstream", &app.to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
