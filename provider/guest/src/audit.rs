@@ -69,28 +69,45 @@ fn access_kind(kind: AuditEvent) -> AccessKind {
     }
 }
 
-fn write_lines(rx: Receiver<String>, out: Box<dyn Write + Send>, dropped: &AtomicU64) {
-    let mut out = std::io::BufWriter::new(out);
+/// Lines are written in batches of whole lines, each with one `write` call: another writer
+/// of the same channel (PID 1, the proxy process) never cuts into a line. A virtio-serial
+/// port takes up to 32 KiB per call; batches stay below that.
+const BATCH: usize = 16 * 1024;
+
+fn write_lines(rx: Receiver<String>, mut out: Box<dyn Write + Send>, dropped: &AtomicU64) {
+    let mut batch = Vec::with_capacity(BATCH);
     while let Ok(line) = rx.recv() {
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
-            let _ = writeln!(out, "{}", Event::AuditOverflow { ts: now_rfc3339(), dropped: lost }.to_line());
+            push_line(&mut batch, &Event::AuditOverflow { ts: now_rfc3339(), dropped: lost }.to_line());
         }
-        if writeln!(out, "{line}").is_err() {
-            return;
-        }
-        // Flush when the queue is empty: batches under load, prompt when idle.
-        let mut next = rx.try_recv();
-        while let Ok(line) = next {
-            if writeln!(out, "{line}").is_err() {
+        push_line(&mut batch, &line);
+        // Drain what is queued: batches under load, prompt when idle.
+        while batch.len() < BATCH {
+            let Ok(line) = rx.try_recv() else { break };
+            if batch.len() + line.len() >= BATCH && flush_batch(&mut out, &mut batch).is_err() {
                 return;
             }
-            next = rx.try_recv();
+            push_line(&mut batch, &line);
         }
-        if out.flush().is_err() {
+        if flush_batch(&mut out, &mut batch).is_err() {
             return;
         }
     }
+}
+
+fn push_line(batch: &mut Vec<u8>, line: &str) {
+    batch.extend_from_slice(line.as_bytes());
+    batch.push(b'\n');
+}
+
+fn flush_batch(out: &mut Box<dyn Write + Send>, batch: &mut Vec<u8>) -> std::io::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let written = out.write_all(batch).and_then(|()| out.flush());
+    batch.clear();
+    written
 }
 
 /// The current UTC time as RFC 3339 with milliseconds, without a date library.
@@ -125,6 +142,49 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keeps each `write` call apart.
+    #[derive(Debug, Clone, Default)]
+    struct Calls(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Calls {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().push(bytes.to_vec());
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn every_write_holds_whole_lines_only() {
+        // Another process writes to the same channel between two of our writes: a line cut
+        // across two writes could be split by its line.
+        let calls = Calls::default();
+        let audit = AuditLog::spawn(Box::new(calls.clone())).unwrap();
+        let reason = "r".repeat(700);
+        for i in 0..2000 {
+            audit.emit(&Event::InitWarning { step: "test".into(), error: format!("{i} {reason}") });
+        }
+        drop(audit);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while total_lines(&calls.0.lock().unwrap()) < 2000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let calls = calls.0.lock().unwrap();
+        assert_eq!(total_lines(&calls), 2000);
+        for call in calls.iter() {
+            assert!(call.ends_with(b"\n") && call.len() <= BATCH + 1024, "a write of {} bytes", call.len());
+            for line in call.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                assert!(Event::parse(std::str::from_utf8(line).unwrap()).is_some());
+            }
+        }
+    }
+
+    fn total_lines(calls: &[Vec<u8>]) -> usize {
+        calls.iter().map(|c| c.iter().filter(|b| **b == b'\n').count()).sum()
+    }
 
     #[test]
     fn dates() {

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,6 @@ use crate::audit::AuditLog;
 use crate::config::{Runtime, parse_plan};
 use crate::proxy::Shared;
 
-const PORTS: &str = "/sys/class/virtio-ports";
 /// The port appears a little after its driver loads: virtio-serial announces ports after
 /// the device is up.
 const PORT_WAIT: Duration = Duration::from_secs(20);
@@ -105,26 +104,10 @@ pub fn take_key(path: &Path) -> Result<Option<Key>, String> {
     Ok(Some(key))
 }
 
-/// The device of the port named [`PORT_NAME`], once it appears.
-fn find_port(deadline: Instant) -> Option<PathBuf> {
-    loop {
-        let found = std::fs::read_dir(PORTS).ok().and_then(|entries| {
-            entries.flatten().find_map(|entry| {
-                let name = std::fs::read_to_string(entry.path().join("name")).ok()?;
-                (name.trim() == PORT_NAME).then(|| Path::new("/dev").join(entry.file_name()))
-            })
-        });
-        if found.as_ref().is_some_and(|p| p.exists()) || Instant::now() >= deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Serves the control port on a thread of its own (its reads block).
 pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
     let spawned = std::thread::Builder::new().name("control".into()).spawn(move || {
-        let Some(port) = find_port(Instant::now() + PORT_WAIT) else {
+        let Some(port) = crate::init::port::find(PORT_NAME, Instant::now() + PORT_WAIT) else {
             return warn("control", format!("no virtio-serial port named {PORT_NAME} appeared"));
         };
         let opened = File::options().read(true).write(true).open(&port);

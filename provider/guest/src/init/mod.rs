@@ -7,9 +7,11 @@
 //! and a VM that cannot enforce its plan must not linger.
 
 pub mod app;
+pub mod events;
 pub mod modules;
 pub mod mounts;
 pub mod net;
+pub mod port;
 pub mod power;
 pub mod seccomp;
 
@@ -52,9 +54,10 @@ pub fn is_init() -> bool {
     std::process::id() == 1 && std::env::args().skip(1).all(|a| !a.starts_with('-'))
 }
 
-/// Writes one event to the console, straight away (the audit writer may not exist yet).
+/// Writes one event straight away (the audit writer may not exist yet): to the audit port
+/// once it is open, to the console before.
 fn console(event: &Event<'_>) {
-    println!("{}", event.to_line());
+    events::write(event);
 }
 
 fn fail(step: &str, error: impl Display) -> ! {
@@ -87,6 +90,10 @@ pub fn run() -> ! {
     let line = step("cmdline", std::fs::read_to_string(CMDLINE).map_err(InitError::Cmdline));
     let launch = step("cmdline", Launch::decode(&line));
     load_modules();
+    // Before anything else that can fail: from here on the host reads events only there.
+    if let Err(e) = events::open_audit_port() {
+        warn("audit", e);
+    }
     let network = launch.network;
     let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };
     step("network", net::configure(address, INTERFACE_WAIT));
@@ -120,7 +127,8 @@ fn load_modules() {
 async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime, key: Option<Key>) -> ! {
     let audit = step(
         "audit",
-        AuditLog::spawn(Box::new(std::io::stdout()))
+        events::writer()
+            .and_then(AuditLog::spawn)
             .map_err(|source| InitError::Io { what: "start the audit writer", source }),
     );
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, launch.listen));
