@@ -78,10 +78,14 @@ impl Sandbox {
     }
 }
 
-/// Starts the application in its own process group, on the console, from /tmp.
-pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<Child, AppError> {
+/// Starts the application in its own process group, from /tmp. Its stdout and stderr are
+/// the pipe whose reading end is returned (see [`super::relay`]).
+pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<(Child, std::io::PipeReader), AppError> {
     let sandbox = Sandbox::new(hardening)?;
     let app = launch.app_path();
+    let spawn_error = |source| AppError::Spawn { app: app.display().to_string(), source };
+    let (output, stdout) = std::io::pipe().map_err(spawn_error)?;
+    let stderr = stdout.try_clone().map_err(spawn_error)?;
     let mut command = Command::new(&app);
     command
         .args(&launch.args)
@@ -90,11 +94,15 @@ pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<Child, AppErr
         .env("HOME", "/tmp")
         .current_dir("/tmp")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
+        .stdout(stdout)
+        .stderr(stderr)
         .process_group(0);
     set_pre_exec(&mut command, sandbox);
-    command.spawn().map_err(|source| AppError::Spawn { app: app.display().to_string(), source })
+    let child = command.spawn().map_err(spawn_error)?;
+    // The command holds the writing ends until it is dropped; the pipe ends when the
+    // application and whatever inherited them are gone.
+    drop(command);
+    Ok((child, output))
 }
 
 #[allow(unsafe_code)]

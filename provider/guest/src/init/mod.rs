@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod net;
 pub mod port;
 pub mod power;
+pub mod relay;
 pub mod seccomp;
 
 use std::fmt::Display;
@@ -141,7 +142,10 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
             fail("signals", InitError::Io { what: "handle signals", source })
         }
     };
-    let child = step("app", app::spawn(&launch, &plan.build.hardening));
+    let (child, output) = step("app", app::spawn(&launch, &plan.build.hardening));
+    if let Err(e) = relay::spawn(output, std::io::stdout()) {
+        warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
+    }
     let mut app = Reaper { pid: Pid::from_child(&child), exit: None };
     // The handle is not needed: the reaper collects the status (and orphans' too).
     drop(child);
