@@ -90,6 +90,7 @@ fn plan(guarded: bool) -> RuntimePlan {
                 roles: vec!["reader".into()],
             }],
             jwt: None,
+            forward_credentials: false,
         });
         assert!(!plan.firewall.rate_limits.is_empty() && !plan.authorization.is_empty());
     }

@@ -41,3 +41,29 @@ fn source_outside_allowed_cidrs_is_dropped_without_an_answer() {
             && v["src"].as_str().is_some_and(|s| s.starts_with("127.0.0.1:"))
     });
 }
+
+// ---- rate limits and slow senders -------------------------------------------------------
+
+#[test]
+fn rate_limit_is_429_with_retry_after() {
+    let g = Guest::start(&plan("rate_limit"));
+    // Two requests fit the burst; a third within the same second does not (one token per second).
+    assert_eq!(g.get("/x", "").status, 200);
+    assert_eq!(g.get("/x", "").status, 200);
+    let r = g.get("/x", "");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("1"));
+}
+
+#[test]
+fn slow_header_sender_is_cut_off() {
+    let g = Guest::start(&plan("header_timeout"));
+    let mut stream = std::net::TcpStream::connect(g.addr).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(15))).unwrap();
+    std::io::Write::write_all(&mut stream, b"GET /x HTTP/1.1\r\nHost: api\r\nX-Slow: ").unwrap();
+    // The head never completes: the runtime closes the connection on its own, without an
+    // answer, well before the read timeout of the test.
+    let r = common::read_reply(&mut stream);
+    assert_eq!((r.status, r.raw_len), (0, 0));
+    g.audit(|v| v["event"] == "firewall_drop" && v["reason"] == "header_timeout");
+}

@@ -60,6 +60,10 @@ pub struct AuthenticationPlan {
     pub principals: Vec<PrincipalPlan>,
     /// scheme jwt only.
     pub jwt: Option<JwtPlan>,
+    /// Whether the application receives the credentials (the `Authorization` header) as
+    /// the client sent them. False: it receives the principal and roles only.
+    #[serde(default)]
+    pub forward_credentials: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -18,9 +18,6 @@ use hyper_util::rt::TokioIo;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The header carrying the authenticated principal to the application; never taken from clients.
-pub static PRINCIPAL_HEADER: HeaderName = HeaderName::from_static("x-sdsec-principal");
-
 /// Removes hop-by-hop headers: they describe one connection, not the message (RFC 9110 7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Headers a `Connection` header names are hop-by-hop too.

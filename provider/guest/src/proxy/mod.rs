@@ -2,6 +2,7 @@
 //! forwards what is admitted to the application.
 
 mod forward;
+mod headers;
 mod request;
 
 use std::convert::Infallible;
@@ -20,7 +21,7 @@ use crate::audit::{AuditLog, now_rfc3339};
 use crate::config::Runtime;
 use crate::scan::{HeadScanner, Scanned, SharedScanner};
 
-pub use forward::PRINCIPAL_HEADER;
+pub use headers::{PRINCIPAL_HEADER, ROLES_HEADER};
 
 /// hyper's default read buffer, kept unless the plan allows larger heads.
 const READ_BUFFER: usize = 400 * 1024;

@@ -16,7 +16,8 @@ use hyper::body::Incoming;
 use plan::AuditEvent;
 
 use super::Shared;
-use super::forward::{self, LimitedBody, PRINCIPAL_HEADER};
+use super::forward::{self, LimitedBody};
+use super::headers;
 use crate::audit::now_rfc3339;
 use crate::authn::Principal;
 use crate::config::Runtime;
@@ -204,10 +205,10 @@ async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Res
     forward::strip_hop_by_hop(&mut parts.headers);
     // hyper has answered any `Expect: 100-continue` already, when the body was first read.
     parts.headers.remove(header::EXPECT);
-    parts.headers.remove(&PRINCIPAL_HEADER);
-    if let Some(name) = judge.principal.as_ref().and_then(|p| HeaderValue::from_str(&p.name).ok()) {
-        parts.headers.insert(PRINCIPAL_HEADER.clone(), name);
-    }
+    // Credentials the runtime checked stay with it unless the policy asks otherwise; with
+    // no authentication in the plan the application may do its own, and gets them.
+    let keep_credentials = judge.runtime.plan.authentication.as_ref().is_none_or(|a| a.forward_credentials);
+    headers::identify(&mut parts.headers, judge.peer, judge.principal.as_deref(), keep_credentials);
     // The application gets the path the rules were matched against, not the raw one.
     let path_and_query = match target.query {
         Some(q) => format!("{}?{q}", target.path.forward),

@@ -269,3 +269,4 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     }
     out
 }
+pub mod auth;

@@ -149,7 +149,10 @@ pub fn authentication(
             };
         }
     }
+    // Credentials reach the application only when every policy asks for it.
+    let forward_credentials = policies.iter().all(|(_, props)| props.forward_credentials.unwrap_or(false));
     ok.then(|| AuthenticationPlan {
+        forward_credentials,
         scheme,
         realm: realm.map_or(DEFAULT_REALM, |(_, r)| r).to_owned(),
         principals: principals.into_values().map(|(_, p)| p).collect(),

@@ -62,6 +62,8 @@ record! {
         pub principals: Option<Vec<Principal>>,
         /// JWT settings (scheme jwt only).
         pub jwt: Option<Spanned<JwtSettings>>,
+        /// Pass the client's `Authorization` header on to the application. Default false: the application receives the authenticated principal (X-Sdsec-Principal) and roles (X-Sdsec-Roles), never the credentials.
+        pub forward_credentials: Option<bool>,
     }
 }
 
