@@ -13,6 +13,7 @@ pub mod mounts;
 pub mod net;
 pub mod port;
 pub mod power;
+pub mod ready;
 pub mod relay;
 pub mod seccomp;
 
@@ -35,6 +36,8 @@ const CMDLINE: &str = "/proc/cmdline";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long one readiness request may wait for the application's answer.
+const PROBE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -46,7 +49,17 @@ pub enum InitError {
     ExitedEarly(String, u16),
     #[error("the application did not listen on 127.0.0.1:{0} within {LISTEN_WAIT:?}")]
     NeverListened(u16),
+    #[error(
+        "the application accepts connections on 127.0.0.1:{port} but did not answer an HTTP request ({why}){}",
+        if *strict { STRICT_FORKS } else { "" }
+    )]
+    NoHttpAnswer { port: u16, why: String, strict: bool },
 }
+
+/// The likely cause of an application that accepts but never answers, under `strict`.
+const STRICT_FORKS: &str = "; under hardening level `strict` process creation is refused (fork and clone of a new \
+    process return EPERM), so a server that forks per connection (busybox httpd, inetd-style servers) cannot \
+    answer: use hardening level `baseline`, or a server that does not fork";
 
 /// Init mode is PID 1 without flags. The kernel hands init the command-line words it
 /// does not know (no `=`, no dot) as arguments, so bare words do not mean host mode;
@@ -151,17 +164,23 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
     drop(child);
 
     let deadline = Instant::now() + LISTEN_WAIT;
+    let strict = plan.build.hardening.seccomp && plan.build.hardening.level == plan::HardeningLevel::Strict;
+    let mut verdict = ready::Verdict::default();
     loop {
         if let Some(exit) = app.poll() {
             fail("app_ready", InitError::ExitedEarly(exit.describe(), launch.app_port));
         }
-        let probe = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(upstream)).await;
-        if matches!(probe, Ok(Ok(_))) {
+        let probe = ready::probe(upstream, PROBE_WAIT).await;
+        if matches!(probe, ready::Probe::Answered(_)) {
             break;
         }
-        if Instant::now() >= deadline {
+        if verdict.hopeless(&probe, Instant::now()) || Instant::now() >= deadline {
             app.stop().await;
-            fail("app_ready", InitError::NeverListened(launch.app_port));
+            let port = launch.app_port;
+            match probe {
+                ready::Probe::NoAnswer(why) => fail("app_ready", InitError::NoHttpAnswer { port, why, strict }),
+                _ => fail("app_ready", InitError::NeverListened(port)),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
