@@ -31,7 +31,7 @@ use abi::event::{Access, Event};
 
 use crate::harness::{Workspace, clis, policy_tf, provider_tf};
 use crate::netns::{Background, Netns, Topology};
-use crate::unikernel::{DestroyOnPanic, console_log, static_app};
+use crate::unikernel::{DestroyOnPanic, audit_log, static_app};
 
 /// The provider's defaults: bridge, subnet and gateway.
 pub(crate) const BRIDGE: &str = "sdsec0";
@@ -117,9 +117,9 @@ pub(crate) fn guest_ip(ws: &Workspace, address: &str) -> Ipv4Addr {
     ip
 }
 
-/// The per-request events of an instance's console, with their kind.
+/// The per-request events of an instance's audit log, with their kind.
 fn accesses(state_dir: &Path, instance: &str) -> Vec<(&'static str, Access<'static>)> {
-    Event::scan(&console_log(state_dir, instance))
+    Event::scan(&audit_log(state_dir, instance))
         .filter_map(|e| match e {
             Event::Request(a) => Some(("request", a)),
             Event::FirewallDrop(a) => Some(("firewall_drop", a)),
@@ -131,7 +131,7 @@ fn accesses(state_dir: &Path, instance: &str) -> Vec<(&'static str, Access<'stat
 }
 
 /// Waits (the runtime writes its audit lines from a queue) until an event of `kind` from
-/// `src` for which `also` holds is on the instance's console.
+/// `src` for which `also` holds is in the instance's audit log.
 pub(crate) fn expect_event(
     state_dir: &Path,
     instance: &str,
@@ -150,14 +150,14 @@ pub(crate) fn expect_event(
         }
         assert!(
             Instant::now() < deadline,
-            "no {kind} event from {src} on the console of {instance}:\n{}",
-            console_log(state_dir, instance)
+            "no {kind} event from {src} in the audit log of {instance}:\n{}",
+            audit_log(state_dir, instance)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-/// The source addresses of every per-request event on the instance's console.
+/// The source addresses of every per-request event in the instance's audit log.
 fn sources(state_dir: &Path, instance: &str) -> BTreeSet<IpAddr> {
     accesses(state_dir, instance).iter().map(|(_, a)| a.src.ip()).collect()
 }

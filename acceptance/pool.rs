@@ -14,7 +14,7 @@ use abi::event::{Event, Refusal};
 use hypervisor::{AccelChoice, Hypervisor, InstanceId, InstanceState};
 
 use crate::harness::{Workspace, clis, policy_tf, provider_tf};
-use crate::unikernel::{DestroyOnPanic, NEW_PRINCIPAL, POLICY, TOKEN, console_log, processes_of, static_app, status};
+use crate::unikernel::{DestroyOnPanic, NEW_PRINCIPAL, POLICY, TOKEN, audit_log, processes_of, static_app, status};
 
 /// The provider, the quickstart policy and `local.app`, the example API at `app`.
 fn with_app(app: &Path) -> String {
@@ -132,7 +132,7 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     for (i, id) in ids.iter().enumerate() {
         assert_eq!(&unikernel(&ws, i, "instance_id"), id, "in place: the same instance");
         assert_eq!(status(&endpoints[i], "/items", Some("acceptance-token")), 200);
-        let ready = Event::scan(&console_log(&state_dir, id)).filter(|e| matches!(e, Event::Ready { .. })).count();
+        let ready = Event::scan(&audit_log(&state_dir, id)).filter(|e| matches!(e, Event::Ready { .. })).count();
         assert_eq!(ready, 1, "{id} was rebooted");
     }
 
@@ -146,7 +146,7 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     assert!(!answer.ok && answer.verify(&channel.key), "{answer:?}");
     std::thread::sleep(Duration::from_millis(300));
     let refused = Event::ControlRefused { reason: Refusal::BadMac, seq: forged.seq };
-    assert!(Event::scan(&console_log(&state_dir, &ids[0])).any(|e| e == refused));
+    assert!(Event::scan(&audit_log(&state_dir, &ids[0])).any(|e| e == refused));
     assert_eq!(status(&endpoints[0], "/items", Some("acceptance-token")), 200);
     // Refresh reports it to whoever runs Terraform next.
     ws.run(&["plan", "-no-color"]).success().contains("Unikernel `api-0` refused 1 control message(s)");

@@ -75,13 +75,15 @@ pub(crate) fn processes_of(instance: &str) -> Vec<u32> {
         .collect()
 }
 
-pub(crate) fn console_log(state_dir: &Path, instance: &str) -> String {
+/// The instance's audit log (the runtime's events), its rotated previous file first.
+pub(crate) fn audit_log(state_dir: &Path, instance: &str) -> String {
     for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {
-        if let Ok(text) = std::fs::read_to_string(dir.join(instance).join("console.log")) {
-            return text;
+        let dir = dir.join(instance);
+        if let Ok(text) = std::fs::read_to_string(dir.join("audit.log")) {
+            return std::fs::read_to_string(dir.join("audit.log.1")).unwrap_or_default() + &text;
         }
     }
-    panic!("no console log for {instance} under {}", state_dir.display())
+    panic!("no audit log for {instance} under {}", state_dir.display())
 }
 
 /// Destroys what a failed test applied, so no VM outlives it.
@@ -145,7 +147,7 @@ fn lifecycle(backend: &str) {
     assert_eq!(attr(&ws, "state"), "running");
     assert_eq!(status(&endpoint, "/items", None), 401);
     assert_eq!(status(&endpoint, "/items", Some(TOKEN)), 200);
-    assert!(Event::scan(&console_log(&state_dir, &first)).any(|e| matches!(e, Event::AuthnFailure(_))));
+    assert!(Event::scan(&audit_log(&state_dir, &first)).any(|e| matches!(e, Event::AuthnFailure(_))));
     ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
 
     // A new principal: a runtime change, applied in place over the control channel.
@@ -163,7 +165,7 @@ fn lifecycle(backend: &str) {
     assert_ne!(attr(&ws, "enforcement_digest"), before);
     assert_eq!(status(&endpoint, "/items", Some("acceptance-token")), 200, "the new principal is accepted");
     assert_eq!(status(&endpoint, "/items", Some(TOKEN)), 200);
-    let log = console_log(&state_dir, &first);
+    let log = audit_log(&state_dir, &first);
     let ready = Event::scan(&log).filter(|e| matches!(e, Event::Ready { .. })).count();
     assert_eq!(ready, 1, "not rebooted: {log}");
     assert!(Event::scan(&log).any(|e| matches!(e, Event::Reconfigured { .. })), "{log}");

@@ -138,13 +138,15 @@ fn control_channel_reconfigures_in_place(
     assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 200, "a forged plan changes nothing");
 
     std::thread::sleep(Duration::from_millis(300));
-    let log = std::fs::read_to_string(console).unwrap();
+    let log = std::fs::read_to_string(console.with_file_name("audit.log")).unwrap();
     let events: Vec<Event> = Event::scan(&log).collect();
     assert!(events.iter().any(|e| matches!(e, Event::ControlRefused { reason: Refusal::BadMac, .. })), "{log}");
     assert!(events.iter().any(|e| matches!(e, Event::Reconfigured { .. })), "{log}");
     let ready = events.iter().filter(|e| matches!(e, Event::Ready { .. })).count();
     assert_eq!(ready, 1, "reconfigured without a reboot");
-    assert!(!log.contains(&channel.key.to_hex()), "the key never reaches the console");
+    assert!(!log.contains(&channel.key.to_hex()), "the key never reaches the audit log");
+    let console_text = std::fs::read_to_string(console).unwrap();
+    assert!(!console_text.contains(&channel.key.to_hex()), "the key never reaches the console");
 }
 
 #[test]
@@ -204,9 +206,10 @@ fn a_protected_image_boots_on_qemu_and_enforces_its_policy() {
         let ps = ok(sdsec(state, &["ps"]));
         assert!(ps.contains(&id) && ps.contains("running"), "{ps}");
 
-        // Audit events reach the console as JSON lines.
-        let log = std::fs::read_to_string(&console).unwrap();
+        // Audit events reach the audit log as JSON lines, opened by `audit_open`.
+        let log = std::fs::read_to_string(console.with_file_name("audit.log")).unwrap();
         let events: Vec<Event> = Event::scan(&log).collect();
+        assert!(matches!(events.first(), Some(Event::AuditOpen { .. })), "{log}");
         assert!(events.iter().any(|e| matches!(e, Event::Ready { .. })), "{log}");
         assert!(events.iter().any(|e| matches!(e, Event::AuthnFailure(_))), "{log}");
         assert!(!log.contains("wrong-token") && !log.contains(TOKEN), "credentials never reach the audit log");

@@ -233,6 +233,8 @@ pub fn boot_spec(image: &sdsec_image::Image, plan: &EnforcementPlan, timeout: Du
         guest_port: abi::net::runtime_port(manifest.application.port),
         nic: hypervisor::Nic::User { host_port: None, restrict_egress: true },
         health_path: plan.runtime.firewall.http.health_path.clone(),
+        // The host decides once it knows the network ([`crate::host::Host::boot`]).
+        probe: hypervisor::Probe::default(),
         ready_timeout: timeout,
         metadata: serde_json::Value::Null,
         control: None,

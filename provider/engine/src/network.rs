@@ -147,6 +147,8 @@ topology_template:
             accel: Accel::Tcg,
             boot_ms: 1,
             console_log: PathBuf::new(),
+            audit_log: None,
+            creator: None,
             memory_mb: 128,
             vcpus: 1,
             started_at_ms: 0,

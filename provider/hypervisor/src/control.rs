@@ -2,6 +2,7 @@
 //! overlay that carries it into the guest, the virtio-serial port, and where the host finds
 //! socket and key again.
 
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
@@ -60,20 +61,44 @@ pub(crate) fn socket_path(dir: &Path, id: &InstanceId) -> Result<PathBuf> {
     socket::path(dir, id.as_str(), CONTROL_SOCKET)
 }
 
-/// QEMU's arguments for the channel: a virtio-serial port backed by a unix socket (in a
-/// directory of the provider's user only).
-pub(crate) fn qemu_args(socket: &Path) -> Vec<String> {
-    // Commas separate QEMU's option fields; a comma in the path is written twice.
-    let path = socket.to_string_lossy().replace(',', ",,");
-    vec![
+/// QEMU's arguments for the virtio-serial ports: the runtime's audit channel, appended to
+/// the file `audit`, and with `control` the control channel, a unix socket (in a directory
+/// of the provider's user only).
+pub(crate) fn qemu_args(audit: &Path, control: Option<&Path>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "-device".into(),
+        // Port 0 is reserved for a console; the audit channel and the control channel take
+        // the next ones.
+        "virtio-serial-device,max_ports=3".into(),
         "-chardev".into(),
-        format!("socket,id=sdsecctl,path={path},server=on,wait=off"),
+        option("file,id=sdsecaudit,path=", audit, ",append=on"),
         "-device".into(),
-        // Port 0 is reserved for a console; the channel takes port 1.
-        "virtio-serial-device,max_ports=2".into(),
-        "-device".into(),
-        format!("virtserialport,chardev=sdsecctl,name={}", abi::control::PORT_NAME),
-    ]
+        format!("virtserialport,chardev=sdsecaudit,name={}", abi::event::AUDIT_PORT_NAME).into(),
+    ];
+    if let Some(socket) = control {
+        args.extend([
+            "-chardev".into(),
+            option("socket,id=sdsecctl,path=", socket, ",server=on,wait=off"),
+            "-device".into(),
+            format!("virtserialport,chardev=sdsecctl,name={}", abi::control::PORT_NAME).into(),
+        ]);
+    }
+    args
+}
+
+/// A QEMU option string with `path` as one field's value. Commas separate QEMU's option
+/// fields; a comma in the path is written twice, so no path can add or end fields.
+pub(crate) fn option(prefix: &str, path: &Path, suffix: &str) -> OsString {
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    let mut bytes = prefix.as_bytes().to_vec();
+    for &b in path.as_os_str().as_bytes() {
+        bytes.push(b);
+        if b == b',' {
+            bytes.push(b',');
+        }
+    }
+    bytes.extend_from_slice(suffix.as_bytes());
+    OsString::from_vec(bytes)
 }
 
 /// The channel of an instance whose directory is `dir`.

@@ -11,22 +11,26 @@
 pub mod accel;
 mod console;
 pub mod control;
+pub mod creator;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
+pub mod logs;
 pub mod probe;
 pub mod qemu;
 mod qmp;
 pub mod registry;
 mod socket;
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
 pub use control::{ControlBoot, ControlEndpoint};
+pub use creator::{Creation, Creator};
+pub use probe::Probe;
 pub use registry::InstanceId;
 
 /// What to boot and how to tell it is ready.
@@ -47,8 +51,10 @@ pub struct BootSpec {
     pub nic: Nic,
     /// Answered by the runtime with 200 once the application is up.
     pub health_path: String,
-    /// Boot, marker and health probe must all happen within this; otherwise the VM is
-    /// killed and the error carries the console's last lines.
+    /// Whether and from where the health path is probed.
+    pub probe: Probe,
+    /// Boot, ready event and health probe must all happen within this; otherwise the VM
+    /// is killed and the error carries the logs' last lines.
     pub ready_timeout: Duration,
     /// Kept with the instance for its owner (e.g. what import needs to rebuild a state).
     pub metadata: serde_json::Value,
@@ -131,6 +137,13 @@ pub struct Instance {
     /// From the hypervisor's start to the first successful health probe.
     pub boot_ms: u64,
     pub console_log: PathBuf,
+    /// Where the runtime's events are kept; `None` for instances booted by earlier
+    /// releases, whose runtime wrote them to the console ([`logs::event_log`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
+    /// The process creating the instance, until creation completes ([`creator`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<Creator>,
     pub memory_mb: u64,
     pub vcpus: u64,
     /// Milliseconds since the Unix epoch when it was booted.
@@ -140,16 +153,10 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The record of `spec` booting now as `id`, forwarded from `host_port` on QEMU's user
-    /// network (0 while the port is still to be picked); `boot_ms` is filled in once it is
-    /// ready.
-    pub(crate) fn starting(
-        id: InstanceId,
-        spec: &BootSpec,
-        accel: Accel,
-        console_log: PathBuf,
-        host_port: u16,
-    ) -> Instance {
+    /// The record of `spec` booting now as `id` in `dir`, created by this process,
+    /// forwarded from `host_port` on QEMU's user network (0 while the port is still to be
+    /// picked); `boot_ms` is filled in once it is ready.
+    pub(crate) fn starting(id: InstanceId, spec: &BootSpec, accel: Accel, dir: &Path, host_port: u16) -> Instance {
         let endpoint = match &spec.nic {
             Nic::User { .. } => SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
             Nic::Tap { ip, .. } => SocketAddr::from((*ip, spec.guest_port)),
@@ -161,7 +168,9 @@ impl Instance {
             endpoint,
             accel,
             boot_ms: 0,
-            console_log,
+            console_log: dir.join(registry::CONSOLE),
+            audit_log: Some(dir.join(registry::AUDIT)),
+            creator: Some(Creator::this_process()),
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
             started_at_ms: std::time::SystemTime::now()
@@ -169,6 +178,11 @@ impl Instance {
                 .map_or(0, |d| d.as_millis() as u64),
             metadata: spec.metadata.clone(),
         }
+    }
+
+    /// Where its creation stands: complete, or still creating, or orphaned.
+    pub fn creation(&self) -> Creation {
+        creator::creation(self.creator.as_ref())
     }
 }
 
@@ -188,6 +202,10 @@ pub enum HypervisorError {
     NotReady { id: InstanceId, seconds: u64, what: String, console: String },
     #[error("instance {id} stopped while booting ({what}). Console tail:\n{console}")]
     DiedBooting { id: InstanceId, what: String, console: String },
+    #[error(
+        "instance {id}: its runtime is ready, but it closed the host's health probe from {from} without an answer {times} times in a row; the node's ingress rules most likely drop connections from {from} (the host's probe address) to the application's port. It was stopped. Console tail:\n{console}"
+    )]
+    ProbeDropped { id: InstanceId, from: IpAddr, times: u32, console: String },
     #[error("no instance {0}; list instances with `sdsec ps`")]
     NoSuchInstance(InstanceId),
     #[error("instance {id}: QMP {command} failed: {reason}")]
@@ -227,6 +245,9 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String;
     /// Replaces what the instance keeps for its owner (e.g. when a pool hands it over).
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()>;
+    /// Records who is creating the instance (a pool member being taken), or with `None`
+    /// that its creation completed ([`creator`]).
+    fn set_creator(&self, id: &InstanceId, creator: Option<Creator>) -> Result<()>;
     /// Where to reach the instance's runtime.
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint>;
 }
@@ -262,8 +283,19 @@ pub(crate) fn sample_spec() -> BootSpec {
         guest_port: 80,
         nic: Nic::User { host_port: None, restrict_egress: true },
         health_path: "/healthz".into(),
+        probe: Probe::default(),
         ready_timeout: Duration::from_secs(60),
         metadata: serde_json::Value::Null,
         control: None,
     }
+}
+
+/// An instance record for unit tests.
+#[cfg(test)]
+pub(crate) fn sample_instance() -> Instance {
+    let dir = Path::new("/s");
+    let id: InstanceId = "i-0123456789abcdef".parse().unwrap_or_else(|e| panic!("{e}"));
+    let mut instance = Instance::starting(id, &sample_spec(), Accel::Tcg, dir, 18080);
+    instance.creator = None;
+    instance
 }

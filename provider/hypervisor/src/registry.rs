@@ -8,8 +8,13 @@
 //!                            control.sock    the guest runtime's control channel
 //!                            control.key     its key (0600)
 //!                            initrd          the image's initramfs + this instance's overlay (0600)
-//!                            console.log     the guest's serial console
+//!                            console.log     the guest's serial console (kernel, application)
+//!                            audit.log       the runtime's events (its virtio-serial port)
+//!                            *.log.1         the previous file of a rotated log ([`crate::logs`])
 //! ```
+//!
+//! `instance.json` is written before QEMU starts, naming the process creating the instance
+//! ([`crate::creator`]), so an instance whose creator dies is found again.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ pub const RECORD: &str = "instance.json";
 pub const PIDFILE: &str = "qemu.pid";
 pub const QMP_SOCKET: &str = "qmp.sock";
 pub const CONSOLE: &str = "console.log";
+pub const AUDIT: &str = "audit.log";
 pub const CONTROL_SOCKET: &str = "control.sock";
 pub const CONTROL_KEY: &str = "control.key";
 pub const INITRD: &str = "initrd";

@@ -84,6 +84,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         guest_port: abi::net::runtime_port(manifest["application"]["port"].as_u64().unwrap() as u16),
         health_path: plan["runtime"]["firewall"]["http"]["health_path"].as_str().unwrap().to_owned(),
         nic: hypervisor::Nic::User { host_port: None, restrict_egress: true },
+        probe: hypervisor::Probe::default(),
         ready_timeout: Duration::from_secs(90),
         metadata: serde_json::json!({"resource": "sdsec_unikernel.api"}),
         control: None,
@@ -119,6 +120,7 @@ fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     let id = instance.id.clone();
     let dir = state.join("libvirt/instances").join(id.as_str());
     assert!(instance.console_log.starts_with(&dir));
+    assert_eq!(instance.audit_log, Some(dir.join("audit.log")));
     assert!(virsh_names(uri).contains(&format!("sdsec-{id}")));
 
     assert_eq!(status(instance.endpoint, "/items", None), 401);
@@ -136,7 +138,7 @@ fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     lv.resume(&id).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Running);
     assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
-    assert!(Event::scan(&lv.console_tail(&id, 5)).any(|e| matches!(e, Event::Ready { .. })));
+    assert!(hypervisor::logs::events(&instance).iter().any(|e| matches!(e, Event::Ready { .. })));
 
     again.stop(&id, Duration::from_secs(5)).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Gone);

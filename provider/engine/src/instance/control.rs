@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use abi::control::{self, Command};
 use abi::event::Event;
-use hypervisor::{Hypervisor, InstanceId};
+use hypervisor::{Hypervisor, InstanceId, logs};
 use plan::EnforcementPlan;
 
 use super::InstanceError;
@@ -35,12 +35,13 @@ pub(super) fn enforced_digest(backend: &dyn Hypervisor, id: &InstanceId) -> Opti
     control::call(&channel.socket, &channel.key, Command::Status, STATUS_TIMEOUT).ok()?.digest
 }
 
-/// Control messages the instance's runtime refused, as its console log shows them, and
-/// that log's path (empty when the instance's record cannot be read).
+/// Control messages the instance's runtime refused, as its audit log shows them, and that
+/// log's path (empty when the instance's record cannot be read). Its logs are rotated past
+/// their caps first: the count covers the current and the previous file.
 pub(super) fn refused_messages(backend: &dyn Hypervisor, id: &InstanceId) -> (u64, PathBuf) {
     let Ok(instance) = backend.instance(id) else { return (0, PathBuf::new()) };
-    let count = std::fs::read_to_string(&instance.console_log).map_or(0, |log| {
-        Event::scan(&log).filter(|event| matches!(event, Event::ControlRefused { .. })).count() as u64
-    });
-    (count, instance.console_log)
+    logs::rotate_instance(&instance);
+    let events = logs::events(&instance);
+    let count = events.iter().filter(|event| matches!(event, Event::ControlRefused { .. })).count() as u64;
+    (count, logs::event_log(&instance).to_owned())
 }

@@ -207,6 +207,7 @@ fn resume(
         match hypervisor::probe::http_status(instance.endpoint, health, Duration::from_secs(2)) {
             Ok(200) => break,
             answer if Instant::now() >= deadline => {
+                let answer = answer.map_err(|e| e.to_string());
                 return Err(InstanceError::NotServing { id: id.clone(), answer });
             }
             _ => std::thread::sleep(Duration::from_millis(20)),

@@ -47,8 +47,9 @@ pub struct Refreshed {
     pub image: ImageStatus,
     /// Control messages its runtime refused so far.
     pub refused: u64,
-    /// Where its console log is.
-    pub console: PathBuf,
+    /// Where its runtime's events are kept: its audit log (the console log for instances
+    /// booted by earlier releases).
+    pub event_log: PathBuf,
     /// How the host's network differed from the state directory's leases, in sentences,
     /// before this refresh restored it (bridge networking only). Another instance's lost
     /// TAP is left to that instance's refresh. When the host could not be checked, why.
@@ -72,9 +73,9 @@ pub fn refresh(
     }
     let enforced = if state == InstanceState::Running { enforced_digest(&*backend, id) } else { None };
     let image = image_status(&config.state_dir, image_digest)?;
-    let (refused, console) = refused_messages(&*backend, id);
+    let (refused, event_log) = refused_messages(&*backend, id);
     let (network_drift, network_lost) = network_drift(&backend, id);
-    Ok(Some(Refreshed { state, enforced, image, refused, console, network_drift, network_lost }))
+    Ok(Some(Refreshed { state, enforced, image, refused, event_log, network_drift, network_lost }))
 }
 
 /// The host's network drift, repaired, as refresh of instance `id` reports it, and whether

@@ -23,11 +23,11 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::accel::{Accel, AccelChoice, HostFacts};
-use crate::console;
-use crate::registry::{CONSOLE, Registry};
+use crate::console::{self, LogPaths};
+use crate::registry::{AUDIT, CONSOLE, Registry};
 use crate::{
-    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic, PORT_TRIES,
-    Result, control, free_port, plain_name,
+    BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
+    PORT_TRIES, Result, control, free_port, logs, plain_name,
 };
 
 pub use xml::NAMESPACE;
@@ -87,7 +87,7 @@ impl Libvirt {
     }
 
     /// Creates the domain; retries with another port when a port it picked was taken.
-    fn launch(&self, spec: &BootSpec, record: &mut Instance, console: &Path) -> Result<Domain> {
+    fn launch(&self, spec: &BootSpec, record: &mut Instance, dir: &Path) -> Result<Domain> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -109,7 +109,8 @@ impl Libvirt {
                 record,
                 accel: self.accel,
                 cpu_khz: self.cpu_khz,
-                console,
+                console: &dir.join(CONSOLE),
+                audit: &dir.join(AUDIT),
                 control: control.as_deref(),
             };
             match self.conn.create_domain_xml(&xml::domain_xml(&def), sys::VIR_DOMAIN_NONE) {
@@ -129,11 +130,13 @@ impl Libvirt {
         }
     }
 
-    /// The ready line on the console, then a 200 from the health path through the
+    /// The ready event on the audit log, then a 200 from the health path through the
     /// forwarded port: the same as the QEMU backend.
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
         let alive = || matches!(running_state(domain), Some(InstanceState::Running));
-        console::wait_ready(spec, &record.id, &record.console_log, record.endpoint, started, alive)
+        let dir = self.registry.dir(&record.id);
+        let logs = LogPaths { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT) };
+        console::wait_ready(spec, &record.id, logs, record.endpoint, started, alive)
     }
 
     /// Rewrites the record kept in the running domain's metadata.
@@ -179,13 +182,12 @@ impl Hypervisor for Libvirt {
         let dir = self.registry.create_dir(&id, false)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
         // The port is picked when the domain is created.
-        let mut record = Instance::starting(id.clone(), &spec, self.accel, dir.join(CONSOLE), 0);
+        let mut record = Instance::starting(id.clone(), &spec, self.accel, &dir, 0);
         let started = Instant::now();
-        // The record goes into the domain's XML, so an interrupted boot still leaves a
-        // domain `list` finds and `stop` removes.
-        let console_path = record.console_log.clone();
-        let launched =
-            control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &mut record, &console_path));
+        // The record, with its creator, goes into the domain's XML, so an interrupted boot
+        // still leaves a domain `list` finds and `stop` removes (an orphan once its creator
+        // is gone).
+        let launched = control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &mut record, &dir));
         let domain = match launched {
             Ok(d) => d,
             Err(e) => {
@@ -228,6 +230,8 @@ impl Hypervisor for Libvirt {
                     .then(|| (record, running_state(d).unwrap_or(InstanceState::Gone)))
             })
             .collect();
+        // The logs are on this host when the daemon is (a remote one keeps them).
+        out.iter().for_each(|(record, _)| logs::rotate_instance(record));
         out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         Ok(out)
     }
@@ -248,12 +252,18 @@ impl Hypervisor for Libvirt {
     }
 
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
-        console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+        logs::tail(&self.registry.dir(id).join(CONSOLE), lines)
     }
 
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()> {
         let (domain, mut record) = self.find(id)?.ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))?;
         record.metadata = metadata;
+        self.save_record(&domain, &record)
+    }
+
+    fn set_creator(&self, id: &InstanceId, creator: Option<Creator>) -> Result<()> {
+        let (domain, mut record) = self.find(id)?.ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))?;
+        record.creator = creator;
         self.save_record(&domain, &record)
     }
 

@@ -45,24 +45,27 @@ pub struct DomainDef<'a> {
     pub accel: Accel,
     pub cpu_khz: Option<u64>,
     pub console: &'a Path,
+    /// Where the runtime's audit channel is appended.
+    pub audit: &'a Path,
     /// The control channel's socket, with one.
     pub control: Option<&'a Path>,
 }
 
 pub fn domain_xml(def: &DomainDef<'_>) -> String {
-    let DomainDef { spec, record, accel, cpu_khz, console, control } = def;
+    let DomainDef { spec, record, accel, cpu_khz, console, audit, control } = def;
     let (kind, cpu) = match accel {
         // Only where KVM is real (see `accel`); under TCG libvirt's default CPU model.
         Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>"),
         Accel::Tcg => ("qemu", ""),
     };
     let (netdev, nic) = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
-    let control_args = control.map(crate::control::qemu_args).unwrap_or_default();
+    let serial_args = crate::control::qemu_args(audit, *control);
     let qemu_args: String = ["-netdev", &netdev, "-device", &nic]
         .into_iter()
         .chain(["-device", "virtio-rng-device"])
-        .chain(control_args.iter().map(String::as_str))
-        .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(a)))
+        .map(str::to_owned)
+        .chain(serial_args.iter().map(|a| a.to_string_lossy().into_owned()))
+        .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(&a)))
         .collect();
     format!(
         "<domain type='{kind}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
@@ -89,7 +92,7 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
   <devices>
     <controller type='usb' model='none'/>
     <serial type='file'>
-      <source path='{console}'/>
+      <source path='{console}' append='on'/>
       <target port='0'/>
     </serial>
     <memballoon model='none'/>
@@ -210,6 +213,8 @@ mod tests {
             accel: Accel::Tcg,
             boot_ms: 0,
             console_log: "/s/console.log".into(),
+            audit_log: Some("/s/audit.log".into()),
+            creator: None,
             memory_mb: 128,
             vcpus: 2,
             started_at_ms: 1,
@@ -227,6 +232,7 @@ mod tests {
             accel: Accel::Tcg,
             cpu_khz: Some(2_793_436),
             console: Path::new("/s/console.log"),
+            audit: Path::new("/s/audit.log"),
             control: Some(Path::new("/s/control.sock")),
         };
         let xml = domain_xml(&def);
@@ -236,7 +242,9 @@ mod tests {
         assert!(xml.contains("<cmdline>console=ttyS0 quiet pci=off tsc_early_khz=2793436</cmdline>"));
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));
-        assert!(xml.contains("<source path='/s/console.log'/>"));
+        assert!(xml.contains("<source path='/s/console.log' append='on'/>"));
+        assert!(xml.contains("value='file,id=sdsecaudit,path=/s/audit.log,append=on'"));
+        assert!(xml.contains("value='virtserialport,chardev=sdsecaudit,name=sdsec.audit'"));
         assert!(xml.contains("value='socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off'"));
         assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>128</memory>"));
         assert!(!xml.contains("host-passthrough"));

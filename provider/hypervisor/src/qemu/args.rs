@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::BootSpec;
 use crate::accel::Accel;
-use crate::registry::{CONSOLE, PIDFILE};
+use crate::control::option;
+use crate::registry::{AUDIT, CONSOLE, PIDFILE};
 
 /// The process name QEMU shows, which also lets a pid be checked to be ours.
 pub fn process_name(id: &str) -> String {
@@ -49,39 +50,37 @@ pub fn args(
 ) -> Vec<OsString> {
     let (netdev, nic) = spec.nic.qemu_args("net0", spec.guest_port, host_port);
     let mut args: Vec<OsString> = Vec::new();
-    let mut push = |parts: &[&str]| args.extend(parts.iter().map(OsString::from));
-    push(&["-name", &format!("{},process={}", spec.name, process_name(id))]);
-    push(&["-machine", "microvm,acpi=on"]);
+    // `plain_name` and the id hold no commas.
+    push(&mut args, &["-name", &format!("{},process={}", crate::plain_name(&spec.name), process_name(id))]);
+    push(&mut args, &["-machine", "microvm,acpi=on"]);
     match accel {
-        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => push(&["-accel", "tcg,thread=multi"]),
+        Accel::Kvm => push(&mut args, &["-accel", "kvm", "-cpu", "host"]),
+        Accel::Tcg => push(&mut args, &["-accel", "tcg,thread=multi"]),
     }
-    push(&["-m", &spec.memory_mb.to_string(), "-smp", &spec.vcpus.to_string()]);
-    push(&["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-daemonize"]);
+    push(&mut args, &["-m", &spec.memory_mb.to_string(), "-smp", &spec.vcpus.to_string()]);
+    push(&mut args, &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-daemonize"]);
     // QEMU confines itself with seccomp (no obsolete or scheduling calls). Spawning and
     // privilege changes stay allowed: `-daemonize` forks and calls setsid after the filter
     // is in place, and QEMU dies of SIGSYS without them.
-    push(&["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
-    push(&["-netdev", &netdev, "-device", &nic]);
-    push(&["-device", "virtio-rng-device"]);
-    if let Some(socket) = &sockets.control {
-        args.extend(crate::control::qemu_args(socket).into_iter().map(OsString::from));
+    push(&mut args, &["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
+    push(&mut args, &["-netdev", &netdev, "-device", &nic]);
+    push(&mut args, &["-device", "virtio-rng-device"]);
+    // Appended, so that a log truncated by rotation is written again from its start.
+    args.extend(["-chardev".into(), option("file,id=sdsecconsole,path=", &dir.join(CONSOLE), ",append=on")]);
+    push(&mut args, &["-serial", "chardev:sdsecconsole"]);
+    args.extend(crate::control::qemu_args(&dir.join(AUDIT), sockets.control.as_deref()));
+    args.extend(["-qmp".into(), option("unix:", &sockets.qmp, ",server=on,wait=off")]);
+    // These take a plain path, not QEMU's option syntax.
+    for (flag, path) in [("-pidfile", &dir.join(PIDFILE)), ("-kernel", &spec.kernel), ("-initrd", &spec.initramfs)] {
+        args.extend([flag.into(), path.as_os_str().to_owned()]);
     }
-    let mut path_arg = |flag: &str, prefix: &str, path: &Path, suffix: &str| {
-        let mut value = OsString::from(prefix);
-        value.push(path.as_os_str());
-        value.push(suffix);
-        args.push(flag.into());
-        args.push(value);
-    };
-    path_arg("-serial", "file:", &dir.join(CONSOLE), "");
-    path_arg("-qmp", "unix:", &sockets.qmp, ",server=on,wait=off");
-    path_arg("-pidfile", "", &dir.join(PIDFILE), "");
-    path_arg("-kernel", "", &spec.kernel, "");
-    path_arg("-initrd", "", &spec.initramfs, "");
     args.push("-append".into());
     args.push(cmdline(spec, accel, cpu_khz).into());
     args
+}
+
+fn push(args: &mut Vec<OsString>, parts: &[&str]) {
+    args.extend(parts.iter().map(OsString::from));
 }
 
 #[cfg(test)]
@@ -101,7 +100,11 @@ mod tests {
         let append = &text[text.iter().position(|a| a == "-append").unwrap() + 1];
         assert_eq!(append, "console=ttyS0 quiet pci=off tsc_early_khz=2793436");
         assert!(text.contains(&"user,id=net0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on".to_owned()));
-        assert!(text.contains(&"file:/s/console.log".to_owned()));
+        assert!(text.contains(&"file,id=sdsecconsole,path=/s/console.log,append=on".to_owned()));
+        assert!(text.windows(2).any(|w| w == ["-serial", "chardev:sdsecconsole"]));
+        assert!(text.contains(&"file,id=sdsecaudit,path=/s/audit.log,append=on".to_owned()));
+        assert!(text.contains(&"virtserialport,chardev=sdsecaudit,name=sdsec.audit".to_owned()));
+        assert!(text.contains(&"virtio-serial-device,max_ports=3".to_owned()));
         assert!(text.contains(&"api,process=sdsec-i-1".to_owned()));
         assert!(!text.contains(&"kvm".to_owned()));
         assert!(text.contains(&"socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off".to_owned()));
@@ -126,5 +129,37 @@ mod tests {
         let text: Vec<String> = kvm.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert!(text.windows(2).any(|w| w == ["-accel", "kvm"]));
         assert!(text.contains(&"console=ttyS0 quiet pci=off".to_owned()));
+    }
+
+    #[test]
+    fn commas_in_paths_are_doubled_and_add_no_option() {
+        let dir = Path::new("/tmp/a,b=c,server=off/i-1");
+        let sockets = Sockets { qmp: dir.join("qmp.sock"), control: Some(dir.join("control.sock")) };
+        let all = args(&spec(), "i-1", dir, &sockets, Accel::Tcg, None, 18080);
+        let text: Vec<String> = all.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let at = |flag: &str, prefix: &str| -> Vec<String> {
+            text.windows(2).filter(|w| w[0] == flag && w[1].starts_with(prefix)).map(|w| w[1].clone()).collect()
+        };
+        assert_eq!(
+            at("-chardev", "file,id=sdsecconsole"),
+            ["file,id=sdsecconsole,path=/tmp/a,,b=c,,server=off/i-1/console.log,append=on"]
+        );
+        assert_eq!(
+            at("-chardev", "file,id=sdsecaudit"),
+            ["file,id=sdsecaudit,path=/tmp/a,,b=c,,server=off/i-1/audit.log,append=on"]
+        );
+        assert_eq!(
+            at("-chardev", "socket"),
+            ["socket,id=sdsecctl,path=/tmp/a,,b=c,,server=off/i-1/control.sock,server=on,wait=off"]
+        );
+        assert_eq!(at("-qmp", "unix:"), ["unix:/tmp/a,,b=c,,server=off/i-1/qmp.sock,server=on,wait=off"]);
+        // Plain paths stay as they are.
+        assert_eq!(at("-pidfile", "/tmp"), ["/tmp/a,b=c,server=off/i-1/qemu.pid"]);
+        let named = BootSpec { name: "a,b".into(), ..spec() };
+        let text: Vec<String> = args(&named, "i-1", dir, &sockets, Accel::Tcg, None, 1)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.contains(&"ab,process=sdsec-i-1".to_owned()), "{text:?}");
     }
 }

@@ -15,12 +15,12 @@ use serde_json::Value;
 
 use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
-use crate::console;
+use crate::console::{self, LogPaths};
 use crate::qmp::Qmp;
-use crate::registry::{CONSOLE, QMP_SOCKET, Registry};
+use crate::registry::{AUDIT, CONSOLE, QMP_SOCKET, Registry};
 use crate::{
-    BootSpec, ControlEndpoint, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic, PORT_TRIES,
-    Result, control, free_port, plain_name, socket,
+    BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
+    PORT_TRIES, Result, control, free_port, logs, plain_name, socket,
 };
 
 #[derive(Debug)]
@@ -90,7 +90,7 @@ impl Qemu {
                     None => Err(HypervisorError::DiedBooting {
                         id: id.clone(),
                         what: "QEMU exited right after starting".into(),
-                        console: console::tail(&dir.join(CONSOLE), 20),
+                        console: logs::tails(&dir.join(CONSOLE), &dir.join(AUDIT), 20),
                     }),
                 };
             }
@@ -119,8 +119,9 @@ impl Qemu {
         endpoint: SocketAddr,
         started: Instant,
     ) -> Result<u64> {
-        let console_path = self.registry.dir(id).join(CONSOLE);
-        console::wait_ready(spec, id, &console_path, endpoint, started, || process.alive())
+        let dir = self.registry.dir(id);
+        let logs = LogPaths { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT) };
+        console::wait_ready(spec, id, logs, endpoint, started, || process.alive())
     }
 }
 
@@ -130,7 +131,14 @@ impl Hypervisor for Qemu {
         let dir = self.registry.create_dir(&id, true)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
         let started = Instant::now();
-        let launched = control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &id, &dir));
+        // Recorded with its creator before QEMU starts, so that an instance whose creator is
+        // killed while it boots is found again (and stopped as an orphan).
+        let mut instance = Instance::starting(id.clone(), &spec, self.accel, &dir, 0);
+        let launched = self
+            .registry
+            .save(&instance)
+            .and_then(|()| control::personalise(&spec, &dir))
+            .and_then(|spec| self.launch(&spec, &id, &dir));
         let (process, host_port) = match launched {
             Ok(l) => l,
             Err(e) => {
@@ -138,9 +146,10 @@ impl Hypervisor for Qemu {
                 return Err(e);
             }
         };
-        let mut instance = Instance::starting(id.clone(), &spec, self.accel, dir.join(CONSOLE), host_port);
+        if let Nic::User { .. } = spec.nic {
+            instance.endpoint.set_port(host_port);
+        }
         let endpoint = instance.endpoint;
-        // Recorded before waiting, so an interrupted boot still leaves a findable instance.
         let ready =
             self.registry.save(&instance).and_then(|()| self.wait_ready(&spec, &id, process, endpoint, started));
         match ready {
@@ -181,6 +190,7 @@ impl Hypervisor for Qemu {
         let mut out = Vec::new();
         for id in self.registry.ids()? {
             if let Ok(instance) = self.registry.load(&id) {
+                logs::rotate_instance(&instance);
                 let state = self.state(&id)?;
                 out.push((instance, state));
             }
@@ -216,12 +226,18 @@ impl Hypervisor for Qemu {
     }
 
     fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
-        console::tail(&self.registry.dir(id).join(CONSOLE), lines)
+        logs::tail(&self.registry.dir(id).join(CONSOLE), lines)
     }
 
     fn set_metadata(&self, id: &InstanceId, metadata: Value) -> Result<()> {
         let mut instance = self.registry.load(id)?;
         instance.metadata = metadata;
+        self.registry.save(&instance)
+    }
+
+    fn set_creator(&self, id: &InstanceId, creator: Option<Creator>) -> Result<()> {
+        let mut instance = self.registry.load(id)?;
+        instance.creator = creator;
         self.registry.save(&instance)
     }
 

@@ -1,0 +1,129 @@
+use std::io::Write;
+use std::net::TcpListener;
+
+use super::*;
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+fn line(event: Event<'_>) -> String {
+    format!("{}\n", event.to_line())
+}
+
+fn ready() -> Event<'static> {
+    Event::Ready { node: "api".into(), listen: "0.0.0.0:80".into(), app: None }
+}
+
+fn open() -> Event<'static> {
+    Event::AuditOpen { runtime: "0.1.0".into() }
+}
+
+#[test]
+fn events_are_taken_from_the_audit_log_across_partial_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    let mut watcher = Watcher::new(&console, &audit);
+    append(&audit, &line(open()));
+    let ready = ready().to_line();
+    let (head, rest) = ready.split_at(12);
+    append(&console, "[    0.1] booting\n");
+    append(&audit, head);
+    assert!(!watcher.saw_ready());
+    append(&audit, &format!("{rest}\n"));
+    assert!(watcher.saw_ready());
+    assert_eq!(watcher.failure(), None);
+    append(&audit, "{\"event\":\"app_exit\" is not an event\n");
+    assert_eq!(watcher.failure(), None);
+    append(&audit, &line(Event::AppExit { status: Some(3), signal: None }));
+    assert!(watcher.failure().unwrap().contains("app_exit"));
+}
+
+#[test]
+fn the_application_cannot_forge_events_on_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    let mut watcher = Watcher::new(&console, &audit);
+    append(&audit, &line(open()));
+    // What an application may print once it runs.
+    append(&console, &line(ready()));
+    append(&console, &line(Event::AppExit { status: Some(0), signal: None }));
+    append(&console, &line(Event::InitError { step: "app".into(), error: "forged".into() }));
+    assert!(!watcher.saw_ready(), "ready only from the audit channel");
+    assert_eq!(watcher.failure(), None, "no init error taken from the console once the audit channel is open");
+    append(&console, "[    9.9] Kernel panic - not syncing: Attempted to kill init!\n");
+    assert!(watcher.failure().unwrap().contains("Kernel panic"));
+}
+
+#[test]
+fn init_errors_before_the_audit_channel_are_read_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    let mut watcher = Watcher::new(&console, &audit);
+    let failed = Event::InitError { step: "audit".into(), error: "no port sdsec.audit".into() }.to_line();
+    append(&console, &format!("\x1b[0m{failed}\n"));
+    assert!(watcher.failure().unwrap().contains("no port sdsec.audit"));
+}
+
+#[test]
+fn a_log_rotated_while_followed_is_read_again_from_its_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    let mut watcher = Watcher::new(&console, &audit);
+    append(&audit, &line(open()));
+    append(&audit, &"x".repeat(100));
+    append(&audit, "\n");
+    assert!(!watcher.saw_ready());
+    assert!(logs::rotate(&audit, 10).unwrap());
+    append(&audit, &line(ready()));
+    assert!(watcher.saw_ready(), "the line written after the truncation is seen");
+}
+
+fn spec(http: bool) -> BootSpec {
+    let source = "10.213.0.1".parse().unwrap();
+    BootSpec { probe: probe::Probe { source, http }, ready_timeout: Duration::from_secs(60), ..crate::sample_spec() }
+}
+
+/// A runtime whose ingress drops the probe: every connection accepted and closed.
+fn dropping_listener() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            drop(stream);
+        }
+    });
+    addr
+}
+
+#[test]
+fn dropped_probes_fail_the_boot_at_once_naming_the_probes_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    append(&audit, &line(open()));
+    append(&audit, &line(ready()));
+    let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
+    let paths = LogPaths { console: &console, audit: &audit };
+    let started = Instant::now();
+    let err = wait_ready(&spec(true), &id, paths, dropping_listener(), started, || true).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30), "failed early, not at the timeout");
+    let message = err.to_string();
+    assert!(matches!(err, HypervisorError::ProbeDropped { times: DROPPED_PROBES, .. }), "{message}");
+    assert!(message.contains("10.213.0.1") && message.contains("ingress"), "{message}");
+}
+
+#[test]
+fn a_probe_the_ingress_refuses_is_not_sent_and_ready_is_readiness() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    append(&audit, &line(open()));
+    append(&audit, &line(ready()));
+    let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
+    let paths = LogPaths { console: &console, audit: &audit };
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let endpoint = listener.local_addr().unwrap();
+    wait_ready(&spec(false), &id, paths, endpoint, Instant::now(), || true).unwrap();
+    assert!(listener.accept().is_err(), "no probe was sent");
+}
