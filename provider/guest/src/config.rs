@@ -7,7 +7,7 @@ use http::HeaderValue;
 use plan::{EnforcementPlan, PLAN_FORMAT, RuntimePlan};
 
 use crate::authn::{self, Authenticator};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{FailureLimiter, RateLimiter};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,6 +60,8 @@ pub struct Runtime {
     pub plan: RuntimePlan,
     pub authenticator: Option<Authenticator>,
     pub limiter: RateLimiter,
+    /// Failed authentications per source; starts over when the plan is swapped.
+    pub failures: FailureLimiter,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
     /// Sent with 405 answers.
@@ -86,6 +88,7 @@ impl Runtime {
         Ok(Self {
             authenticator: plan.authentication.as_ref().map(Authenticator::new).transpose()?,
             limiter: RateLimiter::new(&plan.firewall.rate_limits),
+            failures: FailureLimiter::default(),
             max_header_bytes: usize::try_from(http.max_header_bytes)
                 .map_err(|_| ConfigError::Limit("max_header_bytes"))?,
             header_timeout: Duration::from_secs(http.header_timeout_seconds.max(1)),

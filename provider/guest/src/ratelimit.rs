@@ -120,9 +120,89 @@ impl RateLimiter {
     }
 }
 
+/// Failed authentications a source may have within [`FAILURE_WINDOW`] before its requests
+/// are refused (429) without their credentials being checked.
+pub const MAX_FAILURES: u32 = 10;
+/// How long failures are remembered: counted per window, the count starting over at its end.
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    since: Instant,
+}
+
+/// Counts failed authentications per source, so that a flood of guessed passwords costs
+/// the guesser a 429, not the runtime one password hash each.
+#[derive(Debug)]
+pub struct FailureLimiter {
+    max: u32,
+    window: Duration,
+    sources: Mutex<HashMap<IpAddr, Failures>>,
+}
+
+impl Default for FailureLimiter {
+    fn default() -> Self {
+        Self::new(MAX_FAILURES, FAILURE_WINDOW)
+    }
+}
+
+impl FailureLimiter {
+    pub fn new(max: u32, window: Duration) -> Self {
+        Self { max: max.max(1), window, sources: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether `source` may try to authenticate now, or how long until it may.
+    pub fn check(&self, source: IpAddr, now: Instant) -> Result<(), Duration> {
+        let sources = lock(&self.sources);
+        match sources.get(&source_key(source)) {
+            Some(f) if f.count >= self.max => {
+                let end = f.since + self.window;
+                if now < end { Err(end - now) } else { Ok(()) }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Records one failed authentication from `source`.
+    pub fn fail(&self, source: IpAddr, now: Instant) {
+        let mut sources = lock(&self.sources);
+        let window = self.window;
+        if sources.len() >= MAX_SOURCES {
+            // Forget windows that are over; if none is, forget them all rather than grow:
+            // the limit then starts over, which only costs hashing time.
+            sources.retain(|_, f| now.saturating_duration_since(f.since) < window);
+            if sources.len() >= MAX_SOURCES {
+                sources.clear();
+            }
+        }
+        let f = sources.entry(source_key(source)).or_insert(Failures { count: 0, since: now });
+        if now.saturating_duration_since(f.since) >= window {
+            *f = Failures { count: 0, since: now };
+        }
+        f.count = f.count.saturating_add(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_past_the_limit_are_refused_until_the_window_ends() {
+        let l = FailureLimiter::new(3, Duration::from_secs(60));
+        let t0 = Instant::now();
+        let a: IpAddr = [192, 0, 2, 1].into();
+        for _ in 0..3 {
+            assert!(l.check(a, t0).is_ok());
+            l.fail(a, t0);
+        }
+        assert_eq!(l.check(a, t0 + Duration::from_secs(10)), Err(Duration::from_secs(50)));
+        assert!(l.check([192, 0, 2, 2].into(), t0).is_ok(), "other sources are not held up");
+        assert!(l.check(a, t0 + Duration::from_secs(60)).is_ok(), "a new window");
+        l.fail(a, t0 + Duration::from_secs(61));
+        assert!(l.check(a, t0 + Duration::from_secs(61)).is_ok(), "counted from zero again");
+    }
 
     fn plan(per: RateScope, rps: u64, burst: u64) -> RateLimitPlan {
         RateLimitPlan { per, requests_per_second: rps, burst }

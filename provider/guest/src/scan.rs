@@ -27,8 +27,10 @@ pub enum Ambiguity {
     LengthAndChunked,
     #[error("several different Content-Length values")]
     ConflictingLengths,
-    #[error("a Content-Length that is not a number")]
+    #[error("a Content-Length that is not a plain number (a sign, leading zeros, not digits)")]
     InvalidLength,
+    #[error("a Content-Length given as a list or more than once")]
+    LengthList,
     #[error("a Transfer-Encoding other than a single `chunked`")]
     UnsupportedTransferEncoding,
     #[error("not exactly one Host header")]
@@ -48,6 +50,7 @@ impl Ambiguity {
             Self::LengthAndChunked => "smuggling_cl_te",
             Self::ConflictingLengths => "smuggling_double_cl",
             Self::InvalidLength => "invalid_content_length",
+            Self::LengthList => "content_length_list",
             Self::UnsupportedTransferEncoding => "unsupported_transfer_encoding",
             Self::HostCount => "host_count",
             Self::Unparsable => "unparsable",
@@ -233,18 +236,23 @@ fn judge(request: &httparse::Request<'_, '_>) -> Result<State, Ambiguity> {
     let mut hosts = 0usize;
     for h in request.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            // One header may hold a list (`5, 5`); every value must agree.
+            // Exactly one plain number: a list (`5, 5`) or a repeated header, even of equal
+            // values, is read differently by different servers behind a shared connection
+            // pool, and so are signs and leading zeros (octal to some).
             let text = std::str::from_utf8(h.value).map_err(|_| Ambiguity::InvalidLength)?;
-            for part in text.split(',') {
-                let part = part.trim_matches([' ', '\t']);
-                if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(Ambiguity::InvalidLength);
-                }
-                let n: u64 = part.parse().map_err(|_| Ambiguity::InvalidLength)?;
-                if length.is_some_and(|l| l != n) {
-                    return Err(Ambiguity::ConflictingLengths);
-                }
-                length = Some(n);
+            let text = text.trim_matches([' ', '\t']);
+            if text.contains(',') {
+                return Err(Ambiguity::LengthList);
+            }
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || (text.len() > 1 && text.starts_with('0'))
+            {
+                return Err(Ambiguity::InvalidLength);
+            }
+            let n: u64 = text.parse().map_err(|_| Ambiguity::InvalidLength)?;
+            match length {
+                Some(l) if l != n => return Err(Ambiguity::ConflictingLengths),
+                Some(_) => return Err(Ambiguity::LengthList),
+                None => length = Some(n),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
             transfer_encodings += 1;
@@ -364,6 +372,10 @@ mod tests {
                 Ambiguity::ConflictingLengths,
             ),
             (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", Ambiguity::InvalidLength),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 03\r\n\r\n", Ambiguity::InvalidLength),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -0\r\n\r\n", Ambiguity::InvalidLength),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n", Ambiguity::LengthList),
+            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", Ambiguity::LengthList),
             (
                 b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
                 Ambiguity::UnsupportedTransferEncoding,

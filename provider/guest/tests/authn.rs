@@ -211,3 +211,22 @@ fn denied_path_is_403_even_for_admins() {
     assert_eq!(g.get("/admin/users", &bearer(ADMIN_TOKEN)).status, 403);
     assert_eq!(g.get("/administrator", &bearer(ADMIN_TOKEN)).status, 200, "a glob segment is matched whole");
 }
+
+#[test]
+fn repeated_failed_authentications_are_429_before_any_hashing() {
+    let g = basic_guest();
+    // The default: ten failures per source and minute.
+    for i in 0..10 {
+        assert_eq!(g.get("/api/items", &basic("alice", &format!("guess-{i}"))).status, 401, "guess {i}");
+    }
+    let r = g.get("/api/items", &basic("alice", "alice-secret"));
+    assert_eq!(r.status, 429, "even the right password waits: the source is guessing");
+    let wait: u64 = r.header("retry-after").and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!((1..=60).contains(&wait), "{r:?}");
+    // Requests without credentials (a client asking for the challenge) are not guesses.
+    let fresh = basic_guest();
+    for _ in 0..12 {
+        assert_eq!(fresh.get("/api/items", "").status, 401);
+    }
+    assert_eq!(fresh.get("/api/items", &basic("alice", "alice-secret")).status, 200);
+}

@@ -71,6 +71,24 @@ fn smuggling_double_content_length_is_400() {
     assert_400("POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: 4, 40\r\n\r\nabcd");
 }
 
+/// Lists and repeats of one value, signs and leading zeros: read differently by other
+/// servers on the pooled connection behind, so refused, and the connection closed.
+#[test]
+fn content_length_lists_and_odd_numbers_are_400_and_close() {
+    let g = Guest::start(&plan("firewall"));
+    for length in ["5, 5", "5,5", "05", "+5", "-5", "5\r\nContent-Length: 5"] {
+        let raw = format!(
+            "POST /x HTTP/1.1\r\nHost: api\r\nContent-Length: {length}\r\n\r\nhelloGET /x HTTP/1.1\r\nHost: api\r\n\r\n"
+        );
+        let r = g.send(raw.as_bytes());
+        assert_eq!(r.status, 400, "{length:?}");
+        assert_eq!(r.header("connection"), Some("close"), "{length:?}");
+        assert_eq!(r.header("x-upstream"), None, "{length:?}");
+        let rest = String::from_utf8_lossy(&r.body);
+        assert!(!rest.contains("HTTP/1.1 200"), "a request after it was answered: {rest}");
+    }
+}
+
 #[test]
 fn smuggling_transfer_encoding_other_than_chunked_is_400() {
     assert_400("POST /x HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: gzip\r\n\r\nabcd");

@@ -116,8 +116,8 @@ fn target<B>(req: &Request<B>) -> Result<Target, &'static str> {
 }
 
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
-    // The scanner has already refused conflicting or malformed lengths.
-    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.split(',').next()?.trim().parse().ok()
+    // The scanner has already refused lists, repeats and malformed lengths.
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
 fn retry_after(wait: Duration) -> HeaderValue {
@@ -182,9 +182,20 @@ pub async fn handle(
         return response;
     }
     if let Some(authenticator) = &runtime.authenticator {
+        // A source that keeps failing is refused before its next guess costs a hash.
+        if let Err(wait) = runtime.failures.check(peer.ip(), Instant::now()) {
+            let mut response =
+                judge.refuse(StatusCode::TOO_MANY_REQUESTS, AuditEvent::AuthnFailure, "too_many_failures");
+            response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
+            return response;
+        }
         match authenticator.authenticate(req.headers()).await {
             Ok(principal) => judge.principal = Some(principal),
             Err(e) => {
+                // No credentials at all is how a client asks for the challenge: not a guess.
+                if e != crate::authn::AuthnError::Missing {
+                    runtime.failures.fail(peer.ip(), Instant::now());
+                }
                 let mut response = judge.refuse(StatusCode::UNAUTHORIZED, AuditEvent::AuthnFailure, e.reason());
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, authenticator.challenge(e));
                 return response;
