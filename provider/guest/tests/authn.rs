@@ -230,3 +230,32 @@ fn repeated_failed_authentications_are_429_before_any_hashing() {
     }
     assert_eq!(fresh.get("/api/items", &basic("alice", "alice-secret")).status, 200);
 }
+
+/// A jwt plan without a role map: the roles claim is never read verbatim, so a token
+/// that calls itself `admin` gets only the principal's own roles.
+#[test]
+fn jwt_claims_without_a_role_map_give_no_role() {
+    let (key, public) = es256_key();
+    let credential =
+        plan::Credential::PublicKey { algorithm: plan::JwtAlgorithm::Es256, kind: plan::KeyKind::EcP256, pem: public };
+    let settings = plan::JwtPlan {
+        issuer: None,
+        audience: None,
+        roles_claim: "roles".into(),
+        role_map: Default::default(),
+        leeway_seconds: 5,
+    };
+    let p = with_auth(plan("rbac"), plan::Scheme::Jwt, vec![principal("idp", credential, &[])], Some(settings));
+    let g = Guest::start(&p);
+    let token = jwt(&key, &serde_json::json!({ "exp": now() + 300, "roles": ["admin", "reader"] }));
+    let post = g.send(
+        format!(
+            "POST /api/items HTTP/1.1\r\nHost: api\r\n{}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            bearer(&token)
+        )
+        .as_bytes(),
+    );
+    assert_eq!(post.status, 403, "`admin` in the token is not the admin role");
+    assert_eq!(g.get("/api/items", &bearer(&token)).status, 403, "nor `reader`");
+    assert_eq!(g.get("/public/x", &bearer(&token)).status, 200, "the token itself is valid (any audience)");
+}

@@ -91,9 +91,11 @@ pub enum Credential {
 #[serde(deny_unknown_fields)]
 pub struct JwtPlan {
     pub issuer: Option<String>,
+    /// Absent: any audience (the policy said `audience: any`).
     pub audience: Option<String>,
     pub roles_claim: String,
-    /// Claim value to role; empty means claim values are role names.
+    /// Claim value to role: only mapped values give roles; empty: tokens give no role
+    /// beyond the principal's own.
     pub role_map: std::collections::BTreeMap<String, String>,
     pub leeway_seconds: u64,
 }

@@ -3,7 +3,8 @@
 //! A token is tried only against keys of the algorithm its header names, and each key only
 //! with the algorithm the plan gives it, so a token cannot pick how it is checked. `exp` is
 //! required (a token without one would be valid forever); `iss` and `aud` are required
-//! when the plan names them.
+//! when the plan names them (the compiler requires an audience unless the policy says
+//! `audience: any`, written as none). Claim values become roles through the role map only.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -117,18 +118,16 @@ impl Jwt {
         Err(AuthnError::Wrong)
     }
 
-    /// Roles named by the roles claim (a string or a list of strings), through the role map.
-    /// Values of any other type, and values the map does not know, give no role.
+    /// Roles named by the roles claim (a string or a list of strings), through the role map
+    /// only. Values of any other type, and values the map does not know, give no role; an
+    /// empty map gives none at all.
     fn roles_from(&self, claims: &serde_json::Value) -> Vec<String> {
         let values: Vec<&str> = match claims.get(&self.roles_claim) {
             Some(serde_json::Value::String(s)) => vec![s.as_str()],
             Some(serde_json::Value::Array(items)) => items.iter().filter_map(serde_json::Value::as_str).collect(),
             _ => Vec::new(),
         };
-        if self.role_map.is_empty() {
-            values.into_iter().map(str::to_owned).collect()
-        } else {
-            values.into_iter().filter_map(|v| self.role_map.get(v).cloned()).collect()
-        }
+        // Never verbatim: a token naming `admin` is not an admin unless the plan maps it.
+        values.into_iter().filter_map(|v| self.role_map.get(v).cloned()).collect()
     }
 }

@@ -107,6 +107,24 @@ pub(super) fn check_authentication(
             }
         }
     }
+    if scheme == Scheme::Jwt && a.jwt.as_ref().is_none_or(|j| j.value.audience.is_none()) {
+        // A token issued for another service of the same issuer must not be accepted here.
+        let (span, at) = match &a.jwt {
+            Some(j) => (j.span, j.path.clone()),
+            None => (a.scheme.span, path.clone()),
+        };
+        sink.report(
+            Code::MissingKey,
+            span,
+            &at,
+            format!("policy `{}` with scheme jwt has no `jwt.audience`", template.name),
+        )
+        .hint = Some(
+            "write the `aud` your issuer puts in tokens for this service (`jwt: { audience: orders-api }`), \
+             or `audience: any` to accept tokens issued for any service"
+                .into(),
+        );
+    }
     if let Some(jwt) = a.jwt.as_ref().filter(|_| scheme != Scheme::Jwt) {
         sink.report(
             Code::InconsistentPolicy,

@@ -23,7 +23,6 @@ pub(super) fn check_roles(checked: &Checked, sink: &mut Sink<'_>) {
     for policy in &checked.policies {
         let PolicyProperties::Authorization(authz) = &policy.properties else { continue };
         let mut known: BTreeSet<&str> = BTreeSet::new();
-        let mut open_ended = false;
         let sharing: BTreeSet<usize> = policy
             .targets
             .iter()
@@ -34,15 +33,12 @@ pub(super) fn check_roles(checked: &Checked, sink: &mut Sink<'_>) {
             for p in a.principals.iter().flatten() {
                 known.extend(p.roles.iter().flatten().map(|r| r.value.as_str()));
             }
-            if a.scheme.value == Scheme::Jwt {
-                match a.jwt.as_ref().and_then(|j| j.value.role_map.as_ref()) {
-                    Some(map) => known.extend(map.values().map(String::as_str)),
-                    None => open_ended = true,
-                }
+            // Claim values become roles only through the role map: without one, none do.
+            if a.scheme.value == Scheme::Jwt
+                && let Some(map) = a.jwt.as_ref().and_then(|j| j.value.role_map.as_ref())
+            {
+                known.extend(map.values().map(String::as_str));
             }
-        }
-        if open_ended {
-            continue;
         }
         for rule in authz.rules.iter().flatten() {
             for role in rule.roles.iter().flatten().filter(|r| !known.contains(r.value.as_str())) {

@@ -25,6 +25,9 @@ pub use ::plan::defaults::{
     DEFAULT_MAX_HEADER_BYTES, DEFAULT_REALM, DEFAULT_ROLES_CLAIM, HEALTH_PATH,
 };
 
+/// The `audience` that accepts tokens whatever their `aud` claim.
+pub const ANY_AUDIENCE: &str = "any";
+
 /// Reports a conflict at the later of two policies.
 fn conflict(sink: &mut Sink<'_>, node: &str, first: &Policy, second: &Policy, what: String) {
     let (a, b) = if first.template.path <= second.template.path { (first, second) } else { (second, first) };
@@ -101,7 +104,11 @@ pub fn authentication(
         if settings.is_some() || props.scheme.value == crate::model::policies::Scheme::Jwt {
             let next = JwtPlan {
                 issuer: settings.and_then(|j| j.issuer.clone()),
-                audience: settings.and_then(|j| j.audience.clone()),
+                // `any` is written as no audience: tokens are accepted whatever their `aud`.
+                audience: settings
+                    .and_then(|j| j.audience.as_ref())
+                    .map(|a| a.value.clone())
+                    .filter(|a| a != ANY_AUDIENCE),
                 roles_claim: settings.and_then(|j| j.roles_claim.clone()).unwrap_or_else(|| DEFAULT_ROLES_CLAIM.into()),
                 role_map: settings.and_then(|j| j.role_map.clone()).unwrap_or_default(),
                 leeway_seconds: settings.and_then(|j| j.leeway).map_or(DEFAULT_LEEWAY_SECONDS, |s| s.0),

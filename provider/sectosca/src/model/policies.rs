@@ -40,11 +40,11 @@ record! {
     pub struct JwtSettings ("jwt settings", UnknownKey) {
         /// Required `iss` claim.
         pub issuer: Option<String>,
-        /// Required `aud` claim.
-        pub audience: Option<String>,
-        /// The claim holding role names (a string or a list). Default `roles`.
+        /// Required `aud` claim; required with scheme jwt. `any` accepts every audience.
+        pub audience: Option<Spanned<String>>,
+        /// The claim holding the values role_map maps (a string or a list). Default `roles`.
         pub roles_claim: Option<String>,
-        /// Maps claim values to role names; without it claim values are role names.
+        /// Maps claim values to role names; only mapped values give roles (without it, tokens give no role beyond the principal's `roles`).
         pub role_map: Option<BTreeMap<String, String>>,
         /// Clock skew tolerated on exp/nbf. Default 60s.
         pub leeway: Option<Seconds>,
