@@ -9,6 +9,7 @@ use plan::HardeningPlan;
 use rustix::thread::{CapabilitySet, CapabilitySets};
 use seccompiler::BpfProgram;
 
+use super::exec::ExecGuard;
 use super::seccomp;
 
 /// `nobody`: the application owns no file of the image and holds no capability.
@@ -28,15 +29,18 @@ struct Sandbox {
     drop_capabilities: bool,
     no_new_privileges: bool,
     filters: Vec<BpfProgram>,
+    /// Under strict: no execve after the application's own.
+    exec_guard: Option<ExecGuard>,
 }
 
 impl Sandbox {
-    fn new(hardening: &HardeningPlan) -> Result<Self, AppError> {
+    fn new(hardening: &HardeningPlan, exec_guard: Option<ExecGuard>) -> Result<Self, AppError> {
         let filters = if hardening.seccomp { seccomp::programs(hardening.level)? } else { Vec::new() };
         Ok(Self {
             drop_capabilities: hardening.drop_capabilities,
             no_new_privileges: hardening.no_new_privileges,
             filters,
+            exec_guard,
         })
     }
 
@@ -74,14 +78,23 @@ impl Sandbox {
         }
         // Installing a filter also sets no_new_privs: the kernel requires it of a process
         // without CAP_SYS_ADMIN.
-        seccomp::install(&self.filters)
+        seccomp::install(&self.filters)?;
+        match &self.exec_guard {
+            Some(guard) => guard.arm(),
+            None => Ok(()),
+        }
     }
 }
 
 /// Starts the application in its own process group, from /tmp. Its stdout and stderr are
-/// the pipe whose reading end is returned (see [`super::relay`]).
-pub fn spawn(launch: &Launch, hardening: &HardeningPlan) -> Result<(Child, std::io::PipeReader), AppError> {
-    let sandbox = Sandbox::new(hardening)?;
+/// the pipe whose reading end is returned (see [`super::relay`]). With `exec_guard`, its
+/// supervisor must already run.
+pub fn spawn(
+    launch: &Launch,
+    hardening: &HardeningPlan,
+    exec_guard: Option<ExecGuard>,
+) -> Result<(Child, std::io::PipeReader), AppError> {
+    let sandbox = Sandbox::new(hardening, exec_guard)?;
     let app = launch.app_path();
     let spawn_error = |source| AppError::Spawn { app: app.display().to_string(), source };
     let (output, stdout) = std::io::pipe().map_err(spawn_error)?;
@@ -110,7 +123,7 @@ fn set_pre_exec(command: &mut Command, sandbox: Sandbox) {
     // SAFETY: the closure runs in the child between fork and exec, where only
     // async-signal-safe work is allowed. `Sandbox::apply` makes raw system calls (prctl,
     // capset, setgroups, setgid, setuid, seccomp) on data prepared before the fork, and
-    // neither allocates nor takes a lock.
+    // neither allocates nor takes a lock; so does `ExecGuard::arm` (seccomp, sendmsg).
     unsafe {
         command.pre_exec(move || sandbox.apply());
     }

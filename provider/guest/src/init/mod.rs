@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod events;
+pub mod exec;
 pub mod modules;
 pub mod mounts;
 pub mod net;
@@ -155,7 +156,14 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
             fail("signals", InitError::Io { what: "handle signals", source })
         }
     };
-    let (child, output) = step("app", app::spawn(&launch, &plan.build.hardening));
+    let strict = plan.build.hardening.seccomp && plan.build.hardening.level == plan::HardeningLevel::Strict;
+    let exec_guard = strict.then(|| {
+        let (guard, supervisor) = step("exec_supervisor", exec::pair());
+        let refusals = audit.clone();
+        step("exec_supervisor", supervisor.spawn(move |refused| refusals.emit(&refused.event())));
+        guard
+    });
+    let (child, output) = step("app", app::spawn(&launch, &plan.build.hardening, exec_guard));
     if let Err(e) = relay::spawn(output, std::io::stdout()) {
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
     }
@@ -164,7 +172,6 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
     drop(child);
 
     let deadline = Instant::now() + LISTEN_WAIT;
-    let strict = plan.build.hardening.seccomp && plan.build.hardening.level == plan::HardeningLevel::Strict;
     let mut verdict = ready::Verdict::default();
     loop {
         if let Some(exit) = app.poll() {
