@@ -8,7 +8,7 @@ use engine::config::{Hypervisor, ProviderConfig};
 use engine::instance::{self, Boot};
 use engine::launch;
 use engine::network::NetworkSettings;
-use hypervisor::{AccelChoice, InstanceId};
+use hypervisor::{AccelChoice, Creation, InstanceId};
 use network::BridgeConfig;
 
 use crate::images::{self, ImageArgs};
@@ -76,6 +76,11 @@ pub fn run(
     let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
     backend.check(host_port)?;
     let instance = instance::boot(&backend, &ensured.image, &spec.plan, boot)?;
+    // Handed to the user now: no longer this process's to complete.
+    if let Err(e) = backend.set_creator(&instance.id, None) {
+        let _ = backend.stop(&instance.id, Duration::from_secs(5));
+        return Err(UsageError(format!("instance {} booted but cannot be marked as created: {e}", instance.id)));
+    }
     let reach = engine::network::reach(&config.network, &instance, host_port);
     eprintln!(
         "image {} ({built_ms} ms), booted with {} and ready in {} ms",
@@ -104,16 +109,25 @@ pub fn stop(config: &ProviderConfig, ids: &[String], all: bool) -> Result<(), Us
     Ok(())
 }
 
+/// Stops every orphan and releases its network lease.
+pub fn stop_orphans(config: &ProviderConfig) -> Result<(), UsageError> {
+    for id in instance::sweep_orphans(config)? {
+        print_stdout(&format!("stopped orphan {id}"));
+    }
+    Ok(())
+}
+
 pub fn ps(config: &ProviderConfig) -> Result<(), UsageError> {
     let backend = launch::backend(config)?;
     for (instance, state) in backend.list()? {
+        // Until its creator completes it, how its creation stands says more than the VM's state.
+        let shown = match instance.creation() {
+            Creation::Complete => state.as_str(),
+            creation => creation.as_str(),
+        };
         print_stdout(&format!(
             "{}  {:<8} {:<16} http://{}  {}",
-            instance.id,
-            state.as_str(),
-            instance.name,
-            instance.endpoint,
-            instance.image_digest
+            instance.id, shown, instance.name, instance.endpoint, instance.image_digest
         ));
     }
     Ok(())

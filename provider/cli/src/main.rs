@@ -88,10 +88,14 @@ enum Command {
     Stop {
         ids: Vec<String>,
         /// Every instance in the state directory.
-        #[arg(long, conflicts_with = "ids")]
+        #[arg(long, conflicts_with_all = ["ids", "orphans"])]
         all: bool,
+        /// Every orphan: an instance whose creator (a provider, `sdsec run`) was killed
+        /// before it completed the instance.
+        #[arg(long, conflicts_with = "ids")]
+        orphans: bool,
     },
-    /// List instances and their states.
+    /// List instances and their states (`creating` while being booted, `orphan` when their creator died first).
     Ps,
     /// List, verify or garbage-collect stored images.
     Images {
@@ -166,11 +170,15 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             instances::run(&config, &image, host_port, std::time::Duration::from_secs(timeout))
                 .map(|()| ExitCode::SUCCESS)
         }
-        Command::Stop { ids, all } => {
-            if ids.is_empty() && !all {
-                return Err(UsageError("name the instances to stop, or --all".into()));
+        Command::Stop { ids, all, orphans } => {
+            let config = cli.at.config(&state_dir, AccelChoice::Tcg)?;
+            if orphans {
+                return instances::stop_orphans(&config).map(|()| ExitCode::SUCCESS);
             }
-            instances::stop(&cli.at.config(&state_dir, AccelChoice::Tcg)?, &ids, all).map(|()| ExitCode::SUCCESS)
+            if ids.is_empty() && !all {
+                return Err(UsageError("name the instances to stop, or --all, or --orphans".into()));
+            }
+            instances::stop(&config, &ids, all).map(|()| ExitCode::SUCCESS)
         }
         Command::Ps => instances::ps(&cli.at.config(&state_dir, AccelChoice::Tcg)?).map(|()| ExitCode::SUCCESS),
         Command::Images { command } => {

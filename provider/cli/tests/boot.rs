@@ -271,3 +271,58 @@ fn an_application_that_exits_fails_the_boot_and_leaves_no_vm() {
     assert!(left.is_empty(), "instance files left: {left:?}");
     assert!(ok(sdsec(state, &["ps"])).trim().is_empty());
 }
+
+/// The first instance recorded under `state`, once its QEMU runs.
+fn wait_for_qemu(state: &Path) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let ids: Vec<String> = std::fs::read_dir(state.join("instances"))
+            .map(|d| d.flatten().filter_map(|e| e.file_name().to_str().map(str::to_owned)).collect())
+            .unwrap_or_default();
+        if let Some(id) = ids.into_iter().find(|id| qemu_running(id)) {
+            return id;
+        }
+        assert!(std::time::Instant::now() < deadline, "no QEMU started under {}", state.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_instance_whose_creator_is_killed_mid_boot_is_an_orphan_that_stop_removes() {
+    let app = static_binary("sdsec-example-api");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_sdsec"));
+    run.args(["run", POLICY]).args(image_args(&app)).arg("--state-dir").arg(state).env("SDSEC_NETWORK", "user");
+    let mut creator = run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let id = wait_for_qemu(state);
+    // SIGKILL while the guest boots: nothing of `sdsec run` gets to clean up.
+    creator.kill().unwrap();
+    creator.wait().unwrap();
+    assert!(qemu_running(&id), "QEMU outlives its creator");
+
+    let ps = ok(sdsec(state, &["ps"]));
+    assert!(ps.lines().any(|l| l.starts_with(&id) && l.contains("orphan")), "{ps}");
+    let stopped = ok(sdsec(state, &["stop", "--orphans"]));
+    assert_eq!(stopped.trim(), format!("stopped orphan {id}"));
+    assert!(!qemu_running(&id), "QEMU of the orphan {id} still runs");
+    assert!(!state.join("instances").join(&id).exists(), "the orphan left files behind");
+    assert!(ok(sdsec(state, &["ps"])).trim().is_empty());
+}
+
+#[test]
+fn a_completed_instance_is_no_orphan_once_its_creator_exits() {
+    let app = static_binary("sdsec-example-api");
+    let state = tempfile::tempdir().unwrap();
+    let state = state.path();
+    let mut run: Vec<String> = vec!["run".into(), POLICY.into()];
+    run.extend(image_args(&app));
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let id = field(&ok(sdsec(state, &run)), "instance").to_owned();
+    let ps = ok(sdsec(state, &["ps"]));
+    assert!(ps.contains(&id) && ps.contains("running") && !ps.contains("orphan"), "{ps}");
+    assert!(ok(sdsec(state, &["stop", "--orphans"])).trim().is_empty(), "nothing to stop");
+    assert!(qemu_running(&id));
+    ok(sdsec(state, &["stop", &id]));
+    assert!(!qemu_running(&id));
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use abi::net::Network as GuestNetwork;
 use hypervisor::registry::Registry;
-use hypervisor::{BootSpec, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
+use hypervisor::{BootSpec, Creation, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
 use network::{Drift, FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
 use plan::EnforcementPlan;
 
@@ -128,11 +128,30 @@ impl Host {
         leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan)))
     }
 
-    /// What plan checks of the network before an instance is created: the bridge settings
-    /// suit this host, leases left by a crash are reclaimed, and `host_port` is not held by
-    /// anything but this state directory's own instances (a replacement plans while the
-    /// instance it replaces still holds the port; apply finds out if it still does).
+    /// Stops every orphan (an instance whose creator died before completing it, see
+    /// [`hypervisor::creator`]) and releases its lease and TAP; returns their ids. An
+    /// instance whose creator still runs is never touched.
+    pub fn sweep_orphans(&self) -> Result<Vec<InstanceId>, HostError> {
+        let orphans: Vec<InstanceId> = self
+            .backend
+            .list()?
+            .into_iter()
+            .filter(|(instance, _)| instance.creation() == Creation::Orphaned)
+            .map(|(instance, _)| instance.id)
+            .collect();
+        for id in &orphans {
+            self.stop(id, ORPHAN_GRACE)?;
+        }
+        Ok(orphans)
+    }
+
+    /// What plan checks of the host before an instance is created: orphans left by a killed
+    /// creator are stopped, the bridge settings suit this host, leases left by a crash are
+    /// reclaimed, and `host_port` is not held by anything but this state directory's own
+    /// instances (a replacement plans while the instance it replaces still holds the port;
+    /// apply finds out if it still does).
     pub fn check(&self, host_port: Option<u16>) -> Result<(), HostError> {
+        self.sweep_orphans()?;
         let Some(network) = self.bridge() else {
             let ours = |port| self.backend.list().is_ok_and(|l| l.iter().any(|(i, _)| i.endpoint.port() == port));
             // QEMU's user network binds the port on 127.0.0.1 itself.
@@ -177,6 +196,9 @@ impl Host {
     }
 }
 
+/// Nobody waits on an orphan: it is stopped with a short grace.
+const ORPHAN_GRACE: Duration = Duration::from_secs(2);
+
 /// Publishing and flows concern instances on the bridge: one without a lease was booted on
 /// the user network, where there is nothing to change.
 fn leased_only(result: Result<(), NetworkError>) -> Result<(), NetworkError> {
@@ -185,3 +207,6 @@ fn leased_only(result: Result<(), NetworkError>) -> Result<(), NetworkError> {
         other => other,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -46,6 +46,32 @@ impl SdsecProvider {
     }
 }
 
+/// Stops the instances a provider killed while creating them left behind (see
+/// [`engine::instance::sweep_orphans`]); says which, or why it could not look.
+async fn sweep_orphans(config: ProviderConfig) -> Diagnostics {
+    let swept = crate::resources::error::blocking(move || {
+        engine::instance::sweep_orphans(&config).map_err(crate::resources::image::failed)
+    })
+    .await;
+    let mut diagnostics = Diagnostics::new();
+    match swept {
+        Ok(ids) if ids.is_empty() => {}
+        Ok(ids) => diagnostics.push(tfplugin::Diagnostic::warning(
+            "Orphaned unikernels stopped",
+            format!(
+                "A provider was killed while it created these instances, so no state recorded them; they were \
+                 stopped and their files and network leases released: {}.",
+                ids.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        Err(e) => diagnostics.push(tfplugin::Diagnostic::warning(
+            "Cannot look for orphaned unikernels",
+            format!("{}: {} (`sdsec ps` lists them, `sdsec stop --orphans` stops them)", e.summary, e.detail),
+        )),
+    }
+    diagnostics
+}
+
 #[tfplugin::async_trait]
 impl Provider for SdsecProvider {
     fn type_name(&self) -> &str {
@@ -67,8 +93,8 @@ impl Provider for SdsecProvider {
         match config::settle(config) {
             Ok(mut settled) => {
                 settled.runtime = self.runtime.clone();
-                self.shared.set(settled);
-                Diagnostics::new()
+                self.shared.set(settled.clone());
+                sweep_orphans(settled).await
             }
             Err(diags) => diags,
         }

@@ -61,6 +61,9 @@ pub enum InstanceError {
     OtherPlan { id: InstanceId, acknowledged: Option<String>, expected: String },
     #[error(transparent)]
     Stop(HostError),
+    /// The instance's record cannot be marked complete.
+    #[error("The new instance cannot be marked as created (it would later be taken for an orphan and stopped): {0}")]
+    Complete(HypervisorError),
     /// The host's network rules for the instance cannot be changed (publishing, flows).
     #[error(transparent)]
     Network(NetworkError),
@@ -103,7 +106,8 @@ impl InstanceError {
             | InstanceError::Network(_)
             | InstanceError::State(_)
             | InstanceError::Verify(_)
-            | InstanceError::Lookup(_) => None,
+            | InstanceError::Lookup(_)
+            | InstanceError::Complete(_) => None,
         }
     }
 }

@@ -12,7 +12,7 @@ mod refresh;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hypervisor::{HypervisorError, Instance, InstanceId};
+use hypervisor::{Creator, HypervisorError, Instance, InstanceId};
 use plan::EnforcementPlan;
 use sdsec_image::{Ensured, ImageSpec, Manifest, Store};
 use serde::{Deserialize, Serialize};
@@ -147,7 +147,9 @@ pub fn start(
     let mut pool_missed = false;
     let mut image_plan = unikernel.image.plan.clone();
     if let Some(pool_id) = &unikernel.pool {
-        match pool::take(&config.state_dir, pool_id, digest).map_err(InstanceError::Pool)? {
+        // The member is this process's to complete from the moment it leaves the ledger.
+        let claim = |member: &InstanceId| backend.set_creator(member, Some(Creator::this_process()));
+        match pool::take(&config.state_dir, pool_id, digest, claim).map_err(InstanceError::Pool)? {
             Some(Taken::Paused { instance, image_plan }) => {
                 let resumed = resume(&backend, unikernel, &instance, &image_plan, timeout);
                 return match resumed {
@@ -246,6 +248,20 @@ pub fn update(
     let image_plan = image_plan.unwrap_or_else(|| unikernel.image.plan.clone());
     let unrecorded = backend.set_metadata(id, unikernel.recorded(&image_plan)).err();
     Ok(Updated { digest, unrecorded })
+}
+
+/// Marks instance `id`, created by this process ([`start`], [`boot`]), as complete: from
+/// now on its owner keeps track of it (the provider: right before it returns the new
+/// state). Until then it is an orphan should this process die.
+pub fn complete(config: &ProviderConfig, id: &InstanceId) -> Result<(), InstanceError> {
+    backend(config)?.set_creator(id, None).map_err(InstanceError::Complete)
+}
+
+/// Stops every instance whose creator died before completing it, releasing its network
+/// lease; returns their ids. The provider calls it when it is configured, and plan when a
+/// unikernel is to be created.
+pub fn sweep_orphans(config: &ProviderConfig) -> Result<Vec<InstanceId>, InstanceError> {
+    backend(config)?.sweep_orphans().map_err(InstanceError::Stop)
 }
 
 /// Stops instance `id` (killed after `grace`) and removes what it left.

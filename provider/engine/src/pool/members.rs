@@ -42,6 +42,9 @@ pub enum MembersError {
     Slot(fsutil::RandomError),
     #[error(transparent)]
     Pause(HypervisorError),
+    /// A new member cannot be marked as created.
+    #[error("a new member cannot be marked as created (it will be taken for an orphan and stopped): {0}")]
+    Complete(HypervisorError),
     #[error("a boot thread failed")]
     Thread,
 }
@@ -61,6 +64,7 @@ impl MembersError {
             | MembersError::Plan(_)
             | MembersError::Slot(_)
             | MembersError::Pause(_)
+            | MembersError::Complete(_)
             | MembersError::Thread => None,
         }
     }
@@ -129,13 +133,24 @@ pub(super) fn fill(
         boots.into_iter().map(|b| b.join().unwrap_or(Err(MembersError::Thread))).collect()
     });
     let mut errors = Vec::new();
+    let mut added = Vec::new();
     for result in booted {
         match result {
-            Ok(id) => ledger.members.push(id.as_str().to_owned()),
+            Ok(id) => {
+                ledger.members.push(id.as_str().to_owned());
+                added.push(id);
+            }
             Err(e) => errors.push(e),
         }
     }
     save(locked, ledger).map_err(one)?;
+    // Complete only once the ledger holds them: a member is never untracked. One that
+    // cannot be completed is stopped as an orphan later, and dropped from the ledger.
+    for id in added {
+        if let Err(e) = backend.set_creator(&id, None) {
+            errors.push(MembersError::Complete(e));
+        }
+    }
     if errors.is_empty() { Ok(()) } else { Err(errors) }
 }
 

@@ -34,14 +34,18 @@ pub enum PoolError {
     Corrupt { path: PathBuf, reason: String },
     #[error("no pool {0} in this provider's state directory; check `pool` and the provider's `state_dir`")]
     NotFound(String),
+    #[error("pool = {0:?} is not a pool id (`pool-` and 12 hex digits, as sdsec_pool's `id` reads)")]
+    BadId(String),
+    #[error("cannot take pool member {member}: {source}")]
+    Claim { member: String, source: hypervisor::HypervisorError },
 }
 
 impl PoolError {
     /// Unknown or broken pools are the pool's fault; the rest is the state directory's.
     pub fn input(&self) -> Option<Input> {
         match self {
-            PoolError::NotFound(_) | PoolError::Corrupt { .. } => Some(Input::Pool),
-            PoolError::Io(_) | PoolError::Random(_) => None,
+            PoolError::NotFound(_) | PoolError::Corrupt { .. } | PoolError::BadId(_) => Some(Input::Pool),
+            PoolError::Io(_) | PoolError::Random(_) | PoolError::Claim { .. } => None,
         }
     }
 }
@@ -105,8 +109,12 @@ impl Pools {
         Pools { root: state_dir.join("pools") }
     }
 
-    fn dir(&self, id: &str) -> PathBuf {
-        self.root.join(id)
+    /// The pool's directory; refused unless `id` is a pool id, as ids come from the
+    /// configuration and become paths under the state directory.
+    fn dir(&self, id: &str) -> Result<PathBuf, PoolError> {
+        let digits = id.strip_prefix("pool-").unwrap_or_default();
+        let valid = digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid { Ok(self.root.join(id)) } else { Err(PoolError::BadId(id.to_owned())) }
     }
 
     /// A new pool id: `pool-` and 12 hex digits.
@@ -116,7 +124,7 @@ impl Pools {
 
     /// Waits for the pool's lock (creating the pool's directory when `create`).
     pub fn lock(&self, id: &str, create: bool) -> Result<Locked, PoolError> {
-        let dir = self.dir(id);
+        let dir = self.dir(id)?;
         if create {
             fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         } else if !dir.is_dir() {
@@ -130,7 +138,7 @@ impl Pools {
 
     /// Removes a pool's ledger (its members must be gone already).
     pub fn remove(&self, id: &str) -> Result<(), PoolError> {
-        let dir = self.dir(id);
+        let dir = self.dir(id)?;
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("remove", &dir)(e).into()),
             _ => Ok(()),
@@ -177,8 +185,15 @@ pub enum Taken {
 }
 
 /// Takes a member of pool `id` whose image is `digest`, if one is ready. Under the pool's
-/// lock, so no member is ever taken twice.
-pub fn take(state_dir: &Path, id: &str, digest: &str) -> Result<Option<Taken>, PoolError> {
+/// lock, so no member is ever taken twice. A paused member is `claim`ed (recorded as being
+/// created by the taker) before it leaves the ledger, so that it is never untracked: should
+/// the taker die before completing it, it is an orphan.
+pub fn take(
+    state_dir: &Path,
+    id: &str,
+    digest: &str,
+    claim: impl FnOnce(&hypervisor::InstanceId) -> Result<(), hypervisor::HypervisorError>,
+) -> Result<Option<Taken>, PoolError> {
     let locked = Pools::new(state_dir).lock(id, false)?;
     let Some(mut ledger) = locked.load()? else { return Ok(None) };
     if ledger.image_digest != digest || ledger.members.is_empty() {
@@ -191,6 +206,7 @@ pub fn take(state_dir: &Path, id: &str, digest: &str) -> Result<Option<Taken>, P
         Warm::Image => Taken::Image { image_plan },
         Warm::Paused => {
             let instance = member.parse().map_err(|reason| PoolError::Corrupt { path: locked.path.clone(), reason })?;
+            claim(&instance).map_err(|source| PoolError::Claim { member: member.clone(), source })?;
             Taken::Paused { instance, image_plan }
         }
     };
@@ -223,7 +239,7 @@ mod tests {
         let state = tempfile::tempdir().unwrap();
         let pools = Pools::new(state.path());
         let id = Pools::new_id().unwrap();
-        let unknown = take(state.path(), &id, "sha256:00").unwrap_err();
+        let unknown = take(state.path(), &id, "sha256:00", |_| Ok(())).unwrap_err();
         assert!(matches!(unknown, PoolError::NotFound(_)) && unknown.input() == Some(Input::Pool));
         let ledger = Ledger {
             id: id.clone(),
@@ -233,9 +249,13 @@ mod tests {
             members: vec!["i-0000000000000001".into(), "i-0000000000000002".into()],
         };
         pools.lock(&id, true).unwrap().save(&ledger).unwrap();
-        assert!(take(state.path(), &id, "sha256:ff").unwrap().is_none(), "another image is never handed out");
+        assert!(
+            take(state.path(), &id, "sha256:ff", |_| Ok(())).unwrap().is_none(),
+            "another image is never handed out"
+        );
         let taken: Vec<String> = std::thread::scope(|scope| {
-            let takers: Vec<_> = (0..2).map(|_| scope.spawn(|| take(state.path(), &id, "sha256:00"))).collect();
+            let takers: Vec<_> =
+                (0..2).map(|_| scope.spawn(|| take(state.path(), &id, "sha256:00", |_| Ok(())))).collect();
             takers
                 .into_iter()
                 .map(|t| match t.join().unwrap().unwrap() {
@@ -245,10 +265,51 @@ mod tests {
                 .collect()
         });
         assert_ne!(taken[0], taken[1]);
-        assert!(take(state.path(), &id, "sha256:00").unwrap().is_none(), "an empty pool hands out nothing");
+        assert!(take(state.path(), &id, "sha256:00", |_| Ok(())).unwrap().is_none(), "an empty pool hands out nothing");
         assert_eq!(super::ledger(state.path(), &id).unwrap().members, Vec::<String>::new());
         assert_eq!(pools.all().len(), 1);
         pools.remove(&id).unwrap();
         assert!(pools.all().is_empty());
+    }
+
+    #[test]
+    fn pool_ids_that_are_not_ids_never_become_paths() {
+        let state = tempfile::tempdir().unwrap();
+        let pools = Pools::new(state.path());
+        for bad in ["../../etc", "pool-0123456789ab/../../x", "pool-0123456789AB", "pool-", "", "/tmp"] {
+            let err = pools.lock(bad, true).unwrap_err();
+            assert!(matches!(err, PoolError::BadId(_)) && err.input() == Some(Input::Pool), "{bad}: {err}");
+            assert!(err.to_string().starts_with("pool = "), "the message names the attribute: {err}");
+            assert!(matches!(take(state.path(), bad, "sha256:00", |_| Ok(())), Err(PoolError::BadId(_))));
+            assert!(pools.remove(bad).is_err());
+        }
+        assert!(std::fs::read_dir(state.path()).unwrap().next().is_none(), "nothing was created");
+        assert!(pools.lock(&Pools::new_id().unwrap(), true).is_ok());
+    }
+
+    #[test]
+    fn a_paused_member_is_claimed_before_it_leaves_the_ledger() {
+        let state = tempfile::tempdir().unwrap();
+        let id = Pools::new_id().unwrap();
+        let ledger = Ledger {
+            id: id.clone(),
+            warm: Warm::Paused,
+            image_digest: "sha256:00".into(),
+            image_plan: plan_json(),
+            members: vec!["i-0000000000000001".into()],
+        };
+        Pools::new(state.path()).lock(&id, true).unwrap().save(&ledger).unwrap();
+        let refused = |_: &hypervisor::InstanceId| {
+            Err(hypervisor::HypervisorError::NoSuchInstance("i-0000000000000001".parse().unwrap()))
+        };
+        assert!(matches!(take(state.path(), &id, "sha256:00", refused), Err(PoolError::Claim { .. })));
+        assert_eq!(super::ledger(state.path(), &id).unwrap().members.len(), 1, "an unclaimed member stays");
+        let claimed = std::cell::Cell::new(None);
+        let taken = take(state.path(), &id, "sha256:00", |member| {
+            claimed.set(Some(member.clone()));
+            Ok(())
+        });
+        assert!(matches!(taken, Ok(Some(Taken::Paused { .. }))));
+        assert_eq!(claimed.take().unwrap().as_str(), "i-0000000000000001");
     }
 }

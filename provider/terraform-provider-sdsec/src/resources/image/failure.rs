@@ -49,6 +49,7 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::State(_) => "Cannot read the unikernel's state",
         InstanceError::Verify(_) => "Cannot verify the image",
         InstanceError::Lookup(_) => "Cannot read the instance",
+        InstanceError::Complete(_) => "Cannot record the unikernel as created",
     }
 }
 

@@ -26,6 +26,7 @@ fn failed(error: MembersError) -> Error {
         MembersError::Plan(_) => "Pool ledger unreadable",
         MembersError::Slot(_) => "Cannot name a member",
         MembersError::Pause(_) => "Cannot pause a pool member",
+        MembersError::Complete(_) => "Cannot record a pool member as created",
         MembersError::Thread => "Internal error",
     };
     match Error::engine(summary, error) {

@@ -21,6 +21,18 @@ pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResul
         move || instance::start(&config, &desired, &digest, timeout).map_err(failed)
     })
     .await?;
+    // Completed right before the new state goes back to Terraform: until then, a provider
+    // killed mid-create leaves an orphan that the next start or plan stops.
+    blocking({
+        let (config, id) = (config.clone(), started.instance.id.clone());
+        move || {
+            instance::complete(&config, &id).map_err(|e| {
+                let _ = instance::stop(&config, &id, std::time::Duration::from_secs(5));
+                failed(e)
+            })
+        }
+    })
+    .await?;
     model.record(&started.instance, &engine::network::reach(&config.network, &started.instance, desired.host_port));
     model.instance.boot_ms = Field::Known(started.ready_ms as i64);
     model.enforcement_digest = Field::Known(desired.image.plan.digest());
