@@ -16,6 +16,7 @@ pub mod port;
 pub mod power;
 pub mod ready;
 pub mod relay;
+pub mod sandbox;
 pub mod seccomp;
 
 use std::fmt::Display;

@@ -201,6 +201,18 @@ pub fn programs(level: HardeningLevel) -> Result<Vec<BpfProgram>, SeccompError> 
     Ok(out)
 }
 
+/// The proxy process's programs: `strict`'s (it makes threads, never processes, and only
+/// INET and UNIX sockets), and execve killed, since it never executes anything once
+/// started. Installed by the process itself, right after its own exec.
+pub fn proxy_programs() -> Result<Vec<BpfProgram>, SeccompError> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
+    let mut out = programs(HardeningLevel::Strict)?;
+    let no_exec = [libc::SYS_execve, libc::SYS_execveat].iter().map(|nr| (*nr, Vec::new())).collect();
+    let filter = SeccompFilter::new(no_exec, SeccompAction::Allow, SeccompAction::KillProcess, arch)?;
+    out.push(BpfProgram::try_from(filter)?);
+    Ok(out)
+}
+
 /// Refuses system calls with the x32 bit set (ENOSYS, as on kernels without x32) and
 /// kills any other architecture.
 #[cfg(target_arch = "x86_64")]

@@ -76,6 +76,33 @@ impl Proxy {
         audit: AuditLog,
     ) -> Result<Self, ProxyError> {
         let listener = TcpListener::bind(listen).await.map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        Self::on(listener, listen, upstream, runtime, audit)
+    }
+
+    /// A proxy on a socket bound elsewhere: in an image PID 1 binds the port (80 needs a
+    /// capability) and hands the socket to the unprivileged proxy process. Must be called
+    /// within a tokio runtime.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        upstream: SocketAddr,
+        runtime: Runtime,
+        audit: AuditLog,
+    ) -> Result<Self, ProxyError> {
+        let listen = SocketAddr::from(([0, 0, 0, 0], 0));
+        let listener = listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener))
+            .map_err(|source| ProxyError::Listen { addr: listen, source })?;
+        Self::on(listener, listen, upstream, runtime, audit)
+    }
+
+    fn on(
+        listener: TcpListener,
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        runtime: Runtime,
+        audit: AuditLog,
+    ) -> Result<Self, ProxyError> {
         let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
         let upstream_addr = upstream;
         let client = forward::Upstream::new(upstream);
