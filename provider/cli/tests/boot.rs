@@ -326,3 +326,29 @@ fn a_completed_instance_is_no_orphan_once_its_creator_exits() {
     ok(sdsec(state, &["stop", &id]));
     assert!(!qemu_running(&id));
 }
+
+#[test]
+fn ingress_that_refuses_the_hosts_probe_does_not_hold_the_boot() {
+    let app = static_binary("sdsec-example-api");
+    let state = tempfile::tempdir().unwrap();
+    let policy = state.path().join("office-only.yaml");
+    // Only an office network reaches the application: the host's probe (10.0.2.2 on the
+    // user network) is not admitted.
+    let marker = "          http: { methods";
+    let office = "          ingress: [{ from: [172.16.8.0/22], ports: 8080, action: allow }]\n";
+    let text = std::fs::read_to_string(POLICY).unwrap().replacen(marker, &format!("{office}{marker}"), 1);
+    std::fs::write(&policy, text).unwrap();
+    let state = &state.path().join("state");
+    let mut run: Vec<String> = vec!["run".into(), policy.display().to_string()];
+    run.extend(image_args(&app));
+    run.extend(["--timeout".into(), "90".into()]);
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let started = std::time::Instant::now();
+    let out = ok(sdsec(state, &run));
+    eprintln!("ready after {:?}", started.elapsed());
+    let id = field(&out, "instance").to_owned();
+    let endpoint: SocketAddr = field(&out, "endpoint").trim_start_matches("http://").parse().unwrap();
+    let probe = hypervisor::probe::http_status(endpoint, "/items", Duration::from_secs(5));
+    ok(sdsec(state, &["stop", &id]));
+    assert!(probe.as_ref().is_err_and(hypervisor::probe::ProbeError::dropped), "the ingress drops 10.0.2.2: {probe:?}");
+}

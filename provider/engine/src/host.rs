@@ -18,6 +18,7 @@ use network::{Drift, FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
 use plan::EnforcementPlan;
 
 use crate::ProviderConfig;
+use crate::network::{USER_NETWORK_PROBE_SOURCE, readiness_probe};
 
 /// Failures of the host: its hypervisor or its network.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub struct Host {
     remote: Option<String>,
     tenant: Option<String>,
     state_dir: PathBuf,
+    /// Where the host's probes come from on the bridge.
+    bridge_gateway: std::net::Ipv4Addr,
 }
 
 impl Deref for Host {
@@ -66,6 +69,7 @@ impl Host {
             remote: config.remote_libvirt().then(|| config.libvirt_uri.clone().unwrap_or_default()),
             tenant: config.tenant.clone(),
             state_dir: config.state_dir.clone(),
+            bridge_gateway: config.network.bridge.gateway(),
         }
     }
 
@@ -79,19 +83,23 @@ impl Host {
         crate::network::flow_policy(plan, self.tenant.as_deref())
     }
 
-    /// Boots `spec` attached to this host's network (for `plan`'s node), published on
-    /// `host_port`; on failure nothing of it is left, lease and TAP included.
+    /// Boots `spec` attached to this host's network (for `plan`'s node, whose application
+    /// listens on `app_port`), published on `host_port`; on failure nothing of it is left,
+    /// lease and TAP included. Readiness is probed as [`readiness_probe`] says.
     pub fn boot(
         &self,
         mut spec: BootSpec,
         plan: &EnforcementPlan,
+        app_port: u16,
         host_port: Option<u16>,
     ) -> Result<Instance, HostError> {
         let Some(network) = self.bridge() else {
             spec.nic = Nic::User { host_port, restrict_egress: plan.runtime.flows.connects_to.is_empty() };
+            spec.probe = readiness_probe(plan, app_port, USER_NETWORK_PROBE_SOURCE);
             return Ok(self.backend.boot(&spec)?);
         };
         let attached = network.attach(self.flow_policy(plan), spec.guest_port, host_port)?;
+        spec.probe = readiness_probe(plan, app_port, attached.gateway);
         let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
         spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
         spec.nic = Nic::Tap { ifname: attached.tap.clone(), mac: attached.mac.clone(), ip: attached.ip };
@@ -108,6 +116,15 @@ impl Host {
             return Err(e.into());
         }
         Ok(instance)
+    }
+
+    /// Where this host's probes of `instance` come from, as its guest sees them: the
+    /// bridge's gateway for an instance on the bridge, else QEMU's user network's host.
+    pub fn probe_source(&self, instance: &Instance) -> std::net::Ipv4Addr {
+        match instance.endpoint.ip() {
+            std::net::IpAddr::V4(ip) if !ip.is_loopback() => self.bridge_gateway,
+            _ => USER_NETWORK_PROBE_SOURCE,
+        }
     }
 
     /// Stops instance `id` (killed after `grace`) and releases its network lease.

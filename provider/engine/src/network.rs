@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use hypervisor::Instance;
+use hypervisor::{Instance, Probe};
 use network::{BridgeConfig, EgressProtocol, EgressRule, FlowPolicy, ModeChoice, NetworkMode};
 use plan::EnforcementPlan;
 
@@ -61,6 +61,19 @@ pub fn flow_policy(plan: &EnforcementPlan, tenant: Option<&str>) -> FlowPolicy {
         connects_to: plan.runtime.flows.connects_to.clone(),
         egress,
     }
+}
+
+/// Where the host's readiness probe comes from on QEMU's user network, as the guest sees it.
+pub const USER_NETWORK_PROBE_SOURCE: Ipv4Addr = abi::net::GUEST.gateway;
+
+/// How the host tells that an instance of `plan`, whose application listens on `app_port`,
+/// is ready when its probes come from `source`: over HTTP, unless the node's ingress rules
+/// refuse `source` at that port. The runtime would drop that probe, and user rules must
+/// never make the host wait on its own probe: the runtime's `ready` event (it has passed a
+/// request to the application and got an answer) is then the readiness.
+pub fn readiness_probe(plan: &EnforcementPlan, app_port: u16, source: Ipv4Addr) -> Probe {
+    let http = plan::ingress::allows(&plan.runtime.firewall.ingress, IpAddr::V4(source), app_port);
+    Probe { source: IpAddr::V4(source), http }
 }
 
 /// How clients and the host reach an instance.
@@ -154,6 +167,25 @@ topology_template:
             started_at_ms: 0,
             metadata: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn the_host_probes_over_http_only_where_the_ingress_admits_its_probe() {
+        let bridge_gateway = Ipv4Addr::new(10, 213, 0, 1);
+        let open = plan("{}");
+        let probe = readiness_probe(&open, 8000, USER_NETWORK_PROBE_SOURCE);
+        assert_eq!((probe.http, probe.source.to_string().as_str()), (true, "10.0.2.2"));
+        // An office network only (examples/policies/basic-auth.yaml): neither the user
+        // network's host address nor the bridge's gateway is admitted.
+        let office = plan("{ ingress: [{ from: [172.16.8.0/22], ports: 8000, action: allow }] }");
+        assert!(!readiness_probe(&office, 8000, USER_NETWORK_PROBE_SOURCE).http);
+        assert!(!readiness_probe(&office, 8000, bridge_gateway).http);
+        // Everyone at the application's port, as the policy says: probed.
+        let public = plan("{ ingress: [{ from: [0.0.0.0/0], ports: 9000, action: allow }] }");
+        assert!(readiness_probe(&public, 9000, bridge_gateway).http);
+        assert!(!readiness_probe(&public, 8080, bridge_gateway).http, "another application port is refused");
+        let internal = plan("{ ingress: [{ from: [10.0.0.0/8], ports: 9000, action: allow }] }");
+        assert!(readiness_probe(&internal, 9000, USER_NETWORK_PROBE_SOURCE).http);
     }
 
     #[test]

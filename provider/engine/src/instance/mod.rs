@@ -118,7 +118,8 @@ pub fn boot(
     spec.name = boot.name;
     spec.metadata = boot.metadata;
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
-    backend.boot(spec, plan, boot.host_port).map_err(InstanceError::Boot)
+    let app_port = image.manifest.application.port;
+    backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
 }
 
 /// A started instance.
@@ -205,7 +206,10 @@ fn resume(
     let instance = backend.instance(id).map_err(InstanceError::Member)?;
     let health = &image_plan.runtime.firewall.http.health_path;
     let deadline = Instant::now() + timeout;
-    loop {
+    // It served before it was paused; a probe its ingress would drop is not sent.
+    let source = backend.probe_source(&instance);
+    let probed = crate::network::readiness_probe(image_plan, unikernel.image.application.port, source).http;
+    while probed {
         match hypervisor::probe::http_status(instance.endpoint, health, Duration::from_secs(2)) {
             Ok(200) => break,
             answer if Instant::now() >= deadline => {
