@@ -92,6 +92,9 @@ pub fn run(
         print_stdout(&format!("ip:       {ip}"));
     }
     print_stdout(&format!("console:  {}", instance.console_log.display()));
+    if let Some(audit) = &instance.audit_log {
+        print_stdout(&format!("audit:    {}", audit.display()));
+    }
     Ok(())
 }
 
