@@ -14,7 +14,7 @@ struct Recorded {
 
 impl Hypervisor for Recorded {
     fn boot(&self, _: &BootSpec) -> hypervisor::Result<Instance> {
-        unimplemented!("not booted in these tests")
+        Err(HypervisorError::QemuFailed { stderr: "these tests boot nothing".into() })
     }
     fn state(&self, _: &InstanceId) -> hypervisor::Result<InstanceState> {
         Ok(InstanceState::Running)

@@ -9,6 +9,7 @@ mod error;
 mod image;
 mod refresh;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -205,19 +206,11 @@ fn resume(
     backend.resume(id).map_err(InstanceError::Resume)?;
     let instance = backend.instance(id).map_err(InstanceError::Member)?;
     let health = &image_plan.runtime.firewall.http.health_path;
-    let deadline = Instant::now() + timeout;
     // It served before it was paused; a probe its ingress would drop is not sent.
     let source = backend.probe_source(&instance);
     let probed = crate::network::readiness_probe(image_plan, unikernel.image.application.port, source).http;
-    while probed {
-        match hypervisor::probe::http_status(instance.endpoint, health, Duration::from_secs(2)) {
-            Ok(200) => break,
-            answer if Instant::now() >= deadline => {
-                let answer = answer.map_err(|e| e.to_string());
-                return Err(InstanceError::NotServing { id: id.clone(), answer });
-            }
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
+    if probed {
+        wait_serving(id, instance.endpoint, health, timeout)?;
     }
     backend.set_metadata(id, unikernel.recorded(image_plan)).map_err(InstanceError::HandOver)?;
     if *image_plan != unikernel.image.plan {
@@ -226,6 +219,21 @@ fn resume(
     }
     backend.publish(id, unikernel.host_port).map_err(InstanceError::Network)?;
     backend.instance(id).map_err(InstanceError::Member)
+}
+
+/// Waits until the health path at `endpoint` answers 200.
+fn wait_serving(id: &InstanceId, endpoint: SocketAddr, health: &str, timeout: Duration) -> Result<(), InstanceError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match hypervisor::probe::http_status(endpoint, health, Duration::from_secs(2)) {
+            Ok(200) => return Ok(()),
+            answer if Instant::now() >= deadline => {
+                let answer = answer.map_err(|e| e.to_string());
+                return Err(InstanceError::NotServing { id: id.clone(), answer });
+            }
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
 }
 
 /// A running instance after [`update`].
