@@ -64,6 +64,9 @@ pub struct Runtime {
     pub failures: FailureLimiter,
     pub max_header_bytes: usize,
     pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub upstream_wait: Duration,
     /// Sent with 405 answers.
     pub allow: Option<HeaderValue>,
 }
@@ -92,6 +95,9 @@ impl Runtime {
             max_header_bytes: usize::try_from(http.max_header_bytes)
                 .map_err(|_| ConfigError::Limit("max_header_bytes"))?,
             header_timeout: Duration::from_secs(http.header_timeout_seconds.max(1)),
+            body_timeout: Duration::from_secs(http.body_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(http.idle_timeout_seconds.max(1)),
+            upstream_wait: Duration::from_secs(http.upstream_wait_seconds.max(1)),
             allow,
             plan: plan.clone(),
         })

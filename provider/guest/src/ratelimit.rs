@@ -51,16 +51,7 @@ impl Rate {
     }
 }
 
-/// Sources are counted by address; IPv6 clients by their /64, which one host usually holds whole.
-fn source_key(ip: IpAddr) -> IpAddr {
-    match crate::firewall::canonical_ip(ip) {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
-    }
-}
+use crate::firewall::source_key;
 
 #[derive(Debug, Default)]
 pub struct RateLimiter {

@@ -13,9 +13,11 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// hyper's default limit on the number of headers; a head with more is refused by both.
 const MAX_HEADERS: usize = 100;
@@ -90,11 +92,25 @@ pub struct HeadScanner {
     max_head: usize,
     trailer_bytes: usize,
     verdicts: VecDeque<Result<(), Ambiguity>>,
+    /// The connection was cut because a head did not complete in time.
+    head_timed_out: bool,
 }
 
 impl HeadScanner {
     pub fn new(max_head: usize) -> Self {
-        Self { state: State::Head, head: Vec::new(), max_head, trailer_bytes: 0, verdicts: VecDeque::new() }
+        Self {
+            state: State::Head,
+            head: Vec::new(),
+            max_head,
+            trailer_bytes: 0,
+            verdicts: VecDeque::new(),
+            head_timed_out: false,
+        }
+    }
+
+    /// Whether the connection was cut because a request head did not complete in time.
+    pub fn head_timed_out(&self) -> bool {
+        self.head_timed_out
     }
 
     /// The verdict on the next request hyper hands over.
@@ -288,15 +304,22 @@ pub fn lock(scanner: &SharedScanner) -> std::sync::MutexGuard<'_, HeadScanner> {
 }
 
 /// A client connection whose reads are shown to a [`HeadScanner`] on their way to hyper.
+///
+/// It also bounds the time a request head takes, from its first byte: hyper's own header
+/// timer starts when it waits for a request, so it bounds the idle wait and the head
+/// together, and cannot tell a slow sender from a quiet keep-alive connection.
 #[derive(Debug)]
 pub struct Scanned<T> {
     inner: T,
     scanner: SharedScanner,
+    head_timeout: Duration,
+    /// Armed at the first byte of a head, disarmed once it is complete.
+    deadline: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> Scanned<T> {
-    pub fn new(inner: T, scanner: SharedScanner) -> Self {
-        Self { inner, scanner }
+    pub fn new(inner: T, scanner: SharedScanner, head_timeout: Duration) -> Self {
+        Self { inner, scanner, head_timeout, deadline: None }
     }
 }
 
@@ -304,10 +327,34 @@ impl<T: AsyncRead + Unpin> AsyncRead for Scanned<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut()
+                    && deadline.as_mut().poll(cx).is_ready()
+                {
+                    lock(&this.scanner).head_timed_out = true;
+                    return Poll::Ready(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "the request head did not complete in time",
+                    )));
+                }
+                return Poll::Pending;
+            }
+        }
         let fresh = &buf.filled()[before..];
         if !fresh.is_empty() {
-            lock(&this.scanner).feed(fresh);
+            let mid_head = {
+                let mut scanner = lock(&this.scanner);
+                scanner.feed(fresh);
+                scanner.mid_head()
+            };
+            if !mid_head {
+                this.deadline = None;
+            } else if this.deadline.is_none() {
+                this.deadline = Some(Box::pin(tokio::time::sleep(this.head_timeout)));
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -186,8 +186,50 @@ pub struct HttpPlan {
     pub max_body_bytes: u64,
     pub max_header_bytes: u64,
     pub header_timeout_seconds: u64,
+    /// Time allowed to send the whole request body, from the end of its head.
+    #[serde(default = "defaults::body_timeout")]
+    pub body_timeout_seconds: u64,
+    /// A kept-alive connection waiting for its next request is closed after this long.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// Client connections open at once; over it a connection is closed at accept.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: u64,
+    /// Client connections open at once from one source; over it closed at accept.
+    #[serde(default = "defaults::max_connections_per_source")]
+    pub max_connections_per_source: u64,
+    /// Connections to the application open at once.
+    #[serde(default = "defaults::max_upstream_connections")]
+    pub max_upstream_connections: u64,
+    /// How long a request waits for a connection to the application before it gets 503.
+    #[serde(default = "defaults::upstream_wait")]
+    pub upstream_wait_seconds: u64,
     /// The path the readiness probe uses; it answers nothing else.
     pub health_path: String,
+}
+
+/// Serde defaults: plans written before these settings existed read as the defaults.
+mod defaults {
+    use crate::defaults::*;
+
+    pub fn body_timeout() -> u64 {
+        DEFAULT_BODY_TIMEOUT_SECONDS
+    }
+    pub fn idle_timeout() -> u64 {
+        DEFAULT_IDLE_TIMEOUT_SECONDS
+    }
+    pub fn max_connections() -> u64 {
+        DEFAULT_MAX_CONNECTIONS
+    }
+    pub fn max_connections_per_source() -> u64 {
+        DEFAULT_MAX_CONNECTIONS_PER_SOURCE
+    }
+    pub fn max_upstream_connections() -> u64 {
+        DEFAULT_MAX_UPSTREAM_CONNECTIONS
+    }
+    pub fn upstream_wait() -> u64 {
+        DEFAULT_UPSTREAM_WAIT_SECONDS
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -327,6 +369,12 @@ mod tests {
                 max_body_bytes: 1,
                 max_header_bytes: 1,
                 header_timeout_seconds: 1,
+                body_timeout_seconds: 1,
+                idle_timeout_seconds: 1,
+                max_connections: 1,
+                max_connections_per_source: 1,
+                max_upstream_connections: 1,
+                upstream_wait_seconds: 1,
                 health_path: "/h".into(),
             },
             rate_limits: Vec::new(),

@@ -2,21 +2,17 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
-use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use super::body::{LimitedBody, UpstreamBody};
 
 /// Removes hop-by-hop headers: they describe one connection, not the message (RFC 9110 7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -46,63 +42,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove("proxy-connection");
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("the request body is larger than allowed")]
-pub struct BodyTooLarge;
-
-/// A request body that fails once more than `limit` bytes have come, as they stream: a
-/// chunked body has no length to check up front.
-#[derive(Debug)]
-pub struct LimitedBody {
-    inner: Incoming,
-    seen: u64,
-    limit: u64,
-    exceeded: Arc<AtomicBool>,
-}
-
-impl LimitedBody {
-    pub fn new(inner: Incoming, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
-        Self { inner, seen: 0, limit, exceeded }
-    }
-}
-
-impl Body for LimitedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    this.seen = this.seen.saturating_add(data.len() as u64);
-                    if this.seen > this.limit {
-                        this.exceeded.store(true, Ordering::Release);
-                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge))));
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
 /// An idle upstream connection is closed after this long.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-/// At most this many upstream connections are kept open for reuse; a request that finds them
-/// all busy opens one more, used once.
-pub const MAX_POOLED: usize = 256;
 /// How long opening a connection to the application may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -114,6 +55,8 @@ pub enum UpstreamError {
     ConnectTimeout,
     #[error("the application's connection failed: {0}")]
     Http(#[from] hyper::Error),
+    #[error("every connection to the application allowed was busy for {0:?}")]
+    Busy(Duration),
 }
 
 impl UpstreamError {
@@ -132,6 +75,7 @@ impl UpstreamError {
                 _ => "connect_failed",
             },
             Self::ConnectTimeout => "connect_timeout",
+            Self::Busy(_) => "upstream_busy",
             Self::Http(e) if e.is_timeout() => "answer_timeout",
             Self::Http(e) if e.is_incomplete_message() => "closed_before_answer",
             Self::Http(e) if e.is_parse() => "invalid_answer",
@@ -144,6 +88,8 @@ impl UpstreamError {
     pub fn status(&self) -> http::StatusCode {
         match self {
             Self::ConnectTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            // The runtime's own bound, not a failure of the application: try again later.
+            Self::Busy(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             Self::Http(e) if e.is_timeout() => http::StatusCode::GATEWAY_TIMEOUT,
             _ => http::StatusCode::BAD_GATEWAY,
         }
@@ -177,27 +123,70 @@ fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Pooled>> {
 /// once the previous answer has been read to its end), and puts it back at the end as soon as
 /// it is sent. A connection with an unfinished exchange (an answer not yet read to its end, a
 /// request body still coming) is never chosen, so it never holds up another request.
+///
+/// At most `max` connections are open: each request in flight holds one of `max` slots
+/// until its answer has been read to its end, waits a bounded time for one, and at most
+/// `max` connections are kept in the pool. A request opens a connection only when every
+/// pooled one is busy, so busy and idle connections together never pass `max`.
 #[derive(Debug)]
 pub struct Upstream {
     addr: SocketAddr,
     /// For requests without a Host header (none reach here today: the scanner refuses them).
     host: HeaderValue,
     pool: Arc<Pool>,
+    slots: Mutex<Slots>,
+}
+
+/// The bound on connections, swapped whole when the plan changes it: requests holding a
+/// slot of the old bound finish under it.
+#[derive(Debug)]
+struct Slots {
+    max: usize,
+    semaphore: Arc<Semaphore>,
 }
 
 impl Upstream {
     /// Must be called within a tokio runtime: it starts the task closing idle connections.
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: SocketAddr, max: usize) -> Self {
         let pool = Arc::new(Mutex::new(VecDeque::new()));
         tokio::spawn(reap(Arc::downgrade(&pool)));
         // A socket address is always a valid header value.
         let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost"));
-        Self { addr, host, pool }
+        let max = max.max(1);
+        Self { addr, host, pool, slots: Mutex::new(Slots { max, semaphore: Arc::new(Semaphore::new(max)) }) }
     }
 
-    /// Sends `req` (any URI: only its path and query are sent) and returns the application's
-    /// answer as it came, its body streamed.
-    pub async fn request(&self, mut req: Request<LimitedBody>) -> Result<Response<Incoming>, UpstreamError> {
+    /// Changes the bound on connections to the application (a reconfiguration).
+    pub fn set_max(&self, max: usize) {
+        let max = max.max(1);
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.max != max {
+            *slots = Slots { max, semaphore: Arc::new(Semaphore::new(max)) };
+        }
+    }
+
+    /// Sends `req` (any URI: only its path and query are sent) once a connection slot is
+    /// free, waiting at most `wait` for one, and returns the application's answer as it
+    /// came, its body streamed.
+    pub async fn request(
+        &self,
+        req: Request<LimitedBody>,
+        wait: Duration,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let (semaphore, max) = {
+            let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+            (Arc::clone(&slots.semaphore), slots.max)
+        };
+        let slot = match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
+            Ok(Ok(slot)) => slot,
+            // Closed never happens (the semaphore is never closed); treat it as busy.
+            Ok(Err(_)) | Err(_) => return Err(UpstreamError::Busy(wait)),
+        };
+        let response = self.send(req, max).await?;
+        Ok(response.map(|body| UpstreamBody::new(body, slot)))
+    }
+
+    async fn send(&self, mut req: Request<LimitedBody>, max: usize) -> Result<Response<Incoming>, UpstreamError> {
         let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
         *req.uri_mut() = origin;
         if !req.headers().contains_key(header::HOST) {
@@ -206,7 +195,7 @@ impl Upstream {
         let now = Instant::now();
         if let Some(mut sender) = self.checkout(now) {
             let sent = sender.try_send_request(req);
-            self.checkin(sender, now);
+            self.checkin(sender, now, max);
             match sent.await {
                 Ok(response) => return Ok(response),
                 // The connection closed before the request was written (the application
@@ -219,7 +208,7 @@ impl Upstream {
         }
         let mut sender = self.connect().await?;
         let sent = sender.send_request(req);
-        self.checkin(sender, now);
+        self.checkin(sender, now, max);
         Ok(sent.await?)
     }
 
@@ -239,9 +228,9 @@ impl Upstream {
         None
     }
 
-    fn checkin(&self, sender: SendRequest<LimitedBody>, now: Instant) {
+    fn checkin(&self, sender: SendRequest<LimitedBody>, now: Instant, max: usize) {
         let mut pool = lock(&self.pool);
-        if pool.len() < MAX_POOLED && !sender.is_closed() {
+        if pool.len() < max && !sender.is_closed() {
             pool.push_back(Pooled { sender, used: now });
         }
         // Otherwise dropped: hyper closes the connection once its exchange is over.

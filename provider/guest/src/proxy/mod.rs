@@ -1,6 +1,7 @@
 //! The reverse proxy: accepts connections, judges each request against the plan, and
 //! forwards what is admitted to the application.
 
+mod body;
 mod forward;
 mod headers;
 mod request;
@@ -19,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::audit::{AuditLog, now_rfc3339};
 use crate::config::Runtime;
+use crate::firewall::Connections;
 use crate::scan::{HeadScanner, Scanned, SharedScanner};
 
 pub use headers::{PRINCIPAL_HEADER, ROLES_HEADER};
@@ -45,12 +47,16 @@ pub struct Shared {
     upstream: http::uri::Authority,
     /// The application's port: what ingress rules' `ports` name.
     app_port: u16,
+    /// Client connections open now, against the plan's caps.
+    connections: Connections,
     audit: AuditLog,
 }
 
 impl Shared {
     /// Swaps in a new runtime configuration; requests already admitted finish under the old one.
     pub fn reconfigure(&self, runtime: Runtime) {
+        let max_upstream = usize::try_from(runtime.plan.firewall.http.max_upstream_connections).unwrap_or(usize::MAX);
+        self.client.set_max(max_upstream);
         self.runtime.store(Arc::new(runtime));
     }
 
@@ -105,7 +111,8 @@ impl Proxy {
     ) -> Result<Self, ProxyError> {
         let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
         let upstream_addr = upstream;
-        let client = forward::Upstream::new(upstream);
+        let max_upstream = usize::try_from(runtime.plan.firewall.http.max_upstream_connections).unwrap_or(usize::MAX);
+        let client = forward::Upstream::new(upstream, max_upstream);
         let upstream = http::uri::Authority::try_from(upstream.to_string())
             .map_err(|_| ProxyError::Upstream(upstream.to_string()))?;
         let shared = Arc::new(Shared {
@@ -113,6 +120,7 @@ impl Proxy {
             client,
             upstream,
             app_port: upstream_addr.port(),
+            connections: Connections::default(),
             audit,
         });
         Ok(Self { listener, local, shared })
@@ -148,7 +156,21 @@ impl Proxy {
                 record_drop(&self.shared.audit, &runtime, peer, None, "ingress");
                 continue;
             }
-            tokio::spawn(serve(Arc::clone(&self.shared), runtime, stream, peer));
+            let http = &runtime.plan.firewall.http;
+            let slot =
+                match self.shared.connections.admit(peer.ip(), http.max_connections, http.max_connections_per_source) {
+                    Ok(slot) => slot,
+                    Err(over) => {
+                        drop(stream);
+                        record_drop(&self.shared.audit, &runtime, peer, None, over.reason());
+                        continue;
+                    }
+                };
+            let shared = Arc::clone(&self.shared);
+            tokio::spawn(async move {
+                serve(shared, runtime, stream, peer).await;
+                drop(slot);
+            });
         }
     }
 }
@@ -169,7 +191,7 @@ fn record_drop(audit: &AuditLog, runtime: &Runtime, src: SocketAddr, status: Opt
 async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let scanner: SharedScanner = Arc::new(Mutex::new(HeadScanner::new(runtime.max_header_bytes)));
-    let io = TokioIo::new(Scanned::new(stream, Arc::clone(&scanner)));
+    let io = TokioIo::new(Scanned::new(stream, Arc::clone(&scanner), runtime.header_timeout));
     let service = {
         let (shared, scanner) = (Arc::clone(&shared), Arc::clone(&scanner));
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
@@ -180,14 +202,19 @@ async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, pe
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(runtime.header_timeout)
+        // hyper's header timer runs from when it waits for a request until its head is in:
+        // the idle bound of a kept-alive (or new) connection. The head alone is bounded
+        // from its first byte by `Scanned`.
+        .header_read_timeout(runtime.idle_timeout)
         .max_header_size(runtime.max_header_bytes)
         .max_buf_size(READ_BUFFER.max(runtime.max_header_bytes.saturating_add(8192)))
         // The application's answer goes back as it came: no Date it did not send.
         .auto_date_header(false);
     if let Err(e) = builder.serve_connection(io, service).await {
         // hyper answered (400, 431) or cut the connection itself; record why.
-        let reason = if e.is_timeout() {
+        let reason = if crate::scan::lock(&scanner).head_timed_out() {
+            Some(("header_timeout", None))
+        } else if e.is_timeout() {
             // A timeout on an idle keep-alive connection is its normal end, not a slow sender.
             crate::scan::lock(&scanner).mid_head().then_some(("header_timeout", None))
         } else if e.is_parse_too_large() {

@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use abi::event::Access;
@@ -16,7 +15,8 @@ use hyper::body::Incoming;
 use plan::AuditEvent;
 
 use super::Shared;
-use super::forward::{self, LimitedBody};
+use super::body::{BodyFault, FaultCell, LimitedBody, UpstreamBody};
+use super::forward;
 use super::headers;
 use crate::audit::now_rfc3339;
 use crate::authn::Principal;
@@ -24,7 +24,7 @@ use crate::config::Runtime;
 use crate::path::{NormalPath, normalise};
 use crate::scan::{self, SharedScanner};
 
-pub type ResponseBody = Either<Incoming, Full<Bytes>>;
+pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
 
 /// What the audit lines of one request say.
 struct Judge<'a> {
@@ -235,18 +235,21 @@ async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Res
     };
     parts.uri = uri;
     parts.version = Version::HTTP_11;
-    let exceeded = Arc::new(AtomicBool::new(false));
-    let limit = judge.runtime.plan.firewall.http.max_body_bytes;
-    let request = Request::from_parts(parts, LimitedBody::new(body, limit, Arc::clone(&exceeded)));
-    match judge.shared.client.request(request).await {
+    let fault = FaultCell::default();
+    let (runtime, limit) = (judge.runtime, judge.runtime.plan.firewall.http.max_body_bytes);
+    let request = Request::from_parts(parts, LimitedBody::new(body, limit, runtime.body_timeout, fault.clone()));
+    match judge.shared.client.request(request, runtime.upstream_wait).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             forward::strip_hop_by_hop(&mut parts.headers);
             judge.audit(AuditEvent::Request, parts.status, None);
             Response::from_parts(parts, Either::Left(body))
         }
-        Err(_) if exceeded.load(Ordering::Acquire) => {
+        Err(_) if fault.get() == Some(BodyFault::TooLarge) => {
             close(judge.refuse(StatusCode::PAYLOAD_TOO_LARGE, AuditEvent::FirewallDrop, "body_too_large"))
+        }
+        Err(_) if fault.get() == Some(BodyFault::TimedOut) => {
+            close(judge.refuse(StatusCode::REQUEST_TIMEOUT, AuditEvent::FirewallDrop, "body_timeout"))
         }
         Err(e) if e.is_client_side() => {
             close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "body_incomplete"))

@@ -21,8 +21,10 @@ use egress::{egress_rules, intersect_egress};
 
 // The plan's defaults live with the plan: the runtime falls back on some of them too.
 pub use ::plan::defaults::{
-    DEFAULT_AUDIT_EVENTS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_REALM, DEFAULT_ROLES_CLAIM, HEALTH_PATH,
+    DEFAULT_AUDIT_EVENTS, DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_UPSTREAM_CONNECTIONS, DEFAULT_REALM, DEFAULT_ROLES_CLAIM,
+    DEFAULT_UPSTREAM_WAIT_SECONDS, HEALTH_PATH,
 };
 
 /// The `audience` that accepts tokens whatever their `aud` claim.
@@ -217,6 +219,12 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
     let mut max_body_bytes = None::<u64>;
     let mut max_header_bytes = None::<u64>;
     let mut header_timeout_seconds = None::<u64>;
+    let mut body_timeout_seconds = None::<u64>;
+    let mut idle_timeout_seconds = None::<u64>;
+    let mut max_connections = None::<u64>;
+    let mut max_connections_per_source = None::<u64>;
+    let mut max_upstream_connections = None::<u64>;
+    let mut upstream_wait_seconds = None::<u64>;
     let lowest = |acc: &mut Option<u64>, v: u64| *acc = Some(acc.map_or(v, |a| a.min(v)));
 
     for (policy, props) in policies {
@@ -273,6 +281,27 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
             &mut header_timeout_seconds,
             http.and_then(|h| h.header_timeout).map_or(DEFAULT_HEADER_TIMEOUT_SECONDS, |s| s.0),
         );
+        lowest(
+            &mut body_timeout_seconds,
+            http.and_then(|h| h.body_timeout).map_or(DEFAULT_BODY_TIMEOUT_SECONDS, |s| s.0),
+        );
+        lowest(
+            &mut idle_timeout_seconds,
+            http.and_then(|h| h.idle_timeout).map_or(DEFAULT_IDLE_TIMEOUT_SECONDS, |s| s.0),
+        );
+        lowest(&mut max_connections, http.and_then(|h| h.max_connections).map_or(DEFAULT_MAX_CONNECTIONS, |b| b.0));
+        lowest(
+            &mut max_connections_per_source,
+            http.and_then(|h| h.max_connections_per_source).map_or(DEFAULT_MAX_CONNECTIONS_PER_SOURCE, |b| b.0),
+        );
+        lowest(
+            &mut max_upstream_connections,
+            http.and_then(|h| h.max_upstream_connections).map_or(DEFAULT_MAX_UPSTREAM_CONNECTIONS, |b| b.0),
+        );
+        lowest(
+            &mut upstream_wait_seconds,
+            http.and_then(|h| h.upstream_wait).map_or(DEFAULT_UPSTREAM_WAIT_SECONDS, |s| s.0),
+        );
         if let Some(rl) = &props.rate_limit {
             let per = rl.per.unwrap_or(RateScope::Source);
             let rps = rl.requests_per_second.0;
@@ -296,6 +325,12 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_header_bytes: max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             header_timeout_seconds: header_timeout_seconds.unwrap_or(DEFAULT_HEADER_TIMEOUT_SECONDS),
+            body_timeout_seconds: body_timeout_seconds.unwrap_or(DEFAULT_BODY_TIMEOUT_SECONDS),
+            idle_timeout_seconds: idle_timeout_seconds.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECONDS),
+            max_connections: max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_connections_per_source: max_connections_per_source.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
+            max_upstream_connections: max_upstream_connections.unwrap_or(DEFAULT_MAX_UPSTREAM_CONNECTIONS),
+            upstream_wait_seconds: upstream_wait_seconds.unwrap_or(DEFAULT_UPSTREAM_WAIT_SECONDS),
             health_path: HEALTH_PATH.into(),
         },
         rate_limits: limits.into_values().collect(),

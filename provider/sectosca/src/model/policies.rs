@@ -130,6 +130,18 @@ record! {
         pub max_header_bytes: Option<Bounded<256, 1_048_576>>,
         /// Time allowed to send the request head (cuts off slow senders). Default 10s.
         pub header_timeout: Option<Seconds>,
+        /// Time allowed to send the whole request body, from the end of its head. Default 30s.
+        pub body_timeout: Option<Seconds>,
+        /// A kept-alive connection waiting for its next request is closed after this. Default 30s.
+        pub idle_timeout: Option<Seconds>,
+        /// Client connections open at once; more are closed at accept. Default 512.
+        pub max_connections: Option<Bounded<1, 65_536>>,
+        /// Client connections open at once from one source address (IPv6: its /64). Default 64.
+        pub max_connections_per_source: Option<Bounded<1, 65_536>>,
+        /// Connections to the application open at once. Default 64.
+        pub max_upstream_connections: Option<Bounded<1, 4096>>,
+        /// How long a request waits for a connection to the application before 503. Default 5s.
+        pub upstream_wait: Option<Seconds>,
     }
 }
 
