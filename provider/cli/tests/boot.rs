@@ -352,3 +352,23 @@ fn ingress_that_refuses_the_hosts_probe_does_not_hold_the_boot() {
     ok(sdsec(state, &["stop", &id]));
     assert!(probe.as_ref().is_err_and(hypervisor::probe::ProbeError::dropped), "the ingress drops 10.0.2.2: {probe:?}");
 }
+
+#[test]
+fn a_state_directory_with_commas_neither_injects_options_nor_breaks_the_boot() {
+    let app = static_binary("sdsec-example-api");
+    let root = tempfile::tempdir().unwrap();
+    // Were the comma not doubled, QEMU would read `server=off` as an option of the socket.
+    let state = root.path().join("a,server=off,b");
+    let mut run: Vec<String> = vec!["run".into(), POLICY.into()];
+    run.extend(image_args(&app));
+    let run: Vec<&str> = run.iter().map(String::as_str).collect();
+    let out = ok(sdsec(&state, &run));
+    let id = field(&out, "instance").to_owned();
+    let endpoint: SocketAddr = field(&out, "endpoint").trim_start_matches("http://").parse().unwrap();
+    let served = http(endpoint, "GET", "/items", Some(TOKEN)).0;
+    let audit = std::fs::read_to_string(field(&out, "audit")).unwrap_or_default();
+    ok(sdsec(&state, &["stop", &id]));
+    assert_eq!(served, 200);
+    assert!(audit.starts_with("{\"event\":\"audit_open\""), "{audit}");
+    assert!(!qemu_running(&id));
+}
