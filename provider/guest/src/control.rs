@@ -24,6 +24,22 @@ const PORT_WAIT: Duration = Duration::from_secs(20);
 /// A line longer than this is not a request (plans are a few KiB).
 const MAX_LINE: usize = 1 << 20;
 
+/// Whatever enforces the runtime part of a plan that the controller accepted.
+pub trait Enforce: Send + std::fmt::Debug {
+    /// Puts `plan` (whose runtime part is `runtime`, already compiled) in force; an error
+    /// leaves the running plan in place.
+    fn enforce(&mut self, plan: &EnforcementPlan, runtime: Runtime) -> Result<(), String>;
+}
+
+/// In the same process (host mode, tests): swapped in directly.
+impl Enforce for Arc<Shared> {
+    fn enforce(&mut self, _plan: &EnforcementPlan, runtime: Runtime) -> Result<(), String> {
+        // Requests in flight hold the old configuration until they finish.
+        self.reconfigure(runtime);
+        Ok(())
+    }
+}
+
 /// The state a request is judged against.
 #[derive(Debug)]
 pub struct Controller {
@@ -31,14 +47,14 @@ pub struct Controller {
     plan: EnforcementPlan,
     digest: String,
     last_seq: u64,
-    shared: Arc<Shared>,
+    enforcer: Box<dyn Enforce>,
     audit: AuditLog,
 }
 
 impl Controller {
-    pub fn new(key: Key, plan: EnforcementPlan, shared: Arc<Shared>, audit: AuditLog) -> Self {
+    pub fn new(key: Key, plan: EnforcementPlan, enforcer: Box<dyn Enforce>, audit: AuditLog) -> Self {
         let digest = plan.digest();
-        Controller { key, plan, digest, last_seq: 0, shared, audit }
+        Controller { key, plan, digest, last_seq: 0, enforcer, audit }
     }
 
     /// One request line in, one reply line out.
@@ -76,8 +92,8 @@ impl Controller {
             return Err("the plan changes the image or the placement, which needs a new instance".into());
         }
         let runtime = Runtime::new(&plan.runtime).map_err(|e| e.to_string())?;
-        // Requests in flight hold the old configuration until they finish.
-        self.shared.reconfigure(runtime);
+        // Acknowledged only once in force.
+        self.enforcer.enforce(&plan, runtime)?;
         self.digest = plan.digest();
         self.plan = plan;
         self.audit.emit(&Event::Reconfigured { digest: self.digest.as_str().into() });
@@ -263,7 +279,7 @@ mod tests {
         .await
         .unwrap();
         let key = Key::generate().unwrap();
-        let mut controller = Controller::new(key.clone(), old.clone(), proxy.shared(), audit);
+        let mut controller = Controller::new(key.clone(), old.clone(), Box::new(proxy.shared()), audit);
 
         let mut new = old.clone();
         new.runtime.firewall.http.max_header_bytes += 1;

@@ -5,7 +5,8 @@
 //! and swaps its runtime part in without dropping requests in flight.
 //!
 //! As PID 1 without flags (`/init` of an image) it runs in init mode instead: see
-//! [`guest::init`].
+//! [`guest::init`]; init starts the HTTP proxy as a process of its own, this program again
+//! with a flag of its own ([`guest::init::proxy_process`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,7 +53,14 @@ fn main() -> ExitCode {
     if guest::init::is_init() {
         guest::init::run()
     }
-    let args = match parse_args(std::env::args().skip(1)) {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.next_if(|a| a == guest::init::proxy_process::FLAG).is_some() {
+        // Started by init only; returns on failure, which init reports.
+        let error = guest::init::proxy_process::child::run(args);
+        eprintln!("sdsec-guest: proxy process: {error}");
+        return ExitCode::FAILURE;
+    }
+    let args = match parse_args(args) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("sdsec-guest: {e}\n{USAGE}");

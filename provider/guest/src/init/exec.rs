@@ -130,10 +130,16 @@ impl Supervisor {
     /// Starts the thread that answers the application's execs; `refused` hears of each
     /// refusal. Must run before the application is spawned: the spawn returns only once
     /// its exec has been answered.
-    pub fn spawn(self, refused: impl Fn(Refused) + Send + 'static) -> Result<(), ExecError> {
+    /// `start` runs first on the thread (PID 1 gives up capabilities there).
+    pub fn spawn(
+        self,
+        start: impl FnOnce() + Send + 'static,
+        refused: impl Fn(Refused) + Send + 'static,
+    ) -> Result<(), ExecError> {
         std::thread::Builder::new()
             .name("exec-supervisor".into())
             .spawn(move || {
+                start();
                 if let Some(listener) = self.receive() {
                     answer(&listener, &refused);
                 }

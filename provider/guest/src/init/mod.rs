@@ -1,10 +1,14 @@
 //! Init mode: the runtime as `/init` of an image, PID 1 of a VM.
 //!
-//! In order: mount the kernel file systems, load the image's modules, configure the
-//! network, load the plan and bind the PEP, start the application sandboxed, wait until it
-//! listens, print the readiness line, then proxy and supervise. Any failure prints one
-//! `init_error` line and powers the VM off: PID 1 must never exit (the kernel would panic)
-//! and a VM that cannot enforce its plan must not linger.
+//! In order: mount the kernel file systems, load the image's modules, open the audit port,
+//! configure the network, load the plan and the control key, bind the PEP's port and start
+//! the proxy process ([`proxy_process`]), start the application sandboxed ([`app`], with
+//! [`exec`]'s supervisor under `strict`), give up what PID 1 no longer needs
+//! ([`privileges`]), wait until the application answers HTTP ([`ready`]), write `ready`,
+//! then supervise: the control channel, the application's output ([`relay`]), the children's
+//! exits ([`reaper`]), signals. Any failure writes one `init_error` event and powers the VM
+//! off: PID 1 must never exit (the kernel would panic) and a VM that cannot enforce its
+//! plan must not linger.
 
 pub mod app;
 pub mod events;
@@ -14,30 +18,34 @@ pub mod mounts;
 pub mod net;
 pub mod port;
 pub mod power;
+pub mod privileges;
+pub mod proxy_process;
 pub mod ready;
+pub mod reaper;
 pub mod relay;
 pub mod sandbox;
 pub mod seccomp;
 
 use std::fmt::Display;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use abi::cmdline::Launch;
 use abi::control::Key;
 use abi::event::{Event, ShutdownReason};
 use abi::paths;
-use rustix::process::{Pid, Signal, WaitOptions, WaitStatus};
+use rustix::process::Pid;
+use rustix::thread::CapabilitySet;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::audit::AuditLog;
 use crate::config::{Runtime, load_plan};
-use crate::proxy::Proxy;
+use reaper::Reaper;
 
 const CMDLINE: &str = "/proc/cmdline";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
-const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How long one readiness request may wait for the application's answer.
 const PROBE_WAIT: Duration = Duration::from_secs(3);
 
@@ -56,6 +64,8 @@ pub enum InitError {
         if *strict { STRICT_FORKS } else { "" }
     )]
     NoHttpAnswer { port: u16, why: String, strict: bool },
+    #[error("the runtime's proxy process ended ({0}): the instance stops rather than leave the application unguarded")]
+    ProxyEnded(String),
 }
 
 /// The likely cause of an application that accepts but never answers, under `strict`.
@@ -92,7 +102,7 @@ fn step<T, E: Display>(name: &str, result: Result<T, E>) -> T {
 /// Runs the image; never returns.
 pub fn run() -> ! {
     // A panic of the init thread itself would end PID 1: power off cleanly instead. One in
-    // a proxy task unwinds into tokio, which ends that connection only; it is reported.
+    // another thread of PID 1 ends that thread only; it is reported.
     std::panic::set_hook(Box::new(|info| {
         if std::thread::current().name() == Some("main") {
             fail("panic", info)
@@ -119,10 +129,17 @@ pub fn run() -> ! {
     if plan.build.hardening.read_only_root {
         step("read_only_root", mounts::read_only_root());
     }
-    let runtime = step("plan", Runtime::new(&plan.runtime));
-    let threads = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    // Compiled here to refuse a bad plan before anything starts; the proxy process compiles
+    // its own.
+    step("plan", Runtime::new(&plan.runtime));
+    // Its threads serve PID 1's timers and signals only: they hold no capability.
+    let threads = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .on_thread_start(|| privileges::drop_quietly(CapabilitySet::empty()))
+        .enable_all()
+        .build();
     let threads = step("runtime", threads.map_err(|source| InitError::Io { what: "start the async runtime", source }));
-    threads.block_on(supervise(launch, plan, runtime, key))
+    threads.block_on(supervise(launch, plan, key))
 }
 
 /// Module failures are warnings: a driver may be built in, and the network step names
@@ -140,16 +157,13 @@ fn load_modules() {
     }
 }
 
-async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime, key: Option<Key>) -> ! {
-    let audit = step(
-        "audit",
-        events::writer()
-            .and_then(AuditLog::spawn)
-            .map_err(|source| InitError::Io { what: "start the audit writer", source }),
-    );
+async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>) -> ! {
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, launch.listen));
     let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, launch.app_port));
-    let proxy = step("listen", Proxy::bind(listen, upstream, runtime, audit.clone()).await);
+    let proxy = step(
+        "proxy",
+        proxy_process::start(Path::new(proxy_process::SELF), true, listen, upstream, events::descriptor(), &plan),
+    );
     let signals = (signal(SignalKind::child()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
     let (mut children, mut term, mut int) = match signals {
         (Ok(c), Ok(t), Ok(i)) => (c, t, i),
@@ -160,30 +174,43 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
     let strict = plan.build.hardening.seccomp && plan.build.hardening.level == plan::HardeningLevel::Strict;
     let exec_guard = strict.then(|| {
         let (guard, supervisor) = step("exec_supervisor", exec::pair());
-        let refusals = audit.clone();
-        step("exec_supervisor", supervisor.spawn(move |refused| refusals.emit(&refused.event())));
+        let keep = || privileges::drop_quietly(privileges::EXEC_SUPERVISION);
+        step("exec_supervisor", supervisor.spawn(keep, |refused| console(&refused.event())));
         guard
     });
     let (child, output) = step("app", app::spawn(&launch, &plan.build.hardening, exec_guard));
+    let mut reaper = Reaper::new(Pid::from_child(&child), Some(proxy.pid));
+    // The handle is not needed: the reaper collects the status (and orphans' too).
+    drop(child);
+    // Both children run: what they needed root for is done. Threads started from here on
+    // inherit the main thread's sets.
+    step("privileges", privileges::keep_only(privileges::SUPERVISION));
+    let audit = step(
+        "audit",
+        events::writer()
+            .and_then(AuditLog::spawn)
+            .map_err(|source| InitError::Io { what: "start the audit writer", source }),
+    );
     if let Err(e) = relay::spawn(output, std::io::stdout()) {
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
     }
-    let mut app = Reaper { pid: Pid::from_child(&child), exit: None };
-    // The handle is not needed: the reaper collects the status (and orphans' too).
-    drop(child);
 
     let deadline = Instant::now() + LISTEN_WAIT;
     let mut verdict = ready::Verdict::default();
     loop {
-        if let Some(exit) = app.poll() {
+        if let Some(exit) = reaper.poll() {
             fail("app_ready", InitError::ExitedEarly(exit.describe(), launch.app_port));
+        }
+        if let Some(exit) = reaper.proxy_exit() {
+            reaper.stop().await;
+            fail("proxy", InitError::ProxyEnded(exit.describe()));
         }
         let probe = ready::probe(upstream, PROBE_WAIT).await;
         if matches!(probe, ready::Probe::Answered(_)) {
             break;
         }
         if verdict.hopeless(&probe, Instant::now()) || Instant::now() >= deadline {
-            app.stop().await;
+            reaper.stop().await;
             let port = launch.app_port;
             match probe {
                 ready::Probe::NoAnswer(why) => fail("app_ready", InitError::NoHttpAnswer { port, why, strict }),
@@ -193,39 +220,50 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, runtime: Runtime
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             _ = children.recv() => {}
-            _ = term.recv() => shut_down(&mut app, &audit).await,
-            _ = int.recv() => shut_down(&mut app, &audit).await,
+            _ = term.recv() => shut_down(&mut reaper, &audit).await,
+            _ = int.recv() => shut_down(&mut reaper, &audit).await,
         }
     }
+    let allowed =
+        privileges::SUPERVISION.union(if strict { privileges::EXEC_SUPERVISION } else { CapabilitySet::empty() });
+    step("privileges", privileges::check(allowed));
 
     audit.emit(&Event::Ready {
         node: plan.node.as_str().into(),
-        listen: proxy.local_addr().to_string(),
+        listen: proxy.local.to_string(),
         app: Some(launch.app_path().display().to_string()),
     });
-    if let Some(key) = key {
-        let controller = crate::control::Controller::new(key, plan.clone(), proxy.shared(), audit.clone());
-        crate::control::spawn(controller, warn);
-    }
-    tokio::spawn(proxy.run());
+    // Without a key the link stays here, unused: the proxy process ends when it closes.
+    let _idle_link = match key {
+        Some(key) => {
+            let controller = crate::control::Controller::new(key, plan.clone(), Box::new(proxy.link), audit.clone());
+            crate::control::spawn(controller, warn);
+            None
+        }
+        None => Some(proxy.link),
+    };
     loop {
         tokio::select! {
             _ = children.recv() => {}
             // Signals can coalesce: a periodic look keeps an exit from going unnoticed.
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = term.recv() => shut_down(&mut app, &audit).await,
-            _ = int.recv() => shut_down(&mut app, &audit).await,
+            _ = term.recv() => shut_down(&mut reaper, &audit).await,
+            _ = int.recv() => shut_down(&mut reaper, &audit).await,
         }
-        if let Some(exit) = app.poll() {
+        if let Some(exit) = reaper.poll() {
             audit.emit(&Event::AppExit { status: exit.code, signal: exit.signal });
             flush_and_power_off().await
+        }
+        if let Some(exit) = reaper.proxy_exit() {
+            reaper.stop().await;
+            fail("proxy", InitError::ProxyEnded(exit.describe()));
         }
     }
 }
 
-async fn shut_down(app: &mut Reaper, audit: &AuditLog) -> ! {
+async fn shut_down(reaper: &mut Reaper, audit: &AuditLog) -> ! {
     audit.emit(&Event::Shutdown { reason: ShutdownReason::Signal });
-    app.stop().await;
+    reaper.stop().await;
     flush_and_power_off().await
 }
 
@@ -233,58 +271,4 @@ async fn shut_down(app: &mut Reaper, audit: &AuditLog) -> ! {
 async fn flush_and_power_off() -> ! {
     tokio::time::sleep(Duration::from_millis(200)).await;
     power::power_off()
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Exit {
-    code: Option<i32>,
-    signal: Option<i32>,
-}
-
-impl Exit {
-    fn from_status(status: WaitStatus) -> Self {
-        Self { code: status.exit_status(), signal: status.terminating_signal() }
-    }
-
-    fn describe(self) -> String {
-        match (self.code, self.signal) {
-            (Some(code), _) => format!("status {code}"),
-            (None, Some(signal)) => format!("signal {signal}"),
-            (None, None) => "unknown status".to_owned(),
-        }
-    }
-}
-
-/// Collects exited children: the application, and any orphan re-parented to init.
-#[derive(Debug)]
-struct Reaper {
-    pid: Pid,
-    exit: Option<Exit>,
-}
-
-impl Reaper {
-    fn poll(&mut self) -> Option<Exit> {
-        // `wait`, not `waitpid(None)`: the latter only sees init's own process group, and
-        // the application runs in a group of its own.
-        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
-            if pid == self.pid {
-                self.exit = Some(Exit::from_status(status));
-            }
-        }
-        self.exit
-    }
-
-    /// SIGTERM to the application's process group, SIGKILL after the grace period.
-    async fn stop(&mut self) {
-        for (signal, wait) in [(Signal::TERM, STOP_GRACE), (Signal::KILL, Duration::from_secs(1))] {
-            let _ = rustix::process::kill_process_group(self.pid, signal);
-            let deadline = Instant::now() + wait;
-            while Instant::now() < deadline {
-                if self.poll().is_some() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }

@@ -21,7 +21,8 @@ pub const PROXY_ID: u32 = 65533;
 /// Prepared in the parent (building allocates), applied in the child.
 #[derive(Debug)]
 pub struct Sandbox {
-    id: u32,
+    /// The user and group to become; `None` keeps the parent's.
+    id: Option<u32>,
     drop_capabilities: bool,
     no_new_privileges: bool,
     filters: Vec<BpfProgram>,
@@ -37,7 +38,7 @@ impl Sandbox {
     ) -> Result<Self, seccomp::SeccompError> {
         let filters = if hardening.seccomp { seccomp::programs(hardening.level)? } else { Vec::new() };
         Ok(Self {
-            id: APP_ID,
+            id: Some(APP_ID),
             drop_capabilities: hardening.drop_capabilities,
             no_new_privileges: hardening.no_new_privileges,
             filters,
@@ -46,9 +47,16 @@ impl Sandbox {
     }
 
     /// The proxy process's, whatever the plan: its filter refuses execve, so the process
-    /// installs it itself once started ([`seccomp::proxy_programs`]).
-    pub fn proxy() -> Self {
-        Self { id: PROXY_ID, drop_capabilities: true, no_new_privileges: true, filters: Vec::new(), exec_guard: None }
+    /// installs it itself once started ([`seccomp::proxy_programs`]). Without `enabled`
+    /// (tests run unprivileged) it changes nothing but no_new_privs.
+    pub fn proxy(enabled: bool) -> Self {
+        Self {
+            id: enabled.then_some(PROXY_ID),
+            drop_capabilities: enabled,
+            no_new_privileges: true,
+            filters: Vec::new(),
+            exec_guard: None,
+        }
     }
 
     /// Runs in the forked child: system calls only, no allocation, no lock. The order
@@ -66,11 +74,12 @@ impl Sandbox {
             }
             rustix::thread::clear_ambient_capability_set()?;
         }
-        let id = (rustix::process::Gid::from_raw(self.id), rustix::process::Uid::from_raw(self.id));
-        // Per-thread calls are right here: the child of a fork has one thread.
-        rustix::thread::set_thread_groups(&[])?;
-        rustix::thread::set_thread_gid(id.0)?;
-        rustix::thread::set_thread_uid(id.1)?;
+        if let Some(id) = self.id {
+            // Per-thread calls are right here: the child of a fork has one thread.
+            rustix::thread::set_thread_groups(&[])?;
+            rustix::thread::set_thread_gid(rustix::process::Gid::from_raw(id))?;
+            rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(id))?;
+        }
         if self.drop_capabilities {
             // Leaving uid 0 cleared the permitted and effective sets; this clears the
             // inheritable one too.

@@ -16,7 +16,7 @@ fn run_strict(script: &str) -> (std::process::Output, u32, Vec<Refused>) {
     let (guard, supervisor) = pair().unwrap();
     let heard = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&heard);
-    supervisor.spawn(move |refused| sink.lock().unwrap().push(refused)).unwrap();
+    supervisor.spawn(|| {}, move |refused| sink.lock().unwrap().push(refused)).unwrap();
     let programs = seccomp::programs(HardeningLevel::Strict).unwrap();
     let mut command = Command::new("/bin/sh");
     command.args(["-c", script]);
