@@ -112,6 +112,17 @@ pub fn stop(config: &ProviderConfig, ids: &[String], all: bool) -> Result<(), Us
     Ok(())
 }
 
+/// The last `lines` lines of instance `id`'s console log, or with `audit` of the log its
+/// runtime's events are in; logs past their caps are rotated first.
+pub fn logs(config: &ProviderConfig, id: &str, audit: bool, lines: usize) -> Result<(), UsageError> {
+    let id: InstanceId = id.parse().map_err(UsageError)?;
+    let instance = launch::backend(config)?.instance(&id)?;
+    hypervisor::logs::rotate_instance(&instance);
+    let path = if audit { hypervisor::logs::event_log(&instance) } else { &instance.console_log };
+    print_stdout(&hypervisor::logs::tail(path, lines));
+    Ok(())
+}
+
 /// Stops every orphan and releases its network lease.
 pub fn stop_orphans(config: &ProviderConfig) -> Result<(), UsageError> {
     for id in instance::sweep_orphans(config)? {

@@ -95,6 +95,16 @@ enum Command {
         #[arg(long, conflicts_with = "ids")]
         orphans: bool,
     },
+    /// Print the last lines of an instance's console log (kernel, application), or of its audit log.
+    Logs {
+        id: String,
+        /// The runtime's events (audit.log) instead of the console.
+        #[arg(long)]
+        audit: bool,
+        /// How many lines.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
     /// List instances and their states (`creating` while being booted, `orphan` when their creator died first).
     Ps,
     /// List, verify or garbage-collect stored images.
@@ -179,6 +189,10 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                 return Err(UsageError("name the instances to stop, or --all, or --orphans".into()));
             }
             instances::stop(&config, &ids, all).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Logs { id, audit, lines } => {
+            instances::logs(&cli.at.config(&state_dir, AccelChoice::Tcg)?, &id, audit, lines)
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Ps => instances::ps(&cli.at.config(&state_dir, AccelChoice::Tcg)?).map(|()| ExitCode::SUCCESS),
         Command::Images { command } => {

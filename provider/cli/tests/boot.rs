@@ -367,7 +367,9 @@ fn a_state_directory_with_commas_neither_injects_options_nor_breaks_the_boot() {
     let endpoint: SocketAddr = field(&out, "endpoint").trim_start_matches("http://").parse().unwrap();
     let served = http(endpoint, "GET", "/items", Some(TOKEN)).0;
     let audit = std::fs::read_to_string(field(&out, "audit")).unwrap_or_default();
+    let logged = ok(sdsec(&state, &["logs", &id, "--audit", "-n", "1000"]));
     ok(sdsec(&state, &["stop", &id]));
+    assert_eq!(logged.trim_end(), audit.trim_end(), "sdsec logs --audit prints the audit log");
     assert_eq!(served, 200);
     assert!(audit.starts_with("{\"event\":\"audit_open\""), "{audit}");
     assert!(!qemu_running(&id));
