@@ -168,7 +168,9 @@ impl Host {
     /// instances (a replacement plans while the instance it replaces still holds the port;
     /// apply finds out if it still does).
     pub fn check(&self, host_port: Option<u16>) -> Result<(), HostError> {
-        self.sweep_orphans()?;
+        // An orphan that cannot be stopped must not stop a plan: the provider's configure
+        // reports it, and `sdsec stop --orphans` retries.
+        let _ = self.sweep_orphans();
         let Some(network) = self.bridge() else {
             let ours = |port| self.backend.list().is_ok_and(|l| l.iter().any(|(i, _)| i.endpoint.port() == port));
             // QEMU's user network binds the port on 127.0.0.1 itself.
