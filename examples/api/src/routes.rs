@@ -1,5 +1,6 @@
 //! The API: a health probe, an in-memory item collection, statistics, an echo of the
-//! `x-sdsec-*` headers the PEP adds (so tests can see what it forwards), and `/fetch`, which
+//! `x-sdsec-*` headers the PEP adds (`/whoami`) and of every header received (`/headers`),
+//! so tests can see what it forwards, and `/fetch`, which
 //! reports what the `--fetch` upstream answers (so tests can see which flows get through).
 
 use std::collections::BTreeMap;
@@ -75,7 +76,18 @@ pub fn handle(state: &State, request: &Request) -> Response {
                 .collect();
             Response::json(200, Value::Object(seen))
         }
-        (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"] | ["fetch"]) => {
+        ("GET", ["headers"]) => {
+            // Every header as received, names lower-cased, values in order: what a test
+            // against a booted image needs to see what the runtime passed on (or did not).
+            let mut seen: Map<String, Value> = Map::new();
+            for (name, value) in &request.headers {
+                if let Value::Array(values) = seen.entry(name.clone()).or_insert_with(|| Value::Array(Vec::new())) {
+                    values.push(Value::String(value.clone()));
+                }
+            }
+            Response::json(200, Value::Object(seen))
+        }
+        (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"] | ["headers"] | ["fetch"]) => {
             Response::error(405, "method not allowed")
         }
         _ => Response::error(404, "not found"),
@@ -125,6 +137,27 @@ mod tests {
         assert_eq!(call(&state, "PUT", "/items", "").status, 405);
         assert_eq!(call(&state, "GET", "/whoami", "").body, Some(json!({"x-sdsec-principal": "alice"})));
         assert_eq!(call(&state, "GET", "/admin/stats", "").body.map(|b| b["requests"].clone()), Some(json!(8)));
+    }
+
+    #[test]
+    fn headers_echoes_every_header_received() {
+        let state = State::default();
+        let request = Request {
+            method: "GET".to_owned(),
+            path: "/headers".to_owned(),
+            headers: vec![
+                ("x-forwarded-for".to_owned(), "10.0.0.1".to_owned()),
+                ("x_sdsec_principal".to_owned(), "a".to_owned()),
+                ("x-forwarded-for".to_owned(), "10.0.0.2".to_owned()),
+            ],
+            body: Vec::new(),
+            keep_alive: true,
+        };
+        assert_eq!(
+            handle(&state, &request).body,
+            Some(json!({"x-forwarded-for": ["10.0.0.1", "10.0.0.2"], "x_sdsec_principal": ["a"]}))
+        );
+        assert_eq!(call(&state, "POST", "/headers", "").status, 405);
     }
 
     /// A local upstream that answers each connection with `answer` (none: it says nothing and

@@ -9,7 +9,17 @@ fn matches(rule: &AuthorizationRulePlan, roles: Option<&BTreeSet<String>>, metho
     let role_ok = rule.roles.is_empty() || roles.is_some_and(|held| rule.roles.iter().any(|r| held.contains(r)));
     role_ok
         && (rule.methods.is_empty() || rule.methods.iter().any(|m| m.as_str() == method))
-        && (rule.paths.is_empty() || rule.paths.iter().any(|g| g.matches(path)))
+        && (rule.paths.is_empty() || rule.paths.iter().any(|g| glob_matches(g, rule.effect, path)))
+}
+
+/// A rule that refuses matches paths whatever their letters' case (an application may
+/// route `/ADMIN` to `/admin`); a rule that allows matches them exactly, so it never
+/// grants more than it names.
+pub fn glob_matches(glob: &plan::PathGlob, effect: Effect, path: &str) -> bool {
+    match effect {
+        Effect::Deny => glob.matches_ignoring_case(path),
+        Effect::Allow => glob.matches(path),
+    }
 }
 
 /// `Ok` when every set allows the request, otherwise the name of the policy that refused it.
@@ -62,5 +72,28 @@ mod tests {
         assert_eq!(authorize(&sets, Some(&reader), "DELETE", "/admin/users"), Err("rbac"));
         assert_eq!(authorize(&sets, Some(&reader), "GET", "/admin/users"), Ok(()));
         assert_eq!(authorize(&[], None, "GET", "/x"), Ok(()));
+    }
+
+    #[test]
+    fn deny_rules_ignore_case_and_allow_rules_do_not() {
+        let sets = vec![AuthorizationRuleSet {
+            policy: "rbac".into(),
+            default: Effect::Deny,
+            rules: vec![
+                rule(&[], &[], &["/admin/**"], Effect::Deny),
+                rule(&[], &[], &["/public/**", "/**/Admin/x"], Effect::Allow),
+                rule(&[], &[], &["/**"], Effect::Allow),
+            ],
+        }];
+        for path in ["/admin", "/ADMIN/users", "/Admin"] {
+            assert_eq!(authorize(&sets, None, "GET", path), Err("rbac"), "{path}");
+        }
+        let exact = vec![AuthorizationRuleSet {
+            policy: "exact".into(),
+            default: Effect::Deny,
+            rules: vec![rule(&[], &[], &["/public/**"], Effect::Allow)],
+        }];
+        assert_eq!(authorize(&exact, None, "GET", "/public/x"), Ok(()));
+        assert_eq!(authorize(&exact, None, "GET", "/PUBLIC/x"), Err("exact"), "allow names exactly");
     }
 }

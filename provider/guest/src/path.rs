@@ -31,6 +31,8 @@ pub enum PathError {
     NotUtf8,
     #[error("the path is percent-encoded twice")]
     DoubleEncoded,
+    #[error("a `;` (a path parameter, which some servers strip) is ambiguous")]
+    Parameter,
 }
 
 impl PathError {
@@ -44,6 +46,7 @@ impl PathError {
             Self::Control => "path_control_character",
             Self::NotUtf8 => "path_not_utf8",
             Self::DoubleEncoded => "path_double_encoded",
+            Self::Parameter => "path_parameter",
         }
     }
 }
@@ -84,6 +87,9 @@ fn decode_segment(raw: &str) -> Result<String, PathError> {
         };
         match decoded {
             b'\\' => return Err(PathError::Backslash),
+            // Servlet containers read `/admin;x` as `/admin` and `/..;/admin` as `/../admin`:
+            // matched here as written, they would reach the application as another path.
+            b';' => return Err(PathError::Parameter),
             0..=0x1f | 0x7f => return Err(PathError::Control),
             _ => out.push(decoded),
         }
@@ -175,6 +181,10 @@ mod tests {
         assert_eq!(m("/%252e%252e/admin"), Err(PathError::DoubleEncoded));
         assert_eq!(m("/%ff"), Err(PathError::NotUtf8));
         assert_eq!(m("*"), Err(PathError::NotAbsolute));
+        assert_eq!(m("/admin;x"), Err(PathError::Parameter));
+        assert_eq!(m("/..;/admin"), Err(PathError::Parameter));
+        assert_eq!(m("/admin%3Bx"), Err(PathError::Parameter));
+        assert_eq!(m("/admin%3bx"), Err(PathError::Parameter));
     }
 
     #[test]

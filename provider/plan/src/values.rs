@@ -128,6 +128,12 @@ impl PathGlob {
         let segments: Vec<&str> = path.split('/').skip(1).collect();
         match_segments(&pattern, &segments)
     }
+
+    /// Matches with ASCII letters compared without case: what a rule that refuses must use,
+    /// since many servers route `/ADMIN` to the handler of `/admin`.
+    pub fn matches_ignoring_case(&self, path: &str) -> bool {
+        PathGlob(self.0.to_ascii_lowercase()).matches(&path.to_ascii_lowercase())
+    }
 }
 
 fn match_segments(pattern: &[&str], path: &[&str]) -> bool {

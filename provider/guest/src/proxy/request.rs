@@ -115,6 +115,20 @@ fn target<B>(req: &Request<B>) -> Result<Target, &'static str> {
     Ok(Target { path, query: uri.query().map(str::to_owned) })
 }
 
+/// Refuses what would make the request mean something else to the application than to the
+/// rules: a protocol upgrade (`h2c`, WebSocket: the runtime only judges HTTP/1.1 requests),
+/// and a method with lower-case letters (`delete` is not `DELETE` to the rules, but is to
+/// some servers).
+fn plain_http1<B>(req: &Request<B>) -> Result<(), &'static str> {
+    if req.headers().contains_key(header::UPGRADE) || req.headers().contains_key("http2-settings") {
+        return Err("upgrade_refused");
+    }
+    if req.method().as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err("method_not_upper_case");
+    }
+    Ok(())
+}
+
 fn content_length<B>(req: &Request<B>) -> Option<u64> {
     // The scanner has already refused lists, repeats and malformed lengths.
     req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
@@ -138,6 +152,9 @@ pub async fn handle(
 
     if let Err(why) = scan::lock(scanner).next_verdict() {
         return close(judge.refuse(StatusCode::BAD_REQUEST, drop, why.reason()));
+    }
+    if let Err(reason) = plain_http1(&req) {
+        return close(judge.refuse(StatusCode::BAD_REQUEST, drop, reason));
     }
     let target = match target(&req) {
         Ok(t) => t,
@@ -169,7 +186,7 @@ pub async fn handle(
         }
         return response;
     }
-    if http.deny_paths.iter().any(|g| g.matches(&target.path.matching)) {
+    if http.deny_paths.iter().any(|g| g.matches_ignoring_case(&target.path.matching)) {
         return judge.refuse(StatusCode::FORBIDDEN, drop, "denied_path");
     }
     if content_length(&req).is_some_and(|n| n > http.max_body_bytes) {
