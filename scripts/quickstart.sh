@@ -2,7 +2,7 @@
 # The main job, end to end on the embedded default: build the provider, the runtime and the
 # example API, then a real `terraform apply` of examples/quickstart (one policy, one
 # protected unikernel booted on QEMU), show it refusing a request without a token, serving
-# one with it and auditing on its console, show a policy change in the plan, and destroy.
+# one with it and auditing in its audit log, show a policy change in the plan, and destroy.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -40,7 +40,7 @@ tf apply -auto-approve -no-color "${vars[@]}"
 echo "==> what the policy enforces"
 tf output -raw summary
 endpoint="$(tf output -raw endpoint)"
-console="$(tf output -raw console_log)"
+audit="$(tf output -raw audit_log)"
 network="$(tf output -raw network)"
 echo "network: $network (bridge as root: the guest has an address of its own and the runtime sees each client's"
 echo "  own address; requests from this host through 127.0.0.1 come from the bridge's gateway, 10.213.0.1)"
@@ -65,8 +65,8 @@ admin="$(status GET /admin/stats quickstart-token)"
 echo "GET /items without a token:   $no_token (expected 401)"
 echo "GET /items with the token:    $with_token (expected 200)"
 echo "GET /admin/stats (denied):    $admin (expected 403)"
-echo "audit events on the unikernel's console (src: the client's address as the runtime sees it):"
-grep '"event":"' "$console" | grep -v '"ready"' | tail -n 3
+echo "audit events in the unikernel's audit log (src: the client's address as the runtime sees it):"
+grep '"event":"' "$audit" | grep -v '"ready"' | tail -n 3
 if [ "$no_token" != 401 ] || [ "$with_token" != 200 ] || [ "$admin" != 403 ]; then
   echo "quickstart: the protected API did not enforce its policy" >&2
   exit 1

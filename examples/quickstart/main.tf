@@ -65,6 +65,10 @@ output "console_log" {
   value = abspath("${path.root}/sdsec-state/instances/${sdsec_unikernel.api.instance_id}/console.log")
 }
 
+output "audit_log" {
+  value = abspath("${path.root}/sdsec-state/instances/${sdsec_unikernel.api.instance_id}/audit.log")
+}
+
 output "digest" {
   value = sdsec_security_policy.api.digest
 }
