@@ -13,7 +13,6 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::FileExt as _;
 
 use abi::event::Event;
 use rustix::net::{
@@ -228,12 +227,25 @@ fn still_valid(listener: &OwnedFd, id: u64) -> bool {
     unsafe { libc::ioctl(listener.as_raw_fd(), NOTIF_ID_VALID as _, &mut id) == 0 }
 }
 
-/// The NUL-terminated string at `address` in `pid`'s memory, best effort.
+/// The NUL-terminated string at `address` in `pid`'s memory, best effort. With
+/// process_vm_readv, which needs CAP_SYS_PTRACE only: opening /proc/PID/mem would need to
+/// pass the file's permissions too (it is the application's).
+#[allow(unsafe_code)]
 fn read_path(pid: i32, address: u64) -> Option<String> {
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    const PAGE: u64 = 4096;
     let mut buf = vec![0u8; PATH_MAX];
-    // A string near the end of a mapping reads short: take what there is.
-    let n = mem.read_at(&mut buf, address).ok()?;
+    // Two pieces split at a page boundary: a string near the end of a mapping still reads
+    // up to it (the kernel stops at the first piece that faults).
+    let first = (PAGE - address % PAGE).min(PATH_MAX as u64) as usize;
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: PATH_MAX };
+    let remote = [
+        libc::iovec { iov_base: address as *mut libc::c_void, iov_len: first },
+        libc::iovec { iov_base: address.wrapping_add(first as u64) as *mut libc::c_void, iov_len: PATH_MAX - first },
+    ];
+    // SAFETY: the local buffer is PATH_MAX bytes and outlives the call; the remote ranges
+    // are only read, in another process, and checked by the kernel.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), 2, 0) };
+    let n = usize::try_from(n).ok()?;
     let end = buf[..n].iter().position(|b| *b == 0)?;
     Some(String::from_utf8_lossy(&buf[..end]).into_owned())
 }

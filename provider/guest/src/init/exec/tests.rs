@@ -6,27 +6,49 @@ use std::time::{Duration, Instant};
 use plan::HardeningLevel;
 
 use super::*;
-use crate::init::seccomp;
+use crate::init::sandbox::{Sandbox, set_pre_exec};
+use crate::init::{privileges, seccomp};
 
-/// Starts `sh -c script` with the strict filters and the exec guard, as init starts the
-/// application (without the uid change, which needs root); returns its output and the
-/// refusals the supervisor heard of.
+/// Starts `sh -c script` as init starts the application under strict: as root, with the
+/// whole sandbox (user 65534, no capability) and a supervisor thread holding only what PID 1's
+/// keeps; unprivileged, with the strict filters and the exec guard only. Returns its output
+/// and the refusals the supervisor heard of.
 #[allow(unsafe_code)]
 fn run_strict(script: &str) -> (std::process::Output, u32, Vec<Refused>) {
+    let root = rustix::process::geteuid().is_root();
     let (guard, supervisor) = pair().unwrap();
     let heard = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&heard);
-    supervisor.spawn(|| {}, move |refused| sink.lock().unwrap().push(refused)).unwrap();
-    let programs = seccomp::programs(HardeningLevel::Strict).unwrap();
+    let start = move || {
+        if root {
+            privileges::keep_only(privileges::EXEC_SUPERVISION).unwrap();
+        }
+    };
+    supervisor.spawn(start, move |refused| sink.lock().unwrap().push(refused)).unwrap();
     let mut command = Command::new("/bin/sh");
-    command.args(["-c", script]);
-    // SAFETY: between fork and exec the closure makes system calls only, on data prepared
-    // before the fork.
-    unsafe {
-        command.pre_exec(move || {
-            seccomp::install(&programs)?;
-            guard.arm()
-        });
+    command.args(["-c", script]).current_dir("/");
+    if root {
+        let hardening = plan::HardeningPlan {
+            level: HardeningLevel::Strict,
+            read_only_root: true,
+            seccomp: true,
+            max_lifetime_seconds: None,
+            no_shell: true,
+            no_package_manager: true,
+            drop_capabilities: true,
+            no_new_privileges: true,
+        };
+        set_pre_exec(&mut command, Sandbox::application(&hardening, Some(guard)).unwrap(), || Ok(()));
+    } else {
+        let programs = seccomp::programs(HardeningLevel::Strict).unwrap();
+        // SAFETY: between fork and exec the closure makes system calls only, on data
+        // prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                seccomp::install(&programs)?;
+                guard.arm()
+            });
+        }
     }
     let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
     let pid = child.id();
