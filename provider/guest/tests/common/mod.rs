@@ -101,7 +101,7 @@ pub struct Guest {
     child: Child,
     lines: Receiver<String>,
     pub seen: Arc<Mutex<Vec<String>>>,
-    _plan: tempfile::NamedTempFile,
+    plan_file: tempfile::NamedTempFile,
 }
 
 impl Guest {
@@ -153,7 +153,7 @@ impl Guest {
         };
         let addr = listen.parse().unwrap();
         let pid = child.id();
-        Ok(Self { addr, pid, child, lines, seen: Arc::default(), _plan: file })
+        Ok(Self { addr, pid, child, lines, seen: Arc::default(), plan_file: file })
     }
 
     /// Waits for an audit line matching `pred` (lines before it are kept in `seen`).
@@ -174,6 +174,13 @@ impl Guest {
                 }
             }
         }
+    }
+
+    /// Rewrites the plan file and sends SIGHUP: the runtime swaps the new plan in.
+    pub fn reload(&self, plan: &EnforcementPlan) {
+        std::fs::write(self.plan_file.path(), serde_json::to_string(plan).unwrap()).unwrap();
+        let status = Command::new("kill").args(["-HUP", &self.pid.to_string()]).status().unwrap();
+        assert!(status.success());
     }
 
     pub fn send(&self, raw: &[u8]) -> Reply {
