@@ -4,8 +4,11 @@
 //! Domains are transient (`virDomainCreateXML`): the daemon keeps them running after the
 //! provider exits, and when one stops it leaves no definition behind to clean up. The
 //! domain is the instance's record: sdsec's element in its `<metadata>` holds the whole
-//! [`Instance`], so `list` needs nothing but the connection. Only the console log lives
-//! under `<state_dir>/libvirt/instances/<id>/`, apart from the QEMU backend's instances.
+//! [`Instance`], so `list` needs nothing but the connection. The logs and the control
+//! channel live under `<state_dir>/libvirt/instances/<id>/`, apart from the QEMU backend's
+//! instances, with a copy of the record kept there until the domain exists: a creator
+//! killed before it created the domain leaves a directory that `list` shows (an orphan once
+//! its creator is gone) and `stop` removes.
 //!
 //! Paths (kernel, initramfs, console log) and the forwarded port are the daemon host's:
 //! a URI naming another machine needs the image at the same path there.
@@ -187,7 +190,11 @@ impl Hypervisor for Libvirt {
         // The record, with its creator, goes into the domain's XML, so an interrupted boot
         // still leaves a domain `list` finds and `stop` removes (an orphan once its creator
         // is gone).
-        let launched = control::personalise(&spec, &dir).and_then(|spec| self.launch(&spec, &mut record, &dir));
+        let launched = self
+            .registry
+            .save(&record)
+            .and_then(|()| control::personalise(&spec, &dir))
+            .and_then(|spec| self.launch(&spec, &mut record, &dir));
         let domain = match launched {
             Ok(d) => d,
             Err(e) => {
@@ -195,6 +202,9 @@ impl Hypervisor for Libvirt {
                 return Err(e);
             }
         };
+        // The domain holds the record from now on; a local copy would go stale (and could
+        // be taken for an orphan by a connection to another daemon sharing the directory).
+        let _ = std::fs::remove_file(dir.join(crate::registry::RECORD));
         let ready = self.wait_ready(&spec, &domain, &record, started).and_then(|boot_ms| {
             record.boot_ms = boot_ms;
             self.save_record(&domain, &record)
@@ -232,6 +242,15 @@ impl Hypervisor for Libvirt {
             .collect();
         // The logs are on this host when the daemon is (a remote one keeps them).
         out.iter().for_each(|(record, _)| logs::rotate_instance(record));
+        // Directories without a domain: a boot before its domain exists, or what one whose
+        // creator died then left.
+        for id in self.registry.ids()? {
+            if !out.iter().any(|(record, _)| record.id == id)
+                && let Ok(record) = self.registry.load(&id)
+            {
+                out.push((record, InstanceState::Gone));
+            }
+        }
         out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         Ok(out)
     }
