@@ -27,6 +27,8 @@ pub enum ChildError {
     Io { what: &'static str, source: std::io::Error },
     #[error("PID 1 closed the link before sending a plan")]
     NoPlan,
+    #[error("the plan from init does not start: {0}")]
+    Plan(String),
 }
 
 /// Runs the proxy process; returns only on failure (PID 1 powers off when it ends).
@@ -50,17 +52,18 @@ pub fn run(mut args: impl Iterator<Item = String>) -> ChildError {
         )
     };
     match serve(listener, events, link, upstream) {
-        Ok(()) => ChildError::NoPlan,
+        Ok(never) => match never {},
         Err(e) => e,
     }
 }
 
+/// Serves until the link closes (then exits: PID 1 is gone and the VM with it).
 fn serve(
     listener: std::net::TcpListener,
     events: File,
     link: UnixStream,
     upstream: SocketAddr,
-) -> Result<(), ChildError> {
+) -> Result<std::convert::Infallible, ChildError> {
     let io = |what| move |source| ChildError::Io { what, source };
     let mut answers = link.try_clone().map_err(io("use the link"))?;
     let mut lines = BufReader::new(link);
@@ -81,8 +84,8 @@ fn serve(
     let shared: Arc<Shared> = match shared {
         Ok(shared) => shared,
         Err(e) => {
-            let _ = answers.write_all(format!("error: {e}\n").as_bytes());
-            return Ok(());
+            let _ = answers.write_all(format!("error: {}\n", e.replace('\n', " ")).as_bytes());
+            return Err(ChildError::Plan(e));
         }
     };
     answers.write_all(b"ok\n").map_err(io("answer on the link"))?;

@@ -134,3 +134,30 @@ fn baseline_leaves_threads_processes_and_ordinary_sockets_alone() {
     ];
     assert_eq!(baseline_errnos(attempts), [0; 4], "clone, tcp, udp6, unix");
 }
+
+#[test]
+#[allow(unsafe_code)]
+fn the_proxy_process_dies_at_its_first_execve() {
+    let programs = proxy_programs().unwrap();
+    let path = c"/bin/true";
+    let argv = [path.as_ptr(), std::ptr::null()];
+    let envp = [std::ptr::null::<libc::c_char>()];
+    // SAFETY: the child makes system calls only (the programs and arguments were prepared
+    // before the fork) and leaves with _exit if execve returns.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            if install(&programs).is_err() {
+                libc::_exit(2)
+            }
+            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(3)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+}
