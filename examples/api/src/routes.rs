@@ -22,6 +22,8 @@ pub struct State {
     pub connections: AtomicU64,
     /// Where `GET /fetch` sends its request (`--fetch`).
     pub fetch: Option<Upstream>,
+    /// `--test-routes`: the deliberately unsafe `/read/...` and `/exec/...` ([`crate::probes`]).
+    pub test_routes: bool,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +89,8 @@ pub fn handle(state: &State, request: &Request) -> Response {
             }
             Response::json(200, Value::Object(seen))
         }
+        ("GET", ["read", rest @ ..]) if state.test_routes => crate::probes::read(rest),
+        ("GET", ["exec", rest @ ..]) if state.test_routes => crate::probes::exec(rest),
         (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"] | ["headers"] | ["fetch"]) => {
             Response::error(405, "method not allowed")
         }
