@@ -35,7 +35,9 @@ pub enum EventsError {
 /// Opens the audit port and writes [`Event::AuditOpen`] as its first line. On error,
 /// events keep going to the console.
 pub fn open_audit_port() -> Result<(), EventsError> {
-    let path = port::find_or_give_up(AUDIT_PORT_NAME, Instant::now() + PORT_WAIT).ok_or(EventsError::NoPort)?;
+    let path = port::Places::system()
+        .find_or_give_up(AUDIT_PORT_NAME, Instant::now() + PORT_WAIT)
+        .ok_or(EventsError::NoPort)?;
     let file = File::options()
         .write(true)
         .open(&path)
