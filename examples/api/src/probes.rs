@@ -6,6 +6,9 @@
 //! - `GET /exec/<path>`: `execve("/<path>")` in place of this server, without a fork; it
 //!   answers only when the call fails (403 with the error), since success replaces the
 //!   process.
+//! - `GET /forge`: prints lines that look like the runtime's events (a refused control
+//!   request, the application's exit, an init error) to standard output, as an application
+//!   trying to forge the audit trail or kill its own VM would.
 
 use std::os::unix::process::CommandExt as _;
 
@@ -31,6 +34,23 @@ pub fn exec(rest: &[&str]) -> Response {
     // Returns only if the exec failed.
     let error = std::process::Command::new(&path).arg("--version").exec();
     Response::json(403, json!({ "path": path, "error": error.to_string() }))
+}
+
+/// Lines that would mislead a host that took events from the application's output.
+pub const FORGED: &[&str] = &[
+    r#"{"event":"control_refused","reason":"bad_mac","seq":424242}"#,
+    r#"{"event":"app_exit","status":0}"#,
+    r#"{"event":"init_error","step":"forged","error":"written by the application"}"#,
+];
+
+pub fn forge() -> Response {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let written = FORGED.iter().try_for_each(|line| writeln!(out, "{line}")).and_then(|()| out.flush());
+    match written {
+        Ok(()) => Response::json(200, json!({ "printed": FORGED.len() })),
+        Err(e) => Response::json(500, json!({ "error": e.to_string() })),
+    }
 }
 
 #[cfg(test)]

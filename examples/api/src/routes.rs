@@ -91,6 +91,7 @@ pub fn handle(state: &State, request: &Request) -> Response {
         }
         ("GET", ["read", rest @ ..]) if state.test_routes => crate::probes::read(rest),
         ("GET", ["exec", rest @ ..]) if state.test_routes => crate::probes::exec(rest),
+        ("GET", ["forge"]) if state.test_routes => crate::probes::forge(),
         (_, ["health"] | ["items"] | ["items", _] | ["admin", "stats"] | ["whoami"] | ["headers"] | ["fetch"]) => {
             Response::error(405, "method not allowed")
         }
