@@ -28,6 +28,8 @@ use crate::audit::now_rfc3339;
 const NOTIF_RECV: u64 = 0xc050_2100;
 const NOTIF_SEND: u64 = 0xc018_2101;
 const NOTIF_ID_VALID: u64 = 0x4008_2102;
+/// The supervisor thread's name (15 bytes at most: the kernel's limit).
+pub const THREAD_NAME: &str = "exec-supervisor";
 /// Longest program path read from the application's memory.
 const PATH_MAX: usize = 4096;
 
@@ -136,7 +138,7 @@ impl Supervisor {
         refused: impl Fn(Refused) + Send + 'static,
     ) -> Result<(), ExecError> {
         std::thread::Builder::new()
-            .name("exec-supervisor".into())
+            .name(THREAD_NAME.into())
             .spawn(move || {
                 start();
                 if let Some(listener) = self.receive() {

@@ -182,18 +182,31 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     let mut reaper = Reaper::new(Pid::from_child(&child), Some(proxy.pid));
     // The handle is not needed: the reaper collects the status (and orphans' too).
     drop(child);
-    // Both children run: what they needed root for is done. Threads started from here on
-    // inherit the main thread's sets.
-    step("privileges", privileges::keep_only(privileges::SUPERVISION));
-    let audit = step(
-        "audit",
-        events::writer()
-            .and_then(AuditLog::spawn)
-            .map_err(|source| InitError::Io { what: "start the audit writer", source }),
-    );
-    if let Err(e) = relay::spawn(output, std::io::stdout()) {
+    // The threads that handle what others send (events, the application's output, the host's
+    // control requests) start without any capability. Before the main thread gives up its
+    // own: a thread needs CAP_SETPCAP to empty its bounding set.
+    let link = proxy.link;
+    let started = privileges::without_capabilities(|| {
+        let audit = events::writer().and_then(AuditLog::spawn);
+        let relayed = relay::spawn(output, std::io::stdout());
+        // Without a key the link stays here, unused: the proxy process ends when it closes.
+        let idle_link = match (key, &audit) {
+            (Some(key), Ok(audit)) => {
+                let controller = crate::control::Controller::new(key, plan.clone(), Box::new(link), audit.clone());
+                crate::control::spawn(controller, warn);
+                None
+            }
+            _ => Some(link),
+        };
+        (audit, relayed, idle_link)
+    });
+    let (audit, relayed, _idle_link) = step("privileges", started);
+    let audit = step("audit", audit.map_err(|source| InitError::Io { what: "start the audit writer", source }));
+    if let Err(e) = relayed {
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
     }
+    // Both children run: what they needed root for is done.
+    step("privileges", privileges::keep_only(privileges::SUPERVISION));
 
     let deadline = Instant::now() + LISTEN_WAIT;
     let mut verdict = ready::Verdict::default();
@@ -224,24 +237,13 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
             _ = int.recv() => shut_down(&mut reaper, &audit).await,
         }
     }
-    let allowed =
-        privileges::SUPERVISION.union(if strict { privileges::EXEC_SUPERVISION } else { CapabilitySet::empty() });
-    step("privileges", privileges::check(allowed));
+    step("privileges", privileges::check(thread_capabilities));
 
     audit.emit(&Event::Ready {
         node: plan.node.as_str().into(),
         listen: proxy.local.to_string(),
         app: Some(launch.app_path().display().to_string()),
     });
-    // Without a key the link stays here, unused: the proxy process ends when it closes.
-    let _idle_link = match key {
-        Some(key) => {
-            let controller = crate::control::Controller::new(key, plan.clone(), Box::new(proxy.link), audit.clone());
-            crate::control::spawn(controller, warn);
-            None
-        }
-        None => Some(proxy.link),
-    };
     loop {
         tokio::select! {
             _ = children.recv() => {}
@@ -258,6 +260,15 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
             reaper.stop().await;
             fail("proxy", InitError::ProxyEnded(exit.describe()));
         }
+    }
+}
+
+/// What each thread of PID 1 may hold once the children run ([`privileges`]).
+fn thread_capabilities(name: &str, main: bool) -> CapabilitySet {
+    match (main, name) {
+        (true, _) => privileges::SUPERVISION,
+        (false, exec::THREAD_NAME) => privileges::EXEC_SUPERVISION,
+        (false, _) => CapabilitySet::empty(),
     }
 }
 

@@ -7,7 +7,8 @@
 //! - the exec supervisor: CAP_SYS_PTRACE (reading the refused program's path from the
 //!   application's memory);
 //! - every other thread (tokio's, the audit writer, the output relay, the control channel):
-//!   none.
+//!   none; PID 1 starts the latter from a thread without capabilities
+//!   ([`without_capabilities`]).
 //!
 //! Every thread also sets no_new_privs. PID 1 stays uid 0: the plan and the ports are root's
 //! files, and the uid alone gives no capability.
@@ -45,8 +46,11 @@ pub fn keep_only(keep: CapabilitySet) -> Result<(), PrivilegeError> {
         if keep.contains(capability) {
             continue;
         }
-        match rustix::thread::remove_capability_from_bounding_set(capability) {
-            Ok(()) => {}
+        // Dropping needs CAP_SETPCAP, even for one already gone: a thread started by one that
+        // gave it up (tokio's blocking threads) only checks.
+        match rustix::thread::capability_is_in_bounding_set(capability) {
+            Ok(false) => continue,
+            Ok(true) => rustix::thread::remove_capability_from_bounding_set(capability).map_err(drop)?,
             // Past the last capability the kernel knows.
             Err(rustix::io::Errno::INVAL) => break,
             Err(e) => return Err(drop(e)),
@@ -66,13 +70,26 @@ pub fn drop_quietly(keep: CapabilitySet) {
     }
 }
 
-/// Verifies that no thread of this process holds more than `allowed` (the union of what
-/// the threads keep).
-pub fn check(allowed: CapabilitySet) -> Result<(), PrivilegeError> {
+/// Runs `work` on a thread that holds no capability, so that the threads it starts hold
+/// none either (a new thread inherits its creator's sets).
+pub fn without_capabilities<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T, PrivilegeError> {
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            keep_only(CapabilitySet::empty())?;
+            Ok(work())
+        });
+        worker.join().unwrap_or(Err(PrivilegeError::Thread))
+    })
+}
+
+/// Verifies that no thread of this process holds more than `allowed` says for it, given its
+/// name and whether it is the main thread.
+pub fn check(allowed: impl Fn(&str, bool) -> CapabilitySet) -> Result<(), PrivilegeError> {
     if FAILED.load(Ordering::Relaxed) {
         return Err(PrivilegeError::Thread);
     }
     let tasks = "/proc/self/task";
+    let main = std::process::id().to_string();
     let read = |path: String| {
         std::fs::read_to_string(&path).map_err(|source| PrivilegeError::Read { path: path.clone(), source })
     };
@@ -85,9 +102,11 @@ pub fn check(allowed: CapabilitySet) -> Result<(), PrivilegeError> {
             Err(PrivilegeError::Read { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
+        let name = status.lines().find_map(|l| l.strip_prefix("Name:")).unwrap_or_default().trim();
+        let allowed = allowed(name, tid == main);
         let held = held(&status);
         if held & !allowed.bits() != 0 {
-            return Err(PrivilegeError::Kept { tid, held, allowed: allowed.bits() });
+            return Err(PrivilegeError::Kept { tid: format!("{tid} ({name})"), held, allowed: allowed.bits() });
         }
     }
     Ok(())
@@ -131,9 +150,21 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(outcome, Ok(0));
+        // Threads started from a thread without capabilities hold none either, and can say
+        // so again (as tokio's blocking threads do at their start).
+        let inherited = without_capabilities(|| {
+            std::thread::spawn(|| {
+                keep_only(CapabilitySet::empty()).unwrap();
+                std::fs::read_to_string("/proc/thread-self/status").unwrap()
+            })
+            .join()
+            .unwrap()
+        });
+        assert_eq!(inherited.map(|status| held(&status)).ok(), Some(0));
         // Other threads of the test process still hold what they had (root's, when run as root).
-        assert!(check(CapabilitySet::from_bits_retain(u64::MAX)).is_ok());
-        let main_thread_caps = check(CapabilitySet::empty());
+        assert!(check(|_, _| CapabilitySet::from_bits_retain(u64::MAX)).is_ok());
+        let main_thread_caps =
+            check(|_, main| if main { CapabilitySet::empty() } else { CapabilitySet::from_bits_retain(u64::MAX) });
         assert!(matches!(main_thread_caps, Err(PrivilegeError::Kept { .. })), "{main_thread_caps:?}");
     }
 }
