@@ -13,6 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use guest::init::proxy_process::{self, PROXY_ID};
+use guest::init::ready::Probe;
 
 fn status_field(pid: i32, name: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -40,6 +41,8 @@ fn the_proxy_process_serves_takes_new_plans_and_holds_no_privilege() {
     let pid = proxy.pid.as_raw_nonzero().get();
 
     assert_eq!(common::send(proxy.local, b"GET /admin/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").status, 200);
+    // PID 1's readiness probe, sent by the proxy process.
+    assert_eq!(proxy.link.probe().unwrap(), Probe::Answered(200));
     // Acknowledged only once in force: the very next request is judged by the new plan.
     proxy.link.send(&common::plan("firewall")).unwrap();
     assert_eq!(common::send(proxy.local, b"GET /admin/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").status, 403);

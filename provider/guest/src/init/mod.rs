@@ -29,6 +29,7 @@ pub mod seccomp;
 use std::fmt::Display;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use abi::cmdline::Launch;
@@ -46,8 +47,6 @@ use reaper::Reaper;
 const CMDLINE: &str = "/proc/cmdline";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
-/// How long one readiness request may wait for the application's answer.
-const PROBE_WAIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -185,22 +184,18 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     // The threads that handle what others send (events, the application's output, the host's
     // control requests) start without any capability. Before the main thread gives up its
     // own: a thread needs CAP_SETPCAP to empty its bounding set.
-    let link = proxy.link;
+    let link = Arc::new(Mutex::new(proxy.link));
+    let control_link = Arc::clone(&link);
     let started = privileges::without_capabilities(|| {
         let audit = events::writer().and_then(AuditLog::spawn);
         let relayed = relay::spawn(output, std::io::stdout());
-        // Without a key the link stays here, unused: the proxy process ends when it closes.
-        let idle_link = match (key, &audit) {
-            (Some(key), Ok(audit)) => {
-                let controller = crate::control::Controller::new(key, plan.clone(), Box::new(link), audit.clone());
-                crate::control::spawn(controller, warn);
-                None
-            }
-            _ => Some(link),
-        };
-        (audit, relayed, idle_link)
+        if let (Some(key), Ok(audit)) = (key, &audit) {
+            let controller = crate::control::Controller::new(key, plan.clone(), Box::new(control_link), audit.clone());
+            crate::control::spawn(controller, warn);
+        }
+        (audit, relayed)
     });
-    let (audit, relayed, _idle_link) = step("privileges", started);
+    let (audit, relayed) = step("privileges", started);
     let audit = step("audit", audit.map_err(|source| InitError::Io { what: "start the audit writer", source }));
     if let Err(e) = relayed {
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
@@ -218,7 +213,9 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
             reaper.stop().await;
             fail("proxy", InitError::ProxyEnded(exit.describe()));
         }
-        let probe = ready::probe(upstream, PROBE_WAIT).await;
+        // Through the proxy process: PID 1 never parses what the application sends. A blocking
+        // exchange of a few seconds at most; signals wait for it.
+        let probe = step("proxy", proxy_process::lock(&link).probe());
         if matches!(probe, ready::Probe::Answered(_)) {
             break;
         }

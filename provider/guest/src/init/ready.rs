@@ -22,6 +22,27 @@ pub enum Probe {
     Answered(u16),
 }
 
+impl Probe {
+    /// One line, for the link between PID 1 and the proxy process.
+    pub fn to_line(&self) -> String {
+        match self {
+            Probe::NotListening => "not_listening".to_owned(),
+            Probe::NoAnswer(why) => format!("no_answer {}", why.replace('\n', " ")),
+            Probe::Answered(status) => format!("answered {status}"),
+        }
+    }
+
+    pub fn from_line(line: &str) -> Option<Probe> {
+        let (kind, rest) = line.split_once(' ').unwrap_or((line, ""));
+        match kind {
+            "not_listening" => Some(Probe::NotListening),
+            "no_answer" => Some(Probe::NoAnswer(rest.to_owned())),
+            "answered" => rest.parse().ok().map(Probe::Answered),
+            _ => None,
+        }
+    }
+}
+
 /// Sends `GET /` to `upstream`, waiting `timeout` at most for the answer's head.
 pub async fn probe(upstream: SocketAddr, timeout: Duration) -> Probe {
     let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(upstream)).await {
@@ -128,6 +149,17 @@ mod tests {
             }
         });
         assert_eq!(probe(serving, WAIT).await, Probe::Answered(404));
+    }
+
+    #[test]
+    fn probes_cross_the_link_unchanged() {
+        for probe in [Probe::NotListening, Probe::NoAnswer("it closed\nthe connection".into()), Probe::Answered(404)] {
+            let line = probe.to_line();
+            assert!(!line.contains('\n'));
+            let back = Probe::from_line(&line).unwrap();
+            assert_eq!(back.to_line(), line);
+        }
+        assert_eq!(Probe::from_line("answered x"), None);
     }
 
     #[test]

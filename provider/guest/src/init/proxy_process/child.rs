@@ -8,10 +8,10 @@ use std::os::fd::{FromRawFd as _, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 
-use super::{EVENTS_FD, LINK_FD, LISTENER_FD};
+use super::{EVENTS_FD, LINK_FD, LISTENER_FD, PROBE, PROBE_WAIT};
 use crate::audit::AuditLog;
 use crate::config::{Runtime, parse_plan};
-use crate::init::seccomp;
+use crate::init::{ready, seccomp};
 use crate::proxy::{Proxy, Shared};
 
 /// The longest plan line read (plans are a few KiB).
@@ -92,6 +92,12 @@ fn serve(
     // The proxy runs on the runtime's worker threads; this thread takes the plans PID 1
     // sends until the link closes (PID 1 is gone and the VM with it).
     while let Some(line) = next_line(&mut lines) {
+        if line.trim_end() == PROBE {
+            // Whatever the application answers is parsed here, never in PID 1.
+            let found = threads.block_on(ready::probe(upstream, PROBE_WAIT));
+            answers.write_all(format!("{}\n", found.to_line()).as_bytes()).map_err(io("answer on the link"))?;
+            continue;
+        }
         let answer = match compile(&line) {
             Ok(runtime) => {
                 shared.reconfigure(runtime);

@@ -7,7 +7,10 @@
 //! link) are at descriptors 3, 4 and 5. Over the link PID 1 sends the plan as one line of
 //! canonical JSON; the process answers `ok` once that plan is in force, or `error: ...`. The
 //! first line starts it; every later one is a reconfiguration the controller accepted,
-//! acknowledged to the host only after the `ok`. If the process ends, PID 1 powers off.
+//! acknowledged to the host only after the `ok`. The line `probe` asks the process to send
+//! one readiness request to the application ([`super::ready`]) and say what came back: the
+//! application's answer is parsed in the proxy process, never in PID 1. If the process
+//! ends, PID 1 powers off.
 
 pub mod child;
 
@@ -16,11 +19,13 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd as _, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use plan::EnforcementPlan;
 use rustix::process::Pid;
 
+use super::ready::Probe;
 use super::sandbox::{Sandbox, set_pre_exec};
 use crate::config::Runtime;
 use crate::control::Enforce;
@@ -35,6 +40,10 @@ pub const EVENTS_FD: RawFd = 4;
 pub const LINK_FD: RawFd = 5;
 /// How long the process may take to put a plan in force (compiling it is milliseconds).
 const ANSWER_WAIT: Duration = Duration::from_secs(20);
+/// The link's request for a readiness probe.
+pub const PROBE: &str = "probe";
+/// How long the application may take to answer a readiness request.
+pub const PROBE_WAIT: Duration = Duration::from_secs(3);
 /// Above the descriptors of a fresh process, below any limit.
 const SCRATCH_FD: RawFd = 100;
 
@@ -66,24 +75,44 @@ impl Link {
     /// Sends a plan and waits until the process has it in force.
     pub fn send(&mut self, plan: &EnforcementPlan) -> Result<(), ProxyProcessError> {
         // Canonical JSON is compact: one line.
-        let mut line = plan.canonical_json().replace('\n', " ");
-        line.push('\n');
-        self.writer.write_all(line.as_bytes()).map_err(|e| ProxyProcessError::Link(e.to_string()))?;
+        let answer = self.ask(&plan.canonical_json().replace('\n', " "))?;
+        match answer.as_str() {
+            "ok" => Ok(()),
+            refused => Err(ProxyProcessError::Refused(refused.trim_start_matches("error: ").to_owned())),
+        }
+    }
+
+    /// Has the process send one readiness request to the application.
+    pub fn probe(&mut self) -> Result<Probe, ProxyProcessError> {
+        let answer = self.ask(PROBE)?;
+        Probe::from_line(&answer).ok_or_else(|| ProxyProcessError::Link(format!("unexpected answer `{answer}`")))
+    }
+
+    /// One line out, one line back (without its newline).
+    fn ask(&mut self, line: &str) -> Result<String, ProxyProcessError> {
+        let link = |e: std::io::Error| ProxyProcessError::Link(e.to_string());
+        self.writer.write_all(format!("{line}\n").as_bytes()).map_err(link)?;
         let mut answer = String::new();
-        match self.reader.read_line(&mut answer) {
-            Ok(0) => Err(ProxyProcessError::Link("it closed the link".into())),
-            Ok(_) if answer.trim_end() == "ok" => Ok(()),
-            Ok(_) => Err(ProxyProcessError::Refused(answer.trim_end().trim_start_matches("error: ").to_owned())),
-            Err(e) => Err(ProxyProcessError::Link(e.to_string())),
+        match self.reader.read_line(&mut answer).map_err(link)? {
+            0 => Err(ProxyProcessError::Link("it closed the link".into())),
+            _ => Ok(answer.trim_end().to_owned()),
         }
     }
 }
 
-impl Enforce for Link {
+/// The link as PID 1 shares it between its main thread (probes) and the control thread.
+pub type SharedLink = Arc<Mutex<Link>>;
+
+impl Enforce for SharedLink {
     fn enforce(&mut self, plan: &EnforcementPlan, _runtime: Runtime) -> Result<(), String> {
         // The runtime was compiled to validate the plan; the process compiles its own.
-        self.send(plan).map_err(|e| e.to_string())
+        lock(self).send(plan).map_err(|e| e.to_string())
     }
+}
+
+/// The link, even if a thread panicked holding it (each exchange is a whole line each way).
+pub fn lock(link: &SharedLink) -> MutexGuard<'_, Link> {
+    link.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The started proxy process.
