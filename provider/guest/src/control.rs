@@ -1,6 +1,7 @@
 //! The guest's end of the control channel ([`abi::control`]): reads authenticated requests from
-//! the virtio-serial port, swaps the runtime configuration in when a new plan changes
-//! runtime mechanisms only, and answers each request with the digest of the plan enforced.
+//! the virtio-serial port, has a new plan put in force when it changes runtime mechanisms
+//! only (by the proxy process in an image: [`crate::init::proxy_process`]), and answers each
+//! request with the digest of the plan enforced, once it is.
 //! Refusals (a bad MAC, a replayed sequence number, a plan that needs a new image) are
 //! answered and written to the audit log; the running configuration stays.
 
