@@ -12,15 +12,10 @@ pub fn schema() -> Schema {
              unikernels without keeping a policy record.",
         )
         .attribute(Attribute::string(DOCUMENT).required().description("The SecTOSCA document (YAML)."))
-        .attribute(
-            Attribute::new(INPUTS, Type::map(Type::String))
-                .optional()
-                .sensitive()
-                .description(
-                    "Values for the document's inputs, as strings. Sensitive: inputs can carry secrets, so \
+        .attribute(Attribute::new(INPUTS, Type::map(Type::String)).optional().sensitive().description(
+            "Values for the document's inputs, as strings. Sensitive: inputs can carry secrets, so \
                      Terraform does not show them; what they change shows in `summary` and `enforcement`.",
-                ),
-        )
+        ))
         .attribute(Attribute::string(DIGEST).computed().description("`sha256:` digest of all enforcement plans."))
         .attribute(Attribute::string(SUMMARY).computed().description("A short human summary of each node's plan."))
         .attribute(
