@@ -104,6 +104,14 @@ pub struct Locked {
     path: PathBuf,
 }
 
+/// Refuses anything but a pool id (`pool-` and 12 lower-case hex digits): ids come from the
+/// configuration and become paths under the state directory.
+pub fn check_id(id: &str) -> Result<(), PoolError> {
+    let digits = id.strip_prefix("pool-").unwrap_or_default();
+    let valid = digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if valid { Ok(()) } else { Err(PoolError::BadId(id.to_owned())) }
+}
+
 impl Pools {
     pub fn new(state_dir: &Path) -> Pools {
         Pools { root: state_dir.join("pools") }
@@ -112,9 +120,8 @@ impl Pools {
     /// The pool's directory; refused unless `id` is a pool id, as ids come from the
     /// configuration and become paths under the state directory.
     fn dir(&self, id: &str) -> Result<PathBuf, PoolError> {
-        let digits = id.strip_prefix("pool-").unwrap_or_default();
-        let valid = digits.len() == 12 && digits.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if valid { Ok(self.root.join(id)) } else { Err(PoolError::BadId(id.to_owned())) }
+        check_id(id)?;
+        Ok(self.root.join(id))
     }
 
     /// A new pool id: `pool-` and 12 hex digits.

@@ -16,12 +16,18 @@ use super::model::{InstanceFields, Model, RUNNING, STOPPED, VERIFIED};
 use super::private;
 use super::schema::{CREATED_AT, HOST_PORT, IMAGE_STATUS, STATE};
 use crate::resources::error::{Error, blocking};
-use crate::resources::image::{IMAGE_DIGEST, ImageModel, PlanModel, Planning, failed};
+use crate::resources::image::{IMAGE_DIGEST, ImageModel, POOL, PlanModel, Planning, failed};
 use crate::values::Field;
 
 impl PlanModel for Model {
     async fn fill(planning: Planning<Self>, result: &mut PlanResult) -> Result<(), Diagnostics> {
         let Planning { prior, mut planned, config, desired, creating } = planning;
+        // Before anything reads the pool: the id becomes a path under the state directory.
+        if let Some(id) = &desired.pool
+            && let Err(e) = engine::pool::check_id(id)
+        {
+            return Err(Error::at(AttributePath::attr(POOL), "Invalid pool id", e.to_string()).into());
+        }
         // The plan the running image was built with (older states: the enforcement itself).
         let image_plan = private::image_plan(&result.planned_private)
             .or_else(|| prior.image.enforcement.known().and_then(|json| serde_json::from_str(json).ok()));

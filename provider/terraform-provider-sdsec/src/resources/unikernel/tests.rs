@@ -114,6 +114,16 @@ async fn host_port_with_pool_needs_the_bridge() {
     );
 }
 
+/// A pool id becomes a path under the state directory: anything else is refused at plan.
+#[tokio::test]
+async fn a_pool_that_is_no_pool_id_is_refused_at_plan_on_pool() {
+    let tf = Terraform::new(&[]).await;
+    for bad in ["../../etc", "pool-../x", "pool-0123456789AB", ""] {
+        let planned = tf.plan(TYPE_NAME, &Value::Null, &[], &unikernel(&tf, &[("pool", Value::from(bad))])).await;
+        assert_eq!(error(&planned), ("Invalid pool id".to_owned(), Some("pool".to_owned())), "{bad:?}");
+    }
+}
+
 #[tokio::test]
 async fn a_host_port_in_use_is_refused_at_plan_on_host_port() {
     let tf = Terraform::new(&[]).await;
