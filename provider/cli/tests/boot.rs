@@ -8,55 +8,19 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
+
+mod support;
 
 use abi::control;
 use abi::event::{Event, Refusal};
 use hypervisor::{AccelChoice, Hypervisor, InstanceId, InstanceState};
+use support::{field, ok, sdsec, static_binary};
 
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
 /// The quickstart's demo token; the policy holds only its SHA-256.
 const TOKEN: &str = "quickstart-token";
-
-/// The static builds beside the host build of this profile.
-fn static_binary(name: &str) -> PathBuf {
-    let sdsec = PathBuf::from(env!("CARGO_BIN_EXE_sdsec"));
-    let profile_dir = sdsec.parent().unwrap();
-    let path = profile_dir.parent().unwrap().join("x86_64-unknown-linux-gnu/guest").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/build.sh first (static runtime, example app, kernel)",
-        path.display()
-    );
-    path
-}
-
-/// `sdsec` on QEMU's user network: tests send traffic only to loopback or into network
-/// namespaces they create (the acceptance tests cover the bridge, in namespaces).
-fn sdsec(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sdsec"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .env("NO_COLOR", "1")
-        .env("SDSEC_NETWORK", "user")
-        .output()
-        .expect("run sdsec")
-}
-
-fn ok(output: Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "sdsec failed ({}):\n{stderr}", output.status);
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()))
-        .unwrap_or_else(|| panic!("no `{name}` in:\n{stdout}"))
-}
 
 fn image_args(app: &Path) -> Vec<String> {
     let mut args: Vec<String> = ["--node", "api", "--app"].map(String::from).to_vec();

@@ -8,11 +8,14 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
 use std::time::Duration;
+
+use support::{field, sdsec, static_binary};
 
 const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/policies");
 /// Where a client reaching a guest on QEMU's user network comes from, as the guest sees it.
@@ -20,28 +23,6 @@ const USER_NETWORK_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 2, 2));
 /// Far below the provider's 5-minute create timeout: a boot that waits on a refused probe
 /// fails here instead of passing slowly.
 const BOOT_TIMEOUT_SECONDS: &str = "120";
-
-fn example_app() -> PathBuf {
-    let sdsec = PathBuf::from(env!("CARGO_BIN_EXE_sdsec"));
-    let path = sdsec.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/guest/sdsec-example-api");
-    assert!(path.is_file(), "{} is missing: run scripts/build.sh first", path.display());
-    path
-}
-
-fn sdsec(state: &Path, args: &[String]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sdsec"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .env("NO_COLOR", "1")
-        .env("SDSEC_NETWORK", "user")
-        .output()
-        .expect("run sdsec")
-}
-
-fn field<'a>(stdout: &'a str, name: &str) -> Option<&'a str> {
-    stdout.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()))
-}
 
 /// What a client the policy does not know gets: `None` when the connection is closed
 /// without an answer, else the status.
@@ -73,7 +54,7 @@ fn expected(plan: &plan::EnforcementPlan, app_port: u16) -> Option<u16> {
 
 #[test]
 fn every_node_of_every_example_policy_boots_and_enforces() {
-    let app = example_app();
+    let app = static_binary("sdsec-example-api");
     let mut documents: Vec<PathBuf> = std::fs::read_dir(EXAMPLES)
         .unwrap()
         .flatten()
@@ -102,9 +83,8 @@ fn every_node_of_every_example_policy_boots_and_enforces() {
                 failures.push(format!("{what} did not boot:\n{}", String::from_utf8_lossy(&out.stderr)));
                 continue;
             }
-            booted.push(field(&stdout, "instance").unwrap().to_owned());
-            let endpoint: SocketAddr =
-                field(&stdout, "endpoint").unwrap().trim_start_matches("http://").parse().unwrap();
+            booted.push(field(&stdout, "instance").to_owned());
+            let endpoint: SocketAddr = field(&stdout, "endpoint").trim_start_matches("http://").parse().unwrap();
             let (got, want) = (anonymous_get(endpoint), expected(plan, port));
             let agrees = match want {
                 Some(0) => got.is_some(),
@@ -119,7 +99,7 @@ fn every_node_of_every_example_policy_boots_and_enforces() {
             assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
         }
     }
-    let _ = sdsec(state.path(), &["stop".into(), "--all".into()]);
+    let _ = sdsec(state.path(), &["stop", "--all"]);
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(booted.len() >= 9, "every node booted: {booted:?}");
 }

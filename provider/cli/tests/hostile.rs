@@ -8,40 +8,20 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod support;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use abi::event::Event;
+use support::{field, sdsec, static_binary};
 
 const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
 /// The quickstart's demo token: principal `deployer`, roles deployer and reader.
 const TOKEN: &str = "quickstart-token";
-
-fn example_app() -> PathBuf {
-    let sdsec = PathBuf::from(env!("CARGO_BIN_EXE_sdsec"));
-    let path = sdsec.parent().unwrap().parent().unwrap().join("x86_64-unknown-linux-gnu/guest/sdsec-example-api");
-    assert!(path.is_file(), "{} is missing: run scripts/build.sh first", path.display());
-    path
-}
-
-fn sdsec(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sdsec"))
-        .args(args)
-        .arg("--state-dir")
-        .arg(state)
-        .env("NO_COLOR", "1")
-        .env("SDSEC_NETWORK", "user")
-        .output()
-        .expect("run sdsec")
-}
-
-fn field(stdout: &str, name: &str) -> String {
-    let found = stdout.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()));
-    found.unwrap_or_else(|| panic!("no `{name}` in:\n{stdout}")).to_owned()
-}
 
 /// `sdsec run` of the quickstart policy, optionally at another hardening level, with the
 /// example application and `app_flags`.
@@ -55,7 +35,7 @@ fn run(state: &Path, level: Option<&str>, app_flags: &[&str]) -> Output {
         }
         None => PathBuf::from(POLICY),
     };
-    let app = example_app();
+    let app = static_binary("sdsec-example-api");
     let mut args = vec!["run", policy.to_str().unwrap(), "--node", "api", "--app", app.to_str().unwrap()];
     args.extend(["--arg", "--listen", "--arg", "0.0.0.0:8080", "--timeout", "120"]);
     for flag in app_flags {
