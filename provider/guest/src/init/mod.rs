@@ -11,6 +11,7 @@
 //! plan must not linger.
 
 pub mod app;
+pub mod entropy;
 pub mod events;
 pub mod exec;
 pub mod modules;
@@ -115,9 +116,14 @@ pub fn run() -> ! {
     let line = step("cmdline", std::fs::read_to_string(CMDLINE).map_err(InitError::Cmdline));
     let launch = step("cmdline", Launch::decode(&line));
     load_modules();
+    // Before anything asks for randomness: getrandom(2) blocks until the kernel is seeded.
+    let seeded = entropy::seed_from(&paths::in_guest(paths::RANDOM_SEED));
     // Before anything else that can fail: from here on the host reads events only there.
     if let Err(e) = events::open_audit_port() {
         warn("audit", e);
+    }
+    if let Err(e) = seeded {
+        warn("entropy", e);
     }
     let network = launch.network;
     let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };
