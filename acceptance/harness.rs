@@ -143,6 +143,18 @@ impl Workspace {
 
     /// Runs terraform with `args` in the workspace (and in its network namespace, if any).
     pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run terraform");
+        Run { args: args.iter().map(|s| (*s).to_owned()).collect(), output, cli: self.cli.name.clone() }
+    }
+
+    /// Starts terraform with `args` without waiting for it, its output discarded.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        let mut command = self.command(args);
+        command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        command.spawn().expect("start terraform")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = match &self.netns {
             Some(ns) => {
                 let mut command = Command::new("ip");
@@ -151,17 +163,15 @@ impl Workspace {
             }
             None => Command::new(&self.cli.path),
         };
-        let output = command
+        command
             .args(args)
             .current_dir(&self.dir)
             .env("TF_CLI_CONFIG_FILE", &self.config)
             .env("CHECKPOINT_DISABLE", "1")
             .env("TF_IN_AUTOMATION", "1")
             .env("NO_COLOR", "1")
-            .env_remove("TF_LOG")
-            .output()
-            .expect("run terraform");
-        Run { args: args.iter().map(|s| (*s).to_owned()).collect(), output, cli: self.cli.name.clone() }
+            .env_remove("TF_LOG");
+        command
     }
 
     pub fn state(&self) -> serde_json::Value {

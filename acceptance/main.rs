@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod harness;
+mod killed_provider;
 mod netns;
 mod networking;
 mod networking_libvirt;
