@@ -193,10 +193,9 @@ pub fn resolve_inputs(
                         Code::InputType,
                         decl.span,
                         &decl.path,
-                        format!(
-                            "the value given for input `{name}` is `{text}`, which is not {}",
-                            a_type(decl.input_type)
-                        ),
+                        // Never the value itself: inputs can carry secrets (the provider
+                        // marks them sensitive), and diagnostics are shown and logged.
+                        format!("the value given for input `{name}` is not {}", a_type(decl.input_type)),
                     );
                     d.hint = Some(format!("pass {} value", a_type(decl.input_type)));
                     d.input = Some(name.clone());
@@ -387,13 +386,13 @@ fn check_constraint(
         }
     };
     if !holds {
-        let origin = if given { "the value given for" } else { "the default of" };
-        let d = sink.report(
-            Code::InputConstraint,
-            value_span,
-            value_path,
-            format!("{origin} input `{name}` is `{}`, which is not {expectation}", value.text),
-        );
+        // A given value is never repeated (inputs can carry secrets); a default is the document's.
+        let message = if given {
+            format!("the value given for input `{name}` is not {expectation}")
+        } else {
+            format!("the default of input `{name}` is `{}`, which is not {expectation}", value.text)
+        };
+        let d = sink.report(Code::InputConstraint, value_span, value_path, message);
         d.hint = Some(format!("the constraint is at {cpath}"));
         d.input = given.then(|| name.to_owned());
     }
