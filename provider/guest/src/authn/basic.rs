@@ -31,8 +31,12 @@ impl Hash {
             argon2::PasswordHash::new(text).map_err(|e| e.to_string())?;
             Ok(Self::Argon2(text.to_owned()))
         } else if text.starts_with("$2") {
-            // bcrypt parses its hash when verifying; check it once here with a dummy password.
-            bcrypt::verify("", text).map_err(|e| e.to_string())?;
+            // Parsed, not verified against a dummy password: a verification costs what the
+            // hash's cost says (seconds under TCG at cost 12), and every start paid it.
+            let parts: bcrypt::HashParts = text.parse().map_err(|e: bcrypt::BcryptError| e.to_string())?;
+            if !(4..=31).contains(&parts.get_cost()) {
+                return Err(format!("bcrypt cost {} is outside 4-31", parts.get_cost()));
+            }
             Ok(Self::Bcrypt(text.to_owned()))
         } else {
             Err("neither argon2 nor bcrypt".into())
@@ -125,5 +129,28 @@ impl Basic {
             }
             _ => Err(AuthnError::Wrong),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOB: &str = "$2b$12$lLmc2Vbep9M.Yg8QIxPTwO3xKeVkyf6Ii/12raY8NOc6C6vdyi//m";
+
+    #[test]
+    fn bcrypt_hashes_are_checked_by_their_form() {
+        assert!(matches!(Hash::parse(BOB), Ok(Hash::Bcrypt(_))));
+        for bad in [
+            "$2b$99$lLmc2Vbep9M.Yg8QIxPTwO3xKeVkyf6Ii/12raY8NOc6C6vdyi//m",
+            "$2b$03$lLmc2Vbep9M.Yg8QIxPTwO3xKeVkyf6Ii/12raY8NOc6C6vdyi//m",
+            "$2b$12$short",
+            "$2q$12$lLmc2Vbep9M.Yg8QIxPTwO3xKeVkyf6Ii/12raY8NOc6C6vdyi//m",
+        ] {
+            assert!(Hash::parse(bad).is_err(), "{bad}");
+        }
+        let bob = Hash::parse(BOB).unwrap();
+        assert!(bob.verify(b"demo-bob-password"));
+        assert!(!bob.verify(b"demo-bob-passwore"));
     }
 }
