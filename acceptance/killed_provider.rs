@@ -7,26 +7,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::{Workspace, clis, policy_tf, provider_tf};
-use crate::unikernel::{DestroyOnPanic, POLICY, processes_of, static_app};
+use crate::unikernel::{DestroyOnPanic, POLICY, processes_of, static_app, unikernel_tf};
 
 fn main_tf(app: &Path) -> String {
-    let unikernel = |name: &str| {
-        format!(
-            r#"
-resource "sdsec_unikernel" "{name}" {{
-  name        = "{name}"
-  enforcement = sdsec_security_policy.api.enforcement["api"]
-  application = {{
-    path = "{}"
-    args = ["--listen", "0.0.0.0:8080"]
-    port = 8080
-  }}
-}}
-"#,
-            app.display()
-        )
-    };
-    provider_tf("") + &policy_tf("") + &unikernel("a") + &unikernel("b")
+    provider_tf("") + &policy_tf("") + &unikernel_tf("a", app) + &unikernel_tf("b", app)
 }
 
 /// Instance ids with a QEMU process under the state directory.

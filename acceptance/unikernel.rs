@@ -33,10 +33,15 @@ fn main_tf(backend: &str, app: &Path, trust: &str) -> String {
         "libvirt" => "hypervisor  = \"libvirt\"\n  libvirt_uri = \"qemu:///system\"",
         _ => "hypervisor = \"qemu\"",
     };
-    let unikernel = format!(
+    provider_tf(&format!("  {hypervisor}\n  trust     = \"{trust}\"\n")) + &policy_tf("") + &unikernel_tf("api", app)
+}
+
+/// `sdsec_unikernel.<name>`: the example API under the policy's `api` plan.
+pub(crate) fn unikernel_tf(name: &str, app: &Path) -> String {
+    format!(
         r#"
-resource "sdsec_unikernel" "api" {{
-  name        = "api"
+resource "sdsec_unikernel" "{name}" {{
+  name        = "{name}"
   enforcement = sdsec_security_policy.api.enforcement["api"]
   application = {{
     path = "{}"
@@ -46,8 +51,7 @@ resource "sdsec_unikernel" "api" {{
 }}
 "#,
         app.display()
-    );
-    provider_tf(&format!("  {hypervisor}\n  trust     = \"{trust}\"\n")) + &policy_tf("") + &unikernel
+    )
 }
 
 pub(crate) fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
