@@ -79,18 +79,11 @@ pub fn pair() -> Result<(ExecGuard, Supervisor), ExecError> {
 /// execve goes to the listener; anything else (and another architecture, which the x32
 /// guard kills anyway) is allowed by this filter.
 fn notify_on_execve() -> Vec<sock_filter> {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    #[cfg(target_arch = "x86_64")]
-    const AUDIT_ARCH: u32 = 0xc000_003e;
-    #[cfg(target_arch = "aarch64")]
-    const AUDIT_ARCH: u32 = 0xc000_00b7;
-    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    use super::seccomp::bpf::{ARCH, AUDIT_ARCH, JEQ_K, LD_W_ABS, NR, RET_K, op};
     vec![
-        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
+        op(LD_W_ABS, 0, 0, ARCH),
         op(JEQ_K, 0, 3, AUDIT_ARCH),
-        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(LD_W_ABS, 0, 0, NR),
         op(JEQ_K, 0, 1, libc::SYS_execve as u32),
         op(RET_K, 0, 0, libc::SECCOMP_RET_USER_NOTIF),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),

@@ -215,20 +215,36 @@ pub fn proxy_programs() -> Result<Vec<BpfProgram>, SeccompError> {
 
 /// Refuses system calls with the x32 bit set (ENOSYS, as on kernels without x32) and
 /// kills any other architecture.
+/// Classic BPF for the filters written by hand (seccompiler's builder has no user
+/// notification and cannot test the x32 bit).
+pub(crate) mod bpf {
+    pub use seccompiler::sock_filter;
+
+    pub const LD_W_ABS: u16 = 0x20;
+    pub const JEQ_K: u16 = 0x15;
+    pub const JGE_K: u16 = 0x35;
+    pub const RET_K: u16 = 0x06;
+    /// Offsets in `struct seccomp_data`.
+    pub const NR: u32 = 0;
+    pub const ARCH: u32 = 4;
+    #[cfg(target_arch = "x86_64")]
+    pub const AUDIT_ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    pub const AUDIT_ARCH: u32 = 0xc000_00b7;
+
+    pub fn op(code: u16, jt: u8, jf: u8, k: u32) -> sock_filter {
+        sock_filter { code, jt, jf, k }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn x32_guard() -> BpfProgram {
-    use seccompiler::sock_filter;
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const JGE_K: u16 = 0x35;
-    const RET_K: u16 = 0x06;
-    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    use bpf::{ARCH, AUDIT_ARCH, JEQ_K, JGE_K, LD_W_ABS, NR, RET_K, op};
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
     vec![
-        op(LD_W_ABS, 0, 0, 4), // seccomp_data.arch
-        op(JEQ_K, 0, 3, AUDIT_ARCH_X86_64),
-        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(LD_W_ABS, 0, 0, ARCH),
+        op(JEQ_K, 0, 3, AUDIT_ARCH),
+        op(LD_W_ABS, 0, 0, NR),
         op(JGE_K, 0, 2, X32_SYSCALL_BIT),
         op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
         op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),

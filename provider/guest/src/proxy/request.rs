@@ -42,7 +42,12 @@ impl Judge<'_> {
         if !self.runtime.plan.audit.events.contains(&kind) {
             return;
         }
-        let access = Access {
+        self.shared.audit.record(&self.runtime.plan.audit.events, kind, self.access(status, reason));
+    }
+
+    /// What an event says of this request.
+    fn access<'s>(&'s self, status: StatusCode, reason: Option<&'s str>) -> Access<'s> {
+        Access {
             ts: now_rfc3339(),
             src: self.peer,
             method: Some(self.method.into()),
@@ -50,22 +55,12 @@ impl Judge<'_> {
             principal: self.principal.as_ref().map(|p| p.name.as_str().into()),
             status: Some(status.as_u16()),
             reason: reason.map(Into::into),
-        };
-        self.shared.audit.record(&self.runtime.plan.audit.events, kind, access);
+        }
     }
 
     /// Records that the application could not be reached or gave no answer.
     fn upstream_error(&self, status: StatusCode, reason: &str) {
-        let access = Access {
-            ts: now_rfc3339(),
-            src: self.peer,
-            method: Some(self.method.into()),
-            path: self.path.as_deref().map(Into::into),
-            principal: self.principal.as_ref().map(|p| p.name.as_str().into()),
-            status: Some(status.as_u16()),
-            reason: Some(reason.into()),
-        };
-        self.shared.audit.emit(&abi::event::Event::UpstreamError(access));
+        self.shared.audit.emit(&abi::event::Event::UpstreamError(self.access(status, Some(reason))));
     }
 
     /// Answers locally with `status`, recording the refusal and the request.
