@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use engine::ProviderConfig;
 use engine::instance;
 use engine::launch::{self, AppSpec};
-use sdsec_image::kernel::{self, KernelCache};
+use sdsec_image::kernel::{self, KernelCache, KernelChoice};
 use sdsec_image::{Ensured, ImageDigest, ImageSpec, Manifest, Outcome, Store};
 
 use crate::{UsageError, compile_file, parse_input, print_stdout};
@@ -32,9 +32,15 @@ pub struct ImageArgs {
     /// Input values of the document, `name=value`.
     #[arg(long = "input", short = 'i', value_parser = parse_input)]
     pub inputs: Vec<(String, String)>,
-    /// A kernel to boot instead of the cached Debian cloud kernel.
-    #[arg(long)]
-    pub kernel: Option<PathBuf>,
+    /// The kernel to boot: `sdsec` (sdsec's own, built by `sdsec kernel build`), `debian-cloud`
+    /// (Debian's cloud kernel, `sdsec kernel fetch`), or the path of a kernel file.
+    #[arg(long, default_value = "sdsec", value_parser = parse_kernel)]
+    pub kernel: KernelChoice,
+}
+
+fn parse_kernel(text: &str) -> Result<KernelChoice, String> {
+    let cwd = std::env::current_dir().map_err(|e| format!("cannot read the working directory: {e}"))?;
+    Ok(KernelChoice::parse(text).absolute(&cwd))
 }
 
 #[derive(Debug, Subcommand)]
@@ -52,13 +58,26 @@ pub enum ImagesCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum KernelCommand {
+    /// Build sdsec's own kernel (the default for images) from Debian's linux-source-6.1 and
+    /// sdsec's configuration, into the cache; nothing is installed on the host. Reuses the
+    /// cached build of the same configuration and source version.
+    Build {
+        /// Parallel compilations (default: one per CPU).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
     /// Download Debian's cloud kernel with apt-get (not installed on the host) into the cache.
     Fetch {
         #[arg(long, default_value = kernel::DEFAULT_PACKAGE)]
         package: String,
     },
-    /// Show the cached kernel images are built with (the default).
-    Show,
+    /// Show the kernel images are built with: `sdsec` (the default) or `debian-cloud`.
+    Show {
+        #[arg(long, default_value = "sdsec", value_parser = parse_kernel)]
+        kernel: KernelChoice,
+    },
+    /// Print sdsec's kernel configuration fragment (what `sdsec kernel build` applies).
+    Config,
     /// List every cached kernel.
     List,
 }
@@ -83,7 +102,9 @@ fn spec(image: &ImageArgs) -> Result<ImageSpec, UsageError> {
     })?;
     let app = AppSpec { path: image.app.clone(), args: image.args.clone(), port: image.port };
     let runtime = launch::runtime_binary()?;
-    Ok(launch::image_spec(plan, &app, image.kernel.as_deref(), &runtime)?)
+    let kernel = launch::kernel(&image.kernel)?;
+    launch::check_kernel_floor(&kernel, plan.build.memory_mb, launch::Sizing::default())?;
+    Ok(launch::image_spec(plan, &app, &kernel, &runtime)?)
 }
 
 pub fn run_build(state_dir: &Path, image: &ImageArgs) -> Result<(), UsageError> {
@@ -157,22 +178,33 @@ pub fn run_images(config: &ProviderConfig, command: ImagesCommand) -> Result<boo
 pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
     let cache = KernelCache::new(&kernel::default_cache_dir()?);
     let show = |k: &kernel::Kernel| {
+        print_stdout(&format!("kernel:   {}", k.record.kind.name()));
         print_stdout(&format!("release:  {}", k.record.release));
         print_stdout(&format!("package:  {} {}", k.record.package, k.record.package_version));
         print_stdout(&format!("image:    {}", k.image().display()));
         print_stdout(&format!("modules:  {}", k.record.modules.join(" ")));
+        print_stdout(&format!("memory:   {} MiB at least", k.record.kind.min_memory_mb()));
     };
     match command {
+        KernelCommand::Build { jobs } => {
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+            let started = Instant::now();
+            let kernel = cache.build(jobs, &mut |step| eprintln!("{step}"))?;
+            eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+            show(&kernel);
+        }
+        KernelCommand::Config => print_stdout(kernel::config::FRAGMENT.trim_end()),
         KernelCommand::Fetch { package } => {
             let started = Instant::now();
             let kernel = cache.fetch(&package, &mut |step| eprintln!("{step}"))?;
             eprintln!("fetched in {} ms", started.elapsed().as_millis());
             show(&kernel);
         }
-        KernelCommand::Show => show(&cache.current()?),
+        KernelCommand::Show { kernel } => show(&cache.resolve(&kernel)?),
         KernelCommand::List => {
             for kernel in cache.list()? {
-                print_stdout(&format!("{}  {}", kernel.record.release, kernel.image().display()));
+                let kind = kernel.record.kind.name();
+                print_stdout(&format!("{kind:<13} {:<24} {}", kernel.record.release, kernel.image().display()));
             }
         }
     }

@@ -112,7 +112,7 @@ enum Command {
         #[command(subcommand)]
         command: Option<images::ImagesCommand>,
     },
-    /// Fetch and show the kernel images boot.
+    /// Build, fetch and show the kernels images boot.
     Kernel {
         #[command(subcommand)]
         command: Option<images::KernelCommand>,
@@ -201,7 +201,8 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             Ok(if intact { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Command::Kernel { command } => {
-            images::run_kernel(command.unwrap_or(images::KernelCommand::Show)).map(|()| ExitCode::SUCCESS)
+            images::run_kernel(command.unwrap_or(images::KernelCommand::Show { kernel: Default::default() }))
+                .map(|()| ExitCode::SUCCESS)
         }
         Command::Check { files, inputs, format } => {
             let mut failed = false;

@@ -56,7 +56,9 @@ fn main() {
         args: vec!["--listen".into(), "0.0.0.0:8080".into()],
         port: None,
     };
-    let spec = launch::image_spec(plan, &app, None, &static_binary("sdsec-guest")).unwrap();
+    let spec =
+        launch::image_spec(plan, &app, &launch::kernel(&Default::default()).unwrap(), &static_binary("sdsec-guest"))
+            .unwrap();
 
     let mut cold = Vec::new();
     for _ in 0..3 {

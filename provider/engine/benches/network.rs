@@ -347,7 +347,7 @@ fn images() -> Option<Images> {
         let compilation = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
         let plan = compilation.plans.get("api").cloned().expect("the quickstart has an `api` node");
         let spec = AppSpec { path: app.clone(), args: vec!["--listen".into(), "0.0.0.0:8080".into()], port: None };
-        let spec = launch::image_spec(&plan, &spec, None, &runtime).unwrap();
+        let spec = launch::image_spec(&plan, &spec, &launch::kernel(&Default::default()).unwrap(), &runtime).unwrap();
         (plan, store.ensure(&spec).unwrap().image)
     };
     let (plan, quickstart) = build(POLICY);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use hypervisor::AccelChoice;
 use plan::Trust;
+use sdsec_image::kernel::KernelChoice;
 
 use network::{ModeChoice, NetworkMode};
 
@@ -24,7 +25,7 @@ pub struct ProviderConfig {
     pub hypervisor: Hypervisor,
     pub libvirt_uri: Option<String>,
     pub accel: AccelChoice,
-    pub kernel: Option<PathBuf>,
+    pub kernel: KernelChoice,
     /// The enforcement runtime put into images; `None` finds it as
     /// [`crate::launch::runtime_binary`] does.
     pub runtime: Option<PathBuf>,
@@ -44,7 +45,7 @@ impl ProviderConfig {
             hypervisor: Hypervisor::Qemu,
             libvirt_uri: None,
             accel: AccelChoice::Auto,
-            kernel: None,
+            kernel: KernelChoice::Sdsec,
             runtime: None,
             site: None,
             tenant: None,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use hypervisor::{BootSpec, ControlBoot, Hypervisor};
 use plan::EnforcementPlan;
-use sdsec_image::kernel::{self, KernelCache, KernelError};
-use sdsec_image::{Application, ImageSpec, Manifest, ManifestError, Module, StoreError};
+use sdsec_image::kernel::{self, Kernel, KernelCache, KernelChoice, KernelError};
+use sdsec_image::{Application, ImageSpec, Manifest, ManifestError, StoreError};
 
 use crate::Input;
 use crate::config::{self, ProviderConfig};
@@ -36,6 +36,11 @@ pub enum LaunchError {
     Manifest { input: Input, source: ManifestError },
     #[error("{name} = {value} is out of range: it must be between {} and {}", range.start(), range.end())]
     OutOfRange { input: Input, name: &'static str, value: u64, range: RangeInclusive<u64> },
+    #[error(
+        "memory_mb = {value} is below what the {kernel} kernel boots with: give it at least {floor} MiB{}",
+        if *kernel == "sdsec" { "" } else { " (sdsec's own kernel, the default, needs less)" }
+    )]
+    BelowKernelFloor { input: Input, value: u64, floor: u64, kernel: &'static str },
     #[error(transparent)]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("cannot prepare the control channel: {0}")]
@@ -51,7 +56,9 @@ impl LaunchError {
             LaunchError::NoRuntime { .. } => Some(Input::Runtime),
             LaunchError::Kernel(_) => Some(Input::Kernel),
             LaunchError::AppName(_) => Some(Input::Application),
-            LaunchError::Manifest { input, .. } | LaunchError::OutOfRange { input, .. } => Some(*input),
+            LaunchError::Manifest { input, .. }
+            | LaunchError::OutOfRange { input, .. }
+            | LaunchError::BelowKernelFloor { input, .. } => Some(*input),
             LaunchError::Store(_) | LaunchError::Hypervisor(_) | LaunchError::Control(_) => None,
         }
     }
@@ -100,15 +107,13 @@ pub fn runtime_binary() -> Result<PathBuf, LaunchError> {
     }
 }
 
-/// The kernel given by path (used as it is, with no modules: it must have virtio-mmio and
-/// virtio-net built in), else the cached Debian cloud kernel.
-pub fn kernel(path: Option<&Path>) -> Result<(PathBuf, Vec<Module>), LaunchError> {
-    if let Some(path) = path {
-        return Ok((path.to_owned(), Vec::new()));
+/// The kernel `choice` names: from the cache, or given by path (used as it is, with no
+/// modules: it must have virtio-mmio and virtio-net built in).
+pub fn kernel(choice: &KernelChoice) -> Result<Kernel, LaunchError> {
+    if let KernelChoice::Path(path) = choice {
+        return Ok(Kernel::at_path(path));
     }
-    let cache = KernelCache::new(&kernel::default_cache_dir()?);
-    let current = cache.current()?;
-    Ok((current.image(), current.modules()))
+    Ok(KernelCache::new(&kernel::default_cache_dir()?).resolve(choice)?)
 }
 
 /// The image spec of `plan` with `app` and the `runtime` as `/init`; the app's file name
@@ -116,23 +121,23 @@ pub fn kernel(path: Option<&Path>) -> Result<(PathBuf, Vec<Module>), LaunchError
 pub fn image_spec(
     plan: &EnforcementPlan,
     app: &AppSpec,
-    kernel_path: Option<&Path>,
+    kernel: &Kernel,
     runtime: &Path,
 ) -> Result<ImageSpec, LaunchError> {
     let name =
         app.path.file_name().and_then(|n| n.to_str()).ok_or_else(|| LaunchError::AppName(app.path.clone()))?.to_owned();
-    let (kernel, modules) = kernel(kernel_path)?;
     let application = Application { name, path: app.path.clone(), args: app.args.clone() };
-    let mut spec = ImageSpec::new(plan.clone(), application, runtime.to_owned(), kernel);
-    spec.modules = modules;
+    let mut spec = ImageSpec::new(plan.clone(), application, runtime.to_owned(), kernel.image());
+    spec.modules = kernel.modules();
     if let Some(port) = app.port {
         spec.port = port;
     }
     Ok(spec)
 }
 
-/// Guest memory a unikernel may ask for, in MiB: below, the kernel and runtime do not fit.
-pub const MEMORY_MB: RangeInclusive<u64> = 64..=65536;
+/// Guest memory a unikernel may ask for, in MiB, whatever the kernel; each cached kernel has
+/// its own floor ([`check_kernel_floor`]).
+pub const MEMORY_MB: RangeInclusive<u64> = 32..=65536;
 /// Virtual CPUs a unikernel may ask for.
 pub const VCPUS: RangeInclusive<u64> = 1..=64;
 
@@ -157,6 +162,20 @@ impl Sizing {
     }
 }
 
+/// Refuses less memory than `kernel` boots with, naming the attribute when the size was
+/// given beside the plan and the policy otherwise.
+pub fn check_kernel_floor(kernel: &Kernel, memory_mb: u64, sizing: Sizing) -> Result<(), LaunchError> {
+    match kernel.min_memory_mb() {
+        Some(floor) if memory_mb < floor => Err(LaunchError::BelowKernelFloor {
+            input: if sizing.memory_mb.is_some() { Input::MemoryMb } else { Input::Enforcement },
+            value: memory_mb,
+            floor,
+            kernel: kernel.record.kind.name(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The spec and manifest (inputs hashed, nothing built) of `plan`'s image with `app`, with
 /// the kernel and runtime `config` names: what plan time needs for the image digest. Errors
 /// say which input is at fault.
@@ -171,9 +190,11 @@ pub fn manifest(
         Some(runtime) => runtime.clone(),
         None => runtime_binary()?,
     };
-    let mut spec = image_spec(plan, app, config.kernel.as_deref(), &runtime)?;
+    let kernel = kernel(&config.kernel)?;
+    let mut spec = image_spec(plan, app, &kernel, &runtime)?;
     spec.memory_mb = sizing.memory_mb.unwrap_or(spec.memory_mb);
     spec.vcpus = sizing.vcpus.unwrap_or(spec.vcpus);
+    check_kernel_floor(&kernel, spec.memory_mb, sizing)?;
     let manifest = Manifest::from_spec(&spec)
         .map_err(|source| LaunchError::Manifest { input: at_fault(&spec, &source), source })?;
     Ok((spec, manifest))
@@ -289,7 +310,7 @@ mod tests {
         let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
         let plan = sectosca::compile_str("t", doc).plans["api"].clone();
         let app = AppSpec { path: "/build/api".into(), args: Vec::new(), port: None };
-        image_spec(&plan, &app, Some(Path::new("/boot/vmlinux")), Path::new("/build/sdsec-guest")).unwrap()
+        image_spec(&plan, &app, &Kernel::at_path(Path::new("/boot/vmlinux")), Path::new("/build/sdsec-guest")).unwrap()
     }
 
     fn unreadable(what: &'static str, path: &str) -> ManifestError {
@@ -322,7 +343,7 @@ mod tests {
     fn an_application_path_without_a_file_name_is_the_applications_fault() {
         let plan = spec().plan;
         let app = AppSpec { path: "/".into(), args: Vec::new(), port: None };
-        let err = image_spec(&plan, &app, Some(Path::new("/boot/vmlinux")), Path::new("/r")).unwrap_err();
+        let err = image_spec(&plan, &app, &Kernel::at_path(Path::new("/boot/vmlinux")), Path::new("/r")).unwrap_err();
         assert_eq!(err.input(), Some(Input::Application));
     }
 }

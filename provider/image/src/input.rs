@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::memo;
+
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     #[error("cannot read the {what} {path}: {source}; check that the path is right and readable")]
     Read { what: &'static str, path: PathBuf, source: io::Error },
     #[error(
-        "the kernel {0} is neither a bzImage nor an ELF vmlinux; give the path of a Linux kernel (e.g. from `sdsec kernel fetch`)"
+        "the kernel {0} is neither a bzImage nor an ELF vmlinux; give the path of a Linux kernel, or `sdsec` / `debian-cloud` for a cached one"
     )]
     NotKernel(PathBuf),
     #[error(
@@ -105,70 +107,6 @@ pub fn hash_kernel_file(path: &Path) -> Result<FileRef, InputError> {
         None => read_err(io::Error::other("unreadable")),
     })?;
     Ok(file)
-}
-
-/// A plan of N unikernels digests the same kernel N times, and a refresh verifies the same
-/// image for each of them; a 53 MB kernel takes about 0.15 s each time. Hashes are kept per
-/// process, keyed by the file's identity and its modification and change times: every write
-/// updates the change time, and no unprivileged call can set it back.
-mod memo {
-    use std::collections::HashMap;
-    use std::io;
-    use std::os::unix::fs::MetadataExt as _;
-    use std::path::{Path, PathBuf};
-    use std::sync::{LazyLock, Mutex};
-
-    use super::FileRef;
-
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    struct Stamp {
-        dev: u64,
-        ino: u64,
-        size: u64,
-        mtime: (i64, i64),
-        ctime: (i64, i64),
-    }
-
-    fn stamp(path: &Path) -> Option<Stamp> {
-        let m = std::fs::metadata(path).ok()?;
-        Some(Stamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            size: m.size(),
-            mtime: (m.mtime(), m.mtime_nsec()),
-            ctime: (m.ctime(), m.ctime_nsec()),
-        })
-    }
-
-    const SETTLE_SECONDS: i64 = 2;
-
-    static HASHED: LazyLock<Mutex<HashMap<PathBuf, (Stamp, FileRef)>>> = LazyLock::new(Default::default);
-
-    pub fn hash(path: &Path, compute: impl FnOnce(&Path) -> io::Result<FileRef>) -> io::Result<FileRef> {
-        let before = stamp(path);
-        if let Some(before) = before
-            && let Some((at, file)) = HASHED.lock().ok().and_then(|m| m.get(path).cloned())
-            && at == before
-        {
-            return Ok(file);
-        }
-        let file = compute(path)?;
-        // Kept only if the file did not change while it was read, and was last changed well
-        // before now: timestamps are as coarse as the kernel's clock tick, so a write right
-        // after this one could leave the same stamp.
-        let settled = |s: &Stamp| {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            s.ctime.0.saturating_add(SETTLE_SECONDS) < now as i64
-        };
-        if let Some(before) = before
-            && settled(&before)
-            && stamp(path) == Some(before)
-            && let Ok(mut map) = HASHED.lock()
-        {
-            map.insert(path.to_owned(), (before, file.clone()));
-        }
-        Ok(file)
-    }
 }
 
 /// Hashes the kernel at `path` while copying it to `sink` (the store copies the kernel that

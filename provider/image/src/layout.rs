@@ -21,8 +21,9 @@ pub const DATA_MODE: u32 = 0o444;
 /// anything drops privileges; the application runs as another user).
 pub const PLAN_MODE: u32 = 0o400;
 
-/// Bumped whenever the tree or its modes change (2: the plan became 0400).
-pub const LAYOUT_REVISION: u32 = 2;
+/// Bumped whenever the tree or its modes change, or how an image is stored (2: the plan
+/// became 0400; 3: the kernel is stored once per digest, outside the image).
+pub const LAYOUT_REVISION: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {

@@ -26,6 +26,7 @@ pub mod input;
 pub mod kernel;
 pub mod layout;
 pub mod manifest;
+mod memo;
 pub mod shell;
 mod spec;
 pub mod store;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Barrier};
 
 use sdsec_image::layout::FORBIDDEN_NAMES;
 use sdsec_image::manifest::Manifest;
-use sdsec_image::store::{INITRAMFS, KERNEL, MANIFEST, SUMS};
+use sdsec_image::store::{INITRAMFS, KERNELS, MANIFEST, SUMS};
 use sdsec_image::{ImageDigest, Outcome, Store, StoreError, image_digest};
 use support::{fake_kernel, spec_in, static_copy};
 
@@ -69,10 +69,69 @@ fn two_builds_of_one_spec_are_byte_identical() {
     let first = store_in(a.path()).ensure(&spec).unwrap().image;
     let second = store_in(b.path()).ensure(&spec).unwrap().image;
     assert_eq!(first.digest, second.digest);
-    for name in [INITRAMFS, MANIFEST, KERNEL, SUMS] {
+    for name in [INITRAMFS, MANIFEST, SUMS] {
         let (x, y) = (std::fs::read(first.dir.join(name)).unwrap(), std::fs::read(second.dir.join(name)).unwrap());
         assert!(x == y, "{name} differs between two builds");
     }
+    assert!(std::fs::read(&first.kernel).unwrap() == std::fs::read(&second.kernel).unwrap());
+}
+
+#[test]
+fn images_share_one_stored_kernel_which_gc_removes_with_the_last_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let spec = spec_in(dir.path());
+    let mut other = spec.clone();
+    other.application.args = vec!["--other".into()];
+    let (a, b) = (store.ensure(&spec).unwrap().image, store.ensure(&other).unwrap().image);
+    assert_ne!(a.digest, b.digest);
+    assert_eq!(a.kernel, b.kernel, "one kernel for both images");
+    let kernels = dir.path().join("state/images").join(KERNELS);
+    assert_eq!(a.kernel.parent(), Some(kernels.as_path()));
+    let listed: Vec<_> = std::fs::read_dir(&kernels).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(listed, vec![a.kernel.clone()]);
+    assert_eq!(a.kernel.file_name().unwrap().to_str().unwrap(), &a.manifest.kernel.sha256[7..]);
+    assert!(!a.dir.join("kernel").exists(), "no copy inside the image");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&a.kernel).unwrap().permissions().mode() & 0o777, 0o444);
+
+    let report = store.gc(std::slice::from_ref(&a.digest)).unwrap();
+    assert_eq!((report.removed, report.kernels_removed), (vec![b.digest.clone()], 0));
+    assert!(a.kernel.exists(), "still named by the image kept");
+    let report = store.gc(&[]).unwrap();
+    assert_eq!((report.removed, report.kernels_removed), (vec![a.digest.clone()], 1));
+    assert!(!a.kernel.exists());
+    // Built again, the kernel comes back.
+    let again = store.ensure(&spec).unwrap();
+    assert_eq!(again.outcome, Outcome::Built);
+    store.verify(&again.image.digest).unwrap();
+}
+
+#[test]
+fn a_stored_kernel_missing_or_tampered_is_caught_and_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let spec = spec_in(dir.path());
+    let image = store.ensure(&spec).unwrap().image;
+    std::fs::remove_file(&image.kernel).unwrap();
+    match store.verify(&image.digest) {
+        Err(StoreError::Tampered { reason, .. }) => assert!(reason.contains("kernel") && reason.contains("missing")),
+        other => panic!("a missing kernel was not detected: {other:?}"),
+    }
+    assert!(matches!(store.ensure(&spec).unwrap().outcome, Outcome::Rebuilt { .. }));
+    store.verify(&image.digest).unwrap();
+    // Same size, other bytes.
+    let mut bytes = std::fs::read(&image.kernel).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&image.kernel, &bytes).unwrap();
+    match store.verify(&image.digest) {
+        Err(StoreError::Tampered { reason, .. }) => assert!(reason.contains("its image expects"), "{reason}"),
+        other => panic!("a tampered kernel was not detected: {other:?}"),
+    }
+    assert!(matches!(store.ensure(&spec).unwrap().outcome, Outcome::Rebuilt { .. }));
+    assert_ne!(std::fs::read(&image.kernel).unwrap(), bytes, "the kernel was replaced");
+    store.verify(&image.digest).unwrap();
 }
 
 #[test]
@@ -270,8 +329,8 @@ fn a_flipped_byte_is_detected_by_verify_and_repaired_by_ensure() {
     let good = std::fs::read(&image.initramfs).unwrap();
     store.verify(&image.digest).unwrap();
 
-    for target in [INITRAMFS, KERNEL, MANIFEST] {
-        let path = image.dir.join(target);
+    for target in [INITRAMFS, "kernel", MANIFEST] {
+        let path = if target == "kernel" { image.kernel.clone() } else { image.dir.join(target) };
         let mut bytes = std::fs::read(&path).unwrap();
         let at = bytes.len() / 2;
         bytes[at] ^= 0x01;

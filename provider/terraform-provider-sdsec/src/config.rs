@@ -9,6 +9,7 @@ use engine::network::NetworkSettings;
 use hypervisor::AccelChoice;
 use network::Setting;
 use plan::Trust;
+use sdsec_image::kernel::KernelChoice;
 use tfplugin::validators::OneOf;
 use tfplugin::{Attribute, AttributePath, Diagnostic, Diagnostics, Schema, Value};
 
@@ -52,8 +53,9 @@ pub fn schema() -> Schema {
             "`auto` (KVM when it is real hardware virtualisation, otherwise TCG), `kvm` or `tcg`. Default `auto`.",
         ))
         .attribute(Attribute::string(KERNEL).optional().description(
-            "Path of the guest kernel (a PVH `vmlinux` or a `vmlinuz`). Default: the cached Debian cloud kernel \
-             (`sdsec kernel fetch`).",
+            "The guest kernel: `sdsec` (the default: sdsec's own minimal kernel, built once with `sdsec kernel \
+             build`), `debian-cloud` (Debian's cloud kernel, fetched with `sdsec kernel fetch`), or the path of a \
+             kernel file (a PVH `vmlinux` or a `vmlinuz` with virtio-mmio, virtio-net and virtio-console built in).",
         ))
         .attribute(Attribute::string(SITE).optional().description(
             "The site where this provider's hypervisor stands, checked against `sdsec.policies.Isolation`.",
@@ -179,7 +181,10 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
         hypervisor,
         libvirt_uri: block.libvirt_uri,
         accel,
-        kernel: block.kernel.map(PathBuf::from).map(absolute),
+        kernel: block.kernel.as_deref().map(KernelChoice::parse).map_or(KernelChoice::Sdsec, |choice| match choice {
+            KernelChoice::Path(path) => KernelChoice::Path(absolute(path)),
+            named => named,
+        }),
         site: block.site,
         tenant: block.tenant,
         trust,

@@ -3,44 +3,16 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use fsutil::io;
 
-use super::{KernelError, KernelRecord, MODULES, RECORD, bzimage};
+use super::process::{APT_HINT, Scratch, run};
+use super::{KernelError, KernelKind, KernelRecord, MODULES, RECORD, bzimage};
 
 /// Debian's meta package for the kernel built for virtual machines.
 pub const DEFAULT_PACKAGE: &str = "linux-image-cloud-amd64";
-
-/// Removes the temporary directory unless the fetch completed.
-struct Scratch(Option<PathBuf>);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
-}
-
-fn run(command: &mut Command, hint: &'static str) -> Result<String, KernelError> {
-    let shown = format!("{command:?}").replace('"', "");
-    let output = command.stdin(Stdio::null()).output().map_err(|e| KernelError::Command {
-        command: shown.clone(),
-        detail: e.to_string(),
-        hint,
-    })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail = stderr.lines().filter(|l| !l.starts_with("W: ")).collect::<Vec<_>>().join(" / ");
-        return Err(KernelError::Command { command: shown, detail: format!("{} ({detail})", output.status), hint });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-}
-
-const APT_HINT: &str =
-    "this needs Debian's apt with its package lists (run `apt-get update`) and access to the archive";
 
 /// The concrete kernel package a meta package depends on, or `package` itself.
 fn concrete_package(package: &str) -> Result<String, KernelError> {
@@ -91,6 +63,8 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
 
     let record = KernelRecord {
         layout: super::CACHE_LAYOUT,
+        kind: KernelKind::DebianCloud,
+        config_digest: None,
         package: concrete,
         package_version: version,
         release: release.clone(),

@@ -1,17 +1,29 @@
-//! The kernel images boot: Debian's cloud kernel, fetched once into a cache with
-//! `apt-get download` (never installed on the host), unpacked to the PVH `vmlinux` that
-//! QEMU's `microvm` boots fastest, with the few modules the image needs (virtio over MMIO
-//! and virtio networking, which that kernel builds as modules).
+//! The kernels images boot, in a cache:
+//!
+//! - **sdsec's own** (the default): built by `sdsec kernel build` from Debian's
+//!   `linux-source-6.1` and the configuration fragment in the repository ([`config`]), a
+//!   PVH `vmlinux` with everything the image needs built in;
+//! - **Debian's cloud kernel** (`debian-cloud`): fetched with `apt-get download` (never
+//!   installed on the host), unpacked to the PVH `vmlinux` that QEMU's `microvm` boots
+//!   fastest, with the few modules the image needs (virtio over MMIO and virtio
+//!   networking, which that kernel builds as modules).
 //!
 //! ```text
-//! <cache>/kernels/<release>/kernel.json    what was fetched, from which package
-//!                           vmlinux          (or vmlinuz when it could not be unpacked)
+//! <cache>/kernels/sdsec-<key>/kernel.json     what was built, from which source and configuration
+//!                             vmlinux, config
+//! <cache>/kernels/<release>/kernel.json       what was fetched, from which package
+//!                           vmlinux            (or vmlinuz when it could not be unpacked)
 //!                           modules/*.ko
-//! <cache>/kernels/current                  the release used by default
+//! <cache>/kernels/current                     the Debian release used by `debian-cloud`
+//! <cache>/kernels/last-build.log              the output of the last `sdsec kernel build`
 //! ```
 
+mod build;
 pub mod bzimage;
+mod choice;
+pub mod config;
 mod fetch;
+mod process;
 
 use std::fs;
 use std::io;
@@ -20,6 +32,9 @@ use std::path::{Path, PathBuf};
 use fsutil::{IoError, io};
 use serde::{Deserialize, Serialize};
 
+pub use build::{LOG as BUILD_LOG, SOURCE_PACKAGE, missing_prerequisites};
+pub use choice::KernelChoice;
+pub use config::ConfigError;
 pub use fetch::DEFAULT_PACKAGE;
 
 use crate::spec::Module;
@@ -38,9 +53,23 @@ const RECORD: &str = "kernel.json";
 #[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     #[error(
-        "no kernel is cached in {0}; run `sdsec kernel fetch` (or give a kernel path in the provider's `kernel` setting)"
+        "Debian's cloud kernel is not cached in {0}; run `sdsec kernel fetch` (or use sdsec's kernel, the default)"
     )]
     NotFetched(PathBuf),
+    #[error(
+        "sdsec's kernel for this version's configuration is not built in {0}; run `sdsec kernel build` (a few \
+         minutes, once), or choose Debian's with kernel = \"debian-cloud\" (`--kernel debian-cloud`)"
+    )]
+    NotBuilt(PathBuf),
+    #[error(
+        "building the kernel needs these Debian packages: {0}; install them with `apt-get install -y {0}` \
+         (scripts/setup.sh does)"
+    )]
+    MissingPrerequisites(String),
+    #[error("the kernel build failed at `{step}` ({status}); the whole log is {log}; its last lines:\n{last}")]
+    BuildFailed { step: String, status: String, log: PathBuf, last: String },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error(transparent)]
     Io(#[from] IoError),
     #[error("the kernel record {path} is unreadable ({reason}); run `sdsec kernel fetch` again")]
@@ -53,10 +82,45 @@ pub enum KernelError {
     NoCacheDir,
 }
 
+/// Whose kernel it is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KernelKind {
+    /// Debian's cloud kernel (records written before sdsec built its own have no kind).
+    #[default]
+    DebianCloud,
+    /// Built by `sdsec kernel build`.
+    Sdsec,
+}
+
+impl KernelKind {
+    /// The least guest memory, in MiB, with which the kernel boots and serves a protected
+    /// application (measured under TCG with the example application; below, the kernel
+    /// panics or the runtime is killed for memory).
+    pub fn min_memory_mb(self) -> u64 {
+        match self {
+            KernelKind::Sdsec => 48,
+            KernelKind::DebianCloud => 96,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Sdsec => "sdsec",
+            KernelKind::DebianCloud => "debian-cloud",
+        }
+    }
+}
+
 /// What `kernel.json` records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KernelRecord {
+    #[serde(default)]
+    pub kind: KernelKind,
+    /// The configuration it was built with ([`config::config_digest`]), for sdsec's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
     /// The Debian package it came from, and that package's version.
     pub package: String,
     pub package_version: String,
@@ -80,9 +144,34 @@ fn first_layout() -> u32 {
 pub struct Kernel {
     pub record: KernelRecord,
     pub dir: PathBuf,
+    /// Given by path rather than taken from the cache.
+    pub given: bool,
 }
 
 impl Kernel {
+    /// A kernel given by path, used as it is, with no modules: it must have virtio-mmio and
+    /// virtio-net built in.
+    pub fn at_path(path: &Path) -> Kernel {
+        let dir = path.parent().unwrap_or(Path::new("/")).to_owned();
+        let image = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let record = KernelRecord {
+            kind: KernelKind::DebianCloud,
+            config_digest: None,
+            package: String::new(),
+            package_version: String::new(),
+            release: String::new(),
+            image,
+            modules: Vec::new(),
+            layout: CACHE_LAYOUT,
+        };
+        Kernel { record, dir, given: true }
+    }
+
+    /// The least guest memory the kernel serves with; unknown for a kernel given by path.
+    pub fn min_memory_mb(&self) -> Option<u64> {
+        (!self.given).then(|| self.record.kind.min_memory_mb())
+    }
+
     pub fn image(&self) -> PathBuf {
         self.dir.join(&self.record.image)
     }
@@ -125,7 +214,39 @@ impl KernelCache {
         &self.root
     }
 
-    /// The kernel fetched last.
+    /// The kernel `choice` names: for sdsec's, one built with this version's configuration.
+    pub fn resolve(&self, choice: &KernelChoice) -> Result<Kernel, KernelError> {
+        match choice {
+            KernelChoice::Sdsec => self.sdsec(),
+            KernelChoice::DebianCloud => self.current(),
+            KernelChoice::Path(path) => Ok(Kernel::at_path(path)),
+        }
+    }
+
+    /// sdsec's kernel built with this version's configuration (the newest such build when
+    /// several source versions were built).
+    pub fn sdsec(&self) -> Result<Kernel, KernelError> {
+        let wanted = config::config_digest(config::FRAGMENT);
+        // A kernel cached by an older sdsec (unloadable) is no candidate, and no obstacle.
+        let mut built: Vec<Kernel> = self
+            .names()?
+            .iter()
+            .filter_map(|name| self.load(name).ok())
+            .filter(|k| k.record.kind == KernelKind::Sdsec && k.record.config_digest.as_deref() == Some(&wanted))
+            .collect();
+        built.sort_by_key(|k| fs::metadata(k.dir.join(RECORD)).and_then(|m| m.modified()).ok());
+        built.pop().ok_or_else(|| KernelError::NotBuilt(self.root.clone()))
+    }
+
+    /// Builds sdsec's kernel with `jobs` parallel compilations (unless this configuration
+    /// is built already from the source version apt offers). `progress` is told each step.
+    pub fn build(&self, jobs: usize, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
+        fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
+        let name = build::build_into(&self.root, jobs.max(1), progress)?;
+        self.load(&name)
+    }
+
+    /// Debian's cloud kernel fetched last.
     pub fn current(&self) -> Result<Kernel, KernelError> {
         let pointer = self.root.join(CURRENT);
         let release = match fs::read_to_string(&pointer) {
@@ -138,6 +259,11 @@ impl KernelCache {
 
     /// Every cached kernel, by release.
     pub fn list(&self) -> Result<Vec<Kernel>, KernelError> {
+        self.names()?.iter().map(|name| self.load(name)).collect()
+    }
+
+    /// The names of the cache's kernel directories, sorted.
+    fn names(&self) -> Result<Vec<String>, KernelError> {
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -149,7 +275,7 @@ impl KernelCache {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
-        names.iter().map(|name| self.load(name)).collect()
+        Ok(names)
     }
 
     fn load(&self, release: &str) -> Result<Kernel, KernelError> {
@@ -169,7 +295,7 @@ impl KernelCache {
                     .into(),
             });
         }
-        let kernel = Kernel { record, dir };
+        let kernel = Kernel { record, dir, given: false };
         for file in std::iter::once(kernel.image()).chain(kernel.modules().into_iter().map(|m| m.host_path)) {
             if !file.is_file() {
                 return Err(KernelError::BadRecord { path, reason: format!("{} is missing", file.display()) });

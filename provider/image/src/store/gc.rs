@@ -60,9 +60,30 @@ impl Store {
             }
         }
         self.gc_locks(keep)?;
+        report.kernels_removed = self.gc_kernels(&|hex| self.references_kernel(hex))?;
         report.removed.sort();
         report.busy.sort();
         Ok(report)
+    }
+
+    /// Whether a stored image names the kernel `hex` (read from its manifest unverified: a
+    /// damaged manifest at worst costs its image a rebuild, kernel included).
+    fn references_kernel(&self, hex: &str) -> Result<bool, StoreError> {
+        #[derive(serde::Deserialize)]
+        struct KernelOf {
+            kernel: crate::input::FileRef,
+        }
+        for entry in fs::read_dir(&self.root).map_err(io("list", &self.root))? {
+            let entry = entry.map_err(io("list", &self.root))?;
+            if entry.file_name().to_str().and_then(|n| ImageDigest::parse(n).ok()).is_none() {
+                continue;
+            }
+            let Ok(bytes) = fs::read(entry.path().join(super::MANIFEST)) else { continue };
+            if serde_json::from_slice::<KernelOf>(&bytes).is_ok_and(|m| super::kernels::hex(&m.kernel) == hex) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Lock files whose image is gone and not kept.

@@ -3,37 +3,43 @@
 //! ```text
 //! <state_dir>/images/<digest hex>/manifest.json       canonical manifest, hashes to the digest
 //!                                 initramfs.cpio.zst
-//!                                 kernel              a copy of the kernel's bytes
 //!                                 SHA256SUMS          `sha256sum -c` format
+//! <state_dir>/images/kernels/<sha256 hex>             a kernel, once, for every image naming it
 //! <state_dir>/images/.tmp-<hex>-<pid>-<n>/            an image being built (or a crash's leftover)
 //! <state_dir>/images/.locks/<hex>.lock                one lock per digest
+//! <state_dir>/images/.locks/kernel-<sha256 hex>.lock  one lock per kernel
 //! ```
 //!
 //! An image is built in a temporary directory on the same file system, synced, and renamed
 //! into place, so a reader sees a whole image or none. Every access holds the digest's
 //! lock, so concurrent builds of one digest build once and nothing reads an image that is
-//! being replaced. Images are verified before they are handed out.
+//! being replaced. Images are verified before they are handed out; a verification is not
+//! repeated within a process while the image's files are unchanged ([`crate::memo`]).
 
 mod gc;
+mod kernels;
 mod lock;
 mod verify;
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use fsutil::{IoError, io};
+pub use kernels::KERNELS;
 use lock::DigestLock;
 pub use lock::LockError;
 use verify::VerifyError;
-pub use verify::{INITRAMFS, KERNEL, MANIFEST, SUMS};
+pub use verify::{INITRAMFS, MANIFEST, SUMS};
 
 use crate::digest::ImageDigest;
 use crate::initramfs::{self, InitramfsError};
-use crate::input::{self, FileRef, InputError};
+use crate::input::{FileRef, InputError};
 use crate::manifest::{Manifest, ManifestError};
+use crate::memo;
 use crate::spec::ImageSpec;
+use kernels::KernelCheck;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +65,7 @@ pub struct Image {
     pub digest: ImageDigest,
     pub dir: PathBuf,
     pub manifest: Manifest,
+    /// The stored kernel (shared with other images).
     pub kernel: PathBuf,
     pub initramfs: PathBuf,
 }
@@ -101,11 +108,14 @@ pub struct GcReport {
     pub busy: Vec<ImageDigest>,
     /// Leftovers of interrupted builds.
     pub temp_dirs_removed: usize,
+    /// Stored kernels no image names any more.
+    pub kernels_removed: usize,
 }
 
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
+    kernels: PathBuf,
     locks: PathBuf,
     builds: AtomicU64,
     temp_serial: AtomicU64,
@@ -146,7 +156,13 @@ impl Store {
         let root = state_dir.join("images");
         let locks = root.join(".locks");
         fs::create_dir_all(&locks).map_err(io("create", &locks))?;
-        Ok(Store { root, locks, builds: AtomicU64::new(0), temp_serial: AtomicU64::new(0) })
+        Ok(Store {
+            kernels: root.join(KERNELS),
+            root,
+            locks,
+            builds: AtomicU64::new(0),
+            temp_serial: AtomicU64::new(0),
+        })
     }
 
     /// Where the image of `digest` is (or would be) stored.
@@ -169,17 +185,23 @@ impl Store {
     /// fails if an input no longer matches it.
     pub fn ensure_manifest(&self, spec: &ImageSpec, manifest: &Manifest) -> Result<Ensured, StoreError> {
         let digest = manifest.digest()?;
+        // Kernel, then image: the order every holder of both takes. Held through the build,
+        // so that gc does not take the kernel of an image not yet in place.
+        let _kernel_lock = self.lock_kernel(&manifest.kernel)?;
         let _lock = DigestLock::acquire(&self.locks, digest.hex())?;
         let outcome = match self.verify_locked(&digest) {
             Ok(image) => return Ok(Ensured { image, outcome: Outcome::Reused }),
             Err(StoreError::NotFound(_)) => Outcome::Built,
             Err(StoreError::Tampered { reason, .. }) => {
-                self.discard_locked(&digest)?;
+                if self.path(&digest).is_dir() {
+                    self.discard_locked(&digest)?;
+                }
                 Outcome::Rebuilt { reason }
             }
             Err(e) => return Err(e),
         };
-        let image = self.build_locked(spec, manifest, &digest)?;
+        let kernel = self.ensure_kernel_locked(&spec.kernel, &manifest.kernel)?;
+        let image = self.build_locked(spec, manifest, &digest, kernel)?;
         Ok(Ensured { image, outcome })
     }
 
@@ -194,17 +216,30 @@ impl Store {
         if !dir.is_dir() {
             return Err(StoreError::NotFound(digest.clone()));
         }
-        match verify::verify_dir(&dir, digest) {
-            Ok(manifest) => Ok(Image {
-                digest: digest.clone(),
-                kernel: dir.join(KERNEL),
-                initramfs: dir.join(INITRAMFS),
-                dir,
-                manifest,
-            }),
-            Err(VerifyError::Tampered(reason)) => Err(StoreError::Tampered { digest: digest.clone(), dir, reason }),
-            Err(VerifyError::Io { path, source }) => Err(io("read", &path)(source).into()),
-        }
+        let tampered = |reason| StoreError::Tampered { digest: digest.clone(), dir: dir.clone(), reason };
+        let files = [MANIFEST, INITRAMFS, SUMS].map(|name| dir.join(name));
+        let manifest = if memo::is_verified(&dir, digest.hex(), &files) {
+            let path = dir.join(MANIFEST);
+            let bytes = fs::read(&path).map_err(io("read", &path))?;
+            serde_json::from_slice(&bytes).map_err(|e| tampered(format!("{MANIFEST} is unreadable: {e}")))?
+        } else {
+            let before = memo::before(&files);
+            let manifest = match verify::verify_dir(&dir, digest) {
+                Ok(manifest) => manifest,
+                Err(VerifyError::Tampered(reason)) => return Err(tampered(reason)),
+                Err(VerifyError::Io { path, source }) => return Err(io("read", &path)(source).into()),
+            };
+            memo::record_verified(&dir, digest.hex(), &files, before);
+            manifest
+        };
+        let kernel = match self.check_kernel(&manifest.kernel)? {
+            KernelCheck::Intact(path) => path,
+            KernelCheck::Missing => {
+                return Err(tampered(format!("its kernel {} is missing from the store", manifest.kernel.sha256)));
+            }
+            KernelCheck::Tampered(reason) => return Err(tampered(reason)),
+        };
+        Ok(Image { digest: digest.clone(), kernel, initramfs: dir.join(INITRAMFS), dir, manifest })
     }
 
     fn temp_dir(&self, digest: &ImageDigest) -> PathBuf {
@@ -216,30 +251,29 @@ impl Store {
     /// temporary directory for gc, never a partial image under its digest.
     fn discard_locked(&self, digest: &ImageDigest) -> Result<(), StoreError> {
         let dir = self.path(digest);
+        memo::forget(&dir);
         let trash = self.temp_dir(digest);
         fs::rename(&dir, &trash).map_err(io("move aside", &dir))?;
         Ok(fs::remove_dir_all(&trash).map_err(io("remove", &trash))?)
     }
 
-    fn build_locked(&self, spec: &ImageSpec, manifest: &Manifest, digest: &ImageDigest) -> Result<Image, StoreError> {
+    fn build_locked(
+        &self,
+        spec: &ImageSpec,
+        manifest: &Manifest,
+        digest: &ImageDigest,
+        kernel: PathBuf,
+    ) -> Result<Image, StoreError> {
         let tmp = self.temp_dir(digest);
         fs::create_dir(&tmp).map_err(io("create", &tmp))?;
         let mut guard = TempDir(Some(tmp.clone()));
-
-        let kernel_path = tmp.join(KERNEL);
-        let kernel_file = File::create(&kernel_path).map_err(io("create", &kernel_path))?;
-        let mut out = BufWriter::new(kernel_file);
-        let kernel = input::hash_kernel(&spec.kernel, &mut out)?;
-        manifest.kernel.expect(&kernel, "kernel", &spec.kernel)?;
-        let kernel_file = out.into_inner().map_err(|e| io("write", &kernel_path)(e.into_error()))?;
-        kernel_file.sync_all().map_err(io("sync", &kernel_path))?;
 
         let initramfs = initramfs::build(spec, manifest)?;
         write_synced(&tmp.join(INITRAMFS), &initramfs)?;
         let manifest_json = manifest.canonical_json()?;
         write_synced(&tmp.join(MANIFEST), manifest_json.as_bytes())?;
         let (initramfs_file, manifest_file) = (FileRef::of(&initramfs), FileRef::of(manifest_json.as_bytes()));
-        let sums = [(INITRAMFS, &initramfs_file), (KERNEL, &kernel), (MANIFEST, &manifest_file)].into_iter().collect();
+        let sums = [(INITRAMFS, &initramfs_file), (MANIFEST, &manifest_file)].into_iter().collect();
         write_synced(&tmp.join(SUMS), verify::sums_text(&sums).as_bytes())?;
         sync_dir(&tmp)?;
 
@@ -248,12 +282,6 @@ impl Store {
         guard.0 = None;
         sync_dir(&self.root)?;
         self.builds.fetch_add(1, Ordering::Relaxed);
-        Ok(Image {
-            digest: digest.clone(),
-            kernel: dir.join(KERNEL),
-            initramfs: dir.join(INITRAMFS),
-            dir,
-            manifest: manifest.clone(),
-        })
+        Ok(Image { digest: digest.clone(), kernel, initramfs: dir.join(INITRAMFS), dir, manifest: manifest.clone() })
     }
 }

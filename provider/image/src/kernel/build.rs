@@ -1,0 +1,278 @@
+//! `sdsec kernel build`: sdsec's own kernel, from Debian's `linux-source-6.1` and the
+//! configuration fragment ([`super::config`]), into the cache under a name derived from
+//! both. Nothing is installed on the host: the source package is downloaded with
+//! `apt-get download` and unpacked into a scratch directory that is removed afterwards.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use fsutil::io;
+
+use super::config::{self, FRAGMENT};
+use super::process::{APT_HINT, Scratch, run};
+use super::{KernelError, KernelKind, KernelRecord, RECORD};
+
+/// Debian's package of the kernel source (a tarball under /usr/src).
+pub const SOURCE_PACKAGE: &str = "linux-source-6.1";
+
+/// What a build needs on the host, as (command or file, Debian package).
+const PREREQUISITES: &[(&str, &str)] = &[
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("objcopy", "binutils"),
+    ("tar", "tar"),
+    ("xz", "xz-utils"),
+    ("perl", "perl"),
+    ("/usr/include/gelf.h", "libelf-dev"),
+    ("/usr/include/openssl/opensslv.h", "libssl-dev"),
+];
+
+/// The log of the last build, kept beside the kernels (the scratch directory is removed).
+pub const LOG: &str = "last-build.log";
+
+const SCRATCH_PREFIX: &str = ".build-";
+
+fn found(prerequisite: &str) -> bool {
+    if prerequisite.starts_with('/') {
+        return Path::new(prerequisite).exists();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|dir| dir.join(prerequisite).is_file())
+}
+
+/// The Debian packages of the missing prerequisites.
+pub fn missing_prerequisites() -> Vec<&'static str> {
+    let mut packages: Vec<&str> = PREREQUISITES.iter().filter(|(what, _)| !found(what)).map(|(_, pkg)| *pkg).collect();
+    packages.dedup();
+    packages
+}
+
+/// The version apt would download, without downloading.
+fn candidate_version() -> Result<String, KernelError> {
+    let out = run(Command::new("apt-cache").args(["show", "--no-all-versions", SOURCE_PACKAGE]), APT_HINT)?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .map(|v| v.trim().to_owned())
+        .ok_or_else(|| KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "version" })
+}
+
+/// Removes scratch directories of builds whose process is gone (a build killed midway).
+fn remove_stale_scratch(root: &Path) {
+    for entry in fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else { continue };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Builds the kernel unless the cache has this configuration's build of the candidate
+/// source version. Gives the directory name under `root`.
+pub(super) fn build_into(root: &Path, jobs: usize, progress: &mut dyn FnMut(&str)) -> Result<String, KernelError> {
+    let missing = missing_prerequisites();
+    if !missing.is_empty() {
+        return Err(KernelError::MissingPrerequisites(missing.join(" ")));
+    }
+    let version = candidate_version()?;
+    let name = config::build_key(FRAGMENT, &version);
+    if root.join(&name).join(RECORD).is_file() {
+        progress(&format!("{name} is already built from {SOURCE_PACKAGE} {version}"));
+        return Ok(name);
+    }
+    remove_stale_scratch(root);
+    let scratch_dir = root.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+    let _ = fs::remove_dir_all(&scratch_dir);
+    fs::create_dir_all(&scratch_dir).map_err(io("create", &scratch_dir))?;
+    let mut scratch = Scratch(Some(scratch_dir.clone()));
+
+    progress(&format!("downloading {SOURCE_PACKAGE} {version}"));
+    let source = unpack_source(&scratch_dir, &version)?;
+    let log_path = root.join(LOG);
+    let log = Log::create(&log_path)?;
+
+    progress("configuring: tinyconfig and sdsec's fragment");
+    let fragment = config::parse(FRAGMENT)?;
+    log.make(&source, &["tinyconfig"])?;
+    let dot_config = source.join(".config");
+    let base = fs::read_to_string(&dot_config).map_err(io("read", &dot_config))?;
+    fs::write(&dot_config, config::merge(&base, &fragment)).map_err(io("write", &dot_config))?;
+    log.make(&source, &["olddefconfig"])?;
+    let resolved = fs::read_to_string(&dot_config).map_err(io("read", &dot_config))?;
+    config::check(&resolved, &fragment)?;
+
+    progress(&format!("compiling with {jobs} jobs (minutes; the log is {})", log_path.display()));
+    log.make(&source, &[&format!("-j{jobs}"), "vmlinux"])?;
+    let release = run(make(&source).args(["-s", "kernelrelease"]), BUILD_HINT)?.trim().to_owned();
+
+    // The kernel the image boots: vmlinux without symbols, as the bzImage's payload is.
+    let out = scratch_dir.join("kernel");
+    fs::create_dir(&out).map_err(io("create", &out))?;
+    run(
+        Command::new("objcopy").args(["-R", ".comment", "-S"]).arg(source.join("vmlinux")).arg(out.join("vmlinux")),
+        BUILD_HINT,
+    )?;
+    fs::copy(&dot_config, out.join("config")).map_err(io("copy", &dot_config))?;
+    let record = KernelRecord {
+        layout: super::CACHE_LAYOUT,
+        kind: KernelKind::Sdsec,
+        config_digest: Some(config::config_digest(FRAGMENT)),
+        package: SOURCE_PACKAGE.into(),
+        package_version: version,
+        release,
+        image: "vmlinux".into(),
+        modules: Vec::new(),
+    };
+    let json = serde_json::to_string_pretty(&record)
+        .map_err(|e| KernelError::BadRecord { path: out.join(RECORD), reason: e.to_string() })?;
+    let record_path = out.join(RECORD);
+    fs::write(&record_path, json + "\n").map_err(io("write", &record_path))?;
+
+    let dir = root.join(&name);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(io("replace", &dir))?;
+    }
+    fs::rename(&out, &dir).map_err(io("move into place", &dir))?;
+    drop(scratch.0.take().map(fs::remove_dir_all));
+    Ok(name)
+}
+
+const BUILD_HINT: &str = "the kernel build failed; see the build log in the kernel cache";
+
+fn make(source: &Path) -> Command {
+    let mut command = Command::new("make");
+    // A build that depends only on its inputs: no host name, user or time inside.
+    command
+        .current_dir(source)
+        .arg("ARCH=x86_64")
+        .env("KBUILD_BUILD_USER", "sdsec")
+        .env("KBUILD_BUILD_HOST", "sdsec")
+        .env("KBUILD_BUILD_TIMESTAMP", "1970-01-01")
+        .env("KBUILD_BUILD_VERSION", "1");
+    command
+}
+
+/// The build's output, appended to one file across the steps.
+struct Log {
+    path: PathBuf,
+    file: File,
+}
+
+impl Log {
+    fn create(path: &Path) -> Result<Log, KernelError> {
+        let file = File::create(path).map_err(io("create", path))?;
+        Ok(Log { path: path.to_owned(), file })
+    }
+
+    fn make(&self, source: &Path, args: &[&str]) -> Result<(), KernelError> {
+        let clone = || self.file.try_clone().map_err(io("write", &self.path));
+        let mut command = make(source);
+        command.args(args).stdin(Stdio::null()).stdout(clone()?).stderr(clone()?);
+        let shown = format!("make {}", args.join(" "));
+        let status = command.status().map_err(|e| KernelError::Command {
+            command: shown.clone(),
+            detail: e.to_string(),
+            hint: BUILD_HINT,
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let tail = fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<&str> = tail.lines().collect();
+        let last = lines[lines.len().saturating_sub(15)..].join("\n");
+        Err(KernelError::BuildFailed { step: shown, status: status.to_string(), log: self.path.clone(), last })
+    }
+}
+
+/// Downloads the source package and unpacks its tarball; gives the source tree.
+fn unpack_source(scratch: &Path, version: &str) -> Result<PathBuf, KernelError> {
+    let pinned = format!("{SOURCE_PACKAGE}={version}");
+    run(Command::new("apt-get").args(["download", "-q", &pinned]).current_dir(scratch), APT_HINT)?;
+    let deb = fs::read_dir(scratch)
+        .map_err(io("list", scratch))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or_else(|| KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: ".deb file" })?;
+    let tarball = scratch.join("source.tar.xz");
+    extract_tarball(&deb, &tarball)?;
+    fs::remove_file(&deb).map_err(io("remove", &deb))?;
+    run(Command::new("tar").arg("-xJf").arg(&tarball).arg("-C").arg(scratch), BUILD_HINT)?;
+    fs::remove_file(&tarball).map_err(io("remove", &tarball))?;
+    let tree = scratch.join(SOURCE_PACKAGE);
+    if !tree.join("Makefile").is_file() {
+        return Err(KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "kernel source tree" });
+    }
+    Ok(tree)
+}
+
+/// Copies `usr/src/linux-source-*.tar.xz` out of the package's data archive.
+fn extract_tarball(deb: &Path, out: &Path) -> Result<(), KernelError> {
+    let shown = format!("dpkg-deb --fsys-tarfile {}", deb.display());
+    let command_err = |detail: String| KernelError::Command { command: shown.clone(), detail, hint: APT_HINT };
+    let mut child = Command::new("dpkg-deb")
+        .arg("--fsys-tarfile")
+        .arg(deb)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| command_err(e.to_string()))?;
+    let stdout = child.stdout.take().ok_or_else(|| command_err("no output".into()))?;
+    let copied = copy_member(stdout, out);
+    let status = child.wait().map_err(|e| command_err(e.to_string()))?;
+    if !copied? {
+        return Err(KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "source tarball" });
+    }
+    if !status.success() {
+        return Err(command_err(status.to_string()));
+    }
+    Ok(())
+}
+
+fn copy_member(stream: impl io::Read, out: &Path) -> Result<bool, KernelError> {
+    let tar_err = |e: io::Error| KernelError::from(io("read the package's archive", out)(e));
+    let mut archive = tar::Archive::new(stream);
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let path = entry.path().map_err(tar_err)?.to_string_lossy().trim_start_matches("./").to_owned();
+        if path.starts_with("usr/src/linux-source-") && path.ends_with(".tar.xz") {
+            let mut file = File::create(out).map_err(io("create", out))?;
+            io::copy(&mut entry, &mut file).map_err(io("write", out))?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_scratch_directories_of_dead_builds_are_removed() {
+        let root = tempfile::tempdir().unwrap();
+        let dead = root.path().join(format!("{SCRATCH_PREFIX}{}", u32::MAX));
+        let alive = root.path().join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+        let kernel = root.path().join("sdsec-0123456789abcdef");
+        for dir in [&dead, &alive, &kernel] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        remove_stale_scratch(root.path());
+        assert!(!dead.exists());
+        assert!(alive.exists() && kernel.exists());
+    }
+
+    #[test]
+    fn prerequisites_are_looked_up_on_path_and_as_files() {
+        assert!(found("sh"));
+        assert!(found("/"));
+        assert!(!found("sdsec-no-such-command"));
+        assert!(!found("/sdsec/no/such/header.h"));
+    }
+}
