@@ -283,7 +283,7 @@ impl<'n> Fields<'n> {
 
     pub fn field<T: Decode>(&mut self, key: &'static str, sink: &mut Sink<'_>) -> Option<T> {
         match self.raw(key) {
-            Some(node) => T::decode(node, &self.path.key(key), sink),
+            Some(node) => T::decode(node, &self.path.field(key), sink),
             None => T::absent().or_else(|| {
                 let need = if self.singular() { "needs" } else { "need" };
                 sink.report(Code::MissingKey, self.node.span, &self.path, format!("{} {need} `{key}`", self.what));

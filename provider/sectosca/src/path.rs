@@ -1,5 +1,6 @@
 //! YAML paths such as `topology_template.policies[2].api_fw.properties.ingress[0].from`.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -7,7 +8,8 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Segment {
-    Key(String),
+    /// Borrowed for the keys the compiler names itself, which are read everywhere.
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
@@ -30,7 +32,12 @@ impl YamlPath {
     }
 
     pub fn key(&self, key: &str) -> Self {
-        self.push(Segment::Key(key.to_owned()))
+        self.push(Segment::Key(Cow::Owned(key.to_owned())))
+    }
+
+    /// Like [`key`](Self::key) for a key the compiler knows, without copying it.
+    pub fn field(&self, key: &'static str) -> Self {
+        self.push(Segment::Key(Cow::Borrowed(key)))
     }
 
     pub fn index(&self, index: usize) -> Self {

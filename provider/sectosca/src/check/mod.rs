@@ -19,6 +19,7 @@ use crate::model::{NodeKind, PolicyKind};
 use crate::parse::{Node, Value};
 use crate::path::YamlPath;
 use crate::resolve::{self, PolicyTemplate, Resolved};
+use crate::source::Span;
 use authentication::check_authentication;
 use isolation::check_isolation;
 use references::{check_requirements, check_targets};
@@ -44,7 +45,9 @@ pub struct Policy {
     /// The unikernels it applies to, sorted.
     pub targets: Vec<String>,
     pub properties: PolicyProperties,
-    pub template: PolicyTemplate,
+    /// Where its name is written, for conflicts found when merging.
+    pub span: Span,
+    pub path: YamlPath,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ pub enum PolicyProperties {
     },
 }
 
-fn empty_at(span: crate::source::Span) -> Node {
+fn empty_at(span: Span) -> Node {
     Node { value: Value::Scalar { text: String::new(), plain: true }, span }
 }
 
@@ -144,7 +147,13 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
             .hint = Some("name the unikernels it protects in `targets`".into());
         }
         if let Some(properties) = properties {
-            policies.push(Policy { name: template.name.clone(), targets, properties, template: template.clone() });
+            policies.push(Policy {
+                name: template.name.clone(),
+                targets,
+                properties,
+                span: template.span,
+                path: template.path.clone(),
+            });
         }
     }
 

@@ -32,11 +32,11 @@ pub const ANY_AUDIENCE: &str = "any";
 
 /// Reports a conflict at the later of two policies.
 fn conflict(sink: &mut Sink<'_>, node: &str, first: &Policy, second: &Policy, what: String) {
-    let (a, b) = if first.template.path <= second.template.path { (first, second) } else { (second, first) };
+    let (a, b) = if first.path <= second.path { (first, second) } else { (second, first) };
     sink.report(
         Code::PolicyConflict,
-        b.template.span,
-        &b.template.path,
+        b.span,
+        &b.path,
         format!("on `{node}`, `{}` and `{}` conflict: {what}", a.name, b.name),
     )
     .hint = Some("make the policies agree, or target them at different unikernels".into());

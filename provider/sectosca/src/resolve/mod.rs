@@ -194,7 +194,7 @@ fn read_nodes(
         let type_name = read_type(&mut fields, sink);
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
-        let properties = fields.raw("properties").map(|p| subst.apply(p, &npath.key("properties"), sink));
+        let properties = fields.raw("properties").map(|p| subst.apply(p, &At::Path(&npath.key("properties")), sink));
         let requirements_node = fields.raw("requirements");
         fields.finish(sink);
 
@@ -337,7 +337,7 @@ fn read_policies(
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
         let targets = fields.field::<Option<Vec<Spanned<String>>>>("targets", sink);
-        let properties = fields.raw("properties").map(|p| subst.apply(p, &ppath.key("properties"), sink));
+        let properties = fields.raw("properties").map(|p| subst.apply(p, &At::Path(&ppath.key("properties")), sink));
         fields.finish(sink);
 
         let Some(type_name) = type_name else { continue };
@@ -382,21 +382,39 @@ struct Substitution<'a> {
     unresolved: Vec<Span>,
 }
 
+/// Where a value being substituted sits, made into a [`YamlPath`] only for a diagnostic:
+/// most values hold no `get_input`, and a path for each would cost two allocations.
+enum At<'p> {
+    Path(&'p YamlPath),
+    Key(&'p At<'p>, &'p str),
+    Index(&'p At<'p>, usize),
+}
+
+impl At<'_> {
+    fn path(&self) -> YamlPath {
+        match self {
+            At::Path(path) => (*path).clone(),
+            At::Key(parent, key) => parent.path().key(key),
+            At::Index(parent, index) => parent.path().index(*index),
+        }
+    }
+}
+
 impl Substitution<'_> {
-    fn apply(&mut self, node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
+    fn apply(&mut self, node: &Node, at: &At<'_>, sink: &mut Sink<'_>) -> Node {
         match &node.value {
             Value::Map(entries) => {
                 if let [(key, arg)] = entries.as_slice()
                     && key.text == "get_input"
                 {
-                    return self.lookup(node, arg, &path.key("get_input"), sink);
+                    return self.lookup(node, arg, &at.path().key("get_input"), sink);
                 }
                 let entries =
-                    entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &path.key(&k.text), sink))).collect();
+                    entries.iter().map(|(k, v)| (k.clone(), self.apply(v, &At::Key(at, &k.text), sink))).collect();
                 Node { value: Value::Map(entries), span: node.span }
             }
             Value::Seq(items) => {
-                let items = items.iter().enumerate().map(|(i, v)| self.apply(v, &path.index(i), sink)).collect();
+                let items = items.iter().enumerate().map(|(i, v)| self.apply(v, &At::Index(at, i), sink)).collect();
                 Node { value: Value::Seq(items), span: node.span }
             }
             Value::Scalar { .. } => node.clone(),
