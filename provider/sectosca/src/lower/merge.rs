@@ -84,8 +84,8 @@ pub fn authentication(
                 }
                 _ => continue, // reported by the checker
             };
-            let roles: BTreeSet<String> = p.roles.iter().flatten().map(|r| r.value.clone()).collect();
-            let plan = PrincipalPlan { name: p.name.value.clone(), credential, roles: roles.into_iter().collect() };
+            let roles = sorted(p.roles.iter().flatten().map(|r| r.value.clone()));
+            let plan = PrincipalPlan { name: p.name.value.clone(), credential, roles };
             match principals.get_mut(&plan.name) {
                 // Twice in one policy: the checker has reported the duplicate name already.
                 Some((other, _)) if other.name == policy.name => {}
@@ -202,9 +202,12 @@ pub fn authorization(policies: &[(&Policy, &AuthorizationProperties)]) -> Vec<Au
     sets
 }
 
-fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-    let set: BTreeSet<T> = items.into_iter().collect();
-    set.into_iter().collect()
+/// Sorted without duplicates, as a set would give them, without a tree's allocations.
+pub(super) fn sorted<T: Ord>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut items: Vec<T> = items.into_iter().collect();
+    items.sort();
+    items.dedup();
+    items
 }
 
 pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &mut Sink<'_>) -> FirewallPlan {
@@ -212,7 +215,7 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
     // None until a policy declares `egress`: a policy without it has no say.
     let mut egress: Option<Vec<EgressRulePlan>> = None;
     let mut allowed_methods: Option<(&Policy, BTreeSet<_>)> = None;
-    let mut deny_paths = BTreeSet::new();
+    let mut deny_paths = Vec::new();
     let mut limits: BTreeMap<RateScope, RateLimitPlan> = BTreeMap::new();
     // Each policy's effective limit, given or by default, and the lowest of them: a policy
     // that says nothing still holds the default, which another policy must not raise.
@@ -321,7 +324,7 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
         egress: egress.unwrap_or_default(),
         http: HttpPlan {
             allowed_methods: allowed_methods.map(|(_, m)| m.into_iter().collect()),
-            deny_paths: deny_paths.into_iter().collect(),
+            deny_paths: sorted(deny_paths),
             max_body_bytes: max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             max_header_bytes: max_header_bytes.unwrap_or(DEFAULT_MAX_HEADER_BYTES),
             header_timeout_seconds: header_timeout_seconds.unwrap_or(DEFAULT_HEADER_TIMEOUT_SECONDS),

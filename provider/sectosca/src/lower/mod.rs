@@ -105,10 +105,7 @@ pub fn lower(checked: &Checked, sink: &mut Sink<'_>) -> BTreeMap<String, Enforce
                 dedicated_host: isolation.dedicated_host,
             },
             instances: props.instances.map_or(1, |i| i.0),
-            provenance: Provenance {
-                policies: applying.iter().map(|p| p.name.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
-                adaptations,
-            },
+            provenance: Provenance { policies: merge::sorted(applying.iter().map(|p| p.name.clone())), adaptations },
         };
         plans.insert(name.clone(), plan);
     }
