@@ -1,6 +1,8 @@
 //! Adaptations: evaluate each one's condition on the inputs, check its overrides whether or
 //! not it holds, and merge those of the adaptations that hold into the policies they name.
 
+use std::borrow::Cow;
+
 use crate::decode::{Decode, closest, wrong_type};
 use crate::diagnostic::{Code, Sink};
 use crate::model::PolicyKind;
@@ -22,7 +24,7 @@ struct Applied {
 }
 
 pub(super) fn apply_adaptations(
-    policies: &mut [PolicyTemplate],
+    policies: &mut [PolicyTemplate<'_>],
     inputs: &Inputs,
     subst: &mut Substitution<'_>,
     sink: &mut Sink<'_>,
@@ -34,7 +36,7 @@ pub(super) fn apply_adaptations(
         }
         let ppath = policies[i].path.key("properties");
         let null = Node { value: Value::Scalar { text: String::new(), plain: true }, span: policies[i].span };
-        let props_node = policies[i].properties.clone().unwrap_or(null);
+        let props_node = policies[i].properties.as_deref().cloned().unwrap_or(null);
         let Some(props) = AdaptationProperties::decode(&props_node, &ppath, sink) else { continue };
 
         let holds = condition_holds(&props, &props_node, &ppath, policies[i].span, inputs, subst, sink);
@@ -96,10 +98,10 @@ pub(super) fn apply_adaptations(
         let adaptation = policies[a.adaptation].name.clone();
         policies[a.target].applied_overrides.push((adaptation, a.node.span));
         let base = policies[a.target].properties.take();
-        policies[a.target].properties = Some(match base {
+        policies[a.target].properties = Some(Cow::Owned(match base {
             Some(base) if !base.is_null() => merge_nodes(&base, &a.node),
             _ => a.node,
-        });
+        }));
     }
 }
 
@@ -200,7 +202,7 @@ fn same_value(a: &Node, b: &Node) -> bool {
 
 /// Two active adaptations that set the same property of one policy to different values
 /// would make the result depend on their order: an error instead.
-fn report_clashes(applied: &[Applied], policies: &[PolicyTemplate], sink: &mut Sink<'_>) {
+fn report_clashes(applied: &[Applied], policies: &[PolicyTemplate<'_>], sink: &mut Sink<'_>) {
     for (n, later) in applied.iter().enumerate() {
         let mut later_leaves = Vec::new();
         leaf_paths(&later.node, &mut Vec::new(), &mut later_leaves);

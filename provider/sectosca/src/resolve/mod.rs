@@ -5,6 +5,7 @@
 mod adapt;
 pub mod inputs;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decode::{Decode, Fields, Spanned, closest, wrong_type};
@@ -19,13 +20,15 @@ use adapt::apply_adaptations;
 pub(crate) use adapt::merge_nodes;
 pub use inputs::{InputValue, Inputs};
 
+/// What resolving a document gave. Properties borrow from the parsed document unless
+/// `get_input` or an adaptation changed them: copying them all cost more than the checks.
 #[derive(Debug, Clone)]
-pub struct Resolved {
+pub struct Resolved<'doc> {
     pub inputs: BTreeMap<String, InputValue>,
-    pub nodes: BTreeMap<String, NodeTemplate>,
+    pub nodes: BTreeMap<String, NodeTemplate<'doc>>,
     /// True for a policy-only fragment: the nodes were made from the policies' targets.
     pub implicit_nodes: bool,
-    pub policies: Vec<PolicyTemplate>,
+    pub policies: Vec<PolicyTemplate<'doc>>,
     /// Where a `{ get_input: ... }` stands that gave no value because of a problem already
     /// reported (an undeclared input, a missing or invalid value). Problems found later at
     /// these places are consequences and are not reported again.
@@ -33,12 +36,12 @@ pub struct Resolved {
 }
 
 #[derive(Debug, Clone)]
-pub struct NodeTemplate {
+pub struct NodeTemplate<'doc> {
     pub name: String,
     pub kind: NodeKind,
     pub span: Span,
     pub path: YamlPath,
-    pub properties: Option<Node>,
+    pub properties: Option<Cow<'doc, Node>>,
     pub requirements: Vec<Requirement>,
 }
 
@@ -55,14 +58,14 @@ pub struct Requirement {
 }
 
 #[derive(Debug, Clone)]
-pub struct PolicyTemplate {
+pub struct PolicyTemplate<'doc> {
     pub name: String,
     pub kind: PolicyKind,
     pub span: Span,
     pub path: YamlPath,
     /// `None`: no `targets` key, the policy applies to every unikernel.
     pub targets: Option<Vec<Spanned<String>>>,
-    pub properties: Option<Node>,
+    pub properties: Option<Cow<'doc, Node>>,
     /// For an adaptation: whether its condition holds.
     pub active: bool,
     /// For an adaptation: whether it sets `quarantine: true`.
@@ -93,7 +96,11 @@ fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> b
     ok
 }
 
-pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut Sink<'_>) -> Option<Resolved> {
+pub fn resolve<'doc>(
+    root: &'doc Node,
+    given_inputs: &BTreeMap<String, String>,
+    sink: &mut Sink<'_>,
+) -> Option<Resolved<'doc>> {
     let top = YamlPath::root();
     let mut fields = Fields::open(root, &top, sink, "service templates", Code::UnknownKey)?;
     let before_version = sink.diagnostics.len();
@@ -154,7 +161,7 @@ pub fn resolve(root: &Node, given_inputs: &BTreeMap<String, String>, sink: &mut 
 }
 
 /// In a policy-only fragment every name a policy targets is a unikernel.
-fn implicit_unikernels(policies: &[PolicyTemplate]) -> BTreeMap<String, NodeTemplate> {
+fn implicit_unikernels<'doc>(policies: &[PolicyTemplate<'doc>]) -> BTreeMap<String, NodeTemplate<'doc>> {
     let mut nodes = BTreeMap::new();
     for target in policies.iter().flat_map(|p| p.targets.iter().flatten()) {
         nodes.entry(target.value.clone()).or_insert_with(|| NodeTemplate {
@@ -173,12 +180,12 @@ fn read_type(fields: &mut Fields<'_>, sink: &mut Sink<'_>) -> Option<Spanned<Str
     fields.field::<Spanned<String>>("type", sink)
 }
 
-fn read_nodes(
-    node: Option<&Node>,
+fn read_nodes<'doc>(
+    node: Option<&'doc Node>,
     path: &YamlPath,
     subst: &mut Substitution<'_>,
     sink: &mut Sink<'_>,
-) -> BTreeMap<String, NodeTemplate> {
+) -> BTreeMap<String, NodeTemplate<'doc>> {
     let mut nodes = BTreeMap::new();
     let Some(node) = node.filter(|n| !n.is_null()) else { return nodes };
     let Some(entries) = node.as_map() else {
@@ -194,7 +201,7 @@ fn read_nodes(
         let type_name = read_type(&mut fields, sink);
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
-        let properties = fields.raw("properties").map(|p| subst.apply(p, &At::Path(&npath.key("properties")), sink));
+        let properties = fields.raw("properties").map(|p| subst.substitute(p, &npath, sink));
         let requirements_node = fields.raw("requirements");
         fields.finish(sink);
 
@@ -289,13 +296,13 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
     out
 }
 
-fn read_policies(
-    node: Option<&Node>,
+fn read_policies<'doc>(
+    node: Option<&'doc Node>,
     path: &YamlPath,
     subst: &mut Substitution<'_>,
     sink: &mut Sink<'_>,
-) -> Vec<PolicyTemplate> {
-    let mut policies: Vec<PolicyTemplate> = Vec::new();
+) -> Vec<PolicyTemplate<'doc>> {
+    let mut policies: Vec<PolicyTemplate<'doc>> = Vec::new();
     // Where each policy kept so far is defined, by name.
     let mut defined: BTreeMap<String, YamlPath> = BTreeMap::new();
     let Some(node) = node.filter(|n| !n.is_null()) else { return policies };
@@ -337,7 +344,7 @@ fn read_policies(
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
         let targets = fields.field::<Option<Vec<Spanned<String>>>>("targets", sink);
-        let properties = fields.raw("properties").map(|p| subst.apply(p, &At::Path(&ppath.key("properties")), sink));
+        let properties = fields.raw("properties").map(|p| subst.substitute(p, &ppath, sink));
         fields.finish(sink);
 
         let Some(type_name) = type_name else { continue };
@@ -382,6 +389,18 @@ struct Substitution<'a> {
     unresolved: Vec<Span>,
 }
 
+/// Whether `get_input` is used anywhere in the node, as `apply` would find it.
+fn has_get_input(node: &Node) -> bool {
+    match &node.value {
+        Value::Map(entries) => {
+            matches!(entries.as_slice(), [(key, _)] if key.text == "get_input")
+                || entries.iter().any(|(_, v)| has_get_input(v))
+        }
+        Value::Seq(items) => items.iter().any(has_get_input),
+        Value::Scalar { .. } => false,
+    }
+}
+
 /// Where a value being substituted sits, made into a [`YamlPath`] only for a diagnostic:
 /// most values hold no `get_input`, and a path for each would cost two allocations.
 enum At<'p> {
@@ -401,6 +420,15 @@ impl At<'_> {
 }
 
 impl Substitution<'_> {
+    /// A template's properties with every `get_input` replaced; borrowed when there is none.
+    fn substitute<'doc>(&mut self, node: &'doc Node, template: &YamlPath, sink: &mut Sink<'_>) -> Cow<'doc, Node> {
+        if has_get_input(node) {
+            Cow::Owned(self.apply(node, &At::Path(&template.key("properties")), sink))
+        } else {
+            Cow::Borrowed(node)
+        }
+    }
+
     fn apply(&mut self, node: &Node, at: &At<'_>, sink: &mut Sink<'_>) -> Node {
         match &node.value {
             Value::Map(entries) => {
