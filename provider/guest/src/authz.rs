@@ -16,9 +16,59 @@ fn matches(rule: &AuthorizationRulePlan, roles: Option<&BTreeSet<String>>, metho
 /// route `/ADMIN` to `/admin`); a rule that allows matches them exactly, so it never
 /// grants more than it names.
 pub fn glob_matches(glob: &plan::PathGlob, effect: Effect, path: &str) -> bool {
-    match effect {
-        Effect::Deny => glob.matches_ignoring_case(path),
-        Effect::Allow => glob.matches(path),
+    // What `PathGlob::matches` (and `matches_ignoring_case`) decide, without the segment
+    // lists and lower-cased copies they allocate: this runs for every rule of every request.
+    let fold = effect == Effect::Deny;
+    segments_match(after_first(&glob.0), after_first(path), fold)
+}
+
+/// The segments after the first `/`, joined by `/`; `None` when there are none.
+fn after_first(text: &str) -> Option<&str> {
+    text.split_once('/').map(|(_, rest)| rest)
+}
+
+/// The first of `segments` and the rest.
+fn split_first(segments: &str) -> (&str, Option<&str>) {
+    match segments.split_once('/') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (segments, None),
+    }
+}
+
+fn segments_match(pattern: Option<&str>, path: Option<&str>, fold: bool) -> bool {
+    let Some(pattern) = pattern else { return path.is_none() };
+    let (first, rest) = split_first(pattern);
+    if first == "**" {
+        // Any number of segments, none included.
+        let mut path = path;
+        loop {
+            if segments_match(rest, path, fold) {
+                return true;
+            }
+            match path {
+                Some(p) => path = split_first(p).1,
+                None => return false,
+            }
+        }
+    }
+    path.is_some_and(|p| {
+        let (segment, tail) = split_first(p);
+        segment_matches(first, segment, fold) && segments_match(rest, tail, fold)
+    })
+}
+
+/// One segment against one pattern segment, where `*` stands for any characters. ASCII
+/// case folding keeps lengths and character boundaries, so it can be done byte by byte.
+fn segment_matches(pattern: &str, segment: &str, fold: bool) -> bool {
+    let eq = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
+    match pattern.split_once('*') {
+        None => eq(pattern, segment),
+        Some((head, tail)) => {
+            let Some(rest) = segment.get(head.len()..).filter(|_| eq(&segment[..head.len()], head)) else {
+                return false;
+            };
+            (0..=rest.len()).filter(|i| rest.is_char_boundary(*i)).any(|i| segment_matches(tail, &rest[i..], fold))
+        }
     }
 }
 
@@ -72,6 +122,61 @@ mod tests {
         assert_eq!(authorize(&sets, Some(&reader), "DELETE", "/admin/users"), Err("rbac"));
         assert_eq!(authorize(&sets, Some(&reader), "GET", "/admin/users"), Ok(()));
         assert_eq!(authorize(&[], None, "GET", "/x"), Ok(()));
+    }
+
+    /// The same decisions as the plan crate's matcher, on globs and paths of every shape.
+    #[test]
+    fn glob_matching_agrees_with_the_plan_crate() {
+        let globs = [
+            "/",
+            "/**",
+            "/admin/**",
+            "/api/*/items",
+            "/files/*.txt",
+            "/a*b*c",
+            "/*",
+            "/**/x",
+            "/a/**/b/**",
+            "/Admin/**",
+            "/caf\u{e9}/*",
+            "/*\u{e9}*",
+            "admin",
+            "",
+            "/a//b",
+            "/**/**",
+            "/x*",
+        ];
+        let paths = [
+            "/",
+            "/admin",
+            "/ADMIN/users",
+            "/administrator",
+            "/api/v1/items",
+            "/api/v1/x/items",
+            "/files/a.txt",
+            "/files/a.txt/x",
+            "/abc",
+            "/aXbYc",
+            "/ab",
+            "/x",
+            "/q/x",
+            "/a/b",
+            "/a/q/b/r",
+            "/caf\u{c9}/x",
+            "/caf\u{e9}/x",
+            "/\u{e9}",
+            "",
+            "/a//b",
+            "/X",
+            "/xy",
+        ];
+        for g in globs {
+            let glob = PathGlob(g.to_owned());
+            for p in paths {
+                assert_eq!(glob_matches(&glob, Effect::Allow, p), glob.matches(p), "{g} {p}");
+                assert_eq!(glob_matches(&glob, Effect::Deny, p), glob.matches_ignoring_case(p), "{g} {p} (case)");
+            }
+        }
     }
 
     #[test]

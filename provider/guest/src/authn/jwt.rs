@@ -112,7 +112,7 @@ impl Jwt {
             if let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(token, &k.key, &k.validation) {
                 let mut roles: BTreeSet<String> = k.principal.roles.clone();
                 roles.extend(self.roles_from(&data.claims));
-                return Ok(Arc::new(Principal { name: k.principal.name.clone(), roles }));
+                return Ok(Arc::new(Principal::new(k.principal.name.clone(), roles)));
             }
         }
         Err(AuthnError::Wrong)

@@ -16,6 +16,20 @@ use plan::{AuthenticationPlan, Scheme};
 pub struct Principal {
     pub name: String,
     pub roles: BTreeSet<String>,
+    /// What the application is told, made once with the principal rather than per request:
+    /// the name, and the roles sorted and comma-separated. `None` when not a valid header
+    /// value (left out rather than sent mangled).
+    pub name_header: Option<HeaderValue>,
+    pub roles_header: Option<HeaderValue>,
+}
+
+impl Principal {
+    pub fn new(name: String, roles: BTreeSet<String>) -> Self {
+        let name_header = HeaderValue::from_str(&name).ok();
+        let list: Vec<&str> = roles.iter().map(String::as_str).collect();
+        let roles_header = HeaderValue::from_str(&list.join(",")).ok();
+        Self { name, roles, name_header, roles_header }
+    }
 }
 
 /// Why a request is not authenticated. Answered 401; the reason goes to the audit log.
@@ -75,7 +89,7 @@ pub struct Authenticator {
 }
 
 fn principal_of(p: &plan::PrincipalPlan) -> Arc<Principal> {
-    Arc::new(Principal { name: p.name.clone(), roles: p.roles.iter().cloned().collect() })
+    Arc::new(Principal::new(p.name.clone(), p.roles.iter().cloned().collect()))
 }
 
 impl Authenticator {

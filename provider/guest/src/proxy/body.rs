@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -55,14 +55,18 @@ pub struct LimitedBody {
     inner: Incoming,
     seen: u64,
     limit: u64,
-    deadline: Pin<Box<Sleep>>,
+    /// When the whole body must be in.
+    due: Instant,
+    /// Armed the first time the body is not there yet: a request without a body (most)
+    /// never costs a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     fault: FaultCell,
 }
 
 impl LimitedBody {
     /// Must be called within a tokio runtime: the deadline is `timeout` from now.
     pub fn new(inner: Incoming, limit: u64, timeout: Duration, fault: FaultCell) -> Self {
-        Self { inner, seen: 0, limit, deadline: Box::pin(tokio::time::sleep(timeout)), fault }
+        Self { inner, seen: 0, limit, due: Instant::now() + timeout, deadline: None, fault }
     }
 
     fn fail(&self, fault: BodyFault) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
@@ -89,8 +93,11 @@ impl Body for LimitedBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
             Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending if this.deadline.as_mut().poll(cx).is_ready() => this.fail(BodyFault::TimedOut),
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let due = this.due;
+                let deadline = this.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if deadline.as_mut().poll(cx).is_ready() { this.fail(BodyFault::TimedOut) } else { Poll::Pending }
+            }
         }
     }
 

@@ -14,8 +14,32 @@ use tokio::sync::Semaphore;
 
 use super::body::{LimitedBody, UpstreamBody};
 
+/// The hop-by-hop headers every message loses, whatever its `Connection` header names.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+            | "keep-alive"
+            | "proxy-connection"
+    )
+}
+
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Removes hop-by-hop headers: they describe one connection, not the message (RFC 9110 7.6.1).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none (and so no `Connection` naming others): one pass over the
+    // names they have, rather than a lookup for each name they might have.
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     // Headers a `Connection` header names are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -38,8 +62,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
 }
 
 /// An idle upstream connection is closed after this long.
@@ -177,18 +201,24 @@ impl Upstream {
             let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
             (Arc::clone(&slots.semaphore), slots.max)
         };
-        let slot = match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
-            Ok(Ok(slot)) => slot,
-            // Closed never happens (the semaphore is never closed); treat it as busy.
-            Ok(Err(_)) | Err(_) => return Err(UpstreamError::Busy(wait)),
+        // A free slot is taken at once, without arming a timer.
+        let slot = match Arc::clone(&semaphore).try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => match tokio::time::timeout(wait, semaphore.acquire_owned()).await {
+                Ok(Ok(slot)) => slot,
+                // Closed never happens (the semaphore is never closed); treat it as busy.
+                Ok(Err(_)) | Err(_) => return Err(UpstreamError::Busy(wait)),
+            },
         };
         let response = self.send(req, max).await?;
         Ok(response.map(|body| UpstreamBody::new(body, slot)))
     }
 
     async fn send(&self, mut req: Request<LimitedBody>, max: usize) -> Result<Response<Incoming>, UpstreamError> {
-        let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
-        *req.uri_mut() = origin;
+        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+            let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
+            *req.uri_mut() = origin;
+        }
         if !req.headers().contains_key(header::HOST) {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }

@@ -38,57 +38,80 @@ const FORWARDING: &[&str] = &[
 /// (`POST` with `X-HTTP-Method-Override: DELETE`), so they never reach the application.
 const METHOD_OVERRIDES: &[&str] = &["x-http-method-override", "x-http-method", "x-method-override"];
 
-/// A header name as CGI-style servers see it: lower-case, `_` read as `-`.
-fn folded(name: &HeaderName) -> String {
-    name.as_str().replace('_', "-")
+/// Whether `name` reads as `word` to CGI-style servers: `_` as `-` (names are lower-case).
+fn folded_eq(name: &[u8], word: &[u8]) -> bool {
+    name.len() == word.len() && name.iter().zip(word).all(|(&n, &w)| n == w || (n == b'_' && w == b'-'))
 }
 
 /// Whether a client-sent header must not reach the application whatever the plan says.
 fn reserved(name: &HeaderName) -> bool {
-    let name = folded(name);
-    name.starts_with("x-sdsec-") || FORWARDING.contains(&name.as_str()) || METHOD_OVERRIDES.contains(&name.as_str())
+    let name = name.as_str().as_bytes();
+    const PREFIX: &[u8] = b"x-sdsec-";
+    name.get(..PREFIX.len()).is_some_and(|head| folded_eq(head, PREFIX))
+        || FORWARDING.iter().chain(METHOD_OVERRIDES).any(|w| folded_eq(name, w.as_bytes()))
 }
 
 /// Removes every header the runtime reserves, in every spelling.
 pub fn strip_reserved(headers: &mut HeaderMap) {
+    // Collected first (a header map cannot be changed while read); nearly always none.
     let names: Vec<HeaderName> = headers.keys().filter(|n| reserved(n)).cloned().collect();
     for name in names {
         headers.remove(name);
     }
 }
 
+/// What the forwarding headers say of one client connection, written once per connection
+/// (its address does not change) rather than once per request.
+#[derive(Debug, Clone)]
+pub struct ClientHeaders {
+    /// The address, for `X-Forwarded-For` and `X-Real-IP`.
+    ip: HeaderValue,
+    /// `Forwarded: for=...;proto=http` (RFC 7239).
+    forwarded: HeaderValue,
+}
+
+impl ClientHeaders {
+    pub fn new(peer: SocketAddr) -> Self {
+        let ip = plan::ingress::canonical_ip(peer.ip());
+        let node = match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            // RFC 7239: an IPv6 node is quoted and bracketed.
+            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        };
+        // Addresses and these fixed words are always valid header values.
+        Self {
+            ip: HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+            forwarded: HeaderValue::from_str(&format!("for={node};proto=http"))
+                .unwrap_or(HeaderValue::from_static("for=unknown;proto=http")),
+        }
+    }
+}
+
 /// Writes who the client is: its address in the forwarding headers, and, when it
 /// authenticated, its principal and roles. Without `forward_credentials`, the credentials
 /// the runtime checked are removed first.
-pub fn identify(headers: &mut HeaderMap, peer: SocketAddr, principal: Option<&Principal>, keep_credentials: bool) {
+pub fn identify(
+    headers: &mut HeaderMap,
+    client: &ClientHeaders,
+    principal: Option<&Principal>,
+    keep_credentials: bool,
+) {
     strip_reserved(headers);
     if !keep_credentials {
         headers.remove(header::AUTHORIZATION);
     }
-    let ip = plan::ingress::canonical_ip(peer.ip());
-    let node = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        // RFC 7239: an IPv6 node is quoted and bracketed.
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    };
-    // Addresses and these fixed words are always valid header values.
-    if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-        headers.insert(X_FORWARDED_FOR.clone(), v.clone());
-        headers.insert(X_REAL_IP.clone(), v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&format!("for={node};proto=http")) {
-        headers.insert(header::FORWARDED, v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
+    headers.insert(X_REAL_IP.clone(), client.ip.clone());
+    headers.insert(header::FORWARDED, client.forwarded.clone());
     headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     if let Some(p) = principal {
         // Principal names were checked to be header values when the plan was loaded; role
         // names that are not are left out rather than sent mangled.
-        if let Ok(v) = HeaderValue::from_str(&p.name) {
-            headers.insert(PRINCIPAL_HEADER.clone(), v);
+        if let Some(v) = &p.name_header {
+            headers.insert(PRINCIPAL_HEADER.clone(), v.clone());
         }
-        let roles: Vec<&str> = p.roles.iter().map(String::as_str).collect();
-        if let Ok(v) = HeaderValue::from_str(&roles.join(",")) {
-            headers.insert(ROLES_HEADER.clone(), v);
+        if let Some(v) = &p.roles_header {
+            headers.insert(ROLES_HEADER.clone(), v.clone());
         }
     }
 }
@@ -129,9 +152,9 @@ mod tests {
 
     #[test]
     fn identity_comes_from_the_runtime() {
-        let principal = Principal { name: "ops".into(), roles: ["reader".into(), "admin".into()].into() };
+        let principal = Principal::new("ops".into(), ["reader".into(), "admin".into()].into());
         let mut h = map(&[("authorization", "Bearer secret"), ("x-forwarded-for", "1.2.3.4")]);
-        identify(&mut h, "[::ffff:192.0.2.7]:5000".parse().unwrap(), Some(&principal), false);
+        identify(&mut h, &ClientHeaders::new("[::ffff:192.0.2.7]:5000".parse().unwrap()), Some(&principal), false);
         assert_eq!(h.get("authorization"), None);
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.7");
@@ -140,7 +163,7 @@ mod tests {
         assert_eq!(h.get("x-sdsec-roles").unwrap(), "admin,reader");
 
         let mut h = map(&[("authorization", "Bearer secret")]);
-        identify(&mut h, "[2001:db8::1]:5000".parse().unwrap(), None, true);
+        identify(&mut h, &ClientHeaders::new("[2001:db8::1]:5000".parse().unwrap()), None, true);
         assert_eq!(h.get("authorization").unwrap(), "Bearer secret");
         assert_eq!(h.get("forwarded").unwrap(), "for=\"[2001:db8::1]\";proto=http");
         assert_eq!(h.get("x-sdsec-principal"), None);

@@ -32,8 +32,27 @@ const READ_BUFFER: usize = 400 * 1024;
 pub enum ProxyError {
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
-    #[error("the upstream {0} is not a host:port")]
-    Upstream(String),
+}
+
+/// The async runtime the proxy runs on, its threads named `proxy`; `workers` 0 means one
+/// per CPU. With one (a guest of one vCPU) it is a current-thread runtime: a request's tasks
+/// (client connection, application connection, bodies) then wake each other on one thread,
+/// without the cross-thread wakeups and work stealing of a multi-thread runtime, which only
+/// cost on a single CPU. The caller drives it: a `block_on` on some thread for as long as
+/// the proxy serves (with more workers, they run the tasks).
+pub fn async_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match workers {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    builder.enable_all().thread_name("proxy").build()
 }
 
 /// What every connection shares.
@@ -44,7 +63,6 @@ pub struct Shared {
     runtime: ArcSwap<Runtime>,
     /// Kept-alive connections to the application.
     client: forward::Upstream,
-    upstream: http::uri::Authority,
     /// The application's port: what ingress rules' `ports` name.
     app_port: u16,
     /// Client connections open now, against the plan's caps.
@@ -110,16 +128,12 @@ impl Proxy {
         audit: AuditLog,
     ) -> Result<Self, ProxyError> {
         let local = listener.local_addr().map_err(|source| ProxyError::Listen { addr: listen, source })?;
-        let upstream_addr = upstream;
         let max_upstream = usize::try_from(runtime.plan.firewall.http.max_upstream_connections).unwrap_or(usize::MAX);
         let client = forward::Upstream::new(upstream, max_upstream);
-        let upstream = http::uri::Authority::try_from(upstream.to_string())
-            .map_err(|_| ProxyError::Upstream(upstream.to_string()))?;
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             client,
-            upstream,
-            app_port: upstream_addr.port(),
+            app_port: upstream.port(),
             connections: Connections::default(),
             audit,
         });
@@ -192,13 +206,15 @@ async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, pe
     let _ = stream.set_nodelay(true);
     let scanner: SharedScanner = Arc::new(Mutex::new(HeadScanner::new(runtime.max_header_bytes)));
     let io = TokioIo::new(Scanned::new(stream, Arc::clone(&scanner), runtime.header_timeout));
+    let client = Arc::new(request::Client { peer, scanner, headers: headers::ClientHeaders::new(peer) });
     let service = {
-        let (shared, scanner) = (Arc::clone(&shared), Arc::clone(&scanner));
+        let (shared, client) = (Arc::clone(&shared), Arc::clone(&client));
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-            let (shared, scanner) = (Arc::clone(&shared), Arc::clone(&scanner));
-            async move { Ok::<_, Infallible>(request::handle(&shared, req, peer, &scanner).await) }
+            let (shared, client) = (Arc::clone(&shared), Arc::clone(&client));
+            async move { Ok::<_, Infallible>(request::handle(&shared, req, &client).await) }
         })
     };
+    let scanner = &client.scanner;
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -212,11 +228,11 @@ async fn serve(shared: Arc<Shared>, runtime: Arc<Runtime>, stream: TcpStream, pe
         .auto_date_header(false);
     if let Err(e) = builder.serve_connection(io, service).await {
         // hyper answered (400, 431) or cut the connection itself; record why.
-        let reason = if crate::scan::lock(&scanner).head_timed_out() {
+        let reason = if crate::scan::lock(scanner).head_timed_out() {
             Some(("header_timeout", None))
         } else if e.is_timeout() {
             // A timeout on an idle keep-alive connection is its normal end, not a slow sender.
-            crate::scan::lock(&scanner).mid_head().then_some(("header_timeout", None))
+            crate::scan::lock(scanner).mid_head().then_some(("header_timeout", None))
         } else if e.is_parse_too_large() {
             Some(("head_too_large", Some(431)))
         } else if e.is_parse() {

@@ -12,12 +12,12 @@ use http::uri::{Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use plan::AuditEvent;
+use plan::{AuditEvent, Effect};
 
 use super::Shared;
 use super::body::{BodyFault, FaultCell, LimitedBody, UpstreamBody};
 use super::forward;
-use super::headers;
+use super::headers::{self, ClientHeaders};
 use crate::audit::now_rfc3339;
 use crate::authn::Principal;
 use crate::config::Runtime;
@@ -32,7 +32,7 @@ struct Judge<'a> {
     runtime: &'a Runtime,
     peer: SocketAddr,
     method: &'a str,
-    path: Option<String>,
+    path: Option<&'a str>,
     principal: Option<Arc<Principal>>,
 }
 
@@ -51,7 +51,7 @@ impl Judge<'_> {
             ts: now_rfc3339(),
             src: self.peer,
             method: Some(self.method.into()),
-            path: self.path.as_deref().map(Into::into),
+            path: self.path.map(Into::into),
             principal: self.principal.as_ref().map(|p| p.name.as_str().into()),
             status: Some(status.as_u16()),
             reason: reason.map(Into::into),
@@ -134,18 +134,22 @@ fn retry_after(wait: Duration) -> HeaderValue {
     HeaderValue::from(secs.max(1))
 }
 
-pub async fn handle(
-    shared: &Shared,
-    req: Request<Incoming>,
-    peer: SocketAddr,
-    scanner: &SharedScanner,
-) -> Response<ResponseBody> {
+/// What stays the same for every request on one client connection.
+#[derive(Debug)]
+pub struct Client {
+    pub peer: SocketAddr,
+    pub scanner: SharedScanner,
+    pub headers: ClientHeaders,
+}
+
+pub async fn handle(shared: &Shared, req: Request<Incoming>, client: &Client) -> Response<ResponseBody> {
     let runtime = shared.runtime.load_full();
     let method = req.method().clone();
+    let peer = client.peer;
     let mut judge = Judge { shared, runtime: &runtime, peer, method: method.as_str(), path: None, principal: None };
     let drop = AuditEvent::FirewallDrop;
 
-    if let Err(why) = scan::lock(scanner).next_verdict() {
+    if let Err(why) = scan::lock(&client.scanner).next_verdict() {
         return close(judge.refuse(StatusCode::BAD_REQUEST, drop, why.reason()));
     }
     if let Err(reason) = plain_http1(&req) {
@@ -155,7 +159,7 @@ pub async fn handle(
         Ok(t) => t,
         Err(reason) => return close(judge.refuse(StatusCode::BAD_REQUEST, drop, reason)),
     };
-    judge.path = Some(target.path.matching.clone());
+    judge.path = Some(&target.path.matching);
     let http = &runtime.plan.firewall.http;
 
     // The readiness probe: answered here, whatever else the plan says, and never forwarded.
@@ -181,21 +185,23 @@ pub async fn handle(
         }
         return response;
     }
-    if http.deny_paths.iter().any(|g| g.matches_ignoring_case(&target.path.matching)) {
+    if http.deny_paths.iter().any(|g| crate::authz::glob_matches(g, Effect::Deny, &target.path.matching)) {
         return judge.refuse(StatusCode::FORBIDDEN, drop, "denied_path");
     }
     if content_length(&req).is_some_and(|n| n > http.max_body_bytes) {
         return close(judge.refuse(StatusCode::PAYLOAD_TOO_LARGE, drop, "body_too_large"));
     }
+    // One clock reading for the limits of this request.
+    let now = Instant::now();
     // Before authentication: a flood of guessed passwords must not buy argon2 time.
-    if let Err(wait) = runtime.limiter.admit(peer.ip(), Instant::now()) {
+    if let Err(wait) = runtime.limiter.admit(peer.ip(), now) {
         let mut response = judge.refuse(StatusCode::TOO_MANY_REQUESTS, drop, "rate_limited");
         response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
         return response;
     }
     if let Some(authenticator) = &runtime.authenticator {
         // A source that keeps failing is refused before its next guess costs a hash.
-        if let Err(wait) = runtime.failures.check(peer.ip(), Instant::now()) {
+        if let Err(wait) = runtime.failures.check(peer.ip(), now) {
             let mut response =
                 judge.refuse(StatusCode::TOO_MANY_REQUESTS, AuditEvent::AuthnFailure, "too_many_failures");
             response.headers_mut().insert(header::RETRY_AFTER, retry_after(wait));
@@ -220,10 +226,15 @@ pub async fn handle(
     {
         return judge.refuse(StatusCode::FORBIDDEN, AuditEvent::AuthzDeny, &format!("denied_by:{policy}"));
     }
-    proxy(&judge, req, target).await
+    proxy(&judge, req, &target, &client.headers).await
 }
 
-async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Response<ResponseBody> {
+async fn proxy(
+    judge: &Judge<'_>,
+    req: Request<Incoming>,
+    target: &Target,
+    client: &ClientHeaders,
+) -> Response<ResponseBody> {
     let (mut parts, body) = req.into_parts();
     forward::strip_hop_by_hop(&mut parts.headers);
     // hyper has answered any `Expect: 100-continue` already, when the body was first read.
@@ -231,18 +242,14 @@ async fn proxy(judge: &Judge<'_>, req: Request<Incoming>, target: Target) -> Res
     // Credentials the runtime checked stay with it unless the policy asks otherwise; with
     // no authentication in the plan the application may do its own, and gets them.
     let keep_credentials = judge.runtime.plan.authentication.as_ref().is_none_or(|a| a.forward_credentials);
-    headers::identify(&mut parts.headers, judge.peer, judge.principal.as_deref(), keep_credentials);
-    // The application gets the path the rules were matched against, not the raw one.
-    let path_and_query = match target.query {
+    headers::identify(&mut parts.headers, client, judge.principal.as_deref(), keep_credentials);
+    // The application gets the path the rules were matched against, not the raw one, in
+    // origin form (what is sent on its connection).
+    let path_and_query = match &target.query {
         Some(q) => format!("{}?{q}", target.path.forward),
-        None => target.path.forward,
+        None => target.path.forward.clone(),
     };
-    let uri = Uri::builder()
-        .scheme(Scheme::HTTP)
-        .authority(judge.shared.upstream.clone())
-        .path_and_query(path_and_query)
-        .build();
-    let Ok(uri) = uri else {
+    let Ok(uri) = Uri::try_from(path_and_query) else {
         return close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "unforwardable_target"));
     };
     parts.uri = uri;
