@@ -67,7 +67,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // With one CPU a current-thread runtime, driven by `block_on` below.
+    let runtime = match guest::proxy::async_runtime(0) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sdsec-guest: cannot start the async runtime: {e}");

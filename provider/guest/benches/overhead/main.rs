@@ -58,6 +58,16 @@ fn tokio_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
     b.build().unwrap()
 }
 
+/// The runtime's async runtime as the proxy process builds it, `workers` standing for the
+/// guest's vCPUs (1: a current-thread runtime, as in a 1-vCPU guest), driven by a thread
+/// named `proxy` as the proxy process drives it.
+fn proxy_runtime(workers: usize) -> tokio::runtime::Handle {
+    let rt = guest::proxy::async_runtime(workers).unwrap();
+    let handle = rt.handle().clone();
+    std::thread::Builder::new().name("proxy".into()).spawn(move || rt.block_on(std::future::pending::<()>())).unwrap();
+    handle
+}
+
 /// The application: a keep-alive HTTP/1.1 server answering a small JSON body.
 async fn application() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -140,7 +150,7 @@ fn main() {
         (env("APP_WORKERS", 0), env("PROXY_WORKERS", 0), env("LOAD_WORKERS", 0));
 
     let app_rt = tokio_runtime("app", app_workers);
-    let proxy_rt = tokio_runtime("proxy", proxy_workers);
+    let proxy_rt = proxy_runtime(proxy_workers);
     let load_rt = tokio_runtime("load", load_workers);
     let app = app_rt.block_on(application());
     let guarded = proxy_rt.block_on(guest(app, true));

@@ -68,8 +68,8 @@ fn serve(
     let mut answers = link.try_clone().map_err(io("use the link"))?;
     let mut lines = BufReader::new(link);
     let Some(first) = next_line(&mut lines) else { return Err(ChildError::NoPlan) };
-    let threads =
-        tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(io("start the async runtime"))?;
+    // As many workers as the guest has vCPUs: with one, a current-thread runtime.
+    let threads = Arc::new(crate::proxy::async_runtime(0).map_err(io("start the async runtime"))?);
     let audit = AuditLog::spawn(Box::new(events)).map_err(io("start the audit writer"))?;
     let shared = threads.block_on(async {
         let runtime = match compile(&first) {
@@ -88,9 +88,17 @@ fn serve(
             return Err(ChildError::Plan(e));
         }
     };
+    // A current-thread runtime runs its tasks only inside a `block_on`: a thread of its own
+    // stays in one for good (with worker threads it only waits).
+    let driver = Arc::clone(&threads);
+    std::thread::Builder::new()
+        .name("proxy".into())
+        .spawn(move || driver.block_on(std::future::pending::<()>()))
+        .map_err(io("start the proxy thread"))?;
     answers.write_all(b"ok\n").map_err(io("answer on the link"))?;
-    // The proxy runs on the runtime's worker threads; this thread takes the plans PID 1
-    // sends until the link closes (PID 1 is gone and the VM with it).
+    // The proxy runs on that thread (or the workers); this one takes the plans PID 1 sends
+    // until the link closes (PID 1 is gone and the VM with it). Its probes run here, their
+    // connections driven by the proxy's thread.
     while let Some(line) = next_line(&mut lines) {
         if line.trim_end() == PROBE {
             // Whatever the application answers is parsed here, never in PID 1.
