@@ -45,6 +45,10 @@ pub struct BootSpec {
     pub cmdline: String,
     pub memory_mb: u64,
     pub vcpus: u64,
+    /// The size of QEMU's translation cache when the CPU is emulated (TCG), in MiB: the
+    /// code it has translated, resident per instance. A microVM's kernel and one
+    /// application need little; QEMU's own default grows up to 1 GiB.
+    pub tcg_cache_mb: u64,
     /// The port the enforcement runtime listens on inside the guest.
     pub guest_port: u16,
     /// How the guest's network reaches the host.
@@ -280,6 +284,7 @@ pub(crate) fn sample_spec() -> BootSpec {
         cmdline: "console=ttyS0 quiet".into(),
         memory_mb: 128,
         vcpus: 1,
+        tcg_cache_mb: 16,
         guest_port: 80,
         nic: Nic::User { host_port: None, restrict_egress: true },
         health_path: "/healthz".into(),

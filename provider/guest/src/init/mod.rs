@@ -14,6 +14,7 @@ pub mod app;
 pub mod entropy;
 pub mod events;
 pub mod exec;
+pub mod kernel_params;
 pub mod modules;
 pub mod mounts;
 pub mod net;
@@ -124,6 +125,10 @@ pub fn run() -> ! {
     }
     if let Err(e) = seeded {
         warn("entropy", e);
+    }
+    let ignored = kernel_params::ignored(std::env::args_os(), std::env::vars_os());
+    if !ignored.is_empty() {
+        warn("cmdline", format!("the kernel did not recognise these parameters: {}", ignored.join(" ")));
     }
     let network = launch.network;
     let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };

@@ -53,16 +53,20 @@ pub struct DomainDef<'a> {
 
 pub fn domain_xml(def: &DomainDef<'_>) -> String {
     let DomainDef { spec, record, accel, cpu_khz, console, audit, control } = def;
-    let (kind, cpu) = match accel {
+    let (kind, cpu, tcg) = match accel {
         // Only where KVM is real (see `accel`); under TCG libvirt's default CPU model.
-        Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>"),
-        Accel::Tcg => ("qemu", ""),
+        Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>".to_owned(), String::new()),
+        Accel::Tcg => (
+            "qemu",
+            String::new(),
+            format!("\n    <tcg>\n      <tb-cache unit='MiB'>{}</tb-cache>\n    </tcg>", spec.tcg_cache_mb),
+        ),
     };
     let (netdev, nic) = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
     let serial_args = crate::control::qemu_args(audit, *control);
     let qemu_args: String = ["-netdev", &netdev, "-device", &nic]
         .into_iter()
-        .chain(["-device", "virtio-rng-device"])
+        .chain(["-device", "virtio-rng-device", "-device", crate::qemu::args::BALLOON])
         .map(str::to_owned)
         .chain(serial_args.iter().map(|a| a.to_string_lossy().into_owned()))
         .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(&a)))
@@ -83,7 +87,7 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
     <cmdline>{cmdline}</cmdline>
   </os>
   <features>
-    <acpi/>
+    <acpi/>{tcg}
   </features>{cpu}
   <clock offset='utc'/>
   <on_poweroff>destroy</on_poweroff>
@@ -242,6 +246,8 @@ mod tests {
         assert!(xml.contains("<cmdline>console=ttyS0 quiet pci=off tsc_early_khz=2793436</cmdline>"));
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));
+        assert!(xml.contains("<tb-cache unit='MiB'>16</tb-cache>"), "{xml}");
+        assert!(xml.contains("value='virtio-balloon-device,free-page-reporting=on'"));
         assert!(xml.contains("<source path='/s/console.log' append='on'/>"));
         assert!(xml.contains("value='file,id=sdsecaudit,path=/s/audit.log,append=on'"));
         assert!(xml.contains("value='virtserialport,chardev=sdsecaudit,name=sdsec.audit'"));

@@ -21,6 +21,10 @@ pub fn process_name(id: &str) -> String {
 /// `microvm` has no PCI bus: without this the kernel probes for one and logs a failure.
 const MACHINE_CMDLINE: &str = "pci=off";
 
+/// Free-page reporting: pages the guest frees are handed back to the host (the guest
+/// kernel needs virtio-balloon, which sdsec's kernel has built in).
+pub const BALLOON: &str = "virtio-balloon-device,free-page-reporting=on";
+
 /// The kernel command line with what depends on this host rather than the image.
 pub fn cmdline(spec: &BootSpec, accel: Accel, cpu_khz: Option<u64>) -> String {
     match (accel, cpu_khz) {
@@ -52,10 +56,12 @@ pub fn args(
     let mut args: Vec<OsString> = Vec::new();
     // `plain_name` and the id hold no commas.
     push(&mut args, &["-name", &format!("{},process={}", crate::plain_name(&spec.name), process_name(id))]);
-    push(&mut args, &["-machine", "microvm,acpi=on"]);
+    // `mem-merge`: guest memory is offered to KSM, which merges identical pages of
+    // instances when the host turns it on (/sys/kernel/mm/ksm/run).
+    push(&mut args, &["-machine", "microvm,acpi=on,mem-merge=on"]);
     match accel {
         Accel::Kvm => push(&mut args, &["-accel", "kvm", "-cpu", "host"]),
-        Accel::Tcg => push(&mut args, &["-accel", "tcg,thread=multi"]),
+        Accel::Tcg => push(&mut args, &["-accel", &format!("tcg,thread=multi,tb-size={}", spec.tcg_cache_mb)]),
     }
     push(&mut args, &["-m", &spec.memory_mb.to_string(), "-smp", &spec.vcpus.to_string()]);
     push(&mut args, &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-daemonize"]);
@@ -65,6 +71,7 @@ pub fn args(
     push(&mut args, &["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
     push(&mut args, &["-netdev", &netdev, "-device", &nic]);
     push(&mut args, &["-device", "virtio-rng-device"]);
+    push(&mut args, &["-device", BALLOON]);
     // Appended, so that a log truncated by rotation is written again from its start.
     args.extend(["-chardev".into(), option("file,id=sdsecconsole,path=", &dir.join(CONSOLE), ",append=on")]);
     push(&mut args, &["-serial", "chardev:sdsecconsole"]);
@@ -107,6 +114,9 @@ mod tests {
         assert!(text.contains(&"virtio-serial-device,max_ports=3".to_owned()));
         assert!(text.contains(&"api,process=sdsec-i-1".to_owned()));
         assert!(!text.contains(&"kvm".to_owned()));
+        assert!(text.windows(2).any(|w| w == ["-accel", "tcg,thread=multi,tb-size=16"]));
+        assert!(text.windows(2).any(|w| w == ["-device", "virtio-balloon-device,free-page-reporting=on"]));
+        assert!(text.windows(2).any(|w| w == ["-machine", "microvm,acpi=on,mem-merge=on"]));
         assert!(text.contains(&"socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off".to_owned()));
         assert!(text.contains(&"virtserialport,chardev=sdsecctl,name=sdsec.control".to_owned()));
 

@@ -2,7 +2,7 @@
 //! itself and daemonised, so instances outlive the command that started them. Control
 //! goes through each instance's QMP socket; the guest's console goes to a log file.
 
-mod args;
+pub(crate) mod args;
 mod process;
 
 use std::net::SocketAddr;
