@@ -67,8 +67,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // With one CPU a current-thread runtime, driven by `block_on` below.
-    let runtime = match guest::proxy::async_runtime(0) {
+    // Driven by `block_on` below; the proxy adds a serving thread per further CPU.
+    let runtime = match guest::proxy::async_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sdsec-guest: cannot start the async runtime: {e}");
@@ -95,7 +95,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         app: None,
     });
     tokio::spawn(reload_on_hangup(args.plan, proxy.shared()));
-    proxy.run().await;
+    proxy.run_on(guest::proxy::serving_threads()).await;
     Ok(())
 }
 

@@ -16,11 +16,13 @@
 //! install it, when it is missing) gets a configuration written for the same checks: see
 //! `nginx.rs`.
 //!
-//! The application, the runtime and the load generator each have a tokio runtime of their own
-//! (`APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS` threads; default: one per core), but share
-//! the machine's cores: on a small machine the figures show what a request costs in CPU
-//! rather than what the runtime adds on a machine of its own. nginx gets `PROXY_WORKERS`
-//! worker processes (default: one per core), so both proxies have the same parallelism.
+//! The application and the load generator each have a tokio runtime of their own
+//! (`APP_WORKERS`, `LOAD_WORKERS` threads; default: one per core); the runtime serves on
+//! `PROXY_WORKERS` threads (default: one per core), each a current-thread runtime, as the
+//! proxy process of a guest with that many vCPUs does (`PROXY_WORKERS=1`: the 1-vCPU guest).
+//! All share the machine's cores: on a small machine the figures show what a request costs
+//! in CPU rather than what the runtime adds on a machine of its own. nginx gets
+//! `PROXY_WORKERS` worker processes, so both proxies have the same parallelism.
 //!
 //! `cargo bench -p sdsec-guest --bench overhead` (env `SECONDS`, `ROUNDS`, `CONNECTIONS`,
 //! `APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS`; `ONLY=direct|proxied|open|nginx` for
@@ -58,11 +60,10 @@ fn tokio_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
     b.build().unwrap()
 }
 
-/// The runtime's async runtime as the proxy process builds it, `workers` standing for the
-/// guest's vCPUs (1: a current-thread runtime, as in a 1-vCPU guest), driven by a thread
-/// named `proxy` as the proxy process drives it.
-fn proxy_runtime(workers: usize) -> tokio::runtime::Handle {
-    let rt = guest::proxy::async_runtime(workers).unwrap();
+/// The runtime's async runtime as the proxy process builds it, driven by a thread named
+/// `proxy` as the proxy process drives it.
+fn proxy_runtime() -> tokio::runtime::Handle {
+    let rt = guest::proxy::async_runtime().unwrap();
     let handle = rt.handle().clone();
     std::thread::Builder::new().name("proxy".into()).spawn(move || rt.block_on(std::future::pending::<()>())).unwrap();
     handle
@@ -117,12 +118,15 @@ fn plan(guarded: bool) -> RuntimePlan {
     plan
 }
 
-async fn guest(upstream: SocketAddr, guarded: bool) -> SocketAddr {
+/// The runtime with `threads` serving threads (0: one per core), as a guest with that many
+/// vCPUs runs it.
+async fn guest(upstream: SocketAddr, guarded: bool, threads: usize) -> SocketAddr {
     let runtime = guest::config::Runtime::new(&plan(guarded)).unwrap();
     let audit = guest::audit::AuditLog::spawn(Box::new(std::io::sink())).unwrap();
     let proxy = guest::proxy::Proxy::bind("127.0.0.1:0".parse().unwrap(), upstream, runtime, audit).await.unwrap();
     let addr = proxy.local_addr();
-    tokio::spawn(proxy.run());
+    let threads = if threads == 0 { guest::proxy::serving_threads() } else { threads };
+    tokio::spawn(proxy.run_on(threads));
     addr
 }
 
@@ -150,11 +154,11 @@ fn main() {
         (env("APP_WORKERS", 0), env("PROXY_WORKERS", 0), env("LOAD_WORKERS", 0));
 
     let app_rt = tokio_runtime("app", app_workers);
-    let proxy_rt = proxy_runtime(proxy_workers);
+    let proxy_rt = proxy_runtime();
     let load_rt = tokio_runtime("load", load_workers);
     let app = app_rt.block_on(application());
-    let guarded = proxy_rt.block_on(guest(app, true));
-    let open = proxy_rt.block_on(guest(app, false));
+    let guarded = proxy_rt.block_on(guest(app, true, proxy_workers));
+    let open = proxy_rt.block_on(guest(app, false, proxy_workers));
     // Ended when dropped, also on a panic below.
     let nginx = if with_nginx {
         match nginx::Nginx::start(app, proxy_workers, TOKEN) {

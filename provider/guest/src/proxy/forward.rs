@@ -135,6 +135,17 @@ impl Pooled {
 
 type Pool = Mutex<VecDeque<Pooled>>;
 
+thread_local! {
+    /// Which of the proxy's serving threads this is ([`super::Proxy::run_on`]): each has a
+    /// pool of its own, so that a request uses connections whose tasks run on its thread.
+    static THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the calling thread as the proxy's serving thread `index`.
+pub fn set_thread_index(index: usize) {
+    THREAD.with(|t| t.set(index));
+}
+
 fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Pooled>> {
     // Nothing panics while the lock is held; a poisoned pool still holds valid connections.
     pool.lock().unwrap_or_else(PoisonError::into_inner)
@@ -152,12 +163,18 @@ fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Pooled>> {
 /// until its answer has been read to its end, waits a bounded time for one, and at most
 /// `max` connections are kept in the pool. A request opens a connection only when every
 /// pooled one is busy, so busy and idle connections together never pass `max`.
+///
+/// There is one pool per serving thread, together one pool as far as the bound goes: a
+/// request looks in its thread's pool first (that connection's task runs on its thread,
+/// so they wake each other without crossing threads), then in the others, and opens a
+/// connection only when every connection in every pool is busy. A connection goes back to
+/// the pool it came from.
 #[derive(Debug)]
 pub struct Upstream {
     addr: SocketAddr,
     /// For requests without a Host header (none reach here today: the scanner refuses them).
     host: HeaderValue,
-    pool: Arc<Pool>,
+    pools: Arc<[Pool]>,
     slots: Mutex<Slots>,
 }
 
@@ -172,12 +189,14 @@ struct Slots {
 impl Upstream {
     /// Must be called within a tokio runtime: it starts the task closing idle connections.
     pub fn new(addr: SocketAddr, max: usize) -> Self {
-        let pool = Arc::new(Mutex::new(VecDeque::new()));
-        tokio::spawn(reap(Arc::downgrade(&pool)));
+        // One per CPU: the most serving threads there are (more share them).
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let pools: Arc<[Pool]> = (0..threads).map(|_| Mutex::new(VecDeque::new())).collect();
+        tokio::spawn(reap(Arc::downgrade(&pools)));
         // A socket address is always a valid header value.
         let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost"));
         let max = max.max(1);
-        Self { addr, host, pool, slots: Mutex::new(Slots { max, semaphore: Arc::new(Semaphore::new(max)) }) }
+        Self { addr, host, pools, slots: Mutex::new(Slots { max, semaphore: Arc::new(Semaphore::new(max)) }) }
     }
 
     /// Changes the bound on connections to the application (a reconfiguration).
@@ -223,9 +242,9 @@ impl Upstream {
             req.headers_mut().insert(header::HOST, self.host.clone());
         }
         let now = Instant::now();
-        if let Some(mut sender) = self.checkout(now) {
+        if let Some((mut sender, home)) = self.checkout(now) {
             let sent = sender.try_send_request(req);
-            self.checkin(sender, now, max);
+            self.checkin(sender, home, now, max);
             match sent.await {
                 Ok(response) => return Ok(response),
                 // The connection closed before the request was written (the application
@@ -238,28 +257,25 @@ impl Upstream {
         }
         let mut sender = self.connect().await?;
         let sent = sender.send_request(req);
-        self.checkin(sender, now, max);
+        self.checkin(sender, self.own_pool(), now, max);
         Ok(sent.await?)
     }
 
-    /// The least recently used idle connection; closed and expired ones are dropped on the way.
-    fn checkout(&self, now: Instant) -> Option<SendRequest<LimitedBody>> {
-        let mut pool = lock(&self.pool);
-        let mut i = 0;
-        while let Some(pooled) = pool.get(i) {
-            if pooled.expired(now) {
-                pool.remove(i);
-            } else if pooled.sender.is_ready() {
-                return pool.remove(i).map(|p| p.sender);
-            } else {
-                i += 1;
-            }
-        }
-        None
+    /// The calling thread's pool.
+    fn own_pool(&self) -> usize {
+        THREAD.with(std::cell::Cell::get) % self.pools.len()
     }
 
-    fn checkin(&self, sender: SendRequest<LimitedBody>, now: Instant, max: usize) {
-        let mut pool = lock(&self.pool);
+    /// The least recently used idle connection of this thread's pool, else of another, with
+    /// the pool it belongs to; closed and expired ones are dropped on the way.
+    fn checkout(&self, now: Instant) -> Option<(SendRequest<LimitedBody>, usize)> {
+        let (own, n) = (self.own_pool(), self.pools.len());
+        (0..n).map(|k| (own + k) % n).find_map(|home| Some((idle(&self.pools[home], now)?, home)))
+    }
+
+    fn checkin(&self, sender: SendRequest<LimitedBody>, home: usize, now: Instant, max: usize) {
+        let Some(pool) = self.pools.get(home) else { return };
+        let mut pool = lock(pool);
         if pool.len() < max && !sender.is_closed() {
             pool.push_back(Pooled { sender, used: now });
         }
@@ -282,14 +298,32 @@ impl Upstream {
     }
 }
 
-/// Closes idle connections past their timeout, until the pool is gone.
-async fn reap(pool: Weak<Pool>) {
+/// Takes the least recently used idle connection out of `pool`.
+fn idle(pool: &Pool, now: Instant) -> Option<SendRequest<LimitedBody>> {
+    let mut pool = lock(pool);
+    let mut i = 0;
+    while let Some(pooled) = pool.get(i) {
+        if pooled.expired(now) {
+            pool.remove(i);
+        } else if pooled.sender.is_ready() {
+            return pool.remove(i).map(|p| p.sender);
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Closes idle connections past their timeout, until the pools are gone.
+async fn reap(pools: Weak<[Pool]>) {
     let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(pool) = pool.upgrade() else { return };
+        let Some(pools) = pools.upgrade() else { return };
         let now = Instant::now();
-        lock(&pool).retain(|p| !p.expired(now));
+        for pool in pools.iter() {
+            lock(pool).retain(|p| !p.expired(now));
+        }
     }
 }

@@ -8,6 +8,7 @@ mod request;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,25 +35,22 @@ pub enum ProxyError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-/// The async runtime the proxy runs on, its threads named `proxy`; `workers` 0 means one
-/// per CPU. With one (a guest of one vCPU) it is a current-thread runtime: a request's tasks
-/// (client connection, application connection, bodies) then wake each other on one thread,
-/// without the cross-thread wakeups and work stealing of a multi-thread runtime, which only
-/// cost on a single CPU. The caller drives it: a `block_on` on some thread for as long as
-/// the proxy serves (with more workers, they run the tasks).
-pub fn async_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let workers = match workers {
-        0 => std::thread::available_parallelism().map_or(1, usize::from),
-        n => n,
-    };
-    let mut builder = if workers == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(workers);
-        b
-    };
-    builder.enable_all().thread_name("proxy").build()
+/// The async runtime a proxy is started on: current-thread, its blocking threads named
+/// `proxy`. The caller drives it (a `block_on` on some thread for as long as the proxy
+/// serves); [`Proxy::run_on`] adds a thread with a runtime of its own per further CPU.
+///
+/// Why not a multi-thread runtime: a request's tasks (client connection, application
+/// connection, bodies) wake each other; spread over threads that is a cross-thread wakeup
+/// and work stealing per step, which on one CPU is pure cost and on two doubled the CPU a
+/// request took. One runtime per thread, each accepting on the same socket and keeping its
+/// own application connections, is how nginx's workers do it too.
+pub fn async_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().thread_name("proxy").build()
+}
+
+/// How many threads serve: one per CPU (one in a guest of one vCPU).
+pub fn serving_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// What every connection shares.
@@ -151,41 +149,70 @@ impl Proxy {
 
     /// Accepts connections until the task is dropped.
     pub async fn run(self) {
-        loop {
-            let (stream, peer) = match self.listener.accept().await {
-                Ok(accepted) => accepted,
-                // Out of descriptors or a connection reset before accept: wait a little
-                // rather than spin, and keep serving.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            };
-            let runtime = self.shared.runtime.load_full();
-            // Rules name the application's service port, as users write it: the one the
-            // runtime stands in front of, not the one it listens on.
-            if !plan::ingress::allows(&runtime.plan.firewall.ingress, peer.ip(), self.shared.app_port) {
-                // Closed without a byte read or written: the client learns nothing.
-                drop(stream);
-                record_drop(&self.shared.audit, &runtime, peer, None, "ingress");
+        accept(self.listener, self.shared).await;
+    }
+
+    /// Accepts connections on this runtime and, with `threads` > 1, on as many threads in all,
+    /// each a current-thread runtime of its own accepting on the same socket. The other
+    /// threads serve for as long as the process runs.
+    pub async fn run_on(self, threads: usize) {
+        for index in 1..threads {
+            // The same socket under another descriptor, registered with that thread's runtime.
+            let Ok(copy) = self.listener.as_fd().try_clone_to_owned() else { break };
+            let (listener, shared) = (std::net::TcpListener::from(copy), Arc::clone(&self.shared));
+            let started = std::thread::Builder::new().name("proxy".into()).spawn(move || {
+                forward::set_thread_index(index);
+                let Ok(runtime) = async_runtime() else { return };
+                runtime.block_on(async move {
+                    if let Ok(listener) = TcpListener::from_std(listener) {
+                        accept(listener, shared).await;
+                    }
+                });
+            });
+            // Fewer threads serve; the others still do.
+            if started.is_err() {
+                break;
+            }
+        }
+        self.run().await;
+    }
+}
+
+/// Accepts connections on `listener` and serves each on a task of this runtime.
+async fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            // Out of descriptors or a connection reset before accept (or taken by another
+            // thread): wait a little rather than spin, and keep serving.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
-            let http = &runtime.plan.firewall.http;
-            let slot =
-                match self.shared.connections.admit(peer.ip(), http.max_connections, http.max_connections_per_source) {
-                    Ok(slot) => slot,
-                    Err(over) => {
-                        drop(stream);
-                        record_drop(&self.shared.audit, &runtime, peer, None, over.reason());
-                        continue;
-                    }
-                };
-            let shared = Arc::clone(&self.shared);
-            tokio::spawn(async move {
-                serve(shared, runtime, stream, peer).await;
-                drop(slot);
-            });
+        };
+        let runtime = shared.runtime.load_full();
+        // Rules name the application's service port, as users write it: the one the
+        // runtime stands in front of, not the one it listens on.
+        if !plan::ingress::allows(&runtime.plan.firewall.ingress, peer.ip(), shared.app_port) {
+            // Closed without a byte read or written: the client learns nothing.
+            drop(stream);
+            record_drop(&shared.audit, &runtime, peer, None, "ingress");
+            continue;
         }
+        let http = &runtime.plan.firewall.http;
+        let slot = match shared.connections.admit(peer.ip(), http.max_connections, http.max_connections_per_source) {
+            Ok(slot) => slot,
+            Err(over) => {
+                drop(stream);
+                record_drop(&shared.audit, &runtime, peer, None, over.reason());
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            serve(shared, runtime, stream, peer).await;
+            drop(slot);
+        });
     }
 }
 

@@ -68,8 +68,7 @@ fn serve(
     let mut answers = link.try_clone().map_err(io("use the link"))?;
     let mut lines = BufReader::new(link);
     let Some(first) = next_line(&mut lines) else { return Err(ChildError::NoPlan) };
-    // As many workers as the guest has vCPUs: with one, a current-thread runtime.
-    let threads = Arc::new(crate::proxy::async_runtime(0).map_err(io("start the async runtime"))?);
+    let threads = Arc::new(crate::proxy::async_runtime().map_err(io("start the async runtime"))?);
     let audit = AuditLog::spawn(Box::new(events)).map_err(io("start the audit writer"))?;
     let shared = threads.block_on(async {
         let runtime = match compile(&first) {
@@ -78,7 +77,8 @@ fn serve(
         };
         let proxy = Proxy::from_listener(listener, upstream, runtime, audit).map_err(|e| e.to_string())?;
         let shared = proxy.shared();
-        tokio::spawn(proxy.run());
+        // A serving thread per vCPU: this runtime's, and one more per further vCPU.
+        tokio::spawn(proxy.run_on(crate::proxy::serving_threads()));
         Ok(shared)
     });
     let shared: Arc<Shared> = match shared {
@@ -89,14 +89,14 @@ fn serve(
         }
     };
     // A current-thread runtime runs its tasks only inside a `block_on`: a thread of its own
-    // stays in one for good (with worker threads it only waits).
+    // stays in one for good.
     let driver = Arc::clone(&threads);
     std::thread::Builder::new()
         .name("proxy".into())
         .spawn(move || driver.block_on(std::future::pending::<()>()))
         .map_err(io("start the proxy thread"))?;
     answers.write_all(b"ok\n").map_err(io("answer on the link"))?;
-    // The proxy runs on that thread (or the workers); this one takes the plans PID 1 sends
+    // The proxy runs on that thread (and those it starts); this one takes the plans PID 1 sends
     // until the link closes (PID 1 is gone and the VM with it). Its probes run here, their
     // connections driven by the proxy's thread.
     while let Some(line) = next_line(&mut lines) {
