@@ -178,12 +178,14 @@ pub fn run_images(config: &ProviderConfig, command: ImagesCommand) -> Result<boo
 pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
     let cache = KernelCache::new(&kernel::default_cache_dir()?);
     let show = |k: &kernel::Kernel| {
-        print_stdout(&format!("kernel:   {}", k.record.kind.name()));
+        print_stdout(&format!("kernel:   {}", if k.given { "given by path" } else { k.record.kind.name() }));
         print_stdout(&format!("release:  {}", k.record.release));
         print_stdout(&format!("package:  {} {}", k.record.package, k.record.package_version));
         print_stdout(&format!("image:    {}", k.image().display()));
         print_stdout(&format!("modules:  {}", k.record.modules.join(" ")));
-        print_stdout(&format!("memory:   {} MiB at least", k.record.kind.min_memory_mb()));
+        if let Some(floor) = k.min_memory_mb() {
+            print_stdout(&format!("memory:   {floor} MiB at least"));
+        }
     };
     match command {
         KernelCommand::Build { jobs } => {
