@@ -4,6 +4,7 @@ Each function takes the Run (harness.py) and the configuration (evaluate.Config)
 figures with run.add and raises harness.Failure when a measurement cannot be made.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -172,11 +173,14 @@ def protected(run, cfg):
     image = d / "state" / "images" / digest.removeprefix("sha256:")
     if not image.is_dir():
         die(f"image directory {image} not found")
-    for f in ("initramfs.cpio.zst", "kernel"):
-        if not (image / f).is_file():
-            die(f"{image / f} not found")
+    # The kernel is stored once per digest, beside the images, under the digest the manifest names.
+    manifest = json.loads((image / "manifest.json").read_text())
+    kernel = image.parent / "kernels" / manifest["kernel"]["sha256"].removeprefix("sha256:")
+    for f in (image / "initramfs.cpio.zst", kernel):
+        if not f.is_file():
+            die(f"{f} not found")
     run.add("size.initramfs", (image / "initramfs.cpio.zst").stat().st_size)
-    run.add("size.kernel", (image / "kernel").stat().st_size)
+    run.add("size.kernel", kernel.stat().st_size)
     if shutil.which("zstd"):
         with tempfile.TemporaryFile() as raw:
             if run_command(["zstd", "-dc", image / "initramfs.cpio.zst"], stdout=raw) != 0:
