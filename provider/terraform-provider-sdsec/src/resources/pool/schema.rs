@@ -48,7 +48,10 @@ pub fn schema() -> Schema {
             "The application, as in `sdsec_unikernel`: `path` of a static executable, `args`, and its `port` in the guest.",
         ))
         .attribute(
-            Attribute::number(MEMORY_MB).optional_computed().description("Guest memory in MiB. Default: the plan's."),
+            Attribute::number(MEMORY_MB).optional_computed().description(
+                "Guest memory in MiB. Default: the plan's. At least what the kernel boots with (48 for sdsec's kernel, \
+                 96 for Debian's), checked at plan.",
+            ),
         )
         .attribute(Attribute::number(VCPUS).optional_computed().description("Virtual CPUs. Default: the plan's."))
         .attribute(

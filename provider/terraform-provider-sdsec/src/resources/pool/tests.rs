@@ -139,7 +139,7 @@ async fn invalid_inputs_are_refused_on_their_attribute() {
     let d = planned.diagnostics.iter().next().expect("an error");
     assert_eq!(
         (d.summary.as_str(), d.detail.as_str()),
-        ("Value out of range", "`memory_mb` must be between 64 and 65536, not 16.")
+        ("Value out of range", "`memory_mb` must be between 32 and 65536, not 16.")
     );
     assert_eq!(d.attribute.as_ref().map(ToString::to_string).as_deref(), Some("memory_mb"));
 }

@@ -59,7 +59,8 @@ pub fn schema() -> Schema {
              enforcement runtime listens in front of it; only the runtime's port is forwarded.",
         ))
         .attribute(Attribute::number(MEMORY_MB).optional_computed().description(
-            "Guest memory in MiB. Default: the plan's `build.memory_mb`.",
+            "Guest memory in MiB. Default: the plan's `build.memory_mb`. At least what the kernel boots with (48 for \
+             sdsec's kernel, 96 for Debian's), checked at plan.",
         ))
         .attribute(Attribute::number(VCPUS).optional_computed().description(
             "Virtual CPUs. Default: the plan's `build.vcpus`.",
