@@ -20,21 +20,9 @@ use crate::{BootSpec, Instance};
 pub const NAMESPACE: &str = "https://github.com/sdsec/terraform-provider-sdsec/xmlns/libvirt-instance/1";
 pub const PREFIX: &str = "sdsec";
 
-/// `microvm` has no PCI bus: without this the kernel probes for one.
-const MACHINE_CMDLINE: &str = "pci=off";
-
 /// The domain's name: libvirt names are unique per connection, the id is unique too.
 pub fn domain_name(id: &str) -> String {
     format!("sdsec-{id}")
-}
-
-/// The kernel command line with what depends on this host rather than the image.
-pub fn cmdline(spec: &BootSpec, accel: Accel, cpu_khz: Option<u64>) -> String {
-    match (accel, cpu_khz) {
-        // Without it the guest calibrates the TSC against an emulated timer: slow under TCG.
-        (Accel::Tcg, Some(khz)) => format!("{} {MACHINE_CMDLINE} tsc_early_khz={khz}", spec.cmdline),
-        _ => format!("{} {MACHINE_CMDLINE}", spec.cmdline),
-    }
 }
 
 /// Everything a domain's XML is made of.
@@ -112,7 +100,7 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
         vcpus = spec.vcpus,
         kernel = escape(&spec.kernel.to_string_lossy()),
         initrd = escape(&spec.initramfs.to_string_lossy()),
-        cmdline = escape(&cmdline(spec, *accel, *cpu_khz)),
+        cmdline = escape(&crate::qemu::args::cmdline(spec, *accel, *cpu_khz)),
         console = escape(&console.to_string_lossy()),
     )
 }
@@ -243,7 +231,7 @@ mod tests {
         assert!(xml.starts_with("<domain type='qemu'"));
         assert!(xml.contains("<name>sdsec-i-0123456789abcdef</name>"));
         assert!(xml.contains("<type arch='x86_64' machine='microvm'>hvm</type>"));
-        assert!(xml.contains("<cmdline>console=ttyS0 quiet pci=off tsc_early_khz=2793436</cmdline>"));
+        assert!(xml.contains("<cmdline>console=ttyS0 quiet pci=off tsc_early_khz=2793436 tsc=reliable</cmdline>"));
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));
         assert!(xml.contains("<tb-cache unit='MiB'>16</tb-cache>"), "{xml}");

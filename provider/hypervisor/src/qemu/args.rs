@@ -25,12 +25,15 @@ const MACHINE_CMDLINE: &str = "pci=off";
 /// kernel needs virtio-balloon, which sdsec's kernel has built in).
 pub const BALLOON: &str = "virtio-balloon-device,free-page-reporting=on";
 
-/// The kernel command line with what depends on this host rather than the image.
+/// The kernel command line with what depends on this host rather than the image (both
+/// backends boot the same guest).
 pub fn cmdline(spec: &BootSpec, accel: Accel, cpu_khz: Option<u64>) -> String {
     match (accel, cpu_khz) {
-        // Without it the guest calibrates the TSC against an emulated timer, which takes
-        // long and gives a wrong clock under TCG.
-        (Accel::Tcg, Some(khz)) => format!("{} {MACHINE_CMDLINE} tsc_early_khz={khz}", spec.cmdline),
+        // Without the frequency the guest calibrates the TSC against an emulated timer,
+        // which takes long and gives a wrong clock under TCG. QEMU derives the emulated
+        // TSC from the host's clock, but the guest's clocksource watchdog (an emulated timer
+        // itself) sees it skew on a busy host and falls back to jiffies (4 ms granularity).
+        (Accel::Tcg, Some(khz)) => format!("{} {MACHINE_CMDLINE} tsc_early_khz={khz} tsc=reliable", spec.cmdline),
         _ => format!("{} {MACHINE_CMDLINE}", spec.cmdline),
     }
 }
@@ -105,7 +108,7 @@ mod tests {
         let tcg = args(&spec(), "i-1", Path::new("/s"), &sockets, Accel::Tcg, Some(2_793_436), 18080);
         let text: Vec<String> = tcg.iter().map(|a| a.to_string_lossy().into_owned()).collect();
         let append = &text[text.iter().position(|a| a == "-append").unwrap() + 1];
-        assert_eq!(append, "console=ttyS0 quiet pci=off tsc_early_khz=2793436");
+        assert_eq!(append, "console=ttyS0 quiet pci=off tsc_early_khz=2793436 tsc=reliable");
         assert!(text.contains(&"user,id=net0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on".to_owned()));
         assert!(text.contains(&"file,id=sdsecconsole,path=/s/console.log,append=on".to_owned()));
         assert!(text.windows(2).any(|w| w == ["-serial", "chardev:sdsecconsole"]));
