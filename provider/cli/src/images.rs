@@ -165,10 +165,11 @@ pub fn run_images(config: &ProviderConfig, command: ImagesCommand) -> Result<boo
                 print_stdout(&format!("busy, kept {digest}"));
             }
             eprintln!(
-                "{} image(s) removed, {} busy, {} interrupted build(s) cleaned",
+                "{} image(s) removed, {} busy, {} interrupted build(s) cleaned, {} kernel(s) no image uses removed",
                 report.removed.len(),
                 report.busy.len(),
-                report.temp_dirs_removed
+                report.temp_dirs_removed,
+                report.kernels_removed
             );
             Ok(true)
         }

@@ -37,10 +37,11 @@ pub enum LaunchError {
     #[error("{name} = {value} is out of range: it must be between {} and {}", range.start(), range.end())]
     OutOfRange { input: Input, name: &'static str, value: u64, range: RangeInclusive<u64> },
     #[error(
-        "memory_mb = {value} is below what the {kernel} kernel boots with: give it at least {floor} MiB{}",
+        "{}memory_mb = {value} is below what the {kernel} kernel boots with: give it at least {floor} MiB{}",
+        if *from_policy { "the policy's " } else { "" },
         if *kernel == "sdsec" { "" } else { " (sdsec's own kernel, the default, needs less)" }
     )]
-    BelowKernelFloor { input: Input, value: u64, floor: u64, kernel: &'static str },
+    BelowKernelFloor { input: Input, from_policy: bool, value: u64, floor: u64, kernel: &'static str },
     #[error(transparent)]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("cannot prepare the control channel: {0}")]
@@ -167,6 +168,7 @@ impl Sizing {
 pub fn check_kernel_floor(kernel: &Kernel, memory_mb: u64, sizing: Sizing) -> Result<(), LaunchError> {
     match kernel.min_memory_mb() {
         Some(floor) if memory_mb < floor => Err(LaunchError::BelowKernelFloor {
+            from_policy: sizing.memory_mb.is_none(),
             input: if sizing.memory_mb.is_some() { Input::MemoryMb } else { Input::Enforcement },
             value: memory_mb,
             floor,
@@ -194,6 +196,11 @@ pub fn manifest(
     let mut spec = image_spec(plan, app, &kernel, &runtime)?;
     spec.memory_mb = sizing.memory_mb.unwrap_or(spec.memory_mb);
     spec.vcpus = sizing.vcpus.unwrap_or(spec.vcpus);
+    // The policy's own size too: SecTOSCA accepts less than any kernel boots with.
+    if sizing.memory_mb.is_none() && !MEMORY_MB.contains(&spec.memory_mb) {
+        let (name, value, range) = ("the policy's memory_mb", spec.memory_mb, MEMORY_MB);
+        return Err(LaunchError::OutOfRange { input: Input::Enforcement, name, value, range });
+    }
     check_kernel_floor(&kernel, spec.memory_mb, sizing)?;
     let manifest = Manifest::from_spec(&spec)
         .map_err(|source| LaunchError::Manifest { input: at_fault(&spec, &source), source })?;
@@ -239,12 +246,23 @@ fn at_fault(spec: &ImageSpec, error: &ManifestError) -> Input {
     }
 }
 
-/// QEMU's translation cache for a kernel of `kernel_bytes`: what it translates is mostly
-/// the kernel's code, so a minimal kernel (sdsec's: about 10 MB) is served by 16 MiB
-/// without a slowdown, while a general-purpose one (Debian's: about 50 MB) slows down with
-/// less than 48 MiB.
-pub fn tcg_cache_mb(kernel_bytes: u64) -> u64 {
-    if kernel_bytes <= 24 << 20 { 16 } else { 48 }
+/// QEMU's translation cache for the kernel at `path`, of `bytes`: what it translates is
+/// mostly the kernel's code, so a minimal kernel (sdsec's: an 18 MB vmlinux) is served by
+/// 16 MiB without a slowdown, while a general-purpose one (Debian's: 53 MB) slows down with
+/// less than 48 MiB. A compressed kernel (bzImage) says nothing by its size: 48.
+pub fn tcg_cache_mb(path: &Path, bytes: u64) -> u64 {
+    use std::io::Read as _;
+    let mut magic = [0u8; 4];
+    let elf = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && magic == *b"\x7fELF";
+    if elf && bytes <= 24 << 20 { 16 } else { 48 }
+}
+
+/// Whether the instance's memory may be merged with other instances' by the host's KSM:
+/// not under `strict` hardening nor for a plan that restricts tenants or wants a host of its
+/// own, where whether another guest holds a page must not be learnable from timing.
+pub fn merge_memory(plan: &EnforcementPlan) -> bool {
+    let isolated = plan.placement.tenants.is_some() || plan.placement.dedicated_host;
+    plan.build.hardening.level == plan::HardeningLevel::Baseline && !isolated
 }
 
 /// How to boot a stored image: the runtime's port and its health path; the network is
@@ -258,7 +276,8 @@ pub fn boot_spec(image: &sdsec_image::Image, plan: &EnforcementPlan, timeout: Du
         initramfs: image.initramfs.clone(),
         cmdline: manifest.cmdline.clone(),
         memory_mb: manifest.memory_mb,
-        tcg_cache_mb: tcg_cache_mb(manifest.kernel.size),
+        tcg_cache_mb: tcg_cache_mb(&image.kernel, manifest.kernel.size),
+        merge_memory: merge_memory(plan),
         vcpus: manifest.vcpus,
         guest_port: abi::net::runtime_port(manifest.application.port),
         nic: hypervisor::Nic::User { host_port: None, restrict_egress: true },

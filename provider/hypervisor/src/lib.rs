@@ -49,6 +49,9 @@ pub struct BootSpec {
     /// code it has translated, resident per instance. A microVM's kernel and one
     /// application need little; QEMU's own default grows up to 1 GiB.
     pub tcg_cache_mb: u64,
+    /// Whether the host's KSM may merge the guest's memory with other guests' (QEMU
+    /// `mem-merge`); off where a guest must not learn, through timing, what others hold.
+    pub merge_memory: bool,
     /// The port the enforcement runtime listens on inside the guest.
     pub guest_port: u16,
     /// How the guest's network reaches the host.
@@ -285,6 +288,7 @@ pub(crate) fn sample_spec() -> BootSpec {
         memory_mb: 128,
         vcpus: 1,
         tcg_cache_mb: 16,
+        merge_memory: true,
         guest_port: 80,
         nic: Nic::User { host_port: None, restrict_egress: true },
         health_path: "/healthz".into(),

@@ -82,6 +82,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         memory_mb: 128,
         vcpus: 1,
         tcg_cache_mb: 48,
+        merge_memory: true,
         guest_port: abi::net::runtime_port(manifest["application"]["port"].as_u64().unwrap() as u16),
         health_path: plan["runtime"]["firewall"]["http"]["health_path"].as_str().unwrap().to_owned(),
         nic: hypervisor::Nic::User { host_port: None, restrict_egress: true },

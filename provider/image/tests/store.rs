@@ -108,6 +108,22 @@ fn images_share_one_stored_kernel_which_gc_removes_with_the_last_image() {
 }
 
 #[test]
+fn an_image_stored_by_an_older_sdsec_is_outdated_not_tampered() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path());
+    let spec = spec_in(dir.path());
+    let image = store.ensure(&spec).unwrap().image;
+    // Layout 2 kept a copy of the kernel inside the image and listed it in SHA256SUMS.
+    std::fs::copy(&image.kernel, image.dir.join("kernel")).unwrap();
+    match store.verify(&image.digest) {
+        Err(StoreError::Outdated(digest)) => assert_eq!(digest, image.digest),
+        other => panic!("an old-layout image must be reported outdated: {other:?}"),
+    }
+    assert_eq!(store.ensure(&spec).unwrap().outcome, Outcome::Built);
+    store.verify(&image.digest).unwrap();
+}
+
+#[test]
 fn a_stored_kernel_missing_or_tampered_is_caught_and_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let store = store_in(dir.path());

@@ -55,7 +55,8 @@ pub fn schema() -> Schema {
         .attribute(Attribute::string(KERNEL).optional().description(
             "The guest kernel: `sdsec` (the default: sdsec's own minimal kernel, built once with `sdsec kernel \
              build`), `debian-cloud` (Debian's cloud kernel, fetched with `sdsec kernel fetch`), or the path of a \
-             kernel file (a PVH `vmlinux` or a `vmlinuz` with virtio-mmio, virtio-net and virtio-console built in).",
+             kernel file (a PVH `vmlinux` or a `vmlinuz` with virtio-mmio, virtio-net and virtio-console built in; \
+             write `./sdsec` for a file of that name).",
         ))
         .attribute(Attribute::string(SITE).optional().description(
             "The site where this provider's hypervisor stands, checked against `sdsec.policies.Isolation`.",

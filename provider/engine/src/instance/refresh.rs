@@ -103,7 +103,8 @@ fn image_status(state_dir: &Path, digest: Option<&str>) -> Result<ImageStatus, I
     let Some(digest) = digest.and_then(|d| ImageDigest::parse(d).ok()) else { return Ok(ImageStatus::Missing) };
     match Store::open(state_dir).and_then(|store| store.verify(&digest).map(|_| ())) {
         Ok(()) => Ok(ImageStatus::Verified),
-        Err(StoreError::NotFound(_)) => Ok(ImageStatus::Missing),
+        // An image of an older store layout is rebuilt as a missing one is.
+        Err(StoreError::NotFound(_) | StoreError::Outdated(_)) => Ok(ImageStatus::Missing),
         Err(StoreError::Tampered { reason, .. }) => Ok(ImageStatus::Tampered(reason)),
         Err(e) => Err(InstanceError::Verify(e)),
     }

@@ -126,7 +126,8 @@ pub fn run() -> ! {
     if let Err(e) = seeded {
         warn("entropy", e);
     }
-    let ignored = kernel_params::ignored(std::env::args_os(), std::env::vars_os());
+    let mut ignored = kernel_params::ignored(std::env::args_os(), std::env::vars_os());
+    ignored.extend(kernel_params::unapplied_dotted(&line, std::path::Path::new("/sys/module")));
     if !ignored.is_empty() {
         warn("cmdline", format!("the kernel did not recognise these parameters: {}", ignored.join(" ")));
     }

@@ -66,7 +66,7 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
   <metadata>
     {metadata}
   </metadata>
-  <memory unit='MiB'>{memory}</memory>
+  <memory unit='MiB'>{memory}</memory>{memory_backing}
   <vcpu>{vcpus}</vcpu>
   <os>
     <type arch='x86_64' machine='microvm'>hvm</type>
@@ -97,6 +97,8 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
         title = escape(&record.name),
         metadata = metadata_element(record, true),
         memory = spec.memory_mb,
+        memory_backing =
+            if spec.merge_memory { "" } else { "\n  <memoryBacking>\n    <nosharepages/>\n  </memoryBacking>" },
         vcpus = spec.vcpus,
         kernel = escape(&spec.kernel.to_string_lossy()),
         initrd = escape(&spec.initramfs.to_string_lossy()),

@@ -61,7 +61,8 @@ pub fn args(
     push(&mut args, &["-name", &format!("{},process={}", crate::plain_name(&spec.name), process_name(id))]);
     // `mem-merge`: guest memory is offered to KSM, which merges identical pages of
     // instances when the host turns it on (/sys/kernel/mm/ksm/run).
-    push(&mut args, &["-machine", "microvm,acpi=on,mem-merge=on"]);
+    let merge = if spec.merge_memory { "on" } else { "off" };
+    push(&mut args, &["-machine", &format!("microvm,acpi=on,mem-merge={merge}")]);
     match accel {
         Accel::Kvm => push(&mut args, &["-accel", "kvm", "-cpu", "host"]),
         Accel::Tcg => push(&mut args, &["-accel", &format!("tcg,thread=multi,tb-size={}", spec.tcg_cache_mb)]),
@@ -137,6 +138,13 @@ mod tests {
             .collect();
         assert!(text.contains(&"tap,id=net0,ifname=sdt-0123456789,script=no,downscript=no".to_owned()));
         assert!(text.contains(&"virtio-net-device,netdev=net0,mac=52:54:00:d5:00:02".to_owned()));
+
+        let private = BootSpec { merge_memory: false, ..spec() };
+        let text: Vec<String> = args(&private, "i-1", Path::new("/s"), &sockets, Accel::Tcg, None, 0)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert!(text.windows(2).any(|w| w == ["-machine", "microvm,acpi=on,mem-merge=off"]));
 
         let kvm = args(&spec(), "i-1", Path::new("/s"), &sockets, Accel::Kvm, Some(2_793_436), 18080);
         let text: Vec<String> = kvm.iter().map(|a| a.to_string_lossy().into_owned()).collect();

@@ -53,46 +53,55 @@ pub fn missing_prerequisites() -> Vec<&'static str> {
 }
 
 /// The version apt would download, without downloading.
-fn candidate_version() -> Result<String, KernelError> {
+pub(super) fn candidate_version() -> Result<String, KernelError> {
     let out = run(Command::new("apt-cache").args(["show", "--no-all-versions", SOURCE_PACKAGE]), APT_HINT)?;
     out.lines()
         .find_map(|l| l.strip_prefix("Version: "))
         .map(|v| v.trim().to_owned())
-        .ok_or_else(|| KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "version" })
+        .ok_or(KernelError::BadSourcePackage { what: "version" })
 }
 
-/// Removes scratch directories of builds whose process is gone (a build killed midway).
+/// Held while a build runs: two builds into one cache would share the log and replace
+/// each other's results. `flock`, so the kernel drops it with a killed build.
+pub(super) fn lock(root: &Path) -> Result<File, KernelError> {
+    let path = root.join(".build.lock");
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
+    file.lock().map_err(io("lock", &path))?;
+    Ok(file)
+}
+
+/// Removes the scratch directories of earlier builds (killed midway): with the build lock
+/// held, no other build is running.
 fn remove_stale_scratch(root: &Path) {
     for entry in fs::read_dir(root).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(SCRATCH_PREFIX)) else { continue };
-        if !Path::new("/proc").join(pid).exists() {
+        if entry.file_name().to_str().is_some_and(|n| n.starts_with(SCRATCH_PREFIX)) {
             let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
 
-/// Builds the kernel unless the cache has this configuration's build of the candidate
-/// source version. Gives the directory name under `root`.
-pub(super) fn build_into(root: &Path, jobs: usize, progress: &mut dyn FnMut(&str)) -> Result<String, KernelError> {
+/// Builds the kernel of this configuration from `version` of the source into `root/name`,
+/// replacing what is there (a damaged earlier build). The caller holds [`lock`].
+pub(super) fn build_into(
+    root: &Path,
+    name: &str,
+    version: &str,
+    jobs: usize,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), KernelError> {
     let missing = missing_prerequisites();
     if !missing.is_empty() {
         return Err(KernelError::MissingPrerequisites(missing.join(" ")));
-    }
-    let version = candidate_version()?;
-    let name = config::build_key(FRAGMENT, &version);
-    if root.join(&name).join(RECORD).is_file() {
-        progress(&format!("{name} is already built from {SOURCE_PACKAGE} {version}"));
-        return Ok(name);
     }
     remove_stale_scratch(root);
     let scratch_dir = root.join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch_dir);
     fs::create_dir_all(&scratch_dir).map_err(io("create", &scratch_dir))?;
-    let mut scratch = Scratch(Some(scratch_dir.clone()));
+    let _scratch = Scratch(Some(scratch_dir.clone()));
 
     progress(&format!("downloading {SOURCE_PACKAGE} {version}"));
-    let source = unpack_source(&scratch_dir, &version)?;
+    let source = unpack_source(&scratch_dir, version)?;
     let log_path = root.join(LOG);
     let log = Log::create(&log_path)?;
 
@@ -123,7 +132,7 @@ pub(super) fn build_into(root: &Path, jobs: usize, progress: &mut dyn FnMut(&str
         kind: KernelKind::Sdsec,
         config_digest: Some(config::config_digest(FRAGMENT)),
         package: SOURCE_PACKAGE.into(),
-        package_version: version,
+        package_version: version.to_owned(),
         release,
         image: "vmlinux".into(),
         modules: Vec::new(),
@@ -133,13 +142,13 @@ pub(super) fn build_into(root: &Path, jobs: usize, progress: &mut dyn FnMut(&str
     let record_path = out.join(RECORD);
     fs::write(&record_path, json + "\n").map_err(io("write", &record_path))?;
 
-    let dir = root.join(&name);
+    let dir = root.join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(io("replace", &dir))?;
     }
     fs::rename(&out, &dir).map_err(io("move into place", &dir))?;
-    drop(scratch.0.take().map(fs::remove_dir_all));
-    Ok(name)
+    // The scratch directory (the source tree) goes when `scratch` drops.
+    Ok(())
 }
 
 const BUILD_HINT: &str = "the kernel build failed; see the build log in the kernel cache";
@@ -198,7 +207,7 @@ fn unpack_source(scratch: &Path, version: &str) -> Result<PathBuf, KernelError> 
         .flatten()
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or_else(|| KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: ".deb file" })?;
+        .ok_or(KernelError::BadSourcePackage { what: ".deb file" })?;
     let tarball = scratch.join("source.tar.xz");
     extract_tarball(&deb, &tarball)?;
     fs::remove_file(&deb).map_err(io("remove", &deb))?;
@@ -206,7 +215,7 @@ fn unpack_source(scratch: &Path, version: &str) -> Result<PathBuf, KernelError> 
     fs::remove_file(&tarball).map_err(io("remove", &tarball))?;
     let tree = scratch.join(SOURCE_PACKAGE);
     if !tree.join("Makefile").is_file() {
-        return Err(KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "kernel source tree" });
+        return Err(KernelError::BadSourcePackage { what: "kernel source tree" });
     }
     Ok(tree)
 }
@@ -227,7 +236,7 @@ fn extract_tarball(deb: &Path, out: &Path) -> Result<(), KernelError> {
     let copied = copy_member(stdout, out);
     let status = child.wait().map_err(|e| command_err(e.to_string()))?;
     if !copied? {
-        return Err(KernelError::NotAKernelPackage { package: SOURCE_PACKAGE.into(), what: "source tarball" });
+        return Err(KernelError::BadSourcePackage { what: "source tarball" });
     }
     if !status.success() {
         return Err(command_err(status.to_string()));
@@ -255,17 +264,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stale_scratch_directories_of_dead_builds_are_removed() {
+    fn scratch_directories_of_earlier_builds_are_removed_and_kernels_kept() {
         let root = tempfile::tempdir().unwrap();
-        let dead = root.path().join(format!("{SCRATCH_PREFIX}{}", u32::MAX));
-        let alive = root.path().join(format!("{SCRATCH_PREFIX}{}", std::process::id()));
+        let killed = root.path().join(format!("{SCRATCH_PREFIX}{}", u32::MAX));
         let kernel = root.path().join("sdsec-0123456789abcdef");
-        for dir in [&dead, &alive, &kernel] {
+        for dir in [&killed, &kernel] {
             fs::create_dir_all(dir).unwrap();
         }
+        let _held = lock(root.path()).unwrap();
         remove_stale_scratch(root.path());
-        assert!(!dead.exists());
-        assert!(alive.exists() && kernel.exists());
+        assert!(!killed.exists() && kernel.exists());
     }
 
     #[test]

@@ -72,12 +72,19 @@ pub enum KernelError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Io(#[from] IoError),
-    #[error("the kernel record {path} is unreadable ({reason}); run `sdsec kernel fetch` again")]
+    #[error(
+        "the cached kernel {path} is unusable ({reason}); run `sdsec kernel build` (sdsec's kernel) or `sdsec kernel \
+         fetch` (Debian's) again"
+    )]
     BadRecord { path: PathBuf, reason: String },
     #[error("`{command}` failed: {detail}; {hint}")]
     Command { command: String, detail: String, hint: &'static str },
     #[error("the package {package} holds no {what}; choose a Debian linux-image package for amd64")]
     NotAKernelPackage { package: String, what: &'static str },
+    #[error(
+        "Debian's {SOURCE_PACKAGE} gave no {what}; check that apt reaches the archive (`apt-get update`) and try again"
+    )]
+    BadSourcePackage { what: &'static str },
     #[error("neither SDSEC_CACHE_DIR, XDG_CACHE_HOME nor HOME is set, so there is no cache directory; set one of them")]
     NoCacheDir,
 }
@@ -242,7 +249,19 @@ impl KernelCache {
     /// is built already from the source version apt offers). `progress` is told each step.
     pub fn build(&self, jobs: usize, progress: &mut dyn FnMut(&str)) -> Result<Kernel, KernelError> {
         fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
-        let name = build::build_into(&self.root, jobs.max(1), progress)?;
+        let _lock = build::lock(&self.root)?;
+        let version = match build::candidate_version() {
+            Ok(version) => version,
+            // Without apt, a build of this configuration already cached serves.
+            Err(e) => return self.sdsec().map_err(|_| e),
+        };
+        let name = config::build_key(config::FRAGMENT, &version);
+        // A damaged build (a file removed) is built again.
+        if let Ok(kernel) = self.load(&name) {
+            progress(&format!("{name} is already built from {SOURCE_PACKAGE} {version}"));
+            return Ok(kernel);
+        }
+        build::build_into(&self.root, &name, &version, jobs.max(1), progress)?;
         self.load(&name)
     }
 
@@ -258,8 +277,9 @@ impl KernelCache {
     }
 
     /// Every cached kernel, by release.
+    /// Every usable cached kernel (one cached by an older sdsec, or damaged, is left out).
     pub fn list(&self) -> Result<Vec<Kernel>, KernelError> {
-        self.names()?.iter().map(|name| self.load(name)).collect()
+        Ok(self.names()?.iter().filter_map(|name| self.load(name).ok()).collect())
     }
 
     /// The names of the cache's kernel directories, sorted.

@@ -37,8 +37,11 @@ impl Store {
         self.kernels.join(hex(file))
     }
 
+    /// Held shared by every build that uses the kernel (two builds copying it at once write
+    /// the same bytes, each renamed into place whole); gc removes it only under an exclusive
+    /// hold, so never under a build.
     pub(super) fn lock_kernel(&self, file: &FileRef) -> Result<DigestLock, StoreError> {
-        Ok(DigestLock::acquire(&self.locks, &format!("{LOCK_PREFIX}{}", hex(file)))?)
+        Ok(DigestLock::acquire_shared(&self.locks, &format!("{LOCK_PREFIX}{}", hex(file)))?)
     }
 
     /// Checks the stored kernel `file` names against its digest and size.

@@ -1,5 +1,7 @@
 //! One exclusive lock per digest, so that concurrent builds of one image build it once and
-//! nothing reads an image while another process replaces or removes it.
+//! nothing reads an image while another process replaces or removes it. Kernels, shared by
+//! many images, are locked shared by the builds that use them and exclusively by the
+//! collector that removes them.
 //!
 //! Lock files live in `images/.locks/<hex>.lock` and are taken with `flock` (std's
 //! `File::lock`), which the kernel releases when the holder exits, even on a crash. The
@@ -43,11 +45,21 @@ fn still_linked(path: &Path, file: &File) -> io::Result<bool> {
 impl DigestLock {
     /// Waits for the lock of `hex`.
     pub fn acquire(locks_dir: &Path, hex: &str) -> Result<DigestLock, LockError> {
+        Self::acquire_with(locks_dir, hex, File::lock)
+    }
+
+    /// Waits for a shared hold of the lock of `hex`: many may hold it at once, never
+    /// alongside an exclusive holder.
+    pub fn acquire_shared(locks_dir: &Path, hex: &str) -> Result<DigestLock, LockError> {
+        Self::acquire_with(locks_dir, hex, File::lock_shared)
+    }
+
+    fn acquire_with(locks_dir: &Path, hex: &str, lock: fn(&File) -> io::Result<()>) -> Result<DigestLock, LockError> {
         let path = locks_dir.join(format!("{hex}.lock"));
         let fail = |source| LockError { path: path.clone(), source };
         loop {
             let file = open(&path).map_err(fail)?;
-            file.lock().map_err(fail)?;
+            lock(&file).map_err(fail)?;
             if still_linked(&path, &file).map_err(fail)? {
                 return Ok(DigestLock { _file: file, path });
             }

@@ -57,7 +57,15 @@ pub enum StoreError {
     NotFound(ImageDigest),
     #[error("image {digest} in {dir} is tampered or damaged ({reason}); it must not be booted: build it again")]
     Tampered { digest: ImageDigest, dir: PathBuf, reason: String },
+    #[error(
+        "image {0} was stored by an older sdsec (with a copy of its kernel inside); it is not booted: the next apply \
+         or `sdsec build` builds the image again, and `sdsec images gc` removes the old one"
+    )]
+    Outdated(ImageDigest),
 }
+
+/// What an image of store layout 2 and before held: its own copy of the kernel.
+const OLD_KERNEL_COPY: &str = "kernel";
 
 /// A verified image in the store.
 #[derive(Debug, Clone)]
@@ -192,10 +200,12 @@ impl Store {
         let outcome = match self.verify_locked(&digest) {
             Ok(image) => return Ok(Ensured { image, outcome: Outcome::Reused }),
             Err(StoreError::NotFound(_)) => Outcome::Built,
+            Err(StoreError::Outdated(_)) => {
+                self.discard_locked(&digest)?;
+                Outcome::Built
+            }
             Err(StoreError::Tampered { reason, .. }) => {
-                if self.path(&digest).is_dir() {
-                    self.discard_locked(&digest)?;
-                }
+                self.discard_locked(&digest)?;
                 Outcome::Rebuilt { reason }
             }
             Err(e) => return Err(e),
@@ -215,6 +225,9 @@ impl Store {
         let dir = self.path(digest);
         if !dir.is_dir() {
             return Err(StoreError::NotFound(digest.clone()));
+        }
+        if dir.join(OLD_KERNEL_COPY).exists() {
+            return Err(StoreError::Outdated(digest.clone()));
         }
         let tampered = |reason| StoreError::Tampered { digest: digest.clone(), dir: dir.clone(), reason };
         let files = [MANIFEST, INITRAMFS, SUMS].map(|name| dir.join(name));
