@@ -76,12 +76,15 @@ fn quickstart_spec(state: &Path) -> BootSpec {
     BootSpec {
         name: "api".into(),
         image_digest: digest,
-        kernel: dir.join("kernel"),
+        // Stored once per digest beside the images, under the digest the manifest names.
+        kernel: state
+            .join("images/kernels")
+            .join(manifest["kernel"]["sha256"].as_str().unwrap().trim_start_matches("sha256:")),
         initramfs: dir.join("initramfs.cpio.zst"),
         cmdline: manifest["cmdline"].as_str().unwrap().to_owned(),
         memory_mb: 128,
         vcpus: 1,
-        tcg_cache_mb: 48,
+        tcg_cache_mb: 16,
         merge_memory: true,
         guest_port: abi::net::runtime_port(manifest["application"]["port"].as_u64().unwrap() as u16),
         health_path: plan["runtime"]["firewall"]["http"]["health_path"].as_str().unwrap().to_owned(),
