@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use fsutil::io;
 
 use super::config::{self, FRAGMENT};
-use super::process::{APT_HINT, Scratch, run};
+use super::process::{APT_HINT, Scratch, read_package, run};
 use super::{KernelError, KernelKind, KernelRecord, RECORD};
 
 /// Debian's package of the kernel source (a tarball under /usr/src).
@@ -222,24 +222,8 @@ fn unpack_source(scratch: &Path, version: &str) -> Result<PathBuf, KernelError> 
 
 /// Copies `usr/src/linux-source-*.tar.xz` out of the package's data archive.
 fn extract_tarball(deb: &Path, out: &Path) -> Result<(), KernelError> {
-    let shown = format!("dpkg-deb --fsys-tarfile {}", deb.display());
-    let command_err = |detail: String| KernelError::Command { command: shown.clone(), detail, hint: APT_HINT };
-    let mut child = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| command_err(e.to_string()))?;
-    let stdout = child.stdout.take().ok_or_else(|| command_err("no output".into()))?;
-    let copied = copy_member(stdout, out);
-    let status = child.wait().map_err(|e| command_err(e.to_string()))?;
-    if !copied? {
+    if !read_package(deb, |stream| copy_member(stream, out))? {
         return Err(KernelError::BadSourcePackage { what: "source tarball" });
-    }
-    if !status.success() {
-        return Err(command_err(status.to_string()));
     }
     Ok(())
 }

@@ -4,11 +4,11 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use fsutil::io;
 
-use super::process::{APT_HINT, Scratch, run};
+use super::process::{APT_HINT, Scratch, read_package, run};
 use super::{KernelError, KernelKind, KernelRecord, MODULES, RECORD, bzimage};
 
 /// Debian's meta package for the kernel built for virtual machines.
@@ -89,23 +89,7 @@ pub(super) fn fetch_into(root: &Path, package: &str, progress: &mut dyn FnMut(&s
 /// wanted modules. Returns the release, the bzImage and the module file names in load
 /// order.
 fn extract(deb: &Path, scratch: &Path) -> Result<(String, Vec<u8>, Vec<String>), KernelError> {
-    let shown = format!("dpkg-deb --fsys-tarfile {}", deb.display());
-    let command_err = |detail: String| KernelError::Command { command: shown.clone(), detail, hint: APT_HINT };
-    let mut child = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| command_err(e.to_string()))?;
-    let stdout = child.stdout.take().ok_or_else(|| command_err("no output".into()))?;
-    let found = read_tar(stdout, scratch);
-    let status = child.wait().map_err(|e| command_err(e.to_string()))?;
-    let (release, vmlinuz, mut modules) = found?;
-    if !status.success() {
-        return Err(command_err(status.to_string()));
-    }
+    let (release, vmlinuz, mut modules) = read_package(deb, |stream| read_tar(stream, scratch))?;
     let (Some(release), Some(vmlinuz)) = (release, vmlinuz) else {
         return Err(KernelError::NotAKernelPackage { package: deb.display().to_string(), what: "/boot/vmlinuz-*" });
     };
