@@ -101,6 +101,8 @@ fn images_share_one_stored_kernel_which_gc_removes_with_the_last_image() {
     let report = store.gc(&[]).unwrap();
     assert_eq!((report.removed, report.kernels_removed), (vec![a.digest.clone()], 1));
     assert!(!a.kernel.exists());
+    let locks: Vec<_> = std::fs::read_dir(dir.path().join("state/images/.locks")).unwrap().flatten().collect();
+    assert!(locks.is_empty(), "no lock of a removed image or kernel is left: {locks:?}");
     // Built again, the kernel comes back.
     let again = store.ensure(&spec).unwrap();
     assert_eq!(again.outcome, Outcome::Built);

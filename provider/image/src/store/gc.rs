@@ -86,12 +86,21 @@ impl Store {
         Ok(false)
     }
 
-    /// Lock files whose image is gone and not kept.
+    /// Lock files whose image (or kernel) is gone and not kept.
     fn gc_locks(&self, keep: &[ImageDigest]) -> Result<(), StoreError> {
         for entry in fs::read_dir(&self.locks).map_err(io("list", &self.locks))? {
             let entry = entry.map_err(io("list", &self.locks))?;
             let name = entry.file_name();
             let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".lock")) else { continue };
+            // A kernel's lock whose kernel is not stored (a build that failed before storing it).
+            if let Some(kernel) = hex.strip_prefix(super::kernels::LOCK_PREFIX) {
+                if !self.kernels.join(kernel).exists()
+                    && let Some(lock) = DigestLock::try_acquire(&self.locks, hex)?
+                {
+                    lock.remove()?;
+                }
+                continue;
+            }
             let Ok(digest) = ImageDigest::parse(hex) else { continue };
             if keep.contains(&digest) || self.path(&digest).exists() {
                 continue;

@@ -18,7 +18,7 @@ use crate::input::{self, FileRef};
 /// The directory under the image store.
 pub const KERNELS: &str = "kernels";
 /// Kernel locks share the image locks' directory under this prefix.
-const LOCK_PREFIX: &str = "kernel-";
+pub(super) const LOCK_PREFIX: &str = "kernel-";
 
 /// The hex digest of a kernel, from its manifest entry.
 pub(super) fn hex(file: &FileRef) -> &str {
