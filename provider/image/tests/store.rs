@@ -395,6 +395,31 @@ fn tampering_that_also_rewrites_the_sums_is_still_detected() {
 }
 
 #[test]
+fn concurrent_builds_of_images_sharing_a_kernel_all_succeed_and_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec_in(dir.path());
+    let barrier = Arc::new(Barrier::new(4));
+    let state = dir.path().to_owned();
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let mut spec = spec.clone();
+            spec.application.args = vec![format!("--image-{i}")];
+            let (barrier, state) = (barrier.clone(), state.clone());
+            std::thread::spawn(move || {
+                // A Store each, as separate requests of one provider process have.
+                let store = store_in(&state);
+                barrier.wait();
+                store.ensure(&spec).map(|e| e.image)
+            })
+        })
+        .collect();
+    let images: Vec<_> = threads.into_iter().map(|t| t.join().unwrap().unwrap()).collect();
+    assert!(images.iter().all(|i| i.kernel == images[0].kernel));
+    let stored: Vec<_> = std::fs::read_dir(dir.path().join("state/images").join(KERNELS)).unwrap().flatten().collect();
+    assert_eq!(stored.len(), 1, "one kernel, no copy left over: {stored:?}");
+}
+
+#[test]
 fn concurrent_ensures_of_one_digest_build_once() {
     let dir = tempfile::tempdir().unwrap();
     let spec = Arc::new(spec_in(dir.path()));

@@ -7,7 +7,7 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, BufWriter};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use fsutil::io;
 
@@ -70,8 +70,11 @@ impl Store {
             KernelCheck::Missing | KernelCheck::Tampered(_) => {}
         }
         fs::create_dir_all(&self.kernels).map_err(io("create", &self.kernels))?;
-        let n = self.temp_serial.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.kernels.join(format!("{TEMP_PREFIX}{}-{}-{n}", hex(file), std::process::id()));
+        // Builds hold the kernel's lock shared, so several may copy it at once, also from
+        // separate `Store` values of one process: the copy's name is unique in the process.
+        static COPIES: AtomicU64 = AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.kernels.join(format!("{TEMP_PREFIX}{}-{}-k{n}", hex(file), std::process::id()));
         let result = self.copy_kernel(source, file, &tmp);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
