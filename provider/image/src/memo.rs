@@ -73,7 +73,8 @@ type Verification = (String, Vec<Option<Stamp>>);
 /// Sets of files checked together against a digest (an image directory's files).
 static VERIFIED: LazyLock<Mutex<HashMap<PathBuf, Verification>>> = LazyLock::new(Default::default);
 
-fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
+/// Stamps of `files` now: taken before a verification, given to [`record_verified`] after.
+pub fn stamps(files: &[PathBuf]) -> Vec<Option<Stamp>> {
     files.iter().map(|f| stamp(f)).collect()
 }
 
@@ -103,11 +104,6 @@ pub fn forget(dir: &Path) {
     }
 }
 
-/// Stamps of `files` now, to be given to [`record_verified`] after the check.
-pub fn before(files: &[PathBuf]) -> Vec<Option<Stamp>> {
-    stamps(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,7 +119,7 @@ mod tests {
 
         let files = vec![settled_file.clone()];
         assert!(!is_verified(key, "d", &files));
-        record_verified(key, "d", &files, before(&files));
+        record_verified(key, "d", &files, stamps(&files));
         assert!(is_verified(key, "d", &files));
         assert!(!is_verified(key, "other digest", &files));
         forget(key);
@@ -132,12 +128,12 @@ mod tests {
         // A file written a moment ago could be written again within the same clock tick
         // without its stamp changing: never remembered.
         let files = vec![settled_file, fresh.clone()];
-        record_verified(key, "d", &files, before(&files));
+        record_verified(key, "d", &files, stamps(&files));
         assert!(!is_verified(key, "d", &files));
 
         // Stamps taken before a change do not vouch for the changed file.
         let files = vec![fresh.clone()];
-        let stale = before(&files);
+        let stale = stamps(&files);
         std::fs::write(&fresh, b"two, longer").unwrap();
         record_verified(key, "d", &files, stale);
         assert!(!is_verified(key, "d", &files));

@@ -236,7 +236,7 @@ impl Store {
             let bytes = fs::read(&path).map_err(io("read", &path))?;
             serde_json::from_slice(&bytes).map_err(|e| tampered(format!("{MANIFEST} is unreadable: {e}")))?
         } else {
-            let before = memo::before(&files);
+            let before = memo::stamps(&files);
             let manifest = match verify::verify_dir(&dir, digest) {
                 Ok(manifest) => manifest,
                 Err(VerifyError::Tampered(reason)) => return Err(tampered(reason)),
