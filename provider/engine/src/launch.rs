@@ -38,10 +38,10 @@ pub enum LaunchError {
     OutOfRange { input: Input, name: &'static str, value: u64, range: RangeInclusive<u64> },
     #[error(
         "{}memory_mb = {value} is below what the {kernel} kernel boots with: give it at least {floor} MiB{}",
-        if *from_policy { "the policy's " } else { "" },
+        if *input == Input::Enforcement { "the policy's " } else { "" },
         if *kernel == "sdsec" { "" } else { " (sdsec's own kernel, the default, needs less)" }
     )]
-    BelowKernelFloor { input: Input, from_policy: bool, value: u64, floor: u64, kernel: &'static str },
+    BelowKernelFloor { input: Input, value: u64, floor: u64, kernel: &'static str },
     #[error(transparent)]
     Hypervisor(#[from] hypervisor::HypervisorError),
     #[error("cannot prepare the control channel: {0}")]
@@ -168,7 +168,6 @@ impl Sizing {
 pub fn check_kernel_floor(kernel: &Kernel, memory_mb: u64, sizing: Sizing) -> Result<(), LaunchError> {
     match kernel.min_memory_mb() {
         Some(floor) if memory_mb < floor => Err(LaunchError::BelowKernelFloor {
-            from_policy: sizing.memory_mb.is_none(),
             input: if sizing.memory_mb.is_some() { Input::MemoryMb } else { Input::Enforcement },
             value: memory_mb,
             floor,
