@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use crate::diagnostic::{Code, Sink};
 use crate::parse::{Key, Node, Value, is_null_text};
-use crate::path::YamlPath;
+use crate::path::{LazyPath, YamlPath};
 use crate::source::Span;
 
 /// Decodes a typed value from a node, reporting problems to the sink.
 /// `None` means a problem was reported.
 pub trait Decode: Sized {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self>;
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self>;
 
     /// The value when the key is absent. `None` makes the key required.
     fn absent() -> Option<Self> {
@@ -25,7 +25,7 @@ pub(crate) fn wrong_type(sink: &mut Sink<'_>, node: &Node, path: &YamlPath, expe
 }
 
 /// The scalar's text, or a type error.
-pub(crate) fn scalar<'n>(node: &'n Node, path: &YamlPath, sink: &mut Sink<'_>, expected: &str) -> Option<&'n str> {
+pub(crate) fn scalar<'n>(node: &'n Node, path: &LazyPath<'_>, sink: &mut Sink<'_>, expected: &str) -> Option<&'n str> {
     match &node.value {
         Value::Scalar { text, .. } if !node.is_null() => Some(text),
         _ => {
@@ -36,13 +36,13 @@ pub(crate) fn scalar<'n>(node: &'n Node, path: &YamlPath, sink: &mut Sink<'_>, e
 }
 
 impl Decode for String {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         scalar(node, path, sink, "a string").map(str::to_owned)
     }
 }
 
 impl Decode for bool {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         match &node.value {
             Value::Scalar { text, plain: true } if matches!(text.as_str(), "true" | "True" | "TRUE") => Some(true),
             Value::Scalar { text, plain: true } if matches!(text.as_str(), "false" | "False" | "FALSE") => Some(false),
@@ -74,7 +74,7 @@ pub(crate) fn parse_uint(text: &str) -> Option<u64> {
 }
 
 impl Decode for u64 {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         match &node.value {
             Value::Scalar { text, plain } => match parse_uint(text) {
                 Some(n) if *plain => Some(n),
@@ -110,7 +110,7 @@ impl Decode for u64 {
 pub struct Bounded<const MIN: u64, const MAX: u64>(pub u64);
 
 impl<const MIN: u64, const MAX: u64> Decode for Bounded<MIN, MAX> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         if let Value::Scalar { text, plain: true } = &node.value
             && text.strip_prefix('-').is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
         {
@@ -143,7 +143,7 @@ impl<const MIN: u64, const MAX: u64> schemars::JsonSchema for Bounded<MIN, MAX> 
 }
 
 impl<T: Decode> Decode for Option<T> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         if node.is_null() { Some(None) } else { T::decode(node, path, sink).map(Some) }
     }
 
@@ -153,19 +153,27 @@ impl<T: Decode> Decode for Option<T> {
 }
 
 impl<T: Decode> Decode for Vec<T> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let Value::Seq(items) = &node.value else {
             wrong_type(sink, node, path, "a list");
             return None;
         };
-        let decoded: Vec<Option<T>> =
-            items.iter().enumerate().map(|(i, n)| T::decode(n, &path.index(i), sink)).collect();
-        decoded.into_iter().collect()
+        // Every item is decoded, so that every problem is reported.
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, n) in items.iter().enumerate() {
+            match T::decode(n, &path.index(i), sink) {
+                Some(v) if ok => out.push(v),
+                Some(_) => {}
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 }
 
 impl<T: Decode> Decode for BTreeMap<String, T> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         if node.is_null() {
             return Some(BTreeMap::new());
         }
@@ -173,9 +181,18 @@ impl<T: Decode> Decode for BTreeMap<String, T> {
             wrong_type(sink, node, path, "a mapping");
             return None;
         };
-        let decoded: Vec<Option<(String, T)>> =
-            entries.iter().map(|(k, v)| T::decode(v, &path.key(&k.text), sink).map(|v| (k.text.clone(), v))).collect();
-        decoded.into_iter().collect()
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            match T::decode(v, &path.key(&k.text), sink) {
+                Some(v) if ok => {
+                    out.insert(k.text.clone(), v);
+                }
+                Some(_) => {}
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
     }
 }
 
@@ -188,8 +205,8 @@ pub struct Spanned<T> {
 }
 
 impl<T: Decode> Decode for Spanned<T> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
-        T::decode(node, path, sink).map(|value| Self { value, span: node.span, path: path.clone() })
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
+        T::decode(node, path, sink).map(|value| Self { value, span: node.span, path: path.path().clone() })
     }
 }
 
@@ -212,7 +229,7 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for Spanned<T> {
 pub struct OneOrMany<T>(pub Vec<T>);
 
 impl<T: Decode> Decode for OneOrMany<T> {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         match &node.value {
             Value::Seq(_) => Vec::<T>::decode(node, path, sink).map(Self),
             _ => T::decode(node, path, sink).map(|v| Self(vec![v])),
@@ -231,25 +248,34 @@ impl<T: schemars::JsonSchema> schemars::JsonSchema for OneOrMany<T> {
     }
 }
 
-/// Reads the fields of one mapping, then reports the keys nobody asked for.
+/// Reads the fields of one mapping, then reports the keys nobody asked for. Allocates
+/// nothing for mappings of up to 64 keys read with up to 16 names: it runs for every
+/// mapping of a document.
 #[derive(Debug)]
-pub struct Fields<'n> {
+pub struct Fields<'n, 'p> {
     node: &'n Node,
     entries: &'n [(Key, Node)],
-    path: YamlPath,
-    used: Vec<bool>,
-    asked: Vec<&'static str>,
+    path: &'p LazyPath<'p>,
+    /// Entries asked for, one bit each; `used_more` holds entries past the 64th.
+    used: u64,
+    used_more: Vec<bool>,
+    /// Names asked for, kept for the hint about an unknown key.
+    asked: [&'static str; ASKED_INLINE],
+    asked_len: usize,
+    asked_more: Vec<&'static str>,
     unknown_code: Code,
     what: &'static str,
 }
 
+const ASKED_INLINE: usize = 16;
+
 static EMPTY: [(Key, Node); 0] = [];
 
-impl<'n> Fields<'n> {
+impl<'n, 'p> Fields<'n, 'p> {
     /// `what` names the mapping in messages, e.g. "sdsec.policies.Firewall properties".
     pub fn open(
         node: &'n Node,
-        path: &YamlPath,
+        path: &'p LazyPath<'p>,
         sink: &mut Sink<'_>,
         what: &'static str,
         unknown_code: Code,
@@ -265,9 +291,12 @@ impl<'n> Fields<'n> {
         Some(Self {
             node,
             entries,
-            path: path.clone(),
-            used: vec![false; entries.len()],
-            asked: Vec::new(),
+            path,
+            used: 0,
+            used_more: vec![false; entries.len().saturating_sub(64)],
+            asked: [""; ASKED_INLINE],
+            asked_len: 0,
+            asked_more: Vec::new(),
             unknown_code,
             what,
         })
@@ -275,10 +304,26 @@ impl<'n> Fields<'n> {
 
     /// The raw node of a key, marking it as known.
     pub fn raw(&mut self, key: &'static str) -> Option<&'n Node> {
-        self.asked.push(key);
+        match self.asked.get_mut(self.asked_len) {
+            Some(slot) => {
+                *slot = key;
+                self.asked_len += 1;
+            }
+            None => self.asked_more.push(key),
+        }
         let i = self.entries.iter().position(|(k, _)| k.text == key)?;
-        self.used[i] = true;
+        match i.checked_sub(64) {
+            None => self.used |= 1 << i,
+            Some(more) => self.used_more[more] = true,
+        }
         Some(&self.entries[i].1)
+    }
+
+    fn is_used(&self, i: usize) -> bool {
+        match i.checked_sub(64) {
+            None => self.used & (1 << i) != 0,
+            Some(more) => self.used_more[more],
+        }
     }
 
     pub fn field<T: Decode>(&mut self, key: &'static str, sink: &mut Sink<'_>) -> Option<T> {
@@ -286,7 +331,7 @@ impl<'n> Fields<'n> {
             Some(node) => T::decode(node, &self.path.field(key), sink),
             None => T::absent().or_else(|| {
                 let need = if self.singular() { "needs" } else { "need" };
-                sink.report(Code::MissingKey, self.node.span, &self.path, format!("{} {need} `{key}`", self.what));
+                sink.report(Code::MissingKey, self.node.span, self.path, format!("{} {need} `{key}`", self.what));
                 None
             }),
         }
@@ -299,10 +344,11 @@ impl<'n> Fields<'n> {
 
     /// Reports every key that no `field`/`raw` call asked for.
     pub fn finish(self, sink: &mut Sink<'_>) {
-        for ((key, _), used) in self.entries.iter().zip(&self.used) {
-            if *used {
+        for (i, (key, _)) in self.entries.iter().enumerate() {
+            if self.is_used(i) {
                 continue;
             }
+            let asked: Vec<&str> = self.asked[..self.asked_len].iter().chain(&self.asked_more).copied().collect();
             let have = if self.singular() { "has" } else { "have" };
             let d = sink.report(
                 self.unknown_code,
@@ -310,9 +356,9 @@ impl<'n> Fields<'n> {
                 &self.path.key(&key.text),
                 format!("{} {have} no `{}`", self.what, key.text),
             );
-            d.hint = Some(match closest(&key.text, &self.asked) {
+            d.hint = Some(match closest(&key.text, &asked) {
                 Some(best) => format!("did you mean `{best}`?"),
-                None => format!("known keys: {}", self.asked.join(", ")),
+                None => format!("known keys: {}", asked.join(", ")),
             });
         }
     }
@@ -363,7 +409,7 @@ macro_rules! record {
         impl $crate::decode::Decode for $name {
             fn decode(
                 node: &$crate::parse::Node,
-                path: &$crate::path::YamlPath,
+                path: &$crate::path::LazyPath<'_>,
                 sink: &mut $crate::diagnostic::Sink<'_>,
             ) -> Option<Self> {
                 let mut fields = $crate::decode::Fields::open(node, path, sink, $what, $crate::diagnostic::Code::$unknown)?;
@@ -381,7 +427,7 @@ macro_rules! record {
 /// any other text with `code` and the closest keyword as a hint.
 pub(crate) fn keyword<T: Copy>(
     node: &Node,
-    path: &YamlPath,
+    path: &LazyPath<'_>,
     sink: &mut Sink<'_>,
     all: &[T],
     text_of: fn(T) -> &'static str,
@@ -407,7 +453,7 @@ macro_rules! decode_keywords {
         impl $crate::decode::Decode for $ty {
             fn decode(
                 node: &$crate::parse::Node,
-                path: &$crate::path::YamlPath,
+                path: &$crate::path::LazyPath<'_>,
                 sink: &mut $crate::diagnostic::Sink<'_>,
             ) -> Option<Self> {
                 let code = $crate::diagnostic::Code::$code;
@@ -439,7 +485,7 @@ mod tests {
         let source = Source::new("t", text);
         let mut sink = Sink::new(&source);
         let node = parse(&mut sink, &Limits::default()).unwrap();
-        let demo = Demo::decode(&node, &YamlPath::root(), &mut sink);
+        let demo = Demo::decode(&node, &LazyPath::new(&YamlPath::root()), &mut sink);
         (demo, sink.diagnostics)
     }
 

@@ -1,6 +1,7 @@
 //! YAML paths such as `topology_template.policies[2].api_fw.properties.ingress[0].from`.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -71,6 +72,79 @@ impl YamlPath {
 
     pub fn is_root(&self) -> bool {
         self.0.is_none()
+    }
+}
+
+/// Where a value being decoded sits, made into a [`YamlPath`] only when something asks for it
+/// (a diagnostic, a [`Spanned`](crate::decode::Spanned) value), and then once: a `YamlPath`
+/// costs an allocation per segment, and most values decode without needing theirs.
+///
+/// It dereferences to the `YamlPath`, so it goes wherever one is expected.
+pub struct LazyPath<'p> {
+    parent: Option<&'p LazyPath<'p>>,
+    segment: LazySegment<'p>,
+    made: OnceCell<YamlPath>,
+}
+
+enum LazySegment<'p> {
+    Made,
+    Field(&'static str),
+    Key(&'p str),
+    Index(usize),
+}
+
+impl<'p> LazyPath<'p> {
+    pub fn new(path: &YamlPath) -> Self {
+        Self { parent: None, segment: LazySegment::Made, made: OnceCell::from(path.clone()) }
+    }
+
+    pub fn key(&'p self, key: &'p str) -> Self {
+        self.child(LazySegment::Key(key))
+    }
+
+    /// Like [`key`](Self::key) for a key the compiler knows.
+    pub fn field(&'p self, key: &'static str) -> Self {
+        self.child(LazySegment::Field(key))
+    }
+
+    pub fn index(&'p self, index: usize) -> Self {
+        self.child(LazySegment::Index(index))
+    }
+
+    fn child(&'p self, segment: LazySegment<'p>) -> Self {
+        Self { parent: Some(self), segment, made: OnceCell::new() }
+    }
+
+    pub fn path(&self) -> &YamlPath {
+        self.made.get_or_init(|| {
+            let parent = self.parent.map_or_else(YamlPath::root, |p| p.path().clone());
+            match self.segment {
+                LazySegment::Made => parent,
+                LazySegment::Field(key) => parent.field(key),
+                LazySegment::Key(key) => parent.key(key),
+                LazySegment::Index(index) => parent.index(index),
+            }
+        })
+    }
+}
+
+impl std::ops::Deref for LazyPath<'_> {
+    type Target = YamlPath;
+
+    fn deref(&self) -> &YamlPath {
+        self.path()
+    }
+}
+
+impl fmt::Debug for LazyPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.path(), f)
+    }
+}
+
+impl fmt::Display for LazyPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.path(), f)
     }
 }
 
@@ -147,5 +221,19 @@ mod tests {
         assert_eq!(p, p.clone());
         assert!(YamlPath::root().key("a").index(1) < YamlPath::root().key("a").index(2));
         assert_eq!(YamlPath::root().key("a"), YamlPath::root().key("a"));
+    }
+
+    #[test]
+    fn lazy_paths_make_the_same_path() {
+        let base = YamlPath::root().key("policies");
+        let root = LazyPath::new(&base);
+        let item = root.index(2);
+        let name = item.key("api_fw");
+        let field = name.field("properties");
+        assert_eq!(*field, base.index(2).key("api_fw").key("properties"));
+        assert_eq!(field.to_string(), "policies[2].api_fw.properties");
+        // Made once: the parent's path is shared by what is made under it.
+        assert!(std::ptr::eq(field.path(), field.path()));
+        assert_eq!(*name.key("x"), base.index(2).key("api_fw").key("x"));
     }
 }

@@ -17,7 +17,7 @@ use crate::model::policies::{
 };
 use crate::model::{NodeKind, PolicyKind};
 use crate::parse::{Node, Value};
-use crate::path::YamlPath;
+use crate::path::{LazyPath, YamlPath};
 use crate::resolve::{self, PolicyTemplate, Resolved};
 use crate::source::Span;
 use authentication::check_authentication;
@@ -88,7 +88,8 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
     let mut unikernels = BTreeMap::new();
     let mut hypervisors = BTreeMap::new();
     for node in resolved.nodes.values() {
-        let ppath = node.path.key("properties");
+        let npath = LazyPath::new(&node.path);
+        let ppath = npath.field("properties");
         let empty;
         let props = match &node.properties {
             Some(p) => p,
@@ -123,7 +124,8 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
         let before = sink.diagnostics.len();
         let targets = check_targets(resolved, template, sink);
         let target_problems = sink.diagnostics.len() > before;
-        let ppath = template.path.key("properties");
+        let tpath = LazyPath::new(&template.path);
+        let ppath = tpath.field("properties");
         let empty;
         let props = match &template.properties {
             Some(p) => p,
@@ -166,7 +168,7 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
 fn decode_properties(
     template: &PolicyTemplate,
     props: &Node,
-    ppath: &YamlPath,
+    ppath: &LazyPath<'_>,
     sink: &mut Sink<'_>,
 ) -> Option<PolicyProperties> {
     let properties = match template.kind {
@@ -192,7 +194,7 @@ fn decode_properties(
 
 /// In a plan an empty list matches anything, so a rule written with an empty list (which
 /// names nothing) would match everything: `roles: []` with `effect: allow` would let anyone in.
-fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) {
+fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &LazyPath<'_>, sink: &mut Sink<'_>) {
     // Lists that allow only what they name: empty, they allow nothing at all.
     let nothing_allowed: &[(&str, &str, &str)] = match kind {
         PolicyKind::Firewall => &[("http", "methods", "every request would be refused")],
@@ -200,13 +202,13 @@ fn check_empty_lists(kind: PolicyKind, props: &Node, ppath: &YamlPath, sink: &mu
         _ => &[],
     };
     for (parent, key, effect) in nothing_allowed {
-        let (holder, path) =
-            if parent.is_empty() { (Some(props), ppath.clone()) } else { (props.get(parent), ppath.key(parent)) };
+        let holder = if parent.is_empty() { Some(props) } else { props.get(parent) };
         let Some(node) =
             holder.and_then(|h| h.get(key)).filter(|n| matches!(&n.value, Value::Seq(items) if items.is_empty()))
         else {
             continue;
         };
+        let path = if parent.is_empty() { ppath.path().clone() } else { ppath.path().key(parent) };
         sink.report(Code::InvalidValue, node.span, &path.key(key), format!("`{key}: []` allows nothing: {effect}"))
             .hint = Some(format!("name at least one, or leave `{key}` out to allow any"));
     }
@@ -254,7 +256,7 @@ fn name_adaptations(template: &PolicyTemplate, diagnostics: &mut [crate::Diagnos
 
 /// Checks the policy as each adaptation that does not hold now would make it, reporting
 /// only what is wrong in the adaptation's own text (the policy's problems are reported once).
-fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &YamlPath, sink: &mut Sink<'_>) {
+fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &LazyPath<'_>, sink: &mut Sink<'_>) {
     for (adaptation, over) in &template.dormant_overrides {
         let merged = if props.is_null() { over.clone() } else { resolve::merge_nodes(props, over) };
         let mut scratch = Sink::new(sink.source);

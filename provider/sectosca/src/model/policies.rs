@@ -7,7 +7,7 @@ use crate::decode::{Bounded, Decode, OneOrMany, Spanned, decode_keywords, record
 use crate::diagnostic::Sink;
 use crate::model::{Effect, Trust};
 use crate::parse::Node;
-use crate::path::YamlPath;
+use crate::path::LazyPath;
 use crate::values::{
     Cidr, Ipv4Cidr, JwtAlgorithm, Method, PasswordHash, PathGlob, PortRange, PublicKeyPem, Seconds, TokenSha256,
 };
@@ -214,7 +214,7 @@ record! {
 pub struct Literal(pub String);
 
 impl Decode for Literal {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         scalar(node, path, sink, "a scalar value").map(|s| Self(s.to_owned()))
     }
 }
@@ -247,7 +247,7 @@ record! {
 pub struct Overrides(pub Node);
 
 impl Decode for Overrides {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         if node.as_map().is_none() && !node.is_null() {
             crate::decode::wrong_type(sink, node, path, "a mapping of policy names to property overrides");
             return None;

@@ -8,7 +8,7 @@ use crate::diagnostic::{Code, Sink};
 use crate::model::PolicyKind;
 use crate::model::policies::{AdaptationProperties, Literal};
 use crate::parse::{Node, Value};
-use crate::path::YamlPath;
+use crate::path::{LazyPath, YamlPath};
 use crate::source::Span;
 
 use super::{Inputs, PolicyTemplate, Substitution};
@@ -37,7 +37,7 @@ pub(super) fn apply_adaptations(
         let ppath = policies[i].path.key("properties");
         let null = Node { value: Value::Scalar { text: String::new(), plain: true }, span: policies[i].span };
         let props_node = policies[i].properties.as_deref().cloned().unwrap_or(null);
-        let Some(props) = AdaptationProperties::decode(&props_node, &ppath, sink) else { continue };
+        let Some(props) = AdaptationProperties::decode(&props_node, &LazyPath::new(&ppath), sink) else { continue };
 
         let holds = condition_holds(&props, &props_node, &ppath, policies[i].span, inputs, subst, sink);
         policies[i].active = holds;
@@ -48,7 +48,7 @@ pub(super) fn apply_adaptations(
         for (key, value) in props.then.0.as_map().unwrap_or(&[]) {
             let opath = tpath.key(&key.text);
             if key.text == "quarantine" {
-                policies[i].quarantine = bool::decode(value, &opath, sink).unwrap_or(false);
+                policies[i].quarantine = bool::decode(value, &LazyPath::new(&opath), sink).unwrap_or(false);
                 continue;
             }
             let Some(j) = policies.iter().position(|p| p.name == key.text) else {

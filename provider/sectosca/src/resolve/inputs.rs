@@ -8,7 +8,7 @@ use crate::diagnostic::{Code, Sink};
 use crate::model::document::InputType;
 use crate::model::policies::Literal;
 use crate::parse::{Node, Value};
-use crate::path::YamlPath;
+use crate::path::{LazyPath, YamlPath};
 use crate::source::Span;
 
 /// An input's effective value, kept as canonical text with its type.
@@ -203,7 +203,7 @@ pub fn resolve_inputs(
                 }
             },
             (None, Some((default, default_path))) => {
-                let literal = Literal::decode(default, default_path, sink);
+                let literal = Literal::decode(default, &LazyPath::new(default_path), sink);
                 match literal.as_ref().and_then(|l| coerce(decl.input_type, &l.0)) {
                     Some(v) => Some((v, default.span, default_path.clone(), false)),
                     None => {
@@ -256,7 +256,8 @@ pub fn resolve_inputs(
 }
 
 fn read_declaration(node: &Node, path: &YamlPath, span: Span, sink: &mut Sink<'_>) -> Option<Declaration> {
-    let mut fields = Fields::open(node, path, sink, "input definitions", Code::UnknownKey)?;
+    let at = LazyPath::new(path);
+    let mut fields = Fields::open(node, &at, sink, "input definitions", Code::UnknownKey)?;
     let input_type = fields.field::<InputType>("type", sink);
     let _description = fields.field::<Option<String>>("description", sink);
     let default = fields.raw("default").map(|n| (n.clone(), path.key("default")));
@@ -314,7 +315,7 @@ fn check_constraint(
     };
     let apath = cpath.key(&op.text);
     let literal = |n: &Node, p: &YamlPath, sink: &mut Sink<'_>| -> Option<InputValue> {
-        let l = Literal::decode(n, p, sink)?;
+        let l = Literal::decode(n, &LazyPath::new(p), sink)?;
         let v = coerce(value.input_type, &l.0);
         if v.is_none() {
             sink.report(
@@ -367,7 +368,7 @@ fn check_constraint(
             (holds, format!("one of: {}", names.join(", ")))
         }
         "length" | "min_length" | "max_length" => {
-            let Some(n) = u64::decode(arg, &apath, sink) else { return false };
+            let Some(n) = u64::decode(arg, &LazyPath::new(&apath), sink) else { return false };
             let holds = match op.text.as_str() {
                 "length" => len() == n,
                 "min_length" => len() >= n,

@@ -13,7 +13,7 @@ use crate::diagnostic::{Code, Sink};
 use crate::model::document::ToscaVersion;
 use crate::model::{NodeKind, PolicyKind};
 use crate::parse::{Key, Node, Value};
-use crate::path::YamlPath;
+use crate::path::{LazyPath, YamlPath};
 use crate::source::Span;
 
 use adapt::apply_adaptations;
@@ -102,7 +102,8 @@ pub fn resolve<'doc>(
     sink: &mut Sink<'_>,
 ) -> Option<Resolved<'doc>> {
     let top = YamlPath::root();
-    let mut fields = Fields::open(root, &top, sink, "service templates", Code::UnknownKey)?;
+    let at = LazyPath::new(&top);
+    let mut fields = Fields::open(root, &at, sink, "service templates", Code::UnknownKey)?;
     let before_version = sink.diagnostics.len();
     let version = fields.field::<Spanned<ToscaVersion>>("tosca_definitions_version", sink);
     let version_problems = before_version..sink.diagnostics.len();
@@ -125,7 +126,8 @@ pub fn resolve<'doc>(
     };
 
     let tpath = top.key("topology_template");
-    let mut fields = Fields::open(topology, &tpath, sink, "topology templates", Code::UnknownKey)?;
+    let at = LazyPath::new(&tpath);
+    let mut fields = Fields::open(topology, &at, sink, "topology templates", Code::UnknownKey)?;
     let _description = fields.field::<Option<String>>("description", sink);
     let inputs_node = fields.raw("inputs");
     let nodes_node = fields.raw("node_templates");
@@ -176,7 +178,7 @@ fn implicit_unikernels<'doc>(policies: &[PolicyTemplate<'doc>]) -> BTreeMap<Stri
     nodes
 }
 
-fn read_type(fields: &mut Fields<'_>, sink: &mut Sink<'_>) -> Option<Spanned<String>> {
+fn read_type(fields: &mut Fields<'_, '_>, sink: &mut Sink<'_>) -> Option<Spanned<String>> {
     fields.field::<Spanned<String>>("type", sink)
 }
 
@@ -195,7 +197,8 @@ fn read_nodes<'doc>(
     for (key, template) in entries {
         let npath = path.key(&key.text);
         let name_ok = check_name(key, &npath, "node template", sink);
-        let Some(mut fields) = Fields::open(template, &npath, sink, "node templates", Code::UnknownKey) else {
+        let at = LazyPath::new(&npath);
+        let Some(mut fields) = Fields::open(template, &at, sink, "node templates", Code::UnknownKey) else {
             continue;
         };
         let type_name = read_type(&mut fields, sink);
@@ -279,7 +282,8 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
         let vpath = ipath.key(&key.text);
         let target = match &value.value {
             Value::Map(_) => {
-                let Some(mut fields) = Fields::open(value, &vpath, sink, "requirement assignments", Code::UnknownKey)
+                let at = LazyPath::new(&vpath);
+                let Some(mut fields) = Fields::open(value, &at, sink, "requirement assignments", Code::UnknownKey)
                 else {
                     continue;
                 };
@@ -287,7 +291,7 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
                 fields.finish(sink);
                 target
             }
-            _ => Spanned::<String>::decode(value, &vpath, sink),
+            _ => Spanned::<String>::decode(value, &LazyPath::new(&vpath), sink),
         };
         if let Some(target) = target {
             out.push(Requirement { kind, target });
@@ -339,7 +343,8 @@ fn read_policies<'doc>(
             .hint = Some("give every policy its own name".into());
             continue;
         }
-        let Some(mut fields) = Fields::open(policy, &ppath, sink, "policies", Code::UnknownKey) else { continue };
+        let at = LazyPath::new(&ppath);
+        let Some(mut fields) = Fields::open(policy, &at, sink, "policies", Code::UnknownKey) else { continue };
         let type_name = read_type(&mut fields, sink);
         let _description = fields.field::<Option<String>>("description", sink);
         let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
@@ -452,7 +457,7 @@ impl Substitution<'_> {
     /// The input's value, or a null node when it cannot be had (the problem is reported).
     fn lookup(&mut self, node: &Node, arg: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Node {
         let null = Node { value: Value::Scalar { text: "null".into(), plain: true }, span: node.span };
-        let Some(name) = String::decode(arg, path, sink) else {
+        let Some(name) = String::decode(arg, &LazyPath::new(path), sink) else {
             self.unresolved.push(node.span);
             return null;
         };

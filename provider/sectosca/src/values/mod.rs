@@ -14,13 +14,13 @@ pub use ::plan::{Cidr, JwtAlgorithm, KeyKind, Method, PasswordHash, PathGlob, Po
 use crate::decode::{Decode, decode_keywords, scalar};
 use crate::diagnostic::{Code, Sink};
 use crate::parse::{Node, Value};
-use crate::path::YamlPath;
+use crate::path::LazyPath;
 
 decode_keywords!(InvalidValue: JwtAlgorithm);
 decode_keywords!(InvalidMethod: Method);
 
 impl Decode for Cidr {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a network in CIDR notation")?;
         if let Ok(net) = text.parse::<ipnet::IpNet>() {
             if net.trunc() != net {
@@ -52,7 +52,7 @@ plan::string_schema!(
 );
 
 impl Decode for Ipv4Cidr {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let cidr = Cidr::decode(node, path, sink)?;
         if let ipnet::IpNet::V6(net) = cidr.0 {
             sink.report(
@@ -69,7 +69,7 @@ impl Decode for Ipv4Cidr {
 }
 
 impl Decode for PortRange {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a port or a port range")?;
         match Self::parse(text) {
             Some(r) if r.first <= r.last => Some(r),
@@ -107,7 +107,7 @@ impl schemars::JsonSchema for Port {
 }
 
 impl Decode for Port {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         // A plain scalar is a YAML integer (decimal, 0x, 0o), like every other whole number.
         let number =
             |text: &str| crate::decode::parse_uint(text).and_then(|n| u16::try_from(n).ok()).filter(|p| *p != 0);
@@ -159,7 +159,7 @@ pub fn glob_problem(text: &str) -> Option<String> {
 }
 
 impl Decode for PathGlob {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a path glob")?;
         if let Some(problem) = glob_problem(text) {
             sink.report(Code::InvalidGlob, node.span, path, format!("`{text}` is not a valid path glob: {problem}"));
@@ -206,7 +206,7 @@ impl Seconds {
 }
 
 impl Decode for Seconds {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a duration")?;
         let parsed = Self::parse(text);
         if parsed.is_none() {
@@ -266,7 +266,7 @@ pub fn password_hash_problem(text: &str) -> Option<&'static str> {
 }
 
 impl Decode for PasswordHash {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a password hash")?;
         if let Some(problem) = password_hash_problem(text) {
             sink.report(Code::InvalidPasswordHash, node.span, path, format!("not a usable password hash: {problem}"))
@@ -278,7 +278,7 @@ impl Decode for PasswordHash {
 }
 
 impl Decode for TokenSha256 {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a SHA-256 token hash")?;
         let hex = text.strip_prefix("sha256:").unwrap_or(text);
         if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -318,7 +318,7 @@ impl schemars::JsonSchema for PublicKeyPem {
 }
 
 impl Decode for PublicKeyPem {
-    fn decode(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Option<Self> {
+    fn decode(node: &Node, path: &LazyPath<'_>, sink: &mut Sink<'_>) -> Option<Self> {
         let text = scalar(node, path, sink, "a PEM public key")?;
         match Self::parse(text) {
             Ok(key) => Some(key),
