@@ -10,7 +10,9 @@
 //! - `sdsec.port=<port>` where it listens (on loopback, behind the runtime),
 //! - `sdsec.listen=<port>` where the runtime listens, on every address,
 //! - `sdsec.arg=<percent-encoded>` once per argument, in order (bytes outside
-//!   `[A-Za-z0-9._~/:,+@=-]` are written `%XX`, so spaces and quotes survive).
+//!   `[A-Za-z0-9._~/:,+@=-]` are written `%XX`, so spaces and quotes survive),
+//! - `sdsec.snapshot=1` added by the host at boot to an instance that is to be saved as a
+//!   snapshot ([`with_snapshot`]): once ready, init waits for the host's `resume` request.
 //!
 //! [`Launch::encode`] is the image builder's, [`Launch::decode`] init's; whatever the one
 //! writes the other reads back. Settings that depend on the host (such as `tsc_early_khz`
@@ -40,6 +42,7 @@ const LISTEN: &str = "sdsec.listen";
 const IP: &str = "sdsec.ip";
 const GW: &str = "sdsec.gw";
 const ARG: &str = "sdsec.arg";
+const SNAPSHOT: &str = "sdsec.snapshot";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdlineError {
@@ -70,6 +73,8 @@ pub struct Launch {
     /// Where the runtime listens, on every address.
     pub listen: u16,
     pub network: Network,
+    /// Booted to be saved as a snapshot: each restored copy is resumed by the host.
+    pub snapshot: bool,
 }
 
 impl Launch {
@@ -81,6 +86,7 @@ impl Launch {
             app_port,
             listen: net::runtime_port(app_port),
             network: net::GUEST,
+            snapshot: false,
         }
     }
 
@@ -154,6 +160,7 @@ impl Launch {
                 LISTEN => (LISTEN, &mut found.listen),
                 IP => (IP, &mut found.ip),
                 GW => (GW, &mut found.gw),
+                SNAPSHOT => (SNAPSHOT, &mut found.snapshot),
                 ARG => {
                     args.push(decode_arg(value).ok_or_else(|| bad(ARG, value, ESCAPE_RULE))?);
                     continue;
@@ -182,7 +189,12 @@ impl Launch {
         let prefix = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| bad(IP, cidr, PREFIX_RULE))?;
         let gw = found.gw.ok_or(CmdlineError::Missing(GW))?;
         let gateway = parse_ip(GW, gw, gw)?;
-        Ok(Launch { app: app.to_owned(), args, app_port, listen, network: Network { ip, prefix, gateway } })
+        let snapshot = match found.snapshot {
+            None => false,
+            Some("1") => true,
+            Some(other) => return Err(bad(SNAPSHOT, other, "it must be 1")),
+        };
+        Ok(Launch { app: app.to_owned(), args, app_port, listen, network: Network { ip, prefix, gateway }, snapshot })
     }
 }
 
@@ -210,6 +222,16 @@ pub fn with_network(line: &str, network: Network) -> String {
     out.join(" ")
 }
 
+/// `line` marked for a snapshot (`sdsec.snapshot=1` before any `--`): the instance booted
+/// with it is saved, and every copy restored from it waits for the host's `resume`.
+pub fn with_snapshot(line: &str) -> String {
+    let words: Vec<&str> = line.split_ascii_whitespace().collect();
+    let at = words.iter().position(|w| *w == "--").unwrap_or(words.len());
+    let flag = format!("{SNAPSHOT}=1");
+    let kernel = words[..at].iter().copied().filter(|w| w.split_once('=').map(|(key, _)| key) != Some(SNAPSHOT));
+    kernel.chain(std::iter::once(flag.as_str())).chain(words[at..].iter().copied()).collect::<Vec<_>>().join(" ")
+}
+
 const APP_RULE: &str = "it must be /app/<name>, the name of letters, digits, `.`, `_`, `-`";
 const PORT_RULE: &str = "not a port in 1..=65535";
 const CLASH: &str = "the runtime cannot listen on the application's port";
@@ -224,6 +246,7 @@ struct Found<'a> {
     listen: Option<&'a str>,
     ip: Option<&'a str>,
     gw: Option<&'a str>,
+    snapshot: Option<&'a str>,
 }
 
 fn bad(key: &'static str, value: &str, why: &'static str) -> CmdlineError {

@@ -60,6 +60,11 @@ pub enum Event<'a> {
     Reconfigured {
         digest: Cow<'a, str>,
     },
+    /// This instance is a copy restored from a snapshot, and took its own control key,
+    /// randomness, clock and address from the host; a `ready` follows.
+    Resumed {
+        ts: String,
+    },
     /// A control request was answered with a refusal; the running plan stays.
     ControlRefused {
         reason: Refusal,
@@ -108,6 +113,9 @@ pub enum Refusal {
     Replayed,
     /// A plan that does not load, is another node's, or needs a new image.
     RejectedPlan,
+    /// A resume sent to an instance that is not a copy of a snapshot waiting for one, or
+    /// that it could not apply.
+    RejectedResume,
 }
 
 /// The kinds of per-request events: the four a plan can ask for, and upstream errors,

@@ -4,6 +4,9 @@
 //! request with the digest of the plan enforced, once it is.
 //! Refusals (a bad MAC, a replayed sequence number, a plan that needs a new image) are
 //! answered and written to the audit log; the running configuration stays.
+//!
+//! A copy restored from a snapshot is made its own by one `resume` ([`Resumer`]): from its
+//! reply on, the copy answers to its own key only.
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -11,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use abi::control::{Command, Key, PORT_NAME, Reply, Request};
+use abi::control::{Command, Key, PORT_NAME, Reply, Request, Resume};
 use abi::event::{Event, Refusal};
 use plan::{ChangeKind, EnforcementPlan};
 
@@ -41,6 +44,13 @@ impl Enforce for Arc<Shared> {
     }
 }
 
+/// Whatever makes a copy restored from a snapshot its own (randomness, clock, address):
+/// PID 1's main thread, which alone holds the capabilities for it ([`crate::init::resume`]).
+pub trait Resumer: Send + std::fmt::Debug {
+    /// Applies `resume`; returns once it is, or why it could not be.
+    fn resume(&mut self, resume: Resume) -> Result<(), String>;
+}
+
 /// The state a request is judged against.
 #[derive(Debug)]
 pub struct Controller {
@@ -50,12 +60,21 @@ pub struct Controller {
     last_seq: u64,
     enforcer: Box<dyn Enforce>,
     audit: AuditLog,
+    /// Present in an instance booted for a snapshot until its one resume.
+    resumer: Option<Box<dyn Resumer>>,
 }
 
 impl Controller {
     pub fn new(key: Key, plan: EnforcementPlan, enforcer: Box<dyn Enforce>, audit: AuditLog) -> Self {
         let digest = plan.digest();
-        Controller { key, plan, digest, last_seq: 0, enforcer, audit }
+        Controller { key, plan, digest, last_seq: 0, enforcer, audit, resumer: None }
+    }
+
+    /// A controller of an instance booted for a snapshot: its copies are resumed through
+    /// `resumer`, once each.
+    pub fn resumable(mut self, resumer: Box<dyn Resumer>) -> Self {
+        self.resumer = Some(resumer);
+        self
     }
 
     /// One request line in, one reply line out.
@@ -81,7 +100,26 @@ impl Controller {
                 Ok(()) => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
                 Err(why) => self.refuse(request.seq, Refusal::RejectedPlan, why),
             },
+            // Answered under the new key: the host learns that the copy took it.
+            Command::Resume(resume) => match self.resume(resume) {
+                Ok(()) => Reply::new(&self.key, request.seq, Ok(self.digest.clone())),
+                Err(why) => self.refuse(request.seq, Refusal::RejectedResume, why),
+            },
         }
+    }
+
+    fn resume(&mut self, resume: Resume) -> Result<(), String> {
+        let mut resumer = self
+            .resumer
+            .take()
+            .ok_or("this instance is not a copy of a snapshot waiting to be resumed (or it was resumed already)")?;
+        let key = resume.key.clone();
+        resumer.resume(resume)?;
+        self.key = key;
+        // The runtime's own secrets (such as the key of its credential cache) were drawn
+        // before the snapshot: drawn again, from the reseeded kernel, by compiling anew.
+        let runtime = Runtime::new(&self.plan.runtime).map_err(|e| e.to_string())?;
+        self.enforcer.enforce(&self.plan, runtime)
     }
 
     fn reconfigure(&mut self, text: &str) -> Result<(), String> {
@@ -314,5 +352,57 @@ mod tests {
         assert_eq!(refusals, [Refusal::BadMac, Refusal::Replayed, Refusal::RejectedPlan, Refusal::Malformed], "{text}");
         let digest = new.digest();
         assert!(events.iter().any(|e| matches!(e, Event::Reconfigured { digest: d } if *d == digest)), "{text}");
+    }
+
+    #[derive(Debug)]
+    struct Applied(Arc<std::sync::Mutex<Vec<Resume>>>);
+
+    impl Resumer for Applied {
+        fn resume(&mut self, resume: Resume) -> Result<(), String> {
+            self.0.lock().unwrap().push(resume);
+            Ok(())
+        }
+    }
+
+    #[derive(Debug)]
+    struct Counted(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Enforce for Counted {
+        fn enforce(&mut self, _plan: &EnforcementPlan, _runtime: Runtime) -> Result<(), String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn resume_request(key: &Key, seq: u64, new_key: &Key) -> String {
+        let resume =
+            Resume { key: new_key.clone(), entropy: abi::control::Entropy::draw().unwrap(), unix_ns: 1, network: None };
+        serde_json::to_string(&Request::new(key, seq, Command::Resume(resume))).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_copy_is_resumed_once_and_answers_to_its_own_key_only_from_then_on() {
+        let audit = AuditLog::spawn(Box::new(Sink::default())).unwrap();
+        let plan = crate::config::bare_plan();
+        let snapshot_key = Key::generate().unwrap();
+        let enforced = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let plain = Controller::new(snapshot_key.clone(), plan.clone(), Box::new(Counted(enforced.clone())), audit);
+        let applied = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut controller = plain.resumable(Box::new(Applied(applied.clone())));
+        let own_key = Key::generate().unwrap();
+
+        let forged = controller.handle(&resume_request(&Key::generate().unwrap(), 1, &own_key));
+        assert!(!forged.ok && applied.lock().unwrap().is_empty(), "{forged:?}");
+        let resumed = controller.handle(&resume_request(&snapshot_key, 2, &own_key));
+        assert!(resumed.ok && resumed.verify(&own_key) && !resumed.verify(&snapshot_key), "{resumed:?}");
+        assert_eq!(applied.lock().unwrap().len(), 1);
+        assert_eq!(enforced.load(std::sync::atomic::Ordering::SeqCst), 1, "the runtime was compiled anew");
+
+        let status = |key: &Key, seq| serde_json::to_string(&Request::new(key, seq, Command::Status)).unwrap();
+        assert!(!controller.handle(&status(&snapshot_key, 3)).ok, "the snapshot's key is refused from now on");
+        assert!(controller.handle(&status(&own_key, 4)).ok);
+        let again = controller.handle(&resume_request(&own_key, 5, &Key::generate().unwrap()));
+        assert!(again.error.as_deref().is_some_and(|e| e.contains("resumed already")), "{again:?}");
+        assert_eq!(applied.lock().unwrap().len(), 1, "resumed once only");
     }
 }

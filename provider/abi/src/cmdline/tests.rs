@@ -45,6 +45,18 @@ fn an_instance_gets_its_own_address_and_nothing_else_changes() {
 }
 
 #[test]
+fn the_snapshot_mark_is_added_once_before_inits_argv_and_read_back() {
+    let line = launch().encode(&kernel(), false).unwrap() + " -- sdsec.snapshot=1";
+    assert!(!Launch::decode(&line).unwrap().snapshot, "init's argv is not a setting");
+    let marked = with_snapshot(&line);
+    assert_eq!(with_snapshot(&marked), marked, "marking again changes nothing");
+    assert_eq!(marked.matches("sdsec.snapshot=1").count(), 2, "{marked}");
+    assert_eq!(Launch::decode(&marked).unwrap(), Launch { snapshot: true, ..launch() });
+    let bad = line.replace(" --", " sdsec.snapshot=yes --");
+    assert!(matches!(Launch::decode(&bad), Err(CmdlineError::Bad { key: "sdsec.snapshot", .. })), "{bad}");
+}
+
+#[test]
 fn listen_defaults_to_the_builders_rule() {
     let line = "sdsec.app=/app/a sdsec.port=80 sdsec.ip=10.0.2.15/24 sdsec.gw=10.0.2.2";
     assert_eq!(Launch::decode(line).unwrap().listen, 81);
@@ -151,7 +163,7 @@ fn launches() -> impl Strategy<Value = Launch> {
     (app_name(), args, 1u16.., 1u16.., network).prop_filter_map(
         "ports clash",
         |(app, args, app_port, listen, network)| {
-            (app_port != listen).then_some(Launch { app, args, app_port, listen, network })
+            (app_port != listen).then_some(Launch { app, args, app_port, listen, network, snapshot: false })
         },
     )
 }

@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Command, Key, Reply, Request};
+use super::{Command, Key, Reply, Request, Resume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -31,9 +31,28 @@ pub fn next_seq() -> u64 {
 
 /// Sends `command` and returns the runtime's authenticated reply (an `Err` when it refused).
 pub fn call(socket: &Path, key: &Key, command: Command, timeout: Duration) -> Result<Reply, ClientError> {
+    call_answered_with(socket, key, key, command, timeout)
+}
+
+/// Resumes a copy restored from a snapshot whose key is `snapshot_key`: the reply comes
+/// authenticated with the copy's new key, which proves the copy took it.
+pub fn resume(socket: &Path, snapshot_key: &Key, resume: Resume, timeout: Duration) -> Result<Reply, ClientError> {
+    let new_key = resume.key.clone();
+    call_answered_with(socket, snapshot_key, &new_key, Command::Resume(resume), timeout)
+}
+
+fn call_answered_with(
+    socket: &Path,
+    key: &Key,
+    reply_key: &Key,
+    command: Command,
+    timeout: Duration,
+) -> Result<Reply, ClientError> {
     let request = Request::new(key, next_seq(), command);
     let reply = exchange(socket, &request, timeout)?;
-    if reply.seq != request.seq || !reply.verify(key) {
+    // A refusal comes under the key the request was made with: the key did not change.
+    let authentic = reply.verify(reply_key) || (!reply.ok && reply.verify(key));
+    if reply.seq != request.seq || !authentic {
         return Err(ClientError::Forged(socket.to_owned()));
     }
     if !reply.ok {

@@ -7,6 +7,7 @@ use hmac::Mac;
 use serde::{Deserialize, Serialize};
 
 use super::key::{HmacSha256, Key};
+use super::resume::Resume;
 
 const DOMAIN: &[u8] = b"sdsec-control/1";
 
@@ -17,6 +18,9 @@ pub enum Command {
     Status,
     /// Enforce this plan (canonical JSON of one node's enforcement plan) from now on.
     Reconfigure { plan: String },
+    /// A copy restored from a snapshot takes its own key, randomness, time and address,
+    /// then serves; accepted once, and only by an instance booted for a snapshot.
+    Resume(Resume),
 }
 
 impl Command {
@@ -24,13 +28,15 @@ impl Command {
         match self {
             Command::Status => "status",
             Command::Reconfigure { .. } => "reconfigure",
+            Command::Resume(_) => "resume",
         }
     }
 
-    fn body(&self) -> &str {
+    fn body(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Command::Status => "",
-            Command::Reconfigure { plan } => plan,
+            Command::Status => "".into(),
+            Command::Reconfigure { plan } => plan.into(),
+            Command::Resume(resume) => resume.body().into(),
         }
     }
 }
@@ -57,11 +63,11 @@ pub struct Reply {
     pub mac: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.is_ascii() {
         return None;
     }
@@ -93,12 +99,13 @@ impl Request {
     }
 
     fn mac(key: &Key, seq: u64, command: &Command) -> String {
-        hex(&mac_over(key, "request", &[&seq.to_string(), command.name(), command.body()]).finalize().into_bytes())
+        hex(&mac_over(key, "request", &[&seq.to_string(), command.name(), &command.body()]).finalize().into_bytes())
     }
 
     /// True when `key` made this request.
     pub fn verify(&self, key: &Key) -> bool {
-        verify(mac_over(key, "request", &[&self.seq.to_string(), self.command.name(), self.command.body()]), &self.mac)
+        let fields = [&self.seq.to_string(), self.command.name(), &self.command.body()];
+        verify(mac_over(key, "request", &fields), &self.mac)
     }
 }
 

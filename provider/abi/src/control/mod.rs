@@ -12,10 +12,12 @@
 mod client;
 mod key;
 mod message;
+mod resume;
 
-pub use client::{ClientError, call, exchange, next_seq};
+pub use client::{ClientError, call, exchange, next_seq, resume};
 pub use key::{Key, KeyError};
 pub use message::{Command, Reply, Request};
+pub use resume::{ENTROPY_BYTES, Entropy, Resume, ResumeNetwork};
 
 /// The virtio-serial port's name, as the guest finds it in `/sys/class/virtio-ports/*/name`.
 pub const PORT_NAME: &str = "sdsec.control";

@@ -14,6 +14,9 @@ use std::path::Path;
 
 /// `_IOW('R', 0x03, int[2])`: add entropy, crediting it (needs CAP_SYS_ADMIN).
 const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
+/// `_IO('R', 0x07)`: reseed the kernel's generator from its input pool now (needs
+/// CAP_SYS_ADMIN).
+const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
 /// Read at most this much: the host writes 64 bytes.
 const MAX_SEED: u64 = 512;
 
@@ -50,6 +53,15 @@ pub fn seed_from(path: &Path) -> Result<bool, EntropyError> {
     Ok(true)
 }
 
+/// Credits `seed` (fresh from the host) and has the kernel reseed its generator at once: a
+/// copy restored from a snapshot starts with the generator state every copy of that
+/// snapshot has, and an initialised generator reseeds only once a minute by itself.
+pub fn reseed(seed: &[u8]) -> Result<(), EntropyError> {
+    credit(seed).map_err(EntropyError::Credit)?;
+    let urandom = std::fs::OpenOptions::new().write(true).open("/dev/urandom").map_err(EntropyError::Credit)?;
+    ioctl_reseed(urandom.as_raw_fd()).map_err(EntropyError::Credit)
+}
+
 /// `struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }`, credited at
 /// its full size: the seed comes from the host's getrandom(2).
 fn credit(seed: &[u8]) -> std::io::Result<()> {
@@ -74,6 +86,13 @@ fn ioctl_add_entropy(fd: std::os::fd::RawFd, info: &[u32]) -> std::io::Result<()
     // buf_size bytes of buffer, which `info` holds), alive for the call; the kernel only
     // reads it.
     let result = unsafe { libc::ioctl(fd, RNDADDENTROPY as _, info.as_ptr()) };
+    if result < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+}
+
+#[allow(unsafe_code)]
+fn ioctl_reseed(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: RNDRESEEDCRNG takes no argument; the descriptor is open for the call.
+    let result = unsafe { libc::ioctl(fd, RNDRESEEDCRNG as _) };
     if result < 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 

@@ -25,6 +25,7 @@ pub mod proxy_process;
 pub mod ready;
 pub mod reaper;
 pub mod relay;
+pub mod resume;
 pub mod sandbox;
 pub mod seccomp;
 
@@ -196,13 +197,28 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     // The threads that handle what others send (events, the application's output, the host's
     // control requests) start without any capability. Before the main thread gives up its
     // own: a thread needs CAP_SETPCAP to empty its bounding set.
+    // Booted for a snapshot: the main thread keeps what making a copy its own needs until
+    // the host's resume ([`resume`]).
+    let supervision =
+        if launch.snapshot { privileges::SUPERVISION.union(resume::RESUMING) } else { privileges::SUPERVISION };
+    let (handoff, mut resumes) = match launch.snapshot {
+        true => {
+            let (handoff, resumes) = resume::channel();
+            (Some(handoff), Some(resumes))
+        }
+        false => (None, None),
+    };
     let link = Arc::new(Mutex::new(proxy.link));
     let control_link = Arc::clone(&link);
     let started = privileges::without_capabilities(|| {
         let audit = events::writer().and_then(AuditLog::spawn);
         let relayed = relay::spawn(output, std::io::stdout());
         if let (Some(key), Ok(audit)) = (key, &audit) {
-            let controller = crate::control::Controller::new(key, plan.clone(), Box::new(control_link), audit.clone());
+            let mut controller =
+                crate::control::Controller::new(key, plan.clone(), Box::new(control_link), audit.clone());
+            if let Some(handoff) = handoff {
+                controller = controller.resumable(Box::new(handoff));
+            }
             crate::control::spawn(controller, warn);
         }
         (audit, relayed)
@@ -213,7 +229,7 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
     }
     // Both children run: what they needed root for is done.
-    step("privileges", privileges::keep_only(privileges::SUPERVISION));
+    step("privileges", privileges::keep_only(supervision));
 
     let deadline = Instant::now() + LISTEN_WAIT;
     let mut verdict = ready::Verdict::default();
@@ -246,20 +262,40 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
             _ = int.recv() => shut_down(&mut reaper, &audit).await,
         }
     }
-    step("privileges", privileges::check(thread_capabilities));
+    step("privileges", privileges::check(|name, main| thread_capabilities(name, main, supervision)));
 
-    audit.emit(&Event::Ready {
+    let ready = Event::Ready {
         node: plan.node.as_str().into(),
         listen: proxy.local.to_string(),
         app: Some(launch.app_path().display().to_string()),
-    });
+    };
+    audit.emit(&ready);
+    let mut address =
+        net::Address { ip: launch.network.ip, prefix: launch.network.prefix, gateway: launch.network.gateway };
     loop {
+        let mut handed = None;
         tokio::select! {
             _ = children.recv() => {}
             // Signals can coalesce: a periodic look keeps an exit from going unnoticed.
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = term.recv() => shut_down(&mut reaper, &audit).await,
             _ = int.recv() => shut_down(&mut reaper, &audit).await,
+            request = next_resume(&mut resumes) => handed = Some(request),
+        }
+        if let Some(request) = handed {
+            // One resume only; a closed hand-over (no control channel) waits no longer.
+            resumes = None;
+            if let Some(request) = request {
+                let applied = resume::apply(&request.resume, address, privileges::SUPERVISION);
+                let answer = applied.map(|new| address = new).map_err(|e| e.to_string());
+                let allowed = |name: &str, main| thread_capabilities(name, main, privileges::SUPERVISION);
+                step("privileges", privileges::check(allowed));
+                if answer.is_ok() {
+                    audit.emit(&Event::Resumed { ts: crate::audit::now_rfc3339() });
+                    audit.emit(&ready);
+                }
+                let _ = request.done.send(answer);
+            }
         }
         if let Some(exit) = reaper.poll() {
             audit.emit(&Event::AppExit { status: exit.code, signal: exit.signal });
@@ -272,10 +308,20 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     }
 }
 
-/// What each thread of PID 1 may hold once the children run ([`privileges`]).
-fn thread_capabilities(name: &str, main: bool) -> CapabilitySet {
+/// The next resume handed over by the control thread (`None` once it is gone); never with
+/// no hand-over.
+async fn next_resume(resumes: &mut Option<tokio::sync::mpsc::Receiver<resume::Request>>) -> Option<resume::Request> {
+    match resumes {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What each thread of PID 1 may hold once the children run ([`privileges`]), the main
+/// thread `main_thread`.
+fn thread_capabilities(name: &str, main: bool, main_thread: CapabilitySet) -> CapabilitySet {
     match (main, name) {
-        (true, _) => privileges::SUPERVISION,
+        (true, _) => main_thread,
         (false, exec::THREAD_NAME) => privileges::EXEC_SUPERVISION,
         (false, _) => CapabilitySet::empty(),
     }

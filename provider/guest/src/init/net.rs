@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use netlink_packet_core::{
-    Emitable, ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR, NetlinkBuffer,
+    Emitable, ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST, NLMSG_ERROR,
+    NetlinkBuffer,
 };
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
@@ -50,10 +51,29 @@ pub fn configure(address: Address, wait: Duration) -> Result<String, NetError> {
     rt.link_up(lo, "lo")?;
     let name = first_interface(wait)?;
     let index = ifindex(&name)?;
-    rt.add_address(index, &name, address)?;
+    rt.address(libc::RTM_NEWADDR, index, &name, address)?;
     rt.link_up(index, &name)?;
-    rt.add_default_route(index, address.gateway)?;
+    rt.default_route(index, address.gateway, NLM_F_CREATE | NLM_F_EXCL)?;
     Ok(name)
+}
+
+/// Moves the interface [`configure`] set up from `old` to `new` and gives it the hardware
+/// address `mac`: what a copy restored from a snapshot needs, as the snapshot holds another
+/// copy's. The new address comes first and the default route is replaced, so the guest is
+/// never without a route; the old address goes last.
+pub fn readdress(old: Address, new: Address, mac: [u8; 6]) -> Result<(), NetError> {
+    let mut rt = Rtnl::open()?;
+    let name = first_interface(Duration::ZERO)?;
+    let index = ifindex(&name)?;
+    rt.set_mac(index, &name, mac)?;
+    if (old.ip, old.prefix) != (new.ip, new.prefix) {
+        rt.address(libc::RTM_NEWADDR, index, &name, new)?;
+    }
+    rt.replace_default_route(index, new.gateway)?;
+    if (old.ip, old.prefix) != (new.ip, new.prefix) {
+        rt.address(libc::RTM_DELADDR, index, &name, old)?;
+    }
+    Ok(())
 }
 
 /// The first interface other than `lo`, by name, once the driver has registered it.
@@ -109,7 +129,14 @@ impl Rtnl {
         self.request(libc::RTM_SETLINK, &link, 0, &format!("cannot bring {name} up"))
     }
 
-    fn add_address(&mut self, index: u32, name: &str, a: Address) -> Result<(), NetError> {
+    /// Sets the interface's hardware address (a live change: virtio-net tells the device).
+    fn set_mac(&mut self, index: u32, name: &str, mac: [u8; 6]) -> Result<(), NetError> {
+        let what = format!("cannot set the hardware address of {name}");
+        self.request(libc::RTM_SETLINK, &HardwareAddress { index, mac }, 0, &what)
+    }
+
+    /// Adds (`RTM_NEWADDR`) or removes (`RTM_DELADDR`) an address.
+    fn address(&mut self, kind: u16, index: u32, name: &str, a: Address) -> Result<(), NetError> {
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet;
         msg.header.prefix_len = a.prefix;
@@ -120,11 +147,19 @@ impl Rtnl {
         if let Some(b) = broadcast(a.ip, a.prefix) {
             msg.attributes.push(AddressAttribute::Broadcast(b));
         }
+        if kind == libc::RTM_DELADDR {
+            let what = format!("cannot remove {}/{} from {name}", a.ip, a.prefix);
+            return self.request(kind, &msg, 0, &what);
+        }
         let what = format!("cannot set {}/{} on {name}", a.ip, a.prefix);
-        self.request(libc::RTM_NEWADDR, &msg, NLM_F_CREATE | NLM_F_EXCL, &what)
+        self.request(kind, &msg, NLM_F_CREATE | NLM_F_EXCL, &what)
     }
 
-    fn add_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
+    fn replace_default_route(&mut self, index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
+        self.default_route(index, gateway, NLM_F_CREATE | NLM_F_REPLACE)
+    }
+
+    fn default_route(&mut self, index: u32, gateway: Ipv4Addr, flags: u16) -> Result<(), NetError> {
         let mut msg = RouteMessage::default();
         msg.header.address_family = AddressFamily::Inet;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -133,8 +168,8 @@ impl Rtnl {
         msg.header.kind = RouteType::Unicast;
         msg.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
         msg.attributes.push(RouteAttribute::Oif(index));
-        let what = format!("cannot add the default route via {gateway}");
-        self.request(libc::RTM_NEWROUTE, &msg, NLM_F_CREATE | NLM_F_EXCL, &what)
+        let what = format!("cannot set the default route via {gateway}");
+        self.request(libc::RTM_NEWROUTE, &msg, flags, &what)
     }
 
     /// Sends one request and waits for its acknowledgement. EEXIST counts as done: the
@@ -155,6 +190,36 @@ impl Rtnl {
                 };
             }
         }
+    }
+}
+
+/// `RTM_SETLINK`'s body for a new hardware address: the link header and one `IFLA_ADDRESS`
+/// attribute, framed here so that the crate's whole link attribute enum stays out of the
+/// image.
+struct HardwareAddress {
+    index: u32,
+    mac: [u8; 6],
+}
+
+/// `IFLA_ADDRESS`, and an attribute's header (length, type) and alignment.
+const IFLA_ADDRESS: u16 = 1;
+const ATTRIBUTE_HEADER: usize = 4;
+const ATTRIBUTE_ALIGN: usize = 4;
+
+impl Emitable for HardwareAddress {
+    fn buffer_len(&self) -> usize {
+        let header = LinkHeader::default();
+        header.buffer_len() + (ATTRIBUTE_HEADER + self.mac.len()).next_multiple_of(ATTRIBUTE_ALIGN)
+    }
+
+    fn emit(&self, buffer: &mut [u8]) {
+        let header = LinkHeader { index: self.index, ..Default::default() };
+        let at = header.buffer_len();
+        header.emit(&mut buffer[..at]);
+        let len = (ATTRIBUTE_HEADER + self.mac.len()) as u16;
+        buffer[at..at + 2].copy_from_slice(&len.to_ne_bytes());
+        buffer[at + 2..at + 4].copy_from_slice(&IFLA_ADDRESS.to_ne_bytes());
+        buffer[at + 4..at + 10].copy_from_slice(&self.mac);
     }
 }
 
@@ -219,6 +284,21 @@ mod tests {
         let mut expected = vec![32, 0, 0, 0, 19, 0, 5, 0, 9, 0, 0, 0, 0, 0, 0, 0];
         // ifinfomsg: family, pad, type, index, flags, change mask.
         expected.extend([0, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn a_new_hardware_address_is_framed_like_iproute2() {
+        let bytes = frame(
+            libc::RTM_SETLINK,
+            NLM_F_REQUEST | NLM_F_ACK,
+            4,
+            &HardwareAddress { index: 2, mac: [0x52, 0x54, 0, 0xd5, 0, 7] },
+        );
+        let mut expected = vec![44, 0, 0, 0, 19, 0, 5, 0, 4, 0, 0, 0, 0, 0, 0, 0];
+        expected.extend([0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // rtattr: length 10, IFLA_ADDRESS, six bytes, two of padding.
+        expected.extend([10, 0, 1, 0, 0x52, 0x54, 0, 0xd5, 0, 7, 0, 0]);
         assert_eq!(bytes, expected);
     }
 
