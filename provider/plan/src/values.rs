@@ -122,36 +122,51 @@ string_schema!(
 );
 
 impl PathGlob {
-    /// Matches an already normalised path.
+    /// Matches an already normalised path. Allocates nothing: the runtime asks this of
+    /// every request.
     pub fn matches(&self, path: &str) -> bool {
-        let pattern: Vec<&str> = self.0.split('/').skip(1).collect();
-        let segments: Vec<&str> = path.split('/').skip(1).collect();
-        match_segments(&pattern, &segments)
+        match_segments(segments(&self.0), segments(path), false)
     }
 
     /// Matches with ASCII letters compared without case: what a rule that refuses must use,
     /// since many servers route `/ADMIN` to the handler of `/admin`.
     pub fn matches_ignoring_case(&self, path: &str) -> bool {
-        PathGlob(self.0.to_ascii_lowercase()).matches(&path.to_ascii_lowercase())
+        match_segments(segments(&self.0), segments(path), true)
     }
 }
 
-fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((p, rest)) => {
-            path.split_first().is_some_and(|(s, tail)| match_segment(p, s) && match_segments(rest, tail))
-        }
+/// The segments after the first `/` (what comes before it is not looked at).
+fn segments(text: &str) -> std::str::Split<'_, char> {
+    let mut split = text.split('/');
+    split.next();
+    split
+}
+
+fn match_segments(mut pattern: std::str::Split<'_, char>, mut path: std::str::Split<'_, char>, fold: bool) -> bool {
+    match pattern.next() {
+        None => path.next().is_none(),
+        // Any number of whole segments: try the rest of the pattern after skipping each.
+        Some("**") => loop {
+            if match_segments(pattern.clone(), path.clone(), fold) {
+                return true;
+            }
+            if path.next().is_none() {
+                return false;
+            }
+        },
+        Some(p) => path.next().is_some_and(|s| match_segment(p, s, fold)) && match_segments(pattern, path, fold),
     }
 }
 
-fn match_segment(pattern: &str, segment: &str) -> bool {
+fn match_segment(pattern: &str, segment: &str, fold: bool) -> bool {
+    let same = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
     match pattern.split_once('*') {
-        None => pattern == segment,
+        None => same(pattern, segment),
         Some((head, tail)) => {
-            let Some(rest) = segment.strip_prefix(head) else { return false };
-            (0..=rest.len()).filter(|i| rest.is_char_boundary(*i)).any(|i| match_segment(tail, &rest[i..]))
+            let Some(rest) = segment.get(head.len()..).filter(|_| same(&segment[..head.len()], head)) else {
+                return false;
+            };
+            (0..=rest.len()).filter(|i| rest.is_char_boundary(*i)).any(|i| match_segment(tail, &rest[i..], fold))
         }
     }
 }
@@ -181,6 +196,9 @@ string_schema!(
     "SHA-256 of a bearer token: 64 hex digits, optionally prefixed `sha256:`.",
     "^(sha256:)?[0-9a-fA-F]{64}$"
 );
+
+#[cfg(test)]
+mod glob_tests;
 
 #[cfg(test)]
 mod tests {
