@@ -119,7 +119,7 @@ fn check_all(resolved: &Resolved, sink: &mut Sink<'_>) -> Checked {
         }
     }
 
-    let mut policies = Vec::new();
+    let mut policies = Vec::with_capacity(resolved.policies.len());
     for template in &resolved.policies {
         let before = sink.diagnostics.len();
         let targets = check_targets(resolved, template, sink);

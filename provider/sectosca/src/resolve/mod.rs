@@ -320,6 +320,7 @@ fn read_policies<'doc>(
         d.hint = Some("write each policy as a list item: `- name: { type: ..., targets: [...] }`".into());
         return policies;
     };
+    policies.reserve_exact(items.len());
     for (i, item) in items.iter().enumerate() {
         let ipath = path.index(i);
         let Some([(key, policy)]) = item.as_map() else {
