@@ -120,6 +120,27 @@ pub fn parse(sink: &mut Sink<'_>, limits: &Limits) -> Option<Node> {
     parse_events(sink, limits)
 }
 
+/// Whether the direct reader, when it reads `text` at all, gives the very tree the event
+/// parser gives, with no diagnostic: `Ok(true)` when both read it the same, `Ok(false)` when
+/// the direct reader leaves it to the event parser, `Err` saying how they differ.
+///
+/// For the differential tests and the `direct_reader` fuzz target, which must check this
+/// through the crate's public surface.
+#[doc(hidden)]
+pub fn direct_reader_agrees(text: &str, limits: &Limits) -> Result<bool, String> {
+    let Some(direct) = direct::read(text, limits) else { return Ok(false) };
+    let source = Source::new("direct.yaml", text);
+    let mut sink = Sink::new(&source);
+    let events = parse_events(&mut sink, limits);
+    if !sink.diagnostics.is_empty() {
+        return Err(format!("read directly, but the event parser reports {:?}", sink.diagnostics));
+    }
+    match events {
+        Some(events) if events == direct => Ok(true),
+        events => Err(format!("the trees differ:\ndirect: {direct:?}\nevents: {events:?}")),
+    }
+}
+
 /// Parses with the event parser, which reads all of YAML and says what is wrong.
 fn parse_events(sink: &mut Sink<'_>, limits: &Limits) -> Option<Node> {
     let source = sink.source;

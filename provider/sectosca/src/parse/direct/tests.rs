@@ -4,20 +4,15 @@
 use std::path::Path;
 
 use super::*;
-use crate::diagnostic::Sink;
-use crate::source::Source;
 
 /// Every document this reader reads, the event parser reads to the same tree, with no
 /// diagnostic.
+/// (The check the `direct_reader` fuzz target makes on arbitrary text.)
 fn assert_same(text: &str, name: &str) -> bool {
-    let limits = Limits::default();
-    let Some(direct) = read(text, &limits) else { return false };
-    let source = Source::new(name, text);
-    let mut sink = Sink::new(&source);
-    let events = super::super::parse_events(&mut sink, &limits);
-    assert!(sink.diagnostics.is_empty(), "{name}: read directly, but {:?}\n{text}", sink.diagnostics);
-    assert_eq!(events.as_ref(), Some(&direct), "{name}: the trees differ\n{text}");
-    true
+    match super::super::direct_reader_agrees(text, &Limits::default()) {
+        Ok(read) => read,
+        Err(problem) => panic!("{name}: {problem}\n{text}"),
+    }
 }
 
 fn documents() -> Vec<(String, String)> {
