@@ -67,6 +67,7 @@ pub fn run(
     image: &ImageArgs,
     host_port: Option<u16>,
     timeout: Duration,
+    snapshot: bool,
 ) -> Result<(), UsageError> {
     let started = Instant::now();
     let (spec, ensured) = images::build(&config.state_dir, image)?;
@@ -75,15 +76,19 @@ pub fn run(
     // As the provider boots a unikernel, with nothing recorded for import.
     let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
     backend.check(host_port)?;
-    let instance = instance::boot(&backend, &ensured.image, &spec.plan, boot)?;
+    let instance = match snapshot {
+        true => instance::boot_from_snapshot(&backend, &config.state_dir, &ensured.image, &spec.plan, boot)?,
+        false => instance::boot(&backend, &ensured.image, &spec.plan, boot)?,
+    };
     // Handed to the user now: no longer this process's to complete.
     if let Err(e) = backend.set_creator(&instance.id, None) {
         let _ = backend.stop(&instance.id, Duration::from_secs(5));
         return Err(UsageError(format!("instance {} booted but cannot be marked as created: {e}", instance.id)));
     }
     let reach = engine::network::reach(&config.network, &instance, host_port);
+    let how = if snapshot { "started from its snapshot" } else { "booted" };
     eprintln!(
-        "image {} ({built_ms} ms), booted with {} and ready in {} ms",
+        "image {} ({built_ms} ms), {how} with {} and ready in {} ms",
         ensured.image.digest, instance.accel, instance.boot_ms
     );
     print_stdout(&format!("instance: {}", instance.id));

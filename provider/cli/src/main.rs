@@ -83,6 +83,10 @@ enum Command {
         /// Seconds to wait for the instance to serve before stopping it.
         #[arg(long, default_value_t = 120)]
         timeout: u64,
+        /// Start a copy of the image's snapshot instead of booting it (the snapshot is made
+        /// first when there is none): each copy gets its own key, randomness, clock and address.
+        #[arg(long)]
+        snapshot: bool,
     },
     /// Stop instances and remove what they left.
     Stop {
@@ -175,9 +179,9 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
     let state_dir = cli.state_dir.unwrap_or_else(engine::config::default_state_dir);
     match cli.command {
         Command::Build { image } => images::run_build(&state_dir, &image).map(|()| ExitCode::SUCCESS),
-        Command::Run { image, host_port, accel, timeout } => {
+        Command::Run { image, host_port, accel, timeout, snapshot } => {
             let config = cli.at.config(&state_dir, accel)?;
-            instances::run(&config, &image, host_port, std::time::Duration::from_secs(timeout))
+            instances::run(&config, &image, host_port, std::time::Duration::from_secs(timeout), snapshot)
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Stop { ids, all, orphans } => {

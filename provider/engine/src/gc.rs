@@ -9,6 +9,7 @@ use sdsec_image::{GcReport, ImageDigest, Store, StoreError};
 use crate::config::{Hypervisor, ProviderConfig};
 use crate::launch::{self, LaunchError};
 use crate::pool::Pools;
+use crate::snapshot::Snapshots;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -38,10 +39,13 @@ pub fn retained(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<Vec<Ima
     Ok(retained)
 }
 
-/// Removes every stored image [`retained`] does not name.
+/// Removes every stored image [`retained`] does not name, and the snapshots of those images.
 pub fn collect(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<GcReport, GcError> {
     let retained = retained(config, keep)?;
-    Ok(Store::open(&config.state_dir)?.gc(&retained)?)
+    let report = Store::open(&config.state_dir)?.gc(&retained)?;
+    let images: Vec<String> = retained.iter().map(ToString::to_string).collect();
+    Snapshots::new(&config.state_dir).retain(&images);
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::ops::Deref;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use abi::control::ResumeNetwork;
 use abi::net::Network as GuestNetwork;
 use hypervisor::registry::Registry;
 use hypervisor::{BootSpec, Creation, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
@@ -102,6 +103,11 @@ impl Host {
         spec.probe = readiness_probe(plan, app_port, attached.gateway);
         let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
         spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
+        if let Some(restore) = &mut spec.restore {
+            // A copy of a snapshot takes its address when it is resumed.
+            let (ip, prefix, gateway) = (attached.ip, attached.prefix, attached.gateway);
+            restore.network = Some(ResumeNetwork { ip, prefix, gateway, mac: network::mac_octets(ip) });
+        }
         spec.nic = Nic::Tap { ifname: attached.tap.clone(), mac: attached.mac.clone(), ip: attached.ip };
         let instance = match self.backend.boot(&spec) {
             Ok(instance) => instance,
@@ -116,6 +122,16 @@ impl Host {
             return Err(e.into());
         }
         Ok(instance)
+    }
+
+    /// Boots `spec` with a NIC that leads nowhere, whatever the host's network: an instance
+    /// booted to be saved as a snapshot, which never serves (its copies get their own
+    /// network when they start, and their address when they are resumed). Its readiness is
+    /// the runtime's `ready`: the application answered a request through the runtime.
+    pub fn boot_detached(&self, mut spec: BootSpec) -> Result<Instance, HostError> {
+        spec.nic = Nic::Detached;
+        spec.probe = hypervisor::Probe { source: USER_NETWORK_PROBE_SOURCE.into(), http: false };
+        Ok(self.backend.boot(&spec)?)
     }
 
     /// Where this host's probes of `instance` come from, as its guest sees them: the

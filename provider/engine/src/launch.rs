@@ -286,6 +286,7 @@ pub fn boot_spec(image: &sdsec_image::Image, plan: &EnforcementPlan, timeout: Du
         ready_timeout: timeout,
         metadata: serde_json::Value::Null,
         control: None,
+        restore: None,
     }
 }
 

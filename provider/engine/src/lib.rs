@@ -14,6 +14,7 @@ pub mod network;
 pub mod placement;
 pub mod policy_store;
 pub mod pool;
+pub mod snapshot;
 
 pub use config::ProviderConfig;
 pub use error::{EngineError, Input};

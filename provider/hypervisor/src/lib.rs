@@ -19,6 +19,7 @@ pub mod probe;
 pub mod qemu;
 mod qmp;
 pub mod registry;
+pub mod snapshot;
 mod socket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,6 +33,7 @@ pub use control::{ControlBoot, ControlEndpoint};
 pub use creator::{Creation, Creator};
 pub use probe::Probe;
 pub use registry::InstanceId;
+pub use snapshot::Restore;
 
 /// What to boot and how to tell it is ready.
 #[derive(Debug, Clone)]
@@ -67,6 +69,9 @@ pub struct BootSpec {
     pub metadata: serde_json::Value,
     /// A control channel to the runtime, for reconfiguration without a reboot.
     pub control: Option<ControlBoot>,
+    /// Start from a snapshot of this image rather than boot it ([`snapshot`]); needs
+    /// `control`, whose key the copy takes.
+    pub restore: Option<Restore>,
 }
 
 /// The guest's network interface, as the host provides it.
@@ -78,25 +83,32 @@ pub enum Nic {
     /// A TAP device the host has put on its bridge beforehand (the engine's networking owns
     /// it); the runtime is reached at `ip`:`guest_port`, the NIC answers to `mac`.
     Tap { ifname: String, mac: String, ip: Ipv4Addr },
+    /// A NIC with nothing behind it: an instance booted to be saved as a snapshot, which
+    /// never serves. Its saved state then holds no network backend's, so copies start on
+    /// either of the others.
+    Detached,
 }
 
 impl Nic {
-    /// QEMU's `-netdev` and `-device` values for the NIC named `id`: the user network
-    /// forwarding `host_port` to `guest_port`, or the TAP device (created beforehand,
-    /// so no scripts).
-    pub(crate) fn qemu_args(&self, id: &str, guest_port: u16, host_port: u16) -> (String, String) {
+    /// QEMU's `-netdev` and `-device` arguments for the NIC named `id`: the user network
+    /// forwarding `host_port` to `guest_port`, the TAP device (created beforehand, so no
+    /// scripts), or the device alone.
+    pub(crate) fn qemu_args(&self, id: &str, guest_port: u16, host_port: u16) -> Vec<String> {
         match self {
             Nic::User { restrict_egress, .. } => {
                 let mut netdev = format!("user,id={id},hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}");
                 if *restrict_egress {
                     netdev.push_str(",restrict=on");
                 }
-                (netdev, format!("virtio-net-device,netdev={id}"))
+                vec!["-netdev".into(), netdev, "-device".into(), format!("virtio-net-device,netdev={id}")]
             }
-            Nic::Tap { ifname, mac, .. } => (
+            Nic::Tap { ifname, mac, .. } => vec![
+                "-netdev".into(),
                 format!("tap,id={id},ifname={ifname},script=no,downscript=no"),
+                "-device".into(),
                 format!("virtio-net-device,netdev={id},mac={mac}"),
-            ),
+            ],
+            Nic::Detached => vec!["-device".into(), "virtio-net-device".into()],
         }
     }
 
@@ -104,7 +116,7 @@ impl Nic {
     pub(crate) fn user_host_port(&self) -> Option<u16> {
         match self {
             Nic::User { host_port, .. } => *host_port,
-            Nic::Tap { .. } => None,
+            Nic::Tap { .. } | Nic::Detached => None,
         }
     }
 }
@@ -165,7 +177,7 @@ impl Instance {
     /// picked); `boot_ms` is filled in once it is ready.
     pub(crate) fn starting(id: InstanceId, spec: &BootSpec, accel: Accel, dir: &Path, host_port: u16) -> Instance {
         let endpoint = match &spec.nic {
-            Nic::User { .. } => SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
+            Nic::User { .. } | Nic::Detached => SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
             Nic::Tap { ip, .. } => SocketAddr::from((*ip, spec.guest_port)),
         };
         Instance {
@@ -229,6 +241,10 @@ pub enum HypervisorError {
     NoControl(InstanceId),
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
+    #[error("snapshots are not supported by the {0} backend; use hypervisor = \"qemu\", or warm = \"paused\"")]
+    SnapshotUnsupported(&'static str),
+    #[error("instance {id}: {reason}")]
+    Snapshot { id: InstanceId, reason: String },
 }
 
 pub type Result<T, E = HypervisorError> = std::result::Result<T, E>;
@@ -257,6 +273,12 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     fn set_creator(&self, id: &InstanceId, creator: Option<Creator>) -> Result<()>;
     /// Where to reach the instance's runtime.
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint>;
+    /// Pauses instance `id` (booted for a snapshot) and writes its whole state to `dest`, a
+    /// new file; the instance stays paused for the caller to stop.
+    fn save(&self, id: &InstanceId, dest: &Path) -> Result<()>;
+    /// What a snapshot this backend saves is bound to beyond its image (the emulator, its
+    /// build, the accelerator): a copy is started only where this is the same.
+    fn snapshot_compat(&self) -> Result<String>;
 }
 
 /// A free port on 127.0.0.1 for a forward (another process may take it before QEMU binds
@@ -296,6 +318,7 @@ pub(crate) fn sample_spec() -> BootSpec {
         ready_timeout: Duration::from_secs(60),
         metadata: serde_json::Value::Null,
         control: None,
+        restore: None,
     }
 }
 

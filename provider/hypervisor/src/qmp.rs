@@ -2,7 +2,8 @@
 //! negotiates capabilities, then each command gets one `return` or `error` reply
 //! (asynchronous `event` messages in between are skipped).
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, IoSlice, Write};
+use std::os::fd::BorrowedFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -41,13 +42,42 @@ impl Qmp {
 
     /// Runs a command and returns its `return` value.
     pub fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, String> {
+        let bytes = Self::message(command, arguments);
+        self.writer.write_all(&bytes).map_err(|e| e.to_string())?;
+        self.answer()
+    }
+
+    /// Hands QEMU a descriptor, by which later commands name it `fd:<name>` (`getfd`, the
+    /// descriptor passed beside the command as SCM_RIGHTS): how a file is given to a
+    /// sandboxed QEMU that may not open paths itself.
+    pub fn pass_fd(&mut self, name: &str, fd: BorrowedFd<'_>) -> Result<(), String> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let bytes = Self::message("getfd", Some(json!({ "fdname": name })));
+        let mut space = [std::mem::MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+            return Err("the descriptor does not fit the control message".into());
+        }
+        let sent = rustix::net::sendmsg(&self.writer, &[IoSlice::new(&bytes)], &mut control, SendFlags::empty())
+            .map_err(|e| e.to_string())?;
+        // The descriptor went with the first byte; the rest of the line follows plainly.
+        self.writer.write_all(&bytes[sent..]).map_err(|e| e.to_string())?;
+        self.answer().map(|_| ())
+    }
+
+    fn message(command: &str, arguments: Option<Value>) -> Vec<u8> {
         let mut message = json!({ "execute": command });
         if let Some(args) = arguments {
             message["arguments"] = args;
         }
         let mut bytes = message.to_string().into_bytes();
         bytes.push(b'\n');
-        self.writer.write_all(&bytes).map_err(|e| e.to_string())?;
+        bytes
+    }
+
+    /// The reply to the command just sent.
+    fn answer(&mut self) -> Result<Value, String> {
         loop {
             let reply = self.read_message()?;
             if let Some(value) = reply.get("return") {

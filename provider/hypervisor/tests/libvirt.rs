@@ -93,6 +93,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         ready_timeout: Duration::from_secs(90),
         metadata: serde_json::json!({"resource": "sdsec_unikernel.api"}),
         control: None,
+        restore: None,
     }
 }
 

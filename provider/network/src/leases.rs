@@ -155,8 +155,15 @@ pub(crate) fn free_address(subnet: Ipv4Net, leases: &[Lease]) -> Option<Ipv4Addr
 /// A locally administered MAC in QEMU's range with the address's last three bytes, so a
 /// guest's MAC and address can be told from one another.
 pub(crate) fn mac_for(ip: Ipv4Addr) -> String {
+    let octets = mac_octets(ip);
+    octets.map(|o| format!("{o:02x}")).join(":")
+}
+
+/// The hardware address of the guest at `ip`: QEMU's prefix, then the address's last three
+/// bytes.
+pub fn mac_octets(ip: Ipv4Addr) -> [u8; 6] {
     let [_, b, c, d] = ip.octets();
-    format!("52:54:00:{b:02x}:{c:02x}:{d:02x}")
+    [0x52, 0x54, 0x00, b, c, d]
 }
 
 /// The owner a new lease gets: this process, as of now.

@@ -67,6 +67,7 @@ use serde::{Deserialize, Serialize};
 pub use config::{BridgeConfig, ConfigError, DEFAULT_BRIDGE, DEFAULT_PUBLISH_ADDRESS, DEFAULT_SUBNET, Setting};
 pub use drift::Drift;
 pub use error::{BridgeOwner, NetworkError};
+pub use leases::mac_octets;
 pub use network::Network;
 pub use ruleset::{ruleset, teardown};
 

@@ -47,6 +47,12 @@ impl Hypervisor for Recorded {
     fn control(&self, id: &InstanceId) -> hypervisor::Result<ControlEndpoint> {
         Err(HypervisorError::NoControl(id.clone()))
     }
+    fn save(&self, _: &InstanceId, _: &std::path::Path) -> hypervisor::Result<()> {
+        Err(HypervisorError::SnapshotUnsupported("recorded"))
+    }
+    fn snapshot_compat(&self) -> hypervisor::Result<String> {
+        Err(HypervisorError::SnapshotUnsupported("recorded"))
+    }
 }
 
 fn instance(digit: char, creator: Option<Creator>) -> Instance {

@@ -10,6 +10,7 @@ use crate::Input;
 use crate::host::HostError;
 use crate::launch::LaunchError;
 use crate::pool::PoolError;
+use crate::snapshot::SnapshotError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -39,6 +40,9 @@ pub enum InstanceError {
     Control(LaunchError),
     #[error(transparent)]
     Boot(HostError),
+    /// The image's snapshot cannot be made or verified.
+    #[error(transparent)]
+    Snapshot(SnapshotError),
     /// A paused pool member does not resume.
     #[error(transparent)]
     Resume(HypervisorError),
@@ -95,6 +99,7 @@ impl InstanceError {
             | InstanceError::Store(_)
             | InstanceError::Build(_)
             | InstanceError::Boot(_)
+            | InstanceError::Snapshot(_)
             | InstanceError::Resume(_)
             | InstanceError::Member(_)
             | InstanceError::NotServing { .. }

@@ -123,6 +123,27 @@ pub fn boot(
     backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
 }
 
+/// Starts a copy of `image`'s snapshot (built with `plan`; the snapshot is made first when
+/// there is none, or when the stored one fails verification), resumed with its own key,
+/// randomness, clock and address, until its runtime serves.
+pub fn boot_from_snapshot(
+    backend: &Host,
+    state_dir: &Path,
+    image: &sdsec_image::Image,
+    plan: &EnforcementPlan,
+    boot: Boot,
+) -> Result<Instance, InstanceError> {
+    let snapshots = crate::snapshot::Snapshots::new(state_dir);
+    let snapshot = snapshots.ensure(backend, image, plan, boot.timeout).map_err(InstanceError::Snapshot)?;
+    let mut spec = launch::boot_spec(image, plan, boot.timeout);
+    spec.name = boot.name;
+    spec.metadata = boot.metadata;
+    spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
+    spec.restore = Some(snapshot.restore().map_err(InstanceError::Snapshot)?);
+    let app_port = image.manifest.application.port;
+    backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
+}
+
 /// A started instance.
 #[derive(Debug)]
 pub struct Started {
@@ -147,6 +168,7 @@ pub fn start(
     let started = Instant::now();
     let backend = backend(config)?;
     let mut pool_missed = false;
+    let mut from_snapshot = false;
     let mut image_plan = unikernel.image.plan.clone();
     if let Some(pool_id) = &unikernel.pool {
         // The member is this process's to complete from the moment it leaves the ledger.
@@ -164,6 +186,10 @@ pub fn start(
                 };
             }
             Some(Taken::Image { image_plan: plan }) => image_plan = plan,
+            Some(Taken::Snapshot { image_plan: plan }) => {
+                image_plan = plan;
+                from_snapshot = true;
+            }
             None => pool_missed = true,
         }
     }
@@ -179,7 +205,10 @@ pub fn start(
         timeout,
         metadata: unikernel.recorded(&image_plan),
     };
-    let instance = boot(&backend, &image, &spec.plan, settings)?;
+    let instance = match from_snapshot {
+        true => boot_from_snapshot(&backend, &config.state_dir, &image, &spec.plan, settings)?,
+        false => boot(&backend, &image, &spec.plan, settings)?,
+    };
     if image_plan != unikernel.image.plan {
         let sent = reconfigure(&*backend, &instance.id, &unikernel.image.plan)
             .and_then(|_| backend.set_flows(&instance.id, &unikernel.image.plan).map_err(InstanceError::Network));

@@ -98,11 +98,18 @@ pub(super) fn fill(
     let (image_spec, manifest) = spec.image.manifest(&plan, config).map_err(one)?;
     let image = instance::build(&config.state_dir, &image_spec, &manifest).map_err(one)?.image;
     ledger.image_digest = image.digest.to_string();
+    if ledger.warm == Warm::Snapshot {
+        // Made (or verified, and made again if it fails) now, so that a take starts a copy
+        // at once.
+        crate::snapshot::Snapshots::new(&config.state_dir)
+            .ensure(&backend, &image, &plan, timeout)
+            .map_err(|e| one(InstanceError::Snapshot(e)))?;
+    }
     let missing = size - ledger.members.len();
     if missing == 0 {
         return save(locked, ledger).map_err(one);
     }
-    if ledger.warm == Warm::Image {
+    if ledger.warm.slots() {
         for _ in 0..missing {
             ledger.members.push(slot_id().map_err(one)?);
         }
@@ -192,7 +199,7 @@ pub(super) fn drop_unready(
     for member in std::mem::take(&mut ledger.members) {
         let why = match (&image_problem, ledger.warm) {
             (Some(problem), _) => Some(format!("its image failed verification: {problem}")),
-            (None, Warm::Image) => None,
+            (None, Warm::Image | Warm::Snapshot) => None,
             (None, Warm::Paused) => match member.parse::<InstanceId>().map(|id| backend.state(&id)) {
                 Ok(Ok(InstanceState::Paused)) => None,
                 Ok(Ok(state)) => Some(format!("it is {}", state.as_str())),

@@ -57,16 +57,20 @@ pub enum Warm {
     Image,
     /// Instances booted to readiness and paused; taking one resumes it.
     Paused,
+    /// The image booted once to readiness and saved; taking a member starts a copy of that
+    /// snapshot, made its own (key, randomness, clock, address) before it serves.
+    Snapshot,
 }
 
 impl Warm {
     /// Every mode's name, as configurations write it.
-    pub const NAMES: &'static [&'static str] = &[Warm::Image.as_str(), Warm::Paused.as_str()];
+    pub const NAMES: &'static [&'static str] = &[Warm::Image.as_str(), Warm::Paused.as_str(), Warm::Snapshot.as_str()];
 
     pub fn parse(text: &str) -> Option<Warm> {
         match text {
             "image" => Some(Warm::Image),
             "paused" => Some(Warm::Paused),
+            "snapshot" => Some(Warm::Snapshot),
             _ => None,
         }
     }
@@ -75,7 +79,13 @@ impl Warm {
         match self {
             Warm::Image => "image",
             Warm::Paused => "paused",
+            Warm::Snapshot => "snapshot",
         }
+    }
+
+    /// Whether members are slots (`m-…`) rather than instances.
+    pub const fn slots(self) -> bool {
+        matches!(self, Warm::Image | Warm::Snapshot)
     }
 }
 
@@ -189,6 +199,9 @@ pub enum Taken {
     Paused { instance: hypervisor::InstanceId, image_plan: ::plan::EnforcementPlan },
     /// A slot of a pool of pre-built images: boot the image built with `image_plan`.
     Image { image_plan: ::plan::EnforcementPlan },
+    /// A slot of a pool of snapshots: start a copy of the snapshot of the image built with
+    /// `image_plan`.
+    Snapshot { image_plan: ::plan::EnforcementPlan },
 }
 
 /// Takes a member of pool `id` whose image is `digest`, if one is ready. Under the pool's
@@ -211,6 +224,7 @@ pub fn take(
     let member = ledger.members.remove(0);
     let taken = match ledger.warm {
         Warm::Image => Taken::Image { image_plan },
+        Warm::Snapshot => Taken::Snapshot { image_plan },
         Warm::Paused => {
             let instance = member.parse().map_err(|reason| PoolError::Corrupt { path: locked.path.clone(), reason })?;
             claim(&instance).map_err(|source| PoolError::Claim { member: member.clone(), source })?;

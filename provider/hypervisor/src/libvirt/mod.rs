@@ -97,7 +97,7 @@ impl Libvirt {
             let asked = spec.nic.user_host_port();
             let port = match (&spec.nic, asked) {
                 // The runtime is reached at the guest's address, set in the record already.
-                (Nic::Tap { .. }, _) => record.endpoint.port(),
+                (Nic::Tap { .. } | Nic::Detached, _) => record.endpoint.port(),
                 (_, Some(port)) => port,
                 (_, None) => free_port()?,
             };
@@ -181,6 +181,9 @@ impl Libvirt {
 
 impl Hypervisor for Libvirt {
     fn boot(&self, spec: &BootSpec) -> Result<Instance> {
+        if spec.restore.is_some() {
+            return Err(HypervisorError::SnapshotUnsupported("libvirt"));
+        }
         let id = InstanceId::random()?;
         let dir = self.registry.create_dir(&id, false)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
@@ -289,6 +292,14 @@ impl Hypervisor for Libvirt {
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
         self.find_or_fail(id)?;
         control::endpoint(&self.registry.dir(id), id)
+    }
+
+    fn save(&self, _id: &InstanceId, _dest: &Path) -> Result<()> {
+        Err(HypervisorError::SnapshotUnsupported("libvirt"))
+    }
+
+    fn snapshot_compat(&self) -> Result<String> {
+        Err(HypervisorError::SnapshotUnsupported("libvirt"))
     }
 }
 

@@ -50,12 +50,11 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
             format!("\n    <tcg>\n      <tb-cache unit='MiB'>{}</tb-cache>\n    </tcg>", spec.tcg_cache_mb),
         ),
     };
-    let (netdev, nic) = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
+    let nic = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
     let serial_args = crate::control::qemu_args(audit, *control);
-    let qemu_args: String = ["-netdev", &netdev, "-device", &nic]
+    let qemu_args: String = nic
         .into_iter()
-        .chain(["-device", "virtio-rng-device", "-device", crate::qemu::args::BALLOON])
-        .map(str::to_owned)
+        .chain(["-device", "virtio-rng-device", "-device", crate::qemu::args::BALLOON].map(str::to_owned))
         .chain(serial_args.iter().map(|a| a.to_string_lossy().into_owned()))
         .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(&a)))
         .collect();

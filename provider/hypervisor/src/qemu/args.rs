@@ -55,7 +55,6 @@ pub fn args(
     cpu_khz: Option<u64>,
     host_port: u16,
 ) -> Vec<OsString> {
-    let (netdev, nic) = spec.nic.qemu_args("net0", spec.guest_port, host_port);
     let mut args: Vec<OsString> = Vec::new();
     // `plain_name` and the id hold no commas.
     push(&mut args, &["-name", &format!("{},process={}", crate::plain_name(&spec.name), process_name(id))]);
@@ -73,7 +72,7 @@ pub fn args(
     // privilege changes stay allowed: `-daemonize` forks and calls setsid after the filter
     // is in place, and QEMU dies of SIGSYS without them.
     push(&mut args, &["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
-    push(&mut args, &["-netdev", &netdev, "-device", &nic]);
+    args.extend(spec.nic.qemu_args("net0", spec.guest_port, host_port).into_iter().map(OsString::from));
     push(&mut args, &["-device", "virtio-rng-device"]);
     push(&mut args, &["-device", BALLOON]);
     // Appended, so that a log truncated by rotation is written again from its start.
@@ -87,6 +86,10 @@ pub fn args(
     }
     args.push("-append".into());
     args.push(cmdline(spec, accel, cpu_khz).into());
+    if spec.restore.is_some() {
+        // The state arrives by descriptor once QEMU is up ([`crate::snapshot::load`]).
+        push(&mut args, &["-incoming", "defer"]);
+    }
     args
 }
 

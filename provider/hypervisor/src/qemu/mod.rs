@@ -20,7 +20,7 @@ use crate::qmp::Qmp;
 use crate::registry::{AUDIT, CONSOLE, QMP_SOCKET, Registry};
 use crate::{
     BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
-    PORT_TRIES, Result, control, free_port, logs, plain_name, socket,
+    PORT_TRIES, Result, control, free_port, logs, plain_name, snapshot, socket,
 };
 
 #[derive(Debug)]
@@ -68,7 +68,7 @@ impl Qemu {
         loop {
             tries += 1;
             let host_port = match (&spec.nic, spec.nic.user_host_port()) {
-                (Nic::Tap { .. }, _) => 0,
+                (Nic::Tap { .. } | Nic::Detached, _) => 0,
                 (_, Some(port)) => port,
                 (_, None) => free_port()?,
             };
@@ -111,6 +111,17 @@ impl Qemu {
         }
     }
 
+    /// For a copy of a snapshot: loads the state, runs it and makes it its own.
+    fn restore_state(&self, spec: &BootSpec, id: &InstanceId, process: &QemuProcess) -> Result<()> {
+        let (Some(restore), Some(control)) = (&spec.restore, &spec.control) else { return Ok(()) };
+        let fail = |reason: String| HypervisorError::Snapshot { id: id.clone(), reason };
+        let dir = self.registry.dir(id);
+        let qmp = socket::path(&dir, id.as_str(), QMP_SOCKET)?;
+        snapshot::load(&qmp, &restore.state, spec.ready_timeout, || process.alive()).map_err(fail)?;
+        let channel = control::socket_path(&dir, id)?;
+        snapshot::resume(&channel, restore, &control.key).map_err(|e| fail(format!("the copy was not resumed: {e}")))
+    }
+
     fn wait_ready(
         &self,
         spec: &BootSpec,
@@ -150,8 +161,11 @@ impl Hypervisor for Qemu {
             instance.endpoint.set_port(host_port);
         }
         let endpoint = instance.endpoint;
-        let ready =
-            self.registry.save(&instance).and_then(|()| self.wait_ready(&spec, &id, process, endpoint, started));
+        let ready = self
+            .registry
+            .save(&instance)
+            .and_then(|()| self.restore_state(&spec, &id, &process))
+            .and_then(|()| self.wait_ready(&spec, &id, process, endpoint, started));
         match ready {
             Ok(boot_ms) => {
                 instance.boot_ms = boot_ms;
@@ -244,5 +258,45 @@ impl Hypervisor for Qemu {
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
         self.registry.load(id)?;
         control::endpoint(&self.registry.dir(id), id)
+    }
+
+    fn save(&self, id: &InstanceId, dest: &Path) -> Result<()> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        self.registry.load(id)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .map_err(fsutil::io("create the snapshot", dest))?;
+        let qmp = socket::path(&self.registry.dir(id), id.as_str(), QMP_SOCKET)?;
+        let saved = snapshot::save(&qmp, &file, SAVE_TIMEOUT);
+        saved.map_err(|reason| HypervisorError::Snapshot { id: id.clone(), reason })
+    }
+
+    fn snapshot_compat(&self) -> Result<String> {
+        Ok(format!("qemu {} {}", self.accel, self.binary_identity()))
+    }
+}
+
+/// How long writing a snapshot may take (a few tens of MB of a small guest's memory).
+const SAVE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Qemu {
+    /// Which QEMU build runs: the binary's path (as found on PATH), size and change time.
+    /// A copy restored by another build may not fit the stream's device states.
+    fn binary_identity(&self) -> String {
+        use std::os::unix::fs::MetadataExt as _;
+        let found = if self.binary.components().count() > 1 {
+            Some(self.binary.clone())
+        } else {
+            std::env::var_os("PATH")
+                .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&self.binary)).find(|p| p.is_file()))
+        };
+        let path = found.unwrap_or_else(|| self.binary.clone());
+        match std::fs::metadata(&path) {
+            Ok(m) => format!("{} {} {}.{}", path.display(), m.size(), m.ctime(), m.ctime_nsec()),
+            Err(_) => path.display().to_string(),
+        }
     }
 }

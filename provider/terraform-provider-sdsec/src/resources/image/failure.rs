@@ -34,6 +34,7 @@ pub fn summary(error: &InstanceError) -> &'static str {
             "Cannot attach the unikernel to the network"
         }
         InstanceError::Boot(HostError::Hypervisor(_)) => "Unikernel did not start",
+        InstanceError::Snapshot(_) => "Cannot make or verify the image's snapshot",
         InstanceError::Resume(_) => "Cannot resume the pool member",
         InstanceError::Member(_) => "Cannot read the pool member",
         InstanceError::NotServing { .. } => "Pool member does not serve",
