@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use abi::event::Access;
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Scheme, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
@@ -25,6 +25,9 @@ use crate::path::{NormalPath, normalise};
 use crate::scan::{self, SharedScanner};
 
 pub type ResponseBody = Either<UpstreamBody, Full<Bytes>>;
+
+/// Named once: a name given as text is parsed again on every lookup.
+static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 
 /// What the audit lines of one request say.
 struct Judge<'a> {
@@ -115,7 +118,7 @@ fn target<B>(req: &Request<B>) -> Result<Target, &'static str> {
 /// and a method with lower-case letters (`delete` is not `DELETE` to the rules, but is to
 /// some servers).
 fn plain_http1<B>(req: &Request<B>) -> Result<(), &'static str> {
-    if req.headers().contains_key(header::UPGRADE) || req.headers().contains_key("http2-settings") {
+    if req.headers().contains_key(header::UPGRADE) || req.headers().contains_key(&HTTP2_SETTINGS) {
         return Err("upgrade_refused");
     }
     if req.method().as_str().bytes().any(|b| b.is_ascii_lowercase()) {
@@ -244,15 +247,19 @@ async fn proxy(
     let keep_credentials = judge.runtime.plan.authentication.as_ref().is_none_or(|a| a.forward_credentials);
     headers::identify(&mut parts.headers, client, judge.principal.as_deref(), keep_credentials);
     // The application gets the path the rules were matched against, not the raw one, in
-    // origin form (what is sent on its connection).
-    let path_and_query = match &target.query {
-        Some(q) => format!("{}?{q}", target.path.forward),
-        None => target.path.forward.clone(),
-    };
-    let Ok(uri) = Uri::try_from(path_and_query) else {
-        return close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "unforwardable_target"));
-    };
-    parts.uri = uri;
+    // origin form (what is sent on its connection). Most targets are that already: they are
+    // kept as they are, not written and parsed again.
+    let origin = parts.uri.scheme().is_none() && parts.uri.authority().is_none();
+    if !(origin && parts.uri.path() == target.path.forward && parts.uri.query() == target.query.as_deref()) {
+        let path_and_query = match &target.query {
+            Some(q) => format!("{}?{q}", target.path.forward),
+            None => target.path.forward.clone(),
+        };
+        let Ok(uri) = Uri::try_from(path_and_query) else {
+            return close(judge.refuse(StatusCode::BAD_REQUEST, AuditEvent::FirewallDrop, "unforwardable_target"));
+        };
+        parts.uri = uri;
+    }
     parts.version = Version::HTTP_11;
     let fault = FaultCell::default();
     let (runtime, limit) = (judge.runtime, judge.runtime.plan.firewall.http.max_body_bytes);
