@@ -457,7 +457,7 @@ topology_template:
     - audit: { type: sdsec.policies.Audit, targets: [api], properties: { events: [request, firewall_drop] } }
 "#;
 
-fn pool_tf(app: &Path) -> String {
+fn pool_tf(app: &Path, warm: &str) -> String {
     let settings = "  network         = \"bridge\"\n  publish_address = \"198.18.1.1\"\n";
     provider_tf(settings)
         + &policy_tf("")
@@ -468,7 +468,7 @@ resource "sdsec_pool" "api" {{
   enforcement = sdsec_security_policy.api.enforcement["api"]
   application = {{ path = "{}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}
   size        = 1
-  warm        = "paused"
+  warm        = "{warm}"
 }}
 "#,
             app.display()
@@ -476,20 +476,46 @@ resource "sdsec_pool" "api" {{
         + &unikernel_tf("api", app, &[], "  pool        = sdsec_pool.api.id\n  host_port   = 18090\n")
 }
 
+/// Both kinds of warm member: a paused instance, and a copy of the image's snapshot, which
+/// takes its own address, MAC and key on the bridge when it is resumed.
 #[test]
 fn bridge_publishes_a_unikernel_taken_from_a_pool_on_its_host_port() {
+    for warm in ["paused", "snapshot"] {
+        publishes_a_pool_member(warm);
+    }
+}
+
+fn publishes_a_pool_member(warm: &str) {
     let net = Topology::new(2);
-    let ws = workspace("net-pool", &net);
+    let ws = workspace(&format!("net-pool-{warm}"), &net);
     let state_dir = ws.dir.join("sdsec-state");
     let app = static_app();
     let _cleanup = DestroyOnPanic { ws: &ws, vars: Vec::new() };
     let (c1, c2) = (net.client(1), net.client(2));
 
     ws.write("policy.yaml", POOL_POLICY);
-    ws.write("main.tf", &pool_tf(&app));
+    ws.write("main.tf", &pool_tf(&app, warm));
     ws.run(&["apply", "-auto-approve", "-no-color"]).success().lacks("did not come from its pool");
     let id = attr(&ws, "sdsec_unikernel.api", "instance_id");
-    guest_ip(&ws, "sdsec_unikernel.api");
+    let ip = guest_ip(&ws, "sdsec_unikernel.api");
+    let log = audit_log(&state_dir, &id);
+    let resumed = Event::scan(&log).any(|e| matches!(e, Event::Resumed { .. }));
+    assert_eq!(resumed, warm == "snapshot", "{warm}: a copy of the snapshot, resumed: {log}");
+    if warm == "snapshot" {
+        // The copy answers at its own address on the bridge, under its own key only.
+        let direct = get(&net.hv, &format!("http://{ip}:80/health"));
+        assert_eq!(direct.status, Some(200), "the copy at {ip}: {direct:?}");
+        let snapshots = state_dir.join("snapshots");
+        let record = std::fs::read_dir(&snapshots).unwrap().flatten().find(|e| e.path().is_dir()).unwrap();
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(record.path().join("snapshot.json")).unwrap()).unwrap();
+        let snapshot_key = abi::control::Key::from_hex(record["key"].as_str().unwrap()).unwrap();
+        let qemu = hypervisor::qemu::Qemu::new(&state_dir, hypervisor::AccelChoice::Auto).unwrap();
+        let channel = hypervisor::Hypervisor::control(&qemu, &id.parse().unwrap()).unwrap();
+        let command = abi::control::Command::Status;
+        let status = abi::control::call(&channel.socket, &snapshot_key, command, Duration::from_secs(20));
+        assert!(status.is_err(), "the snapshot's key is refused by the copy: {status:?}");
+    }
     assert_eq!(attr(&ws, "sdsec_unikernel.api", "endpoint"), "http://198.18.1.1:18090");
 
     // Published on publish_address only, for every client that reaches that address.
