@@ -25,7 +25,10 @@ pub fn schema() -> Schema {
             "A pool of warm protected instances of one node's plan and application, from which `sdsec_unikernel`s \
              with `pool` set start fast. `warm = \"image\"` keeps the image built and verified in the store (taking \
              a member boots it); `warm = \"paused\"` keeps instances booted to readiness and paused (taking one \
-             resumes it, in milliseconds). Refresh drops members that died or whose image no longer verifies, and \
+             resumes it, in milliseconds); `warm = \"snapshot\"` boots the image once to readiness and saves it \
+             (QEMU backend), and taking a member starts a copy of that snapshot, given its own control key, fresh \
+             kernel randomness, the host's clock and its own address before it serves (a fraction of a boot, and \
+             no memory held while waiting). Refresh drops members that died or whose image no longer verifies, and \
              members taken by unikernels; `ready` then shows the gap and the next apply refills the pool to \
              `size`. A policy change that only touches runtime mechanisms keeps the members (each taker is \
              reconfigured in place); one that needs a new image rebuilds them. Destroy stops every member.",
@@ -65,12 +68,15 @@ pub fn schema() -> Schema {
                 .required()
                 .requires_replace()
                 .validator(OneOf::new(Warm::NAMES.iter().copied()))
-                .description("`image` (pre-built, verified images) or `paused` (booted to readiness, then paused)."),
+                .description(
+                    "`image` (pre-built, verified images), `paused` (booted to readiness, then paused) or `snapshot` \
+                     (copies of the image's snapshot, each made its own when taken).",
+                ),
         )
         .attribute(Attribute::string(IMAGE_DIGEST).computed().description("`sha256:` digest of the members' image."))
         .attribute(Attribute::number(READY).computed().description("Members ready to be taken."))
         .attribute(Attribute::new(MEMBERS, Type::list(Type::String)).computed().description(
-            "The ready members: instance ids of paused members, slot ids (`m-…`) of image members.",
+            "The ready members: instance ids of paused members, slot ids (`m-…`) of image and snapshot members.",
         ))
         .block(timeouts::block(&[(
             Operation::Create,
