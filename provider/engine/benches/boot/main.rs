@@ -33,10 +33,11 @@
 //! `cargo bench -p sdsec-engine --bench boot`; SDSEC_BENCH_BOOTS (boots per kernel, 5),
 //! SDSEC_BENCH_KERNELS (comma-separated, `sdsec,debian-cloud`; a path works too),
 //! SDSEC_BENCH_INSTANCES (sdsec's instance counts, `1,5,20`), SDSEC_BENCH_SETTLE_S (wait
-//! before reading memory, 5), SDSEC_BENCH_MEMORY=0 skips part 4.
+//! before reading memory, 5), SDSEC_BENCH_MEMORY=0 skips part 4, SDSEC_BENCH_SNAPSHOT=0 the snapshot starts ([`snapshot`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod memory;
+mod snapshot;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -376,6 +377,11 @@ fn main() {
         "",
     );
     row(&subjects, "QEMU TCG translation cache, MiB", |s| s.boot.as_ref().unwrap().tcg_cache_mb.to_string(), None, "");
+
+    if setting("SDSEC_BENCH_SNAPSHOT", 1) != 0 {
+        let first = &subjects[0];
+        snapshot::report(&first.label, first.boot.as_ref().unwrap(), &first.serving, &mut running, state.path(), n);
+    }
 
     if setting("SDSEC_BENCH_MEMORY", 1) != 0 {
         // What `strict` hardening costs in memory: the quickstart at `baseline`, first kernel.

@@ -1,0 +1,53 @@
+//! Snapshot starts against cold boots of the same image, in the same run: the image booted
+//! once for a snapshot (detached NIC, `sdsec.snapshot=1`) and saved, then copies started
+//! from it, each resumed with its own key, randomness and clock, until they serve.
+
+use std::path::Path;
+use std::time::Instant;
+
+use engine::launch;
+use hypervisor::{BootSpec, Hypervisor, Nic, Probe, Restore};
+
+use crate::{Running, TOKEN, mb, median, ms, spread, status};
+
+/// Times `n` copies of `boot`'s snapshot to serving and prints them against `cold_serving`
+/// (the same image booted, QEMU start → serving).
+pub fn report(label: &str, boot: &BootSpec, cold_serving: &[f64], running: &mut Running, state: &Path, n: usize) {
+    let mut template = boot.clone();
+    template.name = "bench-snapshot".into();
+    template.cmdline = abi::cmdline::with_snapshot(&template.cmdline);
+    template.nic = Nic::Detached;
+    template.probe = Probe { http: false, ..Probe::default() };
+    let control = launch::control_boot().unwrap();
+    let snapshot_key = control.key.clone();
+    template.control = Some(control);
+    let saved = running.boot(&template);
+    let path = state.join("bench-snapshot.state");
+    let t = Instant::now();
+    running.qemu.save(&saved.id, &path).unwrap();
+    let save_ms = ms(t);
+    running.stop_all();
+
+    let mut serving = Vec::new();
+    for _ in 0..n {
+        let mut copy = boot.clone();
+        copy.control = Some(launch::control_boot().unwrap());
+        copy.restore = Some(Restore { state: path.clone(), snapshot_key: snapshot_key.clone(), network: None });
+        let t = Instant::now();
+        let instance = running.boot(&copy);
+        assert_eq!(status(instance.endpoint, "/items", Some(TOKEN)), 200);
+        serving.push(ms(t));
+        assert_eq!(status(instance.endpoint, "/items", None), 401);
+        running.stop_all();
+    }
+    println!("\nsnapshot starts, kernel {label} (same run as the boots above)");
+    println!("{:<44}{:>20}", "snapshot: size", mb(std::fs::metadata(&path).unwrap().len()));
+    println!("{:<44}{:>20}", "snapshot: save (paused → on disk)", format!("{save_ms:.0}"));
+    println!("{:<44}{:>20}", format!("start from snapshot → serving (n={n})"), spread(&serving));
+    println!("{:<44}{:>20}", "cold boot → serving (above)", spread(cold_serving));
+    println!(
+        "{:<44}{:>20}  goal ≤ 0.20",
+        "  ratio snapshot / cold boot",
+        format!("{:.2}", median(&serving) / median(cold_serving))
+    );
+}
