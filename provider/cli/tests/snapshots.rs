@@ -6,8 +6,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,19 +15,10 @@ mod support;
 
 use abi::control::{self, Command, Key};
 use abi::event::Event;
-use support::{field, ok, sdsec, static_binary};
+use support::{QUICKSTART, QUICKSTART_TOKEN, field, items_status as status, ok, sdsec, static_binary};
 
-const POLICY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
-const TOKEN: &str = "quickstart-token";
-
-fn status(endpoint: SocketAddr, token: Option<&str>) -> u16 {
-    let mut s = TcpStream::connect(endpoint).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(s, "GET /items HTTP/1.1\r\nHost: api\r\n{auth}Connection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
-}
+const POLICY: &str = QUICKSTART;
+const TOKEN: &str = QUICKSTART_TOKEN;
 
 /// Starts a copy; returns its id and endpoint.
 fn start(state: &Path) -> (String, SocketAddr) {

@@ -4,6 +4,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, dead_code)]
 
 use std::ffi::OsStr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -46,4 +48,18 @@ pub fn field<'a>(stdout: &'a str, name: &str) -> &'a str {
         .lines()
         .find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim()))
         .unwrap_or_else(|| panic!("no `{name}` in:\n{stdout}"))
+}
+
+/// The quickstart's policy and its principal's token.
+pub const QUICKSTART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/quickstart/policy.yaml");
+pub const QUICKSTART_TOKEN: &str = "quickstart-token";
+
+/// The status of `GET /items` at `endpoint`, with `token` as a bearer token if given.
+pub fn items_status(endpoint: SocketAddr, token: Option<&str>) -> u16 {
+    let mut s = TcpStream::connect(endpoint).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(s, "GET /items HTTP/1.1\r\nHost: api\r\n{auth}Connection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
