@@ -59,9 +59,9 @@ pub struct Record {
     /// `sha256:` and the hex digest of the state.
     pub state_sha256: String,
     pub size: u64,
-    /// The control key the saved instance was booted with, hex: every copy answers to it
-    /// until resumed with its own.
-    pub key: String,
+    /// The control key the saved instance was booted with (hex in the file; `Debug` shows
+    /// nothing of it): every copy answers to it until resumed with its own.
+    pub key: Key,
     /// How long the saved instance took to boot to readiness, in ms (what a start from the
     /// snapshot saves).
     pub boot_ms: u64,
@@ -77,12 +77,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// How a boot restores it (the host adds the copy's address).
     pub fn restore(&self) -> Result<Restore, SnapshotError> {
-        let key = Key::from_hex(&self.record.key).ok_or_else(|| self.damaged("its key is not 64 hex digits"))?;
-        Ok(Restore { state: self.dir.join(STATE), snapshot_key: key, network: None })
-    }
-
-    fn damaged(&self, reason: &str) -> SnapshotError {
-        SnapshotError::Tampered { dir: self.dir.clone(), reason: reason.to_owned() }
+        Ok(Restore { state: self.dir.join(STATE), snapshot_key: self.record.key.clone(), network: None })
     }
 }
 
@@ -200,7 +195,7 @@ impl Snapshots {
         spec.name = format!("{}-snapshot", plan.node);
         spec.cmdline = abi::cmdline::with_snapshot(&spec.cmdline);
         let control = launch::control_boot().map_err(SnapshotError::Control)?;
-        let key = control.key.to_hex();
+        let key = control.key.clone();
         spec.control = Some(control);
         let instance = host.boot_detached(spec).map_err(SnapshotError::Boot)?;
         let state = partial.join(STATE);

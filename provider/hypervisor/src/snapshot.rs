@@ -63,9 +63,13 @@ pub(crate) fn save(qmp: &Path, dest: &File, timeout: Duration) -> Result<(), Str
     dest.sync_all().map_err(|e| format!("cannot flush the snapshot: {e}"))
 }
 
+/// The NIC's backend, as the command line names it ([`crate::Nic::qemu_args`]).
+pub(crate) const NETDEV: &str = "net0";
+
 /// Loads the stream in `state` into the QEMU behind `qmp` (started with `-incoming defer`)
-/// and runs the guest once it is whole. `alive` tells whether that QEMU still runs: it
-/// exits when the stream does not fit its machine.
+/// and runs the guest once it is whole, its NIC's link down: a copy serves nobody before it
+/// is resumed (its clock, randomness and key are still the snapshot's) and [`link_up`]. `alive`
+/// tells whether that QEMU still runs: it exits when the stream does not fit its machine.
 pub(crate) fn load(qmp: &Path, state: &Path, timeout: Duration, alive: impl Fn() -> bool) -> Result<(), String> {
     let file = File::open(state).map_err(|e| format!("cannot open the snapshot {}: {e}", state.display()))?;
     let mut qmp = connect(qmp)?;
@@ -85,7 +89,13 @@ pub(crate) fn load(qmp: &Path, state: &Path, timeout: Duration, alive: impl Fn()
             _ => std::thread::sleep(POLL),
         }
     }
+    qmp.execute("set_link", Some(json!({ "name": NETDEV, "up": false })))?;
     qmp.execute("cont", None).map(|_| ())
+}
+
+/// Connects a resumed copy's NIC.
+pub(crate) fn link_up(qmp: &Path) -> Result<(), String> {
+    connect(qmp)?.execute("set_link", Some(json!({ "name": NETDEV, "up": true }))).map(|_| ())
 }
 
 /// Makes the copy behind the control socket its own: `key` from now on, fresh randomness,

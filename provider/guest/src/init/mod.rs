@@ -285,6 +285,12 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
         if let Some(request) = handed {
             // One resume only; a closed hand-over (no control channel) waits no longer.
             resumes = None;
+            // The control thread is gone without a resume: nothing will need what was kept for it.
+            if request.is_none() {
+                step("privileges", privileges::keep_only(privileges::SUPERVISION));
+                let allowed = |name: &str, main| thread_capabilities(name, main, privileges::SUPERVISION);
+                step("privileges", privileges::check(allowed));
+            }
             if let Some(request) = request {
                 let applied = resume::apply(&request.resume, address, privileges::SUPERVISION);
                 let answer = applied.map(|new| address = new).map_err(|e| e.to_string());

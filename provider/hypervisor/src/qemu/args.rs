@@ -72,7 +72,9 @@ pub fn args(
     // privilege changes stay allowed: `-daemonize` forks and calls setsid after the filter
     // is in place, and QEMU dies of SIGSYS without them.
     push(&mut args, &["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
-    args.extend(spec.nic.qemu_args("net0", spec.guest_port, host_port).into_iter().map(OsString::from));
+    args.extend(
+        spec.nic.qemu_args(crate::snapshot::NETDEV, spec.guest_port, host_port).into_iter().map(OsString::from),
+    );
     push(&mut args, &["-device", "virtio-rng-device"]);
     push(&mut args, &["-device", BALLOON]);
     // Appended, so that a log truncated by rotation is written again from its start.

@@ -119,7 +119,9 @@ impl Qemu {
         let qmp = socket::path(&dir, id.as_str(), QMP_SOCKET)?;
         snapshot::load(&qmp, &restore.state, spec.ready_timeout, || process.alive()).map_err(fail)?;
         let channel = control::socket_path(&dir, id)?;
-        snapshot::resume(&channel, restore, &control.key).map_err(|e| fail(format!("the copy was not resumed: {e}")))
+        snapshot::resume(&channel, restore, &control.key)
+            .map_err(|e| fail(format!("the copy was not resumed: {e}")))?;
+        snapshot::link_up(&qmp).map_err(fail)
     }
 
     fn wait_ready(
