@@ -45,7 +45,7 @@ fn a_bad_size_or_warm_known_only_at_plan_is_refused_not_left_pending() {
     let Err(Unresolved::Invalid(invalid)) = model(-1, "hot") else { panic!("a bad size and warm must be refused") };
     let attributes: Vec<String> = invalid.iter().map(|i| i.attribute().to_string()).collect();
     assert_eq!(attributes, ["size", "warm"]);
-    assert_eq!(invalid[1].to_string(), "`warm` must be one of image, paused, not `hot`.");
+    assert_eq!(invalid[1].to_string(), "`warm` must be one of image, paused, snapshot, not `hot`.");
 }
 
 fn pool(tf: &Terraform, extra: &[(&str, Value)]) -> Value {
