@@ -76,8 +76,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// How a boot restores it (the host adds the copy's address).
-    pub fn restore(&self) -> Result<Restore, SnapshotError> {
-        Ok(Restore { state: self.dir.join(STATE), snapshot_key: self.record.key.clone(), network: None })
+    pub fn restore(&self) -> Restore {
+        Restore { state: self.dir.join(STATE), snapshot_key: self.record.key.clone(), network: None }
     }
 }
 
@@ -103,15 +103,6 @@ impl Snapshots {
         let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
         file.lock().map_err(io("lock", &path))?;
         Ok(file)
-    }
-
-    /// The verified snapshot of `image_digest` for `host`'s hypervisor, if one is stored. One
-    /// that fails verification is removed and reported.
-    pub fn find(&self, host: &Host, image_digest: &str) -> Result<Option<Snapshot>, SnapshotError> {
-        let compat = host.snapshot_compat()?;
-        let key = Self::key(image_digest, &compat);
-        let _lock = self.lock(&key)?;
-        self.verified(&key, image_digest, &compat)
     }
 
     fn verified(&self, key: &str, image_digest: &str, compat: &str) -> Result<Option<Snapshot>, SnapshotError> {

@@ -139,7 +139,7 @@ pub fn boot_from_snapshot(
     spec.name = boot.name;
     spec.metadata = boot.metadata;
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
-    spec.restore = Some(snapshot.restore().map_err(InstanceError::Snapshot)?);
+    spec.restore = Some(snapshot.restore());
     let app_port = image.manifest.application.port;
     backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
 }
