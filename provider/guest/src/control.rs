@@ -9,12 +9,12 @@
 //! reply on, the copy answers to its own key only.
 
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use abi::control::{Command, Key, PORT_NAME, Reply, Request, Resume};
+use abi::control::{Command, Key, Notice, NoticeKind, PORT_NAME, Reply, Request, Resume};
 use abi::event::{Event, Refusal};
 use plan::{ChangeKind, EnforcementPlan};
 
@@ -159,17 +159,34 @@ pub fn take_key(path: &Path) -> Result<Option<Key>, String> {
     Ok(Some(key))
 }
 
+/// Tells the host what it would otherwise poll for ([`Notice`]), from a thread of its own.
+#[derive(Debug, Clone)]
+pub struct Notifier(mpsc::Sender<NoticeKind>);
+
+impl Notifier {
+    /// The instance serves: the host waiting for the boot learns it at once.
+    pub fn ready(&self) {
+        let _ = self.0.send(NoticeKind::Ready);
+    }
+}
+
 /// Serves the control port on a thread of its own (its reads block).
-pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
+pub fn spawn(mut controller: Controller, warn: fn(&str, String)) -> Notifier {
+    let (notifier, notices) = mpsc::channel();
     let spawned = std::thread::Builder::new().name("control".into()).spawn(move || {
         let Some(port) = crate::init::port::find(PORT_NAME, Instant::now() + PORT_WAIT) else {
             return warn("control", format!("no virtio-serial port named {PORT_NAME} appeared"));
         };
         let opened = File::options().read(true).write(true).open(&port);
-        let (reader, mut writer) = match opened.and_then(|f| Ok((f.try_clone()?, f))) {
-            Ok(pair) => pair,
+        let opened = opened.and_then(|f| Ok((f.try_clone()?, f.try_clone()?, f)));
+        let (reader, notice_writer, mut writer) = match opened {
+            Ok(files) => files,
             Err(e) => return warn("control", format!("cannot open {}: {e}", port.display())),
         };
+        let notifying = spawn_notices(notices, notice_writer, controller.key.clone(), controller.digest.clone());
+        if let Err(e) = notifying {
+            warn("control", format!("cannot start the notice thread: {e}"));
+        }
         let wakeup = wakeup::Wakeup::arm(&reader);
         let mut reader = BufReader::new(reader);
         let mut line = String::new();
@@ -200,6 +217,27 @@ pub fn spawn(mut controller: Controller, warn: fn(&str, String)) {
     if let Err(e) = spawned {
         warn("control", format!("cannot start the control thread: {e}"));
     }
+    Notifier(notifier)
+}
+
+/// Writes each notice as it is asked for. A write waits while no host is connected (the
+/// port blocks writers then), which is why it is not the control thread's: a host that
+/// connects later finds the notice queued and skips it.
+fn spawn_notices(
+    notices: mpsc::Receiver<NoticeKind>,
+    mut port: impl Write + Send + 'static,
+    key: Key,
+    digest: String,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("control-notice".into()).spawn(move || {
+        for kind in notices {
+            let notice = Notice::new(&key, kind, digest.clone());
+            if let Ok(mut text) = serde_json::to_string(&notice) {
+                text.push('\n');
+                let _ = port.write_all(text.as_bytes());
+            }
+        }
+    })
 }
 
 /// Waiting for the host without polling. With no host connected the port reads as closed at
@@ -404,5 +442,19 @@ mod tests {
         let again = controller.handle(&resume_request(&own_key, 5, &Key::generate().unwrap()));
         assert!(again.error.as_deref().is_some_and(|e| e.contains("resumed already")), "{again:?}");
         assert_eq!(applied.lock().unwrap().len(), 1, "resumed once only");
+    }
+
+    #[test]
+    fn the_ready_notice_goes_out_authenticated_with_the_plan_digest() {
+        let sink = Sink::default();
+        let key = Key::generate().unwrap();
+        let (notifier, notices) = mpsc::channel();
+        let thread = spawn_notices(notices, sink.clone(), key.clone(), "sha256:ab".into()).unwrap();
+        Notifier(notifier).ready();
+        thread.join().unwrap();
+        let written = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let notice: Notice = serde_json::from_str(written.strip_suffix('\n').unwrap()).unwrap();
+        assert_eq!((notice.notice, notice.digest.as_str()), (NoticeKind::Ready, "sha256:ab"));
+        assert!(notice.verify(&key));
     }
 }

@@ -18,9 +18,13 @@ use std::time::{Duration, Instant};
 use abi::event::Event;
 
 use crate::{BootSpec, HypervisorError, InstanceId, Result, logs, probe};
+use notice::NoticeListener;
 
-/// How often readiness is polled while booting.
+/// How often the logs are read while booting, when readiness can only be seen there.
 const POLL: Duration = Duration::from_millis(25);
+/// ... and when the runtime's ready notice ends the wait at once: the logs then only tell
+/// of failures.
+const POLL_WITH_NOTICE: Duration = Duration::from_millis(100);
 /// Log lines an error carries, of each log.
 const TAIL_LINES: usize = 30;
 /// Probes closed without an answer in a row, after the runtime said it was ready, that end
@@ -117,27 +121,34 @@ impl Watcher {
     }
 }
 
-/// Where a booting instance keeps its logs.
+/// Where a booting instance keeps its logs, and its control channel's socket.
 #[derive(Debug, Clone, Copy)]
-pub struct LogPaths<'a> {
+pub struct BootChannels<'a> {
     pub console: &'a Path,
     pub audit: &'a Path,
+    pub control: Option<&'a Path>,
 }
 
-/// Waits, whatever the backend, for the runtime's ready event on the audit log and then a
-/// 200 from its health path through `endpoint` (unless the spec's probe says the ingress
-/// rules refuse it); `alive` tells whether the VM still runs. Returns the milliseconds
-/// since `started`.
+/// Waits, whatever the backend, for the runtime's ready notice on the control channel (or
+/// its ready event on the audit log, where no notice comes), and then a 200 from its
+/// health path through `endpoint` (unless the spec's probe says the ingress rules refuse
+/// it); `alive` tells whether the VM still runs. A copy of a snapshot is ready once its
+/// resume was answered. Returns the milliseconds since `started`.
 pub fn wait_ready(
     spec: &BootSpec,
     id: &InstanceId,
-    logs: LogPaths<'_>,
+    logs: BootChannels<'_>,
     endpoint: SocketAddr,
     started: Instant,
     mut alive: impl FnMut() -> bool,
 ) -> Result<u64> {
     let deadline = started + spec.ready_timeout;
     let mut watcher = Watcher::new(logs.console, logs.audit);
+    let resumed = spec.restore.is_some() && spec.control.is_some();
+    let mut notice = match (logs.control, &spec.control) {
+        (Some(socket), Some(control)) if !resumed => Some(NoticeListener::new(socket, control.key.clone())),
+        _ => None,
+    };
     let mut last_probe = String::from("no ready event on the audit channel yet");
     let mut dropped = 0;
     let tails = || logs::tails(logs.console, logs.audit, TAIL_LINES);
@@ -148,7 +159,8 @@ pub fn wait_ready(
         if !alive() {
             return Err(died(watcher.failure().unwrap_or_else(|| "the VM stopped".to_owned())));
         }
-        if watcher.saw_ready() {
+        let notified = notice.as_mut().is_some_and(|n| n.wait(Duration::ZERO));
+        if resumed || notified || watcher.saw_ready() {
             if !spec.probe.http {
                 return Ok(started.elapsed().as_millis() as u64);
             }
@@ -179,9 +191,13 @@ pub fn wait_ready(
                 console: tails(),
             });
         }
-        std::thread::sleep(POLL);
+        match &mut notice {
+            Some(notice) => _ = notice.wait(POLL_WITH_NOTICE),
+            None => std::thread::sleep(POLL),
+        }
     }
 }
 
+mod notice;
 #[cfg(test)]
 mod tests;

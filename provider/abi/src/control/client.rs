@@ -5,7 +5,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Command, Key, Reply, Request, Resume};
+use super::{Command, Key, Notice, Reply, Request, Resume};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -82,12 +82,48 @@ pub fn exchange(socket: &Path, request: &Request, timeout: Duration) -> Result<R
             }
             Err(e) => return Err(io(e)),
         }
-        let reply: Reply = serde_json::from_str(answer.trim())
-            .map_err(|e| ClientError::Malformed(socket.to_owned(), e.to_string()))?;
+        let reply: Reply = match serde_json::from_str(answer.trim()) {
+            Ok(reply) => reply,
+            // Told unasked, to whoever waited for the boot: not an answer to this request.
+            Err(_) if serde_json::from_str::<Notice>(answer.trim()).is_ok() => continue,
+            Err(e) => return Err(ClientError::Malformed(socket.to_owned(), e.to_string())),
+        };
         // A reply to an earlier, abandoned request may still be queued: skip it.
         if reply.seq < request.seq {
             continue;
         }
         return Ok(reply);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::NoticeKind;
+    use std::os::unix::net::UnixListener;
+
+    /// A runtime that told the boot it was ready before this client connected: the notice
+    /// is still queued, and the client takes the reply after it.
+    #[test]
+    fn a_queued_notice_is_skipped_and_the_reply_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let key = Key::generate().unwrap();
+        let guest_key = key.clone();
+        let guest = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line).unwrap();
+            let request: Request = serde_json::from_str(&line).unwrap();
+            let notice = Notice::new(&guest_key, NoticeKind::Ready, "sha256:ab".into());
+            let reply = Reply::new(&guest_key, request.seq, Ok("sha256:ab".into()));
+            for line in [serde_json::to_string(&notice).unwrap(), serde_json::to_string(&reply).unwrap()] {
+                (&stream).write_all(format!("{line}\n").as_bytes()).unwrap();
+            }
+        });
+        let reply = call(&socket, &key, Command::Status, Duration::from_secs(5)).unwrap();
+        assert_eq!(reply.digest.as_deref(), Some("sha256:ab"));
+        guest.join().unwrap();
     }
 }

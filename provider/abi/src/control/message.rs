@@ -63,6 +63,32 @@ pub struct Reply {
     pub mac: String,
 }
 
+/// What the runtime tells the host unasked, one line authenticated like a reply. The host
+/// waiting for a boot reads it; a client that connects later skips it
+/// ([`super::exchange`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    pub notice: NoticeKind,
+    /// The digest of the plan enforced.
+    pub digest: String,
+    pub mac: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// The application answered through the runtime: the instance serves.
+    Ready,
+}
+
+impl NoticeKind {
+    fn name(self) -> &'static str {
+        match self {
+            NoticeKind::Ready => "ready",
+        }
+    }
+}
+
 pub(super) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -132,6 +158,22 @@ impl Reply {
     }
 }
 
+impl Notice {
+    pub fn new(key: &Key, notice: NoticeKind, digest: String) -> Notice {
+        let mut made = Notice { notice, digest, mac: String::new() };
+        made.mac = hex(&made.mac_state(key).finalize().into_bytes());
+        made
+    }
+
+    fn mac_state(&self, key: &Key) -> HmacSha256 {
+        mac_over(key, "notice", &[self.notice.name(), &self.digest])
+    }
+
+    pub fn verify(&self, key: &Key) -> bool {
+        verify(self.mac_state(key), &self.mac)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +210,19 @@ mod tests {
         assert!(refused.verify(&key) && !refused.ok);
         let request = Request::new(&key, 3, Command::Status);
         assert_ne!(request.mac, Reply::new(&key, 3, Ok(String::new())).mac);
+    }
+
+    #[test]
+    fn notices_verify_under_their_key_and_pass_for_nothing_else() {
+        let (key, other) = (Key::generate().unwrap(), Key::generate().unwrap());
+        let notice = Notice::new(&key, NoticeKind::Ready, "sha256:ab".into());
+        assert!(notice.verify(&key) && !notice.verify(&other));
+        assert!(!Notice { digest: "sha256:cd".into(), ..notice.clone() }.verify(&key));
+        let line = serde_json::to_string(&notice).unwrap();
+        assert!(line.contains(r#""notice":"ready""#), "{line}");
+        assert!(serde_json::from_str::<Reply>(&line).is_err(), "a notice is no reply: {line}");
+        let reply = serde_json::to_string(&Reply::new(&key, 1, Ok("sha256:ab".into()))).unwrap();
+        assert!(serde_json::from_str::<Notice>(&reply).is_err(), "a reply is no notice: {reply}");
+        assert_ne!(notice.mac, Reply::new(&key, 0, Ok("sha256:ab".into())).mac);
     }
 }

@@ -16,7 +16,7 @@ mod resume;
 
 pub use client::{ClientError, call, exchange, next_seq, resume};
 pub use key::{Key, KeyError};
-pub use message::{Command, Reply, Request};
+pub use message::{Command, Notice, NoticeKind, Reply, Request};
 pub use resume::{ENTROPY_BYTES, Entropy, Resume, ResumeNetwork};
 
 /// The virtio-serial port's name, as the guest finds it in `/sys/class/virtio-ports/*/name`.

@@ -50,6 +50,9 @@ use reaper::Reaper;
 const CMDLINE: &str = "/proc/cmdline";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
+/// Between readiness probes: each one is a refused connect until the application listens,
+/// cheap beside the boot it would otherwise lengthen by half an interval on average.
+const READY_PROBE_INTERVAL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -213,17 +216,18 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     let started = privileges::without_capabilities(|| {
         let audit = events::writer().and_then(AuditLog::spawn);
         let relayed = relay::spawn(output, std::io::stdout());
+        let mut notifier = None;
         if let (Some(key), Ok(audit)) = (key, &audit) {
             let mut controller =
                 crate::control::Controller::new(key, plan.clone(), Box::new(control_link), audit.clone());
             if let Some(handoff) = handoff {
                 controller = controller.resumable(Box::new(handoff));
             }
-            crate::control::spawn(controller, warn);
+            notifier = Some(crate::control::spawn(controller, warn));
         }
-        (audit, relayed)
+        (audit, relayed, notifier)
     });
-    let (audit, relayed) = step("privileges", started);
+    let (audit, relayed, notifier) = step("privileges", started);
     let audit = step("audit", audit.map_err(|source| InitError::Io { what: "start the audit writer", source }));
     if let Err(e) = relayed {
         warn("app_output", InitError::Io { what: "start the application's output relay", source: e });
@@ -256,7 +260,7 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep(READY_PROBE_INTERVAL) => {}
             _ = children.recv() => {}
             _ = term.recv() => shut_down(&mut reaper, &audit).await,
             _ = int.recv() => shut_down(&mut reaper, &audit).await,
@@ -270,6 +274,11 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
         app: Some(launch.app_path().display().to_string()),
     };
     audit.emit(&ready);
+    // The host waiting for the boot hears it at once. A copy of a snapshot is not told
+    // again: its resume's reply is its readiness.
+    if let Some(notifier) = &notifier {
+        notifier.ready();
+    }
     let mut address =
         net::Address { ip: launch.network.ip, prefix: launch.network.prefix, gateway: launch.network.gateway };
     loop {

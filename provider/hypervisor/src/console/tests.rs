@@ -104,7 +104,7 @@ fn dropped_probes_fail_the_boot_at_once_naming_the_probes_source() {
     append(&audit, &line(open()));
     append(&audit, &line(ready()));
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
-    let paths = LogPaths { console: &console, audit: &audit };
+    let paths = BootChannels { console: &console, audit: &audit, control: None };
     let started = Instant::now();
     let err = wait_ready(&spec(true), &id, paths, dropping_listener(), started, || true).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30), "failed early, not at the timeout");
@@ -120,7 +120,7 @@ fn a_probe_the_ingress_refuses_is_not_sent_and_ready_is_readiness() {
     append(&audit, &line(open()));
     append(&audit, &line(ready()));
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
-    let paths = LogPaths { console: &console, audit: &audit };
+    let paths = BootChannels { console: &console, audit: &audit, control: None };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let endpoint = listener.local_addr().unwrap();

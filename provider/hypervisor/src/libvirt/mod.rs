@@ -26,7 +26,7 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::accel::{Accel, AccelChoice, HostFacts};
-use crate::console::{self, LogPaths};
+use crate::console::{self, BootChannels};
 use crate::registry::{AUDIT, CONSOLE, Registry};
 use crate::{
     BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
@@ -133,12 +133,13 @@ impl Libvirt {
         }
     }
 
-    /// The ready event on the audit log, then a 200 from the health path through the
-    /// forwarded port: the same as the QEMU backend.
+    /// The runtime's ready notice (or its ready event on the audit log), then a 200 from
+    /// the health path through the forwarded port: the same as the QEMU backend.
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
         let alive = || matches!(running_state(domain), Some(InstanceState::Running));
         let dir = self.registry.dir(&record.id);
-        let logs = LogPaths { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT) };
+        let control = control::socket_path(&dir, &record.id)?;
+        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: Some(&control) };
         console::wait_ready(spec, &record.id, logs, record.endpoint, started, alive)
     }
 

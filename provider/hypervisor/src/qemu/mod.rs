@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
-use crate::console::{self, LogPaths};
+use crate::console::{self, BootChannels};
 use crate::qmp::Qmp;
 use crate::registry::{AUDIT, CONSOLE, QMP_SOCKET, Registry};
 use crate::{
@@ -133,7 +133,8 @@ impl Qemu {
         started: Instant,
     ) -> Result<u64> {
         let dir = self.registry.dir(id);
-        let logs = LogPaths { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT) };
+        let control = control::socket_path(&dir, id)?;
+        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: Some(&control) };
         console::wait_ready(spec, id, logs, endpoint, started, || process.alive())
     }
 }

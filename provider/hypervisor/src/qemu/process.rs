@@ -16,11 +16,20 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
-    /// The live QEMU of instance `id` in `dir`, if any.
+    /// The live QEMU of instance `id` in `dir`, if any. Found by its pid file, or, before
+    /// QEMU has written one (its creator was killed as it started it), by its name among
+    /// the running processes: an instance is never taken for gone while its QEMU runs.
     pub fn find(dir: &Path, id: &str) -> Option<QemuProcess> {
-        let pid: i32 = std::fs::read_to_string(dir.join(PIDFILE)).ok()?.trim().parse().ok()?;
-        let process = QemuProcess { pid };
-        process.is_ours(id).then_some(process)
+        let recorded = std::fs::read_to_string(dir.join(PIDFILE)).ok().and_then(|pid| pid.trim().parse().ok());
+        match recorded {
+            Some(pid) => Some(QemuProcess { pid }).filter(|p| p.is_ours(id)),
+            None => Self::search(id),
+        }
+    }
+
+    fn search(id: &str) -> Option<QemuProcess> {
+        let pids = std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
+        pids.map(|pid| QemuProcess { pid }).find(|p| p.is_ours(id))
     }
 
     fn is_ours(&self, id: &str) -> bool {
@@ -65,5 +74,28 @@ impl QemuProcess {
             self.signal(Signal::KILL);
             self.wait_gone(Duration::from_secs(5));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A QEMU whose creator was killed before it wrote its pid file is still found, and a
+    /// pid file naming another process is not trusted.
+    #[test]
+    fn found_by_name_without_a_pid_file_and_never_by_a_foreign_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = format!("i-test{}", std::process::id());
+        let name = format!("guest=x,process={}", process_name(&id));
+        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", &name]).spawn().unwrap();
+        let found = QemuProcess::find(dir.path(), &id);
+        assert_eq!(found.map(|p| p.pid), Some(child.id() as i32));
+        std::fs::write(dir.path().join(PIDFILE), format!("{}\n", std::process::id())).unwrap();
+        assert_eq!(QemuProcess::find(dir.path(), &id), None, "the pid file names a process that is not the instance's");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        std::fs::remove_file(dir.path().join(PIDFILE)).unwrap();
+        assert_eq!(QemuProcess::find(dir.path(), &id), None);
     }
 }

@@ -1,0 +1,139 @@
+//! The runtime's ready notice on the control channel ([`abi::control::Notice`]): how the
+//! host learns that a boot is over as soon as it is, rather than at its next look at the
+//! audit log. The runtime's write waits while no host is connected, so a notice written
+//! before this listener connects is not lost.
+
+use std::io::Read as _;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use abi::control::{Key, Notice, NoticeKind};
+
+/// Bytes of unfinished line kept at most: notices are short, anything longer is not one.
+const LONGEST_LINE: usize = 64 * 1024;
+
+/// Listens on one instance's control socket while it boots.
+#[derive(Debug)]
+pub(super) struct NoticeListener {
+    socket: PathBuf,
+    key: Key,
+    stream: Option<UnixStream>,
+    partial: Vec<u8>,
+    ready: bool,
+}
+
+impl NoticeListener {
+    pub(super) fn new(socket: &Path, key: Key) -> NoticeListener {
+        NoticeListener { socket: socket.to_owned(), key, stream: None, partial: Vec::new(), ready: false }
+    }
+
+    /// Waits `wait` at most for the ready notice; true once it came, authenticated by the
+    /// instance's key. Anything else on the channel is ignored: the audit log stays the
+    /// judge of failures, and of readiness where no notice comes.
+    pub(super) fn wait(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while !self.ready {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if self.stream.is_none() {
+                // QEMU makes the socket a moment after it starts.
+                self.stream = UnixStream::connect(&self.socket).ok();
+            }
+            let Some(stream) = &self.stream else {
+                std::thread::sleep(left);
+                break;
+            };
+            let mut chunk = [0u8; 4096];
+            let read = stream.set_read_timeout(Some(left)).and_then(|()| (&*stream).read(&mut chunk));
+            match read {
+                Ok(0) => {
+                    // QEMU closed its end: it is going away; the caller sees to that.
+                    self.stream = None;
+                    std::thread::sleep(left);
+                    break;
+                }
+                Ok(n) => self.take(&chunk[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => break,
+                Err(_) => self.stream = None,
+            }
+        }
+        self.ready
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            let notice = serde_json::from_slice::<Notice>(&line);
+            self.ready |= notice.is_ok_and(|n| n.notice == NoticeKind::Ready && n.verify(&self.key));
+        }
+        if self.partial.len() > LONGEST_LINE {
+            self.partial.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+    use std::os::unix::net::UnixListener;
+
+    fn line(notice: &Notice) -> String {
+        format!("{}\n", serde_json::to_string(notice).unwrap())
+    }
+
+    #[test]
+    fn only_a_ready_notice_under_the_instance_key_counts_and_it_counts_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let key = Key::generate().unwrap();
+        let mut listener = NoticeListener::new(&socket, key.clone());
+        // No socket yet: waits and says not yet.
+        assert!(!listener.wait(Duration::from_millis(20)));
+
+        let server = UnixListener::bind(&socket).unwrap();
+        let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
+        let genuine = Notice::new(&key, NoticeKind::Ready, "sha256:ab".into());
+        let (go_on, told) = std::sync::mpsc::channel::<()>();
+        let guest = std::thread::spawn(move || {
+            let (mut stream, _) = server.accept().unwrap();
+            stream.write_all(b"not json\n").unwrap();
+            stream.write_all(line(&forged).as_bytes()).unwrap();
+            told.recv().unwrap();
+            // Split across writes, as a virtio port may deliver it.
+            let text = line(&genuine);
+            let (first, rest) = text.split_at(10);
+            stream.write_all(first.as_bytes()).unwrap();
+            stream.write_all(rest.as_bytes()).unwrap();
+            let _ = told.recv();
+        });
+        // Neither the garbage nor the forged notice ends the wait.
+        assert!(!listener.wait(Duration::from_millis(300)));
+        go_on.send(()).unwrap();
+        let waiting = Instant::now();
+        assert!(listener.wait(Duration::from_secs(30)));
+        assert!(waiting.elapsed() < Duration::from_secs(10), "waited {:?} after the notice", waiting.elapsed());
+        assert!(listener.wait(Duration::ZERO), "ready stays ready");
+        drop(go_on);
+        drop(listener);
+        guest.join().unwrap();
+    }
+
+    #[test]
+    fn a_forged_or_other_line_is_not_readiness() {
+        let key = Key::generate().unwrap();
+        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone());
+        let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
+        listener.take(line(&forged).as_bytes());
+        listener.take(b"{\"seq\":1,\"ok\":true,\"mac\":\"00\"}\n");
+        listener.take(&[b'x'; LONGEST_LINE + 1]);
+        assert!(!listener.ready);
+        assert!(listener.partial.is_empty(), "an overlong line is dropped, not kept");
+        listener.take(line(&Notice::new(&key, NoticeKind::Ready, "sha256:ab".into())).as_bytes());
+        assert!(listener.ready);
+    }
+}
