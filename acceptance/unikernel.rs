@@ -187,7 +187,7 @@ fn lifecycle(backend: &str) {
 
     // A corrupted image in the store: reported, and the instance replaced.
     let digest = attr(&ws, "image_digest");
-    let initramfs = state_dir.join("images").join(digest.trim_start_matches("sha256:")).join("initramfs.cpio.zst");
+    let initramfs = state_dir.join("images").join(digest.trim_start_matches("sha256:")).join("initramfs.cpio");
     let mut bytes = std::fs::read(&initramfs).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;

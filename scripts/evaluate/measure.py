@@ -176,16 +176,11 @@ def protected(run, cfg):
     # The kernel is stored once per digest, beside the images, under the digest the manifest names.
     manifest = json.loads((image / "manifest.json").read_text())
     kernel = image.parent / "kernels" / manifest["kernel"]["sha256"].removeprefix("sha256:")
-    for f in (image / "initramfs.cpio.zst", kernel):
+    for f in (image / "initramfs.cpio", kernel):
         if not f.is_file():
             die(f"{f} not found")
-    run.add("size.initramfs", (image / "initramfs.cpio.zst").stat().st_size)
+    run.add("size.initramfs", (image / "initramfs.cpio").stat().st_size)
     run.add("size.kernel", kernel.stat().st_size)
-    if shutil.which("zstd"):
-        with tempfile.TemporaryFile() as raw:
-            if run_command(["zstd", "-dc", image / "initramfs.cpio.zst"], stdout=raw) != 0:
-                die("zstd could not decompress the initramfs")
-            run.add("size.initramfs_raw", raw.seek(0, os.SEEK_END))
     for i in range(1, cfg.load_runs + 1):
         log(f"protection: load test {i}/{cfg.load_runs} on the protected API ({cfg.requests} requests, "
             f"{cfg.concurrency} connections)")

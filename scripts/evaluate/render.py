@@ -76,9 +76,8 @@ def protection(results, err_vm, err_host, accel, requests, concurrency, cores):
     def one(key):  # a size is taken once
         return (_v(results, key) or [None])[0]
 
-    initramfs, kernel, raw, app = (one("size." + k) for k in ("initramfs", "kernel", "initramfs_raw", "app"))
+    initramfs, kernel, app = (one("size." + k) for k in ("initramfs", "kernel", "app"))
     image = initramfs + kernel if initramfs is not None and kernel is not None else None
-    raw_note = "" if raw is None else " (%.1f MiB uncompressed)" % (raw / 1048576)
 
     def vs(key, digits):  # "median (min–max)" of a protected and of an unprotected figure, and their ratio
         p, u = _v(results, "protected." + key), _v(results, "unprotected." + key)
@@ -90,7 +89,7 @@ def protection(results, err_vm, err_host, accel, requests, concurrency, cores):
         f"| | protected (sdsec unikernel, guest under {accel}) | unprotected (host process) | protected / unprotected |",
         "|---|---|---|---|",
         f"| size: whole image | {mib(image)} (initramfs + kernel) | executable: {mib(app)} | {ratio(image, app)} |",
-        f"| size: initramfs (runtime + application, zstd) | {mib(initramfs)}{raw_note} | {mib(app)} | {ratio(initramfs, app)} |",
+        f"| size: initramfs (runtime + application, cpio, uncompressed) | {mib(initramfs)} | {mib(app)} | {ratio(initramfs, app)} |",
         f"| size: kernel (uncompressed vmlinux, the same for every image) | {mib(kernel)} | {DASH} | |",
         f"| start to serving (ms) | `boot_ms` {cell(boot, 0)}, n={len(boot)} | spawn → first 200: {cell(start, 1)}, "
         f"n={len(start)} | {ratio(median(boot), median(start))} |",
@@ -114,7 +113,7 @@ refuses and the figures show what enforcing costs) and booted by `terraform appl
 request goes through the forwarded endpoint and the runtime in the guest, with the bearer
 token. Unprotected: the executable run directly on the host, `--listen 127.0.0.1:PORT`, sent
 the same requests (the header is ignored). Cells are median (min–max) over n. Size: the
-image's `initramfs.cpio.zst` and `kernel` in `<state_dir>/images/<hex>/` against the
+image's `initramfs.cpio` and `kernel` in `<state_dir>/images/<hex>/` against the
 executable alone. Start: the provider's `boot_ms` (VM start to the runtime's health path
 answering, not counting the image build) against the time from spawning the process to its
 first 200. Load: a closed-loop Python load generator (scripts/evaluate/evaltool.py: {concurrency}

@@ -305,7 +305,7 @@ pub(crate) fn sample_spec() -> BootSpec {
         name: "api".into(),
         image_digest: "sha256:00".into(),
         kernel: "/k/vmlinux".into(),
-        initramfs: "/i/initramfs.cpio.zst".into(),
+        initramfs: "/i/initramfs.cpio".into(),
         cmdline: "console=ttyS0 quiet".into(),
         memory_mb: 128,
         vcpus: 1,

@@ -80,7 +80,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         kernel: state
             .join("images/kernels")
             .join(manifest["kernel"]["sha256"].as_str().unwrap().trim_start_matches("sha256:")),
-        initramfs: dir.join("initramfs.cpio.zst"),
+        initramfs: dir.join("initramfs.cpio"),
         cmdline: manifest["cmdline"].as_str().unwrap().to_owned(),
         memory_mb: 128,
         vcpus: 1,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! <state_dir>/images/<digest hex>/manifest.json       canonical manifest, hashes to the digest
-//!                                 initramfs.cpio.zst
+//!                                 initramfs.cpio
 //!                                 SHA256SUMS          `sha256sum -c` format
 //! <state_dir>/images/kernels/<sha256 hex>             a kernel, once, for every image naming it
 //! <state_dir>/images/.tmp-<hex>-<pid>-<n>/            an image being built (or a crash's leftover)
@@ -281,7 +281,7 @@ impl Store {
         fs::create_dir(&tmp).map_err(io("create", &tmp))?;
         let mut guard = TempDir(Some(tmp.clone()));
 
-        let initramfs = initramfs::build(spec, manifest)?;
+        let initramfs = initramfs::archive(spec, manifest)?;
         write_synced(&tmp.join(INITRAMFS), &initramfs)?;
         let manifest_json = manifest.canonical_json()?;
         write_synced(&tmp.join(MANIFEST), manifest_json.as_bytes())?;
