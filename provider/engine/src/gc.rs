@@ -39,12 +39,17 @@ pub fn retained(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<Vec<Ima
     Ok(retained)
 }
 
-/// Removes every stored image [`retained`] does not name, and the snapshots of those images.
+/// Removes every stored image [`retained`] does not name, the snapshots of those images,
+/// those bound to another emulator or host than the configured hypervisor's now (no start
+/// uses them again), and what crashed makes of snapshots left.
 pub fn collect(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<GcReport, GcError> {
     let retained = retained(config, keep)?;
     let report = Store::open(&config.state_dir)?.gc(&retained)?;
     let images: Vec<String> = retained.iter().map(ToString::to_string).collect();
-    Snapshots::new(&config.state_dir).retain(&images);
+    // A backend that makes no snapshots (libvirt) or cannot start here says nothing of which
+    // are current: those of kept images stay.
+    let compat = launch::backend(config).ok().and_then(|host| host.snapshot_compat().ok());
+    Snapshots::new(&config.state_dir).retain(&images, compat.as_deref());
     Ok(report)
 }
 
