@@ -101,7 +101,7 @@ pub(crate) fn load(
         let polled = qmp.execute("query-migrate", None).and_then(|m| Ok((m, qmp.execute("query-status", None)?)));
         let (migration, status) = match polled {
             Ok(polled) => polled,
-            Err(_) if !alive() => return Err(refused("QEMU exited while loading the stream".into())),
+            Err(_) if gone(&alive) => return Err(refused("QEMU exited while loading the stream".into())),
             Err(e) => return Err(fail(e)),
         };
         match loading(&migration, &status) {
@@ -116,6 +116,19 @@ pub(crate) fn load(
     }
     qmp.execute("set_link", Some(json!({ "name": NETDEV, "up": false }))).map_err(fail)?;
     qmp.execute("cont", None).map(|_| ()).map_err(fail)
+}
+
+/// Whether a QEMU whose QMP connection failed is exiting: it closes the socket a moment
+/// before its process is gone.
+fn gone(alive: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+    true
 }
 
 /// Where an incoming migration stands, from `query-migrate` and `query-status`.
