@@ -38,7 +38,7 @@ use crate::host::{Host, HostError};
 use crate::launch::{self, LaunchError};
 
 /// Changes when what a snapshot holds or how it is resumed changes: older ones are made again.
-const REVISION: u32 = 1;
+pub(crate) const REVISION: u32 = 1;
 const RECORD: &str = "snapshot.json";
 const STATE: &str = "state";
 
@@ -107,7 +107,8 @@ impl Snapshots {
         Snapshots { root: state_dir.join("snapshots") }
     }
 
-    fn key(image_digest: &str, compat: &str) -> String {
+    /// The name of the snapshot of `image_digest` for `compat`.
+    pub(crate) fn key(image_digest: &str, compat: &str) -> String {
         let digest = plan::sha256_digest(format!("{REVISION}\n{image_digest}\n{compat}").as_bytes());
         digest.trim_start_matches("sha256:")[..32].to_owned()
     }
