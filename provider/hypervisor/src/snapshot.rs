@@ -109,7 +109,10 @@ pub(crate) fn load(
             Loading::Running => return Ok(()),
             Loading::Refused(why) => return Err(refused(format!("QEMU could not load the stream: {why}"))),
             Loading::Busy if Instant::now() >= deadline => {
-                return Err(fail(format!("the snapshot did not load within {timeout:?}; the host may be overloaded")));
+                let why = format!(
+                    "the snapshot did not load within {timeout:?}; the host may be overloaded: start again, or give a longer timeout"
+                );
+                return Err(fail(why));
             }
             Loading::Busy => std::thread::sleep(POLL),
         }
