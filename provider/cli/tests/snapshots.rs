@@ -1,7 +1,8 @@
 //! Snapshot starts on real QEMU through `sdsec run --snapshot`: the first start makes the
 //! image's snapshot, each start is a copy of it that serves and enforces, is resumed with
 //! its own control key (the snapshot's is refused), the host's clock and its own audit log,
-//! and a snapshot damaged behind sdsec's back is never started: it is made again. Needs
+//! and a snapshot damaged behind sdsec's back is never started: it is made again, as is one
+//! that verifies but QEMU refuses to load. Needs
 //! what `scripts/build.sh` prepares (sdsec's kernel, the static runtime and example).
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -20,12 +21,17 @@ use support::{QUICKSTART, QUICKSTART_TOKEN, field, items_status as status, ok, s
 const POLICY: &str = QUICKSTART;
 const TOKEN: &str = QUICKSTART_TOKEN;
 
-/// Starts a copy; returns its id and endpoint.
-fn start(state: &Path) -> (String, SocketAddr) {
+/// `sdsec run --snapshot` of the quickstart's API.
+fn run(state: &Path) -> std::process::Output {
     let app = static_binary("sdsec-example-api").display().to_string();
     let args =
         ["run", POLICY, "--node", "api", "--app", &app, "--arg", "--listen", "--arg", "0.0.0.0:8080", "--snapshot"];
-    let out = ok(sdsec(state, &args));
+    sdsec(state, &args)
+}
+
+/// Starts a copy; returns its id and endpoint.
+fn start(state: &Path) -> (String, SocketAddr) {
+    let out = ok(run(state));
     (field(&out, "instance").to_owned(), field(&out, "endpoint").trim_start_matches("http://").parse().unwrap())
 }
 
@@ -107,6 +113,28 @@ fn copies_of_a_snapshot_serve_with_their_own_keys_and_a_damaged_snapshot_is_made
         let snapshot_key = Key::from_hex(record(state)["key"].as_str().unwrap()).unwrap();
         check_copy(state, &third, third_at, &snapshot_key);
         ok(sdsec(state, &["stop", &third]));
+
+        // A stream that verifies but QEMU refuses (as one saved under another host's CPU
+        // would be): the start that meets it fails, says so and removes it; the next start
+        // makes it again.
+        let dir = snapshot_dir(state);
+        let junk = b"not QEMU's migration stream\n".repeat(1000);
+        std::fs::set_permissions(dir.join("state"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(dir.join("state"), &junk).unwrap();
+        let mut verifies = record(state);
+        verifies["state_sha256"] = plan::sha256_digest(&junk).into();
+        verifies["size"] = junk.len().into();
+        std::fs::write(dir.join("snapshot.json"), verifies.to_string()).unwrap();
+        let refused = run(state);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "a copy of a stream QEMU refuses started");
+        assert!(stderr.contains("does not load on this host"), "{stderr}");
+        assert!(stderr.contains("removed and is made again at the next start"), "{stderr}");
+        assert!(!dir.exists(), "the snapshot that does not load was removed");
+        let (fourth, fourth_at) = start(state);
+        let snapshot_key = Key::from_hex(record(state)["key"].as_str().unwrap()).unwrap();
+        check_copy(state, &fourth, fourth_at, &snapshot_key);
+        ok(sdsec(state, &["stop", &fourth]));
     });
     ok(sdsec(state, &["stop", &first, &second]));
     if let Err(e) = checks {

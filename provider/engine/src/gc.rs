@@ -39,12 +39,17 @@ pub fn retained(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<Vec<Ima
     Ok(retained)
 }
 
-/// Removes every stored image [`retained`] does not name, and the snapshots of those images.
+/// Removes every stored image [`retained`] does not name, the snapshots of those images,
+/// those bound to another emulator or host than the configured hypervisor's now (no start
+/// uses them again), and what crashed makes of snapshots left.
 pub fn collect(config: &ProviderConfig, keep: &[ImageDigest]) -> Result<GcReport, GcError> {
     let retained = retained(config, keep)?;
     let report = Store::open(&config.state_dir)?.gc(&retained)?;
     let images: Vec<String> = retained.iter().map(ToString::to_string).collect();
-    Snapshots::new(&config.state_dir).retain(&images);
+    // A backend that makes no snapshots (libvirt) or cannot start here says nothing of which
+    // are current: those of kept images stay.
+    let compat = launch::backend(config).ok().and_then(|host| host.snapshot_compat().ok());
+    Snapshots::new(&config.state_dir).retain(&images, compat.as_deref());
     Ok(report)
 }
 
@@ -72,5 +77,35 @@ mod tests {
         let kept = retained(&config, std::slice::from_ref(&given)).unwrap();
         assert!(kept.contains(&pooled) && kept.contains(&given), "{kept:?}");
         assert_eq!(collect(&config, &[]).unwrap().removed.len(), 0, "an empty store has nothing to remove");
+    }
+
+    #[test]
+    fn snapshots_of_kept_images_made_for_another_emulator_are_collected() {
+        use crate::snapshot::{REVISION, Record};
+        let state = tempfile::tempdir().unwrap();
+        let config = ProviderConfig::new(state.path().to_owned());
+        let kept = ImageDigest::of(b"kept");
+        let current = launch::backend(&config).unwrap().snapshot_compat().unwrap();
+        let plant = |compat: &str| {
+            let key = Snapshots::key(&kept.to_string(), compat);
+            let dir = state.path().join("snapshots").join(&key);
+            std::fs::create_dir_all(&dir).unwrap();
+            let record = Record {
+                revision: REVISION,
+                image_digest: kept.to_string(),
+                compat: compat.to_owned(),
+                state_sha256: String::new(),
+                size: 0,
+                key: abi::control::Key::generate().unwrap(),
+                boot_ms: 0,
+            };
+            fsutil::write_json_atomically(&dir.join("snapshot.json"), &record).unwrap();
+            dir
+        };
+        let old = plant("qemu tcg /usr/bin/qemu-system-x86_64 of last year");
+        let now = plant(&current);
+        collect(&config, std::slice::from_ref(&kept)).unwrap();
+        assert!(!old.exists(), "made for another emulator: no start uses it again");
+        assert!(now.exists(), "the current one of a kept image stays");
     }
 }

@@ -245,6 +245,10 @@ pub enum HypervisorError {
     SnapshotUnsupported(&'static str),
     #[error("instance {id}: {reason}")]
     Snapshot { id: InstanceId, reason: String },
+    /// QEMU refused the stream itself: the snapshot verifies but does not load on this host
+    /// (another CPU or kernel under KVM, another QEMU), and never will.
+    #[error("instance {id}: the snapshot does not load on this host: {reason}")]
+    SnapshotUnloadable { id: InstanceId, reason: String },
 }
 
 pub type Result<T, E = HypervisorError> = std::result::Result<T, E>;

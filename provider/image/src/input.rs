@@ -88,6 +88,32 @@ fn copy_hashing(path: &Path, mut sink: impl Write, head_len: usize) -> io::Resul
     Ok((FileRef { sha256: hex_of(hasher), size }, head))
 }
 
+/// The content of the open `file`, read from its start through the descriptor with
+/// positioned reads (its offset is left where it was), every time. What is hashed is the
+/// file the caller holds, whatever its path names by now.
+pub fn hash_descriptor(file: &File) -> io::Result<FileRef> {
+    use std::os::unix::fs::FileExt as _;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = file.read_at(&mut buf, size)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(FileRef { sha256: hex_of(hasher), size })
+}
+
+/// [`hash_descriptor`], once per process while the file is unchanged ([`memo`]): the
+/// result is remembered under `key` (the file's path) with the descriptor's own stamp
+/// (`fstat`), so a file swapped in at that path since is hashed again.
+pub fn hash_open(file: &File, key: &Path) -> io::Result<FileRef> {
+    memo::hash_open(key, file, hash_descriptor)
+}
+
 /// The content of a file too large to want in memory, hashed once per process while the
 /// file is unchanged ([`memo`]).
 pub fn hash_file(path: &Path) -> io::Result<FileRef> {

@@ -25,14 +25,17 @@ pub struct Stamp {
 }
 
 pub fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
+    std::fs::metadata(path).ok().map(|m| stamp_of(&m))
+}
+
+fn stamp_of(m: &std::fs::Metadata) -> Stamp {
+    Stamp {
         dev: m.dev(),
         ino: m.ino(),
         size: m.size(),
         mtime: (m.mtime(), m.mtime_nsec()),
         ctime: (m.ctime(), m.ctime_nsec()),
-    })
+    }
 }
 
 const SETTLE_SECONDS: i64 = 2;
@@ -65,6 +68,31 @@ pub fn hash(path: &Path, compute: impl FnOnce(&Path) -> io::Result<FileRef>) -> 
         map.insert(path.to_owned(), (before, file.clone()));
     }
     Ok(file)
+}
+
+/// `compute(file)` for an open file, or what it gave last time under `key` if the file
+/// stamped then is this one, unchanged (its stamps taken through the descriptor).
+pub fn hash_open(
+    key: &Path,
+    file: &std::fs::File,
+    compute: impl FnOnce(&std::fs::File) -> io::Result<FileRef>,
+) -> io::Result<FileRef> {
+    let before = file.metadata().ok().map(|m| stamp_of(&m));
+    if let Some(before) = before
+        && let Some((at, hashed)) = HASHED.lock().ok().and_then(|m| m.get(key).cloned())
+        && at == before
+    {
+        return Ok(hashed);
+    }
+    let hashed = compute(file)?;
+    if let Some(before) = before
+        && settled(&before)
+        && file.metadata().ok().map(|m| stamp_of(&m)) == Some(before)
+        && let Ok(mut map) = HASHED.lock()
+    {
+        map.insert(key.to_owned(), (before, hashed.clone()));
+    }
+    Ok(hashed)
 }
 
 /// The digest a set of files was checked against, and their stamps then.

@@ -23,7 +23,7 @@ pub use self::error::InstanceError;
 pub use self::image::{Application, ImageInputs};
 pub use self::refresh::{ImageStatus, Refreshed, VERIFIED, refresh};
 use crate::ProviderConfig;
-use crate::host::Host;
+use crate::host::{Host, HostError};
 use crate::launch;
 use crate::pool::{self, Taken};
 
@@ -141,7 +141,13 @@ pub fn boot_from_snapshot(
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
     spec.restore = Some(snapshot.restore());
     let app_port = image.manifest.application.port;
-    backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
+    match backend.boot(spec, plan, app_port, boot.host_port) {
+        // It verifies but QEMU refuses it: it would fail every start, so it goes.
+        Err(HostError::Hypervisor(HypervisorError::SnapshotUnloadable { reason, .. })) => {
+            Err(InstanceError::Snapshot(snapshots.unloadable(&snapshot, reason)))
+        }
+        booted => booted.map_err(InstanceError::Boot),
+    }
 }
 
 /// A started instance.

@@ -3,6 +3,7 @@
 //! goes through each instance's QMP socket; the guest's console goes to a log file.
 
 pub(crate) mod args;
+mod compat;
 mod process;
 
 use std::net::SocketAddr;
@@ -117,7 +118,7 @@ impl Qemu {
         let fail = |reason: String| HypervisorError::Snapshot { id: id.clone(), reason };
         let dir = self.registry.dir(id);
         let qmp = socket::path(&dir, id.as_str(), QMP_SOCKET)?;
-        snapshot::load(&qmp, &restore.state, spec.ready_timeout, || process.alive()).map_err(fail)?;
+        snapshot::load(id, &qmp, &restore.state, spec.ready_timeout, || process.alive())?;
         let channel = control::socket_path(&dir, id)?;
         snapshot::resume(&channel, restore, &control.key)
             .map_err(|e| fail(format!("the copy was not resumed: {e}")))?;
@@ -278,28 +279,9 @@ impl Hypervisor for Qemu {
     }
 
     fn snapshot_compat(&self) -> Result<String> {
-        Ok(format!("qemu {} {}", self.accel, self.binary_identity()))
+        Ok(compat::compat(&self.binary, self.accel))
     }
 }
 
 /// How long writing a snapshot may take (a few tens of MB of a small guest's memory).
 const SAVE_TIMEOUT: Duration = Duration::from_secs(60);
-
-impl Qemu {
-    /// Which QEMU build runs: the binary's path (as found on PATH), size and change time.
-    /// A copy restored by another build may not fit the stream's device states.
-    fn binary_identity(&self) -> String {
-        use std::os::unix::fs::MetadataExt as _;
-        let found = if self.binary.components().count() > 1 {
-            Some(self.binary.clone())
-        } else {
-            std::env::var_os("PATH")
-                .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(&self.binary)).find(|p| p.is_file()))
-        };
-        let path = found.unwrap_or_else(|| self.binary.clone());
-        match std::fs::metadata(&path) {
-            Ok(m) => format!("{} {} {}.{}", path.display(), m.size(), m.ctime(), m.ctime_nsec()),
-            Err(_) => path.display().to_string(),
-        }
-    }
-}

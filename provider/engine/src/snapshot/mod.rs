@@ -5,20 +5,27 @@
 //! <state_dir>/snapshots/<key>/snapshot.json   what it was made from, its digest, its key (0600)
 //!                             state           QEMU's migration stream (0400)
 //!                       <key>.lock            held while one is made or removed
+//!                       .<key>.<pid>/         one being made by process <pid>
 //! ```
 //!
 //! `<key>` is a digest of the image's digest and what the hypervisor binds a snapshot to
-//! (emulator build, accelerator): another QEMU never gets a stream it may not load. A
-//! snapshot is verified against its digest before every start, like an image (once per
-//! process while the file is unchanged), and one that fails is removed and made again,
-//! never started. It is made by booting the image once, with a NIC that leads nowhere (so
+//! (emulator build, accelerator, and under KVM the host's CPU and kernel): another QEMU
+//! never gets a stream it may not load. A snapshot is verified against its digest before
+//! every start, like an image (once per process while the file is unchanged), through the
+//! descriptor QEMU is then handed, and one that fails is removed and made again, never
+//! started. One that verifies but that QEMU refuses to load all the same (what the compat
+//! string does not capture) is removed when a copy fails to load it. It is made by booting
+//! the image once, with a NIC that leads nowhere (so
 //! copies may start on QEMU's user network or on the bridge), to readiness, marked
 //! `sdsec.snapshot=1`, and saving it; every copy is resumed
 //! with its own key, randomness, clock and address before it serves.
 
+mod collect;
+
 use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use abi::control::Key;
@@ -31,7 +38,7 @@ use crate::host::{Host, HostError};
 use crate::launch::{self, LaunchError};
 
 /// Changes when what a snapshot holds or how it is resumed changes: older ones are made again.
-const REVISION: u32 = 1;
+pub(crate) const REVISION: u32 = 1;
 const RECORD: &str = "snapshot.json";
 const STATE: &str = "state";
 
@@ -47,6 +54,10 @@ pub enum SnapshotError {
     Control(LaunchError),
     #[error("the snapshot {dir} is damaged ({reason}); it was removed and is made again at the next start")]
     Tampered { dir: PathBuf, reason: String },
+    #[error(
+        "the snapshot {dir} verifies but does not load on this host ({reason}); it was removed and is made again at the next start: start again"
+    )]
+    Unloadable { dir: PathBuf, reason: String },
 }
 
 /// What a stored snapshot was made from.
@@ -67,17 +78,21 @@ pub struct Record {
     pub boot_ms: u64,
 }
 
-/// A verified snapshot, ready to start copies from.
+/// A verified snapshot, ready to start a copy from.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub dir: PathBuf,
     pub record: Record,
+    /// The state, opened once and verified through this descriptor, which the copy's QEMU
+    /// is handed: what was verified is what loads, whatever the path names by then.
+    state: Arc<File>,
 }
 
 impl Snapshot {
-    /// How a boot restores it (the host adds the copy's address).
+    /// How a boot restores it (the host adds the copy's address). The descriptor's offset
+    /// is shared: one copy at a time per [`Snapshots::ensure`].
     pub fn restore(&self) -> Restore {
-        Restore { state: self.dir.join(STATE), snapshot_key: self.record.key.clone(), network: None }
+        Restore { state: Arc::clone(&self.state), snapshot_key: self.record.key.clone(), network: None }
     }
 }
 
@@ -92,17 +107,24 @@ impl Snapshots {
         Snapshots { root: state_dir.join("snapshots") }
     }
 
-    fn key(image_digest: &str, compat: &str) -> String {
+    /// The name of the snapshot of `image_digest` for `compat`.
+    pub(crate) fn key(image_digest: &str, compat: &str) -> String {
         let digest = plan::sha256_digest(format!("{REVISION}\n{image_digest}\n{compat}").as_bytes());
         digest.trim_start_matches("sha256:")[..32].to_owned()
     }
 
+    /// Holds `key`'s lock until dropped, waiting for it.
     fn lock(&self, key: &str) -> Result<File, SnapshotError> {
+        let file = self.lock_file(key)?;
+        file.lock().map_err(io("lock", &self.root.join(format!("{key}.lock"))))?;
+        Ok(file)
+    }
+
+    /// `key`'s lock file, opened and not locked.
+    fn lock_file(&self, key: &str) -> Result<File, SnapshotError> {
         fs::create_dir_all(&self.root).map_err(io("create", &self.root))?;
         let path = self.root.join(format!("{key}.lock"));
-        let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?;
-        file.lock().map_err(io("lock", &path))?;
-        Ok(file)
+        Ok(File::options().create(true).truncate(false).write(true).open(&path).map_err(io("open", &path))?)
     }
 
     fn verified(&self, key: &str, image_digest: &str, compat: &str) -> Result<Option<Snapshot>, SnapshotError> {
@@ -119,15 +141,16 @@ impl Snapshots {
         if record.revision != REVISION || record.image_digest != image_digest || record.compat != compat {
             return Err(self.remove_damaged(&dir, "its record names another image or emulator"));
         }
-        let state = dir.join(STATE);
-        let found = match sdsec_image::input::hash_file(&state) {
-            Ok(found) => found,
+        let path = dir.join(STATE);
+        let opened = File::open(&path).and_then(|file| Ok((sdsec_image::input::hash_open(&file, &path)?, file)));
+        let (found, state) = match opened {
+            Ok(opened) => opened,
             Err(e) => return Err(self.remove_damaged(&dir, &format!("its state is unreadable: {e}"))),
         };
         if found.sha256 != record.state_sha256 || found.size != record.size {
             return Err(self.remove_damaged(&dir, "its state does not match its digest"));
         }
-        Ok(Some(Snapshot { dir, record }))
+        Ok(Some(Snapshot { dir, record, state: Arc::new(state) }))
     }
 
     fn remove_damaged(&self, dir: &Path, reason: &str) -> SnapshotError {
@@ -155,17 +178,19 @@ impl Snapshots {
             Ok(None) | Err(SnapshotError::Tampered { .. }) => {}
             Err(e) => return Err(e),
         }
+        // Under the lock no other make of this key runs: whatever partial dir it has is a
+        // crashed make's.
+        self.remove_partials(&key);
         let partial = self.root.join(format!(".{key}.{}", std::process::id()));
-        let _ = fs::remove_dir_all(&partial);
         // Root's only: the record holds the saved instance's key.
         std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o700)
             .create(&partial)
             .map_err(io("create", &partial))?;
         let made = self.make(host, image, plan, timeout, &partial, &compat);
         let dir = self.root.join(&key);
-        let placed = made.and_then(|record| {
+        let placed = made.and_then(|(record, state)| {
             fs::rename(&partial, &dir).map_err(io("move into place", &dir))?;
-            Ok(Snapshot { dir, record })
+            Ok(Snapshot { dir, record, state: Arc::new(state) })
         });
         if placed.is_err() {
             let _ = fs::remove_dir_all(&partial);
@@ -181,7 +206,7 @@ impl Snapshots {
         timeout: Duration,
         partial: &Path,
         compat: &str,
-    ) -> Result<Record, SnapshotError> {
+    ) -> Result<(Record, File), SnapshotError> {
         let mut spec = launch::boot_spec(image, plan, timeout);
         spec.name = format!("{}-snapshot", plan.node);
         spec.cmdline = abi::cmdline::with_snapshot(&spec.cmdline);
@@ -194,7 +219,9 @@ impl Snapshots {
         // Saved or not, the instance is done with: it never serves.
         let _ = host.stop(&instance.id, Duration::from_secs(2));
         saved?;
-        let found = sdsec_image::input::hash_file(&state).map_err(io("read", &state))?;
+        // Hashed through the descriptor the first copy loads from.
+        let file = File::open(&state).map_err(io("open", &state))?;
+        let found = sdsec_image::input::hash_descriptor(&file).map_err(io("read", &state))?;
         fs::set_permissions(&state, fs::Permissions::from_mode(0o400)).map_err(io("protect", &state))?;
         let record = Record {
             revision: REVISION,
@@ -208,28 +235,28 @@ impl Snapshots {
         fsutil::write_json_atomically(&partial.join(RECORD), &record)?;
         fs::set_permissions(partial.join(RECORD), fs::Permissions::from_mode(0o600))
             .map_err(io("protect", &partial.join(RECORD)))?;
-        Ok(record)
+        Ok((record, file))
     }
 
-    /// Removes every snapshot whose image is not among `images` (their images are gone, or
-    /// going): how many.
-    pub fn retain(&self, images: &[String]) -> usize {
-        let Ok(entries) = fs::read_dir(&self.root) else { return 0 };
-        let mut removed = 0;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') || name.ends_with(".lock") || !path.is_dir() {
-                continue;
-            }
-            let Ok(_lock) = self.lock(&name) else { continue };
-            let record: Option<Record> =
-                fs::read_to_string(path.join(RECORD)).ok().and_then(|t| serde_json::from_str(&t).ok());
-            // The lock file stays: another process may be waiting on it.
-            if record.is_none_or(|r| !images.contains(&r.image_digest)) && fs::remove_dir_all(&path).is_ok() {
-                removed += 1;
-            }
+    /// A copy of `snapshot` failed to load for reasons of its stream
+    /// ([`hypervisor::HypervisorError::SnapshotUnloadable`]): it verifies, but will never load
+    /// here, so it is removed to be made again at the next start; the error says so. Left
+    /// alone if another process has made it again meanwhile.
+    pub fn unloadable(&self, snapshot: &Snapshot, reason: String) -> SnapshotError {
+        let dir = snapshot.dir.clone();
+        let key = dir.file_name().map(|k| k.to_string_lossy().into_owned()).unwrap_or_default();
+        if let Ok(_lock) = self.lock(&key)
+            && self.record(&dir).is_some_and(|record| record == snapshot.record)
+        {
+            let _ = fs::remove_dir_all(&dir);
         }
-        removed
+        SnapshotError::Unloadable { dir, reason }
+    }
+
+    fn record(&self, dir: &Path) -> Option<Record> {
+        fs::read_to_string(dir.join(RECORD)).ok().and_then(|text| serde_json::from_str(&text).ok())
     }
 }
+
+#[cfg(test)]
+mod tests;
