@@ -88,8 +88,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let id = format!("i-test{}", std::process::id());
         let name = format!("guest=x,process={}", process_name(&id));
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30", &name]).spawn().unwrap();
-        let found = QemuProcess::find(dir.path(), &id);
+        // Two commands, so that the shell (whose arguments carry the name) is not replaced by sleep.
+        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30; :", &name]).spawn().unwrap();
+        // Until the child has executed the shell, its command line is still this test's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let found = loop {
+            let found = QemuProcess::find(dir.path(), &id);
+            if found.is_some() || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         assert_eq!(found.map(|p| p.pid), Some(child.id() as i32));
         std::fs::write(dir.path().join(PIDFILE), format!("{}\n", std::process::id())).unwrap();
         assert_eq!(QemuProcess::find(dir.path(), &id), None, "the pid file names a process that is not the instance's");
