@@ -15,6 +15,7 @@ pub mod entropy;
 pub mod events;
 pub mod exec;
 pub mod kernel_params;
+pub mod memory;
 pub mod modules;
 pub mod mounts;
 pub mod net;
@@ -278,6 +279,10 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     // again: its resume's reply is its readiness.
     if let Some(notifier) = &notifier {
         notifier.ready();
+    }
+    // Only now: reporting small blocks while booting slowed the boot down.
+    if let Err(e) = memory::report_small_free_blocks() {
+        warn("memory", e);
     }
     let mut address =
         net::Address { ip: launch.network.ip, prefix: launch.network.prefix, gateway: launch.network.gateway };
