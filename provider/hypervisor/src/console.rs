@@ -149,6 +149,7 @@ pub fn wait_ready(
         (Some(socket), Some(control)) if !resumed => Some(NoticeListener::new(socket, control.key.clone())),
         _ => None,
     };
+    let mut notified = false;
     let mut last_probe = String::from("no ready event on the audit channel yet");
     let mut dropped = 0;
     let tails = || logs::tails(logs.console, logs.audit, TAIL_LINES);
@@ -159,7 +160,11 @@ pub fn wait_ready(
         if !alive() {
             return Err(died(watcher.failure().unwrap_or_else(|| "the VM stopped".to_owned())));
         }
-        let notified = notice.as_mut().is_some_and(|n| n.wait(Duration::ZERO));
+        // Told once: the channel is given up for the instance's other clients.
+        if notice.as_mut().is_some_and(|n| n.wait(Duration::ZERO)) {
+            notice = None;
+            notified = true;
+        }
         if resumed || notified || watcher.saw_ready() {
             if !spec.probe.http {
                 return Ok(started.elapsed().as_millis() as u64);
@@ -192,7 +197,8 @@ pub fn wait_ready(
             });
         }
         match &mut notice {
-            Some(notice) => _ = notice.wait(POLL_WITH_NOTICE),
+            Some(listener) if listener.connected() => _ = listener.wait(POLL_WITH_NOTICE),
+            Some(listener) => _ = listener.wait(POLL),
             None => std::thread::sleep(POLL),
         }
     }

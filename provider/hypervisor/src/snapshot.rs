@@ -110,7 +110,7 @@ pub(crate) fn load(
             Loading::Refused(why) => return Err(refused(format!("QEMU could not load the stream: {why}"))),
             Loading::Busy if Instant::now() >= deadline => {
                 let why = format!(
-                    "the snapshot did not load within {timeout:?}; the host may be overloaded: start again, or give a longer timeout"
+                    "the snapshot did not load within {timeout:?}; the host may be overloaded: start again, or give a longer timeout (`sdsec run --timeout`, or the resource's `create` timeout in Terraform)"
                 );
                 return Err(fail(why));
             }

@@ -35,6 +35,8 @@ pub enum CpioError {
     BadHeader(usize, &'static str),
     #[error("the archive has no TRAILER!!! member")]
     NoTrailer,
+    #[error("the archive goes on after its TRAILER!!! member, at byte {0}: the kernel would unpack what follows")]
+    AfterTrailer(usize),
 }
 
 /// What an entry is.
@@ -215,7 +217,13 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Member>, CpioError> {
         }
         let path = String::from_utf8(name_bytes.to_vec()).map_err(|_| CpioError::BadHeader(at, "name is not UTF-8"))?;
         if path == TRAILER {
-            return Ok(members);
+            // Zeros are padding, which the kernel skips; anything else would be a further
+            // archive, unpacked over this one.
+            let end = align4(data_end).min(bytes.len());
+            return match bytes[end..].iter().position(|&b| b != 0) {
+                None => Ok(members),
+                Some(offset) => Err(CpioError::AfterTrailer(end + offset)),
+            };
         }
         members.push(Member { path, ino, mode, uid, gid, nlink, mtime, data: bytes[data_start..data_end].to_vec() });
         at = align4(data_end);
@@ -225,6 +233,20 @@ pub fn read(bytes: &[u8]) -> Result<Vec<Member>, CpioError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nothing_but_padding_may_follow_the_trailer() {
+        let archive = write(vec![Entry::file("init", 0o100555, b"x".to_vec())]).unwrap();
+        assert_eq!(read(&archive).unwrap().len(), 1);
+        let padded = [archive.clone(), vec![0; 512]].concat();
+        assert_eq!(read(&padded).unwrap().len(), 1);
+        let appended = [archive.clone(), write(vec![Entry::file("init", 0o100555, b"y".to_vec())]).unwrap()].concat();
+        assert!(
+            matches!(read(&appended), Err(CpioError::AfterTrailer(at)) if at == archive.len()),
+            "{:?}",
+            read(&appended)
+        );
+    }
 
     #[test]
     fn parents_are_added_and_sorted_before_children() {

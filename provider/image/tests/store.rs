@@ -123,6 +123,12 @@ fn an_image_stored_by_an_older_sdsec_is_outdated_not_tampered() {
     }
     assert_eq!(store.ensure(&spec).unwrap().outcome, Outcome::Built);
     store.verify(&image.digest).unwrap();
+
+    // Layout 3 kept the initramfs compressed, under another name.
+    std::fs::rename(&image.initramfs, image.dir.join("initramfs.cpio.zst")).unwrap();
+    assert!(matches!(store.verify(&image.digest), Err(StoreError::Outdated(_))), "{:?}", store.verify(&image.digest));
+    assert_eq!(store.ensure(&spec).unwrap().outcome, Outcome::Built);
+    store.verify(&image.digest).unwrap();
 }
 
 #[test]
@@ -392,6 +398,40 @@ fn tampering_that_also_rewrites_the_sums_is_still_detected() {
     std::fs::remove_file(image.dir.join(SUMS)).unwrap();
     assert!(matches!(store.verify(&image.digest), Err(StoreError::Tampered { .. })));
     assert!(matches!(store.ensure(&spec).unwrap().outcome, Outcome::Rebuilt { .. }));
+}
+
+/// The kernel unpacks archives concatenated after the image's own over it: an entry
+/// appended after the trailer (here a new `init`), with the sums rewritten, is caught.
+#[test]
+fn an_archive_appended_after_the_trailer_is_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec_in(dir.path());
+    let store = store_in(dir.path());
+    let image = store.ensure(&spec).unwrap().image;
+    let mut bytes = std::fs::read(&image.initramfs).unwrap();
+    let honest = bytes.len();
+    // One small entry, without a trailer of its own (the kernel needs none): it fits within
+    // the size the manifest's tree allows, so the archive's own end must catch it.
+    let init = sdsec_image::cpio::Entry::file("init", 0o100555, b"#!/a".to_vec());
+    let appended = sdsec_image::cpio::write(vec![init]).unwrap();
+    let trailer = appended.windows(6).rposition(|w| w == b"070701").unwrap();
+    bytes.extend(&appended[..trailer]);
+    std::fs::write(&image.initramfs, &bytes).unwrap();
+    let file = sdsec_image::input::FileRef::of(&bytes);
+    let sums = std::fs::read_to_string(image.dir.join(SUMS)).unwrap();
+    let fixed: String = sums
+        .lines()
+        .map(
+            |l| if l.ends_with(INITRAMFS) { format!("{}  {INITRAMFS}\n", &file.sha256[7..]) } else { format!("{l}\n") },
+        )
+        .collect();
+    std::fs::write(image.dir.join(SUMS), fixed).unwrap();
+    match store.verify(&image.digest) {
+        Err(StoreError::Tampered { reason, .. }) => {
+            assert!(reason.contains(&format!("after its TRAILER!!! member, at byte {honest}")), "{reason}")
+        }
+        other => panic!("not detected: {other:?}"),
+    }
 }
 
 #[test]

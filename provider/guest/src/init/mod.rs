@@ -277,12 +277,13 @@ async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>
     audit.emit(&ready);
     // The host waiting for the boot hears it at once. A copy of a snapshot is not told
     // again: its resume's reply is its readiness.
-    if let Some(notifier) = &notifier {
-        notifier.ready();
-    }
-    // Only now: reporting small blocks while booting slowed the boot down.
+    // Only now: reporting small blocks while booting slowed the boot down. Before the host
+    // hears of readiness: a snapshot saved then must report them too.
     if let Err(e) = memory::report_small_free_blocks() {
         warn("memory", e);
+    }
+    if let Some(notifier) = &notifier {
+        notifier.ready();
     }
     let mut address =
         net::Address { ip: launch.network.ip, prefix: launch.network.prefix, gateway: launch.network.gateway };

@@ -28,6 +28,11 @@ impl NoticeListener {
         NoticeListener { socket: socket.to_owned(), key, stream: None, partial: Vec::new(), ready: false }
     }
 
+    /// Whether it holds the channel (so that a notice ends a wait at once).
+    pub(super) fn connected(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// Waits `wait` at most for the ready notice; true once it came, authenticated by the
     /// instance's key. Anything else on the channel is ignored: the audit log stays the
     /// judge of failures, and of readiness where no notice comes.

@@ -127,3 +127,54 @@ fn a_probe_the_ingress_refuses_is_not_sent_and_ready_is_readiness() {
     wait_ready(&spec(false), &id, paths, endpoint, Instant::now(), || true).unwrap();
     assert!(listener.accept().is_err(), "no probe was sent");
 }
+
+/// A health path that answers 503 `unready` times, then 200; counts the probes.
+fn health(unready: usize) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let probes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&probes);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = stream.read(&mut [0; 1024]);
+            let status = if n < unready { "503 Service Unavailable" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (addr, probes)
+}
+
+/// The runtime's notice ends the wait with nothing on the audit log; the channel is given
+/// up at once for other clients, and a health path not yet answering 200 is probed at the
+/// logs' pace, not in a tight loop.
+#[test]
+fn the_ready_notice_is_readiness_and_probes_keep_their_pace_after_it() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit, socket) =
+        (dir.path().join("console.log"), dir.path().join("audit.log"), dir.path().join("control.sock"));
+    append(&audit, &line(open()));
+    let key = abi::control::Key::generate().unwrap();
+    let notice = abi::control::Notice::new(&key, abi::control::NoticeKind::Ready, "sha256:ab".into());
+    let runtime = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let guest = std::thread::spawn(move || {
+        let (mut stream, _) = runtime.accept().unwrap();
+        stream.write_all(format!("{}\n", serde_json::to_string(&notice).unwrap()).as_bytes()).unwrap();
+        let released = Instant::now();
+        // The host hangs up once told.
+        assert_eq!(stream.read(&mut [0; 16]).unwrap(), 0);
+        released.elapsed()
+    });
+    let control = crate::ControlBoot { key, overlay: Vec::new() };
+    let spec = BootSpec { probe: probe::Probe::default(), control: Some(control), ..spec(true) };
+    let (endpoint, probes) = health(3);
+    let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
+    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let started = Instant::now();
+    wait_ready(&spec, &id, paths, endpoint, started, || true).unwrap();
+    assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), 4, "three 503s, then the 200");
+    assert!(started.elapsed() >= POLL * 3, "probes are paced: {:?}", started.elapsed());
+    assert!(guest.join().unwrap() < Duration::from_secs(5), "the channel was given up once the notice came");
+}

@@ -138,8 +138,8 @@ impl Libvirt {
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
         let alive = || matches!(running_state(domain), Some(InstanceState::Running));
         let dir = self.registry.dir(&record.id);
-        let control = control::socket_path(&dir, &record.id)?;
-        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: Some(&control) };
+        let control = spec.control.as_ref().map(|_| control::socket_path(&dir, &record.id)).transpose()?;
+        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: control.as_deref() };
         console::wait_ready(spec, &record.id, logs, record.endpoint, started, alive)
     }
 

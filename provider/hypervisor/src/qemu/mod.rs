@@ -60,7 +60,12 @@ impl Qemu {
     }
 
     fn process(&self, id: &InstanceId) -> Option<QemuProcess> {
-        QemuProcess::find(&self.registry.dir(id), id.as_str())
+        let dir = self.registry.dir(id);
+        // Still naming its creator: it may have been left before QEMU wrote its pid file.
+        match self.registry.load(id) {
+            Ok(record) if record.creator.is_some() => QemuProcess::find_creating(&dir, id.as_str()),
+            _ => QemuProcess::find(&dir, id.as_str()),
+        }
     }
 
     /// Starts QEMU and returns its process once it has daemonised.
@@ -134,8 +139,8 @@ impl Qemu {
         started: Instant,
     ) -> Result<u64> {
         let dir = self.registry.dir(id);
-        let control = control::socket_path(&dir, id)?;
-        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: Some(&control) };
+        let control = spec.control.as_ref().map(|_| control::socket_path(&dir, id)).transpose()?;
+        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: control.as_deref() };
         console::wait_ready(spec, id, logs, endpoint, started, || process.alive())
     }
 }

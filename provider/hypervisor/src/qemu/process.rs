@@ -16,20 +16,37 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
-    /// The live QEMU of instance `id` in `dir`, if any. Found by its pid file, or, before
-    /// QEMU has written one (its creator was killed as it started it), by its name among
-    /// the running processes: an instance is never taken for gone while its QEMU runs.
+    /// The live QEMU of instance `id` in `dir`, if any, by its pid file.
     pub fn find(dir: &Path, id: &str) -> Option<QemuProcess> {
-        let recorded = std::fs::read_to_string(dir.join(PIDFILE)).ok().and_then(|pid| pid.trim().parse().ok());
-        match recorded {
-            Some(pid) => Some(QemuProcess { pid }).filter(|p| p.is_ours(id)),
-            None => Self::search(id),
-        }
+        let pid: i32 = std::fs::read_to_string(dir.join(PIDFILE)).ok()?.trim().parse().ok()?;
+        Some(QemuProcess { pid }).filter(|p| p.is_ours(id))
     }
 
-    fn search(id: &str) -> Option<QemuProcess> {
+    /// Like [`QemuProcess::find`], and for an instance still being created also before QEMU
+    /// has written its pid file (its creator was killed while QEMU started): among this
+    /// user's processes, the one named for the instance that writes its pid file in `dir`.
+    /// An instance is never taken for gone while its QEMU runs.
+    pub fn find_creating(dir: &Path, id: &str) -> Option<QemuProcess> {
+        if dir.join(PIDFILE).exists() {
+            return Self::find(dir, id);
+        }
+        let pidfile = dir.join(PIDFILE);
+        let uid = rustix::process::getuid().as_raw();
         let pids = std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
-        pids.map(|pid| QemuProcess { pid }).find(|p| p.is_ours(id))
+        pids.map(|pid| QemuProcess { pid }).find(|p| p.owner() == Some(uid) && p.writes(&pidfile) && p.is_ours(id))
+    }
+
+    /// The real uid the process runs as.
+    fn owner(&self) -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
+        status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Whether its command line has `-pidfile PIDFILE`.
+    fn writes(&self, pidfile: &Path) -> bool {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else { return false };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        args.windows(2).any(|w| w[0] == b"-pidfile" && w[1] == pidfile.as_os_str().as_encoded_bytes())
     }
 
     fn is_ours(&self, id: &str) -> bool {
@@ -81,30 +98,36 @@ impl QemuProcess {
 mod tests {
     use super::*;
 
-    /// A QEMU whose creator was killed before it wrote its pid file is still found, and a
-    /// pid file naming another process is not trusted.
+    /// A QEMU whose creator was killed before it wrote its pid file is still found, by its
+    /// name and pid file among this user's processes; a process merely named like it is
+    /// not, nor is one a pid file names that is not the instance's.
     #[test]
-    fn found_by_name_without_a_pid_file_and_never_by_a_foreign_pid() {
+    fn found_while_creating_without_a_pid_file_and_never_by_a_name_alone() {
         let dir = tempfile::tempdir().unwrap();
         let id = format!("i-test{}", std::process::id());
         let name = format!("guest=x,process={}", process_name(&id));
+        let pidfile = dir.path().join(PIDFILE);
+        let pidfile = pidfile.to_str().unwrap();
         // Two commands, so that the shell (whose arguments carry the name) is not replaced by sleep.
-        let mut child = std::process::Command::new("sh").args(["-c", "sleep 30; :", &name]).spawn().unwrap();
-        // Until the child has executed the shell, its command line is still this test's.
+        let spawn = |args: &[&str]| std::process::Command::new("sh").args(args).spawn().unwrap();
+        let mut named_only = spawn(&["-c", "sleep 30; :", &name]);
+        let mut qemu_like = spawn(&["-c", "sleep 30; :", &name, "-pidfile", pidfile]);
+        // Until a child has executed the shell, its command line is still this test's.
         let deadline = Instant::now() + Duration::from_secs(10);
         let found = loop {
-            let found = QemuProcess::find(dir.path(), &id);
+            let found = QemuProcess::find_creating(dir.path(), &id);
             if found.is_some() || Instant::now() > deadline {
                 break found;
             }
             std::thread::sleep(Duration::from_millis(10));
         };
-        assert_eq!(found.map(|p| p.pid), Some(child.id() as i32));
+        assert_eq!(found.map(|p| p.pid), Some(qemu_like.id() as i32));
+        assert_eq!(QemuProcess::find(dir.path(), &id), None, "without a pid file, only while creating");
         std::fs::write(dir.path().join(PIDFILE), format!("{}\n", std::process::id())).unwrap();
-        assert_eq!(QemuProcess::find(dir.path(), &id), None, "the pid file names a process that is not the instance's");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        std::fs::remove_file(dir.path().join(PIDFILE)).unwrap();
-        assert_eq!(QemuProcess::find(dir.path(), &id), None);
+        assert_eq!(QemuProcess::find_creating(dir.path(), &id), None, "the pid file names another process");
+        for child in [&mut named_only, &mut qemu_like] {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }

@@ -66,6 +66,8 @@ pub enum StoreError {
 
 /// What an image of store layout 2 and before held: its own copy of the kernel.
 const OLD_KERNEL_COPY: &str = "kernel";
+/// What an image of store layout 3 and before held: its initramfs compressed with zstd.
+const OLD_COMPRESSED_INITRAMFS: &str = "initramfs.cpio.zst";
 
 /// A verified image in the store.
 #[derive(Debug, Clone)]
@@ -226,7 +228,7 @@ impl Store {
         if !dir.is_dir() {
             return Err(StoreError::NotFound(digest.clone()));
         }
-        if dir.join(OLD_KERNEL_COPY).exists() {
+        if dir.join(OLD_KERNEL_COPY).exists() || dir.join(OLD_COMPRESSED_INITRAMFS).exists() {
             return Err(StoreError::Outdated(digest.clone()));
         }
         let tampered = |reason| StoreError::Tampered { digest: digest.clone(), dir: dir.clone(), reason };

@@ -34,11 +34,21 @@ fn tampered(reason: impl Into<String>) -> VerifyError {
 
 /// Reads a file of the image; a missing file means an incomplete (so tampered) image.
 fn read(dir: &Path, name: &str) -> Result<Vec<u8>, VerifyError> {
+    read_at_most(dir, name, usize::MAX)
+}
+
+/// Refuses a file larger than `limit` before reading it: a planted file is not loaded whole.
+fn read_at_most(dir: &Path, name: &str, limit: usize) -> Result<Vec<u8>, VerifyError> {
     let path = dir.join(name);
-    std::fs::read(&path).map_err(|source| match source.kind() {
+    let failed = |source: io::Error| match source.kind() {
         io::ErrorKind::NotFound => tampered(format!("{name} is missing")),
-        _ => VerifyError::Io { path, source },
-    })
+        _ => VerifyError::Io { path: path.clone(), source },
+    };
+    let size = std::fs::metadata(&path).map_err(failed)?.len();
+    if size > limit as u64 {
+        return Err(tampered(format!("{name} is larger than the tree its manifest describes")));
+    }
+    std::fs::read(&path).map_err(failed)
 }
 
 /// `SHA256SUMS` in the format `sha256sum -c` reads: `<hex>  <name>` per line, sorted.
@@ -107,15 +117,12 @@ pub fn verify_dir(dir: &Path, digest: &ImageDigest) -> Result<Manifest, VerifyEr
     }
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| tampered(format!("{MANIFEST} is not a manifest this version reads: {e}")))?;
-    let initramfs_bytes = read(dir, INITRAMFS)?;
+    let slots = layout::tree(&manifest).map_err(|e| tampered(format!("{MANIFEST} describes a bad tree: {e}")))?;
+    let initramfs_bytes = read_at_most(dir, INITRAMFS, archive_bound(&slots))?;
     let initramfs_file = FileRef::of(&initramfs_bytes);
     let manifest_file = FileRef::of(&manifest_bytes);
     let actual = BTreeMap::from([(INITRAMFS, &initramfs_file), (MANIFEST, &manifest_file)]);
     check_sums(&read(dir, SUMS)?, &actual)?;
-    let slots = layout::tree(&manifest).map_err(|e| tampered(format!("{MANIFEST} describes a bad tree: {e}")))?;
-    if initramfs_bytes.len() > archive_bound(&slots) {
-        return Err(tampered(format!("{INITRAMFS} is larger than the tree its manifest describes")));
-    }
     check_tree(&slots, &initramfs_bytes)?;
     Ok(manifest)
 }
