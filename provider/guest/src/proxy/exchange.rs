@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 
 use super::body::{BoxError, LimitedBody};
 use super::framing::{self, FramingError, ResponseHead};
+use super::headers::Identity;
 
 /// Room made for each read: a typical answer, head and body, comes in one.
 const READ_SIZE: usize = 16 * 1024;
@@ -128,14 +129,19 @@ impl Connection {
     /// Writes the request and reads the answer's head (interim answers are passed over).
     /// The body is sent while the answer is awaited: an application may answer (and stop
     /// reading) before the body is all in; its connection is then not used again.
-    pub async fn send(&mut self, parts: &Parts, body: &mut LimitedBody) -> Result<ResponseHead, ExchangeError> {
+    pub async fn send(
+        &mut self,
+        parts: &Parts,
+        identity: Identity<'_>,
+        body: &mut LimitedBody,
+    ) -> Result<ResponseHead, ExchangeError> {
         let to_head_request = parts.method == Method::HEAD;
         let bodiless = body.is_end_stream();
         let length = declared_length(&parts.headers);
         // A body without a length (the client sent it chunked) goes on chunked.
         let chunked = !bodiless && length.is_none();
         self.write.clear();
-        encode_head(parts, chunked, &mut self.write);
+        encode_head(parts, identity, chunked, &mut self.write);
         if bodiless {
             self.stream.write_all(&self.write).await.map_err(ExchangeError::Write)?;
             return read_head(&mut self.stream, &mut self.read, to_head_request).await;
@@ -182,15 +188,17 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
 }
 
-/// The request head in origin form. Hop-by-hop headers are gone already, the client's
-/// framing with them; `chunked` adds the framing of a body of unknown length.
-pub fn encode_head(parts: &Parts, chunked: bool, out: &mut Vec<u8>) {
+/// The request head in origin form, its headers those `identity` lets pass and writes.
+/// Hop-by-hop headers are gone already, the client's framing with them; `chunked` adds the
+/// framing of a body of unknown length.
+pub fn encode_head(parts: &Parts, identity: Identity<'_>, chunked: bool, out: &mut Vec<u8>) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in &parts.headers {
+    let passing = parts.headers.iter().filter(|(name, _)| identity.passes(name));
+    for (name, value) in passing.chain(identity.written()) {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
@@ -289,25 +297,31 @@ pub fn origin_form(uri: &Uri) -> Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::headers::ClientHeaders;
 
     #[test]
     fn a_request_head_is_written_in_origin_form_with_its_framing() {
         let (mut parts, ()) = http::Request::post("/items?q=1")
             .header("host", "api")
+            .header("x-sdsec-principal", "forged")
             .header("x-a", "1")
             .header("x-a", "2")
             .body(())
             .unwrap_or_default()
             .into_parts();
+        let client = ClientHeaders::new("192.0.2.7:5000".parse().unwrap());
+        let identity = Identity::new(&client, None, true);
         let mut out = Vec::new();
-        encode_head(&parts, true, &mut out);
+        encode_head(&parts, identity, true, &mut out);
         assert_eq!(
             String::from_utf8_lossy(&out),
-            "POST /items?q=1 HTTP/1.1\r\nhost: api\r\nx-a: 1\r\nx-a: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+            "POST /items?q=1 HTTP/1.1\r\nhost: api\r\nx-a: 1\r\nx-a: 2\r\nx-forwarded-for: 192.0.2.7\r\n\
+             x-real-ip: 192.0.2.7\r\nforwarded: for=192.0.2.7;proto=http\r\nx-forwarded-proto: http\r\n\
+             transfer-encoding: chunked\r\n\r\n"
         );
         parts.uri = origin_form(&Uri::from_static("http://api/"));
         out.clear();
-        encode_head(&parts, false, &mut out);
+        encode_head(&parts, identity, false, &mut out);
         assert!(out.starts_with(b"POST / HTTP/1.1\r\n"));
     }
 }

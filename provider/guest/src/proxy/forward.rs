@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::body::{LimitedBody, UpstreamBody};
 use super::exchange::{Connection, Counted, ExchangeError, origin_form};
 use super::framing::ResponseHead;
+use super::headers::Identity;
 
 /// The hop-by-hop headers every message loses, whatever its `Connection` header names.
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -213,12 +214,14 @@ impl Upstream {
         }
     }
 
-    /// Sends `req` (any URI: only its path and query are sent) once a connection slot is
+    /// Sends `req` (any URI: only its path and query are sent), its headers filtered and
+    /// completed by `identity`, once a connection slot is
     /// free, waiting at most `wait` for one, and returns the application's answer as it
     /// came, its body streamed.
     pub async fn request(
         &self,
         req: Request<LimitedBody>,
+        identity: Identity<'_>,
         wait: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (semaphore, max) = {
@@ -245,7 +248,7 @@ impl Upstream {
         // Whether it could be sent again: nothing of it is consumed by sending it.
         let bodiless = http_body::Body::is_end_stream(&body);
         if let Some(mut connection) = self.idle(home) {
-            match connection.send(&parts, &mut body).await {
+            match connection.send(&parts, identity, &mut body).await {
                 Ok(head) => return self.answer(head, connection, home, max, slot),
                 // The application closed the kept-alive connection as the request went out (its
                 // idle timeout): sent again on a new one when that cannot do anything twice
@@ -257,7 +260,7 @@ impl Upstream {
         }
         self.make_room(home, max);
         let mut connection = self.connect().await?;
-        let head = connection.send(&parts, &mut body).await?;
+        let head = connection.send(&parts, identity, &mut body).await?;
         self.answer(head, connection, home, max, slot)
     }
 

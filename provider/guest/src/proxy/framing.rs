@@ -7,6 +7,8 @@
 //! well-formed but leaves doubt about what follows it (bytes after its end, a `204` with a
 //! length) is passed on but its connection is not used again.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -67,12 +69,14 @@ pub struct ResponseHead {
 /// caller skips them.
 pub fn parse_head(buf: &mut BytesMut, to_head_request: bool) -> Result<Option<ResponseHead>, FramingError> {
     // Where each name and value lie in `buf`, so that the values can share the bytes once the
-    // head is taken out of it (httparse's slices borrow `buf`).
-    let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-    let (len, code, minor, count) = {
-        let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut lines);
-        let len = match response.parse(buf) {
+    // head is taken out of it (httparse's slices borrow `buf`). The header array is left
+    // uninitialised: zeroing a hundred entries cost more than parsing a small head.
+    let (len, code, minor, spans) = {
+        let mut lines = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed =
+            httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut lines);
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) if len <= MAX_HEAD => len,
             Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => return Ok(None),
             Ok(_) => return Err(FramingError::HeadTooLarge),
@@ -80,18 +84,21 @@ pub fn parse_head(buf: &mut BytesMut, to_head_request: bool) -> Result<Option<Re
             Err(_) => return Err(FramingError::Unparsable),
         };
         let start = buf.as_ptr() as usize;
-        let count = response.headers.len();
-        for (span, line) in spans.iter_mut().zip(response.headers.iter()) {
-            let name = line.name.as_ptr() as usize - start;
-            let value = line.value.as_ptr() as usize - start;
-            *span = (name, name + line.name.len(), value, value + line.value.len());
-        }
-        (len, response.code.unwrap_or(0), response.version.unwrap_or(0), count)
+        let spans: Vec<(usize, usize, usize, usize)> = response
+            .headers
+            .iter()
+            .map(|line| {
+                let name = line.name.as_ptr() as usize - start;
+                let value = line.value.as_ptr() as usize - start;
+                (name, name + line.name.len(), value, value + line.value.len())
+            })
+            .collect();
+        (len, response.code.unwrap_or(0), response.version.unwrap_or(0), spans)
     };
     let head: Bytes = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| FramingError::Unparsable)?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_start, name_end, value_start, value_end) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &(name_start, name_end, value_start, value_end) in &spans {
         let name = HeaderName::from_bytes(&head[name_start..name_end]).map_err(|_| FramingError::Unparsable)?;
         let value =
             HeaderValue::from_maybe_shared(head.slice(value_start..value_end)).map_err(|_| FramingError::Unparsable)?;
