@@ -11,6 +11,7 @@
 //! two parsers might disagree, the request is not forwarded.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -169,16 +170,17 @@ impl HeadScanner {
         let searched_from = self.head.len().saturating_sub(3);
         self.head.extend_from_slice(data);
         let window = &self.head[searched_from..];
-        let complete = window.windows(2).any(|w| w == b"\n\n") || window.windows(3).any(|w| w == b"\n\r\n");
+        let complete = holds_blank_line(window);
         if !complete {
             if self.head.len() > self.max_head {
                 self.refuse_head(Ambiguity::TooLarge);
             }
             return &[];
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut request = httparse::Request::new(&mut headers);
-        let parsed = match request.parse(&self.head) {
+        // Left uninitialised: setting a hundred entries cost more than parsing a small head.
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut []);
+        let parsed = match request.parse_with_uninit_headers(&self.head, &mut headers) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return &[],
             Err(_) => {
@@ -243,6 +245,15 @@ impl HeadScanner {
             None => self.break_with(Ambiguity::Unparsable),
         }
     }
+}
+
+/// Whether `window` holds the end of a head: an empty line, `LF LF` or `LF CR LF`. One
+/// pass over the bytes, looking further only after a line feed.
+fn holds_blank_line(window: &[u8]) -> bool {
+    window
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (window.get(i + 1) == Some(&b'\n') || window.get(i + 1..i + 3) == Some(b"\r\n")))
 }
 
 /// Judges one parsed head; on success returns how its body is framed.
@@ -397,6 +408,22 @@ mod tests {
             s.feed(piece);
         }
         std::iter::from_fn(|| (!s.verdicts.is_empty()).then(|| s.next_verdict())).collect()
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_an_empty_line_in_either_spelling() {
+        for (window, end) in [
+            (&b"Host: x\r\n\r\n"[..], true),
+            (b"Host: x\n\n", true),
+            (b"Host: x\n\r\nbody", true),
+            (b"\n\n", true),
+            (b"Host: x\r\n\r", false),
+            (b"Host: x\r\nA: b\r\n", false),
+            (b"\n\r", false),
+            (b"", false),
+        ] {
+            assert_eq!(holds_blank_line(window), end, "{:?}", String::from_utf8_lossy(window));
+        }
     }
 
     #[test]

@@ -2,17 +2,18 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
-use tokio::sync::Semaphore;
+use http::{Request, Response};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::body::{LimitedBody, UpstreamBody};
+use super::exchange::{Connection, Counted, ExchangeError, origin_form};
+use super::framing::ResponseHead;
+use super::headers::Identity;
 
 /// The hop-by-hop headers every message loses, whatever its `Connection` header names.
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -77,8 +78,8 @@ pub enum UpstreamError {
     Connect(#[source] std::io::Error),
     #[error("connecting to the application timed out")]
     ConnectTimeout,
-    #[error("the application's connection failed: {0}")]
-    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
     #[error("every connection to the application allowed was busy for {0:?}")]
     Busy(Duration),
 }
@@ -87,7 +88,7 @@ impl UpstreamError {
     /// Whether the client, not the application, is at fault: its request body broke off
     /// (or was cut by a limit) while it was being passed on.
     pub fn is_client_side(&self) -> bool {
-        matches!(self, Self::Http(e) if e.is_user())
+        matches!(self, Self::Exchange(ExchangeError::RequestBody(_)))
     }
 
     /// How the application failed, for the `upstream_error` audit line: stable words.
@@ -100,11 +101,7 @@ impl UpstreamError {
             },
             Self::ConnectTimeout => "connect_timeout",
             Self::Busy(_) => "upstream_busy",
-            Self::Http(e) if e.is_timeout() => "answer_timeout",
-            Self::Http(e) if e.is_incomplete_message() => "closed_before_answer",
-            Self::Http(e) if e.is_parse() => "invalid_answer",
-            Self::Http(e) if e.is_canceled() || e.is_closed() => "connection_closed",
-            Self::Http(_) => "connection_failed",
+            Self::Exchange(e) => e.reason(),
         }
     }
 
@@ -114,30 +111,25 @@ impl UpstreamError {
             Self::ConnectTimeout => http::StatusCode::GATEWAY_TIMEOUT,
             // The runtime's own bound, not a failure of the application: try again later.
             Self::Busy(_) => http::StatusCode::SERVICE_UNAVAILABLE,
-            Self::Http(e) if e.is_timeout() => http::StatusCode::GATEWAY_TIMEOUT,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
 }
 
+/// Idle connections, most recently used last.
+type Pool = Mutex<VecDeque<Connection>>;
+
+/// Every serving thread's pool, and the count of connections open, idle or busy.
 #[derive(Debug)]
-struct Pooled {
-    sender: SendRequest<LimitedBody>,
-    /// When the connection was last given a request.
-    used: Instant,
+pub struct Pools {
+    per_thread: Box<[Pool]>,
+    open: Arc<AtomicUsize>,
 }
-
-impl Pooled {
-    fn expired(&self, now: Instant) -> bool {
-        self.sender.is_closed() || (self.sender.is_ready() && now.saturating_duration_since(self.used) > IDLE_TIMEOUT)
-    }
-}
-
-type Pool = Mutex<VecDeque<Pooled>>;
 
 thread_local! {
     /// Which of the proxy's serving threads this is ([`super::Proxy::run_on`]): each has a
-    /// pool of its own, so that a request uses connections whose tasks run on its thread.
+    /// pool of its own, because a connection is registered with the runtime of the thread
+    /// that opened it, and is used on that thread only.
     static THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
@@ -146,35 +138,48 @@ pub fn set_thread_index(index: usize) {
     THREAD.with(|t| t.set(index));
 }
 
-fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Pooled>> {
+fn lock(pool: &Pool) -> MutexGuard<'_, VecDeque<Connection>> {
     // Nothing panics while the lock is held; a poisoned pool still holds valid connections.
     pool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Where an answer's connection goes back once the answer has been read to its end.
+#[derive(Debug)]
+pub struct Home {
+    pools: Arc<Pools>,
+    index: usize,
+    /// The most connections its pool keeps.
+    max: usize,
+}
+
+impl Home {
+    pub fn give_back(&self, mut connection: Connection) {
+        let Some(pool) = self.pools.per_thread.get(self.index) else { return };
+        let mut pool = lock(pool);
+        if pool.len() < self.max {
+            connection.idle_since = Instant::now();
+            pool.push_back(connection);
+        }
+        // Otherwise dropped, and so closed.
+    }
+}
+
 /// The application, reached over kept-alive HTTP/1.1 connections.
 ///
-/// Every open connection stays in the pool, busy or not, oldest request first; a request takes
-/// the first one whose connection is idle (hyper says it is ready for the next request only
-/// once the previous answer has been read to its end), and puts it back at the end as soon as
-/// it is sent. A connection with an unfinished exchange (an answer not yet read to its end, a
-/// request body still coming) is never chosen, so it never holds up another request.
+/// A request takes the most recently used idle connection of its thread's pool (the others
+/// age and are closed after [`IDLE_TIMEOUT`]: as few stay open as the load needs), or opens
+/// one, and the connection goes back once the answer has been read to its end.
 ///
 /// At most `max` connections are open: each request in flight holds one of `max` slots
-/// until its answer has been read to its end, waits a bounded time for one, and at most
-/// `max` connections are kept in the pool. A request opens a connection only when every
-/// pooled one is busy, so busy and idle connections together never pass `max`.
-///
-/// There is one pool per serving thread, together one pool as far as the bound goes: a
-/// request looks in its thread's pool first (that connection's task runs on its thread,
-/// so they wake each other without crossing threads), then in the others, and opens a
-/// connection only when every connection in every pool is busy. A connection goes back to
-/// the pool it came from.
+/// until its answer has been read to its end, and waits a bounded time for one. A request
+/// holding a slot that finds its pool empty while `max` are open closes an idle connection
+/// of another thread's pool first (one is idle: at most `max - 1` others are busy).
 #[derive(Debug)]
 pub struct Upstream {
     addr: SocketAddr,
     /// For requests without a Host header (none reach here today: the scanner refuses them).
     host: HeaderValue,
-    pools: Arc<[Pool]>,
+    pools: Arc<Pools>,
     slots: Mutex<Slots>,
 }
 
@@ -191,7 +196,8 @@ impl Upstream {
     pub fn new(addr: SocketAddr, max: usize) -> Self {
         // One per CPU: the most serving threads there are (more share them).
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let pools: Arc<[Pool]> = (0..threads).map(|_| Mutex::new(VecDeque::new())).collect();
+        let per_thread = (0..threads).map(|_| Mutex::new(VecDeque::new())).collect();
+        let pools = Arc::new(Pools { per_thread, open: Arc::new(AtomicUsize::new(0)) });
         tokio::spawn(reap(Arc::downgrade(&pools)));
         // A socket address is always a valid header value.
         let host = HeaderValue::from_str(&addr.to_string()).unwrap_or(HeaderValue::from_static("localhost"));
@@ -208,12 +214,14 @@ impl Upstream {
         }
     }
 
-    /// Sends `req` (any URI: only its path and query are sent) once a connection slot is
+    /// Sends `req` (any URI: only its path and query are sent), its headers filtered and
+    /// completed by `identity`, once a connection slot is
     /// free, waiting at most `wait` for one, and returns the application's answer as it
     /// came, its body streamed.
     pub async fn request(
         &self,
         req: Request<LimitedBody>,
+        identity: Identity<'_>,
         wait: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (semaphore, max) = {
@@ -229,101 +237,101 @@ impl Upstream {
                 Ok(Err(_)) | Err(_) => return Err(UpstreamError::Busy(wait)),
             },
         };
-        let response = self.send(req, max).await?;
-        Ok(response.map(|body| UpstreamBody::new(body, slot)))
-    }
-
-    async fn send(&self, mut req: Request<LimitedBody>, max: usize) -> Result<Response<Incoming>, UpstreamError> {
-        if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-            let origin = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
-            *req.uri_mut() = origin;
+        let (mut parts, mut body) = req.into_parts();
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            parts.uri = origin_form(&parts.uri);
         }
-        if !req.headers().contains_key(header::HOST) {
-            req.headers_mut().insert(header::HOST, self.host.clone());
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, self.host.clone());
         }
-        let now = Instant::now();
-        if let Some((mut sender, home)) = self.checkout(now) {
-            let sent = sender.try_send_request(req);
-            self.checkin(sender, home, now, max);
-            match sent.await {
-                Ok(response) => return Ok(response),
-                // The connection closed before the request was written (the application
-                // timed it out): it is safe to send on a new one.
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(e.into_error().into()),
-                },
+        let home = self.own_pool();
+        // Whether it could be sent again: nothing of it is consumed by sending it.
+        let bodiless = http_body::Body::is_end_stream(&body);
+        if let Some(mut connection) = self.idle(home) {
+            match connection.send(&parts, identity, &mut body).await {
+                Ok(head) => return self.answer(head, connection, home, max, slot),
+                // The application closed the kept-alive connection as the request went out (its
+                // idle timeout): sent again on a new one when that cannot do anything twice
+                // (RFC 9110 9.2.2) and nothing of it has been consumed.
+                Err(ExchangeError::ClosedBeforeAnswer | ExchangeError::Write(_))
+                    if parts.method.is_idempotent() && bodiless => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        let mut sender = self.connect().await?;
-        let sent = sender.send_request(req);
-        self.checkin(sender, self.own_pool(), now, max);
-        Ok(sent.await?)
+        self.make_room(home, max);
+        let mut connection = self.connect().await?;
+        let head = connection.send(&parts, identity, &mut body).await?;
+        self.answer(head, connection, home, max, slot)
+    }
+
+    fn answer(
+        &self,
+        head: ResponseHead,
+        connection: Connection,
+        index: usize,
+        max: usize,
+        slot: OwnedSemaphorePermit,
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        let home = Home { pools: Arc::clone(&self.pools), index, max };
+        let body = UpstreamBody::new(connection, head.framing, head.reusable, home, slot)?;
+        let mut response = Response::new(body);
+        *response.status_mut() = head.status;
+        *response.headers_mut() = head.headers;
+        Ok(response)
     }
 
     /// The calling thread's pool.
     fn own_pool(&self) -> usize {
-        THREAD.with(std::cell::Cell::get) % self.pools.len()
+        THREAD.with(std::cell::Cell::get) % self.pools.per_thread.len()
     }
 
-    /// The least recently used idle connection of this thread's pool, else of another, with
-    /// the pool it belongs to; closed and expired ones are dropped on the way.
-    fn checkout(&self, now: Instant) -> Option<(SendRequest<LimitedBody>, usize)> {
-        let (own, n) = (self.own_pool(), self.pools.len());
-        (0..n).map(|k| (own + k) % n).find_map(|home| Some((idle(&self.pools[home], now)?, home)))
-    }
-
-    fn checkin(&self, sender: SendRequest<LimitedBody>, home: usize, now: Instant, max: usize) {
-        let Some(pool) = self.pools.get(home) else { return };
-        let mut pool = lock(pool);
-        if pool.len() < max && !sender.is_closed() {
-            pool.push_back(Pooled { sender, used: now });
+    /// The most recently used connection of pool `index` that is still idle and open;
+    /// closed, spoiled and expired ones are dropped on the way.
+    fn idle(&self, index: usize) -> Option<Connection> {
+        let now = Instant::now();
+        let mut pool = lock(self.pools.per_thread.get(index)?);
+        while let Some(mut connection) = pool.pop_back() {
+            if now.saturating_duration_since(connection.idle_since) <= IDLE_TIMEOUT && connection.still_idle() {
+                return Some(connection);
+            }
         }
-        // Otherwise dropped: hyper closes the connection once its exchange is over.
+        None
     }
 
-    async fn connect(&self) -> Result<SendRequest<LimitedBody>, UpstreamError> {
+    /// With `max` connections open, closes the least recently used idle one of another
+    /// pool, so that the one about to open keeps the count within the bound.
+    fn make_room(&self, own: usize, max: usize) {
+        if self.pools.open.load(Ordering::Relaxed) < max {
+            return;
+        }
+        let n = self.pools.per_thread.len();
+        for index in (1..=n).map(|k| (own + k) % n) {
+            if lock(&self.pools.per_thread[index]).pop_front().is_some() {
+                return;
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Connection, UpstreamError> {
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(self.addr))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
             .map_err(UpstreamError::Connect)?;
         stream.set_nodelay(true).map_err(UpstreamError::Connect)?;
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        // Ends when the connection closes: by either side, or once every sender is dropped
-        // and the exchange in progress is over.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Connection::new(stream, Counted::new(&self.pools.open)))
     }
-}
-
-/// Takes the least recently used idle connection out of `pool`.
-fn idle(pool: &Pool, now: Instant) -> Option<SendRequest<LimitedBody>> {
-    let mut pool = lock(pool);
-    let mut i = 0;
-    while let Some(pooled) = pool.get(i) {
-        if pooled.expired(now) {
-            pool.remove(i);
-        } else if pooled.sender.is_ready() {
-            return pool.remove(i).map(|p| p.sender);
-        } else {
-            i += 1;
-        }
-    }
-    None
 }
 
 /// Closes idle connections past their timeout, until the pools are gone.
-async fn reap(pools: Weak<[Pool]>) {
+async fn reap(pools: Weak<Pools>) {
     let mut tick = tokio::time::interval(IDLE_TIMEOUT / 4);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let Some(pools) = pools.upgrade() else { return };
         let now = Instant::now();
-        for pool in pools.iter() {
-            lock(pool).retain(|p| !p.expired(now));
+        for pool in pools.per_thread.iter() {
+            lock(pool).retain(|c| now.saturating_duration_since(c.idle_since) <= IDLE_TIMEOUT);
         }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 
 use crate::authn::Principal;
 
@@ -55,15 +55,6 @@ fn reserved(name: &HeaderName) -> bool {
         || FORWARDING.iter().chain(METHOD_OVERRIDES).any(|w| folded_eq(name, w.as_bytes()))
 }
 
-/// Removes every header the runtime reserves, in every spelling.
-pub fn strip_reserved(headers: &mut HeaderMap) {
-    // Collected first (a header map cannot be changed while read); nearly always none.
-    let names: Vec<HeaderName> = headers.keys().filter(|n| reserved(n)).cloned().collect();
-    for name in names {
-        headers.remove(name);
-    }
-}
-
 /// What the forwarding headers say of one client connection, written once per connection
 /// (its address does not change) rather than once per request.
 #[derive(Debug, Clone)]
@@ -91,40 +82,57 @@ impl ClientHeaders {
     }
 }
 
-/// Writes who the client is: its address in the forwarding headers, and, when it
-/// authenticated, its principal and roles. Without `forward_credentials`, the credentials
-/// the runtime checked are removed first.
-pub fn identify(
-    headers: &mut HeaderMap,
-    client: &ClientHeaders,
-    principal: Option<&Principal>,
+/// Who the client is, as the application is told: the client's own headers pass except
+/// every spelling of a reserved one (and, without `forward_credentials`, the credentials
+/// the runtime checked), and the runtime's are written after them. Applied as the request
+/// head is written, rather than by editing its header map: no header is removed, inserted
+/// or rehashed on the way.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity<'a> {
+    client: &'a ClientHeaders,
+    principal: Option<&'a Principal>,
     keep_credentials: bool,
-) {
-    strip_reserved(headers);
-    if !keep_credentials {
-        headers.remove(header::AUTHORIZATION);
+}
+
+static HTTP: HeaderValue = HeaderValue::from_static("http");
+static FORWARDED: HeaderName = header::FORWARDED;
+
+impl<'a> Identity<'a> {
+    pub fn new(client: &'a ClientHeaders, principal: Option<&'a Principal>, keep_credentials: bool) -> Self {
+        Self { client, principal, keep_credentials }
     }
-    // Room for what is added below at once, rather than the map growing twice on the way.
-    headers.reserve(6);
-    headers.insert(X_FORWARDED_FOR.clone(), client.ip.clone());
-    headers.insert(X_REAL_IP.clone(), client.ip.clone());
-    headers.insert(header::FORWARDED, client.forwarded.clone());
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
-    if let Some(p) = principal {
+
+    /// Whether a client-sent header reaches the application.
+    pub fn passes(&self, name: &HeaderName) -> bool {
+        !reserved(name) && (self.keep_credentials || name != header::AUTHORIZATION)
+    }
+
+    /// The headers the runtime writes: the client's address, and, when it authenticated,
+    /// its principal and roles.
+    pub fn written(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        let client = self.client;
         // Principal names were checked to be header values when the plan was loaded; role
         // names that are not are left out rather than sent mangled.
-        if let Some(v) = &p.name_header {
-            headers.insert(PRINCIPAL_HEADER.clone(), v.clone());
-        }
-        if let Some(v) = &p.roles_header {
-            headers.insert(ROLES_HEADER.clone(), v.clone());
-        }
+        let principal = self.principal.into_iter().flat_map(|p| {
+            let name = p.name_header.as_ref().map(|v| (&PRINCIPAL_HEADER, v));
+            let roles = p.roles_header.as_ref().map(|v| (&ROLES_HEADER, v));
+            name.into_iter().chain(roles)
+        });
+        [
+            (&X_FORWARDED_FOR, &client.ip),
+            (&X_REAL_IP, &client.ip),
+            (&FORWARDED, &client.forwarded),
+            (&X_FORWARDED_PROTO, &HTTP),
+        ]
+        .into_iter()
+        .chain(principal)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -136,9 +144,21 @@ mod tests {
         h
     }
 
+    /// The headers the application receives for client headers `h`.
+    fn forwarded(h: &HeaderMap, identity: Identity<'_>) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        for (k, v) in h.iter().filter(|(k, _)| identity.passes(k)) {
+            out.append(k.clone(), v.clone());
+        }
+        for (k, v) in identity.written() {
+            out.append(k.clone(), v.clone());
+        }
+        out
+    }
+
     #[test]
     fn every_spelling_of_reserved_headers_is_removed() {
-        let mut h = map(&[
+        let h = map(&[
             ("X_Sdsec_Principal", "admin"),
             ("x-sdsec-roles", "admin"),
             ("X-SDSEC-Anything", "1"),
@@ -150,17 +170,20 @@ mod tests {
             ("X-Sdsec", "kept: not the prefix"),
             ("Accept", "*/*"),
         ]);
-        strip_reserved(&mut h);
+        let client = ClientHeaders::new("192.0.2.7:5000".parse().unwrap());
+        let h = forwarded(&h, Identity::new(&client, None, true));
         let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         left.sort_unstable();
-        assert_eq!(left, ["accept", "x-sdsec"]);
+        assert_eq!(left, ["accept", "forwarded", "x-forwarded-for", "x-forwarded-proto", "x-real-ip", "x-sdsec"]);
+        assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
     }
 
     #[test]
     fn identity_comes_from_the_runtime() {
         let principal = Principal::new("ops".into(), ["reader".into(), "admin".into()].into());
-        let mut h = map(&[("authorization", "Bearer secret"), ("x-forwarded-for", "1.2.3.4")]);
-        identify(&mut h, &ClientHeaders::new("[::ffff:192.0.2.7]:5000".parse().unwrap()), Some(&principal), false);
+        let h = map(&[("authorization", "Bearer secret"), ("x-forwarded-for", "1.2.3.4")]);
+        let client = ClientHeaders::new("[::ffff:192.0.2.7]:5000".parse().unwrap());
+        let h = forwarded(&h, Identity::new(&client, Some(&principal), false));
         assert_eq!(h.get("authorization"), None);
         assert_eq!(h.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["192.0.2.7"]);
         assert_eq!(h.get("x-real-ip").unwrap(), "192.0.2.7");
@@ -168,8 +191,9 @@ mod tests {
         assert_eq!(h.get("x-sdsec-principal").unwrap(), "ops");
         assert_eq!(h.get("x-sdsec-roles").unwrap(), "admin,reader");
 
-        let mut h = map(&[("authorization", "Bearer secret")]);
-        identify(&mut h, &ClientHeaders::new("[2001:db8::1]:5000".parse().unwrap()), None, true);
+        let h = map(&[("authorization", "Bearer secret")]);
+        let client = ClientHeaders::new("[2001:db8::1]:5000".parse().unwrap());
+        let h = forwarded(&h, Identity::new(&client, None, true));
         assert_eq!(h.get("authorization").unwrap(), "Bearer secret");
         assert_eq!(h.get("forwarded").unwrap(), "for=\"[2001:db8::1]\";proto=http");
         assert_eq!(h.get("x-sdsec-principal"), None);

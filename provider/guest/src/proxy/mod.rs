@@ -2,7 +2,9 @@
 //! forwards what is admitted to the application.
 
 mod body;
+mod exchange;
 mod forward;
+mod framing;
 mod headers;
 mod request;
 

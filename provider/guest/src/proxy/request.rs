@@ -17,7 +17,7 @@ use plan::{AuditEvent, Effect};
 use super::Shared;
 use super::body::{BodyFault, FaultCell, LimitedBody, UpstreamBody};
 use super::forward;
-use super::headers::{self, ClientHeaders};
+use super::headers::{ClientHeaders, Identity};
 use crate::audit::now_rfc3339;
 use crate::authn::Principal;
 use crate::config::Runtime;
@@ -245,7 +245,7 @@ async fn proxy(
     // Credentials the runtime checked stay with it unless the policy asks otherwise; with
     // no authentication in the plan the application may do its own, and gets them.
     let keep_credentials = judge.runtime.plan.authentication.as_ref().is_none_or(|a| a.forward_credentials);
-    headers::identify(&mut parts.headers, client, judge.principal.as_deref(), keep_credentials);
+    let identity = Identity::new(client, judge.principal.as_deref(), keep_credentials);
     // The application gets the path the rules were matched against, not the raw one, in
     // origin form (what is sent on its connection). Most targets are that already: they are
     // kept as they are, not written and parsed again.
@@ -264,7 +264,7 @@ async fn proxy(
     let fault = FaultCell::default();
     let (runtime, limit) = (judge.runtime, judge.runtime.plan.firewall.http.max_body_bytes);
     let request = Request::from_parts(parts, LimitedBody::new(body, limit, runtime.body_timeout, fault.clone()));
-    match judge.shared.client.request(request, runtime.upstream_wait).await {
+    match judge.shared.client.request(request, identity, runtime.upstream_wait).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             forward::strip_hop_by_hop(&mut parts.headers);
