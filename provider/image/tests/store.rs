@@ -371,6 +371,21 @@ fn a_flipped_byte_is_detected_by_verify_and_repaired_by_ensure() {
     assert_eq!(store.builds(), 4);
 }
 
+/// What an attacker who can write the store does: new initramfs bytes, and `SHA256SUMS`
+/// made to match them.
+fn replace_initramfs_and_its_sum(image: &Path, bytes: &[u8]) {
+    std::fs::write(image.join(INITRAMFS), bytes).unwrap();
+    let file = sdsec_image::input::FileRef::of(bytes);
+    let sums = std::fs::read_to_string(image.join(SUMS)).unwrap();
+    let fixed: String = sums
+        .lines()
+        .map(
+            |l| if l.ends_with(INITRAMFS) { format!("{}  {INITRAMFS}\n", &file.sha256[7..]) } else { format!("{l}\n") },
+        )
+        .collect();
+    std::fs::write(image.join(SUMS), fixed).unwrap();
+}
+
 #[test]
 fn tampering_that_also_rewrites_the_sums_is_still_detected() {
     let dir = tempfile::tempdir().unwrap();
@@ -383,14 +398,7 @@ fn tampering_that_also_rewrites_the_sums_is_still_detected() {
     static_copy(&evil.application.path, "evil");
     let evil_manifest = Manifest::from_spec(&evil).unwrap();
     let evil_bytes = sdsec_image::initramfs::archive(&evil, &evil_manifest).unwrap();
-    std::fs::write(&image.initramfs, &evil_bytes).unwrap();
-    let sums = std::fs::read_to_string(image.dir.join(SUMS)).unwrap();
-    let old = sdsec_image::input::FileRef::of(&std::fs::read(&image.initramfs).unwrap());
-    let fixed: String = sums
-        .lines()
-        .map(|l| if l.ends_with(INITRAMFS) { format!("{}  {INITRAMFS}\n", &old.sha256[7..]) } else { format!("{l}\n") })
-        .collect();
-    std::fs::write(image.dir.join(SUMS), fixed).unwrap();
+    replace_initramfs_and_its_sum(&image.dir, &evil_bytes);
     match store.verify(&image.digest) {
         Err(StoreError::Tampered { reason, .. }) => assert!(reason.contains("/app/api differs"), "{reason}"),
         other => panic!("not detected: {other:?}"),
@@ -416,16 +424,7 @@ fn an_archive_appended_after_the_trailer_is_tampering() {
     let appended = sdsec_image::cpio::write(vec![init]).unwrap();
     let trailer = appended.windows(6).rposition(|w| w == b"070701").unwrap();
     bytes.extend(&appended[..trailer]);
-    std::fs::write(&image.initramfs, &bytes).unwrap();
-    let file = sdsec_image::input::FileRef::of(&bytes);
-    let sums = std::fs::read_to_string(image.dir.join(SUMS)).unwrap();
-    let fixed: String = sums
-        .lines()
-        .map(
-            |l| if l.ends_with(INITRAMFS) { format!("{}  {INITRAMFS}\n", &file.sha256[7..]) } else { format!("{l}\n") },
-        )
-        .collect();
-    std::fs::write(image.dir.join(SUMS), fixed).unwrap();
+    replace_initramfs_and_its_sum(&image.dir, &bytes);
     match store.verify(&image.digest) {
         Err(StoreError::Tampered { reason, .. }) => {
             assert!(reason.contains(&format!("after its TRAILER!!! member, at byte {honest}")), "{reason}")
