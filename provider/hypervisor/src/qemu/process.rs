@@ -27,13 +27,18 @@ impl QemuProcess {
     /// user's processes, the one named for the instance that writes its pid file in `dir`.
     /// An instance is never taken for gone while its QEMU runs.
     pub fn find_creating(dir: &Path, id: &str) -> Option<QemuProcess> {
-        if dir.join(PIDFILE).exists() {
+        let pidfile = dir.join(PIDFILE);
+        if pidfile.exists() {
             return Self::find(dir, id);
         }
-        let pidfile = dir.join(PIDFILE);
+        let writes_pidfile = |args: &[&[u8]]| {
+            args.windows(2).any(|w| w[0] == b"-pidfile" && w[1] == pidfile.as_os_str().as_encoded_bytes())
+        };
         let uid = rustix::process::getuid().as_raw();
         let pids = std::fs::read_dir("/proc").ok()?.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok());
-        pids.map(|pid| QemuProcess { pid }).find(|p| p.owner() == Some(uid) && p.writes(&pidfile) && p.is_ours(id))
+        pids.map(|pid| QemuProcess { pid }).find(|p| {
+            p.owner() == Some(uid) && p.args_match(|args| named(args, id) && writes_pidfile(args)) && p.alive()
+        })
     }
 
     /// The real uid the process runs as.
@@ -42,18 +47,14 @@ impl QemuProcess {
         status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()
     }
 
-    /// Whether its command line has `-pidfile PIDFILE`.
-    fn writes(&self, pidfile: &Path) -> bool {
+    /// Whether its command line, read once, satisfies `test`.
+    fn args_match(&self, test: impl FnOnce(&[&[u8]]) -> bool) -> bool {
         let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else { return false };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        args.windows(2).any(|w| w[0] == b"-pidfile" && w[1] == pidfile.as_os_str().as_encoded_bytes())
+        test(&cmdline.split(|b| *b == 0).collect::<Vec<_>>())
     }
 
     fn is_ours(&self, id: &str) -> bool {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", self.pid)) else { return false };
-        let name = process_name(id);
-        let named = cmdline.split(|b| *b == 0).any(|arg| arg.ends_with(format!("process={name}").as_bytes()));
-        named && self.alive()
+        self.args_match(|args| named(args, id)) && self.alive()
     }
 
     /// Running and not a zombie waiting to be reaped.
@@ -92,6 +93,12 @@ impl QemuProcess {
             self.wait_gone(Duration::from_secs(5));
         }
     }
+}
+
+/// Whether QEMU's arguments name it for instance `id` (`-name ...,process=<name>`).
+fn named(args: &[&[u8]], id: &str) -> bool {
+    let name = format!("process={}", process_name(id));
+    args.iter().any(|arg| arg.ends_with(name.as_bytes()))
 }
 
 #[cfg(test)]
