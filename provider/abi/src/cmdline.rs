@@ -12,7 +12,10 @@
 //! - `sdsec.arg=<percent-encoded>` once per argument, in order (bytes outside
 //!   `[A-Za-z0-9._~/:,+@=-]` are written `%XX`, so spaces and quotes survive),
 //! - `sdsec.snapshot=1` added by the host at boot to an instance that is to be saved as a
-//!   snapshot ([`with_snapshot`]): once ready, init waits for the host's `resume` request.
+//!   snapshot ([`with_snapshot`]): once ready, init waits for the host's `resume` request,
+//! - `sdsec.provision=1` added by the host at boot when it hands the instance its own key and
+//!   random seed on the control channel ([`with_flag`], [`crate::control::Provision`]): init
+//!   reads them there before anything else.
 //!
 //! [`Launch::encode`] is the image builder's, [`Launch::decode`] init's; whatever the one
 //! writes the other reads back. Settings that depend on the host (such as `tsc_early_khz`
@@ -43,6 +46,25 @@ const IP: &str = "sdsec.ip";
 const GW: &str = "sdsec.gw";
 const ARG: &str = "sdsec.arg";
 const SNAPSHOT: &str = "sdsec.snapshot";
+const PROVISION: &str = "sdsec.provision";
+
+/// A setting the host adds at boot to a line the image holds ([`with_flag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// `sdsec.snapshot=1`: booted to be saved as a snapshot.
+    Snapshot,
+    /// `sdsec.provision=1`: the key and seed come on the control channel.
+    Provision,
+}
+
+impl Flag {
+    fn key(self) -> &'static str {
+        match self {
+            Flag::Snapshot => SNAPSHOT,
+            Flag::Provision => PROVISION,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CmdlineError {
@@ -75,6 +97,8 @@ pub struct Launch {
     pub network: Network,
     /// Booted to be saved as a snapshot: each restored copy is resumed by the host.
     pub snapshot: bool,
+    /// The instance's key and random seed come first on the control channel.
+    pub provision: bool,
 }
 
 impl Launch {
@@ -87,6 +111,7 @@ impl Launch {
             listen: net::runtime_port(app_port),
             network: net::GUEST,
             snapshot: false,
+            provision: false,
         }
     }
 
@@ -161,6 +186,7 @@ impl Launch {
                 IP => (IP, &mut found.ip),
                 GW => (GW, &mut found.gw),
                 SNAPSHOT => (SNAPSHOT, &mut found.snapshot),
+                PROVISION => (PROVISION, &mut found.provision),
                 ARG => {
                     args.push(decode_arg(value).ok_or_else(|| bad(ARG, value, ESCAPE_RULE))?);
                     continue;
@@ -189,12 +215,15 @@ impl Launch {
         let prefix = prefix.parse().ok().filter(|p| *p <= 32).ok_or_else(|| bad(IP, cidr, PREFIX_RULE))?;
         let gw = found.gw.ok_or(CmdlineError::Missing(GW))?;
         let gateway = parse_ip(GW, gw, gw)?;
-        let snapshot = match found.snapshot {
-            None => false,
-            Some("1") => true,
-            Some(other) => return Err(bad(SNAPSHOT, other, "it must be 1")),
+        let flag = |key: &'static str, value: Option<&str>| match value {
+            None => Ok(false),
+            Some("1") => Ok(true),
+            Some(other) => Err(bad(key, other, "it must be 1")),
         };
-        Ok(Launch { app: app.to_owned(), args, app_port, listen, network: Network { ip, prefix, gateway }, snapshot })
+        let snapshot = flag(SNAPSHOT, found.snapshot)?;
+        let provision = flag(PROVISION, found.provision)?;
+        let network = Network { ip, prefix, gateway };
+        Ok(Launch { app: app.to_owned(), args, app_port, listen, network, snapshot, provision })
     }
 }
 
@@ -225,11 +254,16 @@ pub fn with_network(line: &str, network: Network) -> String {
 /// `line` marked for a snapshot (`sdsec.snapshot=1` before any `--`): the instance booted
 /// with it is saved, and every copy restored from it waits for the host's `resume`.
 pub fn with_snapshot(line: &str) -> String {
+    with_flag(line, Flag::Snapshot)
+}
+
+/// `line` with `flag` set once, before any `--`.
+pub fn with_flag(line: &str, flag: Flag) -> String {
     let words: Vec<&str> = line.split_ascii_whitespace().collect();
     let at = words.iter().position(|w| *w == "--").unwrap_or(words.len());
-    let flag = format!("{SNAPSHOT}=1");
-    let kernel = words[..at].iter().copied().filter(|w| w.split_once('=').map(|(key, _)| key) != Some(SNAPSHOT));
-    kernel.chain(std::iter::once(flag.as_str())).chain(words[at..].iter().copied()).collect::<Vec<_>>().join(" ")
+    let set = format!("{}=1", flag.key());
+    let kernel = words[..at].iter().copied().filter(|w| w.split_once('=').map(|(key, _)| key) != Some(flag.key()));
+    kernel.chain(std::iter::once(set.as_str())).chain(words[at..].iter().copied()).collect::<Vec<_>>().join(" ")
 }
 
 const APP_RULE: &str = "it must be /app/<name>, the name of letters, digits, `.`, `_`, `-`";
@@ -247,6 +281,7 @@ struct Found<'a> {
     ip: Option<&'a str>,
     gw: Option<&'a str>,
     snapshot: Option<&'a str>,
+    provision: Option<&'a str>,
 }
 
 fn bad(key: &'static str, value: &str, why: &'static str) -> CmdlineError {

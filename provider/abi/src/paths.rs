@@ -7,11 +7,6 @@ use std::path::PathBuf;
 pub const INIT: &str = "init";
 /// The node's enforcement plan, canonical JSON.
 pub const PLAN: &str = "etc/sdsec/plan.json";
-/// The instance's control key, in the per-instance overlay; init removes it once read.
-pub const CONTROL_KEY: &str = "etc/sdsec/control.key";
-/// A seed for the kernel's random number generator, in the per-instance overlay; init
-/// credits it to the kernel and removes it.
-pub const RANDOM_SEED: &str = "etc/sdsec/random.seed";
 /// Kernel modules, loaded by init before it configures the network.
 pub const MODULES: &str = "lib/modules";
 /// The directory of the one application.
@@ -49,9 +44,7 @@ mod tests {
 
     #[test]
     fn paths_are_relative_and_absolute_in_the_guest() {
-        for path in
-            [INIT, PLAN, CONTROL_KEY, RANDOM_SEED, MODULES, APP_DIR].into_iter().chain(MOUNT_POINTS.iter().copied())
-        {
+        for path in [INIT, PLAN, MODULES, APP_DIR].into_iter().chain(MOUNT_POINTS.iter().copied()) {
             assert!(!path.starts_with('/') && !path.ends_with('/') && !path.is_empty(), "{path}");
         }
         assert_eq!(app("api"), "app/api");

@@ -290,19 +290,11 @@ pub fn boot_spec(image: &sdsec_image::Image, plan: &EnforcementPlan, timeout: Du
     }
 }
 
-/// A fresh key for an instance's control channel and the initramfs overlay that hands it
-/// to the runtime, with a seed for the guest kernel's random number generator (both readable
-/// by root only; init removes them once read).
+/// A fresh key for an instance's control channel; the backend hands it to the guest, with a
+/// seed for its kernel's random number generator, first thing on the channel.
 pub fn control_boot() -> Result<ControlBoot, LaunchError> {
     let key = abi::control::Key::generate().map_err(|e| LaunchError::Control(e.to_string()))?;
-    let entry = sdsec_image::cpio::Entry::file(abi::paths::CONTROL_KEY, 0o400, key.to_hex().into_bytes());
-    // The guest's kernel has no other early source of entropy under TCG (see the guest's
-    // init::entropy); drawn per instance, never shared.
-    let mut seed = vec![0u8; 64];
-    getrandom::fill(&mut seed).map_err(|e| LaunchError::Control(format!("cannot draw a random seed: {e}")))?;
-    let seed = sdsec_image::cpio::Entry::file(abi::paths::RANDOM_SEED, 0o400, seed);
-    let overlay = sdsec_image::cpio::write(vec![entry, seed]).map_err(|e| LaunchError::Control(e.to_string()))?;
-    Ok(ControlBoot { key, overlay })
+    Ok(ControlBoot { key })
 }
 
 /// The libvirt connection used when the configuration names none.

@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io::{BufRead as _, BufReader, Read as _, Write};
-use std::path::Path;
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
@@ -144,19 +143,6 @@ impl Controller {
         self.audit.emit(&Event::ControlRefused { reason, seq });
         Reply::new(&self.key, seq, Err(error))
     }
-}
-
-/// Reads the instance's key and removes it, so that nothing started later can read it.
-/// `None` when the image was booted without one (no control channel then).
-pub fn take_key(path: &Path) -> Result<Option<Key>, String> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let key = Key::read(path).map_err(|e| e.to_string());
-    let removed = std::fs::remove_file(path).map_err(|e| format!("cannot remove {}: {e}", path.display()));
-    let key = key?;
-    removed?;
-    Ok(Some(key))
 }
 
 /// Tells the host what it would otherwise poll for ([`Notice`]), from a thread of its own.

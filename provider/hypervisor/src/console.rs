@@ -15,6 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use abi::control::Provision;
 use abi::event::Event;
 
 use crate::{BootSpec, HypervisorError, InstanceId, Result, logs, probe};
@@ -146,7 +147,12 @@ pub fn wait_ready(
     let mut watcher = Watcher::new(logs.console, logs.audit);
     let resumed = spec.restore.is_some() && spec.control.is_some();
     let mut notice = match (logs.control, &spec.control) {
-        (Some(socket), Some(control)) if !resumed => Some(NoticeListener::new(socket, control.key.clone())),
+        (Some(socket), Some(control)) if !resumed => {
+            // Init waits for this before anything else: see [`crate::control::personalise`].
+            let provision = Provision::draw(control.key.clone())
+                .map_err(|e| HypervisorError::Seed { id: id.clone(), reason: e.to_string() })?;
+            Some(NoticeListener::new(socket, control.key.clone(), Some(provision)))
+        }
         _ => None,
     };
     let mut notified = false;

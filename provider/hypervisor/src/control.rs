@@ -1,25 +1,20 @@
-//! Each instance's control channel to its runtime ([`abi::control`]): the key and the initramfs
-//! overlay that carries it into the guest, the virtio-serial port, and where the host finds
-//! socket and key again.
+//! Each instance's control channel to its runtime ([`abi::control`]): the key (handed to the
+//! guest first on the channel, [`abi::control::Provision`]), the virtio-serial port, and where
+//! the host finds socket and key again.
 
 use std::ffi::OsString;
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use abi::control::Key;
 use fsutil::io;
 
-use crate::registry::{CONTROL_KEY, CONTROL_SOCKET, INITRD};
+use crate::registry::{CONTROL_KEY, CONTROL_SOCKET};
 use crate::{BootSpec, HypervisorError, InstanceId, Result, socket};
 
-/// What a boot needs for a control channel.
+/// What a boot needs for a control channel: the instance's own key.
 #[derive(Debug, Clone)]
 pub struct ControlBoot {
     pub key: Key,
-    /// A cpio archive appended to the image's initramfs for this instance only; it holds
-    /// the key at [`abi::paths::CONTROL_KEY`].
-    pub overlay: Vec<u8>,
 }
 
 /// Where the host reaches a running instance's runtime.
@@ -29,9 +24,11 @@ pub struct ControlEndpoint {
     pub key: Key,
 }
 
-/// Keeps the key in the instance directory and writes the instance's own initramfs (the
-/// image's, then the overlay: the kernel unpacks concatenated archives in order), except
-/// for a copy of a snapshot. Returns the spec to boot.
+/// Keeps the key in the instance directory and, except for a copy of a snapshot (which is
+/// given its key when resumed), marks the command line so that init waits for the key and
+/// its random seed on the channel ([`crate::console::wait_ready`] writes them). The image's
+/// initramfs is booted as it is: one file for every instance of the image. Returns the spec
+/// to boot.
 pub(crate) fn personalise(spec: &BootSpec, dir: &Path) -> Result<BootSpec> {
     let Some(control) = &spec.control else { return Ok(spec.clone()) };
     let key_path = dir.join(CONTROL_KEY);
@@ -39,25 +36,11 @@ pub(crate) fn personalise(spec: &BootSpec, dir: &Path) -> Result<BootSpec> {
         .key
         .write_new(&key_path)
         .map_err(|e| io("write the control key", &key_path)(std::io::Error::other(e.to_string())))?;
-    // A copy of a snapshot gets its key over the channel; its initramfs is never read.
     if spec.restore.is_some() {
         return Ok(spec.clone());
     }
-    let initrd = dir.join(INITRD);
-    let image = std::fs::read(&spec.initramfs).map_err(io("read the image's initramfs", &spec.initramfs))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&initrd)
-        .map_err(io("create the instance's initramfs", &initrd))?;
-    // The image's archive ends 4-byte aligned for the next one's header.
-    let padding = (4 - image.len() % 4) % 4;
-    file.write_all(&image)
-        .and_then(|()| file.write_all(&[0u8; 4][..padding]))
-        .and_then(|()| file.write_all(&control.overlay))
-        .map_err(io("write the instance's initramfs", &initrd))?;
-    Ok(BootSpec { initramfs: initrd, ..spec.clone() })
+    let cmdline = abi::cmdline::with_flag(&spec.cmdline, abi::cmdline::Flag::Provision);
+    Ok(BootSpec { cmdline, ..spec.clone() })
 }
 
 /// The socket QEMU listens on for the channel.

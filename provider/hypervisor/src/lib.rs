@@ -239,6 +239,8 @@ pub enum HypervisorError {
     Libvirt { uri: String, action: String, reason: String },
     #[error("instance {0} was booted without a control channel; it can only be replaced")]
     NoControl(InstanceId),
+    #[error("instance {id}: cannot draw its random seed from the host's kernel: {reason}")]
+    Seed { id: InstanceId, reason: String },
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
     #[error("snapshots are not supported by the {0} backend; use hypervisor = \"qemu\", or warm = \"paused\"")]

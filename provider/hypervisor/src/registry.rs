@@ -7,7 +7,6 @@
 //!                            qmp.sock        QEMU's control socket
 //!                            control.sock    the guest runtime's control channel
 //!                            control.key     its key (0600)
-//!                            initrd          the image's initramfs + this instance's overlay (0600)
 //!                            console.log     the guest's serial console (kernel, application)
 //!                            audit.log       the runtime's events (its virtio-serial port)
 //!                            *.log.1         the previous file of a rotated log ([`crate::logs`])
@@ -31,7 +30,6 @@ pub const CONSOLE: &str = "console.log";
 pub const AUDIT: &str = "audit.log";
 pub const CONTROL_SOCKET: &str = "control.sock";
 pub const CONTROL_KEY: &str = "control.key";
-pub const INITRD: &str = "initrd";
 
 /// `i-` and 16 hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -57,6 +57,17 @@ fn the_snapshot_mark_is_added_once_before_inits_argv_and_read_back() {
 }
 
 #[test]
+fn the_provision_mark_is_its_own_setting_beside_the_snapshots() {
+    let line = launch().encode(&kernel(), false).unwrap();
+    let provisioned = with_flag(&with_snapshot(&line), Flag::Provision);
+    assert_eq!(with_flag(&provisioned, Flag::Provision), provisioned, "marking again changes nothing");
+    assert_eq!(Launch::decode(&provisioned).unwrap(), Launch { snapshot: true, provision: true, ..launch() });
+    assert!(!Launch::decode(&with_snapshot(&line)).unwrap().provision);
+    let bad = line.clone() + " sdsec.provision=0";
+    assert!(matches!(Launch::decode(&bad), Err(CmdlineError::Bad { key: "sdsec.provision", .. })), "{bad}");
+}
+
+#[test]
 fn listen_defaults_to_the_builders_rule() {
     let line = "sdsec.app=/app/a sdsec.port=80 sdsec.ip=10.0.2.15/24 sdsec.gw=10.0.2.2";
     assert_eq!(Launch::decode(line).unwrap().listen, 81);
@@ -163,7 +174,15 @@ fn launches() -> impl Strategy<Value = Launch> {
     (app_name(), args, 1u16.., 1u16.., network).prop_filter_map(
         "ports clash",
         |(app, args, app_port, listen, network)| {
-            (app_port != listen).then_some(Launch { app, args, app_port, listen, network, snapshot: false })
+            (app_port != listen).then_some(Launch {
+                app,
+                args,
+                app_port,
+                listen,
+                network,
+                snapshot: false,
+                provision: false,
+            })
         },
     )
 }

@@ -4,53 +4,35 @@
 //! driver may be a module the image does not carry: without a seed, getrandom(2) blocks until
 //! the kernel has gathered entropy by itself, which under TCG can take minutes. Anything that
 //! asks for randomness early (the runtime's own keys, the application's TLS or session
-//! secrets) would hang the boot. The host draws a seed for each instance and puts it in the
-//! instance's overlay ([`abi::paths::RANDOM_SEED`], root's only); init credits it to the
-//! kernel and deletes it before the application starts.
+//! secrets) would hang the boot. The host draws a seed for each instance and hands it over
+//! on the control channel with the instance's key ([`super::provision`]); init credits it to
+//! the kernel before the application starts.
 
-use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
-use std::path::Path;
 
 /// `_IOW('R', 0x03, int[2])`: add entropy, crediting it (needs CAP_SYS_ADMIN).
 const RNDADDENTROPY: libc::c_ulong = 0x4008_5203;
 /// `_IO('R', 0x07)`: reseed the kernel's generator from its input pool now (needs
 /// CAP_SYS_ADMIN).
 const RNDRESEEDCRNG: libc::c_ulong = 0x5207;
-/// Read at most this much: the host writes 64 bytes.
-const MAX_SEED: u64 = 512;
+/// Fewer bytes than this are not credited: the kernel wants 256 bits to initialise.
+const MIN_SEED: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EntropyError {
-    #[error("cannot read the random seed {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("cannot remove the random seed {path}: {source}")]
-    Remove { path: String, source: std::io::Error },
-    #[error("the random seed {0} is too short to credit")]
-    Short(String),
+    #[error("the host's random seed has {0} bytes, too few to credit")]
+    Short(usize),
     #[error("cannot credit the random seed to the kernel: {0}")]
     Credit(std::io::Error),
 }
 
-/// Credits the seed at `path` to the kernel and removes the file. `Ok(false)` when there is
-/// none (a host from before seeds): the kernel then gathers entropy by itself.
-pub fn seed_from(path: &Path) -> Result<bool, EntropyError> {
-    let shown = || path.display().to_string();
-    let mut seed = Vec::new();
-    match std::fs::File::open(path) {
-        Ok(file) => {
-            file.take(MAX_SEED).read_to_end(&mut seed).map_err(|source| EntropyError::Read { path: shown(), source })?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(source) => return Err(EntropyError::Read { path: shown(), source }),
-    };
-    // Removed first: a seed must never be used twice, nor be readable later.
-    std::fs::remove_file(path).map_err(|source| EntropyError::Remove { path: shown(), source })?;
-    if seed.len() < 32 {
-        return Err(EntropyError::Short(shown()));
+/// Credits `seed`, fresh from the host, to the kernel, which initialises its generator
+/// with it.
+pub fn seed(seed: &[u8]) -> Result<(), EntropyError> {
+    if seed.len() < MIN_SEED {
+        return Err(EntropyError::Short(seed.len()));
     }
-    credit(&seed).map_err(EntropyError::Credit)?;
-    Ok(true)
+    credit(seed).map_err(EntropyError::Credit)
 }
 
 /// Credits `seed` (fresh from the host) and has the kernel reseed its generator at once: a
@@ -101,20 +83,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_seed_is_no_error_and_a_present_one_is_removed_after_use() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("random.seed");
-        assert!(!seed_from(&path).unwrap());
-        std::fs::write(&path, [7u8; 8]).unwrap();
-        assert!(matches!(seed_from(&path), Err(EntropyError::Short(_))));
-        assert!(!path.exists(), "removed even when refused: never used twice");
-        std::fs::write(&path, [7u8; 64]).unwrap();
+    fn a_short_seed_is_refused_and_a_full_one_credited() {
+        assert!(matches!(seed(&[7u8; 8]), Err(EntropyError::Short(8))));
         // Crediting needs CAP_SYS_ADMIN: as root it succeeds, otherwise the kernel says EPERM.
-        match seed_from(&path) {
-            Ok(true) => {}
+        match seed(&[7u8; 64]) {
+            Ok(()) => {}
             Err(EntropyError::Credit(e)) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
             other => panic!("{other:?}"),
         }
-        assert!(!path.exists());
     }
 }

@@ -22,6 +22,7 @@ pub mod net;
 pub mod port;
 pub mod power;
 pub mod privileges;
+pub mod provision;
 pub mod proxy_process;
 pub mod ready;
 pub mod reaper;
@@ -50,6 +51,9 @@ use reaper::Reaper;
 
 const CMDLINE: &str = "/proc/cmdline";
 const INTERFACE_WAIT: Duration = Duration::from_secs(5);
+/// The host writes the instance's key as soon as QEMU has made the channel: long before
+/// init asks, unless the host is overloaded.
+const PROVISION_WAIT: Duration = Duration::from_secs(60);
 const LISTEN_WAIT: Duration = Duration::from_secs(30);
 /// Between readiness probes: each one is a refused connect until the application listens,
 /// cheap beside the boot it would otherwise lengthen by half an interval on average.
@@ -123,13 +127,10 @@ pub fn run() -> ! {
     let launch = step("cmdline", Launch::decode(&line));
     load_modules();
     // Before anything asks for randomness: getrandom(2) blocks until the kernel is seeded.
-    let seeded = entropy::seed_from(&paths::in_guest(paths::RANDOM_SEED));
+    let key = launch.provision.then(|| step("provision", provision::receive(PROVISION_WAIT)));
     // Before anything else that can fail: from here on the host reads events only there.
     if let Err(e) = events::open_audit_port() {
         warn("audit", e);
-    }
-    if let Err(e) = seeded {
-        warn("entropy", e);
     }
     let mut ignored = kernel_params::ignored(std::env::args_os(), std::env::vars_os());
     ignored.extend(kernel_params::unapplied_dotted(&line, std::path::Path::new("/sys/module")));
@@ -140,8 +141,6 @@ pub fn run() -> ! {
     let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };
     step("network", net::configure(address, INTERFACE_WAIT));
     let plan = step("plan", load_plan(&paths::in_guest(paths::PLAN)));
-    // Before the root is made read-only, so the key can be removed once read.
-    let key = step("control_key", crate::control::take_key(&paths::in_guest(paths::CONTROL_KEY)));
     if plan.build.hardening.read_only_root {
         step("read_only_root", mounts::read_only_root());
     }

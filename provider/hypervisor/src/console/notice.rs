@@ -1,31 +1,54 @@
-//! The runtime's ready notice on the control channel ([`abi::control::Notice`]): how the
-//! host learns that a boot is over as soon as it is, rather than at its next look at the
-//! audit log. The runtime's write waits while no host is connected, so a notice written
-//! before this listener connects is not lost.
+//! The control channel while an instance boots: the instance's key and random seed written
+//! first ([`abi::control::Provision`]), then the runtime's ready notice
+//! ([`abi::control::Notice`]), how the host learns that a boot is over as soon as it is,
+//! rather than at its next look at the audit log. The runtime's write waits while no host is
+//! connected, so a notice written before this listener connects is not lost; and QEMU takes
+//! nothing from the socket before init opens the port, so the provisioning line waits too.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use abi::control::{Key, Notice, NoticeKind};
+use abi::control::{Key, Notice, NoticeKind, Provision};
 
 /// Bytes of unfinished line kept at most: notices are short, anything longer is not one.
 const LONGEST_LINE: usize = 64 * 1024;
+/// How long writing the provisioning line may take at least (it fits any socket buffer).
+const PROVISION_WRITE: Duration = Duration::from_secs(1);
 
 /// Listens on one instance's control socket while it boots.
 #[derive(Debug)]
 pub(super) struct NoticeListener {
     socket: PathBuf,
     key: Key,
+    /// Written once, on the first connection that takes it.
+    provision: Option<Provision>,
     stream: Option<UnixStream>,
     partial: Vec<u8>,
     ready: bool,
 }
 
 impl NoticeListener {
-    pub(super) fn new(socket: &Path, key: Key) -> NoticeListener {
-        NoticeListener { socket: socket.to_owned(), key, stream: None, partial: Vec::new(), ready: false }
+    /// With `provision`, the line is written as soon as the socket is there.
+    pub(super) fn new(socket: &Path, key: Key, provision: Option<Provision>) -> NoticeListener {
+        NoticeListener { socket: socket.to_owned(), key, provision, stream: None, partial: Vec::new(), ready: false }
+    }
+
+    /// Connects when QEMU has made the socket, and hands over what is still to provision.
+    fn connect(&mut self, wait: Duration) {
+        let Ok(stream) = UnixStream::connect(&self.socket) else { return };
+        if let Some(provision) = &self.provision {
+            // A short line into the socket's buffer: QEMU passes it on once init reads.
+            let written = stream
+                .set_write_timeout(Some(wait.max(PROVISION_WRITE)))
+                .and_then(|()| (&stream).write_all(provision.line().as_bytes()));
+            if written.is_err() {
+                return;
+            }
+            self.provision = None;
+        }
+        self.stream = Some(stream);
     }
 
     /// Whether it holds the channel (so that a notice ends a wait at once).
@@ -45,7 +68,7 @@ impl NoticeListener {
             }
             if self.stream.is_none() {
                 // QEMU makes the socket a moment after it starts.
-                self.stream = UnixStream::connect(&self.socket).ok();
+                self.connect(left);
             }
             let Some(stream) = &self.stream else {
                 std::thread::sleep(left);
@@ -84,7 +107,6 @@ impl NoticeListener {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write as _;
     use std::os::unix::net::UnixListener;
 
     fn line(notice: &Notice) -> String {
@@ -96,7 +118,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(&socket, key.clone());
+        let mut listener = NoticeListener::new(&socket, key.clone(), None);
         // No socket yet: waits and says not yet.
         assert!(!listener.wait(Duration::from_millis(20)));
 
@@ -131,7 +153,7 @@ mod tests {
     #[test]
     fn a_forged_or_other_line_is_not_readiness() {
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone());
+        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), None);
         let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
         listener.take(line(&forged).as_bytes());
         listener.take(b"{\"seq\":1,\"ok\":true,\"mac\":\"00\"}\n");

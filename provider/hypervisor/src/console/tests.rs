@@ -146,7 +146,8 @@ fn health(unready: usize) -> (SocketAddr, std::sync::Arc<std::sync::atomic::Atom
     (addr, probes)
 }
 
-/// The runtime's notice ends the wait with nothing on the audit log; the channel is given
+/// The host hands over the instance's key and seed first thing; the runtime's notice then
+/// ends the wait with nothing on the audit log; the channel is given
 /// up at once for other clients, and a health path not yet answering 200 is probed at the
 /// logs' pace, not in a tight loop.
 #[test]
@@ -159,15 +160,25 @@ fn the_ready_notice_is_readiness_and_probes_keep_their_pace_after_it() {
     let key = abi::control::Key::generate().unwrap();
     let notice = abi::control::Notice::new(&key, abi::control::NoticeKind::Ready, "sha256:ab".into());
     let runtime = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let guest_key = key.clone();
     let guest = std::thread::spawn(move || {
         let (mut stream, _) = runtime.accept().unwrap();
+        // The instance's key and seed come first, before init would go on.
+        let mut first = Vec::new();
+        let mut byte = [0u8; 1];
+        while byte[0] != b'\n' {
+            stream.read_exact(&mut byte).unwrap();
+            first.push(byte[0]);
+        }
+        let provision = abi::control::Provision::parse(&first).unwrap();
+        assert_eq!(provision.key, guest_key, "the instance's own key is handed over");
         stream.write_all(format!("{}\n", serde_json::to_string(&notice).unwrap()).as_bytes()).unwrap();
         let released = Instant::now();
         // The host hangs up once told.
         assert_eq!(stream.read(&mut [0; 16]).unwrap(), 0);
         released.elapsed()
     });
-    let control = crate::ControlBoot { key, overlay: Vec::new() };
+    let control = crate::ControlBoot { key };
     let spec = BootSpec { probe: probe::Probe::default(), control: Some(control), ..spec(true) };
     let (endpoint, probes) = health(3);
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
