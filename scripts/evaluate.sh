@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The evaluation of issue 6, on this machine, through Terraform and the embedded QEMU backend:
 # time to a protected, serving instance (on demand and from pools), the cost of protection,
-# policy propagation to N instances, and density; written to docs/benchmarks.md.
+# policy propagation to N instances, and density; written to docs/guides/benchmarks.md.
 #
 # Usage: scripts/evaluate.sh [ondemand|protection|propagation|density]...   (default: all)
 # `scripts/evaluate.sh --help` lists the environment variables (EVAL_RUNS, EVAL_N, EVAL_OUT, ...)

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The evaluation of issue 6, on this machine, through Terraform and the embedded QEMU backend:
-writes docs/benchmarks.md with medians and spreads (min–max, n) for
+writes docs/guides/benchmarks.md with medians and spreads (min–max, n) for
   ondemand     time to a protected, serving instance: on-demand generation + boot, from a
                pool of pre-built images (sdsec_pool warm = "image"), from a pool of paused
                instances (warm = "paused")
@@ -23,7 +23,7 @@ Environment (defaults in brackets):
   EVAL_REQUESTS [2000]    requests per load test, EVAL_CONCURRENCY [4] connections,
   EVAL_LOAD_RUNS [3]      load tests per target
   EVAL_POLL_INTERVAL [0.1] seconds between two probes of one endpoint (propagation)
-  EVAL_OUT [docs/benchmarks.md], TERRAFORM [.venv/bin/terraform]
+  EVAL_OUT [docs/guides/benchmarks.md], TERRAFORM [.venv/bin/terraform]
 Needs scripts/build.sh first (the release provider and the static example API).
 Progress goes to stderr. Whatever happens (failure, Ctrl-C), everything applied is
 destroyed and no VM is left behind.
@@ -117,7 +117,7 @@ class Config:
             concurrency=number("EVAL_CONCURRENCY", "4", minimum=1),
             load_runs=number("EVAL_LOAD_RUNS", "3"),  # 0: no load tests
             poll_interval=interval,
-            out=Path(env.get("EVAL_OUT") or root / "docs" / "benchmarks.md"),
+            out=Path(env.get("EVAL_OUT") or root / "docs" / "guides" / "benchmarks.md"),
             terraform=Path(env.get("TERRAFORM") or root / ".venv" / "bin" / "terraform"),
             cores=cores,
         )

@@ -1,4 +1,4 @@
-"""docs/benchmarks.md, rendered from the figures of one run.
+"""docs/guides/benchmarks.md, rendered from the figures of one run.
 
 Pure functions: RESULTS maps a measured quantity ("ondemand-none.t200", "protected.rps", ...)
 to its values in the order they were taken; an error is "" for a part that ran without
@@ -15,6 +15,18 @@ TITLES = {
     "density": "4. Density",
 }
 ONDEMAND_MODES = ("none", "image", "paused")
+# The document is a guide of the Terraform registry layout (docs/guides/), so it opens with the
+# front matter the registry reads, as the other guides do.
+FRONT_MATTER = (
+    "---",
+    'page_title: "Benchmarks"',
+    'subcategory: "Guides"',
+    "description: |-",
+    "  Figures from one run of the evaluation on one machine: time to a protected, serving instance on demand and "
+    "from pools, the cost of protection, policy propagation and density, each beside its baseline from the same run.",
+    "---",
+    "",
+)
 PROP_MODES = ("inplace", "replace", "pool", "staged")
 
 
@@ -216,11 +228,12 @@ def document(selected, machine, sections):
     """The whole document. SELECTED: the sections run, as asked; MACHINE: (name, value) rows
     of the header table; SECTIONS: section -> its text, absent for those not run."""
     lines = [
+        *FRONT_MATTER,
         "# Benchmarks",
         "",
         f"Written by `scripts/evaluate.sh` (sections run: {' '.join(selected)}); rerun it to refresh. Medians with",
         "their spread, median (min–max), and n, the number of samples. Networking figures (the bridge",
-        "against QEMU's user network) are in [guides/networking.md](guides/networking.md#figures-the-bridge-against-qemus-user-network),",
+        "against QEMU's user network) are in [networking.md](networking.md#figures-the-bridge-against-qemus-user-network),",
         "from `cargo bench -p sdsec-engine --bench network`.",
         "",
         "| | |",

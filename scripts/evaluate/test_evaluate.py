@@ -34,7 +34,7 @@ class Environment(unittest.TestCase):
         self.assertEqual((c.requests, c.concurrency, c.load_runs, c.poll_interval), (2000, 4, 3, "0.1"))
         self.assertEqual(c.ondemand_modes, ["none", "image", "paused"])
         self.assertEqual(c.prop_modes, ["inplace", "replace", "pool", "staged"])
-        self.assertEqual(c.out, Path("/r/docs/benchmarks.md"))
+        self.assertEqual(c.out, Path("/r/docs/guides/benchmarks.md"))
         self.assertEqual(c.terraform, Path("/r/.venv/bin/terraform"))
 
     def test_overrides(self):

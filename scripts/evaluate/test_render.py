@@ -1,4 +1,4 @@
-"""The document's layout, against rows and lines of docs/benchmarks.md as evaluate.sh wrote them."""
+"""The document's layout, against rows and lines of docs/guides/benchmarks.md as evaluate.sh wrote them."""
 
 import unittest
 
@@ -136,11 +136,19 @@ class Document(unittest.TestCase):
     def test_layout(self):
         text = render.document(["density", "ondemand"], self.MACHINE, {"ondemand": "ONDEMAND\n", "density": "DENSITY\n"})
         self.assertEqual(lines(text), [
+            "---",
+            'page_title: "Benchmarks"',
+            'subcategory: "Guides"',
+            "description: |-",
+            "  Figures from one run of the evaluation on one machine: time to a protected, serving instance on demand and "
+            "from pools, the cost of protection, policy propagation and density, each beside its baseline from the same run.",
+            "---",
+            "",
             "# Benchmarks",
             "",
             "Written by `scripts/evaluate.sh` (sections run: density ondemand); rerun it to refresh. Medians with",
             "their spread, median (min–max), and n, the number of samples. Networking figures (the bridge",
-            "against QEMU's user network) are in [guides/networking.md](guides/networking.md#figures-the-bridge-against-qemus-user-network),",
+            "against QEMU's user network) are in [networking.md](networking.md#figures-the-bridge-against-qemus-user-network),",
             "from `cargo bench -p sdsec-engine --bench network`.",
             "",
             "| | |",
