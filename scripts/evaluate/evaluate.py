@@ -3,7 +3,7 @@
 writes docs/guides/benchmarks.md with medians and spreads (min–max, n) for
   ondemand     time to a protected, serving instance: on-demand generation + boot, from a
                pool of pre-built images (sdsec_pool warm = "image"), from a pool of paused
-               instances (warm = "paused")
+               instances (warm = "paused"), from a pool of snapshot copies (warm = "snapshot")
   protection   cost of protection: image size, boot time, throughput and p99 latency of the
                example API behind its runtime in the guest, against the same API run
                directly on the host
@@ -16,7 +16,7 @@ Environment (defaults in brackets):
   EVAL_RUNS [5]           repetitions for the timings of ondemand and protection
   EVAL_N ["1 5 10"]       instance counts for propagation
   EVAL_PROP_RUNS [1]      policy changes timed per mode and N
-  EVAL_ONDEMAND_MODES ["none image paused"], EVAL_PROP_MODES ["inplace replace pool staged"]
+  EVAL_ONDEMAND_MODES ["none image paused snapshot"], EVAL_PROP_MODES ["inplace replace pool staged"]
                           the parts of ondemand and propagation to run
   EVAL_POOL_SIZE [2]      pool size for ondemand (propagation uses a pool of N)
   EVAL_DENSITY_N [3]      running instances, and paused pool members, for density
@@ -108,7 +108,7 @@ class Config:
         return cls(
             runs=number("EVAL_RUNS", "5", minimum=1),
             ns=[int(n) for n in ns],
-            ondemand_modes=words("EVAL_ONDEMAND_MODES", "none image paused", render.ONDEMAND_MODES),
+            ondemand_modes=words("EVAL_ONDEMAND_MODES", "none image paused snapshot", render.ONDEMAND_MODES),
             prop_modes=words("EVAL_PROP_MODES", "inplace replace pool staged", render.PROP_MODES),
             prop_runs=number("EVAL_PROP_RUNS", "1", minimum=1),
             pool_size=number("EVAL_POOL_SIZE", "2", minimum=1),

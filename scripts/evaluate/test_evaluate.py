@@ -32,7 +32,7 @@ class Environment(unittest.TestCase):
         c = Config.from_env({}, Path("/r"), cores=2)
         self.assertEqual((c.runs, c.ns, c.prop_runs, c.pool_size, c.density_n), (5, [1, 5, 10], 1, 2, 3))
         self.assertEqual((c.requests, c.concurrency, c.load_runs, c.poll_interval), (2000, 4, 3, "0.1"))
-        self.assertEqual(c.ondemand_modes, ["none", "image", "paused"])
+        self.assertEqual(c.ondemand_modes, ["none", "image", "paused", "snapshot"])
         self.assertEqual(c.prop_modes, ["inplace", "replace", "pool", "staged"])
         self.assertEqual(c.out, Path("/r/docs/guides/benchmarks.md"))
         self.assertEqual(c.terraform, Path("/r/.venv/bin/terraform"))
@@ -42,7 +42,7 @@ class Environment(unittest.TestCase):
                              "EVAL_POLL_INTERVAL": "0.25", "TERRAFORM": "/usr/bin/terraform", "EVAL_ONDEMAND_MODES": ""},
                             Path("/r"))
         self.assertEqual((c.runs, c.ns, c.prop_modes, c.poll_interval), (1, [2, 3], ["staged"], "0.25"))
-        self.assertEqual(c.ondemand_modes, ["none", "image", "paused"])  # empty: the default, as ${VAR:-...}
+        self.assertEqual(c.ondemand_modes, ["none", "image", "paused", "snapshot"])  # empty: the default, as ${VAR:-...}
         self.assertEqual((c.out, c.terraform), (Path("/tmp/b.md"), Path("/usr/bin/terraform")))
 
     def test_bad_values_are_refused(self):
