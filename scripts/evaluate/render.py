@@ -7,12 +7,15 @@ failing, else why it failed or was not run. Each section ends with a newline.
 
 from stats import DASH, cell, fit, kept, median, mib, ratio, total
 
-SECTIONS = ("ondemand", "protection", "propagation", "density")
+SECTIONS = ("ondemand", "protection", "propagation", "density", "lean", "runtime", "compile")
 TITLES = {
     "ondemand": "1. Time to a protected, serving instance",
     "protection": "2. Cost of protection",
     "propagation": "3. Policy propagation",
     "density": "4. Density",
+    "lean": "5. Lean images: sdsec's kernel against Debian's",
+    "runtime": "6. Runtime overhead on the host",
+    "compile": "7. Compile time",
 }
 ONDEMAND_MODES = ("none", "image", "paused", "snapshot")
 # The document is a guide of the Terraform registry layout (docs/guides/), so it opens with the
@@ -22,8 +25,9 @@ FRONT_MATTER = (
     'page_title: "Benchmarks"',
     'subcategory: "Guides"',
     "description: |-",
-    "  Figures from one run of the evaluation on one machine: time to a protected, serving instance on demand and "
-    "from pools, the cost of protection, policy propagation and density, each beside its baseline from the same run.",
+    "  Figures from one run of the evaluation on one machine: time to a protected, serving instance on demand, from "
+    "pools and from a snapshot, the cost of protection, policy propagation, density, boot, size and memory with "
+    "sdsec's kernel and Debian's, runtime overhead and compile time, each beside its baseline from the same run.",
     "---",
     "",
 )
