@@ -7,6 +7,8 @@ benchmark's figures are rendered as far as they go, followed by the failure. Eac
 with a newline.
 """
 
+import textwrap
+
 from stats import DASH, cell, median, mib, ratio
 
 # How the document names the kernels the boot benchmark knows by their SDSEC_BENCH_KERNELS label.
@@ -20,6 +22,11 @@ def kernel_name(label):
 def failure(error):
     """The failure paragraph: "failed: ..." ("" when there is none)."""
     return f"failed: {error}\n\n" if error else ""
+
+
+def prose(text):
+    """TEXT as one paragraph wrapped at 92 columns, whatever the lengths of the figures in it."""
+    return textwrap.fill(" ".join(text.split()), width=92, break_long_words=False, break_on_hyphens=False) + "\n"
 
 
 def vs(a, b):
@@ -67,6 +74,7 @@ def lean_kernels(kernels):
         row(what, lambda k, key=key: mib(k.get(key)) or DASH, lambda k, key=key: k.get(key))
     row("guest memory (MiB): the policy's `memory_mb` / the kernel's minimum",
         lambda k: f"{k.get('memory_mb', '?')} / {k.get('min_memory_mb') or '?'}")
+    row("QEMU's TCG translation cache (MiB; used without KVM)", lambda k: str(k.get("tcg_cache_mb", "?")))
     return "\n".join(rows) + "\n"
 
 
@@ -97,7 +105,7 @@ def lean_memory(memory, kernels):
     head_base = f"PSS ÷ {kernel_name(base_label)}'s, same count" if base_label else "PSS ÷ baseline"
     rows = [
         f"| kernel | hardening | guest MiB | instances at once | PSS per QEMU (MiB) | RSS per QEMU (MiB) | {head_base} "
-        "| booted in (s) |",
+        "| booting the added ones took (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in memory:
@@ -120,7 +128,8 @@ def lean_memory(memory, kernels):
     return "\n".join(rows) + "\n"
 
 
-def lean(figures, error):
+def lean(figures, error, boots="n"):
+    """BOOTS: as configured, for the text when the figures do not say."""
     figures = figures or {}
     kernels = figures.get("kernels") or []
     parts = []
@@ -132,10 +141,10 @@ def lean(figures, error):
         parts.append(lean_memory(figures["memory"], kernels))
     if not error and not parts:
         error = "the benchmark gave no figures"
-    boots = figures.get("boots", "n")
+    boots = figures.get("boots", boots)
     where = (f"accelerator {figures['accel']}, {figures.get('cpus', '?')} CPUs" if "accel" in figures
              else "accelerator not recorded")
-    return "\n".join(parts) + ("\n" if parts else "") + failure(error) + f"""\
+    return "\n".join(parts) + ("\n" if parts else "") + failure(error) + prose(f"""
 From `cargo bench -p sdsec-engine --bench boot` (provider/engine/benches/boot/), with no
 Terraform: the quickstart policy and the static example API built into one image per kernel
 and booted by the engine itself, QEMU `microvm` with its user network on 127.0.0.1 ({where}).
@@ -150,7 +159,8 @@ every image booting it, and per image its directory. Snapshot: the first kernel'
 once for a snapshot and saved, then {boots} copies started from it, each verified against its
 digest and given its own key, randomness and clock before it serves, against the cold boots
 above. Memory: mean PSS and RSS per QEMU (`/proc/<pid>/smaps_rollup`) with that many
-instances running at once, booted one after the other and read after a settle time; the
+instances running at once, booted one after the other (the last column: the time to boot
+those added since the previous count) and read after a settle time; the
 first kernel at every count (SDSEC_BENCH_INSTANCES), and up to 5 at the kernel's minimum
 memory and with hardening `baseline` (no `init_on_free=1`); the second kernel up to 5, as the
 baseline; with 5 of the first, PSS again after KSM has scanned twice (its settings restored
@@ -159,13 +169,15 @@ kernel, the image from the store ≤ 0.10 of a cold build, ≤ 64 MiB PSS per in
 running, `sdsec run --snapshot` ≤ 0.20 of a cold boot. Starts through Terraform from pools of
 paused instances and of snapshot copies, beside on-demand ones, are in
 [section 1](#1-time-to-a-protected-serving-instance).
-"""
+""")
 
 
 # ------------------------------------------------------------------------------------ runtime
 
-def runtime(figures, error):
-    figures = figures or {}
+def runtime(figures, error, settings=None):
+    """SETTINGS: connections, rounds and seconds as configured, for the text when the figures
+    do not say."""
+    figures = {**(settings or {}), **(figures or {})}
     paths = figures.get("paths") or []
     by_key = {p.get("key"): p for p in paths}
     direct, nginx = by_key.get("direct"), by_key.get("nginx")
@@ -193,8 +205,8 @@ def runtime(figures, error):
     if not error and not paths:
         error = "the benchmark gave no figures"
     workers = figures.get("workers", {})
-    each = ", ".join(f"{who} {n or '1 per core'}" for who, n in workers.items()) or "?"
-    return text + failure(error) + f"""\
+    each = ", ".join(f"{who} {workers[who] or '1 per core'}" for who in ("app", "proxy", "load") if who in workers)
+    return text + failure(error) + prose(f"""
 From `cargo bench -p sdsec-guest --bench overhead` (provider/guest/benches/overhead/): the
 runtime in host mode, that is the enforcement code the guest runs, serving as threads of
 the benchmark's process on loopback in front of a small HTTP application (a fixed JSON body),
@@ -202,14 +214,14 @@ against the same application direct and, when Debian's nginx is installed (`ngin
 nginx configured for the same checks. "Full policy": bearer authentication, RBAC, rate limits
 set never to refuse and the default audit, so every request goes through every check; "open
 plan": the runtime with nothing to enforce. {figures.get('connections', '?')} keep-alive
-connections with one request in flight each, {figures.get('rounds', '?')} rounds of
-{figures.get('seconds', '?')} s per path, the paths in alternation, summed; tokio workers:
-{each}; all on the same {figures.get('cpus', '?')} cores, so the figures show what a request
+connections with one request in flight each, for {figures.get('seconds', '?')} s per path and
+round, the paths in alternation, {figures.get('rounds', '?')} round(s) summed; tokio worker
+threads: {each}; all on the same {figures.get('cpus', '?')} cores, so the figures show what a request
 costs in CPU more than what a machine of its own would serve. Ratios are of this run's figures.
 Issue 14 aims at ≥ 0.6 × direct in requests/s, and at least nginx's requests/s with at most
 its p99. The runtime in the guest, behind the VM's forwarded port, against the application
 on the host, is in [section 2](#2-cost-of-protection).
-"""
+""")
 
 
 # ------------------------------------------------------------------------------------ compile
@@ -236,14 +248,14 @@ def compile_time(figures, error, measurement_seconds):
     if whole.get("wall_ms") and doc.get("unikernels"):
         per_node = "%.1f µs" % (median(whole["wall_ms"]) * 1000 / doc["unikernels"])
     text = "\n".join(rows) + ("\n\n" if rows else "")
-    return text + failure(error) + f"""\
+    return text + failure(error) + prose(f"""
 From `cargo bench -p sdsec-sectosca --bench compile` (criterion, provider/sectosca/benches/compile.rs):
 a generated SecTOSCA document of {doc.get('unikernels', '?')} unikernels on {doc.get('hypervisors', '?')}
 hypervisors with {doc.get('policies', '?')} policies of every type ({doc.get('lines', '?')} lines,
 {(doc.get('bytes') or 0) // 1024} KiB; {doc.get('merged_plans', '?')} plans merge several policies),
 compiled whole and, as the baseline in the same run, only parsed. n: the samples criterion
-measured per stage after its warm-up, in about {measurement_seconds} s each (`--measurement-time`),
-each the mean time of one compile in a batch of them; CPU time is the thread's own, which other
+measured per stage after its warm-up, in about {measurement_seconds} s per stage
+(`--measurement-time`), each the mean time of one run over a batch of runs; CPU time is the thread's own, which other
 processes on a shared machine inflate less than wall time. Per unikernel: {per_node} (wall,
 median). Issue 14 aims at ≤ {figures.get('goal_ms', 50):.0f} ms for the whole compile on 2 cores.
-"""
+""")

@@ -111,12 +111,13 @@ def lean(run, cfg):
     figures, error = attempt(run, cfg, "lean")
     if figures and not run.accel:
         run.accel = figures.get("accel")  # the header's accelerator, when no Terraform section ran
-    return benchdoc.lean(figures, error)
+    return benchdoc.lean(figures, error, cfg.lean_boots)
 
 
 def runtime(run, cfg):
     figures, error = attempt(run, cfg, "runtime")
-    return benchdoc.runtime(figures, error)
+    settings = {"connections": cfg.runtime_connections, "rounds": cfg.runtime_rounds, "seconds": cfg.runtime_seconds}
+    return benchdoc.runtime(figures, error, settings)
 
 
 def compile_time(run, cfg):
