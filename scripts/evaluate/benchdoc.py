@@ -9,6 +9,7 @@ with a newline.
 
 import textwrap
 
+from outputs import error_summary
 from stats import DASH, cell, median, mib, ratio
 
 # How the document names the kernels the boot benchmark knows by their SDSEC_BENCH_KERNELS label.
@@ -51,22 +52,20 @@ def lean_kernels(kernels):
             cells.append(ratio(of(kernels[0]), of(kernels[1])) if of else "")
         rows.append("|" + "".join(f" {c} |" if c else " |" for c in [what, *cells]))
 
-    def timed(what, key, n=True):
-        count = len(kernels[0].get(key, [])) if n else None
-        label = f"{what} (n={count})" if count else what
-        row(label, lambda k: cell(k.get(key, []), 0 if key in ("ready_ms", "serving_ms") else 1),
-            lambda k: median(k.get(key, [])))
+    def timed(what, key, digits):
+        count = len(kernels[0].get(key, []))
+        row(f"{what} (n={count})", lambda k: cell(k.get(key, []), digits), lambda k: median(k.get(key, [])))
 
     def versus_cold(what, key):
         row(what, lambda k: vs(k.get(key, []), k.get("cold_build_ms", [])))
 
-    timed("boot: QEMU start → ready", "ready_ms")
-    timed("boot: QEMU start → serving (first authenticated 200)", "serving_ms")
-    timed("image: cold build, fresh store", "cold_build_ms")
-    timed("image: cold build, kernel already stored", "cold_build_kernel_stored_ms")
-    timed("image from the store: first check in a process, ≥ 2 s after the build", "store_verified_ms")
+    timed("boot: QEMU start → ready", "ready_ms", 0)
+    timed("boot: QEMU start → serving (first authenticated 200)", "serving_ms", 0)
+    timed("image: cold build, fresh store", "cold_build_ms", 1)
+    timed("image: cold build, kernel already stored", "cold_build_kernel_stored_ms", 1)
+    timed("image from the store: first check in a process, ≥ 2 s after the build", "store_verified_ms", 1)
     versus_cold("  ÷ cold build (medians)", "store_verified_ms")
-    timed("image from the store: again (memoised)", "store_memoised_ms")
+    timed("image from the store: again (memoised)", "store_memoised_ms", 2)
     versus_cold("  ÷ cold build (medians)", "store_memoised_ms")
     for what, key in (("size: kernel file (stored once per digest)", "kernel_bytes"),
                       ("size: initramfs (`initramfs.cpio`, uncompressed)", "initramfs_bytes"),
@@ -92,7 +91,8 @@ def lean_snapshot(snapshot, cold):
                       ("  of which verifying the state (SHA-256, once per process)", "verify_ms")):
         v = snapshot.get(key, [])
         rows.append(f"| {what} | {len(v)} | {cell(v, 0 if key != 'verify_ms' else 1)} | {vs(v, serving)} |")
-    rows.append(f"| snapshot: saving it (paused → on disk), once | 1 | {cell([snapshot['save_ms']], 0) if 'save_ms' in snapshot else DASH} | |")
+    save = cell([snapshot["save_ms"]], 0) if "save_ms" in snapshot else DASH
+    rows.append(f"| snapshot: saving it (paused → on disk), once | 1 | {save} | |")
     rows.append(f"| snapshot: size on disk | | {mib(snapshot.get('bytes')) or DASH} | |")
     return "\n".join(rows) + "\n"
 
@@ -113,7 +113,8 @@ def lean_memory(memory, kernels):
         hardening, guest = f"`{r.get('hardening', '?')}`", r.get("memory_mb", "?")
         ksm = r.get("ksm")
         if ksm and "error" in ksm:
-            rows.append(f"| {name} | {hardening} | {guest} | {n} | KSM not measured: {ksm['error']} | | | |")
+            rows.append(f"| {name} | {hardening} | {guest} | {n} | KSM not measured: {error_summary(ksm['error'])} "
+                        "| | | |")
             continue
         if ksm:
             hardening += (f", after KSM ({ksm.get('full_scans', '?')} full scans in {ksm.get('seconds', 0):.0f} s, "
@@ -201,7 +202,7 @@ def runtime(figures, error, settings=None):
     skipped = figures.get("nginx_skipped")
     text = "\n".join(rows) + ("\n\n" if rows else "")
     if skipped:
-        text += f"nginx: not measured ({skipped}).\n\n"
+        text += f"nginx: not measured ({error_summary(skipped)}).\n\n"
     if not error and not paths:
         error = "the benchmark gave no figures"
     workers = figures.get("workers", {})

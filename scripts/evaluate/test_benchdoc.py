@@ -63,6 +63,7 @@ class Lean(unittest.TestCase):
                       text)
         self.assertIn("| size: kernel file (stored once per digest) | 6.0 MiB (6291456 bytes) | 30.0 MiB (31457280 bytes) "
                       "| 0.2× |", text)
+        self.assertIn("| image from the store: again (memoised) (n=5) | 0.10 (0.10–0.20) | 0.10 (0.10–0.20) | 1× |", text)
         self.assertIn("| guest memory (MiB): the policy's `memory_mb` / the kernel's minimum | 128 / 48 | 128 / 96 | |\n"
                       "| QEMU's TCG translation cache (MiB; used without KVM) | 32 | 32 | |\n", text)
 
@@ -92,11 +93,14 @@ class Lean(unittest.TestCase):
         memory = [{"kernel": "sdsec", "hardening": "strict", "memory_mb": 128, "instances": 20, "pss_mib": 45.0,
                    "rss_mib": 75.0, "booted_s": 40.0},
                   {"kernel": "sdsec", "hardening": "strict", "memory_mb": 128, "instances": 5,
-                   "ksm": {"error": "KSM is not available on this host (/sys/kernel/mm/ksm/run: No such file)"}}]
+                   "ksm": {"error": "KSM is not available on this host (/sys/kernel/mm/ksm/run: No such file)"}},
+                  {"kernel": "sdsec", "hardening": "strict", "memory_mb": 64, "instances": 5,
+                   "ksm": {"error": "a | b\nc"}}]
         text = benchdoc.lean({**BOOT, "memory": memory}, "")
         self.assertIn("| sdsec's kernel | `strict` | 128 | 20 | 45.0 | 75.0 | – | 40 |", text)
         self.assertIn("| sdsec's kernel | `strict` | 128 | 5 | KSM not measured: KSM is not available on this host "
                       "(/sys/kernel/mm/ksm/run: No such file) | | | |", text)
+        self.assertIn("| 64 | 5 | KSM not measured: a   b c | | | |", text)  # the table stays a table
 
     def test_failed_part_way(self):
         partial = {k: BOOT[k] for k in ("bench", "accel", "cpus", "boots", "kernels")}
