@@ -317,7 +317,9 @@ class Run:
         log("cleaning up (destroying everything this run applied)")
         self.stop_background()
         for d in self.swept:
-            self.sweep(d)
+            ended = self.sweep(d)
+            if ended:
+                log(f"ended {ended} process(es) a benchmark left running in {d}")
         for d in sorted(p for p in self.work.glob("*") if p.is_dir()):
             try:
                 self.teardown(d)
