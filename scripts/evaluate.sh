@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The evaluation of issue 6, on this machine, through Terraform and the embedded QEMU backend:
-# time to a protected, serving instance (on demand and from pools), the cost of protection,
-# policy propagation to N instances, and density; written to docs/benchmarks.md.
+# The evaluation of issues 6 and 14, on this machine, through Terraform and the embedded QEMU
+# backend: time to a protected, serving instance (on demand, from pools, from a snapshot), the
+# cost of protection, policy propagation to N instances, and density; and through cargo
+# benchmarks: boot, size and memory with sdsec's kernel against Debian's, the runtime's
+# overhead, compile time. Written to docs/guides/benchmarks.md.
 #
-# Usage: scripts/evaluate.sh [ondemand|protection|propagation|density]...   (default: all)
+# Usage: scripts/evaluate.sh [ondemand|protection|propagation|density|lean|runtime|compile]...
+#        (default: all)
 # `scripts/evaluate.sh --help` lists the environment variables (EVAL_RUNS, EVAL_N, EVAL_OUT, ...)
 # and their defaults. Needs scripts/build.sh first. Whatever happens (failure, Ctrl-C),
 # everything applied is destroyed and no VM is left behind.

@@ -1,30 +1,47 @@
 #!/usr/bin/env python3
-"""The evaluation of issue 6, on this machine, through Terraform and the embedded QEMU backend:
-writes docs/benchmarks.md with medians and spreads (min–max, n) for
+"""The evaluation of issues 6 and 14, on this machine, through Terraform and the embedded QEMU
+backend, and through three cargo benchmarks: writes docs/guides/benchmarks.md with medians and
+spreads (min–max, n) for
   ondemand     time to a protected, serving instance: on-demand generation + boot, from a
                pool of pre-built images (sdsec_pool warm = "image"), from a pool of paused
-               instances (warm = "paused")
+               instances (warm = "paused"), from a pool of snapshot copies (warm = "snapshot")
   protection   cost of protection: image size, boot time, throughput and p99 latency of the
                example API behind its runtime in the guest, against the same API run
                directly on the host
   propagation  policy propagation to N running instances: in place, by replacement, by
                replacement drawing from a pool of paused instances
   density      memory per running and per paused instance, and how many fit here
-Usage: scripts/evaluate.sh [ondemand|protection|propagation|density]...   (default: all)
+  lean         `cargo bench -p sdsec-engine --bench boot`: sdsec's kernel against Debian's,
+               boot to serving, image generation and sizes, memory (PSS) with 1, 5 and 20
+               instances, snapshot starts against cold boots
+  runtime      `cargo bench -p sdsec-guest --bench overhead`: the runtime in host mode on
+               loopback against the application direct, and nginx if it is installed
+  compile      `cargo bench -p sdsec-sectosca --bench compile`: 1000 nodes, 3000 policies,
+               the whole compile against the parse stage alone
+Usage: scripts/evaluate.sh [ondemand|protection|propagation|density|lean|runtime|compile]...
+       (default: all)
 The whole document is always rewritten; sections not selected say "not run".
 Environment (defaults in brackets):
   EVAL_RUNS [5]           repetitions for the timings of ondemand and protection
   EVAL_N ["1 5 10"]       instance counts for propagation
   EVAL_PROP_RUNS [1]      policy changes timed per mode and N
-  EVAL_ONDEMAND_MODES ["none image paused"], EVAL_PROP_MODES ["inplace replace pool staged"]
+  EVAL_ONDEMAND_MODES ["none image paused snapshot"], EVAL_PROP_MODES ["inplace replace pool staged"]
                           the parts of ondemand and propagation to run
   EVAL_POOL_SIZE [2]      pool size for ondemand (propagation uses a pool of N)
   EVAL_DENSITY_N [3]      running instances, and paused pool members, for density
   EVAL_REQUESTS [2000]    requests per load test, EVAL_CONCURRENCY [4] connections,
   EVAL_LOAD_RUNS [3]      load tests per target
   EVAL_POLL_INTERVAL [0.1] seconds between two probes of one endpoint (propagation)
-  EVAL_OUT [docs/benchmarks.md], TERRAFORM [.venv/bin/terraform]
-Needs scripts/build.sh first (the release provider and the static example API).
+  EVAL_LEAN_BOOTS [5]     boots per kernel and snapshot starts (lean: SDSEC_BENCH_BOOTS)
+  EVAL_LEAN_INSTANCES ["1 5 20"]  instances running at once for memory (SDSEC_BENCH_INSTANCES)
+  EVAL_RUNTIME_SECONDS [3], EVAL_RUNTIME_ROUNDS [2], EVAL_RUNTIME_CONNECTIONS [32]
+                          load per path and round, rounds, connections (runtime)
+  EVAL_COMPILE_SECONDS [5] criterion's measurement time per stage (compile)
+  EVAL_OUT [docs/guides/benchmarks.md], TERRAFORM [.venv/bin/terraform]
+  The benchmarks' own variables (SDSEC_BENCH_KERNELS, SDSEC_BENCH_SETTLE_S, NGINX, ...) and
+  CARGO_TARGET_DIR pass through to them; cargo must be on PATH.
+Needs scripts/build.sh first (the release provider, the static runtime and example API, both
+kernels); lean, runtime and compile build their benchmark (release) with cargo.
 Progress goes to stderr. Whatever happens (failure, Ctrl-C), everything applied is
 destroyed and no VM is left behind.
 """
@@ -38,6 +55,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import benches
 import harness
 import measure
 import outputs
@@ -50,6 +68,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 class UsageError(Exception):
     pass
+
+
+# What measures each section: a function of the Run and the Config that gives its text.
+MEASURES = {
+    "ondemand": measure.ondemand,
+    "protection": measure.protection,
+    "propagation": measure.propagation,
+    "density": measure.density,
+    "lean": benches.lean,
+    "runtime": benches.runtime,
+    "compile": benches.compile_time,
+}
 
 
 def parse_sections(args):
@@ -77,6 +107,12 @@ class Config:
     concurrency: int
     load_runs: int
     poll_interval: str  # as given: it goes into the poller's arguments and the document
+    lean_boots: int
+    lean_instances: list
+    runtime_seconds: str  # as given, as poll_interval
+    runtime_rounds: int
+    runtime_connections: int
+    compile_seconds: str
     out: Path
     terraform: Path
     cores: int
@@ -100,15 +136,21 @@ class Config:
                 raise UsageError(f"{name}: unknown {' '.join(unknown)} (known: {' '.join(allowed)})")
             return items
 
-        ns = (env.get("EVAL_N", "").strip() or "1 5 10").split()
-        if not all(re.fullmatch(r"[1-9][0-9]*", n) for n in ns):
-            raise UsageError(f"EVAL_N={' '.join(ns)!r}: instance counts are whole numbers from 1")
-        interval = env.get("EVAL_POLL_INTERVAL", "").strip() or "0.1"
-        number("EVAL_POLL_INTERVAL", "0.1", float)
+        def counts(name, default):
+            items = (env.get(name, "").strip() or default).split()
+            if not all(re.fullmatch(r"[1-9][0-9]*", n) for n in items):
+                raise UsageError(f"{name}={' '.join(items)!r}: instance counts are whole numbers from 1")
+            return [int(n) for n in items]
+
+        def seconds(name, default, minimum=0.001):  # checked, and kept as written
+            number(name, default, float, minimum)
+            return env.get(name, "").strip() or default
+
+        ns = counts("EVAL_N", "1 5 10")
         return cls(
             runs=number("EVAL_RUNS", "5", minimum=1),
-            ns=[int(n) for n in ns],
-            ondemand_modes=words("EVAL_ONDEMAND_MODES", "none image paused", render.ONDEMAND_MODES),
+            ns=ns,
+            ondemand_modes=words("EVAL_ONDEMAND_MODES", "none image paused snapshot", render.ONDEMAND_MODES),
             prop_modes=words("EVAL_PROP_MODES", "inplace replace pool staged", render.PROP_MODES),
             prop_runs=number("EVAL_PROP_RUNS", "1", minimum=1),
             pool_size=number("EVAL_POOL_SIZE", "2", minimum=1),
@@ -116,8 +158,14 @@ class Config:
             requests=number("EVAL_REQUESTS", "2000", minimum=1),
             concurrency=number("EVAL_CONCURRENCY", "4", minimum=1),
             load_runs=number("EVAL_LOAD_RUNS", "3"),  # 0: no load tests
-            poll_interval=interval,
-            out=Path(env.get("EVAL_OUT") or root / "docs" / "benchmarks.md"),
+            poll_interval=seconds("EVAL_POLL_INTERVAL", "0.1", minimum=0),
+            lean_boots=number("EVAL_LEAN_BOOTS", "5", minimum=1),
+            lean_instances=counts("EVAL_LEAN_INSTANCES", "1 5 20"),
+            runtime_seconds=seconds("EVAL_RUNTIME_SECONDS", "3"),
+            runtime_rounds=number("EVAL_RUNTIME_ROUNDS", "2", minimum=1),
+            runtime_connections=number("EVAL_RUNTIME_CONNECTIONS", "32", minimum=1),
+            compile_seconds=seconds("EVAL_COMPILE_SECONDS", "5"),
+            out=Path(env.get("EVAL_OUT") or root / "docs" / "guides" / "benchmarks.md"),
             terraform=Path(env.get("TERRAFORM") or root / ".venv" / "bin" / "terraform"),
             cores=cores,
         )
@@ -162,7 +210,7 @@ def evaluate(run, cfg, selected):
     sections = {}
     for s in selected:
         log(f"=== {s}")
-        sections[s] = getattr(measure, s)(run, cfg)
+        sections[s] = MEASURES[s](run, cfg)
     text = render.document(selected, machine(run, cfg), sections)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = cfg.out.with_name(f".{cfg.out.name}.tmp")

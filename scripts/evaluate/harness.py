@@ -95,12 +95,50 @@ def run(argv, stdout=DEVNULL, stderr=DEVNULL):
     return wait_child(subprocess.Popen([str(a) for a in argv], stdin=DEVNULL, stdout=stdout, stderr=stderr))
 
 
+def run_group(argv, out, env=None, cwd=None):
+    """Run a command (a cargo benchmark) in a process group of its own, its output to the file
+    OUT, to its end; its exit status. On a signal the whole group is ended first (a benchmark
+    holds no state worth finishing, and can take minutes), then the signal's Interrupted raised;
+    what the group started in sessions of its own (QEMU, nginx) is for Run.sweep."""
+    proc = subprocess.Popen([str(a) for a in argv], stdin=DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                            cwd=cwd, start_new_session=True)
+    try:
+        return proc.wait()
+    except Interrupted:
+        ignore_signals()  # the run is ending: nothing may cut this short
+        end_group(proc)
+        raise
+
+
+def end_group(proc, grace=10.0):
+    """SIGTERM to PROC's process group, SIGKILL after GRACE seconds; reaps PROC."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            pass  # the group is gone
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    proc.wait()
+
+
 def capture(argv, stderr=DEVNULL):
     """Run a foreground command to its end: (exit status, its standard output)."""
     with tempfile.TemporaryFile() as f:  # a file, not a pipe: nothing to drain if interrupted
         rc = run(argv, stdout=f, stderr=stderr)
         f.seek(0)
         return rc, f.read().decode(errors="replace")
+
+
+def _zombie(pid):
+    """Whether PID has exited and waits for its parent to reap it (it holds nothing any more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 class Run:
@@ -112,6 +150,7 @@ class Run:
         self.root, self.terraform, self.sdsec, self.app = Path(root), Path(terraform), Path(sdsec), Path(app)
         self.work = Path(work)
         self.background = []
+        self.swept = []  # directories whose processes the clean-up ends (see sweep)
         self.results = defaultdict(list)
         self.accel = None  # the accelerator the last instance looked at recorded
 
@@ -141,6 +180,39 @@ class Run:
                     proc.kill()
                     proc.wait()
         self.background = []
+
+    def sweep(self, path, grace=10.0):
+        """End every process whose command line names PATH (a directory of this run given to a
+        benchmark as its TMPDIR): a QEMU or nginx a benchmark killed by a signal could not stop.
+        Returns how many there were."""
+        needle = str(path)
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue  # gone, or not ours to read
+            if outputs.started_by_us(cmdline, needle):
+                pids.append(int(entry.name))
+        found = len(pids)
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+            alive = []
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                    alive.append(pid)
+                except OSError:
+                    pass
+            deadline = time.time() + wait
+            while alive and time.time() < deadline:
+                time.sleep(0.1)
+                alive = [p for p in alive if Path(f"/proc/{p}").exists() and not _zombie(p)]
+            pids = alive
+            if not pids:
+                break
+        return found
 
     # --------------------------------------------------------------------------- terraform
 
@@ -244,6 +316,10 @@ class Run:
         ignore_signals()
         log("cleaning up (destroying everything this run applied)")
         self.stop_background()
+        for d in self.swept:
+            ended = self.sweep(d)
+            if ended:
+                log(f"ended {ended} process(es) a benchmark left running in {d}")
         for d in sorted(p for p in self.work.glob("*") if p.is_dir()):
             try:
                 self.teardown(d)

@@ -92,6 +92,34 @@ def started_by_us(cmdline, state_dir):
     return state_dir in cmdline.replace(b"\0", b" ").decode(errors="replace")
 
 
+def bench_failure(log, rc):
+    """Why a `cargo bench` failed, from its output LOG (stdout and stderr) and exit status RC:
+    the message of the benchmark's panic, else cargo's first error, else the status."""
+    lines = log.splitlines()
+    for i in range(len(lines) - 1, -1, -1):  # the last panic: the one that ended the run
+        line = lines[i]
+        if "panicked at " not in line:
+            continue
+        m = re.search(r"panicked at '(.*)', \S+$", line)  # Rust before 1.73: the message inline
+        if m:
+            return m.group(1)
+        if i + 1 < len(lines) and lines[i + 1].strip():
+            return lines[i + 1].strip()
+        return line.strip()
+    for line in lines:
+        if re.match(r"error(\[E\d+\])?: ", line):
+            return line.strip()
+    return f"exit status {rc}"
+
+
+def bench_summary(text, bench):
+    """The JSON a benchmark wrote to SDSEC_BENCH_JSON, checked to be BENCH's (a dict)."""
+    figures = json.loads(text)
+    if not isinstance(figures, dict) or figures.get("bench") != bench:
+        raise ValueError(f"not the figures of the {bench} benchmark")
+    return figures
+
+
 def error_summary(text, limit=400):
     """A failure's text as it goes into a table cell: one line, no "|", at most LIMIT chars."""
     return re.sub(r"[\n|]", " ", text[:limit]).rstrip()

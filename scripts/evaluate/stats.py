@@ -1,6 +1,6 @@
 """The evaluation's arithmetic: medians with their spread, ratios, sizes.
 
-Pure functions over lists of floats; the formats are those of docs/benchmarks.md.
+Pure functions over lists of floats; the formats are those of docs/guides/benchmarks.md.
 """
 
 import statistics

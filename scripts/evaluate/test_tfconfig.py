@@ -82,6 +82,12 @@ class MainTf(unittest.TestCase):
         self.assertNotIn("lifecycle", text)
         self.assertIn("  count       = 3\n", text)
 
+    def test_a_snapshot_pool(self):
+        text = tfconfig.main_tf("/w/ondemand-snapshot", "/x/app", 1, "snapshot", 2, use_pool=True)
+        self.assertEqual(text, POOL.replace("prop-pool", "ondemand-snapshot").replace("size        = 5", "size        = 2")
+                         .replace('warm        = "paused"', 'warm        = "snapshot"').replace("count       = 5", "count       = 1")
+                         .replace("  lifecycle { create_before_destroy = true }\n", "  \n"))
+
     def test_cli_config(self):
         self.assertEqual(tfconfig.cli_config("/r/target/release"), """provider_installation {
   dev_overrides { "sdsec/sdsec" = "/r/target/release" }

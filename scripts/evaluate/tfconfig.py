@@ -14,7 +14,7 @@ def cli_config(provider_dir):
 def main_tf(work_dir, app, count, warm="none", pool_size=0, use_pool=False, create_before_destroy=False):
     """WORK_DIR/main.tf: the quickstart policy (WORK_DIR/policy.yaml), COUNT `sdsec_unikernel`s
     of the example API APP and, unless WARM is "none", an `sdsec_pool` of POOL_SIZE members kept
-    warm as WARM ("image" or "paused") that the unikernels draw from if USE_POOL."""
+    warm as WARM ("image", "paused" or "snapshot") that the unikernels draw from if USE_POOL."""
     application = f'{{ path = "{app}", args = ["--listen", "0.0.0.0:8080"], port = 8080 }}'
     pool_block = pool_attr = pool_outputs = ""
     if warm != "none":

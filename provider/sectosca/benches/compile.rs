@@ -3,7 +3,8 @@
 //! with the parse stage alone, measured in the same run. The document is written the common
 //! way, so `parse` measures the direct reader; the event parser reads only other documents.
 //!
-//! `cargo bench -p sdsec-sectosca --bench compile`
+//! `cargo bench -p sdsec-sectosca --bench compile`; with `SDSEC_BENCH_JSON=<path>`, the
+//! samples are also written there as JSON, for the evaluation in `scripts/evaluate/`.
 //!
 //! The goal is at most 50 ms for the whole compile on a 2-core machine. On a loaded machine
 //! wall time wanders: the CPU time printed at the end, or instructions counted by
@@ -175,16 +176,25 @@ fn timed(name: &'static str, iters: u64, mut f: impl FnMut()) -> Duration {
     elapsed
 }
 
+/// Samples criterion measures per benchmark (`sample_size`).
+const SAMPLE_SIZE: usize = 20;
+
+/// The samples criterion measured: the last [`SAMPLE_SIZE`], as it warms up before (with
+/// batches of 1, 2, 4, … iterations, whose first ones run on cold caches).
+fn measured(name: &str) -> Vec<Sample> {
+    let samples = SAMPLES.lock().unwrap().get(name).cloned().unwrap_or_default();
+    samples[samples.len().saturating_sub(SAMPLE_SIZE)..].to_vec()
+}
+
 /// The fastest sample's wall time per iteration: what a quiet machine gives, since other
 /// processes only ever add to it.
 fn fastest(name: &str) -> Duration {
-    let samples = SAMPLES.lock().unwrap().get(name).cloned().unwrap_or_default();
-    samples.iter().map(|s| s.0).min().unwrap_or_default()
+    measured(name).iter().map(|s| s.0).min().unwrap_or_default()
 }
 
 /// Median wall time and median CPU time per iteration.
 fn median(name: &str) -> (Duration, Option<Duration>) {
-    let samples = SAMPLES.lock().unwrap().get(name).cloned().unwrap_or_default();
+    let samples = measured(name);
     let mid = |mut v: Vec<Duration>| {
         v.sort();
         v.get(v.len() / 2).copied()
@@ -218,7 +228,7 @@ fn bench(c: &mut Criterion) {
     );
 
     let mut group = c.benchmark_group("sectosca");
-    group.sample_size(20);
+    group.sample_size(SAMPLE_SIZE);
     group.bench_function("parse", |b| {
         b.iter_custom(|iters| {
             timed("parse", iters, || {
@@ -240,6 +250,33 @@ fn bench(c: &mut Criterion) {
         report("CPU time: ", parse, compile);
     }
     goal(compile_cpu, fastest("compile"));
+    if let Some(path) = std::env::var_os("SDSEC_BENCH_JSON").filter(|p| !p.is_empty()) {
+        let document = serde_json::json!({
+            "unikernels": UNIKERNELS, "hypervisors": HYPERVISORS, "policies": POLICIES,
+            "bytes": text.len(), "lines": text.lines().count(), "merged_plans": merged,
+        });
+        summary(std::path::Path::new(&path), document);
+    }
+}
+
+/// Each measured sample's wall and CPU time per iteration in ms, by benchmark, as JSON at `path`.
+fn summary(path: &std::path::Path, document: serde_json::Value) {
+    let times = |name: &str| {
+        let all = measured(name);
+        let wall: Vec<f64> = all.iter().map(|s| ms(s.0)).collect();
+        let cpu: Vec<f64> = all.iter().filter_map(|s| s.1.map(ms)).collect();
+        serde_json::json!({ "wall_ms": wall, "cpu_ms": cpu })
+    };
+    let figures = serde_json::json!({
+        "bench": "compile",
+        "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+        "document": document,
+        "goal_ms": ms(GOAL),
+        "parse": times("parse"),
+        "compile": times("compile"),
+    });
+    let text = serde_json::to_string_pretty(&figures).unwrap() + "\n";
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
 /// The goal of issue 14: the whole compile in at most 50 ms on a 2-core machine.

@@ -33,11 +33,13 @@
 //! `cargo bench -p sdsec-engine --bench boot`; SDSEC_BENCH_BOOTS (boots per kernel, 5),
 //! SDSEC_BENCH_KERNELS (comma-separated, `sdsec,debian-cloud`; a path works too),
 //! SDSEC_BENCH_INSTANCES (sdsec's instance counts, `1,5,20`), SDSEC_BENCH_SETTLE_S (wait
-//! before reading memory, 5), SDSEC_BENCH_MEMORY=0 skips part 4, SDSEC_BENCH_SNAPSHOT=0 the snapshot starts ([`snapshot`]).
+//! before reading memory, 5), SDSEC_BENCH_MEMORY=0 skips part 4, SDSEC_BENCH_SNAPSHOT=0 the snapshot starts ([`snapshot`]),
+//! SDSEC_BENCH_JSON=<path> also writes the figures there as JSON ([`summary`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod memory;
 mod snapshot;
+mod summary;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -49,6 +51,8 @@ use hypervisor::qemu::Qemu;
 use hypervisor::{AccelChoice, BootSpec, Hypervisor, Instance, InstanceId};
 use sdsec_image::kernel::{Kernel, KernelChoice};
 use sdsec_image::{ImageSpec, Outcome, Store};
+use serde_json::json;
+use summary::Summary;
 
 const POLICY: &str = include_str!("../../../../examples/quickstart/policy.yaml");
 const TOKEN: &str = "quickstart-token";
@@ -266,6 +270,26 @@ fn pair(subjects: &[Subject], f: impl Fn(&Subject) -> f64) -> Option<(f64, f64)>
     (subjects.len() == 2).then(|| (f(&subjects[0]), f(&subjects[1])))
 }
 
+/// Parts 1 to 3 of one kernel, for the summary.
+fn figures(s: &Subject) -> serde_json::Value {
+    let boot = s.boot.as_ref().unwrap();
+    json!({
+        "label": s.label,
+        "ready_ms": s.ready,
+        "serving_ms": s.serving,
+        "cold_build_ms": s.cold,
+        "cold_build_kernel_stored_ms": s.cold_kernel_stored,
+        "store_verified_ms": s.verified,
+        "store_memoised_ms": s.memoised,
+        "kernel_bytes": s.sizes[0],
+        "initramfs_bytes": s.sizes[1],
+        "image_dir_bytes": s.sizes[2],
+        "memory_mb": boot.memory_mb,
+        "min_memory_mb": s.kernel.min_memory_mb(),
+        "tcg_cache_mb": boot.tcg_cache_mb,
+    })
+}
+
 fn main() {
     let n = setting("SDSEC_BENCH_BOOTS", 5) as usize;
     let source = sectosca::Source::new("quickstart/policy.yaml", POLICY);
@@ -277,6 +301,7 @@ fn main() {
         port: None,
     };
     let mut subjects = subjects(plan, &app, &static_binary("sdsec-guest"));
+    let mut summary = Summary::from_env();
 
     let state = tempfile::tempdir().unwrap();
     for s in &mut subjects {
@@ -285,6 +310,11 @@ fn main() {
     let qemu = Qemu::new(state.path(), AccelChoice::Auto).unwrap();
     let mut running = Running::new(&qemu);
     boots(&mut subjects, &mut running, n);
+    summary.set("accel", json!(qemu.accel().to_string()));
+    summary.set("cpus", json!(std::thread::available_parallelism().map_or(0, |p| p.get())));
+    summary.set("app_bytes", json!(std::fs::metadata(&app.path).unwrap().len()));
+    summary.set("boots", json!(n));
+    summary.set("kernels", subjects.iter().map(figures).collect());
 
     println!(
         "\nsdsec boot benchmark: quickstart policy, example API ({}), QEMU microvm, accel {}, {} CPUs",
@@ -380,7 +410,9 @@ fn main() {
 
     if setting("SDSEC_BENCH_SNAPSHOT", 1) != 0 {
         let first = &subjects[0];
-        snapshot::report(&first.label, first.boot.as_ref().unwrap(), &first.serving, &mut running, state.path(), n);
+        let figures =
+            snapshot::report(&first.label, first.boot.as_ref().unwrap(), &first.serving, &mut running, state.path(), n);
+        summary.set("snapshot", figures);
     }
 
     if setting("SDSEC_BENCH_MEMORY", 1) != 0 {
@@ -402,6 +434,6 @@ fn main() {
             })
             .collect();
         runs[0].baseline_hardening = Some(launch::boot_spec(&image, plan, READY_TIMEOUT));
-        memory::report(&runs, &mut running, state.path());
+        memory::report(&runs, &mut running, state.path(), &mut summary);
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hypervisor::BootSpec;
+use serde_json::json;
 
+use crate::summary::Summary;
 use crate::{Running, TOKEN, setting, status};
 
 #[derive(Debug)]
@@ -86,9 +88,19 @@ fn row(label: &str, memory_mb: u64, instances: usize, (pss, rss): (f64, f64), no
     println!("{label:<22}{memory_mb:>10}{instances:>11}{pss:>10.1}{rss:>10.1}  {note}");
 }
 
+/// Where the series boot and report.
+#[derive(Debug)]
+struct Bench<'b, 'q> {
+    running: &'b mut Running<'q>,
+    state: &'b Path,
+    summary: &'b mut Summary,
+}
+
 /// Boots `spec` one instance after the other, each to ready, and reads memory when
 /// `counts` are running (after `settle`); with `ksm_at`, also after KSM at that count.
-fn series(label: &str, spec: &BootSpec, counts: &[usize], ksm_at: Option<usize>, running: &mut Running, state: &Path) {
+fn series(b: &mut Bench, kernel: &str, hardening: &str, spec: &BootSpec, counts: &[usize], ksm_at: Option<usize>) {
+    let Bench { running, state, summary } = b;
+    let label = &format!("{kernel}, {hardening}");
     let memory_mb = spec.memory_mb;
     let settle = Duration::from_secs(setting("SDSEC_BENCH_SETTLE_S", 5));
     for &count in counts {
@@ -101,15 +113,33 @@ fn series(label: &str, spec: &BootSpec, counts: &[usize], ksm_at: Option<usize>,
         std::thread::sleep(settle);
         let goal = if count == 5 { "; goal ≤ 64 MiB PSS" } else { "" };
         let note = format!("booted in {:.0} s{goal}", booted.as_secs_f64());
-        row(label, memory_mb, count, mean_mib(running, state), &note);
+        let (pss, rss) = mean_mib(running, state);
+        row(label, memory_mb, count, (pss, rss), &note);
+        let figures = json!({
+            "kernel": kernel, "hardening": hardening, "memory_mb": memory_mb, "instances": count,
+            "pss_mib": pss, "rss_mib": rss, "booted_s": booted.as_secs_f64(),
+        });
+        summary.push("memory", figures);
         if count <= 5 {
             println!("{:<43}{}", "", breakdown(state, running.ids()[0].as_str(), spec));
         }
         if ksm_at == Some(count) {
+            let mut figures =
+                json!({ "kernel": kernel, "hardening": hardening, "memory_mb": memory_mb, "instances": count });
             match with_ksm(|| mean_mib(running, state)) {
-                Ok((figures, note)) => row(label, memory_mb, count, figures, &note),
-                Err(why) => println!("{label:<22}{memory_mb:>10}{count:>11}  KSM not measured: {why}"),
+                Ok(((pss, rss), ksm)) => {
+                    row(label, memory_mb, count, (pss, rss), &ksm.note);
+                    figures["pss_mib"] = json!(pss);
+                    figures["rss_mib"] = json!(rss);
+                    figures["ksm"] =
+                        json!({ "full_scans": ksm.scans, "seconds": ksm.seconds, "saved_mib": ksm.saved_mib });
+                }
+                Err(why) => {
+                    println!("{label:<22}{memory_mb:>10}{count:>11}  KSM not measured: {why}");
+                    figures["ksm"] = json!({ "error": why });
+                }
             }
+            summary.push("memory", figures);
         }
     }
     running.stop_all();
@@ -138,10 +168,19 @@ impl Drop for RestoreKsm {
     }
 }
 
+/// What KSM did before the figures were read.
+#[derive(Debug)]
+struct Ksm {
+    scans: u64,
+    seconds: f64,
+    saved_mib: f64,
+    note: String,
+}
+
 /// `measure` after KSM ran [`KSM_SCANS`] full scans (at most [`KSM_WAIT`]), with what it
 /// merged. KSM scans [`KSM_PAGES_TO_SCAN`] pages per 20 ms meanwhile (the kernel's default,
 /// 100, takes about a minute per scan of 5 guests).
-fn with_ksm(measure: impl Fn() -> (f64, f64)) -> Result<((f64, f64), String), String> {
+fn with_ksm(measure: impl Fn() -> (f64, f64)) -> Result<((f64, f64), Ksm), String> {
     let number = |name| read_ksm(name)?.parse::<u64>().map_err(|e| format!("{KSM}/{name}: {e}"));
     let run = read_ksm("run").map_err(|e| format!("KSM is not available on this host ({e})"))?;
     let mut restore = RestoreKsm(Vec::new());
@@ -163,15 +202,14 @@ fn with_ksm(measure: impl Fn() -> (f64, f64)) -> Result<((f64, f64), String), St
     let figures = measure();
     let (sharing, shared) = (number("pages_sharing")?, number("pages_shared")?);
     drop(restore);
+    let (seconds, saved_mib) = (t.elapsed().as_secs_f64(), sharing as f64 * 4096.0 / (1 << 20) as f64);
     let note = format!(
-        "with KSM: {scans} full scans in {:.0} s, {:.1} MiB saved (pages_sharing {sharing}, pages_shared {shared}); ksm/run back to {run}",
-        t.elapsed().as_secs_f64(),
-        sharing as f64 * 4096.0 / (1 << 20) as f64,
+        "with KSM: {scans} full scans in {seconds:.0} s, {saved_mib:.1} MiB saved (pages_sharing {sharing}, pages_shared {shared}); ksm/run back to {run}",
     );
-    Ok((figures, note))
+    Ok((figures, Ksm { scans, seconds, saved_mib, note }))
 }
 
-pub fn report(subjects: &[Subject], running: &mut Running, state: &Path) {
+pub fn report(subjects: &[Subject], running: &mut Running, state: &Path, summary: &mut Summary) {
     let counts: Vec<usize> = std::env::var("SDSEC_BENCH_INSTANCES")
         .unwrap_or_else(|_| "1,5,20".into())
         .split(',')
@@ -181,19 +219,19 @@ pub fn report(subjects: &[Subject], running: &mut Running, state: &Path) {
     println!("\nmemory per QEMU: mean over the instances running at once, after the last is ready and a settle time");
     println!("{:<22}{:>10}{:>11}{:>10}{:>10}", "kernel, hardening", "guest MiB", "instances", "PSS MiB", "RSS MiB");
     println!("{}", "-".repeat(63));
+    let b = &mut Bench { running, state, summary };
     // The first kernel is the one under test, the others are baselines.
     for (i, s) in subjects.iter().enumerate() {
-        let label = format!("{}, strict", s.label);
         if i > 0 {
-            series(&label, &s.boot, &few, None, running, state);
+            series(b, &s.label, "strict", &s.boot, &few, None);
             continue;
         }
-        series(&label, &s.boot, &counts, Some(5), running, state);
+        series(b, &s.label, "strict", &s.boot, &counts, Some(5));
         if let Some(min) = s.min_memory_mb {
-            series(&label, &BootSpec { memory_mb: min, ..s.boot.clone() }, &few, None, running, state);
+            series(b, &s.label, "strict", &BootSpec { memory_mb: min, ..s.boot.clone() }, &few, None);
         }
         if let Some(baseline) = &s.baseline_hardening {
-            series(&format!("{}, baseline", s.label), baseline, &few, None, running, state);
+            series(b, &s.label, "baseline", baseline, &few, None);
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Each start is timed as `sdsec run --snapshot` makes it: the state opened and verified
 //! against its SHA-256 through the descriptor QEMU is then handed (a new process has
 //! verified nothing yet, so every start pays it), then the copy started. The verification
-//! and the start alone are printed beside it.
+//! and the start alone are printed beside it, and given to the summary.
 
 use std::fs::File;
 use std::path::Path;
@@ -14,12 +14,20 @@ use std::time::Instant;
 
 use engine::launch;
 use hypervisor::{BootSpec, Hypervisor, Nic, Probe, Restore};
+use serde_json::{Value, json};
 
 use crate::{Running, TOKEN, mb, median, ms, spread, status};
 
 /// Times `n` copies of `boot`'s snapshot to serving and prints them against `cold_serving`
-/// (the same image booted, QEMU start → serving).
-pub fn report(label: &str, boot: &BootSpec, cold_serving: &[f64], running: &mut Running, state: &Path, n: usize) {
+/// (the same image booted, QEMU start → serving); the figures, for the summary.
+pub fn report(
+    label: &str,
+    boot: &BootSpec,
+    cold_serving: &[f64],
+    running: &mut Running,
+    state: &Path,
+    n: usize,
+) -> Value {
     let mut template = boot.clone();
     template.name = "bench-snapshot".into();
     template.cmdline = abi::cmdline::with_snapshot(&template.cmdline);
@@ -56,7 +64,8 @@ pub fn report(label: &str, boot: &BootSpec, cold_serving: &[f64], running: &mut 
         running.stop_all();
     }
     println!("\nsnapshot starts, kernel {label} (same run as the boots above)");
-    println!("{:<44}{:>20}", "snapshot: size", mb(std::fs::metadata(&path).unwrap().len()));
+    let bytes = std::fs::metadata(&path).unwrap().len();
+    println!("{:<44}{:>20}", "snapshot: size", mb(bytes));
     println!("{:<44}{:>20}", "snapshot: save (paused → on disk)", format!("{save_ms:.0}"));
     println!("{:<44}{:>20}", format!("verify the state, once per process (n={n})"), spread(&verify));
     println!("{:<44}{:>20}", format!("start from snapshot → serving (n={n})"), spread(&serving));
@@ -72,4 +81,12 @@ pub fn report(label: &str, boot: &BootSpec, cold_serving: &[f64], running: &mut 
         "  ratio start alone / cold boot",
         format!("{:.2}", median(&serving) / median(cold_serving))
     );
+    json!({
+        "label": label,
+        "bytes": bytes,
+        "save_ms": save_ms,
+        "verify_ms": verify,
+        "start_ms": serving,
+        "run_ms": run,
+    })
 }

@@ -26,7 +26,8 @@
 //!
 //! `cargo bench -p sdsec-guest --bench overhead` (env `SECONDS`, `ROUNDS`, `CONNECTIONS`,
 //! `APP_WORKERS`, `PROXY_WORKERS`, `LOAD_WORKERS`; `ONLY=direct|proxied|open|nginx` for
-//! profiling; `NGINX=0` skips nginx).
+//! profiling; `NGINX=0` skips nginx; `SDSEC_BENCH_JSON=<path>` also writes the figures there
+//! as JSON, for the evaluation in `scripts/evaluate/`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod load;
@@ -160,6 +161,7 @@ fn main() {
     let guarded = proxy_rt.block_on(guest(app, true, proxy_workers));
     let open = proxy_rt.block_on(guest(app, false, proxy_workers));
     // Ended when dropped, also on a panic below.
+    let mut nginx_skipped = (!with_nginx).then(|| "not asked for (NGINX=0 or ONLY)".to_owned());
     let nginx = if with_nginx {
         match nginx::Nginx::start(app, proxy_workers, TOKEN) {
             Ok(n) => {
@@ -168,6 +170,7 @@ fn main() {
             }
             Err(e) => {
                 println!("nginx row skipped: {e}");
+                nginx_skipped = Some(e);
                 None
             }
         }
@@ -209,6 +212,35 @@ fn main() {
         }
     });
     report(&mut paths);
+    if let Some(path) = std::env::var_os("SDSEC_BENCH_JSON").filter(|p| !p.is_empty()) {
+        let settings = serde_json::json!({
+            "bench": "overhead",
+            "cpus": std::thread::available_parallelism().map_or(0, usize::from),
+            "connections": connections, "rounds": rounds, "seconds": seconds,
+            "workers": { "app": app_workers, "proxy": proxy_workers, "load": load_workers },
+            "nginx_skipped": nginx_skipped,
+        });
+        summary(std::path::Path::new(&path), settings, &mut paths);
+    }
+}
+
+/// The settings and each path's figures as JSON at `path` (workers: 0 is one per core).
+fn summary(path: &std::path::Path, mut settings: serde_json::Value, paths: &mut [Path]) {
+    let figures: Vec<_> = paths
+        .iter_mut()
+        .map(|p| {
+            let f = &mut p.figures;
+            let [app, proxy, load] = f.cpu_per_request();
+            serde_json::json!({
+                "key": p.key, "name": p.name, "requests": f.requests, "rps": f.rps(),
+                "p50_ms": ms(f.quantile(0.50)), "p99_ms": ms(f.quantile(0.99)),
+                "cpu_us_per_request": { "app": app, "proxy": proxy, "load": load },
+            })
+        })
+        .collect();
+    settings["paths"] = figures.into();
+    let text = serde_json::to_string_pretty(&settings).unwrap() + "\n";
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
 }
 
 fn report(paths: &mut [Path]) {
