@@ -164,7 +164,8 @@ instances running at once, booted one after the other (the last column: the time
 those added since the previous count) and read after a settle time; the
 first kernel at every count (SDSEC_BENCH_INSTANCES), and up to 5 at the kernel's minimum
 memory and with hardening `baseline` (no `init_on_free=1`); the second kernel up to 5, as the
-baseline; with 5 of the first, PSS again after KSM has scanned twice (its settings restored
+baseline; with 5 of the first at `baseline` (the level whose guest memory is offered to
+KSM; `strict` guests' never is), PSS again after KSM has scanned twice (its settings restored
 after). Every ratio is of medians from this run. Issue 14 aims at: serving ≤ 0.40 of Debian's
 kernel, the image from the store ≤ 0.10 of a cold build, ≤ 64 MiB PSS per instance with 5
 running, `sdsec run --snapshot` ≤ 0.20 of a cold boot. Starts through Terraform from pools of

@@ -16,10 +16,10 @@
 //! 4. memory (the first kernel of SDSEC_BENCH_KERNELS in full, the others as baselines):
 //!    mean PSS (`/proc/<qemu>/smaps_rollup`) and RSS per QEMU with 1, 5 and 20
 //!    instances of sdsec's kernel running at once (the quickstart's memory_mb, and 1 and 5 at
-//!    the kernel's minimum), and 1 and 5 of Debian's; with 5 of sdsec's, PSS again after KSM
-//!    has done 2 full scans (`/sys/kernel/mm/ksm/run` restored afterwards); and 1 and 5 of
-//!    sdsec's with the quickstart at hardening `baseline` (no `init_on_free=1`, which makes
-//!    all guest RAM resident). Goal: ≤ 64 MiB PSS per instance with 5 running. Instances boot
+//!    the kernel's minimum), and 1 and 5 of Debian's; 1 and 5 of sdsec's with the quickstart
+//!    at hardening `baseline` (no `init_on_free=1`, which makes all guest RAM resident; its
+//!    guests' memory is offered to KSM), and with those 5, PSS again after KSM has done 2
+//!    full scans (`/sys/kernel/mm/ksm/run` restored afterwards). Goal: ≤ 64 MiB PSS per instance with 5 running. Instances boot
 //!    one after the other, each to ready; one QEMU's PSS is split by mapping.
 //!
 //! Quickstart policy and the example API, QEMU `microvm` with its user network (127.0.0.1
