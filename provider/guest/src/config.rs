@@ -67,6 +67,10 @@ pub struct Runtime {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub upstream_wait: Duration,
+    /// How long the application has, from the request's start, to begin its answer: the
+    /// request body's own bound plus the plan's answer timeout. Past it the client gets 504,
+    /// and the connection is dropped: a hung application does not hold it for good.
+    pub answer_timeout: Duration,
     /// Sent with 405 answers.
     pub allow: Option<HeaderValue>,
 }
@@ -98,6 +102,8 @@ impl Runtime {
             body_timeout: Duration::from_secs(http.body_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(http.idle_timeout_seconds.max(1)),
             upstream_wait: Duration::from_secs(http.upstream_wait_seconds.max(1)),
+            answer_timeout: Duration::from_secs(http.body_timeout_seconds.max(1))
+                + Duration::from_secs(http.answer_timeout_seconds.max(1)),
             allow,
             plan: plan.clone(),
         })

@@ -21,6 +21,9 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: u64 = 64;
 pub const DEFAULT_MAX_UPSTREAM_CONNECTIONS: u64 = 64;
 /// How long a request waits for a connection to the application before it gets 503.
 pub const DEFAULT_UPSTREAM_WAIT_SECONDS: u64 = 5;
+/// How long the application has to begin its answer, beyond the request body's own time;
+/// past it the client gets 504 (a reverse proxy's usual read timeout).
+pub const DEFAULT_ANSWER_TIMEOUT_SECONDS: u64 = 60;
 pub const HEALTH_PATH: &str = "/.sdsec/health";
 pub const DEFAULT_AUDIT_EVENTS: &[AuditEvent] =
     &[AuditEvent::AuthnFailure, AuditEvent::AuthzDeny, AuditEvent::FirewallDrop];

@@ -204,6 +204,10 @@ pub struct HttpPlan {
     /// How long a request waits for a connection to the application before it gets 503.
     #[serde(default = "defaults::upstream_wait")]
     pub upstream_wait_seconds: u64,
+    /// How long the application has to begin its answer to a request passed on, beyond the
+    /// request body's own time (`body_timeout_seconds`); past it the client gets 504.
+    #[serde(default = "defaults::answer_timeout")]
+    pub answer_timeout_seconds: u64,
     /// The path the readiness probe uses; it answers nothing else.
     pub health_path: String,
 }
@@ -229,6 +233,9 @@ mod defaults {
     }
     pub fn upstream_wait() -> u64 {
         DEFAULT_UPSTREAM_WAIT_SECONDS
+    }
+    pub fn answer_timeout() -> u64 {
+        DEFAULT_ANSWER_TIMEOUT_SECONDS
     }
 }
 
@@ -375,6 +382,7 @@ mod tests {
                 max_connections_per_source: 1,
                 max_upstream_connections: 1,
                 upstream_wait_seconds: 1,
+                answer_timeout_seconds: 1,
                 health_path: "/h".into(),
             },
             rate_limits: Vec::new(),

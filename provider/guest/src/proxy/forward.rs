@@ -82,6 +82,8 @@ pub enum UpstreamError {
     Exchange(#[from] ExchangeError),
     #[error("every connection to the application allowed was busy for {0:?}")]
     Busy(Duration),
+    #[error("the application did not begin its answer within {0:?}")]
+    AnswerTimeout(Duration),
 }
 
 impl UpstreamError {
@@ -100,6 +102,7 @@ impl UpstreamError {
                 _ => "connect_failed",
             },
             Self::ConnectTimeout => "connect_timeout",
+            Self::AnswerTimeout(_) => "answer_timeout",
             Self::Busy(_) => "upstream_busy",
             Self::Exchange(e) => e.reason(),
         }
@@ -108,12 +111,17 @@ impl UpstreamError {
     /// The answer the client gets: 504 when the application took too long, else 502.
     pub fn status(&self) -> http::StatusCode {
         match self {
-            Self::ConnectTimeout => http::StatusCode::GATEWAY_TIMEOUT,
+            Self::ConnectTimeout | Self::AnswerTimeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
             // The runtime's own bound, not a failure of the application: try again later.
             Self::Busy(_) => http::StatusCode::SERVICE_UNAVAILABLE,
             _ => http::StatusCode::BAD_GATEWAY,
         }
     }
+}
+
+/// What `sending` gives, if it does within `within`: the application's answer begun.
+async fn begun<T>(within: Duration, sending: impl Future<Output = T>) -> Result<T, UpstreamError> {
+    tokio::time::timeout(within, sending).await.map_err(|_| UpstreamError::AnswerTimeout(within))
 }
 
 /// Idle connections, most recently used last.
@@ -215,14 +223,15 @@ impl Upstream {
     }
 
     /// Sends `req` (any URI: only its path and query are sent), its headers filtered and
-    /// completed by `identity`, once a connection slot is
-    /// free, waiting at most `wait` for one, and returns the application's answer as it
-    /// came, its body streamed.
+    /// completed by `identity`, once a connection slot is free, waiting at most `wait` for
+    /// one, and returns the application's answer as it came, its body streamed. The answer
+    /// must begin within `answer_within` of sending; the connection is dropped if not.
     pub async fn request(
         &self,
         req: Request<LimitedBody>,
         identity: Identity<'_>,
         wait: Duration,
+        answer_within: Duration,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (semaphore, max) = {
             let slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
@@ -248,7 +257,7 @@ impl Upstream {
         // Whether it could be sent again: nothing of it is consumed by sending it.
         let bodiless = http_body::Body::is_end_stream(&body);
         if let Some(mut connection) = self.idle(home) {
-            match connection.send(&parts, identity, &mut body).await {
+            match begun(answer_within, connection.send(&parts, identity, &mut body)).await? {
                 Ok(head) => return self.answer(head, connection, home, max, slot),
                 // The application closed the kept-alive connection as the request went out (its
                 // idle timeout): sent again on a new one when that cannot do anything twice
@@ -260,7 +269,7 @@ impl Upstream {
         }
         self.make_room(home, max);
         let mut connection = self.connect().await?;
-        let head = connection.send(&parts, identity, &mut body).await?;
+        let head = begun(answer_within, connection.send(&parts, identity, &mut body)).await??;
         self.answer(head, connection, home, max, slot)
     }
 

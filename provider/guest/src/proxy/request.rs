@@ -264,7 +264,7 @@ async fn proxy(
     let fault = FaultCell::default();
     let (runtime, limit) = (judge.runtime, judge.runtime.plan.firewall.http.max_body_bytes);
     let request = Request::from_parts(parts, LimitedBody::new(body, limit, runtime.body_timeout, fault.clone()));
-    match judge.shared.client.request(request, identity, runtime.upstream_wait).await {
+    match judge.shared.client.request(request, identity, runtime.upstream_wait, runtime.answer_timeout).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
             forward::strip_hop_by_hop(&mut parts.headers);

@@ -21,10 +21,10 @@ use egress::{egress_rules, intersect_egress};
 
 // The plan's defaults live with the plan: the runtime falls back on some of them too.
 pub use ::plan::defaults::{
-    DEFAULT_AUDIT_EVENTS, DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS, DEFAULT_IDLE_TIMEOUT_SECONDS,
-    DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_UPSTREAM_CONNECTIONS, DEFAULT_REALM, DEFAULT_ROLES_CLAIM,
-    DEFAULT_UPSTREAM_WAIT_SECONDS, HEALTH_PATH,
+    DEFAULT_ANSWER_TIMEOUT_SECONDS, DEFAULT_AUDIT_EVENTS, DEFAULT_BODY_TIMEOUT_SECONDS, DEFAULT_HEADER_TIMEOUT_SECONDS,
+    DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_LEEWAY_SECONDS, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_UPSTREAM_CONNECTIONS, DEFAULT_REALM,
+    DEFAULT_ROLES_CLAIM, DEFAULT_UPSTREAM_WAIT_SECONDS, HEALTH_PATH,
 };
 
 /// The `audience` that accepts tokens whatever their `aud` claim.
@@ -228,6 +228,7 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
     let mut max_connections_per_source = None::<u64>;
     let mut max_upstream_connections = None::<u64>;
     let mut upstream_wait_seconds = None::<u64>;
+    let mut answer_timeout_seconds = None::<u64>;
     let lowest = |acc: &mut Option<u64>, v: u64| *acc = Some(acc.map_or(v, |a| a.min(v)));
 
     for (policy, props) in policies {
@@ -305,6 +306,10 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
             &mut upstream_wait_seconds,
             http.and_then(|h| h.upstream_wait).map_or(DEFAULT_UPSTREAM_WAIT_SECONDS, |s| s.0),
         );
+        lowest(
+            &mut answer_timeout_seconds,
+            http.and_then(|h| h.answer_timeout).map_or(DEFAULT_ANSWER_TIMEOUT_SECONDS, |s| s.0),
+        );
         if let Some(rl) = &props.rate_limit {
             let per = rl.per.unwrap_or(RateScope::Source);
             let rps = rl.requests_per_second.0;
@@ -334,6 +339,7 @@ pub fn firewall(node: &str, policies: &[(&Policy, &FirewallProperties)], sink: &
             max_connections_per_source: max_connections_per_source.unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_SOURCE),
             max_upstream_connections: max_upstream_connections.unwrap_or(DEFAULT_MAX_UPSTREAM_CONNECTIONS),
             upstream_wait_seconds: upstream_wait_seconds.unwrap_or(DEFAULT_UPSTREAM_WAIT_SECONDS),
+            answer_timeout_seconds: answer_timeout_seconds.unwrap_or(DEFAULT_ANSWER_TIMEOUT_SECONDS),
             health_path: HEALTH_PATH.into(),
         },
         rate_limits: limits.into_values().collect(),

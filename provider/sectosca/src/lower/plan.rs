@@ -106,11 +106,12 @@ mod tests {
                 defaults.max_connections,
                 defaults.max_connections_per_source,
                 defaults.max_upstream_connections,
-                defaults.upstream_wait_seconds
+                defaults.upstream_wait_seconds,
+                defaults.answer_timeout_seconds
             ),
-            (30, 30, 512, 64, 64, 5)
+            (30, 30, 512, 64, 64, 5, 60)
         );
-        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n  policies:\n    - a: { type: sdsec.policies.Firewall, targets: [api], properties: { http: { body_timeout: 5s, max_connections: 1000, max_upstream_connections: 8 } } }\n    - b: { type: sdsec.policies.Firewall, targets: [api], properties: { http: { idle_timeout: 2m, max_connections_per_source: 4, upstream_wait: 1s } } }\n";
+        let doc = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n  policies:\n    - a: { type: sdsec.policies.Firewall, targets: [api], properties: { http: { body_timeout: 5s, max_connections: 1000, max_upstream_connections: 8 } } }\n    - b: { type: sdsec.policies.Firewall, targets: [api], properties: { http: { idle_timeout: 2m, max_connections_per_source: 4, upstream_wait: 1s, answer_timeout: 2m } } }\n";
         let c = crate::compile_str("t", doc);
         assert!(!c.has_errors(), "{:?}", c.diagnostics);
         let http = &c.plans["api"].runtime.firewall.http;
@@ -121,5 +122,6 @@ mod tests {
             (http.max_connections_per_source, http.max_upstream_connections, http.upstream_wait_seconds),
             (4, 8, 1)
         );
+        assert_eq!(http.answer_timeout_seconds, 60, "b cannot raise the default a holds");
     }
 }

@@ -142,6 +142,9 @@ record! {
         pub max_upstream_connections: Option<Bounded<1, 4096>>,
         /// How long a request waits for a connection to the application before 503. Default 5s.
         pub upstream_wait: Option<Seconds>,
+        /// How long the application has to begin its answer, beyond the request body's own
+        /// time (`body_timeout`), before 504. Default 60s.
+        pub answer_timeout: Option<Seconds>,
     }
 }
 
