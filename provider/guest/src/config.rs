@@ -67,8 +67,8 @@ pub struct Runtime {
     pub body_timeout: Duration,
     pub idle_timeout: Duration,
     pub upstream_wait: Duration,
-    /// How long the application has, from the request's start, to begin its answer: the
-    /// request body's own bound plus the plan's answer timeout. Past it the client gets 504,
+    /// How long the application has, from when the request is sent to it, to begin its
+    /// answer: the request body's own bound plus the plan's answer timeout. Past it the client gets 504,
     /// and the connection is dropped: a hung application does not hold it for good.
     pub answer_timeout: Duration,
     /// Sent with 405 answers.
@@ -103,7 +103,7 @@ impl Runtime {
             idle_timeout: Duration::from_secs(http.idle_timeout_seconds.max(1)),
             upstream_wait: Duration::from_secs(http.upstream_wait_seconds.max(1)),
             answer_timeout: Duration::from_secs(http.body_timeout_seconds.max(1))
-                + Duration::from_secs(http.answer_timeout_seconds.max(1)),
+                .saturating_add(Duration::from_secs(http.answer_timeout_seconds.max(1))),
             allow,
             plan: plan.clone(),
         })

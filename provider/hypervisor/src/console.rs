@@ -171,7 +171,12 @@ pub fn wait_ready(
             notice = None;
             notified = true;
         }
-        if resumed || notified || watcher.saw_ready() {
+        if notice.as_ref().is_some_and(NoticeListener::forged) {
+            return Err(HypervisorError::ForeignKey { id: id.clone() });
+        }
+        // A guest given its key here is ready by its notice under that key only.
+        let audit_ready = notice.as_ref().is_none_or(|n| !n.provisioned()) && watcher.saw_ready();
+        if resumed || notified || audit_ready {
             if !spec.probe.http {
                 return Ok(started.elapsed().as_millis() as u64);
             }

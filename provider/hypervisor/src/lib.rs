@@ -241,6 +241,10 @@ pub enum HypervisorError {
     NoControl(InstanceId),
     #[error("instance {id}: cannot draw its random seed from the host's kernel: {reason}")]
     Seed { id: InstanceId, reason: String },
+    #[error(
+        "instance {id} said it was ready under another control key than the one the host gave it: something else wrote to its control channel first; it was stopped"
+    )]
+    ForeignKey { id: InstanceId },
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
     #[error("snapshots are not supported by the {0} backend; use hypervisor = \"qemu\", or warm = \"paused\"")]

@@ -7,10 +7,12 @@
 //! reads exactly that line, before anything asks for randomness or the application starts,
 //! from a port only init has open.
 //!
-//! The line carries no MAC: nothing is shared yet to make one with, and none is needed. Its
-//! host end is a socket in the instance's directory that only the provider's user can open,
-//! the user who keeps the key on the host anyway; in the guest, init alone reads the port.
-//! The runtime's ready notice, authenticated with the key, tells the host the guest took it.
+//! The line carries no MAC: nothing is shared yet to make one with. What stands in for it:
+//! the host end is a socket in the instance's directory (the provider's user's only, with
+//! the embedded QEMU backend); in the guest, init alone reads the port; and the host counts
+//! the guest ready only by the runtime's ready notice authenticated with the key it sent. A
+//! guest that took a key something else wrote first is never ready for the host: the boot
+//! fails and the instance is stopped.
 
 use serde::{Deserialize, Serialize};
 

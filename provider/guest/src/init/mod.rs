@@ -128,7 +128,8 @@ pub fn run() -> ! {
     load_modules();
     // Before anything asks for randomness: getrandom(2) blocks until the kernel is seeded.
     let key = launch.provision.then(|| step("provision", provision::receive(PROVISION_WAIT)));
-    // Before anything else that can fail: from here on the host reads events only there.
+    // Before anything else that can fail (the key's failure shows on the console, which the
+    // host reads until the audit channel opens): from here on the host reads events only there.
     if let Err(e) = events::open_audit_port() {
         warn("audit", e);
     }

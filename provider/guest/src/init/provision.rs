@@ -2,9 +2,11 @@
 //! ([`abi::control::Provision`]) when the host marks the command line `sdsec.provision=1`.
 //!
 //! Read before anything asks for randomness (getrandom(2) blocks until the kernel is
-//! seeded) and before the application exists. Exactly one line is taken, a byte at a time,
-//! so whatever the host sends after it stays for the control thread, which opens the port
-//! again once init has closed it.
+//! seeded) and before the application exists. Lines are taken a byte at a time until one is
+//! a provisioning line; any other (a request from a client that reached the socket before
+//! the host's boot did) is passed over, unanswered. The port is then closed, which drops
+//! anything unread: the host sends nothing after the line until the runtime's notice, once
+//! the control thread has opened the port again.
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -24,7 +26,7 @@ pub enum ProvisionError {
     Read { path: String, source: std::io::Error },
     #[error("the host sent no key on the control channel within {0:?}")]
     Timeout(Duration),
-    #[error("the first line on the control channel is not the instance's key and seed: {0}")]
+    #[error("a line on the control channel is not the instance's key and seed: {0}")]
     Malformed(String),
     #[error(transparent)]
     Entropy(#[from] EntropyError),
@@ -38,12 +40,16 @@ pub fn receive(wait: Duration) -> Result<Key, ProvisionError> {
     let read_error = |source| ProvisionError::Read { path: port.display().to_string(), source };
     // Closed when this returns: the control thread opens the port for itself.
     let file = std::fs::File::open(&port).map_err(read_error)?;
-    let line = read_line(&file, deadline).map_err(|e| match e {
-        LineError::Io(source) => read_error(source),
-        LineError::Timeout => ProvisionError::Timeout(wait),
-        LineError::TooLong => ProvisionError::Malformed(format!("longer than {MAX_PROVISION_LINE} bytes")),
-    })?;
-    let provision = Provision::parse(&line).map_err(|e| ProvisionError::Malformed(e.to_string()))?;
+    let provision = loop {
+        let line = read_line(&file, deadline).map_err(|e| match e {
+            LineError::Io(source) => read_error(source),
+            LineError::Timeout => ProvisionError::Timeout(wait),
+            LineError::TooLong => ProvisionError::Malformed(format!("longer than {MAX_PROVISION_LINE} bytes")),
+        })?;
+        if let Ok(provision) = Provision::parse(&line) {
+            break provision;
+        }
+    };
     entropy::seed(&provision.entropy.0)?;
     Ok(provision.key)
 }
@@ -97,7 +103,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_line_is_taken_and_what_follows_is_left() {
+    fn one_line_is_taken_and_nothing_after_it() {
         let (mut host, guest) = UnixStream::pair().unwrap();
         let provision = Provision::draw(Key::generate().unwrap()).unwrap();
         host.write_all(format!("{}{{\"next\":1}}\n", provision.line()).as_bytes()).unwrap();
@@ -105,7 +111,7 @@ mod tests {
         assert_eq!(Provision::parse(&line).unwrap(), provision);
         let mut rest = [0u8; 11];
         (&guest).read_exact(&mut rest).unwrap();
-        assert_eq!(&rest, b"{\"next\":1}\n", "the line after the provision is the control thread's");
+        assert_eq!(&rest, b"{\"next\":1}\n", "nothing after the line is read");
     }
 
     #[test]

@@ -24,15 +24,29 @@ pub(super) struct NoticeListener {
     key: Key,
     /// Written once, on the first connection that takes it.
     provision: Option<Provision>,
+    /// Whether this boot's key came from this listener: then only its notice is readiness.
+    provisioning: bool,
     stream: Option<UnixStream>,
     partial: Vec<u8>,
     ready: bool,
+    /// A ready notice came under another key: the guest took a key that was not ours.
+    forged: bool,
 }
 
 impl NoticeListener {
     /// With `provision`, the line is written as soon as the socket is there.
     pub(super) fn new(socket: &Path, key: Key, provision: Option<Provision>) -> NoticeListener {
-        NoticeListener { socket: socket.to_owned(), key, provision, stream: None, partial: Vec::new(), ready: false }
+        let provisioning = provision.is_some();
+        NoticeListener {
+            socket: socket.to_owned(),
+            key,
+            provision,
+            provisioning,
+            stream: None,
+            partial: Vec::new(),
+            ready: false,
+            forged: false,
+        }
     }
 
     /// Connects when QEMU has made the socket, and hands over what is still to provision.
@@ -56,12 +70,24 @@ impl NoticeListener {
         self.stream.is_some()
     }
 
+    /// Whether the guest got its key from this listener, so that nothing but the notice
+    /// under that key is readiness: a guest that says it is ready on the audit log alone
+    /// may hold a key something else wrote first.
+    pub(super) fn provisioned(&self) -> bool {
+        self.provisioning
+    }
+
+    /// Whether a ready notice came under another key than the instance's.
+    pub(super) fn forged(&self) -> bool {
+        self.forged
+    }
+
     /// Waits `wait` at most for the ready notice; true once it came, authenticated by the
     /// instance's key. Anything else on the channel is ignored: the audit log stays the
     /// judge of failures, and of readiness where no notice comes.
     pub(super) fn wait(&mut self, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
-        while !self.ready {
+        while !self.ready && !self.forged {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
@@ -96,7 +122,12 @@ impl NoticeListener {
         while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial.drain(..=end).collect();
             let notice = serde_json::from_slice::<Notice>(&line);
-            self.ready |= notice.is_ok_and(|n| n.notice == NoticeKind::Ready && n.verify(&self.key));
+            let Ok(notice) = notice else { continue };
+            if notice.notice == NoticeKind::Ready {
+                let genuine = notice.verify(&self.key);
+                self.ready |= genuine;
+                self.forged |= !genuine;
+            }
         }
         if self.partial.len() > LONGEST_LINE {
             self.partial.clear();
@@ -123,13 +154,14 @@ mod tests {
         assert!(!listener.wait(Duration::from_millis(20)));
 
         let server = UnixListener::bind(&socket).unwrap();
-        let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
         let genuine = Notice::new(&key, NoticeKind::Ready, "sha256:ab".into());
         let (go_on, told) = std::sync::mpsc::channel::<()>();
         let guest = std::thread::spawn(move || {
             let (mut stream, _) = server.accept().unwrap();
             stream.write_all(b"not json\n").unwrap();
-            stream.write_all(line(&forged).as_bytes()).unwrap();
+            // A notice cut off by a newline in the middle is no notice.
+            stream.write_all(line(&genuine)[..20].as_bytes()).unwrap();
+            stream.write_all(b"\n").unwrap();
             told.recv().unwrap();
             // Split across writes, as a virtio port may deliver it.
             let text = line(&genuine);
@@ -138,7 +170,7 @@ mod tests {
             stream.write_all(rest.as_bytes()).unwrap();
             let _ = told.recv();
         });
-        // Neither the garbage nor the forged notice ends the wait.
+        // Neither the garbage nor the broken notice ends the wait.
         assert!(!listener.wait(Duration::from_millis(300)));
         go_on.send(()).unwrap();
         let waiting = Instant::now();
@@ -151,16 +183,20 @@ mod tests {
     }
 
     #[test]
-    fn a_forged_or_other_line_is_not_readiness() {
+    fn a_forged_or_other_line_is_not_readiness_and_a_forged_notice_is_told() {
         let key = Key::generate().unwrap();
         let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), None);
-        let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
-        listener.take(line(&forged).as_bytes());
         listener.take(b"{\"seq\":1,\"ok\":true,\"mac\":\"00\"}\n");
         listener.take(&[b'x'; LONGEST_LINE + 1]);
-        assert!(!listener.ready);
+        assert!(!listener.ready && !listener.forged());
         assert!(listener.partial.is_empty(), "an overlong line is dropped, not kept");
         listener.take(line(&Notice::new(&key, NoticeKind::Ready, "sha256:ab".into())).as_bytes());
-        assert!(listener.ready);
+        assert!(listener.ready && !listener.forged());
+        // A ready notice under another key: the guest holds a key this host did not give it.
+        let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
+        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key, None);
+        listener.take(line(&forged).as_bytes());
+        assert!(!listener.ready && listener.forged());
+        assert!(!listener.wait(Duration::from_secs(5)), "a forged notice ends the wait, unready");
     }
 }

@@ -189,3 +189,62 @@ fn the_ready_notice_is_readiness_and_probes_keep_their_pace_after_it() {
     assert!(started.elapsed() >= POLL * 3, "probes are paced: {:?}", started.elapsed());
     assert!(guest.join().unwrap() < Duration::from_secs(5), "the channel was given up once the notice came");
 }
+
+/// A guest on `socket` that reads the host's provisioning line, then writes `notice` (if
+/// any) and waits for the host to hang up.
+fn provisioned_guest(
+    socket: &Path,
+    notice: Option<abi::control::Notice>,
+) -> std::thread::JoinHandle<abi::control::Provision> {
+    use std::io::Read;
+    let runtime = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = runtime.accept().unwrap();
+        let (mut first, mut byte) = (Vec::new(), [0u8; 1]);
+        while byte[0] != b'\n' {
+            stream.read_exact(&mut byte).unwrap();
+            first.push(byte[0]);
+        }
+        if let Some(notice) = notice {
+            stream.write_all(format!("{}\n", serde_json::to_string(&notice).unwrap()).as_bytes()).unwrap();
+        }
+        let _ = stream.read(&mut [0; 16]);
+        abi::control::Provision::parse(&first).unwrap()
+    })
+}
+
+/// A guest given its key by this host is ready by the notice under that key only: the
+/// audit log's ready does not do, and a notice under another key (a key something else
+/// wrote first) fails the boot at once.
+#[test]
+fn a_provisioned_guest_is_ready_by_its_notice_only_and_a_foreign_key_fails_the_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
+    append(&audit, &line(open()));
+    append(&audit, &line(ready()));
+    let key = abi::control::Key::generate().unwrap();
+    let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
+    let spec =
+        |wait| BootSpec { control: Some(crate::ControlBoot { key: key.clone() }), ready_timeout: wait, ..spec(false) };
+    let endpoint = dropping_listener();
+
+    // The audit log says ready, no notice comes: not ready.
+    let socket = dir.path().join("silent.sock");
+    let guest = provisioned_guest(&socket, None);
+    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let err = wait_ready(&spec(Duration::from_millis(600)), &id, paths, endpoint, Instant::now(), || true).unwrap_err();
+    assert!(matches!(err, HypervisorError::NotReady { .. }), "{err}");
+    assert_eq!(guest.join().unwrap().key, key, "the guest was given the instance's key");
+
+    // The notice comes under another key.
+    let other = abi::control::Key::generate().unwrap();
+    let foreign = abi::control::Notice::new(&other, abi::control::NoticeKind::Ready, "sha256:ab".into());
+    let socket = dir.path().join("foreign.sock");
+    let guest = provisioned_guest(&socket, Some(foreign));
+    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let started = Instant::now();
+    let err = wait_ready(&spec(Duration::from_secs(30)), &id, paths, endpoint, started, || true).unwrap_err();
+    assert!(matches!(err, HypervisorError::ForeignKey { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "failed at once: {:?}", started.elapsed());
+    guest.join().unwrap();
+}
