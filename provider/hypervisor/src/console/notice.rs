@@ -160,7 +160,7 @@ mod tests {
             let (mut stream, _) = server.accept().unwrap();
             stream.write_all(b"not json\n").unwrap();
             // A notice cut off by a newline in the middle is no notice.
-            stream.write_all(line(&genuine)[..20].as_bytes()).unwrap();
+            stream.write_all(&line(&genuine).as_bytes()[..20]).unwrap();
             stream.write_all(b"\n").unwrap();
             told.recv().unwrap();
             // Split across writes, as a virtio port may deliver it.
