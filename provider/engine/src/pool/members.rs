@@ -12,6 +12,10 @@ use crate::ProviderConfig;
 use crate::host::Host;
 use crate::instance::{self, Boot, InstanceError};
 
+/// How long a new member runs before it is paused: time for its guest to give back the
+/// memory it freed (free-page reporting waits 2 s, then takes a fraction of a second).
+const MEMORY_SETTLE: Duration = Duration::from_secs(3);
+
 /// What can fail in keeping a pool, one variant per step.
 #[derive(Debug, thiserror::Error)]
 pub enum MembersError {
@@ -129,6 +133,10 @@ pub(super) fn fill(
                         metadata: serde_json::json!({ "pool": pool_id }),
                     };
                     let instance = instance::boot(backend, image, plan, settings)?;
+                    // Paused at once, a member would keep every page its boot touched (all of
+                    // its memory under `strict`, which zeroes it): its guest gives free memory
+                    // back only once it serves, by free-page reporting, about 2 s later.
+                    std::thread::sleep(MEMORY_SETTLE);
                     if let Err(e) = backend.pause(&instance.id) {
                         let _ = backend.stop(&instance.id, Duration::from_secs(5));
                         return Err(MembersError::Pause(e));
