@@ -151,7 +151,7 @@ pub fn wait_ready(
             // Init waits for this before anything else: see [`crate::control::personalise`].
             let provision = Provision::draw(control.key.clone())
                 .map_err(|e| HypervisorError::Seed { id: id.clone(), reason: e.to_string() })?;
-            Some(NoticeListener::new(socket, control.key.clone(), Some(provision)))
+            Some(NoticeListener::new(socket, control.key.clone(), provision))
         }
         _ => None,
     };
@@ -174,8 +174,8 @@ pub fn wait_ready(
         if notice.as_ref().is_some_and(NoticeListener::forged) {
             return Err(HypervisorError::ForeignKey { id: id.clone() });
         }
-        // A guest given its key here is ready by its notice under that key only.
-        let audit_ready = notice.as_ref().is_none_or(|n| !n.provisioned()) && watcher.saw_ready();
+        // A guest given its key by the listener is ready by its notice under that key only.
+        let audit_ready = notice.is_none() && watcher.saw_ready();
         if resumed || notified || audit_ready {
             if !spec.probe.http {
                 return Ok(started.elapsed().as_millis() as u64);

@@ -24,8 +24,6 @@ pub(super) struct NoticeListener {
     key: Key,
     /// Written once, on the first connection that takes it.
     provision: Option<Provision>,
-    /// Whether this boot's key came from this listener: then only its notice is readiness.
-    provisioning: bool,
     stream: Option<UnixStream>,
     partial: Vec<u8>,
     ready: bool,
@@ -34,14 +32,12 @@ pub(super) struct NoticeListener {
 }
 
 impl NoticeListener {
-    /// With `provision`, the line is written as soon as the socket is there.
-    pub(super) fn new(socket: &Path, key: Key, provision: Option<Provision>) -> NoticeListener {
-        let provisioning = provision.is_some();
+    /// `provision` (the guest's key and seed) is written as soon as the socket is there.
+    pub(super) fn new(socket: &Path, key: Key, provision: Provision) -> NoticeListener {
         NoticeListener {
             socket: socket.to_owned(),
             key,
-            provision,
-            provisioning,
+            provision: Some(provision),
             stream: None,
             partial: Vec::new(),
             ready: false,
@@ -68,13 +64,6 @@ impl NoticeListener {
     /// Whether it holds the channel (so that a notice ends a wait at once).
     pub(super) fn connected(&self) -> bool {
         self.stream.is_some()
-    }
-
-    /// Whether the guest got its key from this listener, so that nothing but the notice
-    /// under that key is readiness: a guest that says it is ready on the audit log alone
-    /// may hold a key something else wrote first.
-    pub(super) fn provisioned(&self) -> bool {
-        self.provisioning
     }
 
     /// Whether a ready notice came under another key than the instance's.
@@ -140,6 +129,10 @@ mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
 
+    fn provision(key: &Key) -> Provision {
+        Provision::draw(key.clone()).unwrap()
+    }
+
     fn line(notice: &Notice) -> String {
         format!("{}\n", serde_json::to_string(notice).unwrap())
     }
@@ -149,7 +142,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(&socket, key.clone(), None);
+        let mut listener = NoticeListener::new(&socket, key.clone(), provision(&key));
         // No socket yet: waits and says not yet.
         assert!(!listener.wait(Duration::from_millis(20)));
 
@@ -185,7 +178,7 @@ mod tests {
     #[test]
     fn a_forged_or_other_line_is_not_readiness_and_a_forged_notice_is_told() {
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), None);
+        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), provision(&key));
         listener.take(b"{\"seq\":1,\"ok\":true,\"mac\":\"00\"}\n");
         listener.take(&[b'x'; LONGEST_LINE + 1]);
         assert!(!listener.ready && !listener.forged());
@@ -194,7 +187,7 @@ mod tests {
         assert!(listener.ready && !listener.forged());
         // A ready notice under another key: the guest holds a key this host did not give it.
         let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
-        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key, None);
+        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), provision(&key));
         listener.take(line(&forged).as_bytes());
         assert!(!listener.ready && listener.forged());
         assert!(!listener.wait(Duration::from_secs(5)), "a forged notice ends the wait, unready");
