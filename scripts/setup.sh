@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 # builds against, and what building sdsec's kernel needs (`sdsec kernel build`). apt-get
 # download (kernel source and Debian's kernel) needs current package lists too.
 packages=(qemu-system-x86 qemu-utils python3-venv libvirt-dev pkg-config nftables iproute2
-  make gcc flex bison bc libelf-dev libssl-dev xz-utils binutils perl)
+  make gcc flex bison bc libelf-dev libssl-dev xz-utils binutils perl patch)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ] || ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then

@@ -18,9 +18,11 @@
 //!    instances of sdsec's kernel running at once (the quickstart's memory_mb, and 1 and 5 at
 //!    the kernel's minimum), and 1 and 5 of Debian's; 1 and 5 of sdsec's with the quickstart
 //!    at hardening `baseline` (no `init_on_free=1`, which makes all guest RAM resident; its
-//!    guests' memory is offered to KSM), and with those 5, PSS again after KSM has done 2
-//!    full scans (`/sys/kernel/mm/ksm/run` restored afterwards). Goal: ≤ 64 MiB PSS per instance with 5 running. Instances boot
-//!    one after the other, each to ready; one QEMU's PSS is split by mapping.
+//!    guests' memory is offered to KSM), and with those 5, PSS again once KSM has settled
+//!    (at least 3 full scans, the last adding under 2% of the pages shared;
+//!    `/sys/kernel/mm/ksm/run` restored afterwards). Goal: ≤ 64 MiB PSS per instance with 5
+//!    running. Instances boot one after the other, each to ready; one QEMU's PSS is split
+//!    by mapping.
 //!
 //! Quickstart policy and the example API, QEMU `microvm` with its user network (127.0.0.1
 //! only), KVM if usable, otherwise TCG. Every instance the benchmark booted is stopped at

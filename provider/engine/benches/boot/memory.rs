@@ -20,7 +20,11 @@ pub struct Subject {
 }
 
 const KSM: &str = "/sys/kernel/mm/ksm";
-const KSM_SCANS: u64 = 2;
+/// KSM merges a page only once it was unchanged across a scan, so the first scans merge
+/// little: the figure is taken once a full scan added less than [`KSM_SETTLED`] of the
+/// pages shared, after at least this many scans.
+const KSM_SCANS: u64 = 3;
+const KSM_SETTLED: f64 = 0.02;
 const KSM_WAIT: Duration = Duration::from_secs(60);
 const KSM_PAGES_TO_SCAN: &str = "1000";
 
@@ -177,8 +181,8 @@ struct Ksm {
     note: String,
 }
 
-/// `measure` after KSM ran [`KSM_SCANS`] full scans (at most [`KSM_WAIT`]), with what it
-/// merged. KSM scans [`KSM_PAGES_TO_SCAN`] pages per 20 ms meanwhile (the kernel's default,
+/// `measure` once KSM has settled (at least [`KSM_SCANS`] full scans, the last of which
+/// added less than [`KSM_SETTLED`]; at most [`KSM_WAIT`]), with what it merged. KSM scans [`KSM_PAGES_TO_SCAN`] pages per 20 ms meanwhile (the kernel's default,
 /// 100, takes about a minute per scan of 5 guests).
 fn with_ksm(measure: impl Fn() -> (f64, f64)) -> Result<((f64, f64), Ksm), String> {
     let number = |name| read_ksm(name)?.parse::<u64>().map_err(|e| format!("{KSM}/{name}: {e}"));
@@ -191,11 +195,16 @@ fn with_ksm(measure: impl Fn() -> (f64, f64)) -> Result<((f64, f64), Ksm), Strin
     }
     let start = number("full_scans")?;
     let t = Instant::now();
-    let mut scans = 0;
+    let (mut scans, mut sharing_at_scan) = (0, 0);
     while t.elapsed() < KSM_WAIT {
-        scans = number("full_scans")? - start;
-        if scans >= KSM_SCANS {
-            break;
+        let now = number("full_scans")? - start;
+        if now > scans {
+            let sharing = number("pages_sharing")?;
+            let grew = sharing.saturating_sub(sharing_at_scan) as f64;
+            (scans, sharing_at_scan) = (now, sharing);
+            if scans >= KSM_SCANS && grew <= KSM_SETTLED * sharing as f64 {
+                break;
+            }
         }
         std::thread::sleep(Duration::from_millis(500));
     }

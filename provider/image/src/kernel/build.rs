@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use fsutil::io;
 
-use super::config::{self, FRAGMENT};
+use super::config::{self, FRAGMENT, PATCHES};
 use super::process::{APT_HINT, Scratch, read_package, run};
 use super::{KernelError, KernelKind, KernelRecord, RECORD};
 
@@ -28,6 +28,7 @@ const PREREQUISITES: &[(&str, &str)] = &[
     ("tar", "tar"),
     ("xz", "xz-utils"),
     ("perl", "perl"),
+    ("patch", "patch"),
     ("/usr/include/gelf.h", "libelf-dev"),
     ("/usr/include/openssl/opensslv.h", "libssl-dev"),
 ];
@@ -104,6 +105,10 @@ pub(super) fn build_into(
     let source = unpack_source(&scratch_dir, version)?;
     let log_path = root.join(LOG);
     let log = Log::create(&log_path)?;
+    for (patch_name, diff) in PATCHES {
+        progress(&format!("applying {patch_name}"));
+        log.patch(&source, patch_name, diff)?;
+    }
 
     progress("configuring: tinyconfig and sdsec's fragment");
     let fragment = config::parse(FRAGMENT)?;
@@ -179,10 +184,23 @@ impl Log {
     }
 
     fn make(&self, source: &Path, args: &[&str]) -> Result<(), KernelError> {
-        let clone = || self.file.try_clone().map_err(io("write", &self.path));
         let mut command = make(source);
-        command.args(args).stdin(Stdio::null()).stdout(clone()?).stderr(clone()?);
-        let shown = format!("make {}", args.join(" "));
+        command.args(args);
+        self.run(command, format!("make {}", args.join(" ")))
+    }
+
+    /// Applies `diff` (one of [`PATCHES`]) to the tree; it must apply whole and exactly once.
+    fn patch(&self, source: &Path, name: &str, diff: &str) -> Result<(), KernelError> {
+        let file = source.join(format!(".sdsec-{name}"));
+        fs::write(&file, diff).map_err(io("write", &file))?;
+        let mut command = Command::new("patch");
+        command.current_dir(source).args(["-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-i"]).arg(&file);
+        self.run(command, format!("patch -p1 < {name}"))
+    }
+
+    fn run(&self, mut command: Command, shown: String) -> Result<(), KernelError> {
+        let clone = || self.file.try_clone().map_err(io("write", &self.path));
+        command.stdin(Stdio::null()).stdout(clone()?).stderr(clone()?);
         let status = command.status().map_err(|e| KernelError::Command {
             command: shown.clone(),
             detail: e.to_string(),

@@ -9,6 +9,11 @@ use sha2::{Digest, Sha256};
 /// build needs nothing but Debian's source package.
 pub const FRAGMENT: &str = include_str!("../../kernel/sdsec.config");
 
+/// sdsec's changes to the kernel source, as (name, unified diff applied with `patch -p1`),
+/// in the order they apply. Each patch's header says what it changes and why.
+pub const PATCHES: &[(&str, &str)] =
+    &[("virtio-mmio-queue-size-max.patch", include_str!("../../kernel/patches/virtio-mmio-queue-size-max.patch"))];
+
 /// Bumped when the build steps change in a way the fragment does not show (another base
 /// configuration, another make target, another post-processing of vmlinux).
 const BUILD_REVISION: &str = "sdsec-kernel-build-1";
@@ -97,12 +102,20 @@ pub fn check(resolved: &str, fragment: &Options) -> Result<(), ConfigError> {
     if mismatches.is_empty() { Ok(()) } else { Err(ConfigError::NotApplied(mismatches)) }
 }
 
-/// Identifies the configuration (fragment and build steps) whatever the source version.
+/// Identifies the configuration (fragment, [`PATCHES`] and build steps) whatever the source
+/// version.
 pub fn config_digest(fragment: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(BUILD_REVISION.as_bytes());
     hasher.update(b"\n");
     hasher.update(fragment.as_bytes());
+    for (name, diff) in PATCHES {
+        // Lengths first, so that no two lists of patches hash alike.
+        for part in [name.as_bytes(), diff.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
     format!("sha256:{:x}", hasher.finalize())
 }
 
@@ -124,12 +137,22 @@ mod tests {
     #[test]
     fn the_fragment_parses_and_names_what_images_need() {
         let options = parse(FRAGMENT).unwrap();
-        for needed in
-            ["CONFIG_PVH", "CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_CONSOLE", "CONFIG_RD_ZSTD"]
-        {
+        for needed in ["CONFIG_PVH", "CONFIG_VIRTIO_MMIO", "CONFIG_VIRTIO_NET", "CONFIG_VIRTIO_CONSOLE"] {
             assert_eq!(options.get(needed).map(String::as_str), Some("y"), "{needed}");
         }
-        assert_eq!(options.get("CONFIG_MODULES").map(String::as_str), Some("n"));
+        // Images' initramfs is a plain cpio: no decompressor is needed, so none is built.
+        for left_out in ["CONFIG_MODULES", "CONFIG_RD_ZSTD", "CONFIG_RD_GZIP", "CONFIG_INPUT"] {
+            assert_eq!(options.get(left_out).map(String::as_str), Some("n"), "{left_out}");
+        }
+    }
+
+    #[test]
+    fn every_patch_is_a_described_unified_diff_against_the_tree() {
+        for (name, diff) in PATCHES {
+            let (header, body) = diff.split_once("\n--- a/").unwrap_or_else(|| panic!("{name}: no `--- a/` line"));
+            assert!(header.lines().count() >= 3, "{name}: the header says what the patch does and why");
+            assert!(body.contains("\n+++ b/") && body.contains("\n@@ "), "{name}: not a unified diff");
+        }
     }
 
     #[test]
