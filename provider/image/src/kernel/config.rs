@@ -11,8 +11,10 @@ pub const FRAGMENT: &str = include_str!("../../kernel/sdsec.config");
 
 /// sdsec's changes to the kernel source, as (name, unified diff applied with `patch -p1`),
 /// in the order they apply. Each patch's header says what it changes and why.
-pub const PATCHES: &[(&str, &str)] =
-    &[("virtio-mmio-queue-size-max.patch", include_str!("../../kernel/patches/virtio-mmio-queue-size-max.patch"))];
+pub const PATCHES: &[(&str, &str)] = &[
+    ("virtio-mmio-queue-size-max.patch", include_str!("../../kernel/patches/virtio-mmio-queue-size-max.patch")),
+    ("init-on-free-skips-boot-memory.patch", include_str!("../../kernel/patches/init-on-free-skips-boot-memory.patch")),
+];
 
 /// Bumped when the build steps change in a way the fragment does not show (another base
 /// configuration, another make target, another post-processing of vmlinux).
