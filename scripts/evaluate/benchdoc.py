@@ -129,6 +129,40 @@ def lean_memory(memory, kernels):
     return "\n".join(rows) + "\n"
 
 
+def lean_in_guest(guest, accel):
+    """Part 5: the runtime in a guest against the same guest's application reached directly
+    (GUEST: the figures' "in_guest"): its table, or why it failed, then what it measured."""
+    paths = guest.get("paths") or []
+    bare = next((p for p in paths if p.get("key") == "bare"), None)
+    text = ""
+    if paths:
+        rows = [f"| to the application in one guest ({kernel_name(guest.get('label', '?'))}) | req/s (each round) "
+                "| ÷ bare | p50 (ms) | p99 (ms) | QEMU's CPU µs per request |",
+                "|---|---|---|---|---|---|"]
+        for p in paths:
+            rps = p.get("rps", 0)
+            rounds = ", ".join("%.0f" % r for r in p.get("rps_by_round", []))
+            versus = "baseline" if p is bare else ratio(rps, bare and bare.get("rps"))
+            rows.append(f"| {p.get('name', p.get('key'))} | {rps:.0f} ({rounds}) | {versus} | {p.get('p50_ms', 0):.2f} "
+                        f"| {p.get('p99_ms', 0):.2f} | {p.get('cpu_us_per_request', {}).get('qemu', 0):.0f} |")
+        text = "\n".join(rows) + "\n\n"
+    error = guest.get("error") or ("" if paths else "the part gave no figures")
+    return text + failure(error) + prose(f"""
+In a guest: one instance of the quickstart image ({kernel_name(guest.get('label', '?'))},
+{guest.get('vcpus', '?')} vCPU, {guest.get('memory_mb', '?')} MiB, accelerator {accel or '?'}; its rate limit
+raised to 1 000 000 requests/s so that it never refuses), and the same instance's application
+reached two ways: through its runtime, at the endpoint the user network forwards to the
+runtime's port, and bare, through a second forward to the application's own port that the
+benchmark adds at run time over QMP (`hostfwd_add`). The overhead benchmark's load generator
+([section 6](#6-runtime-overhead-on-the-host)) sends both the same request, GET `/items` with the quickstart token (which the
+application ignores), over {guest.get('connections', '?')} keep-alive connections with one
+request in flight each, {guest.get('seconds', '?')} s per path and round, bare first,
+{guest.get('rounds', '?')} round(s) summed. Both paths pay the same emulated CPU and user network, so
+their ratio is what the runtime costs inside a guest; the CPU is the whole QEMU process's (the
+guest's kernel, runtime and application).
+""")
+
+
 def lean(figures, error, boots="n"):
     """BOOTS: as configured, for the text when the figures do not say."""
     figures = figures or {}
@@ -140,7 +174,8 @@ def lean(figures, error, boots="n"):
         parts.append(lean_snapshot(figures["snapshot"], kernels[0]))
     if figures.get("memory"):
         parts.append(lean_memory(figures["memory"], kernels))
-    if not error and not parts:
+    guest = figures.get("in_guest")
+    if not error and not parts and not guest:
         error = "the benchmark gave no figures"
     boots = figures.get("boots", boots)
     where = (f"accelerator {figures['accel']}, {figures.get('cpus', '?')} CPUs" if "accel" in figures
@@ -171,7 +206,7 @@ kernel, the image from the store ≤ 0.10 of a cold build, ≤ 64 MiB PSS per in
 running, `sdsec run --snapshot` ≤ 0.20 of a cold boot. Starts through Terraform from pools of
 paused instances and of snapshot copies, beside on-demand ones, are in
 [section 1](#1-time-to-a-protected-serving-instance).
-""")
+""") + ("\n" + lean_in_guest(guest, figures.get("accel")) if guest else "")
 
 
 # ------------------------------------------------------------------------------------ runtime
@@ -222,7 +257,8 @@ threads: {each}; all on the same {figures.get('cpus', '?')} cores, so the figure
 costs in CPU more than what a machine of its own would serve. Ratios are of this run's figures.
 Issue 14 aims at ≥ 0.6 × direct in requests/s, and at least nginx's requests/s with at most
 its p99. The runtime in the guest, behind the VM's forwarded port, against the application
-on the host, is in [section 2](#2-cost-of-protection).
+on the host, is in [section 2](#2-cost-of-protection); against the same guest's application
+reached directly, in [section 5](#5-lean-images-sdsecs-kernel-against-debians).
 """)
 
 

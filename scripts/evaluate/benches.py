@@ -42,7 +42,9 @@ def environment(cfg, section, base, json_path, tmp):
     env.update(SDSEC_BENCH_JSON=str(json_path), TMPDIR=str(tmp))
     if section == "lean":
         env.update(SDSEC_BENCH_BOOTS=str(cfg.lean_boots),
-                   SDSEC_BENCH_INSTANCES=",".join(str(n) for n in cfg.lean_instances))
+                   SDSEC_BENCH_INSTANCES=",".join(str(n) for n in cfg.lean_instances),
+                   SDSEC_BENCH_GUEST_SECONDS=cfg.guest_seconds, SDSEC_BENCH_GUEST_ROUNDS=str(cfg.guest_rounds),
+                   SDSEC_BENCH_GUEST_CONNECTIONS=str(cfg.guest_connections))
     elif section == "runtime":
         env.update(SECONDS=cfg.runtime_seconds, ROUNDS=str(cfg.runtime_rounds),
                    CONNECTIONS=str(cfg.runtime_connections))

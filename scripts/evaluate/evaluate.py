@@ -34,6 +34,9 @@ Environment (defaults in brackets):
   EVAL_POLL_INTERVAL [0.1] seconds between two probes of one endpoint (propagation)
   EVAL_LEAN_BOOTS [5]     boots per kernel and snapshot starts (lean: SDSEC_BENCH_BOOTS)
   EVAL_LEAN_INSTANCES ["1 5 20"]  instances running at once for memory (SDSEC_BENCH_INSTANCES)
+  EVAL_GUEST_SECONDS [3], EVAL_GUEST_ROUNDS [2], EVAL_GUEST_CONNECTIONS [8]
+                          lean's runtime against the application in one guest: load per
+                          path and round, rounds, connections (SDSEC_BENCH_GUEST_*)
   EVAL_RUNTIME_SECONDS [3], EVAL_RUNTIME_ROUNDS [2], EVAL_RUNTIME_CONNECTIONS [32]
                           load per path and round, rounds, connections (runtime)
   EVAL_COMPILE_SECONDS [5] criterion's measurement time per stage (compile)
@@ -109,6 +112,9 @@ class Config:
     poll_interval: str  # as given: it goes into the poller's arguments and the document
     lean_boots: int
     lean_instances: list
+    guest_seconds: str  # as given, as poll_interval
+    guest_rounds: int
+    guest_connections: int
     runtime_seconds: str  # as given, as poll_interval
     runtime_rounds: int
     runtime_connections: int
@@ -161,6 +167,9 @@ class Config:
             poll_interval=seconds("EVAL_POLL_INTERVAL", "0.1", minimum=0),
             lean_boots=number("EVAL_LEAN_BOOTS", "5", minimum=1),
             lean_instances=counts("EVAL_LEAN_INSTANCES", "1 5 20"),
+            guest_seconds=seconds("EVAL_GUEST_SECONDS", "3"),
+            guest_rounds=number("EVAL_GUEST_ROUNDS", "2", minimum=1),
+            guest_connections=number("EVAL_GUEST_CONNECTIONS", "8", minimum=1),
             runtime_seconds=seconds("EVAL_RUNTIME_SECONDS", "3"),
             runtime_rounds=number("EVAL_RUNTIME_ROUNDS", "2", minimum=1),
             runtime_connections=number("EVAL_RUNTIME_CONNECTIONS", "32", minimum=1),

@@ -119,6 +119,42 @@ class Lean(unittest.TestCase):
         self.assertTrue(benchdoc.lean({"bench": "boot"}, "").startswith("failed: the benchmark gave no figures\n"))
         self.assertTrue(flat(text).endswith("[section 1](#1-time-to-a-protected-serving-instance)."))
 
+    def test_in_guest_runtime_against_bare(self):
+        guest = {"label": "sdsec", "connections": 8, "rounds": 2, "seconds": 3.0, "vcpus": 1, "memory_mb": 128,
+                 "paths": [
+                     {"key": "bare", "name": "bare: the application, forwarded to :8080", "requests": 29000,
+                      "rps": 4880.0, "rps_by_round": [4533.0, 5227.0], "p50_ms": 1.492, "p99_ms": 5.299,
+                      "cpu_us_per_request": {"qemu": 187.6, "load": 25.0}},
+                     {"key": "runtime", "name": "runtime: its endpoint, forwarded to :80", "requests": 6200,
+                      "rps": 1034.0, "rps_by_round": [889.0, 1179.0], "p50_ms": 7.874, "p99_ms": 16.594,
+                      "cpu_us_per_request": {"qemu": 907.6, "load": 45.9}}]}
+        text = benchdoc.lean({**BOOT, "in_guest": guest}, "")
+        self.assertIn("\n\n| to the application in one guest (sdsec's kernel) | req/s (each round) | ÷ bare | p50 (ms) "
+                      "| p99 (ms) | QEMU's CPU µs per request |\n"
+                      "|---|---|---|---|---|---|\n"
+                      "| bare: the application, forwarded to :8080 | 4880 (4533, 5227) | baseline | 1.49 | 5.30 | 188 |\n"
+                      "| runtime: its endpoint, forwarded to :80 | 1034 (889, 1179) | 0.212× | 7.87 | 16.59 | 908 |\n\n"
+                      "In a guest: one instance", text)
+        self.assertIn("(sdsec's kernel, 1 vCPU, 128 MiB, accelerator tcg;", flat(text))
+        self.assertIn("over 8 keep-alive connections with one request in flight each, 3.0 s per path and round, "
+                      "bare first, 2 round(s) summed.", flat(text))
+        # After the section's own paragraph, which still ends as it did.
+        self.assertLess(flat(text).index("[section 1](#1-time-to-a-protected-serving-instance)."),
+                        flat(text).index("In a guest:"))
+        self.assertTrue(all(len(line) <= 92 for line in lines(text[text.index("In a guest:"):])))
+        self.assertNotIn("In a guest:", benchdoc.lean(BOOT, ""))  # SDSEC_BENCH_GUEST=0: nothing
+
+    def test_in_guest_failed(self):
+        guest = {"label": "sdsec", "connections": 8, "rounds": 2, "seconds": 3.0,
+                 "error": "bare: the application, forwarded to :8080: 127.0.0.1:41985: operation was canceled"}
+        text = benchdoc.lean({**BOOT, "in_guest": guest}, "")
+        self.assertIn(".\n\nfailed: bare: the application, forwarded to :8080: 127.0.0.1:41985: operation was "
+                      "canceled\n\nIn a guest: one instance of the quickstart image (sdsec's kernel, ? vCPU", text)
+        self.assertNotIn("| to the application in one guest", text)
+        only = benchdoc.lean({"bench": "boot", "in_guest": {"label": "sdsec"}}, "")
+        self.assertTrue(only.startswith("From `cargo bench"))  # the part alone is not "no figures"
+        self.assertIn("failed: the part gave no figures\n\nIn a guest:", only)
+
     def test_one_kernel_has_no_ratio_column(self):
         text = benchdoc.lean({**BOOT, "kernels": BOOT["kernels"][:1], "memory": BOOT["memory"][:2]}, "")
         self.assertEqual(lines(text)[:3], [
@@ -162,7 +198,9 @@ class Runtime(unittest.TestCase):
                       "paths in alternation, 2 round(s) summed; tokio worker threads: app 1 per core, proxy 1 per core, "
                       "load 1 per core; all on the same 2 cores", flat(text))
         self.assertTrue(all(len(line) <= 92 for line in lines(text)[7:]))
-        self.assertTrue(flat(text).endswith("[section 2](#2-cost-of-protection)."))
+        self.assertTrue(flat(text).endswith("is in [section 2](#2-cost-of-protection); against the same guest's "
+                                            "application reached directly, in "
+                                            "[section 5](#5-lean-images-sdsecs-kernel-against-debians)."))
 
     def test_nginx_skipped(self):
         figures = {**OVERHEAD, "paths": OVERHEAD["paths"][:3],

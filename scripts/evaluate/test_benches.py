@@ -34,6 +34,8 @@ class Commands(unittest.TestCase):
         self.assertEqual({k: env[k] for k in ("SDSEC_BENCH_JSON", "TMPDIR", "SDSEC_BENCH_BOOTS", "SDSEC_BENCH_INSTANCES")},
                          {"SDSEC_BENCH_JSON": "/w/lean/figures.json", "TMPDIR": "/w/lean/tmp", "SDSEC_BENCH_BOOTS": "2",
                           "SDSEC_BENCH_INSTANCES": "1,5"})
+        self.assertEqual((env["SDSEC_BENCH_GUEST_SECONDS"], env["SDSEC_BENCH_GUEST_ROUNDS"],
+                          env["SDSEC_BENCH_GUEST_CONNECTIONS"]), ("3", "2", "8"))
         self.assertEqual((env["CARGO_TARGET_DIR"], env["SDSEC_BENCH_KERNELS"]), ("/t", "sdsec"))  # passed through
         self.assertEqual(base["SDSEC_BENCH_BOOTS"], "9")  # the evaluation's own stays as it was
         env = benches.environment(CFG, "runtime", base, Path("/j"), Path("/tmp/x"))

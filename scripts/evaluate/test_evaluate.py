@@ -41,14 +41,17 @@ class Environment(unittest.TestCase):
         self.assertEqual(c.out, Path("/r/docs/guides/benchmarks.md"))
         self.assertEqual(c.terraform, Path("/r/.venv/bin/terraform"))
         self.assertEqual((c.lean_boots, c.lean_instances), (5, [1, 5, 20]))
+        self.assertEqual((c.guest_seconds, c.guest_rounds, c.guest_connections), ("3", 2, 8))
         self.assertEqual((c.runtime_seconds, c.runtime_rounds, c.runtime_connections), ("3", 2, 32))
         self.assertEqual(c.compile_seconds, "5")
 
     def test_bench_settings(self):
         c = Config.from_env({"EVAL_LEAN_BOOTS": "2", "EVAL_LEAN_INSTANCES": "1 5", "EVAL_RUNTIME_SECONDS": "0.5",
-                             "EVAL_RUNTIME_ROUNDS": "1", "EVAL_RUNTIME_CONNECTIONS": "8", "EVAL_COMPILE_SECONDS": " 2 "},
+                             "EVAL_RUNTIME_ROUNDS": "1", "EVAL_RUNTIME_CONNECTIONS": "8", "EVAL_COMPILE_SECONDS": " 2 ",
+                             "EVAL_GUEST_SECONDS": "1.5", "EVAL_GUEST_ROUNDS": "3", "EVAL_GUEST_CONNECTIONS": "4"},
                             Path("/r"))
         self.assertEqual((c.lean_boots, c.lean_instances), (2, [1, 5]))
+        self.assertEqual((c.guest_seconds, c.guest_rounds, c.guest_connections), ("1.5", 3, 4))
         self.assertEqual((c.runtime_seconds, c.runtime_rounds, c.runtime_connections), ("0.5", 1, 8))
         self.assertEqual(c.compile_seconds, "2")
 
@@ -65,7 +68,8 @@ class Environment(unittest.TestCase):
                     {"EVAL_POLL_INTERVAL": "fast"}, {"EVAL_PROP_MODES": "inplace pools"},
                     {"EVAL_ONDEMAND_MODES": "cold"}, {"EVAL_LEAN_BOOTS": "0"}, {"EVAL_LEAN_INSTANCES": "1,5"},
                     {"EVAL_LEAN_INSTANCES": "0 5"}, {"EVAL_RUNTIME_SECONDS": "0"}, {"EVAL_RUNTIME_SECONDS": "3s"},
-                    {"EVAL_RUNTIME_ROUNDS": "0"}, {"EVAL_COMPILE_SECONDS": "-1"}):
+                    {"EVAL_RUNTIME_ROUNDS": "0"}, {"EVAL_GUEST_SECONDS": "0"}, {"EVAL_GUEST_CONNECTIONS": "0"},
+                    {"EVAL_COMPILE_SECONDS": "-1"}):
             with self.subTest(env=env), self.assertRaises(UsageError):
                 Config.from_env(env, Path("/r"))
 

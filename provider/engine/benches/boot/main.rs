@@ -24,6 +24,11 @@
 //!    running. Instances boot one after the other, each to ready; one QEMU's PSS is split
 //!    by mapping.
 //!
+//! 5. in a guest ([`in_guest`]): requests/s and latency of one instance of the quickstart
+//!    (its rate limit out of reach) through its runtime, against the same instance's
+//!    application reached directly through a second forward of its user network, the two
+//!    in alternation; the ratio runtime/bare.
+//!
 //! Quickstart policy and the example API, QEMU `microvm` with its user network (127.0.0.1
 //! only), KVM if usable, otherwise TCG. Every instance the benchmark booted is stopped at
 //! the end, also when it panics.
@@ -36,9 +41,12 @@
 //! SDSEC_BENCH_KERNELS (comma-separated, `sdsec,debian-cloud`; a path works too),
 //! SDSEC_BENCH_INSTANCES (sdsec's instance counts, `1,5,20`), SDSEC_BENCH_SETTLE_S (wait
 //! before reading memory, 5), SDSEC_BENCH_MEMORY=0 skips part 4, SDSEC_BENCH_SNAPSHOT=0 the snapshot starts ([`snapshot`]),
+//! SDSEC_BENCH_GUEST=0 part 5 (SDSEC_BENCH_GUEST_SECONDS per path and round, 3;
+//! SDSEC_BENCH_GUEST_ROUNDS, 2; SDSEC_BENCH_GUEST_CONNECTIONS, 8),
 //! SDSEC_BENCH_JSON=<path> also writes the figures there as JSON ([`summary`]).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod in_guest;
 mod memory;
 mod snapshot;
 mod summary;
@@ -131,9 +139,14 @@ impl<'q> Running<'q> {
 
     /// Boots `spec` to ready and checks that it serves with the token.
     pub fn boot(&mut self, spec: &BootSpec) -> Instance {
-        let instance = self.qemu.boot(spec).unwrap_or_else(|e| panic!("boot of {} failed: {e}", spec.name));
+        self.try_boot(spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Running::boot`], for a part that reports its failure rather than end the benchmark.
+    pub fn try_boot(&mut self, spec: &BootSpec) -> Result<Instance, String> {
+        let instance = self.qemu.boot(spec).map_err(|e| format!("boot of {} failed: {e}", spec.name))?;
         self.ids.push(instance.id.clone());
-        instance
+        Ok(instance)
     }
 
     pub fn count(&self) -> usize {
@@ -238,6 +251,18 @@ fn generation(s: &mut Subject, state: &Path, plan: &plan::EnforcementPlan) {
         dir_bytes(&image.dir),
     ];
     s.boot = Some(launch::boot_spec(&image, plan, READY_TIMEOUT));
+}
+
+/// The quickstart with `policy` instead of its own, built into the store under `state` with
+/// `kernel`: how to boot it.
+fn variant(policy: String, app: &AppSpec, kernel: &Kernel, state: &Path) -> Result<BootSpec, String> {
+    let source = sectosca::Source::new("quickstart/policy.yaml", policy);
+    let compilation = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
+    let plan = compilation.plans.get("api").ok_or("the variant of the quickstart has no `api` node")?;
+    let spec = launch::image_spec(plan, app, kernel, &static_binary("sdsec-guest")).map_err(|e| e.to_string())?;
+    let store = Store::open(state).map_err(|e| e.to_string())?;
+    let image = store.ensure(&spec).map_err(|e| e.to_string())?.image;
+    Ok(launch::boot_spec(&image, plan, READY_TIMEOUT))
 }
 
 /// Part 1: the kernels alternate boot by boot.
@@ -417,15 +442,17 @@ fn main() {
         summary.set("snapshot", figures);
     }
 
+    if setting("SDSEC_BENCH_GUEST", 1) != 0 {
+        let first = &subjects[0];
+        let boot = in_guest::policy().and_then(|p| variant(p, &app, &first.kernel, state.path()));
+        summary.set("in_guest", in_guest::report(&first.label, boot, &mut running, state.path()));
+    }
+
     if setting("SDSEC_BENCH_MEMORY", 1) != 0 {
         // What `strict` hardening costs in memory: the quickstart at `baseline`, first kernel.
         assert!(POLICY.contains("level: strict"), "the quickstart's hardening is no longer strict");
         let baseline = POLICY.replace("level: strict", "level: baseline");
-        let source = sectosca::Source::new("quickstart/policy.yaml", baseline);
-        let compilation = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
-        let plan = &compilation.plans["api"];
-        let spec = launch::image_spec(plan, &app, &subjects[0].kernel, &static_binary("sdsec-guest")).unwrap();
-        let image = Store::open(state.path()).unwrap().ensure(&spec).unwrap().image;
+        let baseline = variant(baseline, &app, &subjects[0].kernel, state.path()).unwrap();
         let mut runs: Vec<memory::Subject> = subjects
             .iter()
             .map(|s| memory::Subject {
@@ -435,7 +462,7 @@ fn main() {
                 baseline_hardening: None,
             })
             .collect();
-        runs[0].baseline_hardening = Some(launch::boot_spec(&image, plan, READY_TIMEOUT));
+        runs[0].baseline_hardening = Some(baseline);
         memory::report(&runs, &mut running, state.path(), &mut summary);
     }
 }

@@ -1,4 +1,6 @@
-//! The load generator and what it measures.
+//! The load generator and what it measures. Also included by the engine's boot benchmark
+//! (`provider/engine/benches/boot/in_guest.rs`), which drives a guest with it: keep it free
+//! of this benchmark's other modules.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -7,7 +9,23 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
 
-use crate::{BODY, TOKEN};
+/// A tokio runtime on threads of its own named `name`, `workers` of them (0: one per core).
+pub fn tokio_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all().thread_name(name);
+    if workers > 0 {
+        b.worker_threads(workers);
+    }
+    b.build().unwrap()
+}
+
+/// User and system CPU seconds in a `/proc/.../stat` line: utime and stime are the 12th and
+/// 13th fields after the name (read from its last `)`, since a name may hold spaces).
+pub fn stat_cpu_seconds(stat: &str) -> f64 {
+    let Some(close) = stat.rfind(')') else { return 0.0 };
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()) / 100.0
+}
 
 /// CPU seconds used so far by this process's threads named `app`, `proxy` and `load` (Linux;
 /// zeros elsewhere): what a request costs each party, whatever else runs on the machine.
@@ -23,12 +41,30 @@ fn cpu_by_thread() -> [f64; 3] {
             "load" => 2,
             _ => continue,
         };
-        // Fields after the name: state is the 3rd field, utime and stime the 14th and 15th.
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks: f64 = fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-        cpu[slot] += ticks / 100.0;
+        cpu[slot] += stat_cpu_seconds(&stat);
     }
     cpu
+}
+
+/// `e` with its causes: hyper's own errors say little without them ("operation was canceled").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// What every request of a measurement is: the same bytes on every path compared.
+#[derive(Debug, Clone, Copy)]
+pub struct Request {
+    pub path: &'static str,
+    /// Sent as `Authorization: Bearer <token>`.
+    pub token: &'static str,
+    /// The length of every answer's body: a path that answers something else fails.
+    pub body_len: usize,
 }
 
 #[derive(Default)]
@@ -66,20 +102,24 @@ impl Figures {
     }
 }
 
-/// `connections` keep-alive connections, each sending GETs back to back for `seconds`.
-/// `proxy_cpu` reads the CPU seconds of a proxy outside this process (nginx).
+/// `connections` keep-alive connections, each sending `request` back to back for `seconds`.
+/// `proxy_cpu` reads the CPU seconds of a proxy outside this process (nginx; a whole guest's
+/// QEMU). Fails, saying why, at the first request not answered as `request` expects.
 pub async fn load(
     target: SocketAddr,
+    request: Request,
     connections: usize,
     seconds: f64,
     proxy_cpu: Option<&(dyn Fn() -> f64 + Sync)>,
-) -> Figures {
-    let authorization = http::HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap();
+) -> Result<Figures, String> {
+    let authorization = http::HeaderValue::from_str(&format!("Bearer {}", request.token)).map_err(|e| e.to_string())?;
     let mut senders = Vec::with_capacity(connections);
     for _ in 0..connections {
-        let stream = tokio::net::TcpStream::connect(target).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+        let stream = tokio::net::TcpStream::connect(target).await.map_err(|e| format!("connect to {target}: {e}"))?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake with {target}: {}", chain(&e)))?;
         tokio::spawn(conn);
         senders.push(sender);
     }
@@ -96,25 +136,29 @@ pub async fn load(
                 let mut t0 = Instant::now();
                 while t0 < deadline {
                     let mut req = hyper::Request::new(Empty::<Bytes>::new());
-                    *req.uri_mut() = http::Uri::from_static("/api/items");
+                    *req.uri_mut() = http::Uri::from_static(request.path);
                     let headers = req.headers_mut();
                     headers.insert(http::header::HOST, http::HeaderValue::from_static("api"));
                     headers.insert(http::header::AUTHORIZATION, authorization.clone());
-                    let response = sender.send_request(req).await.unwrap();
-                    assert_eq!(response.status(), 200);
-                    let body = response.into_body().collect().await.unwrap().to_bytes();
-                    assert_eq!(body.len(), BODY.len());
+                    let response = sender.send_request(req).await.map_err(|e| format!("{target}: {}", chain(&e)))?;
+                    let status = response.status();
+                    let body = response.into_body().collect().await;
+                    let body = body.map_err(|e| format!("{target}: {}", chain(&e)))?.to_bytes();
+                    if status != 200 || body.len() != request.body_len {
+                        let body = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+                        return Err(format!("{target} answered {status} with {body:?}"));
+                    }
                     let t1 = Instant::now();
                     latencies.push(t1 - t0);
                     t0 = t1;
                 }
-                latencies
+                Ok::<_, String>(latencies)
             })
         })
         .collect();
     let mut figures = Figures::default();
     for t in tasks {
-        figures.latencies.extend(t.await.unwrap());
+        figures.latencies.extend(t.await.map_err(|e| e.to_string())??);
     }
     figures.seconds = started.elapsed().as_secs_f64();
     let cpu_after = cpu_by_thread();
@@ -123,5 +167,5 @@ pub async fn load(
         figures.cpu[1] = f() - before;
     }
     figures.requests = figures.latencies.len();
-    figures
+    Ok(figures)
 }

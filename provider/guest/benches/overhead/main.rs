@@ -42,23 +42,14 @@ use hyper_util::rt::TokioIo;
 use plan::{AuthenticationPlan, Credential, EnforcementPlan, PrincipalPlan, RuntimePlan, Scheme, TokenSha256};
 use sha2::{Digest, Sha256};
 
-use load::{Figures, load};
+use load::{Figures, Request, load, tokio_runtime};
 
 const TOKEN: &str = "bench-token-0123456789";
 const BODY: &[u8] = br#"{"items":[{"id":1,"name":"apple"},{"id":2,"name":"pear"}],"total":2}"#;
+const REQUEST: Request = Request { path: "/api/items", token: TOKEN, body_len: BODY.len() };
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// A tokio runtime on threads of its own, `workers` of them (0: one per core).
-fn tokio_runtime(name: &str, workers: usize) -> tokio::runtime::Runtime {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.enable_all().thread_name(name);
-    if workers > 0 {
-        b.worker_threads(workers);
-    }
-    b.build().unwrap()
 }
 
 /// The runtime's async runtime as the proxy process builds it, driven by a thread named
@@ -202,12 +193,12 @@ fn main() {
     load_rt.block_on(async {
         // Warm up connections, pools and caches on every path.
         for p in &paths {
-            load(p.addr, connections, 0.3, None).await;
+            load(p.addr, REQUEST, connections, 0.3, None).await.unwrap_or_else(|e| panic!("{}: {e}", p.name));
         }
         for _ in 0..rounds {
             for p in &mut paths {
-                let figures = load(p.addr, connections, seconds, outside(p)).await;
-                p.figures.add(figures);
+                let figures = load(p.addr, REQUEST, connections, seconds, outside(p)).await;
+                p.figures.add(figures.unwrap_or_else(|e| panic!("{}: {e}", p.name)));
             }
         }
     });

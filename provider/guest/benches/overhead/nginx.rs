@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
 
+use crate::load::stat_cpu_seconds;
+
 /// A running nginx; ended when dropped.
 pub struct Nginx {
     child: Child,
@@ -208,14 +210,11 @@ impl Nginx {
         for entry in procs.flatten() {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
             let Some(close) = stat.rfind(')') else { continue };
-            // After the name: state, ppid, ... utime and stime are the 12th and 13th.
-            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            // After the name: state, then ppid.
+            let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok());
             let pid = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok());
-            let ppid = fields.get(1).and_then(|p| p.parse::<u32>().ok());
             if pid == Some(master) || ppid == Some(master) {
-                let ticks: f64 =
-                    fields.get(11..13).map_or(0.0, |f| f.iter().filter_map(|v| v.parse::<f64>().ok()).sum());
-                total += ticks / 100.0;
+                total += stat_cpu_seconds(&stat);
             }
         }
         total
