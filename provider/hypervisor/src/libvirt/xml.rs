@@ -232,6 +232,8 @@ mod tests {
         assert!(xml.starts_with("<domain type='qemu'"));
         assert!(xml.contains("<name>sdsec-i-0123456789abcdef</name>"));
         assert!(xml.contains("<type arch='x86_64' machine='microvm'>hvm</type>"));
+        // Never restarted in place (see the QEMU backend's `-no-reboot`).
+        assert!(xml.contains("<on_reboot>destroy</on_reboot>"));
         assert!(xml.contains("<cmdline>console=ttyS0 quiet pci=off tsc_early_khz=2793436 tsc=reliable</cmdline>"));
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));

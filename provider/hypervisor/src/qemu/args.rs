@@ -67,6 +67,8 @@ pub fn args(
         Accel::Tcg => push(&mut args, &["-accel", &format!("tcg,thread=multi,tb-size={}", spec.tcg_cache_mb)]),
     }
     push(&mut args, &["-m", &spec.memory_mb.to_string(), "-smp", &spec.vcpus.to_string()]);
+    // -no-reboot: a guest never restarts over its own memory, which sdsec's kernel takes
+    // for fresh at boot (provider/image/kernel/patches/init-on-free-skips-boot-memory.patch).
     push(&mut args, &["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot", "-daemonize"]);
     // QEMU confines itself with seccomp (no obsolete or scheduling calls). Spawning and
     // privilege changes stay allowed: `-daemonize` forks and calls setsid after the filter
@@ -122,6 +124,9 @@ mod tests {
         assert!(text.contains(&"virtserialport,chardev=sdsecaudit,name=sdsec.audit".to_owned()));
         assert!(text.contains(&"virtio-serial-device,max_ports=3".to_owned()));
         assert!(text.contains(&"api,process=sdsec-i-1".to_owned()));
+        // A guest never restarts in place: sdsec's kernel takes the memory it boots with
+        // for the hypervisor's fresh zeroes (provider/image/kernel/patches/).
+        assert!(text.contains(&"-no-reboot".to_owned()));
         assert!(!text.contains(&"kvm".to_owned()));
         assert!(text.windows(2).any(|w| w == ["-accel", "tcg,thread=multi,tb-size=16"]));
         assert!(text.windows(2).any(|w| w == ["-device", "virtio-balloon-device,free-page-reporting=on"]));

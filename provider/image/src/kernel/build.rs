@@ -107,7 +107,7 @@ pub(super) fn build_into(
     let log = Log::create(&log_path)?;
     for (patch_name, diff) in PATCHES {
         progress(&format!("applying {patch_name}"));
-        log.patch(&source, patch_name, diff)?;
+        log.patch(&source, &scratch_dir, patch_name, diff)?;
     }
 
     progress("configuring: tinyconfig and sdsec's fragment");
@@ -189,13 +189,18 @@ impl Log {
         self.run(command, format!("make {}", args.join(" ")))
     }
 
-    /// Applies `diff` (one of [`PATCHES`]) to the tree; it must apply whole and exactly once.
-    fn patch(&self, source: &Path, name: &str, diff: &str) -> Result<(), KernelError> {
-        let file = source.join(format!(".sdsec-{name}"));
+    /// Applies `diff` (one of [`PATCHES`]) to the tree; it must apply whole, exactly where
+    /// its context says (no fuzz: a newer source release the patch no longer fits fails the
+    /// build rather than patching the wrong place) and once.
+    fn patch(&self, source: &Path, scratch: &Path, name: &str, diff: &str) -> Result<(), KernelError> {
+        let file = scratch.join(name);
         fs::write(&file, diff).map_err(io("write", &file))?;
         let mut command = Command::new("patch");
-        command.current_dir(source).args(["-p1", "--forward", "--batch", "--no-backup-if-mismatch", "-i"]).arg(&file);
-        self.run(command, format!("patch -p1 < {name}"))
+        command
+            .current_dir(source)
+            .args(["-p1", "--forward", "--batch", "--fuzz=0", "--no-backup-if-mismatch", "-i"])
+            .arg(&file);
+        self.run(command, format!("patch -p1 --fuzz=0 < {name} (it no longer fits this source release)"))
     }
 
     fn run(&self, mut command: Command, shown: String) -> Result<(), KernelError> {
