@@ -16,14 +16,12 @@
 #[path = "../../../guest/benches/overhead/load.rs"]
 mod load;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use hypervisor::registry::{PIDFILE, QMP_SOCKET, Registry};
+use hypervisor::qemu::Qemu;
+use hypervisor::registry::{PIDFILE, Registry};
 use hypervisor::{BootSpec, InstanceId};
 use serde_json::{Value, json};
 
@@ -35,7 +33,6 @@ const APP_PORT: u16 = 8080;
 /// The example API's item list, empty (nothing is ever posted): `[]`, through the runtime or not.
 const REQUEST: Request = Request { path: "/items", token: TOKEN, body_len: 2 };
 const WARM_UP_S: f64 = 1.0;
-const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 const QUICKSTART_LIMIT: &str = "rate_limit: { requests_per_second: 50, burst: 100, per: source }";
 const NO_LIMIT: &str = "rate_limit: { requests_per_second: 1000000, burst: 1000000, per: source }";
 
@@ -137,7 +134,7 @@ fn ms(d: Duration) -> f64 {
 /// Boots the instance, adds the forward to its application and loads both paths.
 fn measure(boot: &BootSpec, running: &mut Running, state: &Path, s: Settings) -> Result<Vec<Route>, String> {
     let instance = running.try_boot(boot)?;
-    let bare = forward(&qmp_socket(state, &instance.id)?)?;
+    let bare = forward(running.qemu, &instance.id)?;
     let pid_file = Registry::new(state).dir(&instance.id).join(PIDFILE);
     let pid = std::fs::read_to_string(&pid_file).map_err(|e| format!("{}: {e}", pid_file.display()))?;
     let stat = format!("/proc/{}/stat", pid.trim());
@@ -169,53 +166,19 @@ fn measure(boot: &BootSpec, running: &mut Running, state: &Path, s: Settings) ->
     Ok(routes.into())
 }
 
-/// The instance's QMP socket: in its directory, or, where that path is too long for a unix
-/// socket, where the hypervisor puts it instead (its `socket.rs`: `<dir>/<id>.qmp.sock`).
-fn qmp_socket(state: &Path, id: &InstanceId) -> Result<PathBuf, String> {
-    let uid = std::fs::metadata(state).map_err(|e| e.to_string())?.uid();
-    let short = |dir: PathBuf| dir.join(format!("{}.{QMP_SOCKET}", id.as_str()));
-    let candidates = [
-        Some(Registry::new(state).dir(id).join(QMP_SOCKET)),
-        std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()).map(|d| short(PathBuf::from(d).join("sdsec"))),
-        Some(short(PathBuf::from(format!("/tmp/sdsec-{uid}")))),
-    ];
-    let candidates: Vec<PathBuf> = candidates.into_iter().flatten().collect();
-    let found = candidates.iter().find(|p| p.exists()).cloned();
-    found.ok_or_else(|| format!("no QMP socket for {id} (looked at {candidates:?})"))
-}
-
 /// Adds a forward from a free port of 127.0.0.1 to the application's port on the instance's
 /// user network (netdev `net0`, as the hypervisor names it), and returns that address.
-fn forward(socket: &Path) -> Result<SocketAddr, String> {
-    let fail = |e: std::io::Error| format!("QMP {}: {e}", socket.display());
-    let stream = UnixStream::connect(socket).map_err(fail)?;
-    stream.set_read_timeout(Some(QMP_TIMEOUT)).map_err(fail)?;
-    let mut reader = BufReader::new(stream.try_clone().map_err(fail)?);
-    let mut writer = stream;
-    // One command, its `return`; QEMU's greeting and events in between are passed over.
-    let mut execute = |command: Value| -> Result<Value, String> {
-        writeln!(writer, "{command}").map_err(fail)?;
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).map_err(fail)? == 0 {
-                return Err(format!("QMP {}: QEMU closed the connection", socket.display()));
-            }
-            let reply: Value = serde_json::from_str(&line).map_err(|e| format!("QMP: {e} in {line:?}"))?;
-            if let Some(value) = reply.get("return") {
-                return Ok(value.clone());
-            }
-            if let Some(error) = reply.get("error") {
-                return Err(format!("QMP {command}: {error}"));
-            }
-        }
-    };
-    execute(json!({ "execute": "qmp_capabilities" }))?;
+fn forward(qemu: &Qemu, id: &InstanceId) -> Result<SocketAddr, String> {
     let mut refused = String::new();
     // The port is free when picked, but another process may take it before QEMU does.
     for _ in 0..3 {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| l.local_addr()).map_err(fail)?.port();
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("pick a port: {e}"))?
+            .port();
         let line = format!("hostfwd_add net0 tcp:127.0.0.1:{port}-:{APP_PORT}");
-        let answer = execute(json!({ "execute": "human-monitor-command", "arguments": { "command-line": line } }))?;
+        let answer =
+            qemu.qmp(id, "human-monitor-command", Some(json!({ "command-line": line }))).map_err(|e| e.to_string())?;
         // HMP answers a success with nothing, a failure with its message.
         refused = answer.as_str().unwrap_or("?").trim().to_owned();
         if refused.is_empty() {

@@ -46,7 +46,9 @@ impl Qemu {
         self.accel
     }
 
-    fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
+    /// One QMP command to instance `id`'s QEMU, wherever its socket is: for what the
+    /// [`Hypervisor`] trait does not cover (benchmarks, diagnostics).
+    pub fn qmp(&self, id: &InstanceId, command: &str, arguments: Option<Value>) -> Result<Value> {
         let fail = |reason: String| HypervisorError::Qmp { id: id.clone(), command: command.to_owned(), reason };
         let socket = socket::path(&self.registry.dir(id), id.as_str(), QMP_SOCKET).map_err(|e| fail(e.to_string()))?;
         let mut qmp = Qmp::connect(&socket, Duration::from_secs(5)).map_err(fail)?;
