@@ -28,7 +28,14 @@ use crate::net::{self, Network};
 use crate::paths;
 
 /// The x86 `COMMAND_LINE_SIZE` is 2048 bytes including the terminating NUL.
-pub const MAX_LEN: usize = 2047;
+const KERNEL_MAX_LEN: usize = 2047;
+/// Room kept for what joins an image's line at boot: the backend's settings (the address,
+/// `sdsec.provision`, `sdsec.snapshot`, the TSC frequency under TCG) and the kernel's
+/// built-in line (sdsec's kernel), about 150 bytes today. The kernel would cut what is
+/// over its limit without a word.
+pub const BOOT_RESERVE: usize = 256;
+/// The longest line an image holds.
+pub const MAX_LEN: usize = KERNEL_MAX_LEN - BOOT_RESERVE;
 
 /// Console on the first serial port (the microvm machine's, where the host reads the
 /// runtime's events), no reboot loop on panic, quiet boot (printing to an emulated UART is

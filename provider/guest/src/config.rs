@@ -34,9 +34,14 @@ pub enum ConfigError {
 
 /// Reads a plan: the canonical JSON of one node's enforcement plan.
 pub fn load_plan(path: &Path) -> Result<EnforcementPlan, ConfigError> {
+    read_plan(path).map(|(plan, _)| plan)
+}
+
+/// [`load_plan`], and the file's text.
+pub fn read_plan(path: &Path) -> Result<(EnforcementPlan, String), ConfigError> {
     let shown = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
-    parse_plan(&shown, &text)
+    Ok((parse_plan(&shown, &text)?, text))
 }
 
 /// Parses a plan, checking its format first: a newer plan would otherwise fail on some

@@ -34,7 +34,7 @@ fn the_proxy_process_serves_takes_new_plans_and_holds_no_privilege() {
         listen,
         common::upstream().addr,
         events_out.as_fd(),
-        &common::plan("bare"),
+        &common::plan("bare").canonical_json(),
     )
     .unwrap();
     drop(events_out);

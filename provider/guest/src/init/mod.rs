@@ -46,7 +46,7 @@ use rustix::thread::CapabilitySet;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::audit::AuditLog;
-use crate::config::{Runtime, load_plan};
+use crate::config::read_plan;
 use reaper::Reaper;
 
 const CMDLINE: &str = "/proc/cmdline";
@@ -141,13 +141,10 @@ pub fn run() -> ! {
     let network = launch.network;
     let address = net::Address { ip: network.ip, prefix: network.prefix, gateway: network.gateway };
     step("network", net::configure(address, INTERFACE_WAIT));
-    let plan = step("plan", load_plan(&paths::in_guest(paths::PLAN)));
+    let (plan, plan_json) = step("plan", read_plan(&paths::in_guest(paths::PLAN)));
     if plan.build.hardening.read_only_root {
         step("read_only_root", mounts::read_only_root());
     }
-    // Compiled here to refuse a bad plan before anything starts; the proxy process compiles
-    // its own.
-    step("plan", Runtime::new(&plan.runtime));
     // Its threads serve PID 1's timers and signals only: they hold no capability.
     let threads = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -155,7 +152,7 @@ pub fn run() -> ! {
         .enable_all()
         .build();
     let threads = step("runtime", threads.map_err(|source| InitError::Io { what: "start the async runtime", source }));
-    threads.block_on(supervise(launch, plan, key))
+    threads.block_on(supervise(launch, plan, &plan_json, key))
 }
 
 /// Module failures are warnings: a driver may be built in, and the network step names
@@ -173,12 +170,14 @@ fn load_modules() {
     }
 }
 
-async fn supervise(launch: Launch, plan: plan::EnforcementPlan, key: Option<Key>) -> ! {
+/// `plan_json` is `plan` as the image holds it: the proxy process compiles it, and refuses
+/// it before anything starts if it does not compile.
+async fn supervise(launch: Launch, plan: plan::EnforcementPlan, plan_json: &str, key: Option<Key>) -> ! {
     let listen = SocketAddr::from((Ipv4Addr::UNSPECIFIED, launch.listen));
     let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, launch.app_port));
     let proxy = step(
         "proxy",
-        proxy_process::start(Path::new(proxy_process::SELF), true, listen, upstream, events::descriptor(), &plan),
+        proxy_process::start(Path::new(proxy_process::SELF), true, listen, upstream, events::descriptor(), plan_json),
     );
     let signals = (signal(SignalKind::child()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
     let (mut children, mut term, mut int) = match signals {

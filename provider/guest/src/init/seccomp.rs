@@ -30,6 +30,8 @@ use seccompiler::{
 pub enum SeccompError {
     #[error("this architecture ({0}) has no seccomp filter support in sdsec")]
     Arch(&'static str),
+    #[error("the seccomp filter has {0} instructions, more than the kernel takes ({MAX_INSTRUCTIONS})")]
+    TooLong(usize),
     #[error("cannot build the seccomp filter: {0}")]
     Build(#[from] seccompiler::BackendError),
 }
@@ -188,28 +190,77 @@ pub fn layers(level: HardeningLevel) -> Result<Vec<Layer>, SeccompError> {
     Ok(layers)
 }
 
-/// The BPF programs to install, x32 guard first.
+/// The BPF program to install for `level` (one, see [`chain`]).
 pub fn programs(level: HardeningLevel) -> Result<Vec<BpfProgram>, SeccompError> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
-    let mut out = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    out.push(x32_guard());
-    for layer in layers(level)? {
-        let filter = SeccompFilter::new(layer.rules, SeccompAction::Allow, layer.action, arch)?;
-        out.push(BpfProgram::try_from(filter)?);
-    }
-    Ok(out)
+    chained(layers(level)?)
 }
 
-/// The proxy process's programs: `strict`'s (it makes threads, never processes, and only
+/// The proxy process's program: `strict`'s (it makes threads, never processes, and only
 /// INET and UNIX sockets), and execve killed, since it never executes anything once
 /// started. Installed by the process itself, right after its own exec.
 pub fn proxy_programs() -> Result<Vec<BpfProgram>, SeccompError> {
-    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
-    let mut out = programs(HardeningLevel::Strict)?;
+    let mut layers = layers(HardeningLevel::Strict)?;
     let no_exec = [libc::SYS_execve, libc::SYS_execveat].iter().map(|nr| (*nr, Vec::new())).collect();
-    let filter = SeccompFilter::new(no_exec, SeccompAction::Allow, SeccompAction::KillProcess, arch)?;
-    out.push(BpfProgram::try_from(filter)?);
+    layers.push(Layer { action: SeccompAction::KillProcess, rules: no_exec });
+    chained(layers)
+}
+
+/// `layers` compiled and chained into one program, x32 guard first, then the layers from
+/// the most severe action down.
+fn chained(mut layers: Vec<Layer>) -> Result<Vec<BpfProgram>, SeccompError> {
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH))?;
+    // Stable: layers of one severity keep their order.
+    layers.sort_by_key(|layer| std::cmp::Reverse(severity(&layer.action)));
+    let mut programs = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    programs.push(x32_guard());
+    for layer in layers {
+        let filter = SeccompFilter::new(layer.rules, SeccompAction::Allow, layer.action, arch)?;
+        programs.push(BpfProgram::try_from(filter)?);
+    }
+    Ok(vec![chain(programs)?])
+}
+
+/// How the kernel ranks a verdict among stacked filters (the most severe one wins).
+fn severity(action: &SeccompAction) -> u8 {
+    match action {
+        SeccompAction::KillProcess => 7,
+        SeccompAction::KillThread => 6,
+        SeccompAction::Trap => 5,
+        SeccompAction::Errno(_) => 4,
+        SeccompAction::Trace(_) => 2,
+        SeccompAction::Log => 1,
+        SeccompAction::Allow => 0,
+    }
+}
+
+/// The kernel's limit on a program's length (`BPF_MAXINSNS`).
+const MAX_INSTRUCTIONS: usize = 4096;
+
+/// Programs as one: where one would allow, the next is asked instead, so the first verdict
+/// other than allow is the answer. With the most severe programs first this is what the
+/// kernel makes of the same programs stacked, as long as no two give different verdicts of
+/// equal severity for one call. One filter is cheaper than a stack: the kernel evaluates
+/// every installed filter for every system call number when it installs one, and runs every
+/// filter on each call it could not rule on then.
+pub fn chain(programs: Vec<BpfProgram>) -> Result<BpfProgram, SeccompError> {
+    use bpf::{JA, RET_K};
+    let mut out: BpfProgram = Vec::with_capacity(programs.iter().map(Vec::len).sum());
+    let count = programs.len();
+    for (index, program) in programs.into_iter().enumerate() {
+        let last = index + 1 == count;
+        let len = program.len();
+        for (at, mut op) in program.into_iter().enumerate() {
+            if !last && op.code == RET_K && op.k == libc::SECCOMP_RET_ALLOW {
+                // To the next program's first instruction: JA's offset counts from the one after it.
+                op = bpf::op(JA, 0, 0, (len - at - 1) as u32);
+            }
+            out.push(op);
+        }
+    }
+    if out.len() > MAX_INSTRUCTIONS {
+        return Err(SeccompError::TooLong(out.len()));
+    }
     Ok(out)
 }
 
@@ -223,6 +274,7 @@ pub(crate) mod bpf {
     pub const LD_W_ABS: u16 = 0x20;
     pub const JEQ_K: u16 = 0x15;
     pub const JGE_K: u16 = 0x35;
+    pub const JA: u16 = 0x05;
     pub const RET_K: u16 = 0x06;
     /// Offsets in `struct seccomp_data`.
     pub const NR: u32 = 0;

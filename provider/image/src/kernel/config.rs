@@ -14,6 +14,7 @@ pub const FRAGMENT: &str = include_str!("../../kernel/sdsec.config");
 pub const PATCHES: &[(&str, &str)] = &[
     ("virtio-mmio-queue-size-max.patch", include_str!("../../kernel/patches/virtio-mmio-queue-size-max.patch")),
     ("init-on-free-skips-boot-memory.patch", include_str!("../../kernel/patches/init-on-free-skips-boot-memory.patch")),
+    ("lapic-bus-khz.patch", include_str!("../../kernel/patches/lapic-bus-khz.patch")),
 ];
 
 /// Bumped when the build steps change in a way the fragment does not show (another base

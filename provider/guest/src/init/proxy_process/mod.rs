@@ -74,8 +74,13 @@ impl Link {
 
     /// Sends a plan and waits until the process has it in force.
     pub fn send(&mut self, plan: &EnforcementPlan) -> Result<(), ProxyProcessError> {
-        // Canonical JSON is compact: one line.
-        let answer = self.ask(&plan.canonical_json().replace('\n', " "))?;
+        self.send_json(&plan.canonical_json())
+    }
+
+    /// [`Link::send`] of a plan as JSON text.
+    pub fn send_json(&mut self, plan: &str) -> Result<(), ProxyProcessError> {
+        // One line: JSON keeps line breaks inside strings escaped, so the others are spacing.
+        let answer = self.ask(&plan.replace('\n', " "))?;
         match answer.as_str() {
             "ok" => Ok(()),
             refused => Err(ProxyProcessError::Refused(refused.trim_start_matches("error: ").to_owned())),
@@ -128,7 +133,7 @@ pub const SELF: &str = "/proc/self/exe";
 
 /// Binds `listen`, starts `program` (the runtime: [`SELF`] in an image) as the proxy process
 /// in front of `upstream` with `events` as its events channel, and returns once it enforces
-/// `plan`. `sandboxed` (init always) runs it as [`PROXY_ID`] without capabilities, which
+/// `plan` (JSON text: the image's plan file as it is, which spares PID 1 writing it again). `sandboxed` (init always) runs it as [`PROXY_ID`] without capabilities, which
 /// needs root.
 pub fn start(
     program: &std::path::Path,
@@ -136,7 +141,7 @@ pub fn start(
     listen: SocketAddr,
     upstream: SocketAddr,
     events: std::os::fd::BorrowedFd<'_>,
-    plan: &EnforcementPlan,
+    plan: &str,
 ) -> Result<ProxyProcess, ProxyProcessError> {
     let listener = TcpListener::bind(listen).map_err(|source| ProxyProcessError::Listen { addr: listen, source })?;
     let local = listener.local_addr().map_err(|source| ProxyProcessError::Listen { addr: listen, source })?;
@@ -161,7 +166,7 @@ pub fn start(
     drop((listener, theirs));
     let pid = Pid::from_child(&child);
     let mut link = Link::new(ours).map_err(io("set up the link"))?;
-    link.send(plan)?;
+    link.send_json(plan)?;
     Ok(ProxyProcess { pid, local, link })
 }
 

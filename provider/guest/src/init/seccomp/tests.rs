@@ -35,11 +35,29 @@ fn strict_adds_process_socket_and_kill_rules() {
 }
 
 #[test]
-fn programs_compile_for_both_levels() {
+fn programs_compile_for_both_levels_into_one_filter() {
     for level in [HardeningLevel::Baseline, HardeningLevel::Strict] {
         let programs = programs(level).unwrap();
-        assert!(programs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+        assert_eq!(programs.len(), 1, "{level:?}");
+        assert!(programs.iter().all(|p| !p.is_empty() && p.len() < MAX_INSTRUCTIONS));
     }
+    assert_eq!(proxy_programs().unwrap().len(), 1);
+}
+
+#[test]
+fn chaining_turns_each_allow_but_the_last_into_a_jump_to_the_next_program() {
+    use bpf::{JA, JEQ_K, LD_W_ABS, NR, RET_K, op};
+    let allow = || op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW);
+    let first =
+        vec![op(LD_W_ABS, 0, 0, NR), op(JEQ_K, 0, 1, 7), op(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS), allow()];
+    let second = vec![op(JEQ_K, 1, 0, 9), allow(), op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | 1)];
+    let chained = chain(vec![first.clone(), second.clone()]).unwrap();
+    // The first program's allow (its last instruction) jumps 0 ahead: to the second's start.
+    assert_eq!(chained[..3], first[..3]);
+    assert_eq!(chained[3], op(JA, 0, 0, 0));
+    assert_eq!(chained[4..], second[..]);
+    let too_long = vec![vec![allow(); MAX_INSTRUCTIONS], vec![allow()]];
+    assert!(matches!(chain(too_long), Err(SeccompError::TooLong(n)) if n == MAX_INSTRUCTIONS + 1));
 }
 
 /// What a forked child gets from `call`: 0 when it succeeded, else its errno.
@@ -53,11 +71,15 @@ fn errno_of(result: libc::c_long) -> u8 {
     errno as u8
 }
 
-/// Installs the baseline programs in a forked child, makes each call in `attempts`, and
+fn baseline_errnos(attempts: [fn() -> libc::c_long; 4]) -> [u8; 4] {
+    errnos(HardeningLevel::Baseline, attempts)
+}
+
+/// Installs the programs of `level` in a forked child, makes each call in `attempts`, and
 /// returns the errno each got (0: it succeeded).
 #[allow(unsafe_code)]
-fn baseline_errnos(attempts: [fn() -> libc::c_long; 4]) -> [u8; 4] {
-    let programs = programs(HardeningLevel::Baseline).unwrap();
+fn errnos(level: HardeningLevel, attempts: [fn() -> libc::c_long; 4]) -> [u8; 4] {
+    let programs = programs(level).unwrap();
     let mut pipe = [0; 2];
     // SAFETY: pipe() fills the two-element array it is given.
     assert_eq!(unsafe { libc::pipe(pipe.as_mut_ptr()) }, 0);
@@ -153,6 +175,47 @@ fn the_proxy_process_dies_at_its_first_execve() {
                 libc::_exit(2)
             }
             libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            libc::_exit(3)
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn strict_in_one_filter_gives_each_layer_its_verdict_in_a_real_process() {
+    let attempts: [fn() -> libc::c_long; 4] = [
+        // SAFETY: clone3 with a null argument: refused before the kernel reads it.
+        || unsafe { libc::syscall(libc::SYS_clone3, 0, 0) },
+        // SAFETY: plain system calls with constant arguments.
+        || unsafe { libc::syscall(libc::SYS_fork) },
+        || unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0).into() },
+        || unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0).into() },
+    ];
+    let (enosys, eperm) = (libc::ENOSYS as u8, libc::EPERM as u8);
+    assert_eq!(errnos(HardeningLevel::Strict, attempts), [enosys, eperm, eperm, 0], "clone3, fork, netlink, tcp");
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn strict_kills_a_call_that_another_layer_only_refuses() {
+    // ptrace is refused (EPERM) by the baseline layer and killed by strict's: as stacked
+    // filters, the kill wins, and it must in the chained program too.
+    let programs = programs(HardeningLevel::Strict).unwrap();
+    // SAFETY: the child makes system calls only (the programs were built before the fork)
+    // and leaves with _exit if ptrace returns.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: as above.
+        unsafe {
+            if install(&programs).is_err() {
+                libc::_exit(2)
+            }
+            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
             libc::_exit(3)
         }
     }
