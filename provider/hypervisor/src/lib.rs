@@ -237,6 +237,9 @@ pub enum HypervisorError {
     LibvirtUnreachable { uri: String, reason: String },
     #[error("libvirt at {uri} refused to {action}: {reason}")]
     Libvirt { uri: String, action: String, reason: String },
+    /// sdsec's storage pool on a libvirt daemon.
+    #[error("{0}")]
+    Pool(String),
     #[error("instance {0} was booted without a control channel; it can only be replaced")]
     NoControl(InstanceId),
     #[error("instance {id}: cannot draw its random seed from the host's kernel: {reason}")]

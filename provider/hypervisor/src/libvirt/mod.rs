@@ -10,9 +10,11 @@
 //! killed before it created the domain leaves a directory that `list` shows (an orphan once
 //! its creator is gone) and `stop` removes.
 //!
-//! Paths (kernel, initramfs, console log) and the forwarded port are the daemon host's:
-//! a URI naming another machine needs the image at the same path there.
+//! The kernel and initramfs travel to the daemon: they boot from volumes of sdsec's storage
+//! pool there ([`pool`]). The console log, the audit and control channels and the forwarded
+//! port are still the daemon host's paths and address.
 
+pub mod pool;
 mod xml;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -33,6 +35,7 @@ use crate::{
     PORT_TRIES, Result, control, free_port, logs, plain_name,
 };
 
+pub use pool::{DEFAULT_POOL, ImagePool};
 pub use xml::NAMESPACE;
 
 #[derive(Debug)]
@@ -42,6 +45,8 @@ pub struct Libvirt {
     registry: Registry,
     accel: Accel,
     cpu_khz: Option<u64>,
+    /// sdsec's storage pool on the daemon ([`pool`]).
+    pool: String,
 }
 
 impl Libvirt {
@@ -60,7 +65,14 @@ impl Libvirt {
             registry: Registry::new(&state_dir.join(crate::registry::LIBVIRT_DIR)),
             accel,
             cpu_khz: facts.cpu_khz,
+            pool: DEFAULT_POOL.to_owned(),
         })
+    }
+
+    /// Uses storage pool `name` on the daemon instead of [`DEFAULT_POOL`].
+    pub fn with_pool(mut self, name: &str) -> Libvirt {
+        self.pool = name.to_owned();
+        self
     }
 
     pub fn accel(&self) -> Accel {
@@ -185,9 +197,19 @@ impl Hypervisor for Libvirt {
         if spec.restore.is_some() {
             return Err(HypervisorError::SnapshotUnsupported("libvirt"));
         }
+        // The daemon boots the kernel and initramfs it holds in its pool, uploaded when
+        // missing and checked against their digests first: its host may be another.
+        let pool = ImagePool::open(&self.conn, &self.pool)?;
+        let kernel = pool.place(&self.conn, &spec.kernel, None)?;
+        let initramfs = pool.place(&self.conn, &spec.initramfs, None)?;
         let id = InstanceId::random()?;
         let dir = self.registry.create_dir(&id, false)?;
-        let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };
+        let spec = BootSpec {
+            name: plain_name(&spec.name),
+            kernel: kernel.path.into(),
+            initramfs: initramfs.path.into(),
+            ..spec.clone()
+        };
         // The port is picked when the domain is created.
         let mut record = Instance::starting(id.clone(), &spec, self.accel, &dir, 0);
         let started = Instant::now();

@@ -1,0 +1,190 @@
+//! A libvirt daemon standing for another host: its own network namespace, reached over a
+//! veth link at an address of its own, and its own mount namespace with private
+//! /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /etc/libvirt, /run and /tmp, so
+//! that it sees nothing of the provider's state (which the tests keep under /tmp). It
+//! listens on TLS with certificates made for the test; the client's are in `pkipath`.
+//! Everything is removed when it is dropped. Needs root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub struct RemoteHost {
+    pub uri: String,
+    /// What the daemon has at /var/lib/libvirt, seen from the provider's side.
+    pub var_lib: PathBuf,
+    netns: String,
+    veth: String,
+    /// Removed with the host.
+    _dir: tempfile::TempDir,
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+impl RemoteHost {
+    /// `index` (1..=250) keeps concurrent tests' namespaces and addresses apart.
+    pub fn start(index: u8) -> RemoteHost {
+        assert!(rustix::process::geteuid().is_root(), "the remote-host tests need root (namespaces, a daemon)");
+        let tag = format!("{}x{index}", std::process::id() % 10_000);
+        let netns = format!("sdsec-rh{tag}");
+        let veth = format!("sdrh{tag}");
+        let (host_ip, daemon_ip) = (format!("10.253.{index}.1"), format!("10.253.{index}.2"));
+        let dir = tempfile::Builder::new().prefix("sdsec-remote-host").tempdir().unwrap();
+        let root = dir.path();
+        for sub in ["run", "lib", "cache", "log", "etc/pki/private", "client"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        certificates(root, &daemon_ip);
+        configure(root, &daemon_ip);
+        // The link: the provider's end here, the daemon's in its namespace.
+        run(Command::new("ip").args(["netns", "add", &netns]));
+        let uri = format!("qemu+tls://{daemon_ip}/system?pkipath={}", root.join("client").display());
+        let var_lib = root.join("lib");
+        let root = root.to_path_buf();
+        // From here on, whatever fails leaves nothing behind: dropping the host removes it.
+        let mut host = Self { uri: String::new(), var_lib, netns, veth, _dir: dir };
+        let (a, b) = (format!("{}a", host.veth), format!("{}b", host.veth));
+        run(Command::new("ip").args(["link", "add", &a, "type", "veth", "peer", "name", &b]));
+        run(Command::new("ip").args(["link", "set", &b, "netns", &host.netns]));
+        run(Command::new("ip").args(["addr", "add", &format!("{host_ip}/30"), "dev", &a]));
+        run(Command::new("ip").args(["link", "set", &a, "up"]));
+        let inside = |args: &[&str]| run(Command::new("ip").args(["-n", &host.netns]).args(args));
+        inside(&["addr", "add", &format!("{daemon_ip}/30"), "dev", &b]);
+        inside(&["link", "set", &b, "up"]);
+        inside(&["link", "set", "lo", "up"]);
+        // Private directories first, /tmp last: the test's directory is under /tmp.
+        let r = root.display();
+        let mounts = format!(
+            "mount --bind {r}/run /run && mount --bind {r}/lib /var/lib/libvirt && \
+             mount --bind {r}/cache /var/cache/libvirt && mount --bind {r}/log /var/log/libvirt && \
+             mount --bind {r}/etc /etc/libvirt && mount -t tmpfs tmpfs /tmp && \
+             exec libvirtd --listen --daemon --pid-file /run/libvirtd.pid"
+        );
+        run(Command::new("ip")
+            .args(["netns", "exec", &host.netns, "unshare", "--mount", "--propagation", "private"])
+            .args(["--", "sh", "-c", &mounts]));
+        host.uri = uri;
+        host.wait_answering();
+        host
+    }
+
+    fn wait_answering(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ok =
+                Command::new("virsh").args(["-c", &self.uri, "version"]).output().is_ok_and(|o| o.status.success());
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the remote-host daemon did not answer at {} within 60 s", self.uri);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        // The daemon and any QEMU it started are the namespace's processes.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.netns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        let _ = Command::new("ip").args(["link", "del", &format!("{}a", self.veth)]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
+    }
+}
+
+/// A CA, the daemon's certificate for its address and the client's, as libvirt looks for
+/// them (the daemon's under its /etc/libvirt/pki, the client's in `pkipath`).
+fn certificates(root: &Path, daemon_ip: &str) {
+    let pki = root.join("etc/pki");
+    let client = root.join("client");
+    std::fs::write(root.join("server.ext"), format!("subjectAltName=IP:{daemon_ip}\nextendedKeyUsage=serverAuth\n"))
+        .unwrap();
+    std::fs::write(root.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    let days = ["-days", "2"];
+    openssl(
+        root,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=sdsec test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    for (who, cn, key, cert) in [
+        ("server", daemon_ip, pki.join("private/serverkey.pem"), pki.join("servercert.pem")),
+        ("client", "sdsec-provider", client.join("clientkey.pem"), client.join("clientcert.pem")),
+    ] {
+        let (key, cert) = (key.display().to_string(), cert.display().to_string());
+        let csr = format!("{who}.csr");
+        let subject = format!("/CN={cn}");
+        openssl(root, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
+        let ext = format!("{who}.ext");
+        openssl(
+            root,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &cert,
+                "-extfile",
+                &ext,
+                days[0],
+                days[1],
+            ],
+        );
+    }
+    std::fs::copy(root.join("ca.pem"), pki.join("cacert.pem")).unwrap();
+    std::fs::copy(root.join("ca.pem"), client.join("cacert.pem")).unwrap();
+}
+
+/// The daemon's configuration: TLS on its address only, QEMU as libvirt's unprivileged
+/// user (no `user = root`), stdio logs in files (no virtlogd in the namespace).
+fn configure(root: &Path, daemon_ip: &str) {
+    let etc = root.join("etc");
+    run(Command::new("cp").args(["-a", "/etc/libvirt/.", &etc.display().to_string()]));
+    std::fs::write(
+        etc.join("libvirtd.conf"),
+        format!(
+            "listen_tls = 1\nlisten_tcp = 0\nlisten_addr = \"{daemon_ip}\"\n\
+             key_file = \"/etc/libvirt/pki/private/serverkey.pem\"\ncert_file = \"/etc/libvirt/pki/servercert.pem\"\n\
+             ca_file = \"/etc/libvirt/pki/cacert.pem\"\nlog_outputs = \"3:file:/var/log/libvirt/libvirtd.log\"\n"
+        ),
+    )
+    .unwrap();
+    let qemu_conf = std::fs::read_to_string(etc.join("qemu.conf")).unwrap_or_default();
+    let kept: Vec<&str> = qemu_conf
+        .lines()
+        .filter(|l| {
+            let key = l.split('=').next().unwrap_or_default().trim();
+            !["user", "group", "dynamic_ownership", "security_driver", "stdio_handler"].contains(&key)
+        })
+        .collect();
+    std::fs::write(etc.join("qemu.conf"), format!("{}\nstdio_handler = \"file\"\n", kept.join("\n"))).unwrap();
+}
