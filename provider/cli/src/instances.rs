@@ -20,6 +20,10 @@ pub struct Where {
     /// Use the libvirt daemon at this URI (e.g. qemu:///system) instead of the embedded QEMU backend.
     #[arg(long, global = true)]
     pub libvirt_uri: Option<String>,
+    /// With --libvirt-uri: the daemon's storage pool for kernels and initramfs (sdsec defines
+    /// it when missing).
+    #[arg(long, global = true, default_value = hypervisor::DEFAULT_LIBVIRT_POOL)]
+    pub libvirt_pool: String,
     /// auto (bridge with CAP_NET_ADMIN, else user), bridge (own address on the provider's
     /// bridge, host-enforced flows) or user (QEMU's user network, 127.0.0.1 only).
     #[arg(long, global = true, env = "SDSEC_NETWORK", default_value = "auto", value_parser = ["auto", "bridge", "user"])]
@@ -52,9 +56,13 @@ impl Where {
             },
         };
         network.bridge.validate().map_err(|e| UsageError(e.to_string()))?;
+        if !hypervisor::libvirt_pool_name_ok(&self.libvirt_pool) {
+            return Err(UsageError(format!("--libvirt-pool {}: letters, digits, `-` and `_` only", self.libvirt_pool)));
+        }
         Ok(ProviderConfig {
             hypervisor,
             libvirt_uri: self.libvirt_uri.clone(),
+            libvirt_pool: Some(self.libvirt_pool.clone()),
             accel,
             network,
             ..ProviderConfig::new(state_dir.into())

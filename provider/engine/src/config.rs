@@ -24,6 +24,8 @@ pub struct ProviderConfig {
     pub state_dir: PathBuf,
     pub hypervisor: Hypervisor,
     pub libvirt_uri: Option<String>,
+    /// The libvirt daemon's storage pool for kernels and initramfs; `None`: sdsec's default.
+    pub libvirt_pool: Option<String>,
     pub accel: AccelChoice,
     pub kernel: KernelChoice,
     /// The enforcement runtime put into images; `None` finds it as
@@ -44,6 +46,7 @@ impl ProviderConfig {
             state_dir,
             hypervisor: Hypervisor::Qemu,
             libvirt_uri: None,
+            libvirt_pool: None,
             accel: AccelChoice::Auto,
             kernel: KernelChoice::Sdsec,
             runtime: None,

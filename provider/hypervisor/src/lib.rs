@@ -238,8 +238,9 @@ pub enum HypervisorError {
     #[error("libvirt at {uri} refused to {action}: {reason}")]
     Libvirt { uri: String, action: String, reason: String },
     /// sdsec's storage pool on a libvirt daemon.
-    #[error("{0}")]
-    Pool(String),
+    #[cfg(feature = "libvirt")]
+    #[error(transparent)]
+    Pool(Box<libvirt::pool::PoolError>),
     #[error("instance {0} was booted without a control channel; it can only be replaced")]
     NoControl(InstanceId),
     #[error("instance {id}: cannot draw its random seed from the host's kernel: {reason}")]
@@ -343,4 +344,13 @@ pub(crate) fn sample_instance() -> Instance {
     let mut instance = Instance::starting(id, &sample_spec(), Accel::Tcg, dir, 18080);
     instance.creator = None;
     instance
+}
+
+/// The libvirt daemon's storage pool sdsec uses when none is named.
+pub const DEFAULT_LIBVIRT_POOL: &str = "sdsec";
+
+/// Whether `name` is a storage pool name sdsec's libvirt backend takes: letters, digits,
+/// `-` and `_` (it is written into the pool's XML and its directory's path).
+pub fn libvirt_pool_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -18,6 +18,7 @@ use crate::values::{Object, ShapeError};
 pub const STATE_DIR: &str = "state_dir";
 pub const HYPERVISOR: &str = "hypervisor";
 pub const LIBVIRT_URI: &str = "libvirt_uri";
+pub const LIBVIRT_POOL: &str = "libvirt_pool";
 pub const ACCEL: &str = "accel";
 pub const KERNEL: &str = "kernel";
 pub const SITE: &str = "site";
@@ -48,6 +49,13 @@ pub fn schema() -> Schema {
         .attribute(Attribute::string(LIBVIRT_URI).optional().description(
             "libvirt connection URI, with `hypervisor = \"libvirt\"`, e.g. `qemu:///system` or a remote \
              `qemu+ssh://host/system`.",
+        ))
+        .attribute(Attribute::string(LIBVIRT_POOL).optional().description(
+            "With `hypervisor = \"libvirt\"`: the daemon's storage pool that holds the kernels and initramfs its \
+             instances boot, uploaded over the connection (each once per content digest, checked against it before \
+             every boot). Defined as a directory pool at the daemon's `/var/lib/libvirt/sdsec-pools/<name>` when \
+             missing. Letters, \
+             digits, `-` and `_`. Default `sdsec`.",
         ))
         .attribute(Attribute::string(ACCEL).optional().validator(OneOf::new(["auto", "kvm", "tcg"])).description(
             "`auto` (KVM when it is real hardware virtualisation, otherwise TCG), `kvm` or `tcg`. Default `auto`.",
@@ -97,6 +105,7 @@ struct Block {
     state_dir: Option<String>,
     hypervisor: Option<String>,
     libvirt_uri: Option<String>,
+    libvirt_pool: Option<String>,
     accel: Option<String>,
     kernel: Option<String>,
     site: Option<String>,
@@ -116,6 +125,7 @@ impl Block {
             state_dir: text(STATE_DIR)?,
             hypervisor: text(HYPERVISOR)?,
             libvirt_uri: text(LIBVIRT_URI)?,
+            libvirt_pool: text(LIBVIRT_POOL)?,
             accel: text(ACCEL)?,
             kernel: text(KERNEL)?,
             site: text(SITE)?,
@@ -159,6 +169,19 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
         ),
         _ => {}
     }
+    match (hypervisor, block.libvirt_pool.as_deref()) {
+        (Hypervisor::Qemu, Some(_)) => diags.attribute_error(
+            AttributePath::attr(LIBVIRT_POOL),
+            "libvirt_pool without libvirt",
+            "`libvirt_pool` is used only with `hypervisor = \"libvirt\"`. Remove it, or set the hypervisor.",
+        ),
+        (Hypervisor::Libvirt, Some(pool)) if !hypervisor::libvirt_pool_name_ok(pool) => diags.attribute_error(
+            AttributePath::attr(LIBVIRT_POOL),
+            "Invalid storage pool name",
+            format!("`{pool}` is not a pool name sdsec uses: letters, digits, `-` and `_` only."),
+        ),
+        _ => {}
+    }
     // The schema allows only the values AccelChoice parses.
     let accel = block.accel.as_deref().and_then(|a| a.parse().ok()).unwrap_or(AccelChoice::Auto);
     let network = settle_network(&block, &mut diags);
@@ -181,6 +204,7 @@ pub fn settle(config: &Value) -> Result<ProviderConfig, Diagnostics> {
     Ok(ProviderConfig {
         hypervisor,
         libvirt_uri: block.libvirt_uri,
+        libvirt_pool: block.libvirt_pool,
         accel,
         kernel: block.kernel.as_deref().map(KernelChoice::parse).map_or(KernelChoice::Sdsec, |choice| match choice {
             KernelChoice::Path(path) => KernelChoice::Path(absolute(path)),
@@ -247,6 +271,7 @@ mod tests {
             STATE_DIR,
             HYPERVISOR,
             LIBVIRT_URI,
+            LIBVIRT_POOL,
             ACCEL,
             KERNEL,
             SITE,
@@ -281,6 +306,20 @@ mod tests {
         let ok =
             settle(&config(&[(HYPERVISOR, "libvirt"), (LIBVIRT_URI, "qemu:///system"), (TRUST, "trusted")])).unwrap();
         assert_eq!(ok.trust, Trust::Trusted);
+    }
+
+    #[test]
+    fn libvirt_pool_needs_libvirt_and_a_name_sdsec_takes() {
+        let on = |pairs: &[(&str, &str)]| {
+            let err = settle(&config(pairs)).unwrap_err();
+            err.iter().map(|d| (d.summary.clone(), d.attribute.as_ref().map(|p| p.to_string()))).collect::<Vec<_>>()
+        };
+        let attribute = Some(LIBVIRT_POOL.to_owned());
+        assert_eq!(on(&[(LIBVIRT_POOL, "images")]), [("libvirt_pool without libvirt".to_owned(), attribute.clone())]);
+        let bad = on(&[(HYPERVISOR, "libvirt"), (LIBVIRT_POOL, "a/../b")]);
+        assert_eq!(bad, [("Invalid storage pool name".to_owned(), attribute)]);
+        let ok = settle(&config(&[(HYPERVISOR, "libvirt"), (LIBVIRT_POOL, "site-a_images")])).unwrap();
+        assert_eq!(ok.libvirt_pool.as_deref(), Some("site-a_images"));
     }
 
     #[test]

@@ -200,8 +200,8 @@ impl Hypervisor for Libvirt {
         // The daemon boots the kernel and initramfs it holds in its pool, uploaded when
         // missing and checked against their digests first: its host may be another.
         let pool = ImagePool::open(&self.conn, &self.pool)?;
-        let kernel = pool.place(&self.conn, &spec.kernel, None)?;
-        let initramfs = pool.place(&self.conn, &spec.initramfs, None)?;
+        let kernel = pool.place(&spec.kernel, None)?;
+        let initramfs = pool.place(&spec.initramfs, None)?;
         let id = InstanceId::random()?;
         let dir = self.registry.create_dir(&id, false)?;
         let spec = BootSpec {

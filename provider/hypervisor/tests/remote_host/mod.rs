@@ -1,8 +1,9 @@
 //! A libvirt daemon standing for another host: its own network namespace, reached over a
 //! veth link at an address of its own, and its own mount namespace with private
 //! /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt, /etc/libvirt, /run and /tmp, so
-//! that it sees nothing of the provider's state (which the tests keep under /tmp). It
-//! listens on TLS with certificates made for the test; the client's are in `pkipath`.
+//! that it sees nothing of the provider's state (which the tests keep under /tmp), and its
+//! own PID namespace, whose first process it is: ending it ends every process it started.
+//! It listens on TLS with certificates made for the test; the client's are in `pkipath`.
 //! Everything is removed when it is dropped. Needs root.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub struct RemoteHost {
     pub uri: String,
+    /// `unshare`, whose child is the daemon: killing it kills the daemon's PID namespace.
+    daemon: Option<std::process::Child>,
     /// What the daemon has at /var/lib/libvirt, seen from the provider's side.
     pub var_lib: PathBuf,
     netns: String,
@@ -30,13 +33,17 @@ fn openssl(dir: &Path, args: &[&str]) {
 }
 
 impl RemoteHost {
-    /// `index` (1..=250) keeps concurrent tests' namespaces and addresses apart.
+    /// `index` (0..=63) keeps one test process's hosts apart; the process id keeps
+    /// concurrent runs' namespaces and addresses apart.
     pub fn start(index: u8) -> RemoteHost {
         assert!(rustix::process::geteuid().is_root(), "the remote-host tests need root (namespaces, a daemon)");
-        let tag = format!("{}x{index}", std::process::id() % 10_000);
+        assert!(index < 64, "index {index}: 0..=63");
+        let pid = std::process::id();
+        let tag = format!("{}x{index}", pid % 10_000);
         let netns = format!("sdsec-rh{tag}");
         let veth = format!("sdrh{tag}");
-        let (host_ip, daemon_ip) = (format!("10.253.{index}.1"), format!("10.253.{index}.2"));
+        let (subnet, block) = (pid % 250 + 1, u32::from(index) * 4);
+        let (host_ip, daemon_ip) = (format!("10.253.{subnet}.{}", block + 1), format!("10.253.{subnet}.{}", block + 2));
         let dir = tempfile::Builder::new().prefix("sdsec-remote-host").tempdir().unwrap();
         let root = dir.path();
         for sub in ["run", "lib", "cache", "log", "etc/pki/private", "client"] {
@@ -50,7 +57,7 @@ impl RemoteHost {
         let var_lib = root.join("lib");
         let root = root.to_path_buf();
         // From here on, whatever fails leaves nothing behind: dropping the host removes it.
-        let mut host = Self { uri: String::new(), var_lib, netns, veth, _dir: dir };
+        let mut host = Self { uri: String::new(), daemon: None, var_lib, netns, veth, _dir: dir };
         let (a, b) = (format!("{}a", host.veth), format!("{}b", host.veth));
         run(Command::new("ip").args(["link", "add", &a, "type", "veth", "peer", "name", &b]));
         run(Command::new("ip").args(["link", "set", &b, "netns", &host.netns]));
@@ -66,25 +73,43 @@ impl RemoteHost {
             "mount --bind {r}/run /run && mount --bind {r}/lib /var/lib/libvirt && \
              mount --bind {r}/cache /var/cache/libvirt && mount --bind {r}/log /var/log/libvirt && \
              mount --bind {r}/etc /etc/libvirt && mount -t tmpfs tmpfs /tmp && \
-             exec libvirtd --listen --daemon --pid-file /run/libvirtd.pid"
+             exec libvirtd --listen"
         );
-        run(Command::new("ip")
+        // In the foreground, as its PID namespace's first process: `--kill-child` ends it
+        // (and with it the namespace) when `unshare` is killed.
+        let daemon = Command::new("ip")
             .args(["netns", "exec", &host.netns, "unshare", "--mount", "--propagation", "private"])
-            .args(["--", "sh", "-c", &mounts]));
+            .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", &mounts])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(root.join("daemon.stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        host.daemon = Some(daemon);
         host.uri = uri;
         host.wait_answering();
         host
     }
 
-    fn wait_answering(&self) {
+    fn wait_answering(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ok =
-                Command::new("virsh").args(["-c", &self.uri, "version"]).output().is_ok_and(|o| o.status.success());
-            if ok {
+            let answer = Command::new("virsh").args(["-c", &self.uri, "pool-list", "--all"]).output();
+            if answer.as_ref().is_ok_and(|o| o.status.success()) {
                 return;
             }
-            assert!(Instant::now() < deadline, "the remote-host daemon did not answer at {} within 60 s", self.uri);
+            let exited = self.daemon.as_mut().and_then(|d| d.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() >= deadline {
+                let said = answer.map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).unwrap_or_default();
+                let root = self.var_lib.parent().unwrap_or(Path::new("/"));
+                let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap_or_default();
+                panic!(
+                    "the remote-host daemon did not answer at {} (exited: {exited:?}); virsh: {said}\nstderr: {}\nlog: {}",
+                    self.uri,
+                    read("daemon.stderr"),
+                    read("log/libvirtd.log")
+                );
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
@@ -92,11 +117,19 @@ impl RemoteHost {
 
 impl Drop for RemoteHost {
     fn drop(&mut self) {
-        // The daemon and any QEMU it started are the namespace's processes.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", &self.netns]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                let _ = Command::new("kill").args(["-9", pid]).status();
+        // The daemon is its PID namespace's first process: killing `unshare` kills it, and
+        // the kernel kills whatever it started (QEMU included).
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let pids = Command::new("ip").args(["netns", "pids", &self.netns]).output();
+            if pids.is_ok_and(|o| o.stdout.trim_ascii().is_empty()) {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(100));
         }
         let _ = Command::new("ip").args(["link", "del", &format!("{}a", self.veth)]).status();
         let _ = Command::new("ip").args(["netns", "del", &self.netns]).status();
@@ -164,11 +197,11 @@ fn certificates(root: &Path, daemon_ip: &str) {
     std::fs::copy(root.join("ca.pem"), client.join("cacert.pem")).unwrap();
 }
 
-/// The daemon's configuration: TLS on its address only, QEMU as libvirt's unprivileged
-/// user (no `user = root`), stdio logs in files (no virtlogd in the namespace).
+/// The daemon's configuration, nothing of the host's: TLS on its address only, QEMU as
+/// libvirt's unprivileged user (the default: no `user = root`), stdio logs in files (no
+/// virtlogd in the namespace).
 fn configure(root: &Path, daemon_ip: &str) {
     let etc = root.join("etc");
-    run(Command::new("cp").args(["-a", "/etc/libvirt/.", &etc.display().to_string()]));
     std::fs::write(
         etc.join("libvirtd.conf"),
         format!(
@@ -178,13 +211,5 @@ fn configure(root: &Path, daemon_ip: &str) {
         ),
     )
     .unwrap();
-    let qemu_conf = std::fs::read_to_string(etc.join("qemu.conf")).unwrap_or_default();
-    let kept: Vec<&str> = qemu_conf
-        .lines()
-        .filter(|l| {
-            let key = l.split('=').next().unwrap_or_default().trim();
-            !["user", "group", "dynamic_ownership", "security_driver", "stdio_handler"].contains(&key)
-        })
-        .collect();
-    std::fs::write(etc.join("qemu.conf"), format!("{}\nstdio_handler = \"file\"\n", kept.join("\n"))).unwrap();
+    std::fs::write(etc.join("qemu.conf"), "stdio_handler = \"file\"\n").unwrap();
 }
