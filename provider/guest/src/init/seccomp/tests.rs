@@ -157,31 +157,40 @@ fn baseline_leaves_threads_processes_and_ordinary_sockets_alone() {
     assert_eq!(baseline_errnos(attempts), [0; 4], "clone, tcp, udp6, unix");
 }
 
-#[test]
+/// Whether a forked child with `programs` installed dies of SIGSYS at `call`.
 #[allow(unsafe_code)]
-fn the_proxy_process_dies_at_its_first_execve() {
-    let programs = proxy_programs().unwrap();
-    let path = c"/bin/true";
-    let argv = [path.as_ptr(), std::ptr::null()];
-    let envp = [std::ptr::null::<libc::c_char>()];
+fn killed_at(programs: &[BpfProgram], call: fn()) -> bool {
     // SAFETY: the child makes system calls only (the programs and arguments were prepared
-    // before the fork) and leaves with _exit if execve returns.
+    // before the fork) and leaves with _exit if the call returns.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0);
     if pid == 0 {
         // SAFETY: as above.
         unsafe {
-            if install(&programs).is_err() {
+            if install(programs).is_err() {
                 libc::_exit(2)
             }
-            libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr());
+            call();
             libc::_exit(3)
         }
     }
     let mut status = 0;
     // SAFETY: waits for the child forked above.
     assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+    libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS
+}
+
+#[test]
+#[allow(unsafe_code)]
+fn the_proxy_process_dies_at_its_first_execve() {
+    let execve = || {
+        let path = c"/bin/true";
+        let argv = [path.as_ptr(), std::ptr::null()];
+        let envp = [std::ptr::null::<libc::c_char>()];
+        // SAFETY: execve with a valid path and null-terminated argument arrays.
+        unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    };
+    assert!(killed_at(&proxy_programs().unwrap(), execve));
 }
 
 #[test]
@@ -204,23 +213,8 @@ fn strict_in_one_filter_gives_each_layer_its_verdict_in_a_real_process() {
 fn strict_kills_a_call_that_another_layer_only_refuses() {
     // ptrace is refused (EPERM) by the baseline layer and killed by strict's: as stacked
     // filters, the kill wins, and it must in the chained program too.
-    let programs = programs(HardeningLevel::Strict).unwrap();
-    // SAFETY: the child makes system calls only (the programs were built before the fork)
-    // and leaves with _exit if ptrace returns.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        // SAFETY: as above.
-        unsafe {
-            if install(&programs).is_err() {
-                libc::_exit(2)
-            }
-            libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
-            libc::_exit(3)
-        }
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child forked above.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
-    assert!(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS, "status {status:#x}");
+    // SAFETY: PTRACE_TRACEME takes no pointer.
+    let ptrace = || _ = unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) };
+    assert!(killed_at(&programs(HardeningLevel::Strict).unwrap(), ptrace));
+    assert!(!killed_at(&programs(HardeningLevel::Baseline).unwrap(), ptrace));
 }
