@@ -313,7 +313,7 @@ fn hypervisor(config: &ProviderConfig) -> Result<Box<dyn Hypervisor>, LaunchErro
         config::Hypervisor::Qemu => Box::new(hypervisor::qemu::Qemu::new(state_dir, accel)?),
         config::Hypervisor::Libvirt => {
             let uri = config.libvirt_uri.as_deref().unwrap_or(DEFAULT_LIBVIRT_URI);
-            let pool = config.libvirt_pool.as_deref().unwrap_or(hypervisor::libvirt::DEFAULT_POOL);
+            let pool = config.libvirt_pool.as_deref().unwrap_or(hypervisor::DEFAULT_LIBVIRT_POOL);
             Box::new(hypervisor::libvirt::Libvirt::new(state_dir, uri, accel)?.with_pool(pool))
         }
     })

@@ -35,7 +35,7 @@ use crate::{
     PORT_TRIES, Result, control, free_port, logs, plain_name,
 };
 
-pub use pool::{DEFAULT_POOL, ImagePool};
+pub use pool::ImagePool;
 pub use xml::NAMESPACE;
 
 #[derive(Debug)]
@@ -65,11 +65,11 @@ impl Libvirt {
             registry: Registry::new(&state_dir.join(crate::registry::LIBVIRT_DIR)),
             accel,
             cpu_khz: facts.cpu_khz,
-            pool: DEFAULT_POOL.to_owned(),
+            pool: crate::DEFAULT_LIBVIRT_POOL.to_owned(),
         })
     }
 
-    /// Uses storage pool `name` on the daemon instead of [`DEFAULT_POOL`].
+    /// Uses storage pool `name` on the daemon instead of [`crate::DEFAULT_LIBVIRT_POOL`].
     pub fn with_pool(mut self, name: &str) -> Libvirt {
         self.pool = name.to_owned();
         self

@@ -19,15 +19,14 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use sha2::{Digest, Sha256};
 use virt::connect::Connect;
-use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 use virt::sys;
 
-/// The pool sdsec uses when the configuration names none.
-pub const DEFAULT_POOL: &str = crate::DEFAULT_LIBVIRT_POOL;
+use super::is;
+
 /// Where a pool sdsec defines keeps its volumes on the daemon's host: apart from libvirt's
 /// own directories under /var/lib/libvirt.
 const POOLS_DIR: &str = "/var/lib/libvirt/sdsec-pools";
@@ -136,10 +135,6 @@ impl ImagePool {
         }
         let uuid = pool.uuid_string().map_err(|e| fail("read its uuid", &e, ""))?;
         Ok(ImagePool { conn: conn.clone(), pool, name: name.to_owned(), uri, uuid })
-    }
-
-    pub fn name(&self) -> &str {
-        &self.name
     }
 
     fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> PoolError {
@@ -402,10 +397,6 @@ fn digest_hex(digest: &str) -> Result<String, PoolError> {
         }
         _ => Err(PoolError::BadDigest(digest.to_owned())),
     }
-}
-
-fn is(e: &virt::error::Error, number: ErrorNumber) -> bool {
-    matches!(e.code(), Enum::Known(n) if n == number)
 }
 
 /// The volume is not there (any more).

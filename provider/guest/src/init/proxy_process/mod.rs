@@ -133,8 +133,8 @@ pub const SELF: &str = "/proc/self/exe";
 
 /// Binds `listen`, starts `program` (the runtime: [`SELF`] in an image) as the proxy process
 /// in front of `upstream` with `events` as its events channel, and returns once it enforces
-/// `plan` (JSON text: the image's plan file as it is, which spares PID 1 writing it again). `sandboxed` (init always) runs it as [`PROXY_ID`] without capabilities, which
-/// needs root.
+/// `plan` (JSON text: the image's plan file as it is, which spares PID 1 writing it again).
+/// `sandboxed` (init always) runs it as [`PROXY_ID`] without capabilities, which needs root.
 pub fn start(
     program: &std::path::Path,
     sandboxed: bool,
