@@ -28,10 +28,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# QEMU under libvirt runs as root so it can read images and write console logs in state
-# directories under root's home (mode 0700), and libvirt leaves those files' owners
-# alone; in a container there is no SELinux/AppArmor for a security driver to apply.
+# QEMU runs as libvirt's unprivileged user (the package's default): sdsec's domains name
+# that user and need nothing relabelled, since libvirt opens their logs and TAP devices
+# and hands QEMU the descriptors. Earlier versions of this script made QEMU run as root;
+# those settings are taken out again. In a container there is no SELinux/AppArmor for a
+# security driver to apply.
 conf=/etc/libvirt/qemu.conf
+changed=0
 set_conf() {
   local key="$1" value="$2"
   if grep -Eq "^[[:space:]]*$key[[:space:]]*=[[:space:]]*$(printf '%s' "$value" | sed 's/[][\.*^$/]/\\&/g')[[:space:]]*$" "$conf"; then
@@ -42,14 +45,21 @@ set_conf() {
   echo "$key = $value" >>"$conf"
   changed=1
 }
-changed=0
-set_conf user '"root"'
-set_conf group '"root"'
-set_conf dynamic_ownership 0
+# Removes `key = value` when it is exactly what an earlier version of this script wrote.
+unset_conf() {
+  local line="$1 = $2"
+  if grep -Fxq "$line" "$conf"; then
+    say "removing $line from $conf"
+    grep -Fxv "$line" "$conf" >"$conf.sdsec-new" || true
+    cat "$conf.sdsec-new" >"$conf" && rm -f "$conf.sdsec-new"
+    changed=1
+  fi
+}
+unset_conf user '"root"'
+unset_conf group '"root"'
+unset_conf dynamic_ownership 0
+unset_conf cgroup_device_acl '[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]'
 set_conf security_driver '"none"'
-# libvirt's defaults plus the TAP device node: with `network = "bridge"` QEMU opens the
-# instance's TAP by name, and libvirt gives QEMU a private /dev holding only these.
-set_conf cgroup_device_acl '[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]'
 
 # By pid file: a second daemon (--second) runs under the same process names.
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -74,10 +74,7 @@ impl ProviderConfig {
         let Some(uri) = self.libvirt_uri.as_deref().filter(|_| self.hypervisor == Hypervisor::Libvirt) else {
             return false;
         };
-        let (scheme, rest) = uri.split_once("://").unwrap_or((uri, ""));
-        let transport = scheme.split_once('+').map_or("", |(_, t)| t);
-        let host = rest.split(['/', '?']).next().unwrap_or_default();
-        !host.is_empty() || !matches!(transport, "" | "unix")
+        hypervisor::libvirt_remote_host(uri).is_some()
     }
 }
 

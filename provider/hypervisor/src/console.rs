@@ -9,15 +9,14 @@
 //! while the audit log still had no `audit_open` was written before the application
 //! started.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use abi::control::Provision;
 use abi::event::Event;
 
+use crate::control::ControlChannel;
+use crate::logs::LogFile;
 use crate::{BootSpec, HypervisorError, InstanceId, Result, logs, probe};
 use notice::NoticeListener;
 
@@ -26,6 +25,8 @@ const POLL: Duration = Duration::from_millis(25);
 /// ... and when the runtime's ready notice ends the wait at once: the logs then only tell
 /// of failures.
 const POLL_WITH_NOTICE: Duration = Duration::from_millis(100);
+/// How often a boot that takes long rotates the logs past their caps.
+const ROTATE_EVERY: Duration = Duration::from_secs(2);
 /// Log lines an error carries, of each log.
 const TAIL_LINES: usize = 30;
 /// Probes closed without an answer in a row, after the runtime said it was ready, that end
@@ -35,33 +36,37 @@ const DROPPED_PROBES: u32 = 5;
 /// What the kernel prints when it gives up (PID 1 died, no root, ...).
 const KERNEL_PANIC: &str = "Kernel panic";
 
+/// Bytes of a log read at most per poll: what a guest writes between two polls is far less.
+const READ_PER_POLL: u64 = 1 << 20;
+
 /// Follows one log from where it last read; starts again from the top when the log was
 /// truncated (rotated) under it.
 #[derive(Debug)]
-struct Follower {
-    path: PathBuf,
+struct Follower<'a> {
+    log: &'a dyn LogFile,
     offset: u64,
     partial: String,
 }
 
-impl Follower {
-    fn new(path: &Path) -> Follower {
-        Follower { path: path.to_owned(), offset: 0, partial: String::new() }
+impl<'a> Follower<'a> {
+    fn new(log: &'a dyn LogFile) -> Follower<'a> {
+        Follower { log, offset: 0, partial: String::new() }
     }
 
     /// The whole lines written since the last call.
     fn lines(&mut self) -> Vec<String> {
-        let Ok(mut file) = File::open(&self.path) else { return Vec::new() };
-        if file.metadata().is_ok_and(|m| m.len() < self.offset) {
+        let Ok(len) = self.log.len() else { return Vec::new() };
+        if len < self.offset {
             self.offset = 0;
             self.partial.clear();
         }
-        if file.seek(SeekFrom::Start(self.offset)).is_err() {
+        if len == self.offset {
             return Vec::new();
         }
-        let mut bytes = Vec::new();
-        let Ok(n) = file.read_to_end(&mut bytes) else { return Vec::new() };
-        self.offset += n as u64;
+        let Ok(bytes) = self.log.read_at(self.offset, (len - self.offset).min(READ_PER_POLL)) else {
+            return Vec::new();
+        };
+        self.offset += bytes.len() as u64;
         self.partial.push_str(&String::from_utf8_lossy(&bytes));
         let mut lines = Vec::new();
         while let Some(end) = self.partial.find('\n') {
@@ -73,16 +78,16 @@ impl Follower {
 
 /// Follows a booting instance's console and audit logs.
 #[derive(Debug)]
-pub struct Watcher {
-    console: Follower,
-    audit: Follower,
+pub struct Watcher<'a> {
+    console: Follower<'a>,
+    audit: Follower<'a>,
     audit_open: bool,
     ready: bool,
     failure: Option<String>,
 }
 
-impl Watcher {
-    pub fn new(console: &Path, audit: &Path) -> Watcher {
+impl<'a> Watcher<'a> {
+    pub fn new(console: &'a dyn LogFile, audit: &'a dyn LogFile) -> Watcher<'a> {
         Watcher {
             console: Follower::new(console),
             audit: Follower::new(audit),
@@ -122,12 +127,12 @@ impl Watcher {
     }
 }
 
-/// Where a booting instance keeps its logs, and its control channel's socket.
-#[derive(Debug, Clone, Copy)]
+/// Where a booting instance keeps its logs, and its control channel.
+#[derive(Debug)]
 pub struct BootChannels<'a> {
-    pub console: &'a Path,
-    pub audit: &'a Path,
-    pub control: Option<&'a Path>,
+    pub console: &'a dyn LogFile,
+    pub audit: &'a dyn LogFile,
+    pub control: Option<ControlChannel>,
 }
 
 /// Waits, whatever the backend, for the runtime's ready notice on the control channel (or
@@ -147,11 +152,11 @@ pub fn wait_ready(
     let mut watcher = Watcher::new(logs.console, logs.audit);
     let resumed = spec.restore.is_some() && spec.control.is_some();
     let mut notice = match (logs.control, &spec.control) {
-        (Some(socket), Some(control)) if !resumed => {
+        (Some(channel), Some(control)) if !resumed => {
             // Init waits for this before anything else: see [`crate::control::personalise`].
             let provision = Provision::draw(control.key.clone())
                 .map_err(|e| HypervisorError::Seed { id: id.clone(), reason: e.to_string() })?;
-            Some(NoticeListener::new(socket, control.key.clone(), provision))
+            Some(NoticeListener::new(channel, control.key.clone(), provision))
         }
         _ => None,
     };
@@ -160,9 +165,13 @@ pub fn wait_ready(
     let mut dropped = 0;
     let tails = || logs::tails(logs.console, logs.audit, TAIL_LINES);
     let died = |what: String| HypervisorError::DiedBooting { id: id.clone(), what, console: tails() };
+    let mut last_rotation = Instant::now();
     loop {
-        let _ = logs::rotate(logs.console, logs::CONSOLE_CAP);
-        let _ = logs::rotate(logs.audit, logs::AUDIT_CAP);
+        // Each look at a log may cost a round trip to a daemon elsewhere: rotated seldom.
+        if last_rotation.elapsed() >= ROTATE_EVERY {
+            logs::rotate_both(logs.console, logs.audit);
+            last_rotation = Instant::now();
+        }
         if !alive() {
             return Err(died(watcher.failure().unwrap_or_else(|| "the VM stopped".to_owned())));
         }

@@ -5,7 +5,10 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use abi::control::Key;
+use std::sync::Arc;
+use std::time::Duration;
+
+use abi::control::{Channel, ClientError, Command, Key, Reply, Request};
 use fsutil::io;
 
 use crate::registry::{CONTROL_KEY, CONTROL_SOCKET};
@@ -20,8 +23,59 @@ pub struct ControlBoot {
 /// Where the host reaches a running instance's runtime.
 #[derive(Debug, Clone)]
 pub struct ControlEndpoint {
-    pub socket: PathBuf,
+    pub channel: ControlChannel,
     pub key: Key,
+}
+
+impl ControlEndpoint {
+    /// Sends `command` and returns the runtime's authenticated reply (an `Err` when it
+    /// refused).
+    pub fn call(&self, command: Command, timeout: Duration) -> Result<Reply, ClientError> {
+        let mut channel = self.channel.open()?;
+        abi::control::call_on(&mut *channel, &self.channel.describe(), &self.key, command, timeout)
+    }
+
+    /// Sends `request` as it is and returns the reply to it, unverified.
+    pub fn exchange(&self, request: &Request, timeout: Duration) -> Result<Reply, ClientError> {
+        let mut channel = self.channel.open()?;
+        abi::control::exchange_on(&mut *channel, &self.channel.describe(), request, timeout)
+    }
+}
+
+/// How the host reaches an instance's control channel.
+#[derive(Debug, Clone)]
+pub enum ControlChannel {
+    /// The unix socket QEMU listens on, on this host.
+    Socket(PathBuf),
+    /// A channel the backend opens anew for each use (a libvirt domain's, over the
+    /// connection to its daemon).
+    Opened(Arc<dyn OpenChannel>),
+}
+
+/// Opens a connected control channel; the guest's side takes one at a time.
+pub trait OpenChannel: std::fmt::Debug + Send + Sync {
+    fn open(&self) -> std::io::Result<Box<dyn Channel>>;
+    /// Where the channel is, for people.
+    fn describe(&self) -> String;
+}
+
+impl ControlChannel {
+    pub fn open(&self) -> Result<Box<dyn Channel>, ClientError> {
+        let connected = match self {
+            ControlChannel::Socket(path) => abi::control::connect(path).map(|s| Box::new(s) as Box<dyn Channel>),
+            ControlChannel::Opened(opener) => {
+                opener.open().map_err(|source| ClientError::Connect { where_: opener.describe(), source })
+            }
+        };
+        connected
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ControlChannel::Socket(path) => path.display().to_string(),
+            ControlChannel::Opened(opener) => opener.describe(),
+        }
+    }
 }
 
 /// Keeps the key in the instance directory and, except for a copy of a snapshot (which is
@@ -88,12 +142,16 @@ pub(crate) fn option(prefix: &str, path: &Path, suffix: &str) -> OsString {
     OsString::from_vec(bytes)
 }
 
-/// The channel of an instance whose directory is `dir`.
+/// The channel of an instance whose directory is `dir`: QEMU's socket there.
 pub(crate) fn endpoint(dir: &Path, id: &InstanceId) -> Result<ControlEndpoint> {
+    Ok(ControlEndpoint { channel: ControlChannel::Socket(socket_path(dir, id)?), key: key(dir, id)? })
+}
+
+/// The key of an instance whose directory is `dir`.
+pub(crate) fn key(dir: &Path, id: &InstanceId) -> Result<Key> {
     let key_path = dir.join(CONTROL_KEY);
     if !key_path.exists() {
         return Err(HypervisorError::NoControl(id.clone()));
     }
-    let key = Key::read(&key_path).map_err(|e| HypervisorError::BadRecord { path: key_path, reason: e.to_string() })?;
-    Ok(ControlEndpoint { socket: socket_path(dir, id)?, key })
+    Key::read(&key_path).map_err(|e| HypervisorError::BadRecord { path: key_path, reason: e.to_string() })
 }

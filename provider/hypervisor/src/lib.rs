@@ -29,7 +29,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
-pub use control::{ControlBoot, ControlEndpoint};
+pub use control::{ControlBoot, ControlChannel, ControlEndpoint, OpenChannel};
+pub use logs::{LogFile, LogKind};
 pub use creator::{Creation, Creator};
 pub use probe::Probe;
 pub use registry::InstanceId;
@@ -278,8 +279,19 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     /// Stops gracefully, then forcefully after `grace`; removes what the instance left.
     /// Stopping an instance that is already gone succeeds.
     fn stop(&self, id: &InstanceId, grace: Duration) -> Result<()>;
+    /// One of the instance's logs, where this backend keeps it.
+    fn log(&self, id: &InstanceId, kind: LogKind) -> Result<Box<dyn LogFile>>;
     /// The last lines the guest printed on its console.
-    fn console_tail(&self, id: &InstanceId, lines: usize) -> String;
+    fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
+        self.log(id, LogKind::Console).map_or_else(|_| String::from("(no output)"), |log| logs::tail(&*log, lines))
+    }
+    /// Every event the instance's runtime recorded that is still kept, and where; its logs
+    /// past their caps are rotated first.
+    fn events(&self, id: &InstanceId) -> Result<(Vec<abi::event::Event<'static>>, String)> {
+        let audit = self.log(id, LogKind::Audit)?;
+        logs::rotate_both(&*self.log(id, LogKind::Console)?, &*audit);
+        Ok((logs::events(&*audit), audit.describe()))
+    }
     /// Replaces what the instance keeps for its owner (e.g. when a pool hands it over).
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()>;
     /// Records who is creating the instance (a pool member being taken), or with `None`
@@ -353,4 +365,39 @@ pub const DEFAULT_LIBVIRT_POOL: &str = "sdsec";
 /// `-` and `_` (it is written into the pool's XML and its directory's path).
 pub fn libvirt_pool_name_ok(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The host of the libvirt daemon at `uri` when it is another than this one (a host part,
+/// or a network transport such as `+ssh`, `+tcp`, `+tls`: `localhost` when it names none);
+/// `None` for a daemon on this host.
+pub fn libvirt_remote_host(uri: &str) -> Option<String> {
+    let (scheme, rest) = uri.split_once("://").unwrap_or((uri, ""));
+    let transport = scheme.split_once('+').map_or("", |(_, t)| t);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    };
+    match (host.is_empty(), transport) {
+        (true, "" | "unix") => None,
+        (true, _) => Some("localhost".to_owned()),
+        (false, _) => Some(host.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod uri_tests {
+    use super::libvirt_remote_host as host;
+
+    #[test]
+    fn a_daemon_is_remote_by_its_host_or_its_transport() {
+        for local in ["qemu:///system", "qemu+unix:///system?socket=/run/x/libvirt-sock", "qemu:///session"] {
+            assert_eq!(host(local), None, "{local}");
+        }
+        assert_eq!(host("qemu+ssh://root@host.example:2222/system").as_deref(), Some("host.example"));
+        assert_eq!(host("qemu+tls://10.0.0.2/system?pkipath=/p").as_deref(), Some("10.0.0.2"));
+        assert_eq!(host("qemu+tcp://[fd00::2]:16509/system").as_deref(), Some("fd00::2"));
+        assert_eq!(host("qemu+ssh:///system").as_deref(), Some("localhost"));
+    }
 }

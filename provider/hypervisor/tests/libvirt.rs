@@ -16,6 +16,10 @@ use abi::event::Event;
 use hypervisor::libvirt::Libvirt;
 use hypervisor::{AccelChoice, BootSpec, Hypervisor, HypervisorError, InstanceState};
 
+#[allow(dead_code)]
+#[path = "remote_host/mod.rs"]
+mod remote_host;
+
 const SYSTEM: &str = "qemu:///system";
 /// A second daemon standing for another host, started by scripts/libvirt.sh --second.
 const SECOND_SOCKET: &str = "/run/sdsec-libvirt2/libvirt-sock";
@@ -92,7 +96,7 @@ fn quickstart_spec(state: &Path) -> BootSpec {
         probe: hypervisor::Probe::default(),
         ready_timeout: Duration::from_secs(90),
         metadata: serde_json::json!({"resource": "sdsec_unikernel.api"}),
-        control: None,
+        control: Some(hypervisor::ControlBoot { key: abi::control::Key::generate().unwrap() }),
         restore: None,
     }
 }
@@ -117,6 +121,23 @@ fn virsh_names(uri: &str) -> String {
     run(Command::new("virsh").args(["-c", uri, "list", "--all", "--name"]))
 }
 
+/// The user id of the QEMU process whose command line holds `marker`.
+fn qemu_uid(marker: &str) -> u32 {
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(marker) {
+            let status = std::fs::read_to_string(entry.path().join("status")).unwrap();
+            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+            return uid.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    }
+    panic!("no QEMU process with {marker} in its command line");
+}
+
+fn virsh_volumes(uri: &str) -> String {
+    run(Command::new("virsh").args(["-c", uri, "vol-list", hypervisor::DEFAULT_LIBVIRT_POOL]))
+}
+
 /// One instance's whole life on `uri`.
 fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     let lv = connect(state, uri);
@@ -125,9 +146,13 @@ fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     eprintln!("{uri}: ready in {} ms (boot() returned after {:?})", instance.boot_ms, started.elapsed());
     let id = instance.id.clone();
     let dir = state.join("libvirt/instances").join(id.as_str());
-    assert!(instance.console_log.starts_with(&dir));
-    assert_eq!(instance.audit_log, Some(dir.join("audit.log")));
+    // The logs are volumes of sdsec's pool on the daemon's host; only the key is here.
+    assert!(instance.console_log.ends_with(format!("sdsec-{id}.console.log")), "{instance:?}");
+    assert!(instance.audit_log.as_ref().unwrap().ends_with(format!("sdsec-{id}.audit.log")));
     assert!(virsh_names(uri).contains(&format!("sdsec-{id}")));
+    assert!(virsh_volumes(uri).contains(&format!("sdsec-{id}.audit.log")));
+    let uid = qemu_uid(&format!("guest=sdsec-{id}"));
+    assert_ne!(uid, 0, "QEMU runs as the daemon's unprivileged user, not as root");
 
     assert_eq!(status(instance.endpoint, "/items", None), 401);
     assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
@@ -144,12 +169,24 @@ fn life_cycle(uri: &str, state: &Path, spec: &BootSpec) {
     lv.resume(&id).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Running);
     assert_eq!(status(instance.endpoint, "/items", Some("quickstart-token")), 200);
-    assert!(hypervisor::logs::events(&instance).iter().any(|e| matches!(e, Event::Ready { .. })));
+    // The audit log and the console over the connection, the control channel too.
+    let (events, log) = lv.events(&id).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Ready { .. })), "{log}: {events:?}");
+    assert!(lv.console_tail(&id, 50).contains("listening on"), "{}", lv.console_tail(&id, 50));
+    let channel = again.control(&id).unwrap();
+    let status = channel.call(abi::control::Command::Status, Duration::from_secs(20)).unwrap();
+    assert!(status.digest.is_some_and(|d| d.starts_with("sha256:")));
+    let forged = abi::control::Request::new(&abi::control::Key::generate().unwrap(), 1, abi::control::Command::Status);
+    let refused = channel.exchange(&forged, Duration::from_secs(20)).unwrap();
+    assert!(!refused.ok, "a request under another key is refused");
+    let (events, _) = lv.events(&id).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::ControlRefused { .. })), "{events:?}");
 
     again.stop(&id, Duration::from_secs(5)).unwrap();
     assert_eq!(lv.state(&id).unwrap(), InstanceState::Gone);
     assert!(!virsh_names(uri).contains(&format!("sdsec-{id}")), "the domain is still there");
     assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(!virsh_volumes(uri).contains(&format!("sdsec-{id}")), "its logs are still there");
     assert!(lv.list().unwrap().iter().all(|(i, _)| i.id != id));
     assert!(matches!(lv.pause(&id), Err(HypervisorError::NoSuchInstance(_))));
     lv.stop(&id, Duration::from_secs(1)).expect("stopping a gone instance succeeds");
@@ -209,4 +246,18 @@ fn a_second_daemon_behind_another_uri_works_too() {
     other.stop(&on_other.id, Duration::from_secs(5)).unwrap();
     assert_eq!(other.state(&on_other.id).unwrap(), InstanceState::Gone);
     assert!(!virsh_names(&second).contains(on_other.id.as_str()));
+}
+
+/// A daemon that shares nothing with this host ([`remote_host`]): the image travels to it,
+/// the logs and the control channel come over the connection, and the forward listens on
+/// its address, where this host reaches the guest.
+#[test]
+fn a_daemon_on_another_host_boots_serves_and_leaves_nothing() {
+    let remote = remote_host::RemoteHost::start(40);
+    let state = tempfile::tempdir().unwrap();
+    let spec = quickstart_spec(state.path());
+    life_cycle(&remote.uri, state.path(), &spec);
+    let left = virsh_volumes(&remote.uri);
+    assert_eq!(left.lines().filter(|l| l.contains("sha256-")).count(), 2, "kernel and initramfs stay: {left}");
+    assert!(!left.contains(".log"), "{left}");
 }

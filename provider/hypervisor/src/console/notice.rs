@@ -6,36 +6,41 @@
 //! nothing from the socket before init opens the port, so the provisioning line waits too.
 
 use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use abi::control::{Key, Notice, NoticeKind, Provision};
+use abi::control::{Channel, Key, Notice, NoticeKind, Provision};
+
+use crate::control::ControlChannel;
 
 /// Bytes of unfinished line kept at most: notices are short, anything longer is not one.
 const LONGEST_LINE: usize = 64 * 1024;
 /// How long writing the provisioning line may take at least (it fits any socket buffer).
 const PROVISION_WRITE: Duration = Duration::from_secs(1);
 
-/// Listens on one instance's control socket while it boots.
-#[derive(Debug)]
+/// Listens on one instance's control channel while it boots.
 pub(super) struct NoticeListener {
-    socket: PathBuf,
+    channel: ControlChannel,
     key: Key,
     /// Written once, on the first connection that takes it.
     provision: Option<Provision>,
-    stream: Option<UnixStream>,
+    stream: Option<Box<dyn Channel>>,
     partial: Vec<u8>,
     ready: bool,
     /// A ready notice came under another key: the guest took a key that was not ours.
     forged: bool,
 }
 
+impl std::fmt::Debug for NoticeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NoticeListener").field("channel", &self.channel).field("ready", &self.ready).finish_non_exhaustive()
+    }
+}
+
 impl NoticeListener {
     /// `provision` (the guest's key and seed) is written as soon as the socket is there.
-    pub(super) fn new(socket: &Path, key: Key, provision: Provision) -> NoticeListener {
+    pub(super) fn new(channel: ControlChannel, key: Key, provision: Provision) -> NoticeListener {
         NoticeListener {
-            socket: socket.to_owned(),
+            channel,
             key,
             provision: Some(provision),
             stream: None,
@@ -47,12 +52,13 @@ impl NoticeListener {
 
     /// Connects when QEMU has made the socket, and hands over what is still to provision.
     fn connect(&mut self, wait: Duration) {
-        let Ok(stream) = UnixStream::connect(&self.socket) else { return };
+        let Ok(mut stream) = self.channel.open() else { return };
         if let Some(provision) = &self.provision {
             // A short line into the socket's buffer: QEMU passes it on once init reads.
             let written = stream
-                .set_write_timeout(Some(wait.max(PROVISION_WRITE)))
-                .and_then(|()| (&stream).write_all(provision.line().as_bytes()));
+                .set_timeout(wait.max(PROVISION_WRITE))
+                .and_then(|()| stream.write_all(provision.line().as_bytes()))
+                .and_then(|()| stream.flush());
             if written.is_err() {
                 return;
             }
@@ -85,12 +91,12 @@ impl NoticeListener {
                 // QEMU makes the socket a moment after it starts.
                 self.connect(left);
             }
-            let Some(stream) = &self.stream else {
+            let Some(stream) = &mut self.stream else {
                 std::thread::sleep(left);
                 break;
             };
             let mut chunk = [0u8; 4096];
-            let read = stream.set_read_timeout(Some(left)).and_then(|()| (&*stream).read(&mut chunk));
+            let read = stream.set_timeout(left).and_then(|()| stream.read(&mut chunk));
             match read {
                 Ok(0) => {
                     // QEMU closed its end: it is going away; the caller sees to that.
@@ -128,6 +134,11 @@ impl NoticeListener {
 mod tests {
     use super::*;
     use std::os::unix::net::UnixListener;
+    use std::path::Path;
+
+    fn socket(path: &Path) -> ControlChannel {
+        ControlChannel::Socket(path.to_owned())
+    }
 
     fn provision(key: &Key) -> Provision {
         Provision::draw(key.clone()).unwrap()
@@ -140,13 +151,13 @@ mod tests {
     #[test]
     fn only_a_ready_notice_under_the_instance_key_counts_and_it_counts_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("control.sock");
+        let socket_path = dir.path().join("control.sock");
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(&socket, key.clone(), provision(&key));
+        let mut listener = NoticeListener::new(socket(&socket_path), key.clone(), provision(&key));
         // No socket yet: waits and says not yet.
         assert!(!listener.wait(Duration::from_millis(20)));
 
-        let server = UnixListener::bind(&socket).unwrap();
+        let server = UnixListener::bind(&socket_path).unwrap();
         let genuine = Notice::new(&key, NoticeKind::Ready, "sha256:ab".into());
         let (go_on, told) = std::sync::mpsc::channel::<()>();
         let guest = std::thread::spawn(move || {
@@ -178,7 +189,7 @@ mod tests {
     #[test]
     fn a_forged_or_other_line_is_not_readiness_and_a_forged_notice_is_told() {
         let key = Key::generate().unwrap();
-        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), provision(&key));
+        let mut listener = NoticeListener::new(socket(Path::new("/nonexistent")), key.clone(), provision(&key));
         listener.take(b"{\"seq\":1,\"ok\":true,\"mac\":\"00\"}\n");
         listener.take(&[b'x'; LONGEST_LINE + 1]);
         assert!(!listener.ready && !listener.forged());
@@ -187,7 +198,7 @@ mod tests {
         assert!(listener.ready && !listener.forged());
         // A ready notice under another key: the guest holds a key this host did not give it.
         let forged = Notice::new(&Key::generate().unwrap(), NoticeKind::Ready, "sha256:ab".into());
-        let mut listener = NoticeListener::new(Path::new("/nonexistent"), key.clone(), provision(&key));
+        let mut listener = NoticeListener::new(socket(Path::new("/nonexistent")), key.clone(), provision(&key));
         listener.take(line(&forged).as_bytes());
         assert!(!listener.ready && listener.forged());
         assert!(!listener.wait(Duration::from_secs(5)), "a forged notice ends the wait, unready");

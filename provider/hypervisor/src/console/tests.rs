@@ -2,6 +2,8 @@ use std::io::Write;
 use std::net::TcpListener;
 
 use super::*;
+use crate::logs::LocalLog;
+use std::path::Path;
 
 fn append(path: &Path, text: &str) {
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
@@ -24,7 +26,8 @@ fn open() -> Event<'static> {
 fn events_are_taken_from_the_audit_log_across_partial_lines() {
     let dir = tempfile::tempdir().unwrap();
     let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
-    let mut watcher = Watcher::new(&console, &audit);
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let mut watcher = Watcher::new(&logs.0, &logs.1);
     append(&audit, &line(open()));
     let ready = ready().to_line();
     let (head, rest) = ready.split_at(12);
@@ -44,7 +47,8 @@ fn events_are_taken_from_the_audit_log_across_partial_lines() {
 fn the_application_cannot_forge_events_on_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
-    let mut watcher = Watcher::new(&console, &audit);
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let mut watcher = Watcher::new(&logs.0, &logs.1);
     append(&audit, &line(open()));
     // What an application may print once it runs.
     append(&console, &line(ready()));
@@ -60,7 +64,8 @@ fn the_application_cannot_forge_events_on_the_console() {
 fn init_errors_before_the_audit_channel_are_read_from_the_console() {
     let dir = tempfile::tempdir().unwrap();
     let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
-    let mut watcher = Watcher::new(&console, &audit);
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let mut watcher = Watcher::new(&logs.0, &logs.1);
     let failed = Event::InitError { step: "audit".into(), error: "no port sdsec.audit".into() }.to_line();
     append(&console, &format!("\x1b[0m{failed}\n"));
     assert!(watcher.failure().unwrap().contains("no port sdsec.audit"));
@@ -70,7 +75,8 @@ fn init_errors_before_the_audit_channel_are_read_from_the_console() {
 fn a_log_rotated_while_followed_is_read_again_from_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let (console, audit) = (dir.path().join("console.log"), dir.path().join("audit.log"));
-    let mut watcher = Watcher::new(&console, &audit);
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let mut watcher = Watcher::new(&logs.0, &logs.1);
     append(&audit, &line(open()));
     append(&audit, &"x".repeat(100));
     append(&audit, "\n");
@@ -104,7 +110,8 @@ fn dropped_probes_fail_the_boot_at_once_naming_the_probes_source() {
     append(&audit, &line(open()));
     append(&audit, &line(ready()));
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
-    let paths = BootChannels { console: &console, audit: &audit, control: None };
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let paths = BootChannels { console: &logs.0, audit: &logs.1, control: None };
     let started = Instant::now();
     let err = wait_ready(&spec(true), &id, paths, dropping_listener(), started, || true).unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(30), "failed early, not at the timeout");
@@ -120,7 +127,8 @@ fn a_probe_the_ingress_refuses_is_not_sent_and_ready_is_readiness() {
     append(&audit, &line(open()));
     append(&audit, &line(ready()));
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
-    let paths = BootChannels { console: &console, audit: &audit, control: None };
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let paths = BootChannels { console: &logs.0, audit: &logs.1, control: None };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let endpoint = listener.local_addr().unwrap();
@@ -182,7 +190,9 @@ fn the_ready_notice_is_readiness_and_probes_keep_their_pace_after_it() {
     let spec = BootSpec { probe: probe::Probe::default(), control: Some(control), ..spec(true) };
     let (endpoint, probes) = health(3);
     let id: InstanceId = "i-0123456789abcdef".parse().unwrap();
-    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let channel = Some(ControlChannel::Socket(socket.clone()));
+    let paths = BootChannels { console: &logs.0, audit: &logs.1, control: channel };
     let started = Instant::now();
     wait_ready(&spec, &id, paths, endpoint, started, || true).unwrap();
     assert_eq!(probes.load(std::sync::atomic::Ordering::SeqCst), 4, "three 503s, then the 200");
@@ -231,7 +241,9 @@ fn a_provisioned_guest_is_ready_by_its_notice_only_and_a_foreign_key_fails_the_b
     // The audit log says ready, no notice comes: not ready.
     let socket = dir.path().join("silent.sock");
     let guest = provisioned_guest(&socket, None);
-    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let channel = Some(ControlChannel::Socket(socket.clone()));
+    let paths = BootChannels { console: &logs.0, audit: &logs.1, control: channel };
     let err = wait_ready(&spec(Duration::from_millis(600)), &id, paths, endpoint, Instant::now(), || true).unwrap_err();
     assert!(matches!(err, HypervisorError::NotReady { .. }), "{err}");
     assert_eq!(guest.join().unwrap().key, key, "the guest was given the instance's key");
@@ -241,7 +253,9 @@ fn a_provisioned_guest_is_ready_by_its_notice_only_and_a_foreign_key_fails_the_b
     let foreign = abi::control::Notice::new(&other, abi::control::NoticeKind::Ready, "sha256:ab".into());
     let socket = dir.path().join("foreign.sock");
     let guest = provisioned_guest(&socket, Some(foreign));
-    let paths = BootChannels { console: &console, audit: &audit, control: Some(&socket) };
+    let logs = (LocalLog(console.clone()), LocalLog(audit.clone()));
+    let channel = Some(ControlChannel::Socket(socket.clone()));
+    let paths = BootChannels { console: &logs.0, audit: &logs.1, control: channel };
     let started = Instant::now();
     let err = wait_ready(&spec(Duration::from_secs(30)), &id, paths, endpoint, started, || true).unwrap_err();
     assert!(matches!(err, HypervisorError::ForeignKey { .. }), "{err}");

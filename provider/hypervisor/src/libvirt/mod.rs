@@ -10,15 +10,21 @@
 //! killed before it created the domain leaves a directory that `list` shows (an orphan once
 //! its creator is gone) and `stop` removes.
 //!
-//! The kernel and initramfs travel to the daemon: they boot from volumes of sdsec's storage
-//! pool there ([`pool`]). The console log, the audit and control channels and the forwarded
-//! port are still the daemon host's paths and address.
+//! Nothing assumes the provider can read a path on the daemon's host, which may be another:
+//! kernel and initramfs travel to sdsec's storage pool there ([`pool`]); the console and
+//! audit logs are volumes of that pool, read back over the connection ([`volume_log`]); the
+//! control channel is opened over the connection too ([`channel`]); the instance's key stays
+//! in the provider's state directory. QEMU's user network forwards from the daemon host's
+//! address the URI names (127.0.0.1 for a daemon on this host).
 
+mod channel;
 pub mod pool;
+mod volume_log;
 mod xml;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use virt::connect::Connect;
@@ -29,14 +35,26 @@ use virt::sys;
 
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console::{self, BootChannels};
-use crate::registry::{AUDIT, CONSOLE, Registry};
+use crate::control::ControlChannel;
+use crate::logs::{LogFile, LogKind};
+use crate::registry::Registry;
 use crate::{
     BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
-    PORT_TRIES, Result, control, free_port, logs, plain_name,
+    PORT_TRIES, Result, control, free_port, plain_name,
 };
+use channel::DomainChannel;
+use volume_log::VolumeLog;
 
 pub use pool::ImagePool;
 pub use xml::NAMESPACE;
+
+/// Seconds between keepalives, and how many may go unanswered before the connection is
+/// taken for dead: a daemon that vanished fails calls within about 20 s.
+const KEEPALIVE_INTERVAL: i32 = 5;
+const KEEPALIVE_COUNT: u32 = 3;
+/// Forwarded ports picked on a daemon's host elsewhere, where this host cannot see which
+/// are free: below Linux's ephemeral range, so no outgoing connection holds one.
+const REMOTE_PORTS: std::ops::Range<u16> = 20_000..32_768;
 
 #[derive(Debug)]
 pub struct Libvirt {
@@ -45,8 +63,13 @@ pub struct Libvirt {
     registry: Registry,
     accel: Accel,
     cpu_khz: Option<u64>,
-    /// sdsec's storage pool on the daemon ([`pool`]).
-    pool: String,
+    /// The name of sdsec's storage pool on the daemon ([`pool`]), and the pool once opened.
+    pool_name: String,
+    pool: Mutex<Option<ImagePool>>,
+    /// The daemon host's address, when it is another host: forwards listen there.
+    remote: Option<Ipv4Addr>,
+    /// What the daemon's DAC driver runs QEMU as (`+uid:+gid`).
+    dac_label: Option<String>,
 }
 
 impl Libvirt {
@@ -57,22 +80,68 @@ impl Libvirt {
         virt::error::clear_error_callback();
         let facts = HostFacts::read();
         let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
-        let conn = Connect::open(Some(uri))
-            .map_err(|e| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason: e.message().to_owned() })?;
+        let unreachable = |reason: String| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason };
+        // Before the connection: libvirt takes the event loop it finds registered then.
+        channel::event_loop();
+        let conn = Connect::open(Some(uri)).map_err(|e| unreachable(e.message().to_owned()))?;
+        // Not every driver keeps connections alive (a local one needs none).
+        let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+        let remote = match crate::libvirt_remote_host(uri) {
+            Some(host) => Some(ipv4_of(&host).map_err(unreachable)?),
+            None => None,
+        };
+        // The guest's TSC runs at the daemon host's frequency.
+        let cpu_khz = match remote {
+            Some(_) => conn.node_info().ok().map(|info| u64::from(info.mhz) * 1000).filter(|&khz| khz > 0),
+            None => facts.cpu_khz,
+        };
+        let dac_label = conn.capabilities().ok().and_then(|caps| dac_label(&caps, accel));
         Ok(Libvirt {
             conn,
             uri: uri.to_owned(),
             registry: Registry::new(&state_dir.join(crate::registry::LIBVIRT_DIR)),
             accel,
-            cpu_khz: facts.cpu_khz,
-            pool: crate::DEFAULT_LIBVIRT_POOL.to_owned(),
+            cpu_khz,
+            pool_name: crate::DEFAULT_LIBVIRT_POOL.to_owned(),
+            pool: Mutex::new(None),
+            remote,
+            dac_label,
         })
     }
 
     /// Uses storage pool `name` on the daemon instead of [`crate::DEFAULT_LIBVIRT_POOL`].
     pub fn with_pool(mut self, name: &str) -> Libvirt {
-        self.pool = name.to_owned();
+        self.pool_name = name.to_owned();
         self
+    }
+
+    /// sdsec's pool on the daemon, opened (and made when missing) at first use.
+    fn pool(&self) -> Result<ImagePool> {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = &*pool {
+            return Ok(pool.clone());
+        }
+        let opened = ImagePool::open(&self.conn, &self.pool_name)?;
+        *pool = Some(opened.clone());
+        Ok(opened)
+    }
+
+    /// Where the user network's forwards listen: the daemon host's address.
+    fn forward_ip(&self) -> Ipv4Addr {
+        self.remote.unwrap_or(Ipv4Addr::LOCALHOST)
+    }
+
+    fn log_of(&self, id: &InstanceId, kind: LogKind) -> Result<VolumeLog> {
+        Ok(VolumeLog::new(self.pool()?, log_volume(id, kind)))
+    }
+
+    fn channel(&self, id: &InstanceId) -> ControlChannel {
+        ControlChannel::Opened(Arc::new(DomainChannel {
+            conn: self.conn.clone(),
+            uri: self.uri.clone(),
+            domain: xml::domain_name(id.as_str()),
+            port: abi::control::PORT_NAME,
+        }))
     }
 
     pub fn accel(&self) -> Accel {
@@ -102,7 +171,7 @@ impl Libvirt {
     }
 
     /// Creates the domain; retries with another port when a port it picked was taken.
-    fn launch(&self, spec: &BootSpec, record: &mut Instance, dir: &Path) -> Result<Domain> {
+    fn launch(&self, spec: &BootSpec, record: &mut Instance) -> Result<Domain> {
         let mut tries = 0;
         loop {
             tries += 1;
@@ -111,22 +180,23 @@ impl Libvirt {
                 // The runtime is reached at the guest's address, set in the record already.
                 (Nic::Tap { .. } | Nic::Detached, _) => record.endpoint.port(),
                 (_, Some(port)) => port,
+                (_, None) if self.remote.is_some() => remote_port(),
                 (_, None) => free_port()?,
             };
             if let Nic::User { .. } = spec.nic {
-                record.endpoint = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                record.endpoint = SocketAddr::from((self.forward_ip(), port));
             }
-            let control =
-                spec.control.as_ref().map(|_| control::socket_path(&self.registry.dir(&record.id), &record.id));
-            let control = control.transpose()?;
+            let (console, audit) = (record.console_log.to_string_lossy(), logs_path(record));
             let def = xml::DomainDef {
                 spec,
                 record,
                 accel: self.accel,
                 cpu_khz: self.cpu_khz,
-                console: &dir.join(CONSOLE),
-                audit: &dir.join(AUDIT),
-                control: control.as_deref(),
+                console: &console,
+                audit: &audit,
+                control: spec.control.is_some(),
+                forward_ip: self.forward_ip(),
+                dac_label: self.dac_label.as_deref(),
             };
             match self.conn.create_domain_xml(&xml::domain_xml(&def), sys::VIR_DOMAIN_NONE) {
                 Ok(domain) => return Ok(domain),
@@ -149,9 +219,9 @@ impl Libvirt {
     /// the health path through the forwarded port: the same as the QEMU backend.
     fn wait_ready(&self, spec: &BootSpec, domain: &Domain, record: &Instance, started: Instant) -> Result<u64> {
         let alive = || matches!(running_state(domain), Some(InstanceState::Running));
-        let dir = self.registry.dir(&record.id);
-        let control = spec.control.as_ref().map(|_| control::socket_path(&dir, &record.id)).transpose()?;
-        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: control.as_deref() };
+        let (console, audit) = (self.log_of(&record.id, LogKind::Console)?, self.log_of(&record.id, LogKind::Audit)?);
+        let control = spec.control.as_ref().map(|_| self.channel(&record.id));
+        let logs = BootChannels { console: &console, audit: &audit, control };
         console::wait_ready(spec, &record.id, logs, record.endpoint, started, alive)
     }
 
@@ -188,6 +258,12 @@ impl Libvirt {
                 return Err(self.fail(format!("undefine instance {id}"), &e));
             }
         }
+        let pool = self.pool()?;
+        for kind in [LogKind::Console, LogKind::Audit] {
+            let name = log_volume(id, kind);
+            pool.delete(&volume_log::previous_name(&name))?;
+            pool.delete(&name)?;
+        }
         self.registry.remove(id)
     }
 }
@@ -199,7 +275,7 @@ impl Hypervisor for Libvirt {
         }
         // The daemon boots the kernel and initramfs it holds in its pool, uploaded when
         // missing and checked against their digests first: its host may be another.
-        let pool = ImagePool::open(&self.conn, &self.pool)?;
+        let pool = self.pool()?;
         let kernel = pool.place(&spec.kernel, None)?;
         let initramfs = pool.place(&spec.initramfs, None)?;
         let id = InstanceId::random()?;
@@ -215,16 +291,21 @@ impl Hypervisor for Libvirt {
         let started = Instant::now();
         // The record, with its creator, goes into the domain's XML, so an interrupted boot
         // still leaves a domain `list` finds and `stop` removes (an orphan once its creator
-        // is gone).
+        // is gone). The logs are made first: `stop` removes them too.
         let launched = self
             .registry
             .save(&record)
+            .and_then(|()| {
+                record.console_log = pool.create_log(&log_volume(&id, LogKind::Console))?.into();
+                record.audit_log = Some(pool.create_log(&log_volume(&id, LogKind::Audit))?.into());
+                Ok(())
+            })
             .and_then(|()| control::personalise(&spec, &dir))
-            .and_then(|spec| self.launch(&spec, &mut record, &dir));
+            .and_then(|spec| self.launch(&spec, &mut record));
         let domain = match launched {
             Ok(d) => d,
             Err(e) => {
-                let _ = self.registry.remove(&id);
+                let _ = self.remove(&id, None);
                 return Err(e);
             }
         };
@@ -266,8 +347,6 @@ impl Hypervisor for Libvirt {
                     .then(|| (record, running_state(d).unwrap_or(InstanceState::Gone)))
             })
             .collect();
-        // The logs are on this host when the daemon is (a remote one keeps them).
-        out.iter().for_each(|(record, _)| logs::rotate_instance(record));
         // Directories without a domain: a boot before its domain exists, or what one whose
         // creator died then left.
         for id in self.registry.ids()? {
@@ -296,8 +375,8 @@ impl Hypervisor for Libvirt {
         self.remove(id, found.as_ref().map(|(d, _)| d))
     }
 
-    fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
-        logs::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    fn log(&self, id: &InstanceId, kind: LogKind) -> Result<Box<dyn LogFile>> {
+        Ok(Box::new(self.log_of(id, kind)?))
     }
 
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()> {
@@ -314,7 +393,7 @@ impl Hypervisor for Libvirt {
 
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
         self.find_or_fail(id)?;
-        control::endpoint(&self.registry.dir(id), id)
+        Ok(ControlEndpoint { channel: self.channel(id), key: control::key(&self.registry.dir(id), id)? })
     }
 
     fn save(&self, _id: &InstanceId, _dest: &Path) -> Result<()> {
@@ -349,4 +428,82 @@ fn is(e: &virt::error::Error, number: ErrorNumber) -> bool {
 /// The domain went already (or was not running): what a stop wants anyway.
 fn gone(e: &virt::error::Error) -> bool {
     is(e, ErrorNumber::NoDomain) || is(e, ErrorNumber::OperationInvalid)
+}
+
+/// The volume of sdsec's pool holding one of instance `id`'s logs.
+fn log_volume(id: &InstanceId, kind: LogKind) -> String {
+    let log = match kind {
+        LogKind::Console => "console",
+        LogKind::Audit => "audit",
+    };
+    format!("{}.{log}.log", xml::domain_name(id.as_str()))
+}
+
+/// The audit log's path on the daemon's host, as the record holds it.
+fn logs_path(record: &Instance) -> String {
+    record.audit_log.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The first IPv4 address of `host`.
+fn ipv4_of(host: &str) -> std::result::Result<Ipv4Addr, String> {
+    let addresses = (host, 0).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
+    addresses
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(ip) => Some(ip),
+            std::net::IpAddr::V6(_) => None,
+        })
+        .next()
+        .ok_or_else(|| format!("{host} has no IPv4 address for the forwarded ports to listen on"))
+}
+
+/// A port in [`REMOTE_PORTS`], drawn afresh each time.
+fn remote_port() -> u16 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    // std's per-process random keys: enough to spread picks, not a secret.
+    let draw = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    let span = u64::from(REMOTE_PORTS.end - REMOTE_PORTS.start);
+    REMOTE_PORTS.start + u16::try_from(draw % span).unwrap_or(0)
+}
+
+/// The user the daemon's DAC driver runs QEMU as for domains of `accel`, from its
+/// capabilities: `<secmodel><model>dac</model>...<baselabel type='kvm'>+64055:+64055</baselabel>`.
+fn dac_label(capabilities: &str, accel: Accel) -> Option<String> {
+    let kind = match accel {
+        Accel::Kvm => "kvm",
+        Accel::Tcg => "qemu",
+    };
+    capabilities.split("<secmodel>").skip(1).find_map(|secmodel| {
+        let secmodel = secmodel.split("</secmodel>").next()?;
+        if !secmodel.contains("<model>dac</model>") {
+            return None;
+        }
+        let open = format!("<baselabel type='{kind}'>");
+        let start = secmodel.find(&open)? + open.len();
+        let label = &secmodel[start..start + secmodel[start..].find('<')?];
+        label.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b':').then(|| label.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qemu_runs_as_the_user_the_daemons_dac_driver_names() {
+        let caps = "<host><secmodel><model>none</model><doi>0</doi></secmodel>\
+                    <secmodel><model>dac</model><doi>0</doi><baselabel type='kvm'>+64055:+994</baselabel>\
+                    <baselabel type='qemu'>+64055:+64055</baselabel></secmodel></host>";
+        assert_eq!(dac_label(caps, Accel::Tcg).as_deref(), Some("+64055:+64055"));
+        assert_eq!(dac_label(caps, Accel::Kvm).as_deref(), Some("+64055:+994"));
+        assert_eq!(dac_label("<host><secmodel><model>selinux</model></secmodel></host>", Accel::Tcg), None);
+        let forged = "<secmodel><model>dac</model><baselabel type='qemu'>x'/><evil/></baselabel></secmodel>";
+        assert_eq!(dac_label(forged, Accel::Tcg), None);
+    }
+
+    #[test]
+    fn ports_on_a_remote_host_are_drawn_below_the_ephemeral_range() {
+        let ports: std::collections::HashSet<u16> = (0..50).map(|_| remote_port()).collect();
+        assert!(ports.iter().all(|p| REMOTE_PORTS.contains(p)));
+        assert!(ports.len() > 40, "drawn afresh: {ports:?}");
+    }
 }

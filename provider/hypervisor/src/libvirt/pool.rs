@@ -72,6 +72,7 @@ pub struct Placed {
 }
 
 /// sdsec's pool on one daemon.
+#[derive(Clone)]
 pub struct ImagePool {
     conn: Connect,
     pool: StoragePool,
@@ -194,7 +195,49 @@ impl ImagePool {
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<Option<StorageVol>, PoolError> {
+    /// Creates the empty volume `name` for a log only the daemon writes (mode 0600, its
+    /// owner), or empties it when it is there; returns its path on the daemon's host.
+    pub fn create_log(&self, name: &str) -> Result<String, PoolError> {
+        let xml = format!(
+            "<volume><name>{name}</name><capacity unit='bytes'>0</capacity>\
+             <target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>"
+        );
+        let volume = match StorageVol::create_xml(&self.pool, &xml, 0) {
+            Ok(volume) => volume,
+            Err(e) if is(&e, ErrorNumber::StorageVolExist) => {
+                let volume = self.lookup(name)?.ok_or_else(|| self.fail(format!("create volume {name}"), &e))?;
+                volume.resize(0, sys::VIR_STORAGE_VOL_RESIZE_SHRINK).map_err(|e| self.fail(format!("empty {name}"), &e))?;
+                volume
+            }
+            Err(e) => return Err(self.fail(format!("create volume {name}"), &e)),
+        };
+        self.path(&volume)
+    }
+
+    /// Deletes volume `name`; one that is not there is fine.
+    pub fn delete(&self, name: &str) -> Result<(), PoolError> {
+        match self.lookup(name)? {
+            Some(volume) => match volume.delete(0) {
+                Err(e) if !gone(&e) => Err(self.fail(format!("delete volume {name}"), &e)),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn conn(&self) -> &Connect {
+        &self.conn
+    }
+
+    pub(super) fn storage_pool(&self) -> &StoragePool {
+        &self.pool
+    }
+
+    pub(super) fn describe(&self) -> String {
+        format!("storage pool `{}` at {}", self.name, self.uri)
+    }
+
+    pub(super) fn lookup(&self, name: &str) -> Result<Option<StorageVol>, PoolError> {
         match self.pool.lookup_storage_vol_by_name(name) {
             Ok(volume) => Ok(Some(volume)),
             Err(e) if gone(&e) => {

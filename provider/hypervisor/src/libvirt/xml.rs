@@ -2,18 +2,23 @@
 //!
 //! The guest is the same as under the QEMU backend: `microvm` booting the image's kernel
 //! directly, ACPI on (the Debian cloud kernel finds its virtio-mmio devices through it),
-//! no USB, no balloon, the serial console into a file the backend follows.
+//! no USB, the serial console and the audit channel into files on the daemon's host (in
+//! sdsec's storage pool, read back over the connection), the control channel a socket
+//! libvirt makes and reaches with `virDomainOpenChannel`. Devices carry virtio-mmio
+//! addresses, which libvirt (9.0 and later) turns into `microvm`'s `virtio-*-device`s.
 //!
-//! Network and entropy go through `<qemu:commandline>`: libvirt 9.0 only builds PCI (or
-//! CCW) virtio devices from `<interface>`/`<rng>`, and `microvm` has no PCI bus; its
-//! `<portForward>` needs the passt backend, which slirp's `hostfwd` does not. Passing the
-//! QEMU backend's `-netdev user,...,hostfwd=...` and `virtio-*-device` keeps both
-//! backends' guests identical.
+//! QEMU runs as the user the daemon's DAC driver names for its domains, and nothing is
+//! relabelled for it (`relabel='no'`): libvirt opens the logs and the TAP device itself and
+//! hands QEMU the descriptors, and kernel and initramfs are readable as they are. So the
+//! volumes every instance shares are never made writable by one instance's QEMU.
+//!
+//! Only QEMU's user network goes through `<qemu:commandline>`: libvirt's `<portForward>`
+//! needs the passt backend, and sdsec forwards with slirp's `hostfwd` like the QEMU backend.
 
-use std::path::Path;
+use std::net::Ipv4Addr;
 
 use crate::accel::Accel;
-use crate::{BootSpec, Instance};
+use crate::{BootSpec, Instance, Nic};
 
 /// The namespace of sdsec's element in a domain's `<metadata>`; a domain holding it is
 /// one sdsec started.
@@ -32,15 +37,20 @@ pub struct DomainDef<'a> {
     pub record: &'a Instance,
     pub accel: Accel,
     pub cpu_khz: Option<u64>,
-    pub console: &'a Path,
-    /// Where the runtime's audit channel is appended.
-    pub audit: &'a Path,
-    /// The control channel's socket, with one.
-    pub control: Option<&'a Path>,
+    /// The console log's path on the daemon's host.
+    pub console: &'a str,
+    /// Where the runtime's audit channel is appended, on the daemon's host.
+    pub audit: &'a str,
+    /// Whether the guest has a control channel.
+    pub control: bool,
+    /// The address on the daemon's host that QEMU's user network forwards from.
+    pub forward_ip: Ipv4Addr,
+    /// The daemon's DAC label for QEMU (`+uid:+gid`), when it has a DAC driver.
+    pub dac_label: Option<&'a str>,
 }
 
 pub fn domain_xml(def: &DomainDef<'_>) -> String {
-    let DomainDef { spec, record, accel, cpu_khz, console, audit, control } = def;
+    let DomainDef { spec, record, accel, cpu_khz, console, audit, control, forward_ip, dac_label } = def;
     let (kind, cpu, tcg) = match accel {
         // Only where KVM is real (see `accel`); under TCG libvirt's default CPU model.
         Accel::Kvm => ("kvm", "\n  <cpu mode='host-passthrough'/>".to_owned(), String::new()),
@@ -50,14 +60,50 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
             format!("\n    <tcg>\n      <tb-cache unit='MiB'>{}</tb-cache>\n    </tcg>", spec.tcg_cache_mb),
         ),
     };
-    let nic = spec.nic.qemu_args("sdsecnet0", spec.guest_port, record.endpoint.port());
-    let serial_args = crate::control::qemu_args(audit, *control);
-    let qemu_args: String = nic
-        .into_iter()
-        .chain(["-device", "virtio-rng-device", "-device", crate::qemu::args::BALLOON].map(str::to_owned))
-        .chain(serial_args.iter().map(|a| a.to_string_lossy().into_owned()))
-        .map(|a| format!("\n    <qemu:arg value='{}'/>", escape(&a)))
-        .collect();
+    let (interface, qemu_args) = match &spec.nic {
+        Nic::Tap { ifname, mac, .. } => (
+            format!(
+                "\n    <interface type='ethernet'>\n      <mac address='{mac}'/>\n      <target dev='{ifname}' managed='no'/>\n      \
+                 <model type='virtio'/>\n      <address type='virtio-mmio'/>\n    </interface>",
+                mac = escape(mac),
+                ifname = escape(ifname),
+            ),
+            Vec::new(),
+        ),
+        Nic::User { restrict_egress, .. } => {
+            let mut netdev = format!(
+                "user,id=sdsecnet0,hostfwd=tcp:{forward_ip}:{}-:{}",
+                record.endpoint.port(),
+                spec.guest_port
+            );
+            if *restrict_egress {
+                netdev.push_str(",restrict=on");
+            }
+            (String::new(), vec!["-netdev".to_owned(), netdev, "-device".into(), "virtio-net-device,netdev=sdsecnet0".into()])
+        }
+        Nic::Detached => (String::new(), vec!["-device".to_owned(), "virtio-net-device".into()]),
+    };
+    let qemu_commandline = if qemu_args.is_empty() {
+        String::new()
+    } else {
+        let args: String = qemu_args.iter().map(|a| format!("\n    <qemu:arg value='{}'/>", escape(a))).collect();
+        format!("\n  <qemu:commandline>{args}\n  </qemu:commandline>")
+    };
+    let control_channel = if *control {
+        // No path: libvirt makes the socket in the domain's own directory.
+        format!(
+            "\n    <channel type='unix'>\n      <source mode='bind'/>\n      <target type='virtio' name='{}'/>\n    </channel>",
+            abi::control::PORT_NAME
+        )
+    } else {
+        String::new()
+    };
+    let seclabel = dac_label.map_or_else(String::new, |label| {
+        format!(
+            "\n  <seclabel type='static' model='dac' relabel='no'>\n    <label>{}</label>\n  </seclabel>",
+            escape(label)
+        )
+    });
     format!(
         "<domain type='{kind}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
   <name>{name}</name>
@@ -82,14 +128,25 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
   <on_crash>destroy</on_crash>
   <devices>
     <controller type='usb' model='none'/>
+    <controller type='virtio-serial' index='0' ports='3'>
+      <address type='virtio-mmio'/>
+    </controller>
     <serial type='file'>
       <source path='{console}' append='on'/>
       <target port='0'/>
     </serial>
-    <memballoon model='none'/>
-  </devices>
-  <qemu:commandline>{qemu_args}
-  </qemu:commandline>
+    <channel type='file'>
+      <source path='{audit}' append='on'/>
+      <target type='virtio' name='{audit_port}'/>
+    </channel>{control_channel}{interface}
+    <rng model='virtio'>
+      <backend model='random'>/dev/urandom</backend>
+      <address type='virtio-mmio'/>
+    </rng>
+    <memballoon model='virtio' freePageReporting='on'>
+      <address type='virtio-mmio'/>
+    </memballoon>
+  </devices>{seclabel}{qemu_commandline}
 </domain>
 ",
         name = domain_name(record.id.as_str()),
@@ -102,7 +159,9 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
         kernel = escape(&spec.kernel.to_string_lossy()),
         initrd = escape(&spec.initramfs.to_string_lossy()),
         cmdline = escape(&crate::qemu::args::cmdline(spec, *accel, *cpu_khz)),
-        console = escape(&console.to_string_lossy()),
+        console = escape(console),
+        audit = escape(audit),
+        audit_port = abi::event::AUDIT_PORT_NAME,
     )
 }
 
@@ -224,9 +283,11 @@ mod tests {
             record: &record,
             accel: Accel::Tcg,
             cpu_khz: Some(2_793_436),
-            console: Path::new("/s/console.log"),
-            audit: Path::new("/s/audit.log"),
-            control: Some(Path::new("/s/control.sock")),
+            console: "/s/console.log",
+            audit: "/s/audit.log",
+            control: true,
+            forward_ip: Ipv4Addr::LOCALHOST,
+            dac_label: Some("+64055:+64055"),
         };
         let xml = domain_xml(&def);
         assert!(xml.starts_with("<domain type='qemu'"));
@@ -238,17 +299,29 @@ mod tests {
         assert!(xml.contains("value='user,id=sdsecnet0,hostfwd=tcp:127.0.0.1:18080-:80,restrict=on'"));
         assert!(xml.contains("<memballoon model='none'/>") && xml.contains("<controller type='usb' model='none'/>"));
         assert!(xml.contains("<tb-cache unit='MiB'>16</tb-cache>"), "{xml}");
-        assert!(xml.contains("value='virtio-balloon-device,free-page-reporting=on'"));
+        assert!(xml.contains("<memballoon model='virtio' freePageReporting='on'>"));
         assert!(xml.contains("<source path='/s/console.log' append='on'/>"));
-        assert!(xml.contains("value='file,id=sdsecaudit,path=/s/audit.log,append=on'"));
-        assert!(xml.contains("value='virtserialport,chardev=sdsecaudit,name=sdsec.audit'"));
-        assert!(xml.contains("value='socket,id=sdsecctl,path=/s/control.sock,server=on,wait=off'"));
+        assert!(xml.contains("<source path='/s/audit.log' append='on'/>\n      <target type='virtio' name='sdsec.audit'/>"));
+        assert!(xml.contains("<source mode='bind'/>\n      <target type='virtio' name='sdsec.control'/>"));
+        // QEMU as the daemon's user, and nothing made writable for it.
+        assert!(xml.contains("<seclabel type='static' model='dac' relabel='no'>\n    <label>+64055:+64055</label>"));
         assert!(xml.contains("<vcpu>2</vcpu>") && xml.contains("<memory unit='MiB'>128</memory>"));
         assert!(!xml.contains("host-passthrough"));
 
         let kvm = domain_xml(&DomainDef { accel: Accel::Kvm, ..def });
         assert!(kvm.starts_with("<domain type='kvm'") && kvm.contains("host-passthrough"));
         assert!(kvm.contains("<cmdline>console=ttyS0 quiet pci=off</cmdline>"));
+
+        // A remote daemon's forward listens on its host's address; a bridge's TAP is
+        // opened by libvirt and handed to QEMU, and no argument is passed around libvirt.
+        let remote = domain_xml(&DomainDef { forward_ip: Ipv4Addr::new(10, 1, 2, 3), control: false, ..def });
+        assert!(remote.contains("hostfwd=tcp:10.1.2.3:18080-:80"));
+        assert!(!remote.contains("sdsec.control"));
+        let nic = Nic::Tap { ifname: "sdsectap0".into(), mac: "52:54:00:00:00:01".into(), ip: Ipv4Addr::new(10, 0, 0, 2) };
+        let tap_spec = BootSpec { nic, ..spec.clone() };
+        let tap = domain_xml(&DomainDef { spec: &tap_spec, ..def });
+        assert!(tap.contains("<target dev='sdsectap0' managed='no'/>") && tap.contains("<mac address='52:54:00:00:00:01'/>"));
+        assert!(!tap.contains("qemu:commandline>"), "{tap}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ use serde_json::Value;
 use self::process::QemuProcess;
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console::{self, BootChannels};
+use crate::control::ControlChannel;
+use crate::logs::{LocalLog, LogFile, LogKind};
 use crate::qmp::Qmp;
 use crate::registry::{AUDIT, CONSOLE, QMP_SOCKET, Registry};
 use crate::{
@@ -98,7 +100,7 @@ impl Qemu {
                     None => Err(HypervisorError::DiedBooting {
                         id: id.clone(),
                         what: "QEMU exited right after starting".into(),
-                        console: logs::tails(&dir.join(CONSOLE), &dir.join(AUDIT), 20),
+                        console: logs::tails(&LocalLog(dir.join(CONSOLE)), &LocalLog(dir.join(AUDIT)), 20),
                     }),
                 };
             }
@@ -142,7 +144,8 @@ impl Qemu {
     ) -> Result<u64> {
         let dir = self.registry.dir(id);
         let control = spec.control.as_ref().map(|_| control::socket_path(&dir, id)).transpose()?;
-        let logs = BootChannels { console: &dir.join(CONSOLE), audit: &dir.join(AUDIT), control: control.as_deref() };
+        let (console, audit) = (LocalLog(dir.join(CONSOLE)), LocalLog(dir.join(AUDIT)));
+        let logs = BootChannels { console: &console, audit: &audit, control: control.map(ControlChannel::Socket) };
         console::wait_ready(spec, id, logs, endpoint, started, || process.alive())
     }
 }
@@ -215,7 +218,7 @@ impl Hypervisor for Qemu {
         let mut out = Vec::new();
         for id in self.registry.ids()? {
             if let Ok(instance) = self.registry.load(&id) {
-                logs::rotate_instance(&instance);
+                logs::rotate_both(&LocalLog(instance.console_log.clone()), &LocalLog(logs::event_log(&instance).into()));
                 let state = self.state(&id)?;
                 out.push((instance, state));
             }
@@ -250,8 +253,13 @@ impl Hypervisor for Qemu {
         self.registry.remove(id)
     }
 
-    fn console_tail(&self, id: &InstanceId, lines: usize) -> String {
-        logs::tail(&self.registry.dir(id).join(CONSOLE), lines)
+    fn log(&self, id: &InstanceId, kind: LogKind) -> Result<Box<dyn LogFile>> {
+        let dir = self.registry.dir(id);
+        Ok(Box::new(LocalLog(match kind {
+            LogKind::Console => dir.join(CONSOLE),
+            // An instance of an earlier release wrote its events to the console.
+            LogKind::Audit => self.registry.load(id).map_or_else(|_| dir.join(AUDIT), |i| logs::event_log(&i).into()),
+        })))
     }
 
     fn set_metadata(&self, id: &InstanceId, metadata: Value) -> Result<()> {

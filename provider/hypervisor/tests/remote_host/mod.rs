@@ -46,7 +46,7 @@ impl RemoteHost {
         let (host_ip, daemon_ip) = (format!("10.253.{subnet}.{}", block + 1), format!("10.253.{subnet}.{}", block + 2));
         let dir = tempfile::Builder::new().prefix("sdsec-remote-host").tempdir().unwrap();
         let root = dir.path();
-        for sub in ["run", "lib", "cache", "log", "etc/pki/private", "client"] {
+        for sub in ["run/lock", "lib", "cache", "log", "etc/pki/private", "client"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         certificates(root, &daemon_ip);
@@ -73,10 +73,12 @@ impl RemoteHost {
             "mount --bind {r}/run /run && mount --bind {r}/lib /var/lib/libvirt && \
              mount --bind {r}/cache /var/cache/libvirt && mount --bind {r}/log /var/log/libvirt && \
              mount --bind {r}/etc /etc/libvirt && mount -t tmpfs tmpfs /tmp && \
-             exec libvirtd --listen"
+             libvirtd --listen; exit $?"
         );
-        // In the foreground, as its PID namespace's first process: `--kill-child` ends it
-        // (and with it the namespace) when `unshare` is killed.
+        // The shell is its PID namespace's first process and waits for the daemon: as the
+        // namespace's init it also reaps what QEMU leaves when it daemonizes (libvirtd as PID
+        // 1 would not, and then takes every QEMU it stopped for one that will not die).
+        // `--kill-child` ends it, and with it the namespace, when `unshare` is killed.
         let daemon = Command::new("ip")
             .args(["netns", "exec", &host.netns, "unshare", "--mount", "--propagation", "private"])
             .args(["--pid", "--fork", "--kill-child", "--mount-proc", "--", "sh", "-c", &mounts])
