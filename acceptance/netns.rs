@@ -190,8 +190,9 @@ impl Drop for Background {
 /// private mount namespace of its own, as `scripts/libvirt.sh --second` starts one: private
 /// /run/libvirt, /var/lib/libvirt, /var/cache/libvirt, /var/log/libvirt and a copy of
 /// /etc/libvirt, all under a temporary directory, and its own socket directory there. With
-/// `network = "bridge"` the provider creates the TAP in its own network namespace and QEMU,
-/// started by libvirtd, opens it by name: the daemon has to live in the provider's namespace.
+/// `network = "bridge"` the provider creates the TAP in its own network namespace and
+/// libvirtd opens it for QEMU: the daemon has to live in the provider's namespace. QEMU runs
+/// as libvirt's unprivileged user, as scripts/libvirt.sh leaves it.
 ///
 /// Dropping it destroys any domain left, stops libvirtd and virtlogd by their pid files and
 /// removes the directory.
@@ -285,19 +286,7 @@ impl Libvirtd {
             lines.extend(settings.iter().map(|(key, value)| format!("{key} = {value}")));
             std::fs::write(&path, lines.join("\n") + "\n").expect("write the daemon's configuration");
         };
-        set(
-            "qemu.conf",
-            &[
-                ("user", "\"root\"".into()),
-                ("group", "\"root\"".into()),
-                ("dynamic_ownership", "0".into()),
-                ("security_driver", "\"none\"".into()),
-                (
-                    "cgroup_device_acl",
-                    r#"[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]"#.into(),
-                ),
-            ],
-        );
+        set("qemu.conf", &[("security_driver", "\"none\"".into())]);
         set(
             "libvirtd.conf",
             &[

@@ -513,7 +513,8 @@ fn publishes_a_pool_member(warm: &str) {
         let qemu = hypervisor::qemu::Qemu::new(&state_dir, hypervisor::AccelChoice::Auto).unwrap();
         let channel = hypervisor::Hypervisor::control(&qemu, &id.parse().unwrap()).unwrap();
         let command = abi::control::Command::Status;
-        let status = abi::control::call(&channel.socket, &snapshot_key, command, Duration::from_secs(20));
+        let snapshot_channel = hypervisor::ControlEndpoint { key: snapshot_key, ..channel };
+        let status = snapshot_channel.call(command, Duration::from_secs(20));
         assert!(status.is_err(), "the snapshot's key is refused by the copy: {status:?}");
     }
     assert_eq!(attr(&ws, "sdsec_unikernel.api", "endpoint"), "http://198.18.1.1:18090");

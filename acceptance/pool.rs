@@ -142,7 +142,7 @@ fn pool_of_paused_members_serves_unikernels_and_propagates_policy() {
     let forged_plan = serde_json::from_str::<serde_json::Value>(&unikernel(&ws, 0, "enforcement")).unwrap();
     let command = control::Command::Reconfigure { plan: forged_plan.to_string() };
     let forged = control::Request::new(&control::Key::generate().unwrap(), control::next_seq(), command);
-    let answer = control::exchange(&channel.socket, &forged, Duration::from_secs(20)).unwrap();
+    let answer = channel.exchange(&forged, Duration::from_secs(20)).unwrap();
     assert!(!answer.ok && answer.verify(&channel.key), "{answer:?}");
     std::thread::sleep(Duration::from_millis(300));
     let refused = Event::ControlRefused { reason: Refusal::BadMac, seq: forged.seq };

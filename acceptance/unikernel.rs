@@ -79,15 +79,20 @@ pub(crate) fn processes_of(instance: &str) -> Vec<u32> {
         .collect()
 }
 
-/// The instance's audit log (the runtime's events), its rotated previous file first.
+/// The instance's audit log (the runtime's events), its rotated previous file first: in the
+/// state directory under the QEMU backend, in sdsec's default storage pool of the system
+/// libvirt daemon (on this host) under libvirt.
 pub(crate) fn audit_log(state_dir: &Path, instance: &str) -> String {
-    for dir in [state_dir.join("instances"), state_dir.join("libvirt/instances")] {
-        let dir = dir.join(instance);
-        if let Ok(text) = std::fs::read_to_string(dir.join("audit.log")) {
-            return std::fs::read_to_string(dir.join("audit.log.1")).unwrap_or_default() + &text;
+    let pool = Path::new("/var/lib/libvirt/sdsec-pools").join(hypervisor::DEFAULT_LIBVIRT_POOL);
+    for log in
+        [state_dir.join("instances").join(instance).join("audit.log"), pool.join(format!("sdsec-{instance}.audit.log"))]
+    {
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let previous = std::fs::read_to_string(hypervisor::logs::previous(&log)).unwrap_or_default();
+            return previous + &text;
         }
     }
-    panic!("no audit log for {instance} under {}", state_dir.display())
+    panic!("no audit log for {instance} under {} or {}", state_dir.display(), pool.display())
 }
 
 /// Destroys what a failed test applied, so no VM outlives it.

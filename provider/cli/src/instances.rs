@@ -8,7 +8,7 @@ use engine::config::{Hypervisor, ProviderConfig};
 use engine::instance::{self, Boot};
 use engine::launch;
 use engine::network::NetworkSettings;
-use hypervisor::{AccelChoice, Creation, InstanceId};
+use hypervisor::{AccelChoice, Creation, InstanceId, LogKind};
 use network::BridgeConfig;
 
 use crate::images::{self, ImageArgs};
@@ -129,10 +129,11 @@ pub fn stop(config: &ProviderConfig, ids: &[String], all: bool) -> Result<(), Us
 /// runtime's events are in; logs past their caps are rotated first.
 pub fn logs(config: &ProviderConfig, id: &str, audit: bool, lines: usize) -> Result<(), UsageError> {
     let id: InstanceId = id.parse().map_err(UsageError)?;
-    let instance = launch::backend(config)?.instance(&id)?;
-    hypervisor::logs::rotate_instance(&instance);
-    let path = if audit { hypervisor::logs::event_log(&instance) } else { &instance.console_log };
-    print_stdout(&hypervisor::logs::tail(path, lines));
+    let backend = launch::backend(config)?;
+    backend.instance(&id)?;
+    let (console, events) = (backend.log(&id, LogKind::Console)?, backend.log(&id, LogKind::Audit)?);
+    hypervisor::logs::rotate_both(&*console, &*events);
+    print_stdout(&hypervisor::logs::tail(if audit { &*events } else { &*console }, lines));
     Ok(())
 }
 

@@ -85,11 +85,11 @@ fn control_channel_reconfigures_in_place(
     assert_eq!(new_plan.change_from(&old_plan), ::plan::ChangeKind::InPlace);
     let timeout = Duration::from_secs(20);
 
-    let status = control::call(&channel.socket, &channel.key, control::Command::Status, timeout).unwrap();
+    let status = channel.call(control::Command::Status, timeout).unwrap();
     assert_eq!(status.digest, Some(old_plan.digest()));
     assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 401);
     let command = control::Command::Reconfigure { plan: new_plan.canonical_json() };
-    let reply = control::call(&channel.socket, &channel.key, command, timeout).unwrap();
+    let reply = channel.call(command, timeout).unwrap();
     assert_eq!(reply.digest, Some(new_plan.digest()), "acknowledged with the new plan's digest");
     assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 200, "the new principal is accepted");
     assert_eq!(http(endpoint, "GET", "/items", Some(TOKEN)).0, 200);
@@ -97,7 +97,7 @@ fn control_channel_reconfigures_in_place(
     let forger = control::Key::generate().unwrap();
     let command = control::Command::Reconfigure { plan: old_plan.canonical_json() };
     let forged = control::Request::new(&forger, control::next_seq(), command);
-    let answer = control::exchange(&channel.socket, &forged, timeout).unwrap();
+    let answer = channel.exchange(&forged, timeout).unwrap();
     assert!(!answer.ok && answer.verify(&channel.key) && !answer.verify(&forger), "{answer:?}");
     assert_eq!(http(endpoint, "GET", "/items", Some(SECOND_TOKEN)).0, 200, "a forged plan changes nothing");
 

@@ -55,7 +55,7 @@ impl<'a> Follower<'a> {
 
     /// The whole lines written since the last call.
     fn lines(&mut self) -> Vec<String> {
-        let Ok(len) = self.log.len() else { return Vec::new() };
+        let Ok(len) = self.log.size() else { return Vec::new() };
         if len < self.offset {
             self.offset = 0;
             self.partial.clear();

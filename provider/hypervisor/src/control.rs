@@ -61,13 +61,12 @@ pub trait OpenChannel: std::fmt::Debug + Send + Sync {
 
 impl ControlChannel {
     pub fn open(&self) -> Result<Box<dyn Channel>, ClientError> {
-        let connected = match self {
+        match self {
             ControlChannel::Socket(path) => abi::control::connect(path).map(|s| Box::new(s) as Box<dyn Channel>),
             ControlChannel::Opened(opener) => {
                 opener.open().map_err(|source| ClientError::Connect { where_: opener.describe(), source })
             }
-        };
-        connected
+        }
     }
 
     pub fn describe(&self) -> String {

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 pub use accel::{Accel, AccelChoice};
 pub use control::{ControlBoot, ControlChannel, ControlEndpoint, OpenChannel};
-pub use logs::{LogFile, LogKind};
 pub use creator::{Creation, Creator};
+pub use logs::{LogFile, LogKind};
 pub use probe::Probe;
 pub use registry::InstanceId;
 pub use snapshot::Restore;

@@ -37,7 +37,7 @@ pub enum LogKind {
 /// volume on a libvirt daemon's host.
 pub trait LogFile: std::fmt::Debug + Send + Sync {
     /// Its length now; 0 when nothing was written yet.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// Up to `max` bytes from `offset` on.
     fn read_at(&self, offset: u64, max: u64) -> io::Result<Vec<u8>>;
     /// Copies it to its previous file and empties it when it is longer than `cap`; whether
@@ -54,7 +54,7 @@ pub trait LogFile: std::fmt::Debug + Send + Sync {
 pub struct LocalLog(pub PathBuf);
 
 impl LogFile for LocalLog {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         match fs::metadata(&self.0) {
             Ok(meta) => Ok(meta.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
@@ -124,7 +124,7 @@ pub fn event_log(instance: &Instance) -> &Path {
 
 /// The whole of `log`.
 fn read_all(log: &dyn LogFile) -> io::Result<Vec<u8>> {
-    log.read_at(0, log.len()?)
+    log.read_at(0, log.size()?)
 }
 
 /// Every event kept in `log`: its previous file's, then its own.
@@ -140,7 +140,7 @@ const TAIL_BYTES_PER_LINE: u64 = 1024;
 /// The last `lines` lines of the log, with control characters other than newlines
 /// dropped (a console may carry escape sequences).
 pub fn tail(log: &dyn LogFile, lines: usize) -> String {
-    let bytes = log.len().and_then(|len| {
+    let bytes = log.size().and_then(|len| {
         let want = (lines as u64).saturating_mul(TAIL_BYTES_PER_LINE).max(64 << 10);
         log.read_at(len.saturating_sub(want), want)
     });

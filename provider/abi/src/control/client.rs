@@ -111,7 +111,8 @@ pub fn exchange_on(
     timeout: Duration,
 ) -> Result<Reply, ClientError> {
     let io = |source| ClientError::Io { where_: where_.to_owned(), source };
-    let timed_out = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+    let timed_out =
+        |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
     channel.set_timeout(timeout).map_err(io)?;
     let mut line = serde_json::to_string(request).map_err(|e| io(std::io::Error::other(e)))?;
     line.push('\n');

@@ -35,8 +35,8 @@ impl Hypervisor for Recorded {
         self.stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(id.clone());
         Ok(())
     }
-    fn console_tail(&self, _: &InstanceId, _: usize) -> String {
-        String::new()
+    fn log(&self, id: &InstanceId, _: hypervisor::LogKind) -> hypervisor::Result<Box<dyn hypervisor::LogFile>> {
+        Err(HypervisorError::NoSuchInstance(id.clone()))
     }
     fn set_metadata(&self, _: &InstanceId, _: serde_json::Value) -> hypervisor::Result<()> {
         Ok(())

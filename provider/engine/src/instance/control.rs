@@ -1,12 +1,11 @@
 //! A running instance's control channel: a new plan sent to its runtime, the plan it says
 //! it enforces, and the requests it refused.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use abi::control::{self, Command};
+use abi::control::Command;
 use abi::event::Event;
-use hypervisor::{Hypervisor, InstanceId, logs};
+use hypervisor::{Hypervisor, InstanceId};
 use plan::EnforcementPlan;
 
 use super::InstanceError;
@@ -20,7 +19,8 @@ const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 pub fn reconfigure(backend: &dyn Hypervisor, id: &InstanceId, plan: &EnforcementPlan) -> Result<String, InstanceError> {
     let channel = backend.control(id).map_err(InstanceError::Channel)?;
     let command = Command::Reconfigure { plan: plan.canonical_json() };
-    let reply = control::call(&channel.socket, &channel.key, command, RECONFIGURE_TIMEOUT)
+    let reply = channel
+        .call(command, RECONFIGURE_TIMEOUT)
         .map_err(|source| InstanceError::NotTaken { id: id.clone(), source })?;
     let expected = plan.digest();
     match reply.digest {
@@ -32,16 +32,14 @@ pub fn reconfigure(backend: &dyn Hypervisor, id: &InstanceId, plan: &Enforcement
 /// Which plan a running instance enforces, if it can be asked.
 pub(super) fn enforced_digest(backend: &dyn Hypervisor, id: &InstanceId) -> Option<String> {
     let channel = backend.control(id).ok()?;
-    control::call(&channel.socket, &channel.key, Command::Status, STATUS_TIMEOUT).ok()?.digest
+    channel.call(Command::Status, STATUS_TIMEOUT).ok()?.digest
 }
 
-/// Control messages the instance's runtime refused, as its audit log shows them, and that
-/// log's path (empty when the instance's record cannot be read). Its logs are rotated past
-/// their caps first: the count covers the current and the previous file.
-pub(super) fn refused_messages(backend: &dyn Hypervisor, id: &InstanceId) -> (u64, PathBuf) {
-    let Ok(instance) = backend.instance(id) else { return (0, PathBuf::new()) };
-    logs::rotate_instance(&instance);
-    let events = logs::events(&instance);
+/// Control messages the instance's runtime refused, as its audit log shows them, and where
+/// that log is (empty when it cannot be read). Its logs are rotated past their caps first:
+/// the count covers the current and the previous file.
+pub(super) fn refused_messages(backend: &dyn Hypervisor, id: &InstanceId) -> (u64, String) {
+    let Ok((events, log)) = backend.events(id) else { return (0, String::new()) };
     let count = events.iter().filter(|event| matches!(event, Event::ControlRefused { .. })).count() as u64;
-    (count, logs::event_log(&instance).to_owned())
+    (count, log)
 }

@@ -2,7 +2,7 @@
 //! whether its stored image still verifies, the control messages it refused, and (under
 //! bridge networking) whether the host's network had drifted from the leases.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use hypervisor::{InstanceId, InstanceState};
@@ -49,7 +49,7 @@ pub struct Refreshed {
     pub refused: u64,
     /// Where its runtime's events are kept: its audit log (the console log for instances
     /// booted by earlier releases).
-    pub event_log: PathBuf,
+    pub event_log: String,
     /// How the host's network differed from the state directory's leases, in sentences,
     /// before this refresh restored it (bridge networking only). Another instance's lost
     /// TAP is left to that instance's refresh. When the host could not be checked, why.

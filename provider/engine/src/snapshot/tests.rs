@@ -108,8 +108,8 @@ impl Hypervisor for Fake {
     fn stop(&self, _: &InstanceId, _: Duration) -> hypervisor::Result<()> {
         Ok(())
     }
-    fn console_tail(&self, _: &InstanceId, _: usize) -> String {
-        String::new()
+    fn log(&self, id: &InstanceId, _: hypervisor::LogKind) -> hypervisor::Result<Box<dyn hypervisor::LogFile>> {
+        Err(HypervisorError::NoSuchInstance(id.clone()))
     }
     fn set_metadata(&self, _: &InstanceId, _: serde_json::Value) -> hypervisor::Result<()> {
         Ok(())

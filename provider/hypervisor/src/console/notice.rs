@@ -32,7 +32,10 @@ pub(super) struct NoticeListener {
 
 impl std::fmt::Debug for NoticeListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoticeListener").field("channel", &self.channel).field("ready", &self.ready).finish_non_exhaustive()
+        f.debug_struct("NoticeListener")
+            .field("channel", &self.channel)
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
     }
 }
 

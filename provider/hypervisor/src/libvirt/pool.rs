@@ -206,7 +206,9 @@ impl ImagePool {
             Ok(volume) => volume,
             Err(e) if is(&e, ErrorNumber::StorageVolExist) => {
                 let volume = self.lookup(name)?.ok_or_else(|| self.fail(format!("create volume {name}"), &e))?;
-                volume.resize(0, sys::VIR_STORAGE_VOL_RESIZE_SHRINK).map_err(|e| self.fail(format!("empty {name}"), &e))?;
+                volume
+                    .resize(0, sys::VIR_STORAGE_VOL_RESIZE_SHRINK)
+                    .map_err(|e| self.fail(format!("empty {name}"), &e))?;
                 volume
             }
             Err(e) => return Err(self.fail(format!("create volume {name}"), &e)),

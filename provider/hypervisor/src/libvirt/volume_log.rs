@@ -39,7 +39,7 @@ fn virt_io(e: &virt::error::Error) -> io::Error {
 }
 
 impl LogFile for VolumeLog {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         match self.volume()? {
             // A directory pool's file volume: its capacity is the file's size, read anew.
             Some(volume) => volume.info().map(|info| info.capacity).map_err(|e| virt_io(&e)),

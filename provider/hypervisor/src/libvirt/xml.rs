@@ -71,15 +71,15 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
             Vec::new(),
         ),
         Nic::User { restrict_egress, .. } => {
-            let mut netdev = format!(
-                "user,id=sdsecnet0,hostfwd=tcp:{forward_ip}:{}-:{}",
-                record.endpoint.port(),
-                spec.guest_port
-            );
+            let mut netdev =
+                format!("user,id=sdsecnet0,hostfwd=tcp:{forward_ip}:{}-:{}", record.endpoint.port(), spec.guest_port);
             if *restrict_egress {
                 netdev.push_str(",restrict=on");
             }
-            (String::new(), vec!["-netdev".to_owned(), netdev, "-device".into(), "virtio-net-device,netdev=sdsecnet0".into()])
+            (
+                String::new(),
+                vec!["-netdev".to_owned(), netdev, "-device".into(), "virtio-net-device,netdev=sdsecnet0".into()],
+            )
         }
         Nic::Detached => (String::new(), vec!["-device".to_owned(), "virtio-net-device".into()]),
     };
@@ -301,7 +301,9 @@ mod tests {
         assert!(xml.contains("<tb-cache unit='MiB'>16</tb-cache>"), "{xml}");
         assert!(xml.contains("<memballoon model='virtio' freePageReporting='on'>"));
         assert!(xml.contains("<source path='/s/console.log' append='on'/>"));
-        assert!(xml.contains("<source path='/s/audit.log' append='on'/>\n      <target type='virtio' name='sdsec.audit'/>"));
+        assert!(
+            xml.contains("<source path='/s/audit.log' append='on'/>\n      <target type='virtio' name='sdsec.audit'/>")
+        );
         assert!(xml.contains("<source mode='bind'/>\n      <target type='virtio' name='sdsec.control'/>"));
         // QEMU as the daemon's user, and nothing made writable for it.
         assert!(xml.contains("<seclabel type='static' model='dac' relabel='no'>\n    <label>+64055:+64055</label>"));
@@ -317,10 +319,14 @@ mod tests {
         let remote = domain_xml(&DomainDef { forward_ip: Ipv4Addr::new(10, 1, 2, 3), control: false, ..def });
         assert!(remote.contains("hostfwd=tcp:10.1.2.3:18080-:80"));
         assert!(!remote.contains("sdsec.control"));
-        let nic = Nic::Tap { ifname: "sdsectap0".into(), mac: "52:54:00:00:00:01".into(), ip: Ipv4Addr::new(10, 0, 0, 2) };
+        let nic =
+            Nic::Tap { ifname: "sdsectap0".into(), mac: "52:54:00:00:00:01".into(), ip: Ipv4Addr::new(10, 0, 0, 2) };
         let tap_spec = BootSpec { nic, ..spec.clone() };
         let tap = domain_xml(&DomainDef { spec: &tap_spec, ..def });
-        assert!(tap.contains("<target dev='sdsectap0' managed='no'/>") && tap.contains("<mac address='52:54:00:00:00:01'/>"));
+        assert!(
+            tap.contains("<target dev='sdsectap0' managed='no'/>")
+                && tap.contains("<mac address='52:54:00:00:00:01'/>")
+        );
         assert!(!tap.contains("qemu:commandline>"), "{tap}");
     }
 

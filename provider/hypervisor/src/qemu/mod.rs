@@ -218,7 +218,10 @@ impl Hypervisor for Qemu {
         let mut out = Vec::new();
         for id in self.registry.ids()? {
             if let Ok(instance) = self.registry.load(&id) {
-                logs::rotate_both(&LocalLog(instance.console_log.clone()), &LocalLog(logs::event_log(&instance).into()));
+                logs::rotate_both(
+                    &LocalLog(instance.console_log.clone()),
+                    &LocalLog(logs::event_log(&instance).into()),
+                );
                 let state = self.state(&id)?;
                 out.push((instance, state));
             }

@@ -39,7 +39,7 @@ pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<S
                 "Its runtime refused reconfiguration requests that were not authenticated by the instance's key, \
                  replayed, or malformed, and kept its plan. Someone with access to its control socket tried to \
                  reconfigure it: see the `control_refused` lines in {}.",
-                refreshed.event_log.display()
+                refreshed.event_log
             ),
         ));
     }
