@@ -61,6 +61,16 @@ unset_conf dynamic_ownership 0
 unset_conf cgroup_device_acl '[ "/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urandom", "/dev/ptmx", "/dev/kvm", "/dev/userfaultfd", "/dev/net/tun" ]'
 set_conf security_driver '"none"'
 
+# /dev/kvm as Debian's udev rule leaves it: read-write for group kvm, which libvirt-qemu is
+# in. Where it is root's only (a container's /dev), libvirt finds KVM usable as root but not
+# as QEMU's user, takes its cached QEMU capabilities for stale at every look and probes QEMU
+# again and again: a domain then takes a minute to start. (sdsec chooses TCG where KVM is not
+# real hardware virtualisation; this only makes the device's access consistent.)
+if [ -c /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G:%a /dev/kvm)" != "kvm:660" ]; then
+  say "making /dev/kvm read-write for group kvm, as Debian's udev rule does"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # By pid file: a second daemon (--second) runs under the same process names.
 running() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
