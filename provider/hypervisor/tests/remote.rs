@@ -85,14 +85,3 @@ fn concurrent_placements_of_one_file_share_one_whole_volume() {
     assert_eq!(std::fs::read(on_daemon).unwrap(), content);
     assert!(placed.iter().all(|p| !p.replaced), "{placed:?}");
 }
-
-#[test]
-#[ignore]
-fn zz_hold_remote_host() {
-    let remote = remote_host::RemoteHost::start(60);
-    std::fs::write("/tmp/rh-uri", &remote.uri).unwrap();
-    std::fs::write("/tmp/rh-varlib", remote.var_lib.to_string_lossy().as_bytes()).unwrap();
-    while !std::path::Path::new("/tmp/rh-stop").exists() {
-        std::thread::sleep(std::time::Duration::from_millis(500));
-    }
-}
