@@ -11,5 +11,8 @@ mod netns;
 mod networking;
 mod networking_libvirt;
 mod pool;
+#[allow(dead_code)]
+#[path = "../provider/hypervisor/tests/remote_host/mod.rs"]
+mod remote_host;
 mod security_policy;
 mod unikernel;

@@ -80,19 +80,32 @@ pub(crate) fn processes_of(instance: &str) -> Vec<u32> {
 }
 
 /// The instance's audit log (the runtime's events), its rotated previous file first: in the
-/// state directory under the QEMU backend, in sdsec's default storage pool of the system
-/// libvirt daemon (on this host) under libvirt.
+/// state directory under the QEMU backend; under libvirt a volume of sdsec's default storage
+/// pool, on the system daemon (this host's) or on a test's own daemon ([`crate::netns::Libvirtd`],
+/// whose /var/lib/libvirt is a directory of this process under the temporary directory).
 pub(crate) fn audit_log(state_dir: &Path, instance: &str) -> String {
-    let pool = Path::new("/var/lib/libvirt/sdsec-pools").join(hypervisor::DEFAULT_LIBVIRT_POOL);
-    for log in
-        [state_dir.join("instances").join(instance).join("audit.log"), pool.join(format!("sdsec-{instance}.audit.log"))]
-    {
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            let previous = std::fs::read_to_string(hypervisor::logs::previous(&log)).unwrap_or_default();
+    let volume = format!("sdsec-{instance}.audit.log");
+    let pool = hypervisor::DEFAULT_LIBVIRT_POOL;
+    let mut logs = vec![state_dir.join("instances").join(instance).join("audit.log")];
+    let system = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "vol-path", "--pool", pool, &volume])
+        .output();
+    if let Some(out) = system.as_ref().ok().filter(|o| o.status.success()) {
+        logs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    let own = format!("sdsec-libvirtd-{}-", std::process::id());
+    for daemon in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        if daemon.file_name().to_string_lossy().starts_with(&own) {
+            logs.push(daemon.path().join("lib/sdsec-pools").join(pool).join(&volume));
+        }
+    }
+    for log in &logs {
+        if let Ok(text) = std::fs::read_to_string(log) {
+            let previous = std::fs::read_to_string(hypervisor::logs::previous(log)).unwrap_or_default();
             return previous + &text;
         }
     }
-    panic!("no audit log for {instance} under {} or {}", state_dir.display(), pool.display())
+    panic!("no audit log for {instance}: looked at {logs:?}")
 }
 
 /// Destroys what a failed test applied, so no VM outlives it.
@@ -229,9 +242,11 @@ fn unikernel_lifecycle_on_libvirt() {
     lifecycle("libvirt");
 }
 
-/// examples/multi-site: one module on two sites (QEMU here, a second libvirt daemon
-/// standing for the Lyon host). Placement is checked per provider at plan time; both
-/// sites serve after apply; destroy removes both.
+/// examples/multi-site: one module on two sites, QEMU here and, for the Lyon host, a libvirt
+/// daemon that shares nothing with this one ([`crate::remote_host`]: its own network,
+/// mount and PID namespaces, reached over TLS at its own address). Placement is checked per
+/// provider at plan time; both sites serve after apply; destroy removes both, and leaves no
+/// domain and no log volume on the remote daemon.
 #[test]
 fn multi_site_example_applies_on_both_sites() {
     let cli = clis().into_iter().next().expect("a Terraform CLI");
@@ -246,20 +261,23 @@ fn multi_site_example_applies_on_both_sites() {
     let written = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
     assert!(written.contains("default     = \"user\""), "the example's `network` variable moved: {written}");
     let app = format!("app_path={}", static_app().display());
-    let _cleanup = DestroyOnPanic { ws: &ws, vars: vec!["-var".into(), app.clone()] };
+    let lyon = crate::remote_host::RemoteHost::start(50);
+    let uri = format!("lyon_libvirt_uri={}", lyon.uri);
+    let vars = ["-var", &app, "-var", &uri];
+    let _cleanup = DestroyOnPanic { ws: &ws, vars: vars.iter().map(|v| v.to_string()).collect() };
     // Local modules only: `get` installs them without touching providers.
     ws.run(&["get", "-no-color"]).success();
 
     // The Lyon node on the Paris provider: refused before anything runs.
     let main = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
     ws.write("main.tf", &main.replace("node      = \"api-lyon\"", "node      = \"api-paris\""));
-    ws.run(&["plan", "-no-color", "-var", &app])
+    ws.run(&[&["plan", "-no-color"][..], &vars].concat())
         .failure()
         .contains("Placement requirement not met")
         .contains("at site `paris`, but this provider's hypervisor is at site `lyon`");
 
     ws.write("main.tf", &main);
-    ws.run(&["apply", "-auto-approve", "-no-color", "-var", &app]).success();
+    ws.run(&[&["apply", "-auto-approve", "-no-color"][..], &vars].concat()).success();
     let outputs = ws.run(&["output", "-json", "endpoints"]).success().stdout();
     let endpoints: serde_json::Value = serde_json::from_str(&outputs).unwrap();
     for site in ["paris", "lyon"] {
@@ -267,10 +285,19 @@ fn multi_site_example_applies_on_both_sites() {
         assert_eq!(status(endpoint, "/items", None), 401, "{site}");
         assert_eq!(status(endpoint, "/items", Some(TOKEN)), 200, "{site}");
     }
-    ws.run(&["destroy", "-auto-approve", "-no-color", "-var", &app]).success();
+    let lyon_endpoint = endpoints["lyon"].as_str().unwrap();
+    assert!(lyon_endpoint.contains(lyon.uri.split('/').nth(2).unwrap()), "at the Lyon host's address: {lyon_endpoint}");
+    ws.run(&[&["destroy", "-auto-approve", "-no-color"][..], &vars].concat()).success();
     for state in ["state-paris/instances", "state-lyon/libvirt/instances"] {
         let left: Vec<_> =
             std::fs::read_dir(ws.dir.join(state)).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
+    let virsh = |args: &[&str]| {
+        let out = std::process::Command::new("virsh").args(["-c", &lyon.uri]).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(virsh(&["list", "--all", "--name"]).trim().is_empty(), "a domain is left on the Lyon host");
+    let volumes = virsh(&["vol-list", hypervisor::DEFAULT_LIBVIRT_POOL]);
+    assert!(!volumes.contains(".log"), "logs left on the Lyon host: {volumes}");
 }

@@ -137,9 +137,9 @@ impl Host {
     /// Where this host's probes of `instance` come from, as its guest sees them: the
     /// bridge's gateway for an instance on the bridge, else QEMU's user network's host.
     pub fn probe_source(&self, instance: &Instance) -> std::net::Ipv4Addr {
-        match instance.endpoint.ip() {
-            std::net::IpAddr::V4(ip) if !ip.is_loopback() => self.bridge_gateway,
-            _ => USER_NETWORK_PROBE_SOURCE,
+        match instance.guest_ip() {
+            Some(_) => self.bridge_gateway,
+            None => USER_NETWORK_PROBE_SOURCE,
         }
     }
 

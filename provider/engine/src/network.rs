@@ -97,10 +97,7 @@ impl Reach {
 
 /// How `instance`, published on `host_port`, is reached under `settings`.
 pub fn reach(settings: &NetworkSettings, instance: &Instance, host_port: Option<u16>) -> Reach {
-    let ip = match instance.endpoint.ip() {
-        IpAddr::V4(ip) if !ip.is_loopback() => Some(ip),
-        _ => None,
-    };
+    let ip = instance.guest_ip();
     let endpoint = match (ip, host_port) {
         (Some(_), Some(port)) => format!("http://{}:{port}", settings.bridge.publish_address),
         _ => format!("http://{}", instance.endpoint),
@@ -161,6 +158,7 @@ topology_template:
             boot_ms: 1,
             console_log: PathBuf::new(),
             audit_log: None,
+            bridged: None,
             creator: None,
             memory_mb: 128,
             vcpus: 1,

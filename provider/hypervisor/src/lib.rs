@@ -161,6 +161,10 @@ pub struct Instance {
     /// releases, whose runtime wrote them to the console ([`logs::event_log`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_log: Option<PathBuf>,
+    /// Whether its NIC is on this host's bridge (reached at the guest's own address) rather
+    /// than QEMU's user network; `None` in records of earlier releases ([`Instance::guest_ip`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bridged: Option<bool>,
     /// The process creating the instance, until creation completes ([`creator`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<Creator>,
@@ -190,6 +194,7 @@ impl Instance {
             boot_ms: 0,
             console_log: dir.join(registry::CONSOLE),
             audit_log: Some(dir.join(registry::AUDIT)),
+            bridged: Some(matches!(spec.nic, Nic::Tap { .. })),
             creator: Some(Creator::this_process()),
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
@@ -197,6 +202,17 @@ impl Instance {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             metadata: spec.metadata.clone(),
+        }
+    }
+
+    /// The guest's own address on this host's bridge; `None` on QEMU's user network, whose
+    /// forward may listen on another host's address (a remote libvirt daemon's). Records of
+    /// earlier releases say nothing: a loopback endpoint was the user network.
+    pub fn guest_ip(&self) -> Option<Ipv4Addr> {
+        match (self.bridged, self.endpoint.ip()) {
+            (Some(false), _) => None,
+            (_, IpAddr::V4(ip)) if !ip.is_loopback() => Some(ip),
+            _ => None,
         }
     }
 
@@ -399,5 +415,19 @@ mod uri_tests {
         assert_eq!(host("qemu+tls://10.0.0.2/system?pkipath=/p").as_deref(), Some("10.0.0.2"));
         assert_eq!(host("qemu+tcp://[fd00::2]:16509/system").as_deref(), Some("fd00::2"));
         assert_eq!(host("qemu+ssh:///system").as_deref(), Some("localhost"));
+    }
+
+    #[test]
+    fn a_forward_on_a_remote_hosts_address_is_not_a_bridge() {
+        let mut instance = crate::sample_instance();
+        instance.endpoint = "10.1.2.3:20001".parse().unwrap();
+        instance.bridged = Some(false);
+        assert_eq!(instance.guest_ip(), None, "the user network, forwarded from the daemon host's address");
+        instance.bridged = Some(true);
+        assert_eq!(instance.guest_ip(), Some("10.1.2.3".parse().unwrap()));
+        instance.bridged = None;
+        assert_eq!(instance.guest_ip(), Some("10.1.2.3".parse().unwrap()), "an earlier release's bridge record");
+        instance.endpoint = "127.0.0.1:18080".parse().unwrap();
+        assert_eq!(instance.guest_ip(), None);
     }
 }

@@ -65,6 +65,7 @@ fn instance(digit: char, creator: Option<Creator>) -> Instance {
         boot_ms: 0,
         console_log: PathBuf::new(),
         audit_log: None,
+        bridged: None,
         creator,
         memory_mb: 128,
         vcpus: 1,

@@ -61,6 +61,7 @@ fn instance(spec: &BootSpec) -> Instance {
         boot_ms: 1234,
         console_log: PathBuf::new(),
         audit_log: None,
+        bridged: None,
         creator: None,
         memory_mb: spec.memory_mb,
         vcpus: spec.vcpus,
