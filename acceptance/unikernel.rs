@@ -94,9 +94,17 @@ pub(crate) fn audit_log(state_dir: &Path, instance: &str) -> String {
         logs.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
     }
     let own = format!("sdsec-libvirtd-{}-", std::process::id());
+    // The pool's directory is where the daemon's definition of it says (a copy of the
+    // host's /etc/libvirt may bring an older one): looked for one and two levels down.
     for daemon in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
         if daemon.file_name().to_string_lossy().starts_with(&own) {
-            logs.push(daemon.path().join("lib/sdsec-pools").join(pool).join(&volume));
+            let lib = daemon.path().join("lib");
+            for dir in std::fs::read_dir(&lib).into_iter().flatten().flatten() {
+                logs.push(dir.path().join(&volume));
+                logs.extend(
+                    std::fs::read_dir(dir.path()).into_iter().flatten().flatten().map(|d| d.path().join(&volume)),
+                );
+            }
         }
     }
     for log in &logs {
