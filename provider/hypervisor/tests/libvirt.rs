@@ -121,17 +121,24 @@ fn virsh_names(uri: &str) -> String {
     run(Command::new("virsh").args(["-c", uri, "list", "--all", "--name"]))
 }
 
-/// The user id of the QEMU process whose command line holds `marker`.
-fn qemu_uid(marker: &str) -> u32 {
+/// The process id of the QEMU whose command line holds `marker`.
+fn qemu_pid(marker: &str) -> u32 {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(marker) {
-            let status = std::fs::read_to_string(entry.path().join("status")).unwrap();
-            let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
-            return uid.split_whitespace().next().unwrap().parse().unwrap();
+        if String::from_utf8_lossy(&cmdline).contains(marker)
+            && let Ok(pid) = entry.file_name().to_string_lossy().parse()
+        {
+            return pid;
         }
     }
     panic!("no QEMU process with {marker} in its command line");
+}
+
+/// The user id of the QEMU process whose command line holds `marker`.
+fn qemu_uid(marker: &str) -> u32 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", qemu_pid(marker))).unwrap();
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:")).unwrap();
+    uid.split_whitespace().next().unwrap().parse().unwrap()
 }
 
 fn virsh_volumes(uri: &str) -> String {
@@ -260,4 +267,40 @@ fn a_daemon_on_another_host_boots_serves_and_leaves_nothing() {
     let left = virsh_volumes(&remote.uri);
     assert_eq!(left.lines().filter(|l| l.contains("sha256-")).count(), 2, "kernel and initramfs stay: {left}");
     assert!(!left.contains(".log"), "{left}");
+}
+
+/// The daemon restarted under a running instance: a new connection finds it running, its
+/// runtime answers on the control channel and through the forward, its logs read back.
+/// Killed while no daemon watched, it is reported gone, and stopping it removes its logs.
+#[test]
+fn a_restarted_daemon_reports_the_truth_about_its_instances() {
+    let mut remote = remote_host::RemoteHost::start(41);
+    let state = tempfile::tempdir().unwrap();
+    let spec = quickstart_spec(state.path());
+    let instance = connect(state.path(), &remote.uri).boot(&spec).unwrap();
+    let id = instance.id.clone();
+
+    remote.restart_daemon();
+    let after = connect(state.path(), &remote.uri);
+    assert_eq!(after.state(&id).unwrap(), InstanceState::Running);
+    assert_eq!(after.instance(&id).unwrap(), instance);
+    let status = after.control(&id).unwrap().call(abi::control::Command::Status, Duration::from_secs(20)).unwrap();
+    assert!(status.digest.is_some());
+    assert_eq!(status_of(&instance), 200);
+    assert!(after.events(&id).unwrap().0.iter().any(|e| matches!(e, Event::Ready { .. })));
+
+    // Killed behind the daemon's back: the truth is that it is gone.
+    let qemu = qemu_pid(&format!("guest=sdsec-{id}"));
+    run(Command::new("kill").args(["-KILL", &qemu.to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while after.state(&id).unwrap() != InstanceState::Gone {
+        assert!(Instant::now() < deadline, "a killed instance still reported {:?}", after.state(&id));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    after.stop(&id, Duration::from_secs(5)).unwrap();
+    assert!(!virsh_volumes(&remote.uri).contains(&format!("sdsec-{id}")), "its logs are still there");
+}
+
+fn status_of(instance: &hypervisor::Instance) -> u16 {
+    status(instance.endpoint, "/items", Some("quickstart-token"))
 }

@@ -81,11 +81,7 @@ impl Libvirt {
         let facts = HostFacts::read();
         let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
         let unreachable = |reason: String| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason };
-        // Before the connection: libvirt takes the event loop it finds registered then.
-        channel::event_loop();
-        let conn = Connect::open(Some(uri)).map_err(|e| unreachable(e.message().to_owned()))?;
-        // Not every driver keeps connections alive (a local one needs none).
-        let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+        let conn = connect(uri).map_err(|e| unreachable(e.message().to_owned()))?;
         let remote = match crate::libvirt_remote_host(uri) {
             Some(host) => Some(ipv4_of(&host).map_err(unreachable)?),
             None => None,
@@ -428,6 +424,17 @@ fn is(e: &virt::error::Error, number: ErrorNumber) -> bool {
 /// The domain went already (or was not running): what a stop wants anyway.
 fn gone(e: &virt::error::Error) -> bool {
     is(e, ErrorNumber::NoDomain) || is(e, ErrorNumber::OperationInvalid)
+}
+
+/// A connection to the daemon at `uri` that fails calls within about 20 s once the daemon
+/// stops answering (keepalives, sent by the event loop [`channel::event_loop`] runs).
+pub fn connect(uri: &str) -> std::result::Result<Connect, virt::error::Error> {
+    // Before the connection: libvirt takes the event loop it finds registered then.
+    channel::event_loop();
+    let conn = Connect::open(Some(uri))?;
+    // Not every driver keeps connections alive (a local one needs none).
+    let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
+    Ok(conn)
 }
 
 /// The volume of sdsec's pool holding one of instance `id`'s logs.

@@ -33,6 +33,11 @@ const POOLS_DIR: &str = "/var/lib/libvirt/sdsec-pools";
 const TRANSFER_CHUNK_BYTES: usize = 1 << 20;
 /// Attempts at placing a volume when another process changes the pool meanwhile.
 const PLACE_TRIES: usize = 3;
+/// A staging volume older than this was left by an upload that was cut (the connection
+/// lost, the process killed): no upload of an image takes this long.
+const STALE_STAGING_SECS: u64 = 3600;
+/// What marks a staging volume's name, before its creation time in seconds.
+const STAGING_MARK: &str = ".part-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -139,13 +144,9 @@ impl ImagePool {
     }
 
     fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> PoolError {
-        PoolError::Libvirt {
-            uri: self.uri.clone(),
-            pool: self.name.clone(),
-            action: action.into(),
-            reason: e.message().to_owned(),
-            hint: "",
-        }
+        let reason = e.message().to_owned();
+        let hint = if reason.contains("No space left on device") { FULL_HINT } else { "" };
+        PoolError::Libvirt { uri: self.uri.clone(), pool: self.name.clone(), action: action.into(), reason, hint }
     }
 
     /// The volume holding `local`'s bytes, whose digest is `digest` (`sha256:<hex>`, or
@@ -177,6 +178,7 @@ impl ImagePool {
                 }
                 continue;
             }
+            self.sweep_stale_staging();
             match self.upload_as(local, &hex, &name) {
                 Ok(volume) => return Ok(Placed { path: self.path(&volume)?, replaced }),
                 // Another process put it there first: check theirs.
@@ -227,6 +229,19 @@ impl ImagePool {
         }
     }
 
+    /// Deletes the staging volumes that uploads cut long ago left. Best effort: the next
+    /// upload sweeps again.
+    fn sweep_stale_staging(&self) {
+        let Ok(names) = self.pool.list_volumes() else { return };
+        let now = unix_secs();
+        for name in names {
+            let stale = staging_since(&name).is_some_and(|since| now.saturating_sub(since) > STALE_STAGING_SECS);
+            if stale && let Ok(Some(volume)) = self.lookup(&name) {
+                let _ = volume.delete(0);
+            }
+        }
+    }
+
     pub(super) fn conn(&self) -> &Connect {
         &self.conn
     }
@@ -262,7 +277,12 @@ impl ImagePool {
     /// Uploads `local` under a name of this process's own, checks it, and copies it to `name`
     /// on the daemon. The staging volume goes in any case.
     fn upload_as(&self, local: &Path, hex: &str, name: &str) -> Result<StorageVol, Placing> {
-        let staging = format!("{name}.part-{}-{}", std::process::id(), fsutil::random_id("", 4).unwrap_or_default());
+        let staging = format!(
+            "{name}{STAGING_MARK}{}-{}-{}",
+            unix_secs(),
+            std::process::id(),
+            fsutil::random_id("", 4).unwrap_or_default()
+        );
         let outcome = self.upload(local, hex, &staging).and_then(|volume| {
             if !self.matches(&volume, hex).map_err(Placing::Failed)? {
                 let volume = staging.clone();
@@ -419,6 +439,8 @@ enum Placing {
 
 const RW_HINT: &str = " (sdsec needs a read-write connection that may define storage pools; or name an existing \
                        directory pool with libvirt_pool)";
+const FULL_HINT: &str = " (the disk under the pool's directory on the daemon's host is full: free space there, \
+                         or name a pool on another disk with libvirt_pool)";
 const START_HINT: &str = " (if its directory cannot be made, fix the pool's target path on the daemon's host or \
                           remove the definition with `virsh pool-undefine`)";
 
@@ -428,6 +450,16 @@ fn volume_xml(name: &str, size: u64) -> String {
         "<volume><name>{name}</name><capacity unit='bytes'>{size}</capacity><allocation>0</allocation>\
          <target><format type='raw'/><permissions><mode>0644</mode></permissions></target></volume>"
     )
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// When the staging volume `name` was made; `None` for any other volume.
+fn staging_since(name: &str) -> Option<u64> {
+    let (_, rest) = name.split_once(STAGING_MARK)?;
+    rest.split('-').next()?.parse().ok()
 }
 
 /// A volume's name for the digest of its content.
@@ -478,6 +510,14 @@ fn hex_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn staging_volumes_are_told_by_their_mark_and_dated() {
+        assert_eq!(staging_since("sha256-ab.part-1700000000-42-x1y2"), Some(1_700_000_000));
+        assert_eq!(staging_since("sha256-ab"), None);
+        assert_eq!(staging_since("sdsec-i-0123456789abcdef.audit.log"), None);
+        assert_eq!(staging_since("sha256-ab.part-42-x"), Some(42), "a name of an earlier release: old, swept");
+    }
 
     #[test]
     fn digests_are_checked_before_they_reach_a_volume_name() {

@@ -75,11 +75,12 @@ impl RemoteHost {
             "mount --bind {r}/run /run && mount --bind {r}/lib /var/lib/libvirt && \
              mount --bind {r}/cache /var/cache/libvirt && mount --bind {r}/log /var/log/libvirt && \
              mount --bind {r}/etc /etc/libvirt && mount -t tmpfs tmpfs /tmp && \
-             libvirtd --listen; exit $?"
+             while :; do libvirtd --listen; sleep 0.2; done"
         );
-        // The shell is its PID namespace's first process and waits for the daemon: as the
-        // namespace's init it also reaps what QEMU leaves when it daemonizes (libvirtd as PID
-        // 1 would not, and then takes every QEMU it stopped for one that will not die).
+        // The shell is its PID namespace's first process and starts the daemon again when it
+        // ends ([`RemoteHost::restart_daemon`]): as the namespace's init it also reaps what
+        // QEMU leaves when it daemonizes (libvirtd as PID 1 would not, and then takes every
+        // QEMU it stopped for one that will not die), and QEMU outlives a daemon's restart.
         // `--kill-child` ends it, and with it the namespace, when `unshare` is killed.
         let daemon = Command::new("ip")
             .args(["netns", "exec", &host.netns, "unshare", "--mount", "--propagation", "private"])
@@ -116,6 +117,39 @@ impl RemoteHost {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+impl RemoteHost {
+    /// Runs `args` in the daemon's network and mount namespaces.
+    pub fn inside(&self, args: &[&str]) -> String {
+        let pid = self.pids().into_iter().next().expect("a process in the host's namespace");
+        run(Command::new("nsenter").args(["-t", &pid.to_string(), "-m", "-n", "--"]).args(args))
+    }
+
+    /// Cuts the link to the host, or restores it.
+    pub fn set_link(&self, up: bool) {
+        run(Command::new("ip").args(["link", "set", &format!("{}a", self.veth), if up { "up" } else { "down" }]));
+    }
+
+    /// Stops the daemon (SIGTERM) and waits until its successor answers; QEMU keeps running.
+    pub fn restart_daemon(&mut self) {
+        let daemon = self
+            .pids()
+            .into_iter()
+            .find(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "libvirtd"))
+            .expect("libvirtd in the host's namespace");
+        run(Command::new("kill").args(["-TERM", &daemon.to_string()]));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Path::new(&format!("/proc/{daemon}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.wait_answering();
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        let out = Command::new("ip").args(["netns", "pids", &self.netns]).output().expect("ip netns pids");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
     }
 }
 
