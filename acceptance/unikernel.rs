@@ -293,6 +293,27 @@ fn multi_site_example_applies_on_both_sites() {
         assert_eq!(status(endpoint, "/items", None), 401, "{site}");
         assert_eq!(status(endpoint, "/items", Some(TOKEN)), 200, "{site}");
     }
+    // The Lyon daemon's copy of what it boots, changed behind sdsec's back: the next plan
+    // says so and replaces the instance, which boots from a copy uploaded again.
+    let volumes = lyon.var_lib.join("sdsec-pools").join(hypervisor::DEFAULT_LIBVIRT_POOL);
+    for volume in std::fs::read_dir(&volumes).unwrap().flatten() {
+        if volume.file_name().to_string_lossy().starts_with("sha256-") {
+            let mut bytes = std::fs::read(volume.path()).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x20;
+            std::fs::write(volume.path(), bytes).unwrap();
+        }
+    }
+    ws.run(&[&["plan", "-no-color"][..], &vars].concat())
+        .success()
+        .contains("no longer matches its digest")
+        .contains("forces replacement");
+    ws.run(&[&["apply", "-auto-approve", "-no-color"][..], &vars].concat()).success();
+    let outputs = ws.run(&["output", "-json", "endpoints"]).success().stdout();
+    let endpoints: serde_json::Value = serde_json::from_str(&outputs).unwrap();
+    assert_eq!(status(endpoints["lyon"].as_str().unwrap(), "/items", Some(TOKEN)), 200);
+    ws.run(&[&["plan", "-detailed-exitcode", "-no-color"][..], &vars].concat()).exit_code(0);
+
     let lyon_endpoint = endpoints["lyon"].as_str().unwrap();
     assert!(lyon_endpoint.contains(lyon.uri.split('/').nth(2).unwrap()), "at the Lyon host's address: {lyon_endpoint}");
     ws.run(&[&["destroy", "-auto-approve", "-no-color"][..], &vars].concat()).success();

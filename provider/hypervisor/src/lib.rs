@@ -308,6 +308,12 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
         logs::rotate_both(&*self.log(id, LogKind::Console)?, &*audit);
         Ok((logs::events(&*audit), audit.describe()))
     }
+    /// What no longer matches its digest among the files the instance's hypervisor boots it
+    /// from, where they are not this host's image store (a libvirt daemon's volumes), in
+    /// sentences; empty when all match.
+    fn boot_files_drift(&self, _id: &InstanceId) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
     /// Replaces what the instance keeps for its owner (e.g. when a pool hands it over).
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()>;
     /// Records who is creating the instance (a pool member being taken), or with `None`

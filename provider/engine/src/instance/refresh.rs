@@ -72,7 +72,14 @@ pub fn refresh(
         return Ok(None);
     }
     let enforced = if state == InstanceState::Running { enforced_digest(&*backend, id) } else { None };
-    let image = image_status(&config.state_dir, image_digest)?;
+    let mut image = image_status(&config.state_dir, image_digest)?;
+    // The store's copy verifies; the hypervisor's own copy (a remote daemon's) may not.
+    if image == ImageStatus::Verified {
+        let drift = backend.boot_files_drift(id).map_err(InstanceError::State)?;
+        if !drift.is_empty() {
+            image = ImageStatus::Tampered(drift.join("; "));
+        }
+    }
     let (refused, event_log) = refused_messages(&*backend, id);
     let (network_drift, network_lost) = network_drift(&backend, id);
     Ok(Some(Refreshed { state, enforced, image, refused, event_log, network_drift, network_lost }))

@@ -375,6 +375,27 @@ impl Hypervisor for Libvirt {
         Ok(Box::new(self.log_of(id, kind)?))
     }
 
+    /// The domain's kernel and initramfs, volumes named by their digests, checked against them.
+    fn boot_files_drift(&self, id: &InstanceId) -> Result<Vec<String>> {
+        let Some((domain, _)) = self.find(id)? else { return Ok(Vec::new()) };
+        let xml = domain.xml_desc(0).map_err(|e| self.fail(format!("read instance {id}'s definition"), &e))?;
+        let pool = self.pool()?;
+        let mut drift = Vec::new();
+        for (what, tag) in [("kernel", "kernel"), ("initramfs", "initrd")] {
+            let Some(hex) = xml::boot_file(&xml, tag).and_then(|path| pool::digest_of_volume_path(&path)) else {
+                continue;
+            };
+            if !pool.holds(&hex)? {
+                drift.push(format!(
+                    "the {what} volume sha256-{hex} on the libvirt daemon at {} no longer matches its digest (changed \
+                     behind sdsec's back); it is uploaded again, never booted",
+                    self.uri
+                ));
+            }
+        }
+        Ok(drift)
+    }
+
     fn set_metadata(&self, id: &InstanceId, metadata: serde_json::Value) -> Result<()> {
         let (domain, mut record) = self.find(id)?.ok_or_else(|| HypervisorError::NoSuchInstance(id.clone()))?;
         record.metadata = metadata;

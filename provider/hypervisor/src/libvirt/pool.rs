@@ -462,6 +462,12 @@ fn staging_since(name: &str) -> Option<u64> {
     rest.split('-').next()?.parse().ok()
 }
 
+/// The digest's hex of a volume at `path` named by its content's digest; `None` for any other.
+pub fn digest_of_volume_path(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    digest_hex(&format!("sha256:{}", name.strip_prefix("sha256-")?)).ok()
+}
+
 /// A volume's name for the digest of its content.
 pub fn volume_name(hex: &str) -> String {
     format!("sha256-{hex}")
@@ -510,6 +516,14 @@ fn hex_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_volume_path_names_its_digest() {
+        let hex = "ab".repeat(32);
+        assert_eq!(digest_of_volume_path(&format!("/var/lib/libvirt/sdsec-pools/p/sha256-{hex}")), Some(hex.clone()));
+        assert_eq!(digest_of_volume_path(&format!("/p/sha256-{hex}.part-1-2-3")), None);
+        assert_eq!(digest_of_volume_path("/boot/vmlinuz"), None);
+    }
 
     #[test]
     fn staging_volumes_are_told_by_their_mark_and_dated() {

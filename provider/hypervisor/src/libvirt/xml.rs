@@ -165,6 +165,14 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
     )
 }
 
+/// The text of the domain's `<os>` element `tag` (`kernel`, `initrd`) in `xml`, unescaped.
+pub fn boot_file(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>"))?;
+    Some(unescape(&xml[start..end]))
+}
+
 /// The whole instance record as JSON, the main fields also as attributes for whoever
 /// reads `virsh dumpxml`. `prefixed` for the domain XML; `virDomainSetMetadata` takes the
 /// element unprefixed and applies the namespace itself.
@@ -329,6 +337,9 @@ mod tests {
                 && tap.contains("<mac address='52:54:00:00:00:01'/>")
         );
         assert!(!tap.contains("qemu:commandline>"), "{tap}");
+        assert_eq!(boot_file(&xml, "kernel").as_deref(), Some("/k/vmlinux"));
+        assert_eq!(boot_file(&xml, "initrd").as_deref(), Some("/i/initramfs.cpio"));
+        assert_eq!(boot_file(&xml, "dtb"), None);
     }
 
     #[test]

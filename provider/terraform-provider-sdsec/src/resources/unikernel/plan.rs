@@ -192,7 +192,9 @@ fn fill_computed(
     }
     if let Some(status) = prior.image_status.known().filter(|s| *s != VERIFIED) {
         replace.push(IMAGE_STATUS);
-        why.push(format!("the stored image failed verification ({status}); it is rebuilt, never booted"));
+        why.push(format!(
+            "the image failed verification ({status}); the replacement boots a verified copy, never this one"
+        ));
     }
     if prior.expired(&desired.image.plan) {
         replace.push(CREATED_AT);
