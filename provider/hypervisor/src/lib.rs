@@ -92,12 +92,13 @@ pub enum Nic {
 
 impl Nic {
     /// QEMU's `-netdev` and `-device` arguments for the NIC named `id`: the user network
-    /// forwarding `host_port` to `guest_port`, the TAP device (created beforehand, so no
-    /// scripts), or the device alone.
-    pub(crate) fn qemu_args(&self, id: &str, guest_port: u16, host_port: u16) -> Vec<String> {
+    /// forwarding `forward`:`host_port` to `guest_port`, the TAP device (created beforehand,
+    /// so no scripts), or the device alone.
+    pub(crate) fn qemu_args(&self, id: &str, guest_port: u16, forward: (Ipv4Addr, u16)) -> Vec<String> {
         match self {
             Nic::User { restrict_egress, .. } => {
-                let mut netdev = format!("user,id={id},hostfwd=tcp:127.0.0.1:{host_port}-:{guest_port}");
+                let (address, host_port) = forward;
+                let mut netdev = format!("user,id={id},hostfwd=tcp:{address}:{host_port}-:{guest_port}");
                 if *restrict_egress {
                     netdev.push_str(",restrict=on");
                 }

@@ -145,6 +145,10 @@ fn an_unreachable_uri_says_what_to_do() {
     let uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
     let err = Libvirt::new(state.path(), uri, AccelChoice::Tcg).unwrap_err().to_string();
     assert!(err.contains(uri) && err.contains("start libvirtd"), "{err}");
+    // Instances' control keys travel over the connection: never unencrypted.
+    let tcp = "qemu+tcp://127.0.0.1/system";
+    let err = Libvirt::new(state.path(), tcp, AccelChoice::Tcg).unwrap_err().to_string();
+    assert!(err.contains("unencrypted") && err.contains("qemu+tls://"), "{err}");
 }
 
 /// Two daemons standing for two hosts, the second reached through a remote-driver URI.

@@ -143,9 +143,8 @@ fn a_cut_upload_is_never_used_and_the_next_one_completes() {
     assert_eq!(hex(&std::fs::read(on_daemon).unwrap()), digest);
 }
 
-/// A pool whose disk is full: the upload is caught by the check after it (libvirt's upload
-/// does not always report the short write), the error says what to do, and nothing stands
-/// under the digest's name.
+/// A pool whose disk is full: the error says so and what to do, and nothing stands under
+/// the digest's name.
 #[test]
 fn a_full_pool_says_so_and_keeps_nothing_partial() {
     let remote = remote_host::RemoteHost::start(35);
@@ -155,6 +154,9 @@ fn a_full_pool_says_so_and_keeps_nothing_partial() {
     let (file, digest) = content_file(3 << 20);
     let pool = ImagePool::open(&conn, "full").unwrap();
     let err = pool.place(file.path(), None).expect_err("3 MiB fit into 1 MiB").to_string();
-    assert!(err.contains("storage pool `full`") && err.contains("check free space"), "{err}");
+    // Either libvirt reports the short write (its helper's error comes back with the stream),
+    // or the check after the upload finds the volume short: both say what to do.
+    let told = err.contains("is full: free space there") || err.contains("check free space");
+    assert!(err.contains("storage pool `full`") && told, "{err}");
     assert!(!pool.holds(&digest).unwrap());
 }

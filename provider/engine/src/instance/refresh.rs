@@ -74,11 +74,13 @@ pub fn refresh(
     let enforced = if state == InstanceState::Running { enforced_digest(&*backend, id) } else { None };
     let mut image = image_status(&config.state_dir, image_digest)?;
     // The store's copy verifies; the hypervisor's own copy (a remote daemon's) may not.
-    if image == ImageStatus::Verified {
-        let drift = backend.boot_files_drift(id).map_err(InstanceError::State)?;
-        if !drift.is_empty() {
-            image = ImageStatus::Tampered(drift.join("; "));
-        }
+    // A check that could not be made now is made again at the next refresh, and before
+    // any boot.
+    if image == ImageStatus::Verified
+        && let Ok(drift) = backend.boot_files_drift(id)
+        && !drift.is_empty()
+    {
+        image = ImageStatus::Tampered(drift.join("; "));
     }
     let (refused, event_log) = refused_messages(&*backend, id);
     let (network_drift, network_lost) = network_drift(&backend, id);

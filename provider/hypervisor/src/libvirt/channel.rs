@@ -22,10 +22,12 @@ use crate::control::OpenChannel;
 const IDLE_POLL: Duration = Duration::from_millis(2);
 /// ... and at most, as the wait grows.
 const IDLE_POLL_MAX: Duration = Duration::from_millis(20);
+/// How long opening a channel another stream holds is retried.
+const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs libvirt's default event loop in a thread of its own, once per process; before any
-/// connection is opened, which is when libvirt looks for one. `false` when libvirt refused
-/// it (connections then work without keepalives, and channels poll the stream).
+/// connection is opened, which is when libvirt looks for one. `false` when it could not be
+/// started: then non-blocking streams never receive, and [`super::connect`] refuses.
 pub fn event_loop() -> bool {
     static STARTED: OnceLock<bool> = OnceLock::new();
     *STARTED.get_or_init(|| {
@@ -58,9 +60,21 @@ impl OpenChannel for DomainChannel {
     fn open(&self) -> io::Result<Box<dyn Channel>> {
         let failed = |e: virt::error::Error| io::Error::other(e.message().to_owned());
         let domain = self.conn.lookup_domain_by_name(&self.domain).map_err(failed)?;
-        let stream = Stream::new(&self.conn, sys::VIR_STREAM_NONBLOCK).map_err(failed)?;
-        domain.open_channel(Some(self.port), &stream, 0).map_err(failed)?;
-        Ok(Box::new(StreamChannel { stream: Some(stream), timeout: Duration::from_secs(30) }))
+        // The daemon lets one stream at a time hold a channel: another process's call (a
+        // refresh meanwhile) ends within its timeout.
+        let deadline = Instant::now() + BUSY_WAIT;
+        loop {
+            let stream = Stream::new(&self.conn, sys::VIR_STREAM_NONBLOCK).map_err(failed)?;
+            match domain.open_channel(Some(self.port), &stream, 0) {
+                Ok(()) => {
+                    return Ok(Box::new(StreamChannel { stream: Some(stream), timeout: Duration::from_secs(30) }));
+                }
+                Err(e) if e.message().contains("Active channel stream exists") && Instant::now() < deadline => {
+                    std::thread::sleep(IDLE_POLL_MAX);
+                }
+                Err(e) => return Err(failed(e)),
+            }
+        }
     }
 
     fn describe(&self) -> String {

@@ -18,11 +18,12 @@
 //! address the URI names (127.0.0.1 for a daemon on this host).
 
 mod channel;
+mod daemon;
 pub mod pool;
 mod volume_log;
 mod xml;
 
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -36,11 +37,11 @@ use virt::sys;
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console::{self, BootChannels};
 use crate::control::ControlChannel;
-use crate::logs::{LogFile, LogKind};
+use crate::logs::{LocalLog, LogFile, LogKind};
 use crate::registry::Registry;
 use crate::{
     BootSpec, ControlEndpoint, Creator, Hypervisor, HypervisorError, Instance, InstanceId, InstanceState, Nic,
-    PORT_TRIES, Result, control, free_port, plain_name,
+    PORT_TRIES, Result, control, free_port, logs, plain_name,
 };
 use channel::DomainChannel;
 use volume_log::VolumeLog;
@@ -52,9 +53,6 @@ pub use xml::NAMESPACE;
 /// taken for dead: a daemon that vanished fails calls within about 20 s.
 const KEEPALIVE_INTERVAL: i32 = 5;
 const KEEPALIVE_COUNT: u32 = 3;
-/// Forwarded ports picked on a daemon's host elsewhere, where this host cannot see which
-/// are free: below Linux's ephemeral range, so no outgoing connection holds one.
-const REMOTE_PORTS: std::ops::Range<u16> = 20_000..32_768;
 
 #[derive(Debug)]
 pub struct Libvirt {
@@ -81,9 +79,15 @@ impl Libvirt {
         let facts = HostFacts::read();
         let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
         let unreachable = |reason: String| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason };
+        if uri.split("://").next().is_some_and(|scheme| scheme.ends_with("+tcp")) {
+            return Err(unreachable(
+                "qemu+tcp:// would carry each instance's control key unencrypted; use qemu+tls:// or qemu+ssh://"
+                    .into(),
+            ));
+        }
         let conn = connect(uri).map_err(|e| unreachable(e.message().to_owned()))?;
         let remote = match crate::libvirt_remote_host(uri) {
-            Some(host) => Some(ipv4_of(&host).map_err(unreachable)?),
+            Some(host) => Some(daemon::ipv4_of(&host).map_err(unreachable)?),
             None => None,
         };
         // The guest's TSC runs at the daemon host's frequency.
@@ -91,7 +95,9 @@ impl Libvirt {
             Some(_) => conn.node_info().ok().map(|info| u64::from(info.mhz) * 1000).filter(|&khz| khz > 0),
             None => facts.cpu_khz,
         };
-        let dac_label = conn.capabilities().ok().and_then(|caps| dac_label(&caps, accel));
+        let caps =
+            conn.capabilities().map_err(|e| unreachable(format!("cannot read its capabilities: {}", e.message())))?;
+        let dac_label = daemon::dac_label(&caps, accel);
         Ok(Libvirt {
             conn,
             uri: uri.to_owned(),
@@ -129,6 +135,13 @@ impl Libvirt {
 
     fn log_of(&self, id: &InstanceId, kind: LogKind) -> Result<VolumeLog> {
         Ok(VolumeLog::new(self.pool()?, log_volume(id, kind)))
+    }
+
+    /// The record of an instance booted by an earlier release, whose logs and control socket
+    /// are in its directory under the state directory; `None` for any other.
+    fn legacy(&self, id: &InstanceId) -> Result<Option<Instance>> {
+        let dir = self.registry.dir(id);
+        Ok(self.find(id)?.map(|(_, record)| record).filter(|record| record.console_log.starts_with(&dir)))
     }
 
     fn channel(&self, id: &InstanceId) -> ControlChannel {
@@ -176,13 +189,13 @@ impl Libvirt {
                 // The runtime is reached at the guest's address, set in the record already.
                 (Nic::Tap { .. } | Nic::Detached, _) => record.endpoint.port(),
                 (_, Some(port)) => port,
-                (_, None) if self.remote.is_some() => remote_port(),
+                (_, None) if self.remote.is_some() => daemon::remote_port(),
                 (_, None) => free_port()?,
             };
             if let Nic::User { .. } = spec.nic {
                 record.endpoint = SocketAddr::from((self.forward_ip(), port));
             }
-            let (console, audit) = (record.console_log.to_string_lossy(), logs_path(record));
+            let (console, audit) = (record.console_log.to_string_lossy(), audit_path(record));
             let def = xml::DomainDef {
                 spec,
                 record,
@@ -254,13 +267,10 @@ impl Libvirt {
                 return Err(self.fail(format!("undefine instance {id}"), &e));
             }
         }
-        let pool = self.pool()?;
-        for kind in [LogKind::Console, LogKind::Audit] {
-            let name = log_volume(id, kind);
-            pool.delete(&volume_log::previous_name(&name))?;
-            pool.delete(&name)?;
-        }
-        self.registry.remove(id)
+        // Best effort, and the key goes in any case: the domain is gone already.
+        let logs = self.pool().and_then(|pool| Ok(volume_log::delete_all(&pool, &log_prefix(id))?));
+        let removed = self.registry.remove(id);
+        logs.and(removed)
     }
 }
 
@@ -292,8 +302,8 @@ impl Hypervisor for Libvirt {
             .registry
             .save(&record)
             .and_then(|()| {
-                record.console_log = pool.create_log(&log_volume(&id, LogKind::Console))?.into();
-                record.audit_log = Some(pool.create_log(&log_volume(&id, LogKind::Audit))?.into());
+                record.console_log = volume_log::create(&pool, &log_volume(&id, LogKind::Console))?.into();
+                record.audit_log = Some(volume_log::create(&pool, &log_volume(&id, LogKind::Audit))?.into());
                 Ok(())
             })
             .and_then(|()| control::personalise(&spec, &dir))
@@ -372,6 +382,12 @@ impl Hypervisor for Libvirt {
     }
 
     fn log(&self, id: &InstanceId, kind: LogKind) -> Result<Box<dyn LogFile>> {
+        if let Some(record) = self.legacy(id)? {
+            return Ok(Box::new(LocalLog(match kind {
+                LogKind::Console => record.console_log.clone(),
+                LogKind::Audit => logs::event_log(&record).to_owned(),
+            })));
+        }
         Ok(Box::new(self.log_of(id, kind)?))
     }
 
@@ -387,8 +403,8 @@ impl Hypervisor for Libvirt {
             };
             if !pool.holds(&hex)? {
                 drift.push(format!(
-                    "the {what} volume sha256-{hex} on the libvirt daemon at {} no longer matches its digest (changed \
-                     behind sdsec's back); it is uploaded again, never booted",
+                    "the {what} volume sha256-{hex} on the libvirt daemon at {} is missing or no longer matches its \
+                     digest (changed behind sdsec's back); the replacement uploads it again",
                     self.uri
                 ));
             }
@@ -410,7 +426,11 @@ impl Hypervisor for Libvirt {
 
     fn control(&self, id: &InstanceId) -> Result<ControlEndpoint> {
         self.find_or_fail(id)?;
-        Ok(ControlEndpoint { channel: self.channel(id), key: control::key(&self.registry.dir(id), id)? })
+        let dir = self.registry.dir(id);
+        if self.legacy(id)?.is_some() {
+            return control::endpoint(&dir, id);
+        }
+        Ok(ControlEndpoint { channel: self.channel(id), key: control::key(&dir, id)? })
     }
 
     fn save(&self, _id: &InstanceId, _dest: &Path) -> Result<()> {
@@ -450,8 +470,11 @@ fn gone(e: &virt::error::Error) -> bool {
 /// A connection to the daemon at `uri` that fails calls within about 20 s once the daemon
 /// stops answering (keepalives, sent by the event loop [`channel::event_loop`] runs).
 pub fn connect(uri: &str) -> std::result::Result<Connect, virt::error::Error> {
-    // Before the connection: libvirt takes the event loop it finds registered then.
-    channel::event_loop();
+    // Before the connection: libvirt takes the event loop it finds registered then. Without
+    // one, non-blocking streams never receive and keepalives are never sent.
+    if !channel::event_loop() {
+        return Err(virt::error::Error::last_error());
+    }
     let conn = Connect::open(Some(uri))?;
     // Not every driver keeps connections alive (a local one needs none).
     let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
@@ -464,74 +487,16 @@ fn log_volume(id: &InstanceId, kind: LogKind) -> String {
         LogKind::Console => "console",
         LogKind::Audit => "audit",
     };
-    format!("{}.{log}.log", xml::domain_name(id.as_str()))
+    format!("{}{log}.log", log_prefix(id))
+}
+
+/// What the names of instance `id`'s log volumes (and of virtlogd's older files of them)
+/// start with.
+fn log_prefix(id: &InstanceId) -> String {
+    format!("{}.", xml::domain_name(id.as_str()))
 }
 
 /// The audit log's path on the daemon's host, as the record holds it.
-fn logs_path(record: &Instance) -> String {
+fn audit_path(record: &Instance) -> String {
     record.audit_log.as_deref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-/// The first IPv4 address of `host`.
-fn ipv4_of(host: &str) -> std::result::Result<Ipv4Addr, String> {
-    let addresses = (host, 0).to_socket_addrs().map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    addresses
-        .filter_map(|a| match a.ip() {
-            std::net::IpAddr::V4(ip) => Some(ip),
-            std::net::IpAddr::V6(_) => None,
-        })
-        .next()
-        .ok_or_else(|| format!("{host} has no IPv4 address for the forwarded ports to listen on"))
-}
-
-/// A port in [`REMOTE_PORTS`], drawn afresh each time.
-fn remote_port() -> u16 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    // std's per-process random keys: enough to spread picks, not a secret.
-    let draw = std::collections::hash_map::RandomState::new().build_hasher().finish();
-    let span = u64::from(REMOTE_PORTS.end - REMOTE_PORTS.start);
-    REMOTE_PORTS.start + u16::try_from(draw % span).unwrap_or(0)
-}
-
-/// The user the daemon's DAC driver runs QEMU as for domains of `accel`, from its
-/// capabilities: `<secmodel><model>dac</model>...<baselabel type='kvm'>+64055:+64055</baselabel>`.
-fn dac_label(capabilities: &str, accel: Accel) -> Option<String> {
-    let kind = match accel {
-        Accel::Kvm => "kvm",
-        Accel::Tcg => "qemu",
-    };
-    capabilities.split("<secmodel>").skip(1).find_map(|secmodel| {
-        let secmodel = secmodel.split("</secmodel>").next()?;
-        if !secmodel.contains("<model>dac</model>") {
-            return None;
-        }
-        let open = format!("<baselabel type='{kind}'>");
-        let start = secmodel.find(&open)? + open.len();
-        let label = &secmodel[start..start + secmodel[start..].find('<')?];
-        label.bytes().all(|b| b.is_ascii_digit() || b == b'+' || b == b':').then(|| label.to_owned())
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn qemu_runs_as_the_user_the_daemons_dac_driver_names() {
-        let caps = "<host><secmodel><model>none</model><doi>0</doi></secmodel>\
-                    <secmodel><model>dac</model><doi>0</doi><baselabel type='kvm'>+64055:+994</baselabel>\
-                    <baselabel type='qemu'>+64055:+64055</baselabel></secmodel></host>";
-        assert_eq!(dac_label(caps, Accel::Tcg).as_deref(), Some("+64055:+64055"));
-        assert_eq!(dac_label(caps, Accel::Kvm).as_deref(), Some("+64055:+994"));
-        assert_eq!(dac_label("<host><secmodel><model>selinux</model></secmodel></host>", Accel::Tcg), None);
-        let forged = "<secmodel><model>dac</model><baselabel type='qemu'>x'/><evil/></baselabel></secmodel>";
-        assert_eq!(dac_label(forged, Accel::Tcg), None);
-    }
-
-    #[test]
-    fn ports_on_a_remote_host_are_drawn_below_the_ephemeral_range() {
-        let ports: std::collections::HashSet<u16> = (0..50).map(|_| remote_port()).collect();
-        assert!(ports.iter().all(|p| REMOTE_PORTS.contains(p)));
-        assert!(ports.len() > 40, "drawn afresh: {ports:?}");
-    }
 }

@@ -36,6 +36,8 @@ const PLACE_TRIES: usize = 3;
 /// A staging volume older than this was left by an upload that was cut (the connection
 /// lost, the process killed): no upload of an image takes this long.
 const STALE_STAGING_SECS: u64 = 3600;
+/// Staging names carry their creation time from 2023 on (earlier ones carried a pid there).
+const DATED_SINCE: u64 = 1_672_531_200;
 /// What marks a staging volume's name, before its creation time in seconds.
 const STAGING_MARK: &str = ".part-";
 
@@ -143,7 +145,7 @@ impl ImagePool {
         Ok(ImagePool { conn: conn.clone(), pool, name: name.to_owned(), uri, uuid })
     }
 
-    fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> PoolError {
+    pub(super) fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> PoolError {
         let reason = e.message().to_owned();
         let hint = if reason.contains("No space left on device") { FULL_HINT } else { "" };
         PoolError::Libvirt { uri: self.uri.clone(), pool: self.name.clone(), action: action.into(), reason, hint }
@@ -197,45 +199,15 @@ impl ImagePool {
         }
     }
 
-    /// Creates the empty volume `name` for a log only the daemon writes (mode 0600, its
-    /// owner), or empties it when it is there; returns its path on the daemon's host.
-    pub fn create_log(&self, name: &str) -> Result<String, PoolError> {
-        let xml = format!(
-            "<volume><name>{name}</name><capacity unit='bytes'>0</capacity>\
-             <target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>"
-        );
-        let volume = match StorageVol::create_xml(&self.pool, &xml, 0) {
-            Ok(volume) => volume,
-            Err(e) if is(&e, ErrorNumber::StorageVolExist) => {
-                let volume = self.lookup(name)?.ok_or_else(|| self.fail(format!("create volume {name}"), &e))?;
-                volume
-                    .resize(0, sys::VIR_STORAGE_VOL_RESIZE_SHRINK)
-                    .map_err(|e| self.fail(format!("empty {name}"), &e))?;
-                volume
-            }
-            Err(e) => return Err(self.fail(format!("create volume {name}"), &e)),
-        };
-        self.path(&volume)
-    }
-
-    /// Deletes volume `name`; one that is not there is fine.
-    pub fn delete(&self, name: &str) -> Result<(), PoolError> {
-        match self.lookup(name)? {
-            Some(volume) => match volume.delete(0) {
-                Err(e) if !gone(&e) => Err(self.fail(format!("delete volume {name}"), &e)),
-                _ => Ok(()),
-            },
-            None => Ok(()),
-        }
-    }
-
     /// Deletes the staging volumes that uploads cut long ago left. Best effort: the next
     /// upload sweeps again.
     fn sweep_stale_staging(&self) {
         let Ok(names) = self.pool.list_volumes() else { return };
         let now = unix_secs();
         for name in names {
-            let stale = staging_since(&name).is_some_and(|since| now.saturating_sub(since) > STALE_STAGING_SECS);
+            // Names of earlier releases carry no time: left alone (they may be uploading).
+            let dated = staging_since(&name).filter(|&since| since > DATED_SINCE);
+            let stale = dated.is_some_and(|since| now.saturating_sub(since) > STALE_STAGING_SECS);
             if stale && let Ok(Some(volume)) = self.lookup(&name) {
                 let _ = volume.delete(0);
             }
@@ -530,7 +502,7 @@ mod tests {
         assert_eq!(staging_since("sha256-ab.part-1700000000-42-x1y2"), Some(1_700_000_000));
         assert_eq!(staging_since("sha256-ab"), None);
         assert_eq!(staging_since("sdsec-i-0123456789abcdef.audit.log"), None);
-        assert_eq!(staging_since("sha256-ab.part-42-x"), Some(42), "a name of an earlier release: old, swept");
+        assert!(staging_since("sha256-ab.part-42-x").is_some_and(|t| t < DATED_SINCE), "a pid of an earlier release");
     }
 
     #[test]

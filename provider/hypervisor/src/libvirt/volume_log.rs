@@ -1,32 +1,42 @@
 //! An instance's log kept as a volume of sdsec's pool on the daemon's host: libvirt opens
-//! the file for QEMU, and the provider reads it back over the connection
-//! (`virStorageVolDownload`), wherever the daemon runs.
+//! the file for QEMU (through virtlogd where the daemon's `stdio_handler` is `logd`, its
+//! default, which caps the file and keeps `<name>.0`, `.1`, ... before it), and the provider
+//! reads it back over the connection (`virStorageVolDownload`), wherever the daemon runs.
+//! sdsec does not rotate these logs itself: virtlogd owns the file while QEMU runs.
 
 use std::io;
+use std::sync::{Mutex, PoisonError};
 
+use virt::error::ErrorNumber;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
-use virt::sys;
 
+use super::is;
 use super::pool::{ImagePool, PoolError};
 use crate::logs::LogFile;
 
 /// Bytes read from the stream at a time.
 const CHUNK: usize = 256 << 10;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct VolumeLog {
     pool: ImagePool,
     name: String,
+    /// Looked up once it is there: each look at a remote daemon is a round trip.
+    volume: Mutex<Option<StorageVol>>,
 }
 
 impl VolumeLog {
     pub fn new(pool: ImagePool, name: String) -> VolumeLog {
-        VolumeLog { pool, name }
+        VolumeLog { pool, name, volume: Mutex::new(None) }
     }
 
     fn volume(&self) -> io::Result<Option<StorageVol>> {
-        self.pool.lookup(&self.name).map_err(pool_io)
+        let mut volume = self.volume.lock().unwrap_or_else(PoisonError::into_inner);
+        if volume.is_none() {
+            *volume = self.pool.lookup(&self.name).map_err(pool_io)?;
+        }
+        Ok(volume.clone())
     }
 }
 
@@ -60,10 +70,12 @@ impl LogFile for VolumeLog {
             match stream.recv(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) if n > 0 => bytes.extend_from_slice(&chunk[..n.unsigned_abs()]),
-                Ok(_) => return Err(io::Error::other("the download stream failed")),
-                Err(e) => {
+                outcome => {
                     let _ = stream.abort();
-                    return Err(virt_io(&e));
+                    return Err(match outcome {
+                        Err(e) => virt_io(&e),
+                        Ok(_) => io::Error::other("the download stream failed"),
+                    });
                 }
             }
         }
@@ -71,26 +83,13 @@ impl LogFile for VolumeLog {
         Ok(bytes)
     }
 
-    fn rotate(&self, cap: u64) -> io::Result<bool> {
-        let Some(volume) = self.volume()? else { return Ok(false) };
-        let len = volume.info().map_err(|e| virt_io(&e))?.capacity;
-        if len <= cap {
-            return Ok(false);
-        }
-        let previous = previous_name(&self.name);
-        self.pool.delete(&previous).map_err(pool_io)?;
-        let xml = format!(
-            "<volume><name>{previous}</name><capacity unit='bytes'>{len}</capacity>\
-             <target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>"
-        );
-        StorageVol::create_xml_from(self.pool.storage_pool(), &xml, &volume, 0).map_err(|e| virt_io(&e))?;
-        // Whatever the guest writes meanwhile lands past the new end (QEMU appends).
-        volume.resize(0, sys::VIR_STORAGE_VOL_RESIZE_SHRINK).map_err(|e| virt_io(&e))?;
-        Ok(true)
+    /// virtlogd rotates the file (or, with `stdio_handler = "file"`, nothing does).
+    fn rotate(&self, _cap: u64) -> io::Result<bool> {
+        Ok(false)
     }
 
     fn previous(&self) -> Box<dyn LogFile> {
-        Box::new(VolumeLog { pool: self.pool.clone(), name: previous_name(&self.name) })
+        Box::new(VolumeLog::new(self.pool.clone(), format!("{}.0", self.name)))
     }
 
     fn describe(&self) -> String {
@@ -98,7 +97,45 @@ impl LogFile for VolumeLog {
     }
 }
 
-/// The volume a rotation keeps the log's previous content in.
-pub fn previous_name(name: &str) -> String {
-    format!("{name}.1")
+/// Makes the empty volume `name` for a log only the daemon writes (mode 0600, its owner),
+/// replacing one left there; returns its path on the daemon's host.
+pub fn create(pool: &ImagePool, name: &str) -> Result<String, PoolError> {
+    let xml = format!(
+        "<volume><name>{name}</name><capacity unit='bytes'>0</capacity>\
+         <target><format type='raw'/><permissions><mode>0600</mode></permissions></target></volume>"
+    );
+    let volume = match StorageVol::create_xml(pool.storage_pool(), &xml, 0) {
+        Ok(volume) => volume,
+        Err(e) if is(&e, ErrorNumber::StorageVolExist) => {
+            if let Some(old) = pool.lookup(name)? {
+                old.delete(0).map_err(|e| pool.fail(format!("replace volume {name}"), &e))?;
+            }
+            StorageVol::create_xml(pool.storage_pool(), &xml, 0)
+                .map_err(|e| pool.fail(format!("create volume {name}"), &e))?
+        }
+        Err(e) => return Err(pool.fail(format!("create volume {name}"), &e)),
+    };
+    volume.path().map_err(|e| pool.fail("find a volume's path", &e))
+}
+
+/// Deletes every volume whose name starts with `prefix` (a log and what virtlogd kept of
+/// it), all it can; the first failure, if any.
+pub fn delete_all(pool: &ImagePool, prefix: &str) -> Result<(), PoolError> {
+    let _ = pool.storage_pool().refresh(0);
+    let names = pool.storage_pool().list_volumes().map_err(|e| pool.fail("list its volumes", &e))?;
+    let mut first = None;
+    for name in names.iter().filter(|n| n.starts_with(prefix)) {
+        let deleted = match pool.lookup(name) {
+            Ok(Some(volume)) => match volume.delete(0) {
+                Err(e) if !is(&e, ErrorNumber::NoStorageVolume) => Err(pool.fail(format!("delete volume {name}"), &e)),
+                _ => Ok(()),
+            },
+            Ok(None) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = deleted {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }

@@ -70,18 +70,10 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
             ),
             Vec::new(),
         ),
-        Nic::User { restrict_egress, .. } => {
-            let mut netdev =
-                format!("user,id=sdsecnet0,hostfwd=tcp:{forward_ip}:{}-:{}", record.endpoint.port(), spec.guest_port);
-            if *restrict_egress {
-                netdev.push_str(",restrict=on");
-            }
-            (
-                String::new(),
-                vec!["-netdev".to_owned(), netdev, "-device".into(), "virtio-net-device,netdev=sdsecnet0".into()],
-            )
+        // The same arguments as the QEMU backend's, forwarding from the daemon host's address.
+        Nic::User { .. } | Nic::Detached => {
+            (String::new(), spec.nic.qemu_args("sdsecnet0", spec.guest_port, (*forward_ip, record.endpoint.port())))
         }
-        Nic::Detached => (String::new(), vec!["-device".to_owned(), "virtio-net-device".into()]),
     };
     let qemu_commandline = if qemu_args.is_empty() {
         String::new()

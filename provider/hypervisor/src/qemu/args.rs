@@ -75,7 +75,10 @@ pub fn args(
     // is in place, and QEMU dies of SIGSYS without them.
     push(&mut args, &["-sandbox", "on,obsolete=deny,resourcecontrol=deny"]);
     args.extend(
-        spec.nic.qemu_args(crate::snapshot::NETDEV, spec.guest_port, host_port).into_iter().map(OsString::from),
+        spec.nic
+            .qemu_args(crate::snapshot::NETDEV, spec.guest_port, (std::net::Ipv4Addr::LOCALHOST, host_port))
+            .into_iter()
+            .map(OsString::from),
     );
     push(&mut args, &["-device", "virtio-rng-device"]);
     push(&mut args, &["-device", BALLOON]);

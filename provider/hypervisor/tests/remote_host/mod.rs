@@ -75,7 +75,7 @@ impl RemoteHost {
             "mount --bind {r}/run /run && mount --bind {r}/lib /var/lib/libvirt && \
              mount --bind {r}/cache /var/cache/libvirt && mount --bind {r}/log /var/log/libvirt && \
              mount --bind {r}/etc /etc/libvirt && mount -t tmpfs tmpfs /tmp && \
-             while :; do libvirtd --listen; sleep 0.2; done"
+             virtlogd -d && while :; do libvirtd --listen; sleep 0.2; done"
         );
         // The shell is its PID namespace's first process and starts the daemon again when it
         // ends ([`RemoteHost::restart_daemon`]): as the namespace's init it also reaps what
@@ -236,8 +236,7 @@ fn certificates(root: &Path, daemon_ip: &str) {
 }
 
 /// The daemon's configuration, nothing of the host's: TLS on its address only, QEMU as
-/// libvirt's unprivileged user (the default: no `user = root`), stdio logs in files (no
-/// virtlogd in the namespace).
+/// libvirt's unprivileged user and its logs through virtlogd (the defaults).
 fn configure(root: &Path, daemon_ip: &str) {
     let etc = root.join("etc");
     std::fs::write(
@@ -249,5 +248,6 @@ fn configure(root: &Path, daemon_ip: &str) {
         ),
     )
     .unwrap();
-    std::fs::write(etc.join("qemu.conf"), "stdio_handler = \"file\"\n").unwrap();
+    // QEMU's defaults: its logs and chardev files through virtlogd.
+    std::fs::write(etc.join("qemu.conf"), "").unwrap();
 }
