@@ -21,8 +21,9 @@ variable "network" {
 }
 
 variable "lyon_libvirt_uri" {
-  type    = string
-  default = "qemu+unix:///system?socket=/run/sdsec-libvirt2/libvirt-sock"
+  description = "The Lyon host's libvirt daemon: this machine's second daemon by default, or another host's (qemu+tls://lyon.example/system, qemu+ssh://root@lyon.example/system)."
+  type        = string
+  default     = "qemu+unix:///system?socket=/run/sdsec-libvirt2/libvirt-sock"
 }
 
 # Two state directories on one host: as root (network = "auto" is then the bridge) each site
