@@ -97,13 +97,8 @@ fn call_answered_with(
     Ok(reply)
 }
 
-/// Sends a request as it is on the socket at `socket` and returns the reply to it,
-/// unverified.
-pub fn exchange(socket: &Path, request: &Request, timeout: Duration) -> Result<Reply, ClientError> {
-    exchange_on(&mut connect(socket)?, &socket.display().to_string(), request, timeout)
-}
-
-/// [`exchange`] on a channel already connected, named `where_` in errors.
+/// Sends a request as it is on a connected channel, named `where_` in errors, and returns
+/// the reply to it, unverified.
 pub fn exchange_on(
     channel: &mut dyn Channel,
     where_: &str,

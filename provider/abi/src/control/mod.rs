@@ -14,7 +14,7 @@ mod message;
 mod provision;
 mod resume;
 
-pub use client::{Channel, ClientError, call, call_on, connect, exchange, exchange_on, next_seq, resume};
+pub use client::{Channel, ClientError, call, call_on, connect, exchange_on, next_seq, resume};
 pub use key::{Key, KeyError};
 pub use message::{Command, Notice, NoticeKind, Reply, Request};
 pub use provision::{MAX_PROVISION_LINE, Provision};
