@@ -21,6 +21,7 @@ mod channel;
 mod daemon;
 pub mod pool;
 mod volume_log;
+mod volume_name;
 mod xml;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -134,7 +135,7 @@ impl Libvirt {
     }
 
     fn log_of(&self, id: &InstanceId, kind: LogKind) -> Result<VolumeLog> {
-        Ok(VolumeLog::new(self.pool()?, log_volume(id, kind)))
+        Ok(VolumeLog::new(self.pool()?, volume_log::name(id, kind)))
     }
 
     /// The record of an instance booted by an earlier release, whose logs and control socket
@@ -268,7 +269,7 @@ impl Libvirt {
             }
         }
         // Best effort, and the key goes in any case: the domain is gone already.
-        let logs = self.pool().and_then(|pool| Ok(volume_log::delete_all(&pool, &log_prefix(id))?));
+        let logs = self.pool().and_then(|pool| Ok(volume_log::delete_all(&pool, &volume_log::prefix(id))?));
         let removed = self.registry.remove(id);
         logs.and(removed)
     }
@@ -302,8 +303,8 @@ impl Hypervisor for Libvirt {
             .registry
             .save(&record)
             .and_then(|()| {
-                record.console_log = volume_log::create(&pool, &log_volume(&id, LogKind::Console))?.into();
-                record.audit_log = Some(volume_log::create(&pool, &log_volume(&id, LogKind::Audit))?.into());
+                record.console_log = volume_log::create(&pool, &volume_log::name(&id, LogKind::Console))?.into();
+                record.audit_log = Some(volume_log::create(&pool, &volume_log::name(&id, LogKind::Audit))?.into());
                 Ok(())
             })
             .and_then(|()| control::personalise(&spec, &dir))
@@ -479,21 +480,6 @@ pub fn connect(uri: &str) -> std::result::Result<Connect, virt::error::Error> {
     // Not every driver keeps connections alive (a local one needs none).
     let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
     Ok(conn)
-}
-
-/// The volume of sdsec's pool holding one of instance `id`'s logs.
-fn log_volume(id: &InstanceId, kind: LogKind) -> String {
-    let log = match kind {
-        LogKind::Console => "console",
-        LogKind::Audit => "audit",
-    };
-    format!("{}{log}.log", log_prefix(id))
-}
-
-/// What the names of instance `id`'s log volumes (and of virtlogd's older files of them)
-/// start with.
-fn log_prefix(id: &InstanceId) -> String {
-    format!("{}.", xml::domain_name(id.as_str()))
 }
 
 /// The audit log's path on the daemon's host, as the record holds it.

@@ -26,6 +26,8 @@ use virt::stream::Stream;
 use virt::sys;
 
 use super::is;
+use super::volume_name::{DATED_SINCE, STAGING_MARK, digest_hex, staging_since, unix_secs};
+pub use super::volume_name::{digest_of_volume_path, volume_name};
 
 /// Where a pool sdsec defines keeps its volumes on the daemon's host: apart from libvirt's
 /// own directories under /var/lib/libvirt.
@@ -36,10 +38,6 @@ const PLACE_TRIES: usize = 3;
 /// A staging volume older than this was left by an upload that was cut (the connection
 /// lost, the process killed): no upload of an image takes this long.
 const STALE_STAGING_SECS: u64 = 3600;
-/// Staging names carry their creation time from 2023 on (earlier ones carried a pid there).
-const DATED_SINCE: u64 = 1_672_531_200;
-/// What marks a staging volume's name, before its creation time in seconds.
-const STAGING_MARK: &str = ".part-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -424,36 +422,6 @@ fn volume_xml(name: &str, size: u64) -> String {
     )
 }
 
-fn unix_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// When the staging volume `name` was made; `None` for any other volume.
-fn staging_since(name: &str) -> Option<u64> {
-    let (_, rest) = name.split_once(STAGING_MARK)?;
-    rest.split('-').next()?.parse().ok()
-}
-
-/// The digest's hex of a volume at `path` named by its content's digest; `None` for any other.
-pub fn digest_of_volume_path(path: &str) -> Option<String> {
-    let name = path.rsplit('/').next()?;
-    digest_hex(&format!("sha256:{}", name.strip_prefix("sha256-")?)).ok()
-}
-
-/// A volume's name for the digest of its content.
-pub fn volume_name(hex: &str) -> String {
-    format!("sha256-{hex}")
-}
-
-fn digest_hex(digest: &str) -> Result<String, PoolError> {
-    match digest.strip_prefix("sha256:") {
-        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => {
-            Ok(hex.to_owned())
-        }
-        _ => Err(PoolError::BadDigest(digest.to_owned())),
-    }
-}
-
 /// The volume is not there (any more).
 fn gone(e: &virt::error::Error) -> bool {
     is(e, ErrorNumber::NoStorageVolume)
@@ -488,22 +456,6 @@ fn hex_of(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_volume_path_names_its_digest() {
-        let hex = "ab".repeat(32);
-        assert_eq!(digest_of_volume_path(&format!("/var/lib/libvirt/sdsec-pools/p/sha256-{hex}")), Some(hex.clone()));
-        assert_eq!(digest_of_volume_path(&format!("/p/sha256-{hex}.part-1-2-3")), None);
-        assert_eq!(digest_of_volume_path("/boot/vmlinuz"), None);
-    }
-
-    #[test]
-    fn staging_volumes_are_told_by_their_mark_and_dated() {
-        assert_eq!(staging_since("sha256-ab.part-1700000000-42-x1y2"), Some(1_700_000_000));
-        assert_eq!(staging_since("sha256-ab"), None);
-        assert_eq!(staging_since("sdsec-i-0123456789abcdef.audit.log"), None);
-        assert!(staging_since("sha256-ab.part-42-x").is_some_and(|t| t < DATED_SINCE), "a pid of an earlier release");
-    }
 
     #[test]
     fn digests_are_checked_before_they_reach_a_volume_name() {

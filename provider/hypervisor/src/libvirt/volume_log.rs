@@ -13,7 +13,10 @@ use virt::stream::Stream;
 
 use super::is;
 use super::pool::{ImagePool, PoolError};
-use crate::logs::LogFile;
+use crate::InstanceId;
+use crate::logs::{LogFile, LogKind};
+
+use super::xml;
 
 /// Bytes read from the stream at a time.
 const CHUNK: usize = 256 << 10;
@@ -138,4 +141,19 @@ pub fn delete_all(pool: &ImagePool, prefix: &str) -> Result<(), PoolError> {
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// The volume of sdsec's pool holding one of instance `id`'s logs.
+pub fn name(id: &InstanceId, kind: LogKind) -> String {
+    let log = match kind {
+        LogKind::Console => "console",
+        LogKind::Audit => "audit",
+    };
+    format!("{}{log}.log", prefix(id))
+}
+
+/// What the names of instance `id`'s log volumes (and of virtlogd's older files of them)
+/// start with.
+pub fn prefix(id: &InstanceId) -> String {
+    format!("{}.", xml::domain_name(id.as_str()))
 }
