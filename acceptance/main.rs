@@ -14,5 +14,6 @@ mod pool;
 #[allow(dead_code)]
 #[path = "../provider/hypervisor/tests/remote_host/mod.rs"]
 mod remote_host;
+mod remote_site;
 mod security_policy;
 mod unikernel;

@@ -59,11 +59,14 @@ impl ProviderConfig {
 }
 
 impl ProviderConfig {
-    /// The network new instances get, and why. Bridge networking is this host's, so with a
-    /// libvirt daemon elsewhere `auto` is the user network (and `bridge` is refused at plan).
+    /// The network new instances get, and why. With a libvirt daemon elsewhere `auto` is the
+    /// user network, and `bridge` the site's own network kept by that daemon.
     pub fn network_mode(&self) -> (NetworkMode, &'static str) {
         if self.network.choice == ModeChoice::Auto && self.remote_libvirt() {
-            return (NetworkMode::User, "auto: the libvirt daemon is on another host, and bridge networking is local");
+            return (
+                NetworkMode::User,
+                "auto: the libvirt daemon is on another host; set network = \"bridge\" for its site network",
+            );
         }
         self.network.mode()
     }

@@ -15,7 +15,7 @@ use abi::control::ResumeNetwork;
 use abi::net::Network as GuestNetwork;
 use hypervisor::registry::Registry;
 use hypervisor::{BootSpec, Creation, Hypervisor, HypervisorError, Instance, InstanceId, Nic};
-use network::{Drift, FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode};
+use network::{Drift, FlowPolicy, LeaseKey, Network, NetworkError, NetworkMode, SiteNetwork};
 use plan::EnforcementPlan;
 
 use crate::ProviderConfig;
@@ -29,9 +29,11 @@ pub enum HostError {
     #[error(transparent)]
     Network(#[from] NetworkError),
     #[error(
-        "network = \"bridge\" needs the hypervisor on this host, but the libvirt daemon at {uri} is on another; use network = \"user\" (or \"auto\") with a remote daemon"
+        "host_port {port}: a remote site's guests are reached at their own addresses (the `endpoint`), which clients route to the daemon's host {uri}; nothing is published on a host port there. Leave host_port unset, or use network = \"user\""
     )]
-    RemoteBridge { uri: String },
+    RemoteHostPort { uri: String, port: u16 },
+    #[error("the libvirt daemon at {uri} keeps no networks sdsec can use; use network = \"user\"")]
+    NoFabric { uri: String },
 }
 
 /// The hypervisor and the network of this state directory. Derefs to the hypervisor for
@@ -45,6 +47,9 @@ pub struct Host {
     network: Network,
     /// New instances go on the bridge (`network = "bridge"`, or `auto` with CAP_NET_ADMIN).
     on_bridge: bool,
+    /// Bridge networking on a libvirt daemon's host elsewhere, kept through its own
+    /// networks and filters (`network = "bridge"` with a remote daemon).
+    site: Option<SiteNetwork>,
     /// The URI of a libvirt daemon on another host.
     remote: Option<String>,
     tenant: Option<String>,
@@ -67,6 +72,10 @@ impl Host {
             backend,
             network: Network::new(&config.state_dir, config.network.bridge.clone()),
             on_bridge: config.network_mode().0 == NetworkMode::Bridge,
+            site: (config.network_mode().0 == NetworkMode::Bridge && config.remote_libvirt()).then(|| {
+                let uri = config.libvirt_uri.clone().unwrap_or_default();
+                SiteNetwork::new(&config.state_dir, &uri, config.network.bridge.clone())
+            }),
             remote: config.remote_libvirt().then(|| config.libvirt_uri.clone().unwrap_or_default()),
             tenant: config.tenant.clone(),
             state_dir: config.state_dir.clone(),
@@ -74,9 +83,20 @@ impl Host {
         }
     }
 
-    /// The bridge, under `network = "bridge"`.
+    /// The bridge, under `network = "bridge"` on this host.
     pub fn bridge(&self) -> Option<&Network> {
-        self.on_bridge.then_some(&self.network)
+        (self.on_bridge && self.site.is_none()).then_some(&self.network)
+    }
+
+    /// The remote site's network and the daemon that keeps it, under `network = "bridge"`
+    /// with a libvirt daemon on another host.
+    fn site(&self) -> Result<Option<(&SiteNetwork, FabricHost<'_>)>, HostError> {
+        let Some(site) = &self.site else { return Ok(None) };
+        let fabric = self
+            .backend
+            .fabric()
+            .ok_or_else(|| HostError::NoFabric { uri: self.remote.clone().unwrap_or_default() })?;
+        Ok(Some((site, FabricHost(fabric))))
     }
 
     /// What the host enforces for `plan`'s node: its declared flows and egress.
@@ -94,6 +114,9 @@ impl Host {
         app_port: u16,
         host_port: Option<u16>,
     ) -> Result<Instance, HostError> {
+        if let Some((site, fabric)) = self.site()? {
+            return self.boot_on_site(spec, plan, app_port, site, &fabric);
+        }
         let Some(network) = self.bridge() else {
             spec.nic = Nic::User { host_port, restrict_egress: plan.runtime.flows.connects_to.is_empty() };
             spec.probe = readiness_probe(plan, app_port, USER_NETWORK_PROBE_SOURCE);
@@ -124,6 +147,37 @@ impl Host {
         Ok(instance)
     }
 
+    /// [`Host::boot`] on a remote site's network: the site's own filter for the port, and
+    /// the guest reached at its address (nothing published on a host port).
+    fn boot_on_site(
+        &self,
+        mut spec: BootSpec,
+        plan: &EnforcementPlan,
+        app_port: u16,
+        site: &SiteNetwork,
+        fabric: &FabricHost<'_>,
+    ) -> Result<Instance, HostError> {
+        let attached = site.attach(fabric, self.flow_policy(plan), spec.guest_port)?;
+        spec.probe = readiness_probe(plan, app_port, local_address_towards(attached.ip));
+        let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
+        spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
+        let network = site_network_name(&self.network);
+        spec.nic = Nic::Site { network, filter: attached.tap.clone(), mac: attached.mac.clone(), ip: attached.ip };
+        let instance = match self.backend.boot(&spec) {
+            Ok(instance) => instance,
+            Err(e) => {
+                let _ = site.release(fabric, LeaseKey::Tap(&attached.tap));
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = site.bind(&attached.tap, instance.id.as_str()) {
+            let _ = self.backend.stop(&instance.id, Duration::from_secs(5));
+            let _ = site.release(fabric, LeaseKey::Tap(&attached.tap));
+            return Err(e.into());
+        }
+        Ok(instance)
+    }
+
     /// Boots `spec` with a NIC that leads nowhere, whatever the host's network: an instance
     /// booted to be saved as a snapshot, which never serves (its copies get their own
     /// network when they start, and their address when they are resumed). Its readiness is
@@ -138,6 +192,7 @@ impl Host {
     /// bridge's gateway for an instance on the bridge, else QEMU's user network's host.
     pub fn probe_source(&self, instance: &Instance) -> std::net::Ipv4Addr {
         match instance.guest_ip() {
+            Some(ip) if self.site.is_some() => local_address_towards(ip),
             Some(_) => self.bridge_gateway,
             None => USER_NETWORK_PROBE_SOURCE,
         }
@@ -146,19 +201,28 @@ impl Host {
     /// Stops instance `id` (killed after `grace`) and releases its network lease.
     pub fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), HostError> {
         self.backend.stop(id, grace)?;
+        if let Some((site, fabric)) = self.site()? {
+            site.release(&fabric, LeaseKey::Instance(id.as_str()))?;
+        }
         // A no-op for an instance without a lease (booted on the user network).
         self.network.release(LeaseKey::Instance(id.as_str()))?;
         Ok(())
     }
 
     /// Publishes instance `id` on `host_port` (a pool member handed over), or withdraws it.
-    pub fn publish(&self, id: &InstanceId, host_port: Option<u16>) -> Result<(), NetworkError> {
-        leased_only(self.network.publish(id.as_str(), host_port))
+    pub fn publish(&self, id: &InstanceId, host_port: Option<u16>) -> Result<(), HostError> {
+        if let (Some(port), Some(uri)) = (host_port, self.site.as_ref().and(self.remote.as_ref())) {
+            return Err(HostError::RemoteHostPort { uri: uri.clone(), port });
+        }
+        Ok(leased_only(self.network.publish(id.as_str(), host_port))?)
     }
 
     /// Applies `plan`'s flows and egress to instance `id`'s host-side rules, in place.
-    pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan) -> Result<(), NetworkError> {
-        leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan)))
+    pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan) -> Result<(), HostError> {
+        if let Some((site, fabric)) = self.site()? {
+            return Ok(leased_only(site.set_policy(&fabric, id.as_str(), self.flow_policy(plan)))?);
+        }
+        Ok(leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan)))?)
     }
 
     /// Stops every orphan (an instance whose creator died before completing it, see
@@ -187,6 +251,14 @@ impl Host {
         // An orphan that cannot be stopped must not stop a plan: the provider's configure
         // reports it, and `sdsec stop --orphans` retries.
         let _ = self.sweep_orphans();
+        if let Some((site, fabric)) = self.site()? {
+            if let (Some(port), Some(uri)) = (host_port, &self.remote) {
+                return Err(HostError::RemoteHostPort { uri: uri.clone(), port });
+            }
+            site.check(&fabric)?;
+            self.reclaim()?;
+            return Ok(());
+        }
         let Some(network) = self.bridge() else {
             let ours = |port| self.backend.list().is_ok_and(|l| l.iter().any(|(i, _)| i.endpoint.port() == port));
             // QEMU's user network binds the port on 127.0.0.1 itself.
@@ -195,9 +267,6 @@ impl Host {
             }
             return Ok(());
         };
-        if let Some(uri) = &self.remote {
-            return Err(HostError::RemoteBridge { uri: uri.clone() });
-        }
         network.check()?;
         self.reclaim()?;
         match host_port.map(|port| network.check_port(port, None)) {
@@ -213,6 +282,11 @@ impl Host {
     /// Leases no instance record holds (a crash's) are reclaimed after, so that what they
     /// left does not hide drift. Empty under `network = "user"`.
     pub fn repair_network(&self) -> Result<Vec<Drift>, HostError> {
+        if let Some((site, fabric)) = self.site()? {
+            let found = site.repair(&fabric)?;
+            self.reclaim()?;
+            return Ok(found);
+        }
         let Some(network) = self.bridge() else { return Ok(Vec::new()) };
         let found = network.repair()?;
         self.reclaim()?;
@@ -224,6 +298,11 @@ impl Host {
     /// whose process died keeps its lease until it is stopped, as its record stays until
     /// then.
     pub fn reclaim(&self) -> Result<usize, HostError> {
+        if let Some((site, fabric)) = self.site()? {
+            // The daemon keeps the records of its instances.
+            let alive = |id: &str| id.parse::<InstanceId>().is_ok_and(|id| self.backend.instance(&id).is_ok());
+            return Ok(site.reclaim(&fabric, &alive)?.len());
+        }
         let Some(network) = self.bridge() else { return Ok(0) };
         let recorded =
             |id: &str| id.parse::<InstanceId>().is_ok_and(|id| Registry::recorded_by_any(&self.state_dir, &id));
@@ -245,3 +324,50 @@ fn leased_only(result: Result<(), NetworkError>) -> Result<(), NetworkError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The site's network is named like the `bridge` setting.
+fn site_network_name(network: &Network) -> String {
+    network.bridge_name().to_owned()
+}
+
+/// The address of this host that packets to `ip` leave from (a routing lookup: nothing is
+/// sent), which is where the guest sees this host's probes come from; unspecified when no
+/// route leads there.
+fn local_address_towards(ip: std::net::Ipv4Addr) -> std::net::Ipv4Addr {
+    let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::UNSPECIFIED, 0));
+    let local = socket.and_then(|s| s.connect((ip, 9)).and_then(|()| s.local_addr()));
+    match local {
+        Ok(std::net::SocketAddr::V4(addr)) => *addr.ip(),
+        _ => std::net::Ipv4Addr::UNSPECIFIED,
+    }
+}
+
+/// The networks and filters of a libvirt daemon, as the network crate asks for them.
+struct FabricHost<'a>(&'a dyn hypervisor::Fabric);
+
+impl network::FilterHost for FabricHost<'_> {
+    fn location(&self) -> String {
+        self.0.location()
+    }
+    fn network(&self, name: &str) -> Result<Option<String>, String> {
+        self.0.network(name).map_err(|e| e.to_string())
+    }
+    fn ensure_network(&self, xml: &str, name: &str) -> Result<(), String> {
+        self.0.ensure_network(xml, name).map_err(|e| e.to_string())
+    }
+    fn remove_network(&self, name: &str) -> Result<(), String> {
+        self.0.remove_network(name).map_err(|e| e.to_string())
+    }
+    fn filters(&self, prefix: &str) -> Result<Vec<String>, String> {
+        self.0.filters(prefix).map_err(|e| e.to_string())
+    }
+    fn filter(&self, name: &str) -> Result<Option<String>, String> {
+        self.0.filter(name).map_err(|e| e.to_string())
+    }
+    fn define_filter(&self, xml: &str) -> Result<(), String> {
+        self.0.define_filter(xml).map_err(|e| e.to_string())
+    }
+    fn remove_filter(&self, name: &str) -> Result<(), String> {
+        self.0.remove_filter(name).map_err(|e| e.to_string())
+    }
+}

@@ -12,6 +12,7 @@ pub mod accel;
 mod console;
 pub mod control;
 pub mod creator;
+pub mod fabric;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod logs;
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use accel::{Accel, AccelChoice};
 pub use control::{ControlBoot, ControlChannel, ControlEndpoint, OpenChannel};
 pub use creator::{Creation, Creator};
+pub use fabric::Fabric;
 pub use logs::{LogFile, LogKind};
 pub use probe::Probe;
 pub use registry::InstanceId;
@@ -84,6 +86,10 @@ pub enum Nic {
     /// A TAP device the host has put on its bridge beforehand (the engine's networking owns
     /// it); the runtime is reached at `ip`:`guest_port`, the NIC answers to `mac`.
     Tap { ifname: String, mac: String, ip: Ipv4Addr },
+    /// A port on a network the hypervisor's own host keeps ([`Fabric`]: a libvirt network on
+    /// a remote daemon's host), filtered there by `filter`; the runtime is reached at
+    /// `ip`:`guest_port`, the NIC answers to `mac`.
+    Site { network: String, filter: String, mac: String, ip: Ipv4Addr },
     /// A NIC with nothing behind it: an instance booted to be saved as a snapshot, which
     /// never serves. Its saved state then holds no network backend's, so copies start on
     /// either of the others.
@@ -110,7 +116,8 @@ impl Nic {
                 "-device".into(),
                 format!("virtio-net-device,netdev={id},mac={mac}"),
             ],
-            Nic::Detached => vec!["-device".into(), "virtio-net-device".into()],
+            // A site's network is a daemon's; the QEMU backend refuses it before this.
+            Nic::Detached | Nic::Site { .. } => vec!["-device".into(), "virtio-net-device".into()],
         }
     }
 
@@ -118,7 +125,7 @@ impl Nic {
     pub(crate) fn user_host_port(&self) -> Option<u16> {
         match self {
             Nic::User { host_port, .. } => *host_port,
-            Nic::Tap { .. } | Nic::Detached => None,
+            Nic::Tap { .. } | Nic::Site { .. } | Nic::Detached => None,
         }
     }
 }
@@ -184,7 +191,7 @@ impl Instance {
     pub(crate) fn starting(id: InstanceId, spec: &BootSpec, accel: Accel, dir: &Path, host_port: u16) -> Instance {
         let endpoint = match &spec.nic {
             Nic::User { .. } | Nic::Detached => SocketAddr::from((Ipv4Addr::LOCALHOST, host_port)),
-            Nic::Tap { ip, .. } => SocketAddr::from((*ip, spec.guest_port)),
+            Nic::Tap { ip, .. } | Nic::Site { ip, .. } => SocketAddr::from((*ip, spec.guest_port)),
         };
         Instance {
             id,
@@ -195,7 +202,7 @@ impl Instance {
             boot_ms: 0,
             console_log: dir.join(registry::CONSOLE),
             audit_log: Some(dir.join(registry::AUDIT)),
-            bridged: Some(matches!(spec.nic, Nic::Tap { .. })),
+            bridged: Some(matches!(spec.nic, Nic::Tap { .. } | Nic::Site { .. })),
             creator: Some(Creator::this_process()),
             memory_mb: spec.memory_mb,
             vcpus: spec.vcpus,
@@ -269,6 +276,8 @@ pub enum HypervisorError {
     ForeignKey { id: InstanceId },
     #[error("the instance record {path} is unreadable: {reason}")]
     BadRecord { path: PathBuf, reason: String },
+    #[error("the {backend} backend does not support {what}")]
+    Unsupported { backend: &'static str, what: String },
     #[error("snapshots are not supported by the {0} backend; use hypervisor = \"qemu\", or warm = \"paused\"")]
     SnapshotUnsupported(&'static str),
     #[error("instance {id}: {reason}")]
@@ -328,6 +337,12 @@ pub trait Hypervisor: Send + Sync + std::fmt::Debug {
     /// What a snapshot this backend saves is bound to beyond its image (the emulator, its
     /// build, the accelerator): a copy is started only where this is the same.
     fn snapshot_compat(&self) -> Result<String>;
+    /// The networks and per-port filters of the hypervisor's own host, where it keeps them
+    /// (a libvirt daemon on another host); `None` where the provider's host networks its
+    /// instances itself.
+    fn fabric(&self) -> Option<&dyn Fabric> {
+        None
+    }
 }
 
 /// A free port on 127.0.0.1 for a forward (another process may take it before QEMU binds

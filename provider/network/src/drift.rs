@@ -123,6 +123,10 @@ pub enum Drift {
     BridgeLeftover {
         bridge: String,
     },
+    /// A remote site's network or filter no longer matches the leases ([`crate::SiteNetwork`]).
+    Site {
+        what: String,
+    },
 }
 
 impl Drift {
@@ -191,6 +195,7 @@ impl fmt::Display for Drift {
                 write!(f, "table {family} {table} remains though no instance holds a lease")
             }
             Drift::BridgeLeftover { bridge } => write!(f, "bridge {bridge} remains though no instance holds a lease"),
+            Drift::Site { what } => f.write_str(what),
         }
     }
 }

@@ -74,6 +74,12 @@ pub enum NetworkError {
     PortZero,
     #[error("`subnet` {subnet} is full: all {leases} guest addresses are leased; choose a larger subnet")]
     SubnetFull { subnet: Ipv4Net, leases: usize },
+    #[error(
+        "network {network} on {site} holds {found}, not `subnet` {subnet}; set `subnet` back, or remove the network there (`virsh net-destroy {network}; virsh net-undefine {network}`) once no guest uses it"
+    )]
+    SiteNetworkMoved { network: String, site: String, found: String, subnet: ipnet::Ipv4Net },
+    #[error("the hypervisor host at {site}: {reason}")]
+    Site { site: String, reason: String },
     #[error("no lease of {0}")]
     NotLeased(String),
     #[error("instance {instance} already holds the lease of {tap}")]

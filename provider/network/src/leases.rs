@@ -64,6 +64,10 @@ impl Document {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     dir: PathBuf,
+    /// What every lease's port name starts with (a TAP's, or a site's filter's), and how
+    /// long it may be: names from the file go to commands and the daemon.
+    port_prefix: String,
+    port_max_len: usize,
 }
 
 /// Held while the lock is: dropping it closes the file, which releases the lock.
@@ -74,7 +78,12 @@ pub(crate) struct Locked {
 
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
-        Store { dir }
+        Store { dir, port_prefix: crate::config::TAP_PREFIX.to_owned(), port_max_len: 15 }
+    }
+
+    /// The store of a remote site, whose ports are named by `prefix` and a random part.
+    pub fn for_site(dir: PathBuf, prefix: String) -> Store {
+        Store { dir, port_prefix: prefix, port_max_len: 80 }
     }
 
     pub fn dir(&self) -> &Path {
@@ -124,8 +133,10 @@ impl Store {
         let document: Document = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
         // Names from the file go to `ip link del`: never one that is not a TAP of ours.
         for lease in &document.leases {
-            let tap_ok = lease.tap.strip_prefix(crate::config::TAP_PREFIX).is_some_and(|rest| {
-                !rest.is_empty() && lease.tap.len() <= 15 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            let tap_ok = lease.tap.strip_prefix(self.port_prefix.as_str()).is_some_and(|rest| {
+                !rest.is_empty()
+                    && lease.tap.len() <= self.port_max_len
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric())
             });
             if !tap_ok || !document.subnet.contains(&lease.ip) {
                 return Err(invalid(format!(

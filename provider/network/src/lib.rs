@@ -58,6 +58,8 @@ mod host;
 mod leases;
 mod network;
 mod ruleset;
+mod site;
+pub mod site_xml;
 
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -70,6 +72,7 @@ pub use error::{BridgeOwner, NetworkError};
 pub use leases::mac_octets;
 pub use network::Network;
 pub use ruleset::{ruleset, teardown};
+pub use site::{FilterHost, SiteNetwork};
 
 /// How an instance's network is provided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -32,6 +32,11 @@ impl Network {
         Network { state_dir: state_dir.to_owned(), store: Store::new(state_dir.join("network")), config }
     }
 
+    /// The bridge's name as configured.
+    pub fn bridge_name(&self) -> &str {
+        &self.config.bridge
+    }
+
     /// Plan-time checks against the host: the tools are installed, the subnet overlaps no
     /// route of the host, the bridge name is free or ours, and `publish_address` is 0.0.0.0
     /// or an address of this host.

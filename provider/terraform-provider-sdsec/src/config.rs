@@ -82,7 +82,11 @@ pub fn schema() -> Schema {
              provider owns, published ports keep the client's address, and the host enforces declared flows and \
              egress with nftables (needs CAP_NET_ADMIN). `user`: QEMU's unprivileged user network, one port \
              forwarded on 127.0.0.1, every client seen as 10.0.2.2. Default `auto`: `bridge` when the provider has \
-             CAP_NET_ADMIN, else `user` (each unikernel's `network` attribute says which).",
+             CAP_NET_ADMIN, else `user` (each unikernel's `network` attribute says which). With a libvirt daemon \
+             on another host, `bridge` is that site's own routed network (named like `bridge`, on `subnet`) with one \
+             libvirt network filter per instance for its declared flows and egress: instances are reached at their \
+             own addresses, which clients route to the daemon's host, and `host_port` is refused; `auto` is `user` \
+             there.",
         ))
         .attribute(Attribute::string(BRIDGE).optional().description(
             "With `network = \"bridge\"`: the name of the Linux bridge the provider creates and owns (at most 15 \

@@ -70,7 +70,7 @@ pub enum InstanceError {
     Complete(HypervisorError),
     /// The host's network rules for the instance cannot be changed (publishing, flows).
     #[error(transparent)]
-    Network(NetworkError),
+    Network(HostError),
     /// The hypervisor cannot say whether the instance runs.
     #[error(transparent)]
     State(HypervisorError),
@@ -89,11 +89,13 @@ impl InstanceError {
         match self {
             InstanceError::Backend(e) | InstanceError::Image(e) | InstanceError::Control(e) => e.input(),
             InstanceError::Pool(e) => e.input(),
-            InstanceError::Boot(HostError::Network(e)) | InstanceError::Network(e)
+            InstanceError::Boot(HostError::Network(e)) | InstanceError::Network(HostError::Network(e))
                 if matches!(e, NetworkError::PortInUse { .. } | NetworkError::PortLeased { .. }) =>
             {
                 Some(Input::HostPort)
             }
+            InstanceError::Boot(HostError::RemoteHostPort { .. })
+            | InstanceError::Network(HostError::RemoteHostPort { .. }) => Some(Input::HostPort),
             InstanceError::Digest(_)
             | InstanceError::Changed { .. }
             | InstanceError::Store(_)

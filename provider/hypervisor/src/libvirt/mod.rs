@@ -19,6 +19,7 @@
 
 mod channel;
 mod daemon;
+mod fabric;
 pub mod pool;
 mod volume_log;
 mod volume_name;
@@ -188,7 +189,7 @@ impl Libvirt {
             let asked = spec.nic.user_host_port();
             let port = match (&spec.nic, asked) {
                 // The runtime is reached at the guest's address, set in the record already.
-                (Nic::Tap { .. } | Nic::Detached, _) => record.endpoint.port(),
+                (Nic::Tap { .. } | Nic::Site { .. } | Nic::Detached, _) => record.endpoint.port(),
                 (_, Some(port)) => port,
                 (_, None) if self.remote.is_some() => daemon::remote_port(),
                 (_, None) => free_port()?,
@@ -440,6 +441,12 @@ impl Hypervisor for Libvirt {
 
     fn snapshot_compat(&self) -> Result<String> {
         Err(HypervisorError::SnapshotUnsupported("libvirt"))
+    }
+
+    /// A daemon on another host networks its instances itself; on this host the provider's
+    /// bridge does.
+    fn fabric(&self) -> Option<&dyn crate::Fabric> {
+        self.remote.is_some().then_some(self as &dyn crate::Fabric)
     }
 }
 

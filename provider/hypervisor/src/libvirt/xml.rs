@@ -70,6 +70,17 @@ pub fn domain_xml(def: &DomainDef<'_>) -> String {
             ),
             Vec::new(),
         ),
+        // A port of the daemon's network, filtered there.
+        Nic::Site { network, filter, mac, .. } => (
+            format!(
+                "\n    <interface type='network'>\n      <source network='{network}'/>\n      <mac address='{mac}'/>\n      \
+                 <filterref filter='{filter}'/>\n      <model type='virtio'/>\n      <address type='virtio-mmio'/>\n    </interface>",
+                network = escape(network),
+                mac = escape(mac),
+                filter = escape(filter),
+            ),
+            Vec::new(),
+        ),
         // The same arguments as the QEMU backend's, forwarding from the daemon host's address.
         Nic::User { .. } | Nic::Detached => {
             (String::new(), spec.nic.qemu_args("sdsecnet0", spec.guest_port, (*forward_ip, record.endpoint.port())))

@@ -78,7 +78,7 @@ impl Qemu {
         loop {
             tries += 1;
             let host_port = match (&spec.nic, spec.nic.user_host_port()) {
-                (Nic::Tap { .. } | Nic::Detached, _) => 0,
+                (Nic::Tap { .. } | Nic::Site { .. } | Nic::Detached, _) => 0,
                 (_, Some(port)) => port,
                 (_, None) => free_port()?,
             };
@@ -152,6 +152,12 @@ impl Qemu {
 
 impl Hypervisor for Qemu {
     fn boot(&self, spec: &BootSpec) -> Result<Instance> {
+        if let Nic::Site { network, .. } = &spec.nic {
+            return Err(HypervisorError::Unsupported {
+                backend: "qemu",
+                what: format!("a port on network {network} kept by a hypervisor's host"),
+            });
+        }
         let id = InstanceId::random()?;
         let dir = self.registry.create_dir(&id, true)?;
         let spec = BootSpec { name: plain_name(&spec.name), ..spec.clone() };

@@ -48,7 +48,8 @@ impl RemoteHost {
         let (host_ip, daemon_ip) = (format!("10.253.{subnet}.{}", block + 1), format!("10.253.{subnet}.{}", block + 2));
         let dir = tempfile::Builder::new().prefix("sdsec-remote-host").tempdir().unwrap();
         let root = dir.path();
-        for sub in ["run/lock", "lib", "cache", "log", "etc/pki/private", "client"] {
+        // lib/dnsmasq as libvirt's network driver package makes it: its networks' files go there.
+        for sub in ["run/lock", "lib/dnsmasq", "cache", "log", "etc/pki/private", "client"] {
             std::fs::create_dir_all(root.join(sub)).unwrap();
         }
         certificates(root, &daemon_ip);

@@ -30,7 +30,7 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::Store(_) => "Image store unavailable",
         InstanceError::Build(_) => "Image build failed",
         InstanceError::Control(_) => "Cannot prepare the unikernel",
-        InstanceError::Boot(HostError::Network(_) | HostError::RemoteBridge { .. }) => {
+        InstanceError::Boot(HostError::Network(_) | HostError::RemoteHostPort { .. } | HostError::NoFabric { .. }) => {
             "Cannot attach the unikernel to the network"
         }
         InstanceError::Boot(HostError::Hypervisor(_)) => "Unikernel did not start",
@@ -43,7 +43,7 @@ pub fn summary(error: &InstanceError) -> &'static str {
         InstanceError::NotTaken { .. } => "The unikernel's runtime did not take the new plan",
         InstanceError::OtherPlan { .. } => "The unikernel's runtime acknowledged another plan",
         InstanceError::Stop(HostError::Hypervisor(_)) => "Cannot stop the unikernel",
-        InstanceError::Stop(HostError::Network(_) | HostError::RemoteBridge { .. }) => {
+        InstanceError::Stop(HostError::Network(_) | HostError::RemoteHostPort { .. } | HostError::NoFabric { .. }) => {
             "Cannot release the unikernel's network"
         }
         InstanceError::Network(_) => "Cannot change the unikernel's network rules",

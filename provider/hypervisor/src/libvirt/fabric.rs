@@ -1,0 +1,108 @@
+//! [`Fabric`] on a libvirt daemon: its networks (`virNetwork*`) and network filters
+//! (`virNWFilter*`).
+
+use virt::error::ErrorNumber;
+use virt::network::Network;
+
+use super::{Libvirt, is};
+use crate::Result;
+use crate::fabric::Fabric;
+
+impl Libvirt {
+    fn lookup_network(&self, name: &str) -> Result<Option<Network>> {
+        match self.conn.lookup_network_by_name(name) {
+            Ok(network) => Ok(Some(network)),
+            Err(e) if is(&e, ErrorNumber::NoNetwork) => Ok(None),
+            Err(e) => Err(self.fail(format!("look up network {name}"), &e)),
+        }
+    }
+}
+
+impl Fabric for Libvirt {
+    fn location(&self) -> String {
+        self.uri.clone()
+    }
+
+    fn network(&self, name: &str) -> Result<Option<String>> {
+        let Some(network) = self.lookup_network(name)? else { return Ok(None) };
+        network.xml_desc(0).map(Some).map_err(|e| self.fail(format!("read network {name}"), &e))
+    }
+
+    fn ensure_network(&self, xml: &str, name: &str) -> Result<()> {
+        let network = match self.lookup_network(name)? {
+            Some(network) => network,
+            None => match self.conn.define_network_xml(xml) {
+                Ok(network) => network,
+                // Another provider defined it meanwhile: take theirs, the caller checks it.
+                Err(_) if self.lookup_network(name)?.is_some() => {
+                    self.lookup_network(name)?.ok_or_else(|| self.gone_network(name))?
+                }
+                Err(e) => return Err(self.fail(format!("define network {name}"), &e)),
+            },
+        };
+        let active = network.is_active().map_err(|e| self.fail(format!("look at network {name}"), &e))?;
+        // Started meanwhile by another provider: as good.
+        if !active
+            && let Err(e) = network.create()
+            && !network.is_active().unwrap_or(false)
+        {
+            return Err(self.fail(format!("start network {name}"), &e));
+        }
+        // Best effort: without it the network waits for the next boot to start it again.
+        let _ = network.set_autostart(true);
+        Ok(())
+    }
+
+    fn remove_network(&self, name: &str) -> Result<()> {
+        let Some(network) = self.lookup_network(name)? else { return Ok(()) };
+        if network.is_active().unwrap_or(false)
+            && let Err(e) = network.destroy()
+            && network.is_active().unwrap_or(true)
+        {
+            return Err(self.fail(format!("stop network {name}"), &e));
+        }
+        match network.undefine() {
+            Ok(()) => Ok(()),
+            Err(e) if is(&e, ErrorNumber::NoNetwork) => Ok(()),
+            Err(e) => Err(self.fail(format!("remove network {name}"), &e)),
+        }
+    }
+
+    fn filters(&self, prefix: &str) -> Result<Vec<String>> {
+        let names = self.conn.list_nw_filters().map_err(|e| self.fail("list network filters", &e))?;
+        Ok(names.into_iter().filter(|name| name.starts_with(prefix)).collect())
+    }
+
+    fn filter(&self, name: &str) -> Result<Option<String>> {
+        match self.conn.lookup_nwfilter_by_name(name) {
+            Ok(filter) => {
+                filter.xml_desc(0).map(Some).map_err(|e| self.fail(format!("read network filter {name}"), &e))
+            }
+            Err(e) if is(&e, ErrorNumber::NoNwfilter) => Ok(None),
+            Err(e) => Err(self.fail(format!("look up network filter {name}"), &e)),
+        }
+    }
+
+    fn define_filter(&self, xml: &str) -> Result<()> {
+        self.conn.define_nwfilter_xml(xml).map(drop).map_err(|e| self.fail("define a network filter", &e))
+    }
+
+    fn remove_filter(&self, name: &str) -> Result<()> {
+        let filter = match self.conn.lookup_nwfilter_by_name(name) {
+            Ok(filter) => filter,
+            Err(e) if is(&e, ErrorNumber::NoNwfilter) => return Ok(()),
+            Err(e) => return Err(self.fail(format!("look up network filter {name}"), &e)),
+        };
+        filter.undefine().map_err(|e| self.fail(format!("remove network filter {name}"), &e))
+    }
+}
+
+impl Libvirt {
+    fn gone_network(&self, name: &str) -> crate::HypervisorError {
+        crate::HypervisorError::Libvirt {
+            uri: self.uri.clone(),
+            action: format!("define network {name}"),
+            reason: "it was defined and removed again meanwhile".into(),
+        }
+    }
+}
