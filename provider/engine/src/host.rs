@@ -201,7 +201,9 @@ impl Host {
     /// Stops instance `id` (killed after `grace`) and releases its network lease.
     pub fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), HostError> {
         self.backend.stop(id, grace)?;
-        if let Some((site, fabric)) = self.site()? {
+        // Without the daemon's fabric (another backend stopping it) the lease is left for
+        // the next reclaim.
+        if let Ok(Some((site, fabric))) = self.site() {
             site.release(&fabric, LeaseKey::Instance(id.as_str()))?;
         }
         // A no-op for an instance without a lease (booted on the user network).
@@ -299,8 +301,12 @@ impl Host {
     /// then.
     pub fn reclaim(&self) -> Result<usize, HostError> {
         if let Some((site, fabric)) = self.site()? {
-            // The daemon keeps the records of its instances.
-            let alive = |id: &str| id.parse::<InstanceId>().is_ok_and(|id| self.backend.instance(&id).is_ok());
+            // The daemon keeps the records of its instances; only its word that one is gone
+            // counts (a connection that fails must not take the leases of running guests).
+            let alive = |id: &str| {
+                id.parse::<InstanceId>()
+                    .is_ok_and(|id| !matches!(self.backend.instance(&id), Err(HypervisorError::NoSuchInstance(_))))
+            };
             return Ok(site.reclaim(&fabric, &alive)?.len());
         }
         let Some(network) = self.bridge() else { return Ok(0) };
