@@ -307,16 +307,59 @@ impl SiteNetwork {
     }
 }
 
-/// Whether a filter as the daemon gives it back holds `wanted`'s rules (it adds a uuid
-/// and may reformat the rest).
+/// Whether a filter as the daemon gives it back holds `wanted`'s rules: each rule and its
+/// match compared as element names with their attributes, whatever the layout, the quotes
+/// and the attributes' order (the daemon adds a uuid and writes its own layout).
 fn same_rules(defined: &str, wanted: &str) -> bool {
-    let rules = |xml: &str| -> Vec<String> {
-        xml.lines().map(str::trim).filter(|l| l.starts_with("<rule")).map(|l| l.replace('"', "'")).collect()
-    };
-    rules(defined) == rules(wanted)
+    rule_elements(defined) == rule_elements(wanted)
+}
+
+/// The elements from the first `<rule` on, each as its name and sorted attributes.
+fn rule_elements(xml: &str) -> Vec<(String, Vec<(String, String)>)> {
+    let Some(start) = xml.find("<rule") else { return Vec::new() };
+    xml[start..]
+        .split('<')
+        .filter(|tag| !tag.is_empty() && !tag.starts_with('/'))
+        .filter_map(|tag| {
+            let tag = tag.split('>').next()?.trim_end_matches('/').trim();
+            let (name, mut rest) = tag.split_once(char::is_whitespace).unwrap_or((tag, ""));
+            let mut attributes = Vec::new();
+            while let Some((key, value)) = rest.split_once('=') {
+                let value = value.trim_start();
+                let quote = value.chars().next()?;
+                let body = &value[1..];
+                let end = body.find(quote)?;
+                attributes.push((key.trim().to_owned(), body[..end].to_ascii_lowercase()));
+                rest = &body[end + 1..];
+            }
+            attributes.sort();
+            Some((name.to_owned(), attributes))
+        })
+        .collect()
 }
 
 /// FNV-1a: a stable short name for a site's lease directory.
 fn fnv1a(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_rules;
+
+    #[test]
+    fn a_filter_read_back_in_the_daemons_layout_is_the_same() {
+        let wanted = "<filter name='f' chain='root'>\n  <uuid>u</uuid>\n  <rule action='drop' direction='out' priority='-990'><mac match='no' srcmacaddr='52:54:00:AA:00:01'/></rule>\n</filter>\n";
+        let defined = "<filter name=\"f\" chain=\"root\">\n  <uuid>u</uuid>\n  <rule action=\"drop\" direction=\"out\" priority=\"-990\">\n    <mac srcmacaddr=\"52:54:00:aa:00:01\" match=\"no\"/>\n  </rule>\n</filter>\n";
+        assert!(same_rules(defined, wanted));
+        assert!(!same_rules(&defined.replace("drop", "accept"), wanted));
+        assert!(!same_rules(&defined.replace("00:01", "00:02"), wanted));
+        assert!(!same_rules(
+            &defined.replace(
+                "  </rule>\n",
+                "  </rule>\n  <rule action='accept' direction='in' priority='1'><all/></rule>\n"
+            ),
+            wanted
+        ));
+    }
 }

@@ -22,6 +22,10 @@ use std::net::Ipv4Addr;
 
 use crate::{BridgeConfig, EgressProtocol, Lease};
 
+/// The guest kernel's default ephemeral port range (`net.ipv4.ip_local_port_range`): where
+/// the replies of the connections a guest opens arrive.
+const EPHEMERAL: (u16, u16) = (32768, 60999);
+
 /// The namespace of sdsec's element in the network's `<metadata>`.
 pub const NAMESPACE: &str = "https://github.com/sdsec/terraform-provider-sdsec/xmlns/site-network/1";
 
@@ -90,18 +94,39 @@ pub fn filter_xml(config: &BridgeConfig, lease: &Lease, leases: &[Lease]) -> Str
     rules.add("accept", "inout", "<arp/>");
     rules.add("accept", "out", "<mac protocolid='ipv4'/>");
     rules.add("accept", "in", &format!("<ip protocol='tcp' dstipaddr='{ip}' dstportstart='{port}'/>"));
+    // Replies reach only the guest's ephemeral ports (Linux's default range), and a peer's
+    // only from the peer's own MAC (a routed packet carries the bridge's).
+    let replies = format!("dstipaddr='{ip}' dstportstart='{}' dstportend='{}'", EPHEMERAL.0, EPHEMERAL.1);
     for to in &peers_out {
-        let (peer, peer_port) = (to.ip, to.runtime_port);
-        rules.add("accept", "in", &format!("<ip protocol='tcp' srcipaddr='{peer}' srcportstart='{peer_port}'/>"));
+        let (peer, peer_port, peer_mac) = (to.ip, to.runtime_port, escape(&to.mac));
+        rules.add(
+            "accept",
+            "in",
+            &format!(
+                "<ip protocol='tcp' srcmacaddr='{peer_mac}' srcipaddr='{peer}' srcportstart='{peer_port}' {replies}/>"
+            ),
+        );
     }
     for rule in &lease.policy.egress {
         let (net, len) = (rule.to.network(), rule.to.prefix_len());
         for (protocol, ports) in protocol_matches(rule.protocol, &rule.ports) {
-            let protocol = protocol.map_or_else(String::new, |p| format!(" protocol='{p}'"));
             let ports = ports.map_or_else(String::new, |(low, high)| {
                 format!(" srcportstart='{}' srcportend='{}'", low.min(high), low.max(high))
             });
-            rules.add("accept", "in", &format!("<ip srcipaddr='{net}' srcipmask='{len}'{protocol}{ports}/>"));
+            // Any protocol: its TCP and UDP replies, and ICMP (errors, path MTU).
+            let protocols: Vec<&str> = protocol.map_or_else(|| vec!["tcp", "udp"], |p| vec![p]);
+            for protocol in &protocols {
+                let element =
+                    format!("<ip srcipaddr='{net}' srcipmask='{len}' protocol='{protocol}'{ports} {replies}/>");
+                rules.add("accept", "in", &element);
+            }
+            if protocol.is_none() {
+                rules.add(
+                    "accept",
+                    "in",
+                    &format!("<ip srcipaddr='{net}' srcipmask='{len}' protocol='icmp' dstipaddr='{ip}'/>"),
+                );
+            }
         }
     }
     rules.add("drop", "inout", "<mac/>");

@@ -66,12 +66,15 @@ fn a_filter_admits_declared_flows_clients_and_egress_and_nothing_else() {
     assert!(position("<tcp dstipaddr='10.214.0.3'") < position("<all srcipaddr='10.214.0.0' srcipmask='24'/>"));
     assert!(xml.contains("<tcp dstipaddr='198.18.1.0' dstipmask='24' dstportstart='9090' dstportend='9091'/>"));
     // Replies of what it may open, let in at layer 2.
-    assert!(xml.contains("<ip protocol='tcp' srcipaddr='10.214.0.3' srcportstart='80'/>"));
-    assert!(
-        xml.contains(
-            "<ip srcipaddr='198.18.1.0' srcipmask='24' protocol='tcp' srcportstart='9090' srcportend='9091'/>"
-        )
+    let replies = "dstipaddr='10.214.0.2' dstportstart='32768' dstportend='60999'";
+    let peer = format!(
+        "<ip protocol='tcp' srcmacaddr='52:54:00:0a:d6:03' srcipaddr='10.214.0.3' srcportstart='80' {replies}/>"
     );
+    assert!(xml.contains(&peer), "{xml}");
+    let server = format!(
+        "<ip srcipaddr='198.18.1.0' srcipmask='24' protocol='tcp' srcportstart='9090' srcportend='9091' {replies}/>"
+    );
+    assert!(xml.contains(&server), "{xml}");
     // Nobody names front: no guest may open a connection to it.
     assert!(!xml.contains("<tcp srcipaddr='10.214.0.3'"), "{xml}");
 
@@ -96,5 +99,8 @@ fn egress_without_ports_or_protocol_is_every_protocol() {
     let front = lease(2, "front", &[], vec![any]);
     let xml = filter_xml(&config(), &front, std::slice::from_ref(&front));
     assert!(xml.contains("<all dstipaddr='192.0.2.7' dstipmask='32'/>"), "{xml}");
-    assert!(xml.contains("<ip srcipaddr='192.0.2.7' srcipmask='32'/>"), "{xml}");
+    // Replies only: TCP and UDP to ephemeral ports, and ICMP; never a bare address match.
+    assert!(xml.contains("<ip srcipaddr='192.0.2.7' srcipmask='32' protocol='udp' dstipaddr='10.214.0.2' dstportstart='32768' dstportend='60999'/>"), "{xml}");
+    assert!(xml.contains("<ip srcipaddr='192.0.2.7' srcipmask='32' protocol='icmp' dstipaddr='10.214.0.2'/>"), "{xml}");
+    assert!(!xml.contains("<ip srcipaddr='192.0.2.7' srcipmask='32'/>"), "{xml}");
 }
