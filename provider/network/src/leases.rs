@@ -51,6 +51,31 @@ impl Document {
         BridgeConfig { bridge: self.bridge.clone(), subnet: self.subnet, publish_address: self.publish_address }
     }
 
+    /// Refuses settings other than those leases are held on; the publish address counts
+    /// where `with_publish` (the local bridge publishes there, a site does not).
+    pub fn refuse_changed(&self, config: &BridgeConfig, with_publish: bool) -> Result<(), NetworkError> {
+        if self.leases.is_empty() {
+            return Ok(());
+        }
+        let changed = |setting, recorded: String, requested: String| NetworkError::SettingChanged {
+            setting,
+            recorded,
+            requested,
+            holders: self.holders(),
+        };
+        if self.bridge != config.bridge {
+            return Err(changed(crate::Setting::Bridge, self.bridge.clone(), config.bridge.clone()));
+        }
+        if self.subnet != config.subnet {
+            return Err(changed(crate::Setting::Subnet, self.subnet.to_string(), config.subnet.to_string()));
+        }
+        if with_publish && self.publish_address != config.publish_address {
+            let (recorded, requested) = (self.publish_address.to_string(), config.publish_address.to_string());
+            return Err(changed(crate::Setting::PublishAddress, recorded, requested));
+        }
+        Ok(())
+    }
+
     pub fn holders(&self) -> Vec<String> {
         self.leases.iter().map(|lease| lease.owner.to_string()).collect()
     }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::{BridgeConfig, Setting};
+use crate::config::BridgeConfig;
 use crate::error::BridgeOwner;
 use crate::leases::{self, Document, Locked, Store};
 use crate::{Attachment, FlowPolicy, Lease, LeaseKey, NetworkError, Owner, host, ruleset};
@@ -50,7 +50,7 @@ impl Network {
         if self.store.exists() {
             let locked = self.store.lock(false)?;
             let document = self.store.load(&locked, &self.config)?;
-            self.refuse_changed_settings(&document)?;
+            document.refuse_changed(&self.config, true)?;
         }
         let config = &self.config;
         let ours = match self.bridge_state(&config.bridge)? {
@@ -114,7 +114,7 @@ impl Network {
         self.config.validate()?;
         let locked = self.store.lock(true)?;
         let mut document = self.store.load(&locked, &self.config)?;
-        self.refuse_changed_settings(&document)?;
+        document.refuse_changed(&self.config, true)?;
         let config = document.effective(&self.config);
         document.bridge = config.bridge.clone();
         document.subnet = config.subnet;
@@ -300,30 +300,6 @@ impl Network {
         }
         let locked = self.store.lock(false)?;
         Ok(self.store.load(&locked, &self.config)?.leases)
-    }
-
-    /// Refuses a bridge or subnet other than the one leases are held on.
-    fn refuse_changed_settings(&self, document: &Document) -> Result<(), NetworkError> {
-        if document.leases.is_empty() {
-            return Ok(());
-        }
-        let changed = |setting, recorded: String, requested: String| NetworkError::SettingChanged {
-            setting,
-            recorded,
-            requested,
-            holders: document.holders(),
-        };
-        if document.bridge != self.config.bridge {
-            return Err(changed(Setting::Bridge, document.bridge.clone(), self.config.bridge.clone()));
-        }
-        if document.subnet != self.config.subnet {
-            return Err(changed(Setting::Subnet, document.subnet.to_string(), self.config.subnet.to_string()));
-        }
-        if document.publish_address != self.config.publish_address {
-            let (recorded, requested) = (document.publish_address.to_string(), self.config.publish_address.to_string());
-            return Err(changed(Setting::PublishAddress, recorded, requested));
-        }
-        Ok(())
     }
 
     /// The alias that marks a bridge as this state directory's.

@@ -54,7 +54,7 @@ impl SiteNetwork {
         if self.store.exists() {
             let locked = self.store.lock(false)?;
             let document = self.store.load(&locked, &self.config)?;
-            self.refuse_changed_settings(&document)?;
+            document.refuse_changed(&self.config, false)?;
         }
         self.network_state(host, &self.config).map(drop)
     }
@@ -71,7 +71,7 @@ impl SiteNetwork {
         self.config.validate()?;
         let locked = self.store.lock(true)?;
         let mut document = self.store.load(&locked, &self.config)?;
-        self.refuse_changed_settings(&document)?;
+        document.refuse_changed(&self.config, false)?;
         let config = document.effective(&self.config);
         (document.bridge, document.subnet) = (config.bridge.clone(), config.subnet);
         let ip = leases::free_address(config.subnet, &document.leases)
@@ -228,12 +228,10 @@ impl SiteNetwork {
             for lease in &document.leases {
                 host.define_filter(&filter_xml(config, lease, &document.leases)).map_err(fail)?;
             }
+            host.ensure_network(&network_xml(config, &self.owner()?), &config.bridge).map_err(fail)?;
             if !exists {
-                host.ensure_network(&network_xml(config, &self.owner()?), &config.bridge).map_err(fail)?;
                 // Defined meanwhile by another state directory: never use theirs.
                 self.network_state(host, config)?;
-            } else {
-                host.ensure_network(&network_xml(config, &self.owner()?), &config.bridge).map_err(fail)?;
             }
         }
         // A filter still used by a port that is stopping cannot go yet; the next change
@@ -281,25 +279,6 @@ impl SiteNetwork {
         let canonical = std::fs::canonicalize(&self.state_dir).map_err(fsutil::io("resolve", &self.state_dir))?;
         let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
         Ok(format!("{}:{}", machine.trim(), canonical.display()))
-    }
-
-    fn refuse_changed_settings(&self, document: &Document) -> Result<(), NetworkError> {
-        if document.leases.is_empty() {
-            return Ok(());
-        }
-        let changed = |setting, recorded: String, requested: String| NetworkError::SettingChanged {
-            setting,
-            recorded,
-            requested,
-            holders: document.holders(),
-        };
-        if document.bridge != self.config.bridge {
-            return Err(changed(crate::Setting::Bridge, document.bridge.clone(), self.config.bridge.clone()));
-        }
-        if document.subnet != self.config.subnet {
-            return Err(changed(crate::Setting::Subnet, document.subnet.to_string(), self.config.subnet.to_string()));
-        }
-        Ok(())
     }
 
     fn host_error(&self, host: &dyn FilterHost, reason: String) -> NetworkError {
