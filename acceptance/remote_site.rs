@@ -121,8 +121,15 @@ fn a_remote_site_keeps_flows_egress_and_client_addresses_in_its_own_filters() {
     }
     // The site keeps one filter per guest, and its network, over the connection.
     let filters = virsh(&site.uri, &["nwfilter-list"]);
-    assert_eq!(filters.matches("sdsec-sdsec-site-").count(), 3, "{filters}");
-    assert!(virsh(&site.uri, &["net-list", "--name"]).contains("sdsec-site"));
+    let ours: Vec<String> = filters.split_whitespace().filter(|w| w.starts_with("sdsec-")).map(str::to_owned).collect();
+    assert_eq!(ours.len(), 3, "{filters}");
+    let network = virsh(&site.uri, &["net-dumpxml", "sdsec-site"]);
+    let token = ours[0].split('-').nth(1).unwrap();
+    assert!(
+        network.contains(&format!("owner='{token}'")) || network.contains(&format!("owner=\"{token}\"")),
+        "{network}"
+    );
+    assert!(ours.iter().all(|name| name.starts_with(&format!("sdsec-{token}-"))), "{ours:?}");
 
     let fetch = |i: usize| curl(&format!("http://{}:80/fetch", ips[i]));
     let audit = |i: usize| {
@@ -156,12 +163,22 @@ fn a_remote_site_keeps_flows_egress_and_client_addresses_in_its_own_filters() {
     let (status, body) = fetch(0);
     assert_eq!(status, Some(502), "front → back is revoked: {body}");
 
-    // A filter removed behind sdsec's back is reported at plan and restored.
-    let first = virsh(&site.uri, &["nwfilter-list"]);
-    let name = first.split_whitespace().find(|w| w.starts_with("sdsec-sdsec-site-")).unwrap().to_owned();
-    let _ = virsh(&site.uri, &["nwfilter-undefine", &name]);
-    ws.run(&["plan", "-no-color"]).success();
-    assert!(virsh(&site.uri, &["nwfilter-list"]).contains(&name), "refresh restores {name}");
+    // Nothing changed: a plan reports no drift.
+    ws.run(&["plan", "-no-color"]).success().lacks("drifted");
+    // A filter loosened behind sdsec's back (its default deny turned accept) is reported
+    // at plan and restored.
+    let name = &ours[0];
+    let defined = virsh(&site.uri, &["nwfilter-dumpxml", name]);
+    let drop = ["action='drop'", "action=\"drop\""].into_iter().find(|d| defined.contains(d)).expect("a drop rule");
+    let (head, tail) = defined.rsplit_once(drop).unwrap();
+    let loosened = ws.dir.join("loosened.xml");
+    std::fs::write(&loosened, format!("{head}{}{tail}", drop.replace("drop", "accept"))).unwrap();
+    let redefined = Command::new("virsh").args(["-c", &site.uri, "nwfilter-define"]).arg(&loosened).status().unwrap();
+    assert!(redefined.success());
+    assert_ne!(virsh(&site.uri, &["nwfilter-dumpxml", name]), defined);
+    ws.run(&["plan", "-no-color"]).success().contains("drifted").contains(name.as_str());
+    assert_eq!(virsh(&site.uri, &["nwfilter-dumpxml", name]), defined, "refresh restores {name}");
+    ws.run(&["plan", "-no-color"]).success().lacks("drifted");
 
     ws.run(&["destroy", "-auto-approve", "-no-color"]).success();
     assert!(!virsh(&site.uri, &["nwfilter-list"]).contains("sdsec-"), "no filter is left");

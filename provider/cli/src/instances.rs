@@ -82,7 +82,8 @@ pub fn run(
     let built_ms = started.elapsed().as_millis();
     let backend = launch::backend(config)?;
     // As the provider boots a unikernel, with nothing recorded for import.
-    let boot = Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null };
+    let boot =
+        Boot { name: spec.plan.node.clone(), host_port, timeout, metadata: serde_json::Value::Null, peers: Vec::new() };
     backend.check(host_port)?;
     let instance = match snapshot {
         true => instance::boot_from_snapshot(&backend, &config.state_dir, &ensured.image, &spec.plan, boot)?,

@@ -396,6 +396,7 @@ fn boot<'a>(host: &'a Host, image: &sdsec_image::Image, plan: &plan::Enforcement
         host_port: Some(port),
         timeout: Duration::from_secs(300),
         metadata: serde_json::Value::Null,
+        peers: Vec::new(),
     };
     let instance = instance::boot(host, image, plan, boot).unwrap();
     Running { host, instance: Some(instance) }

@@ -20,6 +20,7 @@ use plan::EnforcementPlan;
 
 use crate::ProviderConfig;
 use crate::network::{USER_NETWORK_PROBE_SOURCE, readiness_probe};
+use crate::peers::Peer;
 
 /// Failures of the host: its hypervisor or its network.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,8 @@ pub struct Host {
     /// New instances go on the bridge (`network = "bridge"`, or `auto` with CAP_NET_ADMIN).
     on_bridge: bool,
     /// Bridge networking on a libvirt daemon's host elsewhere, kept through its own
-    /// networks and filters (`network = "bridge"` with a remote daemon).
+    /// networks and filters: new instances use it under `network = "bridge"`; its leases
+    /// are released and kept whatever the mode now, as for the local bridge.
     site: Option<SiteNetwork>,
     /// The URI of a libvirt daemon on another host.
     remote: Option<String>,
@@ -72,7 +74,7 @@ impl Host {
             backend,
             network: Network::new(&config.state_dir, config.network.bridge.clone()),
             on_bridge: config.network_mode().0 == NetworkMode::Bridge,
-            site: (config.network_mode().0 == NetworkMode::Bridge && config.remote_libvirt()).then(|| {
+            site: config.remote_libvirt().then(|| {
                 let uri = config.libvirt_uri.clone().unwrap_or_default();
                 SiteNetwork::new(&config.state_dir, &uri, config.network.bridge.clone())
             }),
@@ -88,8 +90,17 @@ impl Host {
         (self.on_bridge && self.site.is_none()).then_some(&self.network)
     }
 
-    /// The remote site's network and the daemon that keeps it, under `network = "bridge"`
-    /// with a libvirt daemon on another host.
+    /// The remote site's network and the daemon that keeps it, for new instances: under
+    /// `network = "bridge"` with a libvirt daemon on another host.
+    fn site_for_new(&self) -> Result<Option<(&SiteNetwork, FabricHost<'_>)>, HostError> {
+        if !self.on_bridge {
+            return Ok(None);
+        }
+        self.site()
+    }
+
+    /// The remote site's network and the daemon that keeps it, with a libvirt daemon on
+    /// another host, whatever the mode new instances get.
     fn site(&self) -> Result<Option<(&SiteNetwork, FabricHost<'_>)>, HostError> {
         let Some(site) = &self.site else { return Ok(None) };
         let fabric = self
@@ -99,30 +110,32 @@ impl Host {
         Ok(Some((site, FabricHost(fabric))))
     }
 
-    /// What the host enforces for `plan`'s node: its declared flows and egress.
-    pub fn flow_policy(&self, plan: &EnforcementPlan) -> FlowPolicy {
-        crate::network::flow_policy(plan, self.tenant.as_deref())
+    /// What the host enforces for `plan`'s node: its declared flows, egress and `peers`
+    /// elsewhere.
+    pub fn flow_policy(&self, plan: &EnforcementPlan, peers: &[Peer]) -> FlowPolicy {
+        crate::network::flow_policy(plan, self.tenant.as_deref(), peers)
     }
 
     /// Boots `spec` attached to this host's network (for `plan`'s node, whose application
-    /// listens on `app_port`), published on `host_port`; on failure nothing of it is left,
-    /// lease and TAP included. Readiness is probed as [`readiness_probe`] says.
+    /// listens on `app_port`, and its `peers` elsewhere), published on `host_port`; on
+    /// failure nothing of it is left, lease and TAP included. Readiness is probed as
+    /// [`readiness_probe`] says.
     pub fn boot(
         &self,
         mut spec: BootSpec,
-        plan: &EnforcementPlan,
+        (plan, peers): (&EnforcementPlan, &[Peer]),
         app_port: u16,
         host_port: Option<u16>,
     ) -> Result<Instance, HostError> {
-        if let Some((site, fabric)) = self.site()? {
-            return self.boot_on_site(spec, plan, app_port, site, &fabric);
+        if let Some((site, fabric)) = self.site_for_new()? {
+            return self.boot_on_site(spec, self.flow_policy(plan, peers), (plan, app_port), site, &fabric);
         }
         let Some(network) = self.bridge() else {
             spec.nic = Nic::User { host_port, restrict_egress: plan.runtime.flows.connects_to.is_empty() };
             spec.probe = readiness_probe(plan, app_port, USER_NETWORK_PROBE_SOURCE);
             return Ok(self.backend.boot(&spec)?);
         };
-        let attached = network.attach(self.flow_policy(plan), spec.guest_port, host_port)?;
+        let attached = network.attach(self.flow_policy(plan, peers), spec.guest_port, host_port)?;
         spec.probe = readiness_probe(plan, app_port, attached.gateway);
         let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
         spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
@@ -152,12 +165,12 @@ impl Host {
     fn boot_on_site(
         &self,
         mut spec: BootSpec,
-        plan: &EnforcementPlan,
-        app_port: u16,
+        policy: FlowPolicy,
+        (plan, app_port): (&EnforcementPlan, u16),
         site: &SiteNetwork,
         fabric: &FabricHost<'_>,
     ) -> Result<Instance, HostError> {
-        let attached = site.attach(fabric, self.flow_policy(plan), spec.guest_port)?;
+        let attached = site.attach(fabric, policy, spec.guest_port)?;
         spec.probe = readiness_probe(plan, app_port, local_address_towards(attached.ip));
         let guest = GuestNetwork { ip: attached.ip, prefix: attached.prefix, gateway: attached.gateway };
         spec.cmdline = abi::cmdline::with_network(&spec.cmdline, guest);
@@ -192,7 +205,7 @@ impl Host {
     /// bridge's gateway for an instance on the bridge, else QEMU's user network's host.
     pub fn probe_source(&self, instance: &Instance) -> std::net::Ipv4Addr {
         match instance.guest_ip() {
-            Some(ip) if self.site.is_some() => local_address_towards(ip),
+            Some(ip) if self.remote.is_some() => local_address_towards(ip),
             Some(_) => self.bridge_gateway,
             None => USER_NETWORK_PROBE_SOURCE,
         }
@@ -213,18 +226,19 @@ impl Host {
 
     /// Publishes instance `id` on `host_port` (a pool member handed over), or withdraws it.
     pub fn publish(&self, id: &InstanceId, host_port: Option<u16>) -> Result<(), HostError> {
-        if let (Some(port), Some(uri)) = (host_port, self.site.as_ref().and(self.remote.as_ref())) {
+        if let (Some(port), Some(uri), true) = (host_port, &self.remote, self.on_bridge) {
             return Err(HostError::RemoteHostPort { uri: uri.clone(), port });
         }
         Ok(leased_only(self.network.publish(id.as_str(), host_port))?)
     }
 
-    /// Applies `plan`'s flows and egress to instance `id`'s host-side rules, in place.
-    pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan) -> Result<(), HostError> {
+    /// Applies `plan`'s flows and egress, and `peers`, to instance `id`'s host-side rules,
+    /// in place.
+    pub fn set_flows(&self, id: &InstanceId, plan: &EnforcementPlan, peers: &[Peer]) -> Result<(), HostError> {
         if let Some((site, fabric)) = self.site()? {
-            return Ok(leased_only(site.set_policy(&fabric, id.as_str(), self.flow_policy(plan)))?);
+            return Ok(leased_only(site.set_policy(&fabric, id.as_str(), self.flow_policy(plan, peers)))?);
         }
-        Ok(leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan)))?)
+        Ok(leased_only(self.network.set_policy(id.as_str(), self.flow_policy(plan, peers)))?)
     }
 
     /// Stops every orphan (an instance whose creator died before completing it, see
@@ -253,7 +267,7 @@ impl Host {
         // An orphan that cannot be stopped must not stop a plan: the provider's configure
         // reports it, and `sdsec stop --orphans` retries.
         let _ = self.sweep_orphans();
-        if let Some((site, fabric)) = self.site()? {
+        if let Some((site, fabric)) = self.site_for_new()? {
             if let (Some(port), Some(uri)) = (host_port, &self.remote) {
                 return Err(HostError::RemoteHostPort { uri: uri.clone(), port });
             }
@@ -355,8 +369,12 @@ impl network::FilterHost for FabricHost<'_> {
     fn location(&self) -> String {
         self.0.location()
     }
-    fn network(&self, name: &str) -> Result<Option<String>, String> {
-        self.0.network(name).map_err(|e| e.to_string())
+    fn addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.0.addresses()
+    }
+    fn network(&self, name: &str) -> Result<Option<network::HostNetwork>, String> {
+        let found = self.0.network(name).map_err(|e| e.to_string())?;
+        Ok(found.map(|n| network::HostNetwork { xml: n.xml, active: n.active }))
     }
     fn ensure_network(&self, xml: &str, name: &str) -> Result<(), String> {
         self.0.ensure_network(xml, name).map_err(|e| e.to_string())

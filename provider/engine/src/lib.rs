@@ -11,6 +11,7 @@ pub mod host;
 pub mod instance;
 pub mod launch;
 pub mod network;
+pub mod peers;
 pub mod placement;
 pub mod policy_store;
 pub mod pool;

@@ -7,6 +7,8 @@ use hypervisor::{Instance, Probe};
 use network::{BridgeConfig, EgressProtocol, EgressRule, FlowPolicy, ModeChoice, NetworkMode};
 use plan::EnforcementPlan;
 
+use crate::peers::Peer;
+
 pub use network::{DEFAULT_BRIDGE, DEFAULT_PUBLISH_ADDRESS, DEFAULT_SUBNET};
 
 /// `network`, `bridge`, `subnet` and `publish_address` of the provider block.
@@ -37,9 +39,10 @@ impl NetworkSettings {
 }
 
 /// The host's share of `plan`: who the node is, whom it may connect to, and where beyond
-/// the bridge it may go. Instances of different tenants never reach each other.
-pub fn flow_policy(plan: &EnforcementPlan, tenant: Option<&str>) -> FlowPolicy {
-    let egress = plan
+/// the bridge it may go: its egress, and its `peers` elsewhere (TCP to each one's address
+/// and port). Instances of different tenants never reach each other.
+pub fn flow_policy(plan: &EnforcementPlan, tenant: Option<&str>, peers: &[Peer]) -> FlowPolicy {
+    let mut egress: Vec<EgressRule> = plan
         .runtime
         .firewall
         .egress
@@ -55,6 +58,11 @@ pub fn flow_policy(plan: &EnforcementPlan, tenant: Option<&str>) -> FlowPolicy {
             Some(EgressRule { to, ports, protocol })
         })
         .collect();
+    egress.extend(peers.iter().map(|peer| EgressRule {
+        to: ipnet::Ipv4Net::from(peer.address),
+        ports: vec![(peer.port, peer.port)],
+        protocol: EgressProtocol::Tcp,
+    }));
     FlowPolicy {
         node: plan.node.clone(),
         tenant: tenant.map(str::to_owned),
@@ -137,7 +145,7 @@ topology_template:
     #[test]
     fn the_host_enforces_the_nodes_flows_and_ipv4_egress() {
         let plan = plan("{ egress: [{ to: 198.18.0.0/15, ports: [443, 8000-8080], protocol: tcp }] }");
-        let policy = flow_policy(&plan, Some("shop"));
+        let policy = flow_policy(&plan, Some("shop"), &[]);
         assert_eq!((policy.node.as_str(), policy.tenant.as_deref()), ("api", Some("shop")));
         assert_eq!(policy.connects_to, ["db"]);
         let rule = &policy.egress[..];
@@ -145,7 +153,7 @@ topology_template:
         assert_eq!(rule[0].to.to_string(), "198.18.0.0/15");
         assert_eq!(rule[0].ports, [(443, 443), (8000, 8080)]);
         assert_eq!(rule[0].protocol, EgressProtocol::Tcp);
-        assert!(flow_policy(&self::plan("{}"), None).egress.is_empty(), "no egress unless declared");
+        assert!(flow_policy(&self::plan("{}"), None, &[]).egress.is_empty(), "no egress unless declared");
     }
 
     fn instance(endpoint: &str) -> Instance {

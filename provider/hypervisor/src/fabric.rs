@@ -11,10 +11,13 @@ use crate::Result;
 pub trait Fabric: Send + Sync {
     /// Where the fabric is, for messages (the daemon's URI).
     fn location(&self) -> String;
-    /// The definition of network `name`, if there is one.
-    fn network(&self, name: &str) -> Result<Option<String>>;
+    /// The addresses of the fabric's host the provider knows of (the one its URI names).
+    fn addresses(&self) -> Vec<std::net::Ipv4Addr>;
+    /// The definition of network `name`, and whether it runs, if there is one.
+    fn network(&self, name: &str) -> Result<Option<NetworkDefinition>>;
     /// Defines the network `xml` describes when none of its name is, and starts it (set to
-    /// start with the daemon) when it does not run.
+    /// start with the daemon) when it does not run. A network of that name defined meanwhile
+    /// under another UUID is left alone: an error.
     fn ensure_network(&self, xml: &str, name: &str) -> Result<()>;
     /// Stops and removes network `name`; one that is not there is fine.
     fn remove_network(&self, name: &str) -> Result<()>;
@@ -27,4 +30,11 @@ pub trait Fabric: Send + Sync {
     fn define_filter(&self, xml: &str) -> Result<()>;
     /// Removes filter `name`; one that is not there is fine.
     fn remove_filter(&self, name: &str) -> Result<()>;
+}
+
+/// A network as the daemon describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDefinition {
+    pub xml: String,
+    pub active: bool,
 }

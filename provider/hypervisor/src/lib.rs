@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 pub use accel::{Accel, AccelChoice};
 pub use control::{ControlBoot, ControlChannel, ControlEndpoint, OpenChannel};
 pub use creator::{Creation, Creator};
-pub use fabric::Fabric;
+pub use fabric::{Fabric, NetworkDefinition};
 pub use logs::{LogFile, LogKind};
 pub use probe::Probe;
 pub use registry::InstanceId;

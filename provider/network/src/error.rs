@@ -12,6 +12,9 @@ use crate::config::{ConfigError, Setting};
 pub enum BridgeOwner {
     /// Another state directory's bridge (its alias names that directory).
     StateDir(String),
+    /// A remote site's network marked with another owner token: another state directory's,
+    /// or this one's reached through another spelling of `libvirt_uri`.
+    Site { token: String },
     /// A device sdsec did not create; `kind` is its link type (`veth`, `bridge`, …) if it has one.
     Foreign { kind: Option<String> },
 }
@@ -20,6 +23,10 @@ impl std::fmt::Display for BridgeOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BridgeOwner::StateDir(dir) => write!(f, "is the bridge of another state directory ({dir})"),
+            BridgeOwner::Site { token } => write!(
+                f,
+                "is the network of another sdsec state directory, or of this one reached through another spelling of `libvirt_uri` (owner token {token})"
+            ),
             BridgeOwner::Foreign { kind: Some(kind) } => write!(f, "is a {kind} device sdsec did not create"),
             BridgeOwner::Foreign { kind: None } => f.write_str("is a device sdsec did not create"),
         }
@@ -80,6 +87,10 @@ pub enum NetworkError {
     SiteNetworkMoved { network: String, site: String, found: String, subnet: ipnet::Ipv4Net },
     #[error("the hypervisor host at {site}: {reason}")]
     Site { site: String, reason: String },
+    #[error(
+        "the network filter of {instance} would have {rules} rules, more than the {max} libvirt's priorities leave room for; declare fewer egress rules or port ranges for its node"
+    )]
+    SiteFilterTooLarge { instance: String, rules: usize, max: usize },
     #[error("no lease of {0}")]
     NotLeased(String),
     #[error("instance {instance} already holds the lease of {tap}")]

@@ -23,6 +23,10 @@ pub(crate) struct Document {
     /// Absent in files written before it was recorded: every address then.
     #[serde(default = "unspecified")]
     pub publish_address: Ipv4Addr,
+    /// A remote site's owner token, drawn once: the mark on the site's network and the
+    /// prefix of its filters' names (see [`crate::site_xml::filter_prefix`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_owner: Option<String>,
     pub leases: Vec<Lease>,
 }
 
@@ -37,6 +41,7 @@ impl Document {
             bridge: config.bridge.clone(),
             subnet: config.subnet,
             publish_address: config.publish_address,
+            site_owner: None,
             leases: Vec::new(),
         }
     }
@@ -89,10 +94,17 @@ impl Document {
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
     dir: PathBuf,
-    /// What every lease's port name starts with (a TAP's, or a site's filter's), and how
-    /// long it may be: names from the file go to commands and the daemon.
-    port_prefix: String,
-    port_max_len: usize,
+    /// What the leases' ports are: names from the file go to commands and the daemon.
+    ports: Ports,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ports {
+    /// TAP devices of the local bridge: [`crate::config::TAP_PREFIX`] and a random part, 15
+    /// bytes at most.
+    Taps,
+    /// Filters of a remote site: its owner token's prefix and a random part.
+    SiteFilters,
 }
 
 /// Held while the lock is: dropping it closes the file, which releases the lock.
@@ -103,12 +115,12 @@ pub(crate) struct Locked {
 
 impl Store {
     pub fn new(dir: PathBuf) -> Store {
-        Store { dir, port_prefix: crate::config::TAP_PREFIX.to_owned(), port_max_len: 15 }
+        Store { dir, ports: Ports::Taps }
     }
 
-    /// The store of a remote site, whose ports are named by `prefix` and a random part.
-    pub fn for_site(dir: PathBuf, prefix: String) -> Store {
-        Store { dir, port_prefix: prefix, port_max_len: 80 }
+    /// The store of a remote site, whose ports are filters named by its owner token.
+    pub fn for_site(dir: PathBuf) -> Store {
+        Store { dir, ports: Ports::SiteFilters }
     }
 
     pub fn dir(&self) -> &Path {
@@ -156,16 +168,19 @@ impl Store {
             None => return Err(invalid("no `format`".into())),
         }
         let document: Document = serde_json::from_value(value).map_err(|e| invalid(e.to_string()))?;
-        // Names from the file go to `ip link del`: never one that is not a TAP of ours.
+        // Names from the file go to `ip link del` or to the daemon: never one not of ours.
+        let prefix = match self.ports {
+            Ports::Taps => Some(crate::config::TAP_PREFIX.to_owned()),
+            Ports::SiteFilters => document.site_owner.as_deref().and_then(crate::site_xml::filter_prefix),
+        };
+        let max_len = if self.ports == Ports::Taps { 15 } else { 80 };
         for lease in &document.leases {
-            let tap_ok = lease.tap.strip_prefix(self.port_prefix.as_str()).is_some_and(|rest| {
-                !rest.is_empty()
-                    && lease.tap.len() <= self.port_max_len
-                    && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            let tap_ok = prefix.as_deref().and_then(|prefix| lease.tap.strip_prefix(prefix)).is_some_and(|rest| {
+                !rest.is_empty() && lease.tap.len() <= max_len && rest.bytes().all(|b| b.is_ascii_alphanumeric())
             });
             if !tap_ok || !document.subnet.contains(&lease.ip) {
                 return Err(invalid(format!(
-                    "the lease of {} names TAP `{}` and address {}, not a TAP of sdsec's in {}; the file was edited or corrupted",
+                    "the lease of {} names port `{}` and address {}, not a port of sdsec's in {}; the file was edited or corrupted",
                     lease.owner, lease.tap, lease.ip, document.subnet
                 )));
             }

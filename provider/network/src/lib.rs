@@ -72,7 +72,7 @@ pub use error::{BridgeOwner, NetworkError};
 pub use leases::mac_octets;
 pub use network::Network;
 pub use ruleset::{ruleset, teardown};
-pub use site::{FilterHost, SiteNetwork};
+pub use site::{FilterHost, HostNetwork, SiteNetwork};
 
 /// How an instance's network is provided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,6 +16,18 @@ variable "app_path" {
   type        = string
 }
 
+variable "peers" {
+  description = "Nodes this site's node connects_to that run at other sites, each mapped to its endpoint there."
+  type        = map(string)
+  default     = {}
+}
+
+variable "fetch" {
+  description = "A URL of a peer the API's GET /fetch requests (the example API's --fetch), to show the flow works."
+  type        = string
+  default     = null
+}
+
 resource "sdsec_security_policy" "api" {
   document = file("${path.module}/../../policy.yaml")
 }
@@ -25,9 +37,10 @@ resource "sdsec_unikernel" "api" {
   enforcement = sdsec_security_policy.api.enforcement[var.node]
   application = {
     path = var.app_path
-    args = ["--listen", "0.0.0.0:8080"]
+    args = concat(["--listen", "0.0.0.0:8080"], var.fetch == null ? [] : ["--fetch", var.fetch])
     port = 8080
   }
+  peers = var.peers
 }
 
 output "endpoint" {

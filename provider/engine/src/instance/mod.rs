@@ -25,6 +25,7 @@ pub use self::refresh::{ImageStatus, Refreshed, VERIFIED, refresh};
 use crate::ProviderConfig;
 use crate::host::{Host, HostError};
 use crate::launch;
+use crate::peers::Peer;
 use crate::pool::{self, Taken};
 
 /// What a unikernel is asked to be.
@@ -35,6 +36,8 @@ pub struct Unikernel {
     pub host_port: Option<u16>,
     /// The pool to take it from.
     pub pool: Option<String>,
+    /// Nodes its node `connects_to` that run elsewhere, where they are reached.
+    pub peers: Vec<Peer>,
 }
 
 /// What an instance records for its owner: enough to restore its configuration on import.
@@ -50,6 +53,8 @@ pub struct Metadata {
     pub image_enforcement: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<Peer>,
 }
 
 impl Unikernel {
@@ -62,6 +67,7 @@ impl Unikernel {
             host_port: self.host_port,
             image_enforcement: None,
             pool: self.pool.clone(),
+            peers: self.peers.clone(),
         }
     }
 
@@ -106,6 +112,8 @@ pub struct Boot {
     pub timeout: Duration,
     /// Recorded with the instance.
     pub metadata: serde_json::Value,
+    /// Nodes its node `connects_to` that run elsewhere: the host lets it reach them.
+    pub peers: Vec<Peer>,
 }
 
 /// Boots `image` (built with `plan`) with a fresh control key, until its runtime serves.
@@ -120,7 +128,7 @@ pub fn boot(
     spec.metadata = boot.metadata;
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
     let app_port = image.manifest.application.port;
-    backend.boot(spec, plan, app_port, boot.host_port).map_err(InstanceError::Boot)
+    backend.boot(spec, (plan, &boot.peers), app_port, boot.host_port).map_err(InstanceError::Boot)
 }
 
 /// Starts a copy of `image`'s snapshot (built with `plan`; the snapshot is made first when
@@ -141,7 +149,7 @@ pub fn boot_from_snapshot(
     spec.control = Some(launch::control_boot().map_err(InstanceError::Control)?);
     spec.restore = Some(snapshot.restore());
     let app_port = image.manifest.application.port;
-    match backend.boot(spec, plan, app_port, boot.host_port) {
+    match backend.boot(spec, (plan, &boot.peers), app_port, boot.host_port) {
         // It verifies but QEMU refuses it: it would fail every start, so it goes.
         Err(HostError::Hypervisor(HypervisorError::SnapshotUnloadable { reason, .. })) => {
             Err(InstanceError::Snapshot(snapshots.unloadable(&snapshot, reason)))
@@ -210,6 +218,7 @@ pub fn start(
         host_port: unikernel.host_port,
         timeout,
         metadata: unikernel.recorded(&image_plan),
+        peers: unikernel.peers.clone(),
     };
     let instance = match from_snapshot {
         true => boot_from_snapshot(&backend, &config.state_dir, &image, &spec.plan, settings)?,
@@ -217,7 +226,7 @@ pub fn start(
     };
     if image_plan != unikernel.image.plan {
         let sent = reconfigure(&*backend, &instance.id, &unikernel.image.plan)
-            .and_then(|_| backend.set_flows(&instance.id, &unikernel.image.plan).map_err(InstanceError::Network));
+            .and_then(|_| set_flows(&backend, &instance.id, unikernel));
         if let Err(e) = sent {
             let _ = backend.stop(&instance.id, Duration::from_secs(5));
             return Err(e);
@@ -250,7 +259,10 @@ fn resume(
     backend.set_metadata(id, unikernel.recorded(image_plan)).map_err(InstanceError::HandOver)?;
     if *image_plan != unikernel.image.plan {
         reconfigure(&**backend, id, &unikernel.image.plan)?;
-        backend.set_flows(id, &unikernel.image.plan).map_err(InstanceError::Network)?;
+    }
+    // A member was booted for no peer in particular.
+    if *image_plan != unikernel.image.plan || !unikernel.peers.is_empty() {
+        set_flows(backend, id, unikernel)?;
     }
     backend.publish(id, unikernel.host_port).map_err(InstanceError::Network)?;
     backend.instance(id).map_err(InstanceError::Member)
@@ -291,10 +303,26 @@ pub fn update(
 ) -> Result<Updated, InstanceError> {
     let backend = backend(config)?;
     let digest = reconfigure(&*backend, id, &unikernel.image.plan)?;
-    backend.set_flows(id, &unikernel.image.plan).map_err(InstanceError::Network)?;
+    set_flows(&backend, id, unikernel)?;
     let image_plan = image_plan.unwrap_or_else(|| unikernel.image.plan.clone());
     let unrecorded = backend.set_metadata(id, unikernel.recorded(&image_plan)).err();
     Ok(Updated { digest, unrecorded })
+}
+
+/// Applies `unikernel`'s flows, egress and peers to running instance `id`'s host-side
+/// rules, in place.
+fn set_flows(backend: &Host, id: &InstanceId, unikernel: &Unikernel) -> Result<(), InstanceError> {
+    backend.set_flows(id, &unikernel.image.plan, &unikernel.peers).map_err(InstanceError::Network)
+}
+
+/// Changes running instance `id`'s peers elsewhere to `unikernel`'s (its plan unchanged),
+/// in place, and records them for import.
+pub fn set_peers(config: &ProviderConfig, id: &InstanceId, unikernel: &Unikernel) -> Result<(), InstanceError> {
+    let backend = backend(config)?;
+    set_flows(&backend, id, unikernel)?;
+    let metadata = recorded(config, id)?.1;
+    let image_plan = metadata.and_then(|m| m.image_plan()).unwrap_or_else(|| unikernel.image.plan.clone());
+    backend.set_metadata(id, unikernel.recorded(&image_plan)).map_err(InstanceError::HandOver)
 }
 
 /// Marks instance `id`, created by this process ([`start`], [`boot`]), as complete: from
@@ -339,7 +367,7 @@ mod tests {
             application: Application { path: "/build/api".into(), args: vec!["-v".into()], port: 8080 },
             sizing: Default::default(),
         };
-        Unikernel { name: "api".into(), image, host_port: None, pool: pool.map(str::to_owned) }
+        Unikernel { name: "api".into(), image, host_port: None, pool: pool.map(str::to_owned), peers: Vec::new() }
     }
 
     #[test]

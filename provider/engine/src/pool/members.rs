@@ -131,6 +131,7 @@ pub(super) fn fill(
                         host_port: None,
                         timeout,
                         metadata: serde_json::json!({ "pool": pool_id }),
+                        peers: Vec::new(),
                     };
                     let instance = instance::boot(backend, image, plan, settings)?;
                     // Paused at once, a member would keep every page its boot touched (all of

@@ -203,6 +203,7 @@ impl Setup {
             host_port: None,
             timeout: Duration::from_secs(5),
             metadata: serde_json::Value::Null,
+            peers: Vec::new(),
         };
         boot_from_snapshot(&self.host, &self.dir, &self.image, &self.plan, boot)
     }

@@ -6,7 +6,7 @@ use virt::network::Network;
 
 use super::{Libvirt, is};
 use crate::Result;
-use crate::fabric::Fabric;
+use crate::fabric::{Fabric, NetworkDefinition};
 
 impl Libvirt {
     fn lookup_network(&self, name: &str) -> Result<Option<Network>> {
@@ -23,25 +23,26 @@ impl Fabric for Libvirt {
         self.uri.clone()
     }
 
-    fn network(&self, name: &str) -> Result<Option<String>> {
+    fn addresses(&self) -> Vec<std::net::Ipv4Addr> {
+        self.remote.iter().copied().collect()
+    }
+
+    fn network(&self, name: &str) -> Result<Option<NetworkDefinition>> {
         let Some(network) = self.lookup_network(name)? else { return Ok(None) };
-        network.xml_desc(0).map(Some).map_err(|e| self.fail(format!("read network {name}"), &e))
+        let xml = network.xml_desc(0).map_err(|e| self.fail(format!("read network {name}"), &e))?;
+        let active = network.is_active().map_err(|e| self.fail(format!("look at network {name}"), &e))?;
+        Ok(Some(NetworkDefinition { xml, active }))
     }
 
     fn ensure_network(&self, xml: &str, name: &str) -> Result<()> {
         let network = match self.lookup_network(name)? {
             Some(network) => network,
-            None => match self.conn.define_network_xml(xml) {
-                Ok(network) => network,
-                // Another provider defined it meanwhile: take theirs, the caller checks it.
-                Err(_) if self.lookup_network(name)?.is_some() => {
-                    self.lookup_network(name)?.ok_or_else(|| self.gone_network(name))?
-                }
-                Err(e) => return Err(self.fail(format!("define network {name}"), &e)),
-            },
+            // Under the XML's own UUID: libvirt refuses it when another defined one of this
+            // name meanwhile, which is never started here.
+            None => self.conn.define_network_xml(xml).map_err(|e| self.fail(format!("define network {name}"), &e))?,
         };
         let active = network.is_active().map_err(|e| self.fail(format!("look at network {name}"), &e))?;
-        // Started meanwhile by another provider: as good.
+        // Started meanwhile by another process of this state directory: as good.
         if !active
             && let Err(e) = network.create()
             && !network.is_active().unwrap_or(false)
@@ -94,15 +95,5 @@ impl Fabric for Libvirt {
             Err(e) => return Err(self.fail(format!("look up network filter {name}"), &e)),
         };
         filter.undefine().map_err(|e| self.fail(format!("remove network filter {name}"), &e))
-    }
-}
-
-impl Libvirt {
-    fn gone_network(&self, name: &str) -> crate::HypervisorError {
-        crate::HypervisorError::Libvirt {
-            uri: self.uri.clone(),
-            action: format!("define network {name}"),
-            reason: "it was defined and removed again meanwhile".into(),
-        }
     }
 }

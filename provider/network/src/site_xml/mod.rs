@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 
-use crate::{BridgeConfig, EgressProtocol, Lease};
+use crate::{BridgeConfig, EgressProtocol, Lease, NetworkError};
 
 /// The guest kernel's default ephemeral port range (`net.ipv4.ip_local_port_range`): where
 /// the replies of the connections a guest opens arrive.
@@ -30,13 +30,15 @@ const EPHEMERAL: (u16, u16) = (32768, 60999);
 pub const NAMESPACE: &str = "https://github.com/sdsec/terraform-provider-sdsec/xmlns/site-network/1";
 
 /// The network's XML: routed, no DHCP and no DNS (guests get their address on the kernel
-/// command line), marked as `owner`'s.
+/// command line), marked as `owner`'s. Its UUID is `owner`'s for that name, so that a
+/// network of that name another defined meanwhile is never redefined as ours.
 pub fn network_xml(config: &BridgeConfig, owner: &str) -> String {
     format!(
-        "<network>\n  <name>{name}</name>\n  <metadata>\n    <sdsec:site xmlns:sdsec='{NAMESPACE}' owner='{owner}'/>\n  </metadata>\n  \
+        "<network>\n  <name>{name}</name>\n  <uuid>{uuid}</uuid>\n  <metadata>\n    <sdsec:site xmlns:sdsec='{NAMESPACE}' owner='{owner}'/>\n  </metadata>\n  \
          <forward mode='route'/>\n  <bridge name='{name}' stp='off' delay='0'/>\n  <dns enable='no'/>\n  \
          <ip address='{gateway}' prefix='{prefix}'/>\n</network>\n",
         name = escape(&config.bridge),
+        uuid = stable_uuid(&format!("{owner}/{}", config.bridge)),
         owner = escape(owner),
         gateway = config.gateway(),
         prefix = config.subnet.prefix_len(),
@@ -72,13 +74,27 @@ pub fn address_of(xml: &str) -> Option<(Ipv4Addr, u8)> {
     Some((address, prefix))
 }
 
-/// The prefix of every filter of the network named `bridge`.
-pub fn filter_prefix(bridge: &str) -> String {
-    format!("sdsec-{bridge}-")
+/// The length of an owner token in hex digits.
+pub const OWNER_DIGITS: usize = 12;
+
+/// The prefix of every filter of the site whose owner token is `owner`; `None` when
+/// `owner` is not a token (the lease file was edited).
+pub fn filter_prefix(owner: &str) -> Option<String> {
+    let token = owner.len() == OWNER_DIGITS && owner.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    token.then(|| format!("sdsec-{owner}-"))
 }
 
-/// `lease`'s filter (named `lease.tap`), among `leases` (the site's, `lease` included).
-pub fn filter_xml(config: &BridgeConfig, lease: &Lease, leases: &[Lease]) -> String {
+/// The most rules libvirt's priorities (-1000..=1000) leave room for in one filter.
+const MAX_RULES: i32 = 1990;
+
+/// `lease`'s filter (named `lease.tap`), among `leases` (the site's, `lease` included);
+/// `daemon_host` are addresses of the daemon's host, refused whatever egress allows.
+pub fn filter_xml(
+    config: &BridgeConfig,
+    lease: &Lease,
+    leases: &[Lease],
+    daemon_host: &[Ipv4Addr],
+) -> Result<String, NetworkError> {
     let mut rules = Rules::default();
     let (ip, mac, port) = (lease.ip.to_string(), escape(&lease.mac), lease.runtime_port);
     let subnet = (config.subnet.network().to_string(), config.subnet.prefix_len());
@@ -144,6 +160,9 @@ pub fn filter_xml(config: &BridgeConfig, lease: &Lease, leases: &[Lease]) -> Str
     rules.add("drop", "in", &format!("<all srcipaddr='{}' srcipmask='{}'/>", subnet.0, subnet.1));
     rules.add("drop", "out", &format!("<all dstipaddr='{}' dstipmask='{}'/>", subnet.0, subnet.1));
     rules.add("accept", "in", &format!("<tcp dstportstart='{port}'/>"));
+    for address in daemon_host {
+        rules.add("drop", "out", &format!("<all dstipaddr='{address}'/>"));
+    }
     for rule in &lease.policy.egress {
         let (net, len) = (rule.to.network(), rule.to.prefix_len());
         for (protocol, ports) in protocol_matches(rule.protocol, &rule.ports) {
@@ -156,17 +175,24 @@ pub fn filter_xml(config: &BridgeConfig, lease: &Lease, leases: &[Lease]) -> Str
     }
     rules.add("drop", "inout", "<all/>");
 
-    format!(
+    if rules.count > MAX_RULES {
+        return Err(NetworkError::SiteFilterTooLarge {
+            instance: lease.owner.to_string(),
+            rules: rules.count as usize,
+            max: MAX_RULES as usize,
+        });
+    }
+    Ok(format!(
         "<filter name='{name}' chain='root'>\n  <uuid>{uuid}</uuid>\n{rules}</filter>\n",
         name = escape(&lease.tap),
-        uuid = name_uuid(&lease.tap),
+        uuid = stable_uuid(&lease.tap),
         rules = rules.text
-    )
+    ))
 }
 
-/// A UUID that is the same for every definition of the filter named `name`: libvirt
+/// A UUID that is the same for every definition of what is named `name`: libvirt
 /// redefines a filter only under the UUID it was first defined with.
-fn name_uuid(name: &str) -> String {
+fn stable_uuid(name: &str) -> String {
     let hash = |salt: u8| {
         name.bytes()
             .chain([salt])
@@ -216,8 +242,8 @@ struct Rules {
 
 impl Rules {
     fn add(&mut self, action: &str, direction: &str, element: &str) {
-        // -1000..=1000 is libvirt's range; a filter never has this many rules.
-        let priority = -990 + self.count;
+        // -1000..=1000 is libvirt's range: `filter_xml` refuses more than `MAX_RULES`.
+        let priority = (-990 + self.count).min(1000);
         self.count += 1;
         let _ = writeln!(
             self.text,

@@ -24,6 +24,9 @@ pub enum Invalid {
     Duration { path: AttributePath, text: String },
     #[error(transparent)]
     Shape(#[from] ShapeError),
+    /// An entry of a unikernel's `peers`.
+    #[error("{0}")]
+    Peer(engine::peers::PeerError),
 }
 
 impl Invalid {
@@ -36,6 +39,7 @@ impl Invalid {
             Invalid::NotOneOf { .. } => "Invalid value",
             Invalid::Duration { .. } => "Invalid duration",
             Invalid::Shape(_) => "Invalid value",
+            Invalid::Peer(_) => "Invalid peer",
         }
     }
 
@@ -49,6 +53,7 @@ impl Invalid {
             }
             Invalid::Duration { path, .. } => path.clone(),
             Invalid::Shape(e) => e.path.clone(),
+            Invalid::Peer(e) => AttributePath::attr("peers").key(e.node()),
         }
     }
 }

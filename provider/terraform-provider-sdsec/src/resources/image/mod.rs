@@ -157,14 +157,14 @@ impl ImageFields {
     pub fn resolve_with<T>(
         &self,
         pending: bool,
-        others: impl FnOnce(&mut Vec<Invalid>) -> T,
+        others: impl FnOnce(&EnforcementPlan, &mut Vec<Invalid>) -> T,
     ) -> Result<(ImageInputs, T), Unresolved> {
         if pending || self.pending() {
             return Err(Unresolved::Pending);
         }
         let mut invalid = Vec::new();
         let image = self.resolve(&mut invalid)?;
-        let others = others(&mut invalid);
+        let others = others(&image.plan, &mut invalid);
         if !invalid.is_empty() {
             return Err(Unresolved::Invalid(invalid));
         }

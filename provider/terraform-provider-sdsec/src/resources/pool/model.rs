@@ -55,7 +55,7 @@ impl ImageModel for Model {
     /// plan's; from a plan, they hold what plan chose.
     fn desired(&self) -> Result<PoolSpec, Unresolved> {
         let pending = self.name.is_unknown() || self.size.is_unknown() || self.warm.is_unknown();
-        let (image, ()) = self.image.resolve_with(pending, |_| ())?;
+        let (image, ()) = self.image.resolve_with(pending, |_, _| ())?;
         let name = self.name.clone().or_when_null(|| DEFAULT_NAME.to_owned()).ok_or(Unresolved::Pending)?;
         // Required, and checked by the schema's validators at validate time; a value unknown
         // then and known now is checked here, so a bad one is refused at plan, not at apply.

@@ -52,14 +52,20 @@ pub async fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResul
 pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
     let prior = Model::decode(&request.prior_state).map_err(Diagnostic::from)?;
     let (mut model, desired) = planned::<Model>(&request.planned_state)?;
+    let peers_changed =
+        prior.peers.known().cloned().unwrap_or_default() != model.peers.known().cloned().unwrap_or_default();
     // `timeouts` and `pool` change nothing that runs.
-    if prior.enforcement_digest == model.enforcement_digest {
+    if prior.enforcement_digest == model.enforcement_digest && !peers_changed {
         return Ok(StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) });
     }
     let config = shared.config()?;
     let Some(id) = prior.instance_id() else {
         return Err(Error::new("Unikernel not known", "The configuration is still unknown at apply.").into());
     };
+    if prior.enforcement_digest == model.enforcement_digest {
+        blocking(move || instance::set_peers(&config, &id, &desired).map_err(failed)).await?;
+        return Ok(StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) });
+    }
     let image_plan = private::image_plan(&request.planned_private);
     let updated = blocking({
         let id = id.clone();

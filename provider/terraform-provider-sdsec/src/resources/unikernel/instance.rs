@@ -19,7 +19,11 @@ use crate::resources::image::{ImageModel, failed};
 /// host's network rules when they had drifted from the leases.
 pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<StateResult, Diagnostics> {
     let config = shared.config()?;
-    let leases = config.state_dir.join("network").join("leases.json");
+    // A remote site's leases are kept beside the local bridge's, one directory per site.
+    let leases = match config.remote_libvirt() {
+        true => config.state_dir.join("network").join("sites"),
+        false => config.state_dir.join("network").join("leases.json"),
+    };
     let mut model = Model::decode(&current).map_err(Diagnostic::from)?;
     let Some(id) = model.instance_id() else { return Ok(StateResult::new(Value::Null)) };
     let instance_id = id.clone();
@@ -54,9 +58,9 @@ pub async fn read(shared: &Shared, current: Value, private: Vec<u8>) -> Result<S
 /// when this instance's TAP is gone, that it must be replaced.
 fn drift_detail(name: &str, id: &InstanceId, drift: &[String], lost: bool, leases: &Path) -> String {
     let mut detail = format!(
-        "Refreshing unikernel `{name}`, sdsec found the host's bridge networking changed behind its back (a \
-         firewall reload, `nft flush ruleset`, or `ip`/`nft` commands), so guests may not have been kept apart \
-         or published as their policies say:\n"
+        "Refreshing unikernel `{name}`, sdsec found the bridge networking changed behind its back (on this host a \
+         firewall reload, `nft flush ruleset`, or `ip`/`nft` commands; on a remote libvirt host `virsh net-*` or \
+         `nwfilter-*` commands), so guests may not have been kept apart or published as their policies say:\n"
     );
     for sentence in drift {
         detail.push_str(&format!("  - {sentence}\n"));

@@ -1,6 +1,7 @@
 //! `sdsec_unikernel` as a Rust value: decoded once from a configuration, plan or state,
 //! encoded back after plan or apply. The only place its attributes are read or written.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use engine::instance::VERIFIED;
@@ -11,10 +12,11 @@ use tfplugin::Value;
 
 use super::schema::{
     BOOT_MS, CREATED_AT, ENDPOINT, ENFORCEMENT_DIGEST, HOST_PORT, IMAGE_STATUS, INSTANCE_ID, IP, NETWORK, OPERATIONS,
-    STATE,
+    PEERS, STATE,
 };
 use crate::resources::image::{
-    ApplicationFields, ID, IMAGE_DIGEST, ImageFields, ImageModel, NAME, Operation, POOL, Timeouts, Unresolved, in_range,
+    ApplicationFields, ID, IMAGE_DIGEST, ImageFields, ImageModel, Invalid, NAME, Operation, POOL, Timeouts, Unresolved,
+    in_range,
 };
 use crate::values::{Field, Object, ShapeError};
 
@@ -31,6 +33,7 @@ pub struct Model {
     pub name: Field<String>,
     pub image: ImageFields,
     pub host_port: Field<i64>,
+    pub peers: Field<BTreeMap<String, String>>,
     pub pool: Field<String>,
     pub timeouts: Timeouts,
     // Set by the provider.
@@ -93,6 +96,7 @@ impl ImageModel for Model {
             name: object.field(NAME)?,
             image: ImageFields::decode(&object)?,
             host_port: object.field(HOST_PORT)?,
+            peers: object.field(PEERS)?,
             pool: object.field(POOL)?,
             timeouts: Timeouts::decode(&object, &OPERATIONS)?,
             enforcement_digest: object.field(ENFORCEMENT_DIGEST)?,
@@ -114,13 +118,20 @@ impl ImageModel for Model {
     /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
     /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
     fn desired(&self) -> Result<Unikernel, Unresolved> {
-        let pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
-        let (image, host_port) = self.image.resolve_with(pending, |invalid| {
-            in_range(&self.host_port, HOST_PORT, HOST_PORTS, invalid).map(|p| p as u16)
+        let pending =
+            self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown() || self.peers.is_unknown();
+        let (image, (host_port, peers)) = self.image.resolve_with(pending, |plan, invalid| {
+            let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, invalid).map(|p| p as u16);
+            let given = self.peers.known().cloned().unwrap_or_default();
+            let peers = engine::peers::peers(plan, &given).unwrap_or_else(|e| {
+                invalid.push(Invalid::Peer(e));
+                Vec::new()
+            });
+            (host_port, peers)
         })?;
         // Required: null only in a state that never had it.
         let Some(name) = self.name.known() else { return Err(Unresolved::Pending) };
-        Ok(Unikernel { name: name.clone(), image, host_port, pool: self.pool.known().cloned() })
+        Ok(Unikernel { name: name.clone(), image, host_port, pool: self.pool.known().cloned(), peers })
     }
 
     fn encode(&self) -> Value {
@@ -129,6 +140,7 @@ impl ImageModel for Model {
             (ID, instance.id.encode()),
             (NAME, self.name.encode()),
             (HOST_PORT, self.host_port.encode()),
+            (PEERS, self.peers.encode()),
             (POOL, self.pool.encode()),
             (ENFORCEMENT_DIGEST, self.enforcement_digest.encode()),
             (IMAGE_DIGEST, self.image_digest.encode()),
@@ -207,6 +219,12 @@ impl Model {
                 vcpus: Field::Known(instance.vcpus as i64),
             },
             host_port: metadata.host_port.map(i64::from).into(),
+            peers: Some(&metadata.peers)
+                .filter(|peers| !peers.is_empty())
+                .map(|peers| {
+                    peers.iter().map(|p| (p.node.clone(), format!("http://{}:{}", p.address, p.port))).collect()
+                })
+                .into(),
             pool: metadata.pool.clone().into(),
             timeouts: Timeouts::none(),
             enforcement_digest,

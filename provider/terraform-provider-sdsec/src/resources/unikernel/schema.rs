@@ -1,12 +1,13 @@
 //! The schema of `sdsec_unikernel`, and the names of the attributes only it has.
 
-use tfplugin::{Attribute, Schema};
+use tfplugin::{Attribute, Schema, Type};
 
 use crate::resources::image::{
     APPLICATION, ENFORCEMENT, ID, IMAGE_DIGEST, MEMORY_MB, NAME, Operation, POOL, VCPUS, application_type, timeouts,
 };
 
 pub const HOST_PORT: &str = "host_port";
+pub const PEERS: &str = "peers";
 pub const ENFORCEMENT_DIGEST: &str = "enforcement_digest";
 pub const INSTANCE_ID: &str = "instance_id";
 pub const ENDPOINT: &str = "endpoint";
@@ -70,6 +71,15 @@ pub fn schema() -> Schema {
              published on the provider's `publish_address` with client addresses preserved, also for a unikernel \
              taken from a pool (published when it is taken); default: not published, reachable at `ip` from the \
              hypervisor host. With `network = \"user\"`: on 127.0.0.1 only; default: a free port.",
+        ))
+        .attribute(Attribute::new(PEERS, Type::map(Type::String)).optional().description(
+            "Nodes this unikernel's node `connects_to` that run elsewhere (another site, provider alias or state \
+             directory), each mapped to where it is reached: `http://ADDRESS:PORT` (normally the other site's \
+             `endpoint` output) or `ADDRESS:PORT`, with an IPv4 address. On a bridge the host lets this instance \
+             open TCP connections to exactly that address and port, as an egress destination (on this host's \
+             bridge they leave with the host's address; on a remote site with the guest's own); the peer's own \
+             ingress rules still decide. Each key must be a node the policy's `connects_to` names (checked at \
+             plan). Changed in place.",
         ))
         .attribute(Attribute::string(POOL).optional().description(
             "The `id` of an `sdsec_pool` to take a new instance from. A member whose image matches is taken (a \

@@ -9,19 +9,25 @@
 //! clients route to the daemon's host: nothing is published on a host port there, and
 //! client addresses reach the guests unchanged.
 
-use std::path::{Path, PathBuf};
+use std::net::Ipv4Addr;
+use std::path::Path;
 
 use crate::config::BridgeConfig;
 use crate::error::BridgeOwner;
 use crate::leases::{self, Document, Locked, Store};
-use crate::site_xml::{address_of, filter_prefix, filter_xml, network_xml, owner_of};
+use crate::site_xml::{OWNER_DIGITS, address_of, filter_prefix, filter_xml, network_xml, owner_of};
 use crate::{Attachment, FlowPolicy, Lease, LeaseKey, NetworkError, Owner};
 
 /// Networks and filters of the host that runs the guests; errors are the host's words.
 pub trait FilterHost {
     /// Where the host is (its daemon's URI), for messages.
     fn location(&self) -> String;
-    fn network(&self, name: &str) -> Result<Option<String>, String>;
+    /// The addresses of the host the provider knows (the one its URI names), which no guest
+    /// may open connections to.
+    fn addresses(&self) -> Vec<Ipv4Addr>;
+    fn network(&self, name: &str) -> Result<Option<HostNetwork>, String>;
+    /// Defines the network when absent (a network of that name and another UUID stays,
+    /// and is an error), and starts it when stopped.
     fn ensure_network(&self, xml: &str, name: &str) -> Result<(), String>;
     fn remove_network(&self, name: &str) -> Result<(), String>;
     fn filters(&self, prefix: &str) -> Result<Vec<String>, String>;
@@ -30,12 +36,25 @@ pub trait FilterHost {
     fn remove_filter(&self, name: &str) -> Result<(), String>;
 }
 
+/// A network as the host describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNetwork {
+    pub xml: String,
+    pub active: bool,
+}
+
 /// Bridge networking of one state directory on one site.
 #[derive(Debug, Clone)]
 pub struct SiteNetwork {
-    state_dir: PathBuf,
     store: Store,
     config: BridgeConfig,
+}
+
+/// Whether the site's network is there, as far as it is ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Presence {
+    Absent,
+    Ours { active: bool },
 }
 
 impl SiteNetwork {
@@ -43,20 +62,21 @@ impl SiteNetwork {
     /// bridge's and from other sites'.
     pub fn new(state_dir: &Path, location: &str, config: BridgeConfig) -> SiteNetwork {
         let dir = state_dir.join("network").join("sites").join(format!("{:016x}", fnv1a(location)));
-        let store = Store::for_site(dir, filter_prefix(&config.bridge));
-        SiteNetwork { state_dir: state_dir.to_owned(), store, config }
+        SiteNetwork { store: Store::for_site(dir), config }
     }
 
     /// Plan-time checks: the settings are valid and unchanged while leases are held, and the
-    /// site's network of that name is absent or this state directory's, on this subnet.
+    /// site's network of that name is absent or this site's own, on this subnet.
     pub fn check(&self, host: &dyn FilterHost) -> Result<(), NetworkError> {
         self.config.validate()?;
+        let mut owner = None;
         if self.store.exists() {
             let locked = self.store.lock(false)?;
             let document = self.store.load(&locked, &self.config)?;
             document.refuse_changed(&self.config, false)?;
+            owner = document.site_owner;
         }
-        self.network_state(host, &self.config).map(drop)
+        self.presence(host, &self.config, owner.as_deref()).map(drop)
     }
 
     /// Leases an address and a filter for an instance being created by this process, and
@@ -74,11 +94,17 @@ impl SiteNetwork {
         document.refuse_changed(&self.config, false)?;
         let config = document.effective(&self.config);
         (document.bridge, document.subnet) = (config.bridge.clone(), config.subnet);
+        let owner = match &document.site_owner {
+            Some(owner) => owner.clone(),
+            None => fsutil::random_id("", OWNER_DIGITS / 2)?,
+        };
+        document.site_owner = Some(owner.clone());
+        let prefix = filter_prefix(&owner).ok_or_else(|| self.edited(&owner))?;
         let ip = leases::free_address(config.subnet, &document.leases)
             .ok_or(NetworkError::SubnetFull { subnet: config.subnet, leases: document.leases.len() })?;
         let lease = Lease {
             ip,
-            tap: fsutil::random_id(&filter_prefix(&config.bridge), 5)?,
+            tap: fsutil::random_id(&prefix, 5)?,
             mac: leases::mac_for(ip),
             runtime_port,
             host_port: None,
@@ -110,6 +136,9 @@ impl SiteNetwork {
 
     /// Replaces instance `instance`'s flow policy; the site's filters follow in place.
     pub fn set_policy(&self, host: &dyn FilterHost, instance: &str, policy: FlowPolicy) -> Result<(), NetworkError> {
+        if !self.store.exists() {
+            return Err(NetworkError::NotLeased(format!("instance {instance}")));
+        }
         let locked = self.store.lock(true)?;
         let previous = self.store.load(&locked, &self.config)?;
         let mut document = previous.clone();
@@ -170,24 +199,31 @@ impl SiteNetwork {
     }
 
     /// What on the site no longer matches the leases (a filter removed or changed, the
-    /// network stopped or gone), in sentences, after restoring it from them.
+    /// network stopped or gone), in sentences, after restoring it from them. With no lease
+    /// left, what a failed removal left behind is removed.
     pub fn repair(&self, host: &dyn FilterHost) -> Result<Vec<crate::Drift>, NetworkError> {
         if !self.store.exists() {
             return Ok(Vec::new());
         }
         let locked = self.store.lock(true)?;
         let document = self.store.load(&locked, &self.config)?;
+        let config = document.effective(&self.config);
+        let Some(owner) = document.site_owner.as_deref() else { return Ok(Vec::new()) };
         if document.leases.is_empty() {
+            self.sync(&locked, host, &config, &document)?;
             return Ok(Vec::new());
         }
-        let config = document.effective(&self.config);
         let fail = |reason| self.host_error(host, reason);
         let mut found = Vec::new();
-        if host.network(&config.bridge).map_err(fail)?.is_none() {
-            found.push(format!("network {} is gone from {}", config.bridge, host.location()));
+        match self.presence(host, &config, Some(owner))? {
+            Presence::Absent => found.push(format!("network {} is gone from {}", config.bridge, host.location())),
+            Presence::Ours { active: false } => {
+                found.push(format!("network {} is stopped on {}", config.bridge, host.location()));
+            }
+            Presence::Ours { active: true } => {}
         }
         for lease in &document.leases {
-            let wanted = filter_xml(&config, lease, &document.leases);
+            let wanted = filter_xml(&config, lease, &document.leases, &host.addresses())?;
             match host.filter(&lease.tap).map_err(fail)? {
                 None => found.push(format!("network filter {} of {} is gone", lease.tap, lease.owner)),
                 Some(defined) if !same_rules(&defined, &wanted) => {
@@ -213,7 +249,8 @@ impl SiteNetwork {
     }
 
     /// Makes the site match `document`: its network and one filter per lease, no filter of
-    /// ours without a lease; with no lease left, no filter and no network.
+    /// ours without a lease; with no lease left, no filter and no network. Every filter is
+    /// tried; the first failure is returned.
     fn sync(
         &self,
         _locked: &Locked,
@@ -222,45 +259,54 @@ impl SiteNetwork {
         document: &Document,
     ) -> Result<(), NetworkError> {
         let fail = |reason| self.host_error(host, reason);
-        let prefix = filter_prefix(&config.bridge);
+        let Some(owner) = document.site_owner.as_deref() else { return Ok(()) };
+        let prefix = filter_prefix(owner).ok_or_else(|| self.edited(owner))?;
+        let mut first_error = None;
         if !document.leases.is_empty() {
-            let exists = self.network_state(host, config)?;
+            self.presence(host, config, Some(owner))?;
             for lease in &document.leases {
-                host.define_filter(&filter_xml(config, lease, &document.leases)).map_err(fail)?;
+                let defined = filter_xml(config, lease, &document.leases, &host.addresses())
+                    .and_then(|xml| host.define_filter(&xml).map_err(fail));
+                if let Err(e) = defined {
+                    first_error.get_or_insert(e);
+                }
             }
-            host.ensure_network(&network_xml(config, &self.owner()?), &config.bridge).map_err(fail)?;
-            if !exists {
-                // Defined meanwhile by another state directory: never use theirs.
-                self.network_state(host, config)?;
-            }
+            host.ensure_network(&network_xml(config, owner), &config.bridge).map_err(fail)?;
+            // Whose it is now, had it been defined meanwhile by another.
+            self.presence(host, config, Some(owner))?;
         }
         // A filter still used by a port that is stopping cannot go yet; the next change
-        // removes it.
+        // (or refresh) removes it.
         for name in host.filters(&prefix).map_err(fail)? {
             if !document.leases.iter().any(|lease| lease.tap == name) {
                 let _ = host.remove_filter(&name);
             }
         }
-        if document.leases.is_empty() && self.network_state(host, config)? {
+        if document.leases.is_empty() && self.presence(host, config, Some(owner))? != Presence::Absent {
             host.remove_network(&config.bridge).map_err(fail)?;
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
-    /// Whether the site's network is there (and ours); an error when it is another's or on
-    /// another subnet.
-    fn network_state(&self, host: &dyn FilterHost, config: &BridgeConfig) -> Result<bool, NetworkError> {
-        let Some(xml) = host.network(&config.bridge).map_err(|reason| self.host_error(host, reason))? else {
-            return Ok(false);
+    /// Whether the site's network is there, and started; an error when it is another's (or
+    /// `owner` is `None`: nothing of this site's was ever made) or on another subnet.
+    fn presence(
+        &self,
+        host: &dyn FilterHost,
+        config: &BridgeConfig,
+        owner: Option<&str>,
+    ) -> Result<Presence, NetworkError> {
+        let Some(network) = host.network(&config.bridge).map_err(|reason| self.host_error(host, reason))? else {
+            return Ok(Presence::Absent);
         };
         let taken =
             |owner| NetworkError::BridgeTaken { bridge: format!("{} on {}", config.bridge, host.location()), owner };
-        match owner_of(&xml) {
-            Some(owner) if owner == self.owner()? => {}
-            Some(owner) => return Err(taken(BridgeOwner::StateDir(owner))),
+        match owner_of(&network.xml) {
+            Some(found) if Some(found.as_str()) == owner => {}
+            Some(found) => return Err(taken(BridgeOwner::Site { token: found })),
             None => return Err(taken(BridgeOwner::Foreign { kind: Some("libvirt network".into()) })),
         }
-        let address = address_of(&xml);
+        let address = address_of(&network.xml);
         if address != Some((config.gateway(), config.subnet.prefix_len())) {
             let found = address.map_or_else(|| "no address".to_owned(), |(ip, len)| format!("{ip}/{len}"));
             return Err(NetworkError::SiteNetworkMoved {
@@ -270,15 +316,14 @@ impl SiteNetwork {
                 subnet: config.subnet,
             });
         }
-        Ok(true)
+        Ok(Presence::Ours { active: network.active })
     }
 
-    /// Who the site's network is marked as: this machine and state directory.
-    fn owner(&self) -> Result<String, NetworkError> {
-        fsutil::create_private_dir(self.store.dir())?;
-        let canonical = std::fs::canonicalize(&self.state_dir).map_err(fsutil::io("resolve", &self.state_dir))?;
-        let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
-        Ok(format!("{}:{}", machine.trim(), canonical.display()))
+    fn edited(&self, owner: &str) -> NetworkError {
+        NetworkError::State {
+            path: self.store.dir().join("leases.json"),
+            reason: format!("site owner `{owner}` is not an owner token; the file was edited or corrupted"),
+        }
     }
 
     fn host_error(&self, host: &dyn FilterHost, reason: String) -> NetworkError {
@@ -323,7 +368,10 @@ fn fnv1a(text: &str) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod rule_tests {
     use super::same_rules;
 
     #[test]
