@@ -12,8 +12,9 @@ use crate::networking::{attr, unikernel_tf};
 use crate::remote_host::RemoteHost;
 use crate::unikernel::{DestroyOnPanic, static_app};
 
-/// `front` may connect to `back`, `out` to `back`; `v2` drops front's `connects_to` and
-/// lets `out` reach `server` (the test's own server on the provider's end of the link).
+/// `front` may connect to `back`, `out` to `back` and to `ext` (a node of another site, not
+/// deployed here); `v2` drops front's `connects_to` and lets `out` reach `server` (the
+/// test's own server on the provider's end of the link).
 fn policy(v2: bool, server: Ipv4Addr) -> String {
     let front_needs = if v2 { "" } else { "\n      requirements:\n        - connects_to: back" };
     let egress = if v2 {
@@ -27,7 +28,8 @@ fn policy(v2: bool, server: Ipv4Addr) -> String {
     format!(
         "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    front:\n      \
          type: sdsec.nodes.Unikernel{front_needs}\n    back:\n      type: sdsec.nodes.Unikernel\n    out:\n      \
-         type: sdsec.nodes.Unikernel\n      requirements:\n        - connects_to: back\n  policies:\n    - audit:\n        \
+         type: sdsec.nodes.Unikernel\n      requirements:\n        - connects_to: back\n        - connects_to: ext\n    ext:\n      \
+         type: sdsec.nodes.Unikernel\n  policies:\n    - audit:\n        \
          type: sdsec.policies.Audit\n        properties: {{ events: [request, firewall_drop] }}{egress}\n"
     )
 }
@@ -91,13 +93,14 @@ fn a_remote_site_keeps_flows_egress_and_client_addresses_in_its_own_filters() {
          subnet      = \"{subnet}\"\n",
         site.uri
     );
-    let main = || {
+    let main_with = |out_extra: &str| {
         provider_tf(&settings)
             + &policy_tf("")
-            + &unikernel_tf("out", &app, &["--fetch", &format!("http://{here}:9090/health")], "")
+            + &unikernel_tf("out", &app, &["--fetch", &format!("http://{here}:9090/health")], out_extra)
             + &unikernel_tf("back", &app, &["--fetch", "http://${sdsec_unikernel.out.ip}:80/health"], "")
             + &unikernel_tf("front", &app, &["--fetch", "http://${sdsec_unikernel.back.ip}:80/health"], "")
     };
+    let main = || main_with("");
     ws.write("policy.yaml", &policy(false, here));
     ws.write("main.tf", &main());
     // A host port means nothing on a remote site: refused at plan, on the attribute.
@@ -151,6 +154,21 @@ fn a_remote_site_keeps_flows_egress_and_client_addresses_in_its_own_filters() {
     assert_eq!(status, Some(502), "back → out is not declared (out → back is): {body}");
     let (status, body) = fetch(2);
     assert_eq!(status, Some(502), "out → the server without egress: {body}");
+
+    // A peer elsewhere: `ext` runs at another site, here the test's server. Only a node
+    // `out` connects_to can be one, checked at plan on the entry.
+    let peer = |node: &str| format!("  peers       = {{ {node} = \"http://{here}:9090\" }}\n");
+    ws.write("main.tf", &main_with(&peer("front")));
+    ws.run(&["plan", "-no-color"]).failure().contains("Invalid peer").contains("does not `connects_to` `front`");
+    ws.write("main.tf", &main_with(&peer("ext")));
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success().contains("0 added, 1 changed, 0 destroyed");
+    assert_eq!(attr(&ws, "sdsec_unikernel.out", "instance_id"), ids[2], "out updated in place");
+    let (status, body) = fetch(2);
+    assert_eq!(status, Some(200), "out → its peer elsewhere: {body}");
+    ws.write("main.tf", &main());
+    ws.run(&["apply", "-auto-approve", "-no-color"]).success().contains("0 added, 1 changed, 0 destroyed");
+    let (status, body) = fetch(2);
+    assert_eq!(status, Some(502), "the peer removed, the flow is revoked: {body}");
 
     // Egress added, front's connects_to removed: both in place, filters rewritten.
     ws.write("policy.yaml", &policy(true, here));

@@ -55,6 +55,12 @@ resource "sdsec_unikernel" "{name}" {{
 }
 
 pub(crate) fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
+    let out = response(endpoint, path, token);
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad answer {out:?}"))
+}
+
+/// The whole HTTP response to `GET path`.
+pub(crate) fn response(endpoint: &str, path: &str, token: Option<&str>) -> String {
     let addr = endpoint.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -62,7 +68,7 @@ pub(crate) fn status(endpoint: &str, path: &str, token: Option<&str>) -> u16 {
     write!(s, "GET {path} HTTP/1.1\r\nHost: api\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("bad answer {out:?}"))
+    out
 }
 
 /// Processes whose command line names the instance (its QEMU, under either backend).
@@ -264,8 +270,13 @@ fn multi_site_example_applies_on_both_sites() {
         // On the user network: tests send traffic only to loopback or into namespaces they
         // create (the networking tests cover the bridge).
         let text = std::fs::read_to_string(example.join(file)).unwrap();
+        // Each site's API also fetches its first peer's health (the example API's `--fetch`),
+        // so the test sees the flow across the sites.
+        let fetch = "concat([\"--listen\", \"0.0.0.0:8080\"], flatten([for url in values(var.peers) : [\"--fetch\", \"${url}/health\"]]))";
+        let text = text.replace("args = [\"--listen\", \"0.0.0.0:8080\"]", &format!("args = {fetch}"));
         ws.write(file, &text.replace("default     = \"auto\"", "default     = \"user\""));
     }
+    assert!(std::fs::read_to_string(ws.dir.join("modules/api/main.tf")).unwrap().contains("--fetch"));
     let written = std::fs::read_to_string(ws.dir.join("main.tf")).unwrap();
     assert!(written.contains("default     = \"user\""), "the example's `network` variable moved: {written}");
     let app = format!("app_path={}", static_app().display());
@@ -293,6 +304,11 @@ fn multi_site_example_applies_on_both_sites() {
         assert_eq!(status(endpoint, "/items", None), 401, "{site}");
         assert_eq!(status(endpoint, "/items", Some(TOKEN)), 200, "{site}");
     }
+    // Paris's node connects_to Lyon's, whose endpoint is Paris's peer: the flow works
+    // across the sites, and Lyon's own policy still decides (Paris's API sends no token: 401
+    // from Lyon's runtime, where a refused connection would be a 502).
+    let fetched = response(endpoints["paris"].as_str().unwrap(), "/fetch", Some(TOKEN));
+    assert!(fetched.contains("\"upstream_status\":401"), "Paris → Lyon: {fetched}");
     // The Lyon daemon's copy of what it boots, changed behind sdsec's back: the next plan
     // says so and replaces the instance, which boots from a copy uploaded again.
     let volumes = lyon.var_lib.join("sdsec-pools").join(hypervisor::DEFAULT_LIBVIRT_POOL);

@@ -55,14 +55,13 @@ provider "sdsec" {
 
 # Paris's API calls Lyon's (the policy's `connects_to`). Lyon runs under the other provider,
 # so its address comes from the Lyon module's output: `peers` lets Paris's instance reach
-# exactly that address and port.
+# exactly that address and port (a change of Lyon's endpoint is applied to Paris in place).
 module "paris" {
   source    = "./modules/api"
   providers = { sdsec = sdsec.paris }
   node      = "api-paris"
   app_path  = var.app_path
   peers     = { "api-lyon" = module.lyon.endpoint }
-  fetch     = "${module.lyon.endpoint}/health"
 }
 
 module "lyon" {

@@ -16,6 +16,8 @@ pub struct Peer {
     pub node: String,
     pub address: Ipv4Addr,
     pub port: u16,
+    /// As the configuration wrote it (import restores it so).
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +31,7 @@ pub enum PeerError {
     )]
     NotAnEndpoint { node: String, endpoint: String },
     #[error(
-        "`{endpoint}` names {address}, which no connection can go to; publish the peer on one of its host's addresses (`publish_address`) or give its `ip`"
+        "`{endpoint}` names {address}, which is no peer's address elsewhere (unspecified, broadcast, multicast, loopback or link-local); give an address the peer is reached at from this host, e.g. its host's `publish_address` (not 0.0.0.0) or its `ip`"
     )]
     Unroutable { node: String, endpoint: String, address: Ipv4Addr },
 }
@@ -58,10 +60,15 @@ pub fn peers(plan: &EnforcementPlan, given: &BTreeMap<String, String>) -> Result
             }
             let (address, port) = endpoint_address(endpoint)
                 .ok_or_else(|| PeerError::NotAnEndpoint { node: node.clone(), endpoint: endpoint.clone() })?;
-            if address.is_unspecified() || address.is_broadcast() || address.is_multicast() {
+            let unroutable = address.is_unspecified()
+                || address.is_broadcast()
+                || address.is_multicast()
+                || address.is_loopback()
+                || address.is_link_local();
+            if unroutable {
                 return Err(PeerError::Unroutable { node: node.clone(), endpoint: endpoint.clone(), address });
             }
-            Ok(Peer { node: node.clone(), address, port })
+            Ok(Peer { node: node.clone(), address, port, endpoint: endpoint.clone() })
         })
         .collect()
 }
@@ -107,7 +114,9 @@ topology_template:
     fn endpoints_give_the_address_and_port_to_allow() {
         for (endpoint, port) in [("http://10.1.2.3:8080", 8080), ("http://10.1.2.3", 80), ("https://10.1.2.3/x", 443)] {
             let found = peers(&plan(), &given("back", endpoint)).unwrap();
-            assert_eq!(found, [Peer { node: "back".into(), address: Ipv4Addr::new(10, 1, 2, 3), port }], "{endpoint}");
+            let address = Ipv4Addr::new(10, 1, 2, 3);
+            let expected = Peer { node: "back".into(), address, port, endpoint: endpoint.into() };
+            assert_eq!(found, [expected], "{endpoint}");
         }
         assert_eq!(peers(&plan(), &given("back", "10.1.2.3:9")).unwrap()[0].port, 9);
         assert!(peers(&plan(), &BTreeMap::new()).unwrap().is_empty());
@@ -122,7 +131,9 @@ topology_template:
             let err = peers(&plan(), &given("back", bad)).unwrap_err();
             assert!(matches!(err, PeerError::NotAnEndpoint { .. }), "{bad}: {err}");
         }
-        let err = peers(&plan(), &given("back", "http://0.0.0.0:18080")).unwrap_err();
-        assert!(matches!(err, PeerError::Unroutable { .. }), "{err}");
+        for unroutable in ["http://0.0.0.0:18080", "127.0.0.1:80", "http://169.254.169.254/", "224.0.0.1:5"] {
+            let err = peers(&plan(), &given("back", unroutable)).unwrap_err();
+            assert!(matches!(err, PeerError::Unroutable { .. }), "{unroutable}: {err}");
+        }
     }
 }

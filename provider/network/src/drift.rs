@@ -127,13 +127,20 @@ pub enum Drift {
     Site {
         what: String,
     },
+    /// A remote site's network stopped or went while `instance` ran on it: its interface was
+    /// cut from the network, which restarting it does not undo.
+    SiteDetached {
+        instance: String,
+        network: String,
+        site: String,
+    },
 }
 
 impl Drift {
     /// Whether [`Network::repair`] can restore it: everything but a missing TAP and a bridge
     /// name taken by a device that is not ours.
     pub fn repairable(&self) -> bool {
-        !matches!(self, Drift::TapMissing { .. } | Drift::BridgeTaken { .. })
+        !matches!(self, Drift::TapMissing { .. } | Drift::BridgeTaken { .. } | Drift::SiteDetached { .. })
     }
 
     /// The instance whose TAP it is about, for drift of a TAP bound to an instance.
@@ -142,7 +149,8 @@ impl Drift {
             Drift::TapMissing { owner: Owner::Instance(id), .. }
             | Drift::TapDetached { owner: Owner::Instance(id), .. }
             | Drift::TapNotIsolated { owner: Owner::Instance(id), .. }
-            | Drift::TapDown { owner: Owner::Instance(id), .. } => Some(id),
+            | Drift::TapDown { owner: Owner::Instance(id), .. }
+            | Drift::SiteDetached { instance: id, .. } => Some(id),
             _ => None,
         }
     }
@@ -196,6 +204,11 @@ impl fmt::Display for Drift {
             }
             Drift::BridgeLeftover { bridge } => write!(f, "bridge {bridge} remains though no instance holds a lease"),
             Drift::Site { what } => f.write_str(what),
+            Drift::SiteDetached { instance, network, site } => write!(
+                f,
+                "network {network} on {site} stopped or went while instance {instance} ran on it: its interface was cut \
+                 from the network (libvirt reattaches running guests only when its daemon restarts)"
+            ),
         }
     }
 }

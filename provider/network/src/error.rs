@@ -88,7 +88,7 @@ pub enum NetworkError {
     #[error("the hypervisor host at {site}: {reason}")]
     Site { site: String, reason: String },
     #[error(
-        "the network filter of {instance} would have {rules} rules, more than the {max} libvirt's priorities leave room for; declare fewer egress rules or port ranges for its node"
+        "the network filter of {instance} would have {rules} rules, more than the {max} libvirt's priorities leave room for: its node's egress rules and port ranges, peers, and the flows of other instances to and from it all count; declare fewer of them"
     )]
     SiteFilterTooLarge { instance: String, rules: usize, max: usize },
     #[error("no lease of {0}")]

@@ -27,6 +27,11 @@ pub(crate) struct Document {
     /// prefix of its filters' names (see [`crate::site_xml::filter_prefix`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_owner: Option<String>,
+    /// A remote site's ports whose guests were cut from the network when it stopped or went
+    /// (libvirt reattaches running guests only when its daemon restarts): reported until
+    /// their instances are replaced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub site_detached: Vec<String>,
     pub leases: Vec<Lease>,
 }
 
@@ -42,6 +47,7 @@ impl Document {
             subnet: config.subnet,
             publish_address: config.publish_address,
             site_owner: None,
+            site_detached: Vec::new(),
             leases: Vec::new(),
         }
     }

@@ -145,11 +145,13 @@ fn inet_filter(batch: &mut Batch, config: &BridgeConfig, leases: &[Lease]) {
     for lease in leases {
         for rule in &lease.policy.egress {
             for protocol_match in egress_matches(rule) {
+                // The destination the guest chose: a port another state directory of this
+                // host publishes is rewritten to its guest before this chain sees it.
                 let mut expr = vec![
                     iifname("==", bridge),
                     oifname("!=", bridge),
                     matches("==", payload("ip", "saddr"), json!(lease.ip.to_string())),
-                    matches("==", payload("ip", "daddr"), network(rule.to)),
+                    matches("==", original("daddr", Some("ip")), network(rule.to)),
                 ];
                 expr.extend(protocol_match);
                 expr.push(accept());
@@ -183,10 +185,11 @@ fn egress_matches(rule: &EgressRule) -> Vec<Vec<Value>> {
     protocols
         .iter()
         .map(|protocol| {
+            let l4proto = matches("==", json!({ "meta": { "key": "l4proto" } }), json!(protocol));
             if rule.ports.is_empty() {
-                vec![matches("==", json!({ "meta": { "key": "l4proto" } }), json!(protocol))]
+                vec![l4proto]
             } else {
-                vec![matches("==", payload(protocol, "dport"), ports(&rule.ports))]
+                vec![l4proto, matches("==", original("proto-dst", None), ports(&rule.ports))]
             }
         })
         .collect()
@@ -281,6 +284,14 @@ impl Batch {
 
 fn matches(op: &str, left: Value, right: Value) -> Value {
     json!({ "match": { "op": op, "left": left, "right": right } })
+}
+
+/// A field of the connection as it was first seen (before any DNAT).
+fn original(key: &str, family: Option<&str>) -> Value {
+    match family {
+        Some(family) => json!({ "ct": { "key": key, "family": family, "dir": "original" } }),
+        None => json!({ "ct": { "key": key, "dir": "original" } }),
+    }
 }
 
 fn payload(protocol: &str, field: &str) -> Value {

@@ -203,13 +203,18 @@ fn every_tap_is_held_to_its_mac_and_address() {
 #[test]
 fn egress_any_without_ports_matches_every_protocol() {
     let batch = ruleset(&BridgeConfig::default(), &scenario());
+    // Matched on the destination the guest chose, before any DNAT of this host's.
+    let original = json!({ "ct": { "key": "daddr", "family": "ip", "dir": "original" } });
     let to = json!({ "prefix": { "addr": "203.0.113.0", "len": 24 } });
     let egress: Vec<_> =
-        rules(&batch, "inet", "forward").into_iter().filter(|expr| matched(expr, &ip("daddr")) == Some(&to)).collect();
+        rules(&batch, "inet", "forward").into_iter().filter(|expr| matched(expr, &original) == Some(&to)).collect();
     assert_eq!(egress.len(), 2, "any (no protocol match) and udp");
     assert_eq!(egress[0].len(), 5, "iifname, oifname, saddr, daddr, accept: {:?}", egress[0]);
+    assert!(rules(&batch, "inet", "forward").iter().all(|expr| matched(expr, &ip("daddr")) != Some(&to)));
     let dns = json!("198.51.100.53");
-    let both =
-        rules(&batch, "inet", "forward").into_iter().filter(|expr| matched(expr, &ip("daddr")) == Some(&dns)).count();
-    assert_eq!(both, 2, "tcp and udp");
+    let both: Vec<_> =
+        rules(&batch, "inet", "forward").into_iter().filter(|expr| matched(expr, &original) == Some(&dns)).collect();
+    assert_eq!(both.len(), 2, "tcp and udp");
+    let port = json!({ "ct": { "key": "proto-dst", "dir": "original" } });
+    assert!(both.iter().all(|expr| matched(expr, &port).is_some()), "{both:?}");
 }

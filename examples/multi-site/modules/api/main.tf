@@ -22,12 +22,6 @@ variable "peers" {
   default     = {}
 }
 
-variable "fetch" {
-  description = "A URL of a peer the API's GET /fetch requests (the example API's --fetch), to show the flow works."
-  type        = string
-  default     = null
-}
-
 resource "sdsec_security_policy" "api" {
   document = file("${path.module}/../../policy.yaml")
 }
@@ -37,7 +31,7 @@ resource "sdsec_unikernel" "api" {
   enforcement = sdsec_security_policy.api.enforcement[var.node]
   application = {
     path = var.app_path
-    args = concat(["--listen", "0.0.0.0:8080"], var.fetch == null ? [] : ["--fetch", var.fetch])
+    args = ["--listen", "0.0.0.0:8080"]
     port = 8080
   }
   peers = var.peers

@@ -316,13 +316,18 @@ fn set_flows(backend: &Host, id: &InstanceId, unikernel: &Unikernel) -> Result<(
 }
 
 /// Changes running instance `id`'s peers elsewhere to `unikernel`'s (its plan unchanged),
-/// in place, and records them for import.
-pub fn set_peers(config: &ProviderConfig, id: &InstanceId, unikernel: &Unikernel) -> Result<(), InstanceError> {
+/// in place, and records them for import; a failure to record them is returned apart, as
+/// the instance has them already.
+pub fn set_peers(
+    config: &ProviderConfig,
+    id: &InstanceId,
+    unikernel: &Unikernel,
+) -> Result<Option<HypervisorError>, InstanceError> {
     let backend = backend(config)?;
     set_flows(&backend, id, unikernel)?;
-    let metadata = recorded(config, id)?.1;
-    let image_plan = metadata.and_then(|m| m.image_plan()).unwrap_or_else(|| unikernel.image.plan.clone());
-    backend.set_metadata(id, unikernel.recorded(&image_plan)).map_err(InstanceError::HandOver)
+    let metadata = serde_json::from_value::<Metadata>(backend.instance(id).map_err(InstanceError::Lookup)?.metadata);
+    let image_plan = metadata.ok().and_then(|m| m.image_plan()).unwrap_or_else(|| unikernel.image.plan.clone());
+    Ok(backend.set_metadata(id, unikernel.recorded(&image_plan)).err())
 }
 
 /// Marks instance `id`, created by this process ([`start`], [`boot`]), as complete: from

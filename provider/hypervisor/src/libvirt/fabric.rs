@@ -41,6 +41,17 @@ impl Fabric for Libvirt {
             // name meanwhile, which is never started here.
             None => self.conn.define_network_xml(xml).map_err(|e| self.fail(format!("define network {name}"), &e))?,
         };
+        let uuid = network.uuid_string().map_err(|e| self.fail(format!("look at network {name}"), &e))?;
+        let wanted = xml.split("<uuid>").nth(1).and_then(|rest| rest.split("</uuid>").next());
+        if wanted.is_some_and(|wanted| !wanted.trim().eq_ignore_ascii_case(&uuid)) {
+            return Err(crate::HypervisorError::Libvirt {
+                uri: self.uri.clone(),
+                action: format!("start network {name}"),
+                reason: format!(
+                    "a network of that name with another UUID ({uuid}) was defined meanwhile; it is left alone"
+                ),
+            });
+        }
         let active = network.is_active().map_err(|e| self.fail(format!("look at network {name}"), &e))?;
         // Started meanwhile by another process of this state directory: as good.
         if !active

@@ -171,7 +171,8 @@ impl SiteNetwork {
             LeaseKey::Instance(id) => l.owner == Owner::Instance(id.to_owned()),
         });
         if let Some(index) = found {
-            document.leases.remove(index);
+            let released = document.leases.remove(index);
+            document.site_detached.retain(|tap| *tap != released.tap);
             self.store.save(&locked, &document)?;
         } else if !document.leases.is_empty() {
             return Ok(());
@@ -191,6 +192,8 @@ impl SiteNetwork {
         let (kept, dropped): (Vec<Lease>, Vec<Lease>) =
             document.leases.drain(..).partition(|lease| leases::owner_alive(&lease.owner, alive));
         document.leases = kept;
+        let held: Vec<String> = document.leases.iter().map(|lease| lease.tap.clone()).collect();
+        document.site_detached.retain(|tap| held.contains(tap));
         self.store.save(&locked, &document)?;
         if !dropped.is_empty() {
             self.sync(&locked, host, &config, &document)?;
@@ -206,21 +209,29 @@ impl SiteNetwork {
             return Ok(Vec::new());
         }
         let locked = self.store.lock(true)?;
-        let document = self.store.load(&locked, &self.config)?;
+        let mut document = self.store.load(&locked, &self.config)?;
         let config = document.effective(&self.config);
-        let Some(owner) = document.site_owner.as_deref() else { return Ok(Vec::new()) };
+        let Some(owner) = document.site_owner.clone() else { return Ok(Vec::new()) };
         if document.leases.is_empty() {
             self.sync(&locked, host, &config, &document)?;
             return Ok(Vec::new());
         }
         let fail = |reason| self.host_error(host, reason);
         let mut found = Vec::new();
-        match self.presence(host, &config, Some(owner))? {
-            Presence::Absent => found.push(format!("network {} is gone from {}", config.bridge, host.location())),
-            Presence::Ours { active: false } => {
-                found.push(format!("network {} is stopped on {}", config.bridge, host.location()));
+        let cut = match self.presence(host, &config, Some(&owner))? {
+            Presence::Absent => Some("gone from"),
+            Presence::Ours { active: false } => Some("stopped on"),
+            Presence::Ours { active: true } => None,
+        };
+        if let Some(how) = cut {
+            found.push(format!("network {} is {how} {}", config.bridge, host.location()));
+            // Its running guests' interfaces went with it, for good.
+            for lease in document.leases.iter().filter(|lease| matches!(lease.owner, Owner::Instance(_))) {
+                if !document.site_detached.contains(&lease.tap) {
+                    document.site_detached.push(lease.tap.clone());
+                }
             }
-            Presence::Ours { active: true } => {}
+            self.store.save(&locked, &document)?;
         }
         for lease in &document.leases {
             let wanted = filter_xml(&config, lease, &document.leases, &host.addresses())?;
@@ -235,7 +246,14 @@ impl SiteNetwork {
         if !found.is_empty() {
             self.sync(&locked, host, &config, &document)?;
         }
-        Ok(found.into_iter().map(|what| crate::Drift::Site { what }).collect())
+        let mut drift: Vec<crate::Drift> = found.into_iter().map(|what| crate::Drift::Site { what }).collect();
+        for lease in document.leases.iter().filter(|lease| document.site_detached.contains(&lease.tap)) {
+            if let Owner::Instance(instance) = &lease.owner {
+                let (network, site) = (config.bridge.clone(), host.location());
+                drift.push(crate::Drift::SiteDetached { instance: instance.clone(), network, site });
+            }
+        }
+        Ok(drift)
     }
 
     /// Instance `instance`'s lease, if it has one.
@@ -282,8 +300,17 @@ impl SiteNetwork {
                 let _ = host.remove_filter(&name);
             }
         }
-        if document.leases.is_empty() && self.presence(host, config, Some(owner))? != Presence::Absent {
-            host.remove_network(&config.bridge).map_err(fail)?;
+        if document.leases.is_empty() {
+            // The network the leases were last on, whatever the settings say now; one that is
+            // not ours is left alone: nothing of ours to remove.
+            let recorded = BridgeConfig { bridge: document.bridge.clone(), subnet: document.subnet, ..config.clone() };
+            match self.presence(host, &recorded, Some(owner)) {
+                Ok(Presence::Ours { .. }) | Err(NetworkError::SiteNetworkMoved { .. }) => {
+                    host.remove_network(&recorded.bridge).map_err(fail)?;
+                }
+                Ok(Presence::Absent) | Err(NetworkError::BridgeTaken { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         first_error.map_or(Ok(()), Err)
     }

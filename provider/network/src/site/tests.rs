@@ -163,13 +163,34 @@ fn refresh_reports_a_stopped_network_and_a_changed_filter_and_restores_both() {
     let tap = site.lease("i-front").unwrap().unwrap().tap;
     let wanted = daemon.filter(&tap).unwrap().unwrap();
     daemon.filters.borrow_mut().insert(tap.clone(), wanted.replacen("action='drop'", "action='accept'", 1));
+    assert_eq!(site.repair(&daemon).unwrap().iter().map(Drift::to_string).collect::<Vec<_>>().len(), 1);
+    assert_eq!(daemon.filter(&tap).unwrap().unwrap(), wanted, "restored");
+
+    // A stopped network is started again, but the guest's interface was cut for good: that
+    // instance is reported (not repairable) until it is released.
     daemon.networks.borrow_mut().get_mut("sdsec-lyon").unwrap().active = false;
-    let found: Vec<String> = site.repair(&daemon).unwrap().iter().map(Drift::to_string).collect();
-    assert_eq!(found.len(), 2, "{found:?}");
-    assert!(found[0].contains("stopped") && found[1].contains("was changed"), "{found:?}");
-    assert_eq!(daemon.filter(&tap).unwrap().unwrap(), wanted);
+    let found = site.repair(&daemon).unwrap();
+    assert!(found[0].to_string().contains("stopped") && found[0].repairable(), "{found:?}");
     assert!(daemon.network("sdsec-lyon").unwrap().unwrap().active);
+    let detached = |found: &[Drift]| found.iter().any(|d| !d.repairable() && d.instance() == Some("i-front"));
+    assert!(detached(&found), "{found:?}");
+    let again = site.repair(&daemon).unwrap();
+    assert!(again.len() == 1 && detached(&again), "still reported: {again:?}");
+    site.release(&daemon, LeaseKey::Instance("i-front")).unwrap();
+    let replacement = site_with_lease(&dir, &daemon, "qemu+tls://lyon/system");
+    assert!(replacement.repair(&daemon).unwrap().is_empty(), "the replacement is attached");
+}
+
+#[test]
+fn with_no_lease_left_another_owners_network_of_that_name_is_left_alone() {
+    let (dir, daemon) = (tempfile::tempdir().unwrap(), Daemon::default());
+    let site = site_with_lease(&dir, &daemon, "qemu+tls://lyon/system");
+    site.release(&daemon, LeaseKey::Instance("i-front")).unwrap();
+    let theirs = crate::site_xml::network_xml(&config(), "0123456789ab");
+    daemon.networks.borrow_mut().insert("sdsec-lyon".into(), HostNetwork { xml: theirs.clone(), active: true });
     assert!(site.repair(&daemon).unwrap().is_empty());
+    site.release(&daemon, LeaseKey::Instance("i-gone")).unwrap();
+    assert_eq!(daemon.network("sdsec-lyon").unwrap().unwrap().xml, theirs);
 }
 
 #[test]

@@ -243,7 +243,7 @@ struct Rules {
 impl Rules {
     fn add(&mut self, action: &str, direction: &str, element: &str) {
         // -1000..=1000 is libvirt's range: `filter_xml` refuses more than `MAX_RULES`.
-        let priority = (-990 + self.count).min(1000);
+        let priority = -990 + self.count;
         self.count += 1;
         let _ = writeln!(
             self.text,

@@ -139,10 +139,18 @@ impl ImageFields {
 
     /// Whether an input the image needs is known only after apply.
     fn pending(&self) -> bool {
-        self.enforcement.is_unknown()
-            || self.application.is_unknown()
-            || self.memory_mb.is_unknown()
-            || self.vcpus.is_unknown()
+        !self.unknown_inputs().is_empty()
+    }
+
+    /// The inputs of the image known only after apply.
+    pub fn unknown_inputs(&self) -> Vec<&'static str> {
+        let unknown = [
+            (ENFORCEMENT, self.enforcement.is_unknown()),
+            (APPLICATION, self.application.is_unknown()),
+            (MEMORY_MB, self.memory_mb.is_unknown()),
+            (VCPUS, self.vcpus.is_unknown()),
+        ];
+        unknown.into_iter().filter(|(_, unknown)| *unknown).map(|(name, _)| name).collect()
     }
 
     /// A plan whose inputs are not all known: sizing left out is the plan's, unknown too.

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use engine::ProviderConfig;
 use engine::instance::ImageInputs;
-use tfplugin::{Diagnostic, Diagnostics, PlanRequest, PlanResult, Value};
+use tfplugin::{AttributePath, Diagnostic, Diagnostics, PlanRequest, PlanResult, Value};
 
 use super::{Operation, Timeouts, Unresolved, check_placement};
 use crate::provider::Shared;
@@ -28,8 +28,10 @@ pub trait ImageModel: Sized {
     /// The image `desired` asks for.
     fn image(desired: &Self::Desired) -> &ImageInputs;
     /// A plan whose inputs are not all known: what depends on them is unknown too. Only
-    /// what the configuration leaves out may be planned unknown.
-    fn plan_unknown(&mut self, creating: bool);
+    /// what the configuration leaves out may be planned unknown. Returns the attributes
+    /// whose unknown values in `configured` force a replacement (an update planned now
+    /// cannot become one at apply).
+    fn plan_unknown(&mut self, creating: bool, configured: &Self) -> Vec<&'static str>;
 }
 
 fn invalid(unresolved: Unresolved) -> Option<Diagnostics> {
@@ -55,8 +57,8 @@ pub fn validate<M: ImageModel>(config: &Value) -> Diagnostics {
 
 /// What the configuration asks for, `None` while an input it needs is known only after
 /// apply.
-fn wanted<M: ImageModel>(config: &Value) -> Result<Option<M::Desired>, Diagnostics> {
-    match M::decode(config).map_err(Diagnostic::from)?.desired() {
+fn wanted<M: ImageModel>(configured: &M) -> Result<Option<M::Desired>, Diagnostics> {
+    match configured.desired() {
         Ok(desired) => Ok(Some(desired)),
         Err(unresolved) => invalid(unresolved).map_or(Ok(None), Err),
     }
@@ -109,9 +111,23 @@ fn begin<M: ImageModel>(
     let prior = M::decode(prior_state).map_err(Diagnostic::from)?;
     let mut planned = M::decode(&result.planned_state).map_err(Diagnostic::from)?;
     let settings = shared.config()?;
-    let Some(desired) = wanted::<M>(config)? else {
-        planned.plan_unknown(prior_state.is_null());
+    let configured = M::decode(config).map_err(Diagnostic::from)?;
+    let Some(desired) = wanted(&configured)? else {
+        let forcing = planned.plan_unknown(prior_state.is_null(), &configured);
         result.planned_state = planned.encode();
+        if !forcing.is_empty() {
+            let named: Vec<String> = forcing.iter().map(|a| format!("`{a}`")).collect();
+            result.diagnostics.push(Diagnostic::warning(
+                format!("{} will be replaced", M::KIND),
+                format!(
+                    "{} known only after apply: sdsec cannot tell at plan whether the image changes, and an update \
+                     planned now could not become a replacement at apply, so the instance is replaced. Make the \
+                     value known at plan to keep the instance when its image stays the same.",
+                    named.join(" and ") + if named.len() == 1 { " is" } else { " are" }
+                ),
+            ));
+            result.requires_replace.extend(forcing.into_iter().map(AttributePath::attr));
+        }
         return Ok(None);
     };
     check_placement(&M::image(&desired).plan, &settings)?;

@@ -95,7 +95,7 @@ impl ImageModel for Model {
         &desired.image
     }
 
-    fn plan_unknown(&mut self, creating: bool) {
+    fn plan_unknown(&mut self, creating: bool, _configured: &Self) -> Vec<&'static str> {
         if creating {
             self.id = Field::unknown();
         }
@@ -103,6 +103,8 @@ impl ImageModel for Model {
         self.ready = Field::unknown();
         self.members = Field::unknown();
         self.image.plan_unknown();
+        // A pool takes a new image in place: its members are replaced, not the pool.
+        Vec::new()
     }
 
     fn timeouts(&self) -> &Timeouts {

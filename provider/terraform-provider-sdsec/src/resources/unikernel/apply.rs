@@ -63,8 +63,17 @@ pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResul
         return Err(Error::new("Unikernel not known", "The configuration is still unknown at apply.").into());
     };
     if prior.enforcement_digest == model.enforcement_digest {
-        blocking(move || instance::set_peers(&config, &id, &desired).map_err(failed)).await?;
-        return Ok(StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) });
+        let unrecorded = blocking({
+            let id = id.clone();
+            move || instance::set_peers(&config, &id, &desired).map_err(failed)
+        })
+        .await?;
+        let diagnostics = unrecorded.map(|e| unrecorded_warning(&id, &e, "peers")).into_iter().collect();
+        return Ok(StateResult {
+            private: request.planned_private,
+            diagnostics,
+            ..StateResult::new(request.planned_state)
+        });
     }
     let image_plan = private::image_plan(&request.planned_private);
     let updated = blocking({
@@ -76,13 +85,7 @@ pub async fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResul
     // warning, not a failed update.
     let mut diagnostics = Diagnostics::new();
     if let Some(e) = updated.unrecorded {
-        diagnostics.push(Diagnostic::warning(
-            "New plan not recorded with the instance",
-            format!(
-                "Instance {id} enforces the new plan, but recording it for `terraform import` failed: {e}. Until \
-                 the next policy change is applied, importing this instance would restore the previous plan."
-            ),
-        ));
+        diagnostics.push(unrecorded_warning(&id, &e, "plan"));
     }
     model.enforcement_digest = Field::Known(updated.digest);
     Ok(StateResult { private: request.planned_private, diagnostics, ..StateResult::new(model.encode()) })
@@ -96,4 +99,15 @@ pub async fn delete(shared: &Shared, request: ApplyRequest) -> Result<(), Diagno
     let Some(id) = prior.instance_id() else { return Ok(()) };
     blocking(move || instance::stop(&config, &id, grace).map_err(failed)).await?;
     Ok(())
+}
+
+/// What was applied but could not be recorded with instance `id` for `terraform import`.
+fn unrecorded_warning(id: &hypervisor::InstanceId, error: &hypervisor::HypervisorError, what: &str) -> Diagnostic {
+    Diagnostic::warning(
+        format!("New {what} not recorded with the instance"),
+        format!(
+            "Instance {id} has its new {what} already, but recording it for `terraform import` failed: {error}. \
+             Until the next change is applied, importing this instance would restore the previous {what}."
+        ),
+    )
 }

@@ -118,8 +118,8 @@ impl ImageModel for Model {
     /// What the configuration asks for. Decoded from a configuration, `memory_mb` and
     /// `vcpus` left out take the plan's; from a plan, they hold what plan chose.
     fn desired(&self) -> Result<Unikernel, Unresolved> {
-        let pending =
-            self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown() || self.peers.is_unknown();
+        // `peers` is checked once known; unknown, it changes nothing of the image.
+        let pending = self.name.is_unknown() || self.host_port.is_unknown() || self.pool.is_unknown();
         let (image, (host_port, peers)) = self.image.resolve_with(pending, |plan, invalid| {
             let host_port = in_range(&self.host_port, HOST_PORT, HOST_PORTS, invalid).map(|p| p as u16);
             let given = self.peers.known().cloned().unwrap_or_default();
@@ -162,15 +162,18 @@ impl ImageModel for Model {
         &desired.image
     }
 
-    fn plan_unknown(&mut self, creating: bool) {
+    fn plan_unknown(&mut self, creating: bool, configured: &Self) -> Vec<&'static str> {
+        // Any image input unknown may change the image: a running instance is replaced.
+        let forcing = if creating { Vec::new() } else { configured.image.unknown_inputs() };
         self.image_digest = Field::unknown();
         self.enforcement_digest = Field::unknown();
         self.state.unknown_when_null();
         self.image_status.unknown_when_null();
         self.image.plan_unknown();
-        if creating {
+        if creating || !forcing.is_empty() {
             self.instance = InstanceFields::unknown();
         }
+        forcing
     }
 
     fn timeouts(&self) -> &Timeouts {
@@ -221,9 +224,7 @@ impl Model {
             host_port: metadata.host_port.map(i64::from).into(),
             peers: Some(&metadata.peers)
                 .filter(|peers| !peers.is_empty())
-                .map(|peers| {
-                    peers.iter().map(|p| (p.node.clone(), format!("http://{}:{}", p.address, p.port))).collect()
-                })
+                .map(|peers| peers.iter().map(|peer| (peer.node.clone(), peer.endpoint.clone())).collect())
                 .into(),
             pool: metadata.pool.clone().into(),
             timeouts: Timeouts::none(),

@@ -77,6 +77,12 @@ async fn invalid_inputs_are_refused_on_their_attribute() {
         (("application", app), "Invalid application port", "application.port"),
         (("host_port", Value::from(80)), "Value out of range", "host_port"),
         (("vcpus", Value::from(1000)), "Value out of range", "vcpus"),
+        // The quickstart's `api` connects to nothing: no peer can be one of its flows.
+        (
+            ("peers", Value::Map([("db".to_owned(), Value::from("http://10.9.0.2:80"))].into())),
+            "Invalid peer",
+            "peers[\"db\"]",
+        ),
     ];
     for (setting, summary, attribute) in cases {
         let planned = tf.plan(TYPE_NAME, &Value::Null, &[], &unikernel(&tf, &[setting])).await;
@@ -132,4 +138,47 @@ async fn a_host_port_in_use_is_refused_at_plan_on_host_port() {
     let config = unikernel(&tf, &[("host_port", Value::from(i64::from(port)))]);
     let planned = tf.plan(TYPE_NAME, &Value::Null, &[], &config).await;
     assert_eq!(error(&planned), ("host_port in use".to_owned(), Some("host_port".to_owned())));
+}
+
+/// An image input known only after apply may change the image: Terraform lets no update
+/// planned now become a replacement at apply, so a running instance is planned replaced,
+/// with why. `peers` unknown changes nothing of the image: in place.
+#[tokio::test]
+async fn an_image_input_unknown_at_plan_replaces_a_running_instance_and_says_why() {
+    let tf = Terraform::new(&[]).await;
+    let config = unikernel(&tf, &[]);
+    let mut prior = tf.plan(TYPE_NAME, &Value::Null, &[], &config).await.state;
+    for (name, value) in [
+        ("id", "i-0123456789abcdef"),
+        ("instance_id", "i-0123456789abcdef"),
+        ("endpoint", "http://127.0.0.1:18080"),
+        ("network", "user"),
+        ("created_at", "2026-12-03T00:00:00Z"),
+    ] {
+        prior.set(name, Value::from(value));
+    }
+    prior.set("boot_ms", Value::from(900));
+    prior.set("ip", Value::Null);
+
+    let mut peers_unknown = config.clone();
+    peers_unknown.set("peers", Value::unknown());
+    let planned = tf.plan(TYPE_NAME, &prior, &[], &peers_unknown).await;
+    assert_no_errors(&planned.diagnostics, "plan");
+    assert!(planned.requires_replace.is_empty(), "{:?}", planned.requires_replace);
+    assert_eq!(planned.state.get("instance_id"), prior.get("instance_id"));
+
+    let mut args_unknown = config.clone();
+    let mut app = application(&tf.app());
+    app.set("args", Value::unknown());
+    args_unknown.set("application", app);
+    let planned = tf.plan(TYPE_NAME, &prior, &[], &args_unknown).await;
+    assert_no_errors(&planned.diagnostics, "plan");
+    assert_eq!(planned.requires_replace, ["application"]);
+    for unknown in ["instance_id", "endpoint", "boot_ms"] {
+        assert!(planned.state.get(unknown).unwrap().is_unknown(), "{unknown}");
+    }
+    let warned = planned.diagnostics.iter().any(|d| {
+        d.summary == "Unikernel will be replaced" && d.detail.contains("`application` is known only after apply")
+    });
+    assert!(warned, "{:#?}", planned.diagnostics);
 }
