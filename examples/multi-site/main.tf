@@ -56,6 +56,9 @@ provider "sdsec" {
 # Paris's API calls Lyon's (the policy's `connects_to`). Lyon runs under the other provider,
 # so its address comes from the Lyon module's output: `peers` lets Paris's instance reach
 # exactly that address and port (a change of Lyon's endpoint is applied to Paris in place).
+# With a real Lyon host the flow works in every mode; with this machine's second daemon
+# standing for Lyon, as root (both sites bridges of one host), Lyon's guest is reachable from
+# Paris's only if published: see docs/guides/networking.md, "Peers elsewhere".
 module "paris" {
   source    = "./modules/api"
   providers = { sdsec = sdsec.paris }

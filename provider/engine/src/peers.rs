@@ -31,7 +31,7 @@ pub enum PeerError {
     )]
     NotAnEndpoint { node: String, endpoint: String },
     #[error(
-        "`{endpoint}` names {address}, which is no peer's address elsewhere (unspecified, broadcast, multicast, loopback or link-local); give an address the peer is reached at from this host, e.g. its host's `publish_address` (not 0.0.0.0) or its `ip`"
+        "`{endpoint}` names {address}, which is no peer's address elsewhere (unspecified, broadcast, multicast or link-local); give an address the peer is reached at from this host, e.g. its host's `publish_address` (not 0.0.0.0) or its `ip`"
     )]
     Unroutable { node: String, endpoint: String, address: Ipv4Addr },
 }
@@ -60,11 +60,8 @@ pub fn peers(plan: &EnforcementPlan, given: &BTreeMap<String, String>) -> Result
             }
             let (address, port) = endpoint_address(endpoint)
                 .ok_or_else(|| PeerError::NotAnEndpoint { node: node.clone(), endpoint: endpoint.clone() })?;
-            let unroutable = address.is_unspecified()
-                || address.is_broadcast()
-                || address.is_multicast()
-                || address.is_loopback()
-                || address.is_link_local();
+            let unroutable =
+                address.is_unspecified() || address.is_broadcast() || address.is_multicast() || address.is_link_local();
             if unroutable {
                 return Err(PeerError::Unroutable { node: node.clone(), endpoint: endpoint.clone(), address });
             }
@@ -131,7 +128,7 @@ topology_template:
             let err = peers(&plan(), &given("back", bad)).unwrap_err();
             assert!(matches!(err, PeerError::NotAnEndpoint { .. }), "{bad}: {err}");
         }
-        for unroutable in ["http://0.0.0.0:18080", "127.0.0.1:80", "http://169.254.169.254/", "224.0.0.1:5"] {
+        for unroutable in ["http://0.0.0.0:18080", "http://169.254.169.254/", "224.0.0.1:5"] {
             let err = peers(&plan(), &given("back", unroutable)).unwrap_err();
             assert!(matches!(err, PeerError::Unroutable { .. }), "{unroutable}: {err}");
         }
