@@ -62,8 +62,11 @@ enum Command {
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
         /// The schema of enforcement plans instead of documents.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "draft_07")]
         plan: bool,
+        /// The documents' schema in JSON Schema draft-07 (for tools without 2020-12).
+        #[arg(long = "draft-07")]
+        draft_07: bool,
     },
     /// Build (or reuse) the protected image of a node with an application; print its digest and path.
     Build {
@@ -134,8 +137,14 @@ enum Command {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum DiagnosticFormat {
+    /// Source snippets and hints on standard error.
     Human,
+    /// The diagnostics as a JSON array on standard output.
     Json,
+    /// A SARIF 2.1.0 log on standard output (code scanning: one rule per diagnostic code).
+    Sarif,
+    /// GitHub Actions workflow commands on standard output (annotations on the lines).
+    Github,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -211,6 +220,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         Command::Check { files, inputs, format } => {
             let mut failed = false;
             let mut all = Vec::new();
+            let mut checked = Vec::new();
             for file in &files {
                 let (source, compilation) = compile_file(file, &inputs)?;
                 failed |= compilation.has_errors();
@@ -227,10 +237,22 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                         }
                     }
                     DiagnosticFormat::Json => all.extend(compilation.diagnostics),
+                    DiagnosticFormat::Github => {
+                        let annotations = sdsec_cli::report::github(&source, &compilation.diagnostics);
+                        if !annotations.is_empty() {
+                            print_stdout(annotations.trim_end());
+                        }
+                    }
+                    DiagnosticFormat::Sarif => checked.push((source, compilation.diagnostics)),
                 }
             }
-            if let DiagnosticFormat::Json = format {
-                print_stdout(&serde_json::to_string_pretty(&all).unwrap_or_default());
+            match format {
+                DiagnosticFormat::Json => print_stdout(&serde_json::to_string_pretty(&all).unwrap_or_default()),
+                DiagnosticFormat::Sarif => {
+                    let log = sdsec_cli::report::sarif(&checked);
+                    print_stdout(&serde_json::to_string_pretty(&log).unwrap_or_default());
+                }
+                DiagnosticFormat::Human | DiagnosticFormat::Github => {}
             }
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
@@ -272,8 +294,12 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema { output, plan } => {
-            let schema = if plan { sectosca::schema::plan_schema() } else { sectosca::schema::document_schema() };
+        Command::Schema { output, plan, draft_07 } => {
+            let schema = match (plan, draft_07) {
+                (true, _) => sectosca::schema::plan_schema(),
+                (false, true) => sectosca::schema::document_schema_draft07(),
+                (false, false) => sectosca::schema::document_schema(),
+            };
             match output {
                 Some(path) => fsutil::write_atomically_with_mode(&path, schema.as_bytes(), 0o644)?,
                 None => print_stdout(schema.trim_end()),

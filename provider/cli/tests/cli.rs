@@ -180,3 +180,62 @@ fn every_example_policy_checks_clean() {
         );
     }
 }
+
+/// `check --format sarif` over every invalid golden document: one result per diagnostic the
+/// golden file lists, with its rule id, line and column, and a rule for each of them.
+#[test]
+fn check_sarif_reports_each_golden_diagnostic_at_its_rule_and_line() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sectosca/tests/golden/invalid");
+    let mut documents: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    documents.sort();
+    assert!(documents.len() > 50, "{}", dir.display());
+    for yaml in documents {
+        let mut args = vec!["check".to_owned(), "--format".to_owned(), "sarif".to_owned()];
+        if let Ok(inputs) = std::fs::read_to_string(yaml.with_extension("inputs")) {
+            for line in inputs.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')) {
+                args.extend(["--input".to_owned(), line.to_owned()]);
+            }
+        }
+        args.push(yaml.display().to_string());
+        let out = sdsec(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a SARIF log on stdout");
+        let run = &log["runs"][0];
+        let rules: Vec<&str> =
+            run["tool"]["driver"]["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let found: Vec<String> = run["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                assert_eq!(rules[r["ruleIndex"].as_u64().unwrap() as usize], r["ruleId"].as_str().unwrap());
+                let region = &r["locations"][0]["physicalLocation"]["region"];
+                format!("{} {}:{}", r["ruleId"].as_str().unwrap(), region["startLine"], region["startColumn"])
+            })
+            .collect();
+        let golden = std::fs::read_to_string(yaml.with_extension("diagnostics")).unwrap();
+        let expected: Vec<String> =
+            golden.lines().map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")).collect();
+        assert_eq!(found, expected, "{}", yaml.display());
+        let errors = expected.iter().any(|line| line.starts_with('E'));
+        assert_eq!(out.status.code(), Some(if errors { 1 } else { 0 }), "{}", yaml.display());
+    }
+}
+
+#[test]
+fn check_github_annotates_each_diagnostic() {
+    let dir = tempdir();
+    let file = write(&dir, "broken.yaml", BROKEN);
+    let out = sdsec(&["check", "--format", "github", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let annotations = text(&out.stdout);
+    let lines: Vec<&str> = annotations.lines().collect();
+    assert_eq!(lines.len(), 2, "{annotations}");
+    assert!(lines[0].starts_with(&format!("::error file={},line=8,col=30", file.display())), "{annotations}");
+    assert!(lines[0].contains("title=sdsec E0401::"), "{annotations}");
+    assert!(lines[1].contains("title=sdsec E0303::") && lines[1].contains("%0Ahint: did you mean"), "{annotations}");
+}

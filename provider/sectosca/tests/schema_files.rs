@@ -27,6 +27,22 @@ fn document_schema_is_up_to_date() {
 }
 
 #[test]
+fn draft07_document_schema_is_up_to_date_and_has_no_2020_12_keywords() {
+    let schema = sectosca::schema::document_schema_draft07();
+    check("sectosca.draft-07.schema.json", schema.clone());
+    assert!(schema.contains("\"$schema\": \"http://json-schema.org/draft-07/schema#\""), "{}", &schema[..200]);
+    for keyword in ["$defs", "prefixItems", "unevaluatedProperties", "dependentRequired", "$dynamicRef"] {
+        assert!(!schema.contains(&format!("\"{keyword}\"")), "{keyword} is not draft-07");
+    }
+    let value: serde_json::Value = serde_json::from_str(&schema).unwrap();
+    // Every reference resolves within the file.
+    for reference in schema.split("\"$ref\": \"#/definitions/").skip(1) {
+        let name = &reference[..reference.find('"').unwrap()];
+        assert!(value["definitions"].get(name).is_some(), "{name}");
+    }
+}
+
+#[test]
 fn plan_schema_is_up_to_date() {
     check("enforcement-plan.schema.json", sectosca::schema::plan_schema());
 }
