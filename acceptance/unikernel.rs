@@ -195,6 +195,11 @@ fn lifecycle(backend: &str) {
     ws.write("policy.yaml", &changed);
     let before = attr(&ws, "enforcement_digest");
     ws.run(&["plan", "-no-color"]).success().contains("updated in-place").lacks("forces replacement");
+    // `sdsec review` of the saved plan says so, and names the principal.
+    let (code, review) = review_plan(&ws, &["--fail-on", "replace,delete"]);
+    assert_eq!(code, Some(0), "{review}");
+    assert!(review.contains("### `sdsec_unikernel.api`: update in place"), "{review}");
+    assert!(review.contains("- **Principals**: + `ci` (roles: reader)"), "{review}");
     ws.run(&["apply", "-auto-approve", "-no-color"]).success();
     let second = attr(&ws, "instance_id");
     assert_eq!(second, first, "updated in place, not replaced");
@@ -225,6 +230,10 @@ fn lifecycle(backend: &str) {
     bytes[middle] ^= 0x40;
     std::fs::write(&initramfs, bytes).unwrap();
     ws.run(&["plan", "-no-color"]).success().contains("failed verification").contains("forces replacement");
+    let (code, review) = review_plan(&ws, &["--fail-on", "replace"]);
+    assert_eq!(code, Some(1), "a replacement fails the gate: {review}");
+    assert!(review.contains("`sdsec_unikernel.api`: **replace**"), "{review}");
+    assert!(review.contains("Why: its image failed verification"), "{review}");
     ws.run(&["apply", "-auto-approve", "-no-color"]).success();
     let fourth = attr(&ws, "instance_id");
     assert_ne!(fourth, third);
@@ -345,4 +354,16 @@ fn multi_site_example_applies_on_both_sites() {
     assert!(virsh(&["list", "--all", "--name"]).trim().is_empty(), "a domain is left on the Lyon host");
     let volumes = virsh(&["vol-list", hypervisor::DEFAULT_LIBVIRT_POOL]);
     assert!(!volumes.contains(".log"), "logs left on the Lyon host: {volumes}");
+}
+
+/// `sdsec review` (with `args`) of the workspace's plan, saved and shown as JSON by the
+/// Terraform CLI: its exit code and Markdown.
+fn review_plan(ws: &Workspace, args: &[&str]) -> (Option<i32>, String) {
+    ws.run(&["plan", "-out=review.tfplan", "-no-color"]).success();
+    let json = ws.run(&["show", "-json", "review.tfplan"]).success().stdout();
+    let path = ws.dir.join("review.json");
+    std::fs::write(&path, json).unwrap();
+    let sdsec = provider_dir().join("sdsec");
+    let out = std::process::Command::new(&sdsec).arg("review").arg(&path).args(args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
 }

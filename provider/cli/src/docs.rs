@@ -96,9 +96,17 @@ fn resource_like(kind: &str, folder: &str, name: &str, block: &Block, examples: 
         "terraform",
     );
     schema_section(&mut text, block);
-    if let Some(import) = example(examples, &format!("{folder}/{name}/import.sh"))? {
+    let block = example(examples, &format!("{folder}/{name}/import-by-string-id.tf"))?;
+    let command = example(examples, &format!("{folder}/{name}/import.sh"))?;
+    if block.is_some() || command.is_some() {
+        text.push_str("\n## Import\n\nImport is supported using the following syntax:\n");
+    }
+    if let Some(block) = block {
         let _ =
-            write!(text, "\n## Import\n\nImport is supported using the following syntax:\n\n```shell\n{import}\n```\n");
+            write!(text, "\nIn Terraform v1.5.0 and later, with an `import` block:\n\n```terraform\n{block}\n```\n");
+    }
+    if let Some(command) = command {
+        let _ = write!(text, "\nWith the `terraform import` command:\n\n```shell\n{command}\n```\n");
     }
     Ok(Page { path: PathBuf::from(folder).join(format!("{short}.md")), text })
 }

@@ -4,3 +4,4 @@
 
 pub mod docs;
 pub mod report;
+pub mod review;

@@ -43,6 +43,19 @@ enum Command {
         #[arg(long, value_enum, default_value_t = DiagnosticFormat::Human)]
         format: DiagnosticFormat,
     },
+    /// Review a saved Terraform plan: what changes inside each protected unikernel and pool,
+    /// and whether it is applied in place or by a replacement, and why.
+    Review {
+        /// The plan as `terraform show -json PLANFILE` prints it; `-` for standard input.
+        plan: PathBuf,
+        /// markdown (a pull-request comment) or json.
+        #[arg(long, value_enum, default_value_t = ReviewFormat::Markdown)]
+        format: ReviewFormat,
+        /// Exit 1 (after printing the review) when a resource is to be any of these:
+        /// replace, delete, create, update.
+        #[arg(long = "fail-on", value_enum, value_delimiter = ',')]
+        fail_on: Vec<sdsec_cli::review::Action>,
+    },
     /// Compile a SecTOSCA document into enforcement plans.
     Compile {
         file: PathBuf,
@@ -145,6 +158,12 @@ enum DiagnosticFormat {
     Sarif,
     /// GitHub Actions workflow commands on standard output (annotations on the lines).
     Github,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ReviewFormat {
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -255,6 +274,26 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                 DiagnosticFormat::Human | DiagnosticFormat::Github => {}
             }
             Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Review { plan, format, fail_on } => {
+            let text = if plan.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).map_err(|e| UsageError(format!("cannot read stdin: {e}")))?
+            } else {
+                std::fs::read_to_string(&plan)
+                    .map_err(|e| UsageError(format!("cannot read {}: {e}", plan.display())))?
+            };
+            let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                UsageError(format!(
+                    "{} is not JSON ({e}); give the output of `terraform show -json PLANFILE`",
+                    plan.display()
+                ))
+            })?;
+            let review = sdsec_cli::review::review(&json).map_err(|e| UsageError(e.to_string()))?;
+            match format {
+                ReviewFormat::Markdown => print_stdout(sdsec_cli::review::markdown(&review).trim_end()),
+                ReviewFormat::Json => print_stdout(&serde_json::to_string_pretty(&review).unwrap_or_default()),
+            }
+            Ok(if review.has_any(&fail_on) { ExitCode::from(1) } else { ExitCode::SUCCESS })
         }
         Command::Compile { file, inputs, format, node } => {
             let (source, compilation) = compile_file(&file, &inputs)?;

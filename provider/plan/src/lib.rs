@@ -7,6 +7,7 @@
 //! types are behind the `schema` feature.
 
 pub mod canonical;
+pub mod changes;
 pub mod defaults;
 mod enforcement;
 pub mod ingress;
