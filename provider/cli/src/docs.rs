@@ -140,7 +140,7 @@ pub fn generate(examples: &Path) -> Result<Vec<Page>, DocsError> {
     front_matter(&mut index, "sdsec Provider", &schema.block.description);
     let _ = write!(
         index,
-        "# sdsec Provider\n\n{}\n\nPolicies are written in SecTOSCA; see the [language reference](sectosca.md).\n",
+        "# sdsec Provider\n\n{}\n\nPolicies are written in SecTOSCA; see the [language reference](guides/sectosca.md).\n",
         schema.block.description
     );
     example_section(&mut index, example(examples, "provider/provider.tf")?, "terraform");

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 /// Where SARIF's own schema is published.
 const SARIF_SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 /// Where each rule is explained.
-const RULES_URI: &str = "https://github.com/sdsec/terraform-provider-sdsec/blob/main/docs/sectosca.md#diagnostic-codes";
+const RULES_URI: &str = "https://github.com/sdsec/terraform-provider-sdsec/blob/main/docs/guides/sectosca.md#diagnostic-codes";
 
 /// One SARIF log with one run of `sdsec check` over `checked` (each document and its
 /// diagnostics): a rule per diagnostic code, a result per diagnostic.

@@ -57,9 +57,9 @@ codes! {
     NotOneDocument = "E0106", Error, "the stream is empty or holds more than one document", "put one service template per file or resource";
     ComplexKey = "E0107", Error, "a mapping key is not a plain scalar", "use a plain name as the key";
 
-    UnknownKey = "E0201", Error, "a key that this part of the document does not have", "remove the key or fix its spelling; see docs/sectosca.md for the keys allowed here";
-    MissingKey = "E0202", Error, "a required key is missing", "add the key; see docs/sectosca.md for what it takes";
-    WrongType = "E0203", Error, "a value of the wrong type (for example a list where a string is expected)", "see docs/sectosca.md for the type this key takes";
+    UnknownKey = "E0201", Error, "a key that this part of the document does not have", "remove the key or fix its spelling; see docs/guides/sectosca.md for the keys allowed here";
+    MissingKey = "E0202", Error, "a required key is missing", "add the key; see docs/guides/sectosca.md for what it takes";
+    WrongType = "E0203", Error, "a value of the wrong type (for example a list where a string is expected)", "see docs/guides/sectosca.md for the type this key takes";
     InvalidValue = "E0204", Error, "a value outside the allowed set or range", "use one of the allowed values, within the allowed range";
     UnsupportedVersion = "E0205", Error, "tosca_definitions_version is not one this compiler reads", "write `tosca_definitions_version: tosca_simple_yaml_1_3`";
     InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier", "use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters";
@@ -67,7 +67,7 @@ codes! {
 
     UnknownNodeType = "E0301", Error, "a node template names a type that does not exist", "node types: sdsec.nodes.Unikernel, sdsec.nodes.Hypervisor";
     UnknownPolicyType = "E0302", Error, "a policy names a type that does not exist", "policy types: sdsec.policies.Authentication, Authorization, Firewall, Hardening, Isolation, Audit, Adaptation";
-    UnknownProperty = "E0303", Error, "a property that the type does not define", "remove the property or fix its spelling; docs/sectosca.md lists each type's properties";
+    UnknownProperty = "E0303", Error, "a property that the type does not define", "remove the property or fix its spelling; docs/guides/sectosca.md lists each type's properties";
 
     InvalidCidr = "E0401", Error, "not an IPv4 or IPv6 network in CIDR notation", "write an address and a prefix length, e.g. 10.0.0.0/8 or 2001:db8::/32";
     InvalidPort = "E0402", Error, "not a port (1-65535) or a port range", "a port is 1-65535; a range is written low-high, e.g. 8000-8099";
