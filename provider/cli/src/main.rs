@@ -268,7 +268,8 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             match format {
                 DiagnosticFormat::Json => print_stdout(&serde_json::to_string_pretty(&all).unwrap_or_default()),
                 DiagnosticFormat::Sarif => {
-                    let log = sdsec_cli::report::sarif(&checked);
+                    let root = std::env::current_dir().unwrap_or_default();
+                    let log = sdsec_cli::report::sarif(&checked, &root);
                     print_stdout(&serde_json::to_string_pretty(&log).unwrap_or_default());
                 }
                 DiagnosticFormat::Human | DiagnosticFormat::Github => {}

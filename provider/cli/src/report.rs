@@ -1,17 +1,22 @@
 //! Diagnostics for machines: SARIF 2.1.0 (code scanning in CI and editors) and GitHub
 //! Actions workflow commands (annotations on a pull request's lines).
 
+use std::path::Path;
+
 use sectosca::{Code, Diagnostic, Severity, Source};
 use serde_json::{Value, json};
 
 /// Where SARIF's own schema is published.
 const SARIF_SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json";
 /// Where each rule is explained.
-const RULES_URI: &str = "https://github.com/sdsec/terraform-provider-sdsec/blob/main/docs/guides/sectosca.md#diagnostic-codes";
+const RULES_URI: &str =
+    "https://github.com/sdsec/terraform-provider-sdsec/blob/main/docs/guides/sectosca.md#diagnostic-codes";
 
 /// One SARIF log with one run of `sdsec check` over `checked` (each document and its
-/// diagnostics): a rule per diagnostic code, a result per diagnostic.
-pub fn sarif(checked: &[(Source, Vec<Diagnostic>)]) -> Value {
+/// diagnostics): a rule per diagnostic code, a result per diagnostic. Files under `root`
+/// (the directory the check ran in, normally the repository's) are named relative to it,
+/// as code scanning expects; others by `file://` URI.
+pub fn sarif(checked: &[(Source, Vec<Diagnostic>)], root: &Path) -> Value {
     let rules: Vec<Value> = Code::ALL
         .iter()
         .map(|code| {
@@ -26,10 +31,12 @@ pub fn sarif(checked: &[(Source, Vec<Diagnostic>)]) -> Value {
             })
         })
         .collect();
-    let results: Vec<Value> =
-        checked.iter().flat_map(|(source, diagnostics)| diagnostics.iter().map(move |d| result(source, d))).collect();
+    let results: Vec<Value> = checked
+        .iter()
+        .flat_map(|(source, diagnostics)| diagnostics.iter().map(move |d| result(source, d, root)))
+        .collect();
     let artifacts: Vec<Value> =
-        checked.iter().map(|(source, _)| json!({ "location": { "uri": uri(&source.name) } })).collect();
+        checked.iter().map(|(source, _)| json!({ "location": artifact(&source.name, root) })).collect();
     json!({
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -40,6 +47,7 @@ pub fn sarif(checked: &[(Source, Vec<Diagnostic>)]) -> Value {
                 "informationUri": RULES_URI,
                 "rules": rules,
             } },
+            "originalUriBaseIds": { "%SRCROOT%": { "uri": format!("file://{}/", encode(&root.display().to_string())) } },
             "artifacts": artifacts,
             "results": results,
             "columnKind": "unicodeCodePoints",
@@ -47,7 +55,7 @@ pub fn sarif(checked: &[(Source, Vec<Diagnostic>)]) -> Value {
     })
 }
 
-fn result(source: &Source, d: &Diagnostic) -> Value {
+fn result(source: &Source, d: &Diagnostic, root: &Path) -> Value {
     let index = Code::ALL.iter().position(|code| *code == d.code).unwrap_or_default();
     let mut text = d.message.clone();
     if let Some(hint) = &d.hint {
@@ -69,7 +77,7 @@ fn result(source: &Source, d: &Diagnostic) -> Value {
         "level": level(d.severity),
         "message": { "text": text },
         "locations": [{ "physicalLocation": {
-            "artifactLocation": { "uri": uri(&source.name) },
+            "artifactLocation": artifact(&source.name, root),
             "region": region,
         } }],
     });
@@ -86,9 +94,23 @@ fn level(severity: Severity) -> &'static str {
     }
 }
 
-/// A relative URI reference for a path as given: `/` separators, and only unreserved
-/// characters and `/` left unescaped.
-fn uri(path: &str) -> String {
+/// Where a file is, for SARIF: relative to `root` (`%SRCROOT%`) when it is under it,
+/// else a `file://` URI.
+fn artifact(name: &str, root: &Path) -> Value {
+    let path = Path::new(name);
+    let relative = if path.is_absolute() { path.strip_prefix(root).ok() } else { Some(path) };
+    match relative {
+        Some(relative) => {
+            let relative = relative.to_string_lossy();
+            json!({ "uri": encode(relative.trim_start_matches("./")), "uriBaseId": "%SRCROOT%" })
+        }
+        None => json!({ "uri": format!("file://{}", encode(name)) }),
+    }
+}
+
+/// A path as a URI path: `/` separators, and only unreserved characters and `/` left
+/// unescaped.
+fn encode(path: &str) -> String {
     let mut out = String::new();
     for byte in path.replace('\\', "/").bytes() {
         match byte {
@@ -161,7 +183,7 @@ topology_template:
     #[test]
     fn sarif_has_a_rule_per_code_and_results_at_their_lines() {
         let (source, diagnostics) = checked();
-        let log = sarif(&[(source, diagnostics.clone())]);
+        let log = sarif(&[(source, diagnostics.clone())], Path::new("/work/repo"));
         assert_eq!(log["version"], "2.1.0");
         let run = &log["runs"][0];
         let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
@@ -177,6 +199,11 @@ topology_template:
         assert_eq!(physical["region"]["startLine"], location.line);
         assert_eq!(physical["region"]["startColumn"], location.column);
         assert_eq!(physical["artifactLocation"]["uri"], "policies/a%20b%2Cc.yaml");
+        assert_eq!(physical["artifactLocation"]["uriBaseId"], "%SRCROOT%");
+        assert_eq!(run["originalUriBaseIds"]["%SRCROOT%"]["uri"], "file:///work/repo/");
+        let inside = artifact("/work/repo/policies/x.yaml", Path::new("/work/repo"));
+        assert_eq!(inside, json!({ "uri": "policies/x.yaml", "uriBaseId": "%SRCROOT%" }));
+        assert_eq!(artifact("/etc/p.yaml", Path::new("/work/repo")), json!({ "uri": "file:///etc/p.yaml" }));
         assert_eq!(first["level"], "error");
     }
 

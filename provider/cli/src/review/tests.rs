@@ -35,6 +35,7 @@ fn enforcement(document: &str) -> String {
 fn plan_json(actions: &[&str], before: &str, after: &str, replace: Value) -> Value {
     json!({
         "format_version": "1.2",
+        "planned_values": {},
         "resource_changes": [
             { "address": "sdsec_security_policy.api", "mode": "managed", "type": "sdsec_security_policy",
               "change": { "actions": ["update"], "before": {}, "after": {} } },
@@ -80,10 +81,13 @@ fn a_hardening_change_replaces_and_says_why() {
     let api = &review.resources[0];
     assert_eq!(api.action, Action::Replace);
     // `strict` also sets kernel parameters (memory cleared on free…).
-    assert_eq!(api.reasons, ["the policy changed what the image holds: hardening, kernel"]);
+    assert_eq!(api.reasons, ["the policy changed build or placement settings: hardening, kernel"]);
     assert!(api.changes.iter().any(|c| c.area == Area::Hardening && c.what == "level: baseline → strict"));
     let text = markdown(&review);
-    assert!(text.contains("**replace**") && text.contains("Why: the policy changed what the image holds"), "{text}");
+    assert!(
+        text.contains("**replace**") && text.contains("Why: the policy changed build or placement settings"),
+        "{text}"
+    );
     assert!(text.contains("- **Hardening** (new image): level: baseline → strict"), "{text}");
     assert!(review.has_any(&[Action::Replace]));
     let json = serde_json::to_value(&review).unwrap();
@@ -94,7 +98,50 @@ fn a_hardening_change_replaces_and_says_why() {
 #[test]
 fn something_else_is_refused_and_a_plan_without_changes_is_empty() {
     assert!(review(&json!({ "resources": [] })).is_err());
-    let empty = review(&json!({ "format_version": "1.2" })).unwrap();
+    let state = json!({ "format_version": "1.0", "values": {} });
+    assert!(review(&state).unwrap_err().to_string().contains("a state, not a plan"));
+    let errored = json!({ "format_version": "1.2", "planned_values": {}, "errored": true });
+    assert!(review(&errored).is_err());
+    let empty = review(&json!({ "format_version": "1.2", "planned_values": {} })).unwrap();
     assert!(empty.resources.is_empty());
     assert!(markdown(&empty).contains("No protected unikernel or pool changes."));
+}
+
+#[test]
+fn peers_known_after_apply_are_not_reported_removed_and_sensitive_plans_are_not_shown() {
+    let mut plan = plan_json(&["update"], &policy(ALICE, "baseline"), &policy(ALICE, "baseline"), json!([]));
+    let change = &mut plan["resource_changes"][1]["change"];
+    change["before"]["peers"] = json!({ "db": "http://10.1.0.2:80", "old": "http://10.1.0.3:80" });
+    change["after"]["peers"] = json!({});
+    change["after_unknown"]["peers"] = json!({ "db": true });
+    let api = review(&plan).unwrap().resources.remove(0);
+    let whats: Vec<&str> = api.changes.iter().map(|c| c.what.as_str()).collect();
+    assert_eq!(whats, ["peer `db`: http://10.1.0.2:80 → (known after apply)", "- peer `old`"]);
+
+    let mut plan =
+        plan_json(&["update"], &policy(ALICE, "baseline"), &policy(&format!("{ALICE}, {BOB}"), "baseline"), json!([]));
+    plan["resource_changes"][1]["change"]["after_sensitive"] = json!({ "enforcement": true });
+    let api = review(&plan).unwrap().resources.remove(0);
+    assert_eq!(api.changes.len(), 1);
+    assert!(api.changes[0].what.contains("sensitive") && !api.changes[0].what.contains("bob"), "{:?}", api.changes);
+}
+
+#[test]
+fn replacements_say_why_in_a_stable_order_and_pools_are_told_apart() {
+    let mut plan = plan_json(
+        &["delete", "create"],
+        &policy(ALICE, "baseline"),
+        &policy(ALICE, "baseline"),
+        json!([["state"], ["image_status"]]),
+    );
+    plan["resource_changes"][1]["action_reason"] = json!("replace_by_triggers");
+    let api = review(&plan).unwrap().resources.remove(0);
+    assert_eq!(api.reasons.len(), 3, "{:?}", api.reasons);
+    assert!(api.reasons[0].contains("replace_triggered_by") && api.reasons[1].contains("failed verification"));
+    assert!(api.applied.contains("same image"), "{}", api.applied);
+    plan["resource_changes"][1]["type"] = json!("sdsec_pool");
+    let pool = review(&plan).unwrap().resources.remove(0);
+    assert!(pool.applied.contains("warm members are stopped"), "{}", pool.applied);
+    let text = markdown(&Review { resources: vec![ResourceReview { address: "a`b\nc".into(), ..pool }] });
+    assert!(text.contains("### `a`b c`"), "{text}");
 }
