@@ -47,6 +47,14 @@ fn example(examples: &Path, relative: &str) -> Result<Option<String>, DocsError>
     }
 }
 
+/// What the provider needs of the Terraform CLI, and what it is tested with.
+const VERSIONS: &str = "## Requirements\n\n\
+    - Terraform 1.8 or later, or OpenTofu 1.7 or later: the provider-defined functions need them. The \
+    resources and data sources speak plugin protocol 6 (Terraform 1.0 and later) but are supported from the \
+    same releases.\n\
+    - Tested with Terraform 1.15, the CLI the test suite installs; older releases are not tested yet.\n\
+    - A Linux host: QEMU (`qemu-system-x86_64`) for `hypervisor = \"qemu\"`, a libvirt daemon for `\"libvirt\"`.\n";
+
 fn front_matter(out: &mut String, title: &str, description: &str) {
     let first = description.split(". ").next().unwrap_or(description).trim_end_matches('.');
     let _ = write!(out, "---\npage_title: \"{title}\"\nsubcategory: \"\"\ndescription: |-\n  {first}.\n---\n\n");
@@ -140,7 +148,7 @@ pub fn generate(examples: &Path) -> Result<Vec<Page>, DocsError> {
     front_matter(&mut index, "sdsec Provider", &schema.block.description);
     let _ = write!(
         index,
-        "# sdsec Provider\n\n{}\n\nPolicies are written in SecTOSCA; see the [language reference](guides/sectosca.md).\n",
+        "# sdsec Provider\n\n{}\n\nPolicies are written in SecTOSCA; see the [language reference](guides/sectosca.md).\n\n{VERSIONS}",
         schema.block.description
     );
     example_section(&mut index, example(examples, "provider/provider.tf")?, "terraform");
