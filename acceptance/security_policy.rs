@@ -132,3 +132,55 @@ fn security_policy_lifecycle() {
         assert_eq!(left, 0, "destroy left policy records in {}", record_dir.display());
     }
 }
+
+/// A topology of two nodes, one named as no Terraform identifier is.
+const TOPOLOGY: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  node_templates:
+    web-front:
+      type: sdsec.nodes.Unikernel
+      properties: { port: 8080 }
+      requirements: [ { connects_to: db } ]
+    db:
+      type: sdsec.nodes.Unikernel
+      properties: { port: 5432 }
+  policies:
+    - audit: { type: sdsec.policies.Audit }
+";
+
+/// `sdsec module` of a topology: the generated module is formatted as `terraform fmt` keeps
+/// it, validates, and plans one unikernel per node with its port (nothing is applied).
+#[test]
+fn a_module_generated_from_a_topology_validates_and_plans_a_unikernel_per_node() {
+    let cli = clis().into_iter().next().expect("a Terraform CLI");
+    let ws = Workspace::new(&cli, "module");
+    ws.write("topology.yaml", TOPOLOGY);
+    let sdsec = crate::harness::provider_dir().join("sdsec");
+    let out = std::process::Command::new(&sdsec)
+        .arg("module")
+        .arg(ws.dir.join("topology.yaml"))
+        .arg("-o")
+        .arg(ws.dir.join("stack"))
+        .output()
+        .expect("run sdsec module");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let app = crate::unikernel::static_app();
+    let root = format!(
+        "{}\nmodule \"stack\" {{\n  source           = \"./stack\"\n  web_front_app_path = \"{app}\"\n  db_app_path        = \"{app}\"\n}}\n\n\
+         output \"endpoints\" {{\n  value = [module.stack.web_front_endpoint, module.stack.db_endpoint]\n}}\n",
+        provider_tf(""),
+        app = app.display()
+    );
+    ws.write("main.tf", &root);
+    ws.run(&["fmt", "-check", "-recursive", "-diff", "stack"]).success();
+    ws.run(&["get", "-no-color"]).success();
+    ws.run(&["validate", "-no-color"]).success().contains("The configuration is valid");
+    ws.run(&["plan", "-no-color"])
+        .success()
+        .contains("module.stack.sdsec_unikernel.web_front will be created")
+        .contains("name        = \"web-front\"")
+        .contains("port = 8080")
+        .contains("module.stack.sdsec_unikernel.db will be created")
+        .contains("port = 5432")
+        .contains("3 to add");
+}

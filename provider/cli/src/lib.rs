@@ -3,5 +3,6 @@
 //! and the machine formats of diagnostics.
 
 pub mod docs;
+pub mod module;
 pub mod report;
 pub mod review;

@@ -56,6 +56,18 @@ enum Command {
         #[arg(long = "fail-on", value_enum, value_delimiter = ',')]
         fail_on: Vec<sdsec_cli::review::Action>,
     },
+    /// Generate a reusable Terraform module from a SecTOSCA topology: the policy, one
+    /// sdsec_unikernel per Unikernel node (application path and arguments as variables), an
+    /// output per endpoint.
+    Module {
+        file: PathBuf,
+        /// The module's directory (created; files in it are replaced).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Input values to check the document with, `name=value` (the module takes its own).
+        #[arg(long = "input", short = 'i', value_parser = parse_input)]
+        inputs: Vec<(String, String)>,
+    },
     /// Compile a SecTOSCA document into enforcement plans.
     Compile {
         file: PathBuf,
@@ -295,6 +307,27 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                 ReviewFormat::Json => print_stdout(&serde_json::to_string_pretty(&review).unwrap_or_default()),
             }
             Ok(if review.has_any(&fail_on) { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Module { file, output, inputs } => {
+            let (source, compilation) = compile_file(&file, &inputs)?;
+            render::diagnostics(&source, &compilation.diagnostics);
+            if compilation.has_errors() {
+                eprintln!("{}: {} error(s); no module written", source.name, compilation.errors().count());
+                return Ok(ExitCode::from(1));
+            }
+            if compilation.plans.is_empty() {
+                return Err(UsageError(format!("{} has no sdsec.nodes.Unikernel node template", source.name)));
+            }
+            std::fs::create_dir_all(&output)
+                .map_err(|e| UsageError(format!("cannot create {}: {e}", output.display())))?;
+            let name = file.file_name().map_or_else(|| source.name.to_string(), |n| n.to_string_lossy().into_owned());
+            let mut files = sdsec_cli::module::files(&compilation.plans, &name);
+            files.push((sdsec_cli::module::DOCUMENT.to_owned(), source.text.to_string()));
+            for (name, text) in files {
+                fsutil::write_atomically_with_mode(&output.join(&name), text.as_bytes(), 0o644)?;
+                eprintln!("wrote {}", output.join(&name).display());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Compile { file, inputs, format, node } => {
             let (source, compilation) = compile_file(&file, &inputs)?;
