@@ -153,10 +153,12 @@ async fn an_image_input_unknown_at_plan_replaces_a_running_instance_and_says_why
         ("instance_id", "i-0123456789abcdef"),
         ("endpoint", "http://127.0.0.1:18080"),
         ("network", "user"),
-        ("created_at", "2026-12-03T00:00:00Z"),
     ] {
         prior.set(name, Value::from(value));
     }
+    // Booted just now: never past the policy's max_lifetime, whenever the test runs.
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    prior.set("created_at", Value::from(now.as_str()));
     prior.set("boot_ms", Value::from(900));
     prior.set("ip", Value::Null);
 
