@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-# Debian packages (libvirt-dev and pkg-config for the libvirt backend, QEMU) and the venv.
+# Debian packages (QEMU, the kernel's build tools) and the venv.
 "$root/scripts/setup.sh"
 
 echo "==> building the provider and the command line (release)"

@@ -15,10 +15,10 @@ esac
 
 say() { echo "libvirt.sh: $*" >&2; }
 
-# Packages: the daemon (with QEMU's driver), the headers and pkg-config the `virt` crate
-# links against; openssl and iproute2 for the test that stands up a remote host.
+# Packages: the daemon (with QEMU's driver, and libvirt's client library, libvirt0, which
+# the provider loads when a configuration names libvirt); openssl and iproute2 for the test that stands up a remote host.
 missing=()
-for pkg in libvirt-daemon-system libvirt-dev pkg-config qemu-system-x86 openssl iproute2; do
+for pkg in libvirt-daemon-system qemu-system-x86 openssl iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -6,14 +6,14 @@
 //! instances again from it.
 //!
 //! Backends: [`qemu::Qemu`] runs `qemu-system-x86_64` itself (no daemon);
-//! `libvirt::Libvirt` (feature `libvirt`, on by default) has a libvirt daemon run them.
+//! [`libvirt::Libvirt`] has a libvirt daemon run them (libvirt's client library is loaded
+//! when it is first asked for, so a host without libvirt runs the QEMU backend).
 
 pub mod accel;
 mod console;
 pub mod control;
 pub mod creator;
 pub mod fabric;
-#[cfg(feature = "libvirt")]
 pub mod libvirt;
 pub mod logs;
 pub mod probe;
@@ -263,7 +263,6 @@ pub enum HypervisorError {
     #[error("libvirt at {uri} refused to {action}: {reason}")]
     Libvirt { uri: String, action: String, reason: String },
     /// sdsec's storage pool on a libvirt daemon.
-    #[cfg(feature = "libvirt")]
     #[error(transparent)]
     Pool(Box<libvirt::pool::PoolError>),
     #[error("instance {0} was booted without a control channel; it can only be replaced")]

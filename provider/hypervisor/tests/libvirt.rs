@@ -2,7 +2,6 @@
 //! enforcement runtime's answers through the forwarded port, pause/resume, stop, and
 //! nothing left behind. Needs libvirtd (scripts/libvirt.sh) and the image's parts built
 //! (scripts/build.sh): the guest runtime, the example API and the `sdsec` CLI.
-#![cfg(feature = "libvirt")]
 // Helpers outside #[test] functions report failed expectations the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,7 +1,6 @@
 //! The libvirt backend against a daemon that shares nothing with the provider's machine
 //! ([`remote_host`]): what it boots travels over the connection. Needs root and libvirtd's
 //! packages (scripts/libvirt.sh).
-#![cfg(feature = "libvirt")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[allow(dead_code)]
@@ -11,7 +10,7 @@ use std::io::Write;
 
 use hypervisor::libvirt::ImagePool;
 use sha2::{Digest, Sha256};
-use virt::connect::Connect;
+use virt::Connect;
 
 fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -22,7 +21,7 @@ fn hex(bytes: &[u8]) -> String {
 #[test]
 fn images_travel_to_a_daemon_that_shares_nothing_and_a_tampered_volume_is_replaced() {
     let remote = remote_host::RemoteHost::start(31);
-    let conn = Connect::open(Some(&remote.uri)).unwrap_or_else(|e| panic!("connect to {}: {e}", remote.uri));
+    let conn = Connect::open(&remote.uri).unwrap_or_else(|e| panic!("connect to {}: {e}", remote.uri));
     let mut file = tempfile::NamedTempFile::new().unwrap();
     let content: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     file.write_all(&content).unwrap();
@@ -74,7 +73,7 @@ fn concurrent_placements_of_one_file_share_one_whole_volume() {
         let threads: Vec<_> = (0..2)
             .map(|_| {
                 scope.spawn(|| {
-                    let conn = Connect::open(Some(&remote.uri)).unwrap();
+                    let conn = Connect::open(&remote.uri).unwrap();
                     ImagePool::open(&conn, "sdsec-test").unwrap().place(file.path(), None).unwrap()
                 })
             })

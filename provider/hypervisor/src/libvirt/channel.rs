@@ -12,9 +12,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use abi::control::Channel;
-use virt::connect::Connect;
-use virt::stream::Stream;
-use virt::sys;
+use virt::stream::WOULD_BLOCK;
+use virt::{Connect, Stream, sys};
 
 use crate::control::OpenChannel;
 
@@ -26,25 +25,27 @@ const IDLE_POLL_MAX: Duration = Duration::from_millis(20);
 const BUSY_WAIT: Duration = Duration::from_secs(10);
 
 /// Runs libvirt's default event loop in a thread of its own, once per process; before any
-/// connection is opened, which is when libvirt looks for one. `false` when it could not be
-/// started: then non-blocking streams never receive, and [`super::connect`] refuses.
-pub fn event_loop() -> bool {
-    static STARTED: OnceLock<bool> = OnceLock::new();
-    *STARTED.get_or_init(|| {
-        if virt::event::event_register_default_impl().is_err() {
-            return false;
-        }
-        std::thread::Builder::new()
-            .name("libvirt-events".into())
-            .spawn(|| {
-                loop {
-                    if virt::event::event_run_default_impl().is_err() {
-                        std::thread::sleep(Duration::from_millis(100));
+/// connection is opened, which is when libvirt looks for one. Why it could not be started
+/// (libvirt missing): then non-blocking streams would never receive, and [`super::connect`]
+/// refuses.
+pub fn event_loop() -> Result<(), virt::Error> {
+    static STARTED: OnceLock<Result<(), virt::Error>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            virt::event::register_default_impl()?;
+            std::thread::Builder::new()
+                .name("libvirt-events".into())
+                .spawn(|| {
+                    loop {
+                        if virt::event::run_default_impl().is_err() {
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
                     }
-                }
-            })
-            .is_ok()
-    })
+                })
+                .map(drop)
+                .map_err(|e| virt::Error::other(&format!("cannot start libvirt's event loop: {e}")))
+        })
+        .clone()
 }
 
 /// The channel named `port` of the domain named `domain` on the daemon behind `conn`.
@@ -58,7 +59,7 @@ pub struct DomainChannel {
 
 impl OpenChannel for DomainChannel {
     fn open(&self) -> io::Result<Box<dyn Channel>> {
-        let failed = |e: virt::error::Error| io::Error::other(e.message().to_owned());
+        let failed = |e: virt::Error| io::Error::other(e.message().to_owned());
         let domain = self.conn.lookup_domain_by_name(&self.domain).map_err(failed)?;
         // The daemon lets one stream at a time hold a channel: another process's call (a
         // refresh meanwhile) ends within its timeout.
@@ -96,13 +97,13 @@ impl StreamChannel {
 
     /// Runs `step` until it makes progress (returns something other than -2, "would block")
     /// or the timeout passes.
-    fn until_ready(&self, mut step: impl FnMut(&Stream) -> Result<isize, virt::error::Error>) -> io::Result<usize> {
+    fn until_ready(&self, mut step: impl FnMut(&Stream) -> Result<isize, virt::Error>) -> io::Result<usize> {
         let stream = self.stream()?;
         let deadline = Instant::now() + self.timeout;
         let mut idle = IDLE_POLL;
         loop {
             match step(stream) {
-                Ok(-2) => {}
+                Ok(WOULD_BLOCK) => {}
                 Ok(n) => return usize::try_from(n).map_err(|_| io::Error::other("the stream failed")),
                 Err(e) => return Err(io::Error::new(io::ErrorKind::BrokenPipe, e.message().to_owned())),
             }

@@ -1,8 +1,7 @@
 //! [`Fabric`] on a libvirt daemon: its networks (`virNetwork*`) and network filters
 //! (`virNWFilter*`).
 
-use virt::error::ErrorNumber;
-use virt::network::Network;
+use virt::{ErrorNumber, Network};
 
 use super::{Libvirt, is};
 use crate::Result;
@@ -12,7 +11,7 @@ impl Libvirt {
     fn lookup_network(&self, name: &str) -> Result<Option<Network>> {
         match self.conn.lookup_network_by_name(name) {
             Ok(network) => Ok(Some(network)),
-            Err(e) if is(&e, ErrorNumber::NoNetwork) => Ok(None),
+            Err(e) if is(&e, ErrorNumber::NO_NETWORK) => Ok(None),
             Err(e) => Err(self.fail(format!("look up network {name}"), &e)),
         }
     }
@@ -75,7 +74,7 @@ impl Fabric for Libvirt {
         }
         match network.undefine() {
             Ok(()) => Ok(()),
-            Err(e) if is(&e, ErrorNumber::NoNetwork) => Ok(()),
+            Err(e) if is(&e, ErrorNumber::NO_NETWORK) => Ok(()),
             Err(e) => Err(self.fail(format!("remove network {name}"), &e)),
         }
     }
@@ -90,7 +89,7 @@ impl Fabric for Libvirt {
             Ok(filter) => {
                 filter.xml_desc(0).map(Some).map_err(|e| self.fail(format!("read network filter {name}"), &e))
             }
-            Err(e) if is(&e, ErrorNumber::NoNwfilter) => Ok(None),
+            Err(e) if is(&e, ErrorNumber::NO_NWFILTER) => Ok(None),
             Err(e) => Err(self.fail(format!("look up network filter {name}"), &e)),
         }
     }
@@ -102,7 +101,7 @@ impl Fabric for Libvirt {
     fn remove_filter(&self, name: &str) -> Result<()> {
         let filter = match self.conn.lookup_nwfilter_by_name(name) {
             Ok(filter) => filter,
-            Err(e) if is(&e, ErrorNumber::NoNwfilter) => return Ok(()),
+            Err(e) if is(&e, ErrorNumber::NO_NWFILTER) => return Ok(()),
             Err(e) => return Err(self.fail(format!("look up network filter {name}"), &e)),
         };
         filter.undefine().map_err(|e| self.fail(format!("remove network filter {name}"), &e))

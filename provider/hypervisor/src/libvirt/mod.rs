@@ -30,11 +30,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use virt::connect::Connect;
-use virt::domain::{Domain, DomainState};
-use virt::enumutil::Enum;
-use virt::error::ErrorNumber;
-use virt::sys;
+use virt::{Connect, Domain, DomainState, ErrorNumber, sys};
 
 use crate::accel::{Accel, AccelChoice, HostFacts};
 use crate::console::{self, BootChannels};
@@ -77,7 +73,7 @@ impl Libvirt {
     pub fn new(state_dir: &Path, uri: &str, choice: AccelChoice) -> Result<Libvirt> {
         // libvirt prints every error on stderr by default, also those handled here (a
         // lookup of a domain that is gone); they reach the caller as values instead.
-        virt::error::clear_error_callback();
+        virt::error::silence_default_handler();
         let facts = HostFacts::read();
         let accel = facts.choose(choice).map_err(|why| HypervisorError::Accel(Accel::Kvm, why))?;
         let unreachable = |reason: String| HypervisorError::LibvirtUnreachable { uri: uri.to_owned(), reason };
@@ -163,7 +159,7 @@ impl Libvirt {
         &self.uri
     }
 
-    fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> HypervisorError {
+    fn fail(&self, action: impl Into<String>, e: &virt::Error) -> HypervisorError {
         HypervisorError::Libvirt { uri: self.uri.clone(), action: action.into(), reason: e.message().to_owned() }
     }
 
@@ -171,7 +167,7 @@ impl Libvirt {
     fn find(&self, id: &InstanceId) -> Result<Option<(Domain, Instance)>> {
         let domain = match self.conn.lookup_domain_by_name(&xml::domain_name(id.as_str())) {
             Ok(d) => d,
-            Err(e) if is(&e, ErrorNumber::NoDomain) => return Ok(None),
+            Err(e) if is(&e, ErrorNumber::NO_DOMAIN) => return Ok(None),
             Err(e) => return Err(self.fail(format!("look up instance {id}"), &e)),
         };
         Ok(record(&domain).filter(|r| r.id == *id).map(|r| (domain, r)))
@@ -240,7 +236,7 @@ impl Libvirt {
     fn save_record(&self, domain: &Domain, record: &Instance) -> Result<()> {
         domain
             .set_metadata(
-                sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                sys::VIR_DOMAIN_METADATA_ELEMENT,
                 Some(&xml::metadata_element(record, false)),
                 Some(xml::PREFIX),
                 Some(xml::NAMESPACE),
@@ -452,38 +448,35 @@ impl Hypervisor for Libvirt {
 
 /// sdsec's record in the domain's metadata, if it is one of sdsec's.
 fn record(domain: &Domain) -> Option<Instance> {
-    let element = domain.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT as i32, Some(xml::NAMESPACE), 0).ok()?;
+    let element = domain.metadata(sys::VIR_DOMAIN_METADATA_ELEMENT, Some(xml::NAMESPACE), 0).ok()?;
     xml::parse_metadata(&element).ok()
 }
 
 /// `None` when the domain could not be asked (it went meanwhile).
 fn running_state(domain: &Domain) -> Option<InstanceState> {
-    let info = domain.info().ok()?;
-    Some(match info.state {
-        Enum::Known(DomainState::Running | DomainState::Blocked) => InstanceState::Running,
-        Enum::Known(DomainState::Paused | DomainState::PMSuspended) => InstanceState::Paused,
+    Some(match domain.state().ok()? {
+        DomainState::Running | DomainState::Blocked => InstanceState::Running,
+        DomainState::Paused | DomainState::PmSuspended => InstanceState::Paused,
         _ => InstanceState::Stopped,
     })
 }
 
-fn is(e: &virt::error::Error, number: ErrorNumber) -> bool {
-    matches!(e.code(), Enum::Known(n) if n == number)
+fn is(e: &virt::Error, number: ErrorNumber) -> bool {
+    e.code() == number
 }
 
 /// The domain went already (or was not running): what a stop wants anyway.
-fn gone(e: &virt::error::Error) -> bool {
-    is(e, ErrorNumber::NoDomain) || is(e, ErrorNumber::OperationInvalid)
+fn gone(e: &virt::Error) -> bool {
+    is(e, ErrorNumber::NO_DOMAIN) || is(e, ErrorNumber::OPERATION_INVALID)
 }
 
 /// A connection to the daemon at `uri` that fails calls within about 20 s once the daemon
 /// stops answering (keepalives, sent by the event loop [`channel::event_loop`] runs).
-pub fn connect(uri: &str) -> std::result::Result<Connect, virt::error::Error> {
+pub fn connect(uri: &str) -> std::result::Result<Connect, virt::Error> {
     // Before the connection: libvirt takes the event loop it finds registered then. Without
     // one, non-blocking streams never receive and keepalives are never sent.
-    if !channel::event_loop() {
-        return Err(virt::error::Error::last_error());
-    }
-    let conn = Connect::open(Some(uri))?;
+    channel::event_loop()?;
+    let conn = Connect::open(uri)?;
     // Not every driver keeps connections alive (a local one needs none).
     let _ = conn.set_keep_alive(KEEPALIVE_INTERVAL, KEEPALIVE_COUNT);
     Ok(conn)

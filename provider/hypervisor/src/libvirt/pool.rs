@@ -18,12 +18,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use sha2::{Digest, Sha256};
-use virt::connect::Connect;
-use virt::error::ErrorNumber;
-use virt::storage_pool::StoragePool;
-use virt::storage_vol::StorageVol;
-use virt::stream::Stream;
-use virt::sys;
+use virt::{Connect, ErrorNumber, StoragePool, StorageVol, Stream, sys};
 
 use super::is;
 use super::volume_name::{DATED_SINCE, STAGING_MARK, digest_hex, staging_since, unix_secs};
@@ -102,9 +97,9 @@ impl ImagePool {
         }
         // libvirt prints every error on stderr by default, also those handled here (a
         // volume not there yet); they reach the caller as values instead.
-        virt::error::clear_error_callback();
+        virt::error::silence_default_handler();
         let uri = conn.uri().unwrap_or_default();
-        let fail = |action: &str, e: &virt::error::Error, hint: &'static str| PoolError::Libvirt {
+        let fail = |action: &str, e: &virt::Error, hint: &'static str| PoolError::Libvirt {
             uri: uri.clone(),
             pool: name.to_owned(),
             action: action.to_owned(),
@@ -113,7 +108,7 @@ impl ImagePool {
         };
         let pool = match conn.lookup_storage_pool_by_name(name) {
             Ok(pool) => pool,
-            Err(e) if is(&e, ErrorNumber::NoStoragePool) => {
+            Err(e) if is(&e, ErrorNumber::NO_STORAGE_POOL) => {
                 let xml = format!(
                     "<pool type='dir'><name>{name}</name><target><path>{POOLS_DIR}/{name}</path>\
                      <permissions><mode>0755</mode></permissions></target></pool>"
@@ -143,7 +138,7 @@ impl ImagePool {
         Ok(ImagePool { conn: conn.clone(), pool, name: name.to_owned(), uri, uuid })
     }
 
-    pub(super) fn fail(&self, action: impl Into<String>, e: &virt::error::Error) -> PoolError {
+    pub(super) fn fail(&self, action: impl Into<String>, e: &virt::Error) -> PoolError {
         let reason = e.message().to_owned();
         let hint = if reason.contains("No space left on device") { FULL_HINT } else { "" };
         PoolError::Libvirt { uri: self.uri.clone(), pool: self.name.clone(), action: action.into(), reason, hint }
@@ -264,7 +259,7 @@ impl ImagePool {
             }
             let xml = volume_xml(name, volume.info().map(|i| i.capacity).unwrap_or_default());
             StorageVol::create_xml_from(&self.pool, &xml, &volume, 0).map_err(|e| {
-                if is(&e, ErrorNumber::StorageVolExist) {
+                if is(&e, ErrorNumber::STORAGE_VOL_EXIST) {
                     Placing::Raced(self.fail(format!("create volume {name}"), &e))
                 } else {
                     Placing::Failed(self.fail(format!("copy volume {staging} to {name}"), &e))
@@ -284,7 +279,7 @@ impl ImagePool {
         let size = file.metadata().map_err(read_err)?.len();
         let volume = StorageVol::create_xml(&self.pool, &volume_xml(name, size), 0)
             .map_err(|e| Placing::Failed(self.fail(format!("create volume {name}"), &e)))?;
-        let failed = |e: &virt::error::Error| Placing::Failed(self.fail(format!("upload volume {name}"), e));
+        let failed = |e: &virt::Error| Placing::Failed(self.fail(format!("upload volume {name}"), e));
         let stream = Stream::new(&self.conn, 0).map_err(|e| failed(&e))?;
         volume.upload(&stream, 0, size, 0).map_err(|e| failed(&e))?;
         let mut hasher = Sha256::new();
@@ -351,7 +346,7 @@ impl ImagePool {
         {
             return Ok(true);
         }
-        let failed = |e: &virt::error::Error| self.fail(format!("download volume {name}"), e);
+        let failed = |e: &virt::Error| self.fail(format!("download volume {name}"), e);
         let stream = Stream::new(&self.conn, 0).map_err(|e| failed(&e))?;
         volume.download(&stream, 0, 0, 0).map_err(|e| failed(&e))?;
         let mut hasher = Sha256::new();
@@ -382,7 +377,7 @@ impl ImagePool {
     /// size and allocation, and its modification and change times (not the access time,
     /// which every download moves). `None` when the daemon reports no times (pools on block
     /// devices or network storage): such a volume is checked in full every time.
-    fn identity(&self, volume: &StorageVol) -> Result<Option<String>, virt::error::Error> {
+    fn identity(&self, volume: &StorageVol) -> Result<Option<String>, virt::Error> {
         let key = volume.key()?;
         let info = volume.info()?;
         let xml = volume.xml_desc(0)?;
@@ -423,8 +418,8 @@ fn volume_xml(name: &str, size: u64) -> String {
 }
 
 /// The volume is not there (any more).
-fn gone(e: &virt::error::Error) -> bool {
-    is(e, ErrorNumber::NoStorageVolume)
+fn gone(e: &virt::Error) -> bool {
+    is(e, ErrorNumber::NO_STORAGE_VOL)
 }
 
 /// Volumes this process has hashed, by identity: their digest.

@@ -7,9 +7,7 @@
 use std::io;
 use std::sync::{Mutex, PoisonError};
 
-use virt::error::ErrorNumber;
-use virt::storage_vol::StorageVol;
-use virt::stream::Stream;
+use virt::{ErrorNumber, StorageVol, Stream};
 
 use super::is;
 use super::pool::{ImagePool, PoolError};
@@ -47,7 +45,7 @@ fn pool_io(e: PoolError) -> io::Error {
     io::Error::other(e.to_string())
 }
 
-fn virt_io(e: &virt::error::Error) -> io::Error {
+fn virt_io(e: &virt::Error) -> io::Error {
     io::Error::other(e.message().to_owned())
 }
 
@@ -109,7 +107,7 @@ pub fn create(pool: &ImagePool, name: &str) -> Result<String, PoolError> {
     );
     let volume = match StorageVol::create_xml(pool.storage_pool(), &xml, 0) {
         Ok(volume) => volume,
-        Err(e) if is(&e, ErrorNumber::StorageVolExist) => {
+        Err(e) if is(&e, ErrorNumber::STORAGE_VOL_EXIST) => {
             if let Some(old) = pool.lookup(name)? {
                 old.delete(0).map_err(|e| pool.fail(format!("replace volume {name}"), &e))?;
             }
@@ -130,7 +128,7 @@ pub fn delete_all(pool: &ImagePool, prefix: &str) -> Result<(), PoolError> {
     for name in names.iter().filter(|n| n.starts_with(prefix)) {
         let deleted = match pool.lookup(name) {
             Ok(Some(volume)) => match volume.delete(0) {
-                Err(e) if !is(&e, ErrorNumber::NoStorageVolume) => Err(pool.fail(format!("delete volume {name}"), &e)),
+                Err(e) if !is(&e, ErrorNumber::NO_STORAGE_VOL) => Err(pool.fail(format!("delete volume {name}"), &e)),
                 _ => Ok(()),
             },
             Ok(None) => Ok(()),
