@@ -64,6 +64,7 @@ codes! {
     UnsupportedVersion = "E0205", Error, "tosca_definitions_version is not one this compiler reads", "write `tosca_definitions_version: tosca_simple_yaml_1_3`";
     InvalidName = "E0206", Error, "a template, policy or input name that is not an identifier", "use letters, digits, `_` and `-`, starting with a letter or `_`, at most 63 characters";
     DuplicateName = "E0207", Error, "two templates or two policies share a name", "give each its own name";
+    OutputValue = "E0208", Error, "an output value that cannot be evaluated when the policy is compiled", "an output's value is a literal or `{ get_input: name }`";
 
     UnknownNodeType = "E0301", Error, "a node template names a type that does not exist", "node types: sdsec.nodes.Unikernel, sdsec.nodes.Hypervisor";
     UnknownPolicyType = "E0302", Error, "a policy names a type that does not exist", "policy types: sdsec.policies.Authentication, Authorization, Firewall, Hardening, Isolation, Audit, Adaptation";
@@ -102,6 +103,12 @@ codes! {
     UnknownRole = "W0901", Warning, "an authorization rule names a role that no principal has", "give a principal the role, or fix the rule";
     NoTargets = "W0902", Warning, "a policy applies to no unikernel", "name the unikernels it protects in `targets`";
     UnusedInput = "W0903", Warning, "an input is declared but never used", "use it with `{ get_input: name }` or in an adaptation's `when`, or remove it";
+
+    ImportNotFound = "E1001", Error, "an imported document cannot be read", "check the path: it is relative to the importing document (in Terraform, to the policy's base_dir)";
+    ImportCycle = "E1002", Error, "a document imports itself, directly or through others", "import the shared parts from a third document that imports neither";
+    DuplicateImported = "E1003", Error, "an input, node template, policy or output defined in two of the documents merged by imports", "keep one definition, or rename one of them";
+    UnsupportedImport = "E1004", Error, "an import that is not a local document's relative path (a URL, an absolute path, a repository, a namespace)", "write `- relative/path.yaml` or `- file: relative/path.yaml`";
+    TooManyImports = "E1005", Error, "imports that go past the limits on their number or depth", "import fewer documents, or flatten the chain of imports";
 }
 
 impl fmt::Display for Code {
@@ -124,6 +131,7 @@ pub struct Location {
     pub line: usize,
     /// 1-based, in characters.
     pub column: usize,
+    /// Byte range in `file`'s text.
     #[serde(skip)]
     pub span: Span,
 }
@@ -162,8 +170,10 @@ impl Diagnostic {
         }
     }
 
+    /// Places the diagnostic at `span` of `source`. While the compiler runs, `span` counts
+    /// from [`Source::base`] (it is made relative to `file` before the compilation ends).
     pub fn at(mut self, source: &Source, span: Span, path: &YamlPath) -> Self {
-        let (line, column) = source.line_col(span.start);
+        let (line, column) = source.line_col(span.start.saturating_sub(source.base()));
         self.location = Some(Location { file: source.name.clone(), line, column, span });
         self.path = path.clone();
         self
@@ -195,20 +205,44 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Collects diagnostics for one source while a stage runs.
+/// Collects diagnostics for one source (and the sources it imports) while a stage runs.
 #[derive(Debug)]
 pub struct Sink<'s> {
+    /// The document compiled.
     pub source: &'s Source,
+    /// The documents it imports, by increasing [`Source::base`].
+    imported: Vec<Source>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
 impl<'s> Sink<'s> {
     pub fn new(source: &'s Source) -> Self {
-        Self { source, diagnostics: Vec::new() }
+        Self { source, imported: Vec::new(), diagnostics: Vec::new() }
+    }
+
+    /// An empty sink that places diagnostics as this one does, for reporting tentatively.
+    pub fn scratch(&self) -> Sink<'s> {
+        Sink { source: self.source, imported: self.imported.clone(), diagnostics: Vec::new() }
+    }
+
+    /// Adds an imported document; its base must be past every document's end.
+    pub(crate) fn add_source(&mut self, source: Source) {
+        self.imported.push(source);
+    }
+
+    /// The imported documents, in the order they were read.
+    pub(crate) fn imported(&self) -> &[Source] {
+        &self.imported
+    }
+
+    /// The document a span is in.
+    pub(crate) fn source_of(&self, span: Span) -> &Source {
+        self.imported.iter().rev().find(|s| s.contains(span)).unwrap_or(self.source)
     }
 
     pub fn report(&mut self, code: Code, span: Span, path: &YamlPath, message: impl Into<String>) -> &mut Diagnostic {
-        let d = Diagnostic::new(code, message).at(self.source, span, path);
+        let source = self.imported.iter().rev().find(|s| s.contains(span)).unwrap_or(self.source);
+        let d = Diagnostic::new(code, message).at(source, span, path);
         self.diagnostics.push(d);
         let last = self.diagnostics.len() - 1;
         &mut self.diagnostics[last]

@@ -12,6 +12,11 @@ pub struct Source {
     line_starts: Arc<[usize]>,
     /// All ASCII: a column in chars is a column in bytes.
     ascii: bool,
+    /// Where the document's spans start when several documents are compiled together (an
+    /// importing document and the documents it imports): 0 for the document compiled, past
+    /// the end of the previous one for each imported one, so that a span says which
+    /// document it is in.
+    base: usize,
 }
 
 impl Source {
@@ -19,7 +24,23 @@ impl Source {
         let text: Arc<str> = text.into();
         let line_starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).collect();
         let ascii = text.is_ascii();
-        Self { name: name.into(), text, line_starts: line_starts.into(), ascii }
+        Self { name: name.into(), text, line_starts: line_starts.into(), ascii, base: 0 }
+    }
+
+    /// The same document, its spans starting at `base`.
+    pub(crate) fn with_base(mut self, base: usize) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Where this document's spans start (see the field): 0 unless it was imported.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// Whether a span (as the compiler numbers spans across documents) is in this document.
+    pub(crate) fn contains(&self, span: Span) -> bool {
+        span.start >= self.base && span.start <= self.base + self.text.len()
     }
 
     /// Byte offset of a position given as a 1-based line and a 0-based column counted in chars,
@@ -56,6 +77,16 @@ pub struct Span {
 impl Span {
     pub const fn new(start: usize, end: usize) -> Self {
         Self { start, end }
+    }
+
+    /// The span moved `by` bytes further.
+    pub const fn shifted(self, by: usize) -> Self {
+        Self { start: self.start + by, end: self.end + by }
+    }
+
+    /// The span moved `by` bytes back (not below 0).
+    pub const fn unshifted(self, by: usize) -> Self {
+        Self { start: self.start.saturating_sub(by), end: self.end.saturating_sub(by) }
     }
 
     pub fn len(&self) -> usize {

@@ -259,7 +259,7 @@ fn name_adaptations(template: &PolicyTemplate, diagnostics: &mut [crate::Diagnos
 fn check_dormant_overrides(template: &PolicyTemplate, props: &Node, ppath: &LazyPath<'_>, sink: &mut Sink<'_>) {
     for (adaptation, over) in &template.dormant_overrides {
         let merged = if props.is_null() { over.clone() } else { resolve::merge_nodes(props, over) };
-        let mut scratch = Sink::new(sink.source);
+        let mut scratch = sink.scratch();
         decode_properties(template, &merged, ppath, &mut scratch);
         check_empty_lists(template.kind, &merged, ppath, &mut scratch);
         for mut d in scratch.diagnostics {

@@ -15,17 +15,22 @@ use crate::diagnostic::{Code, Sink};
 use crate::path::YamlPath;
 use crate::source::{Source, Span};
 
-/// Resource bounds for one document.
+/// Resource bounds: the first three for each document (the compiled one and each imported
+/// one), the last two for imports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_bytes: usize,
     pub max_depth: usize,
     pub max_nodes: usize,
+    /// Documents imported in all, however deep.
+    pub max_documents: usize,
+    /// Imports of imports: 1 allows the compiled document's imports only.
+    pub max_import_depth: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_bytes: 8 * 1024 * 1024, max_depth: 64, max_nodes: 1_000_000 }
+        Self { max_bytes: 8 * 1024 * 1024, max_depth: 64, max_nodes: 1_000_000, max_documents: 64, max_import_depth: 8 }
     }
 }
 

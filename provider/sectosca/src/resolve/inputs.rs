@@ -244,7 +244,7 @@ pub fn resolve_inputs(
             }
         } else {
             // No value to check, but malformed constraints are still worth reporting now.
-            let mut scratch = Sink::new(sink.source);
+            let mut scratch = sink.scratch();
             let probe = placeholder(decl.input_type);
             for (c, cpath) in &decl.constraints {
                 check_constraint(name, &probe, c, cpath, decl.span, &decl.path, false, &mut scratch);

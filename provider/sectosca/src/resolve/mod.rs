@@ -4,13 +4,14 @@
 
 mod adapt;
 pub mod inputs;
+mod outputs;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::decode::{Decode, Fields, Spanned, closest, wrong_type};
 use crate::diagnostic::{Code, Sink};
-use crate::model::document::ToscaVersion;
+use crate::imports::template::Template;
 use crate::model::{NodeKind, PolicyKind};
 use crate::parse::{Key, Node, Value};
 use crate::path::{LazyPath, YamlPath};
@@ -19,6 +20,7 @@ use crate::source::Span;
 use adapt::apply_adaptations;
 pub(crate) use adapt::merge_nodes;
 pub use inputs::{InputValue, Inputs};
+pub use outputs::Output;
 
 /// What resolving a document gave. Properties borrow from the parsed document unless
 /// `get_input` or an adaptation changed them: copying them all cost more than the checks.
@@ -29,6 +31,8 @@ pub struct Resolved<'doc> {
     /// True for a policy-only fragment: the nodes were made from the policies' targets.
     pub implicit_nodes: bool,
     pub policies: Vec<PolicyTemplate<'doc>>,
+    /// The topology's outputs, by name.
+    pub outputs: BTreeMap<String, Output>,
     /// Where a `{ get_input: ... }` stands that gave no value because of a problem already
     /// reported (an undeclared input, a missing or invalid value). Problems found later at
     /// these places are consequences and are not reported again.
@@ -97,48 +101,21 @@ fn check_name(name: &Key, path: &YamlPath, what: &str, sink: &mut Sink<'_>) -> b
 }
 
 pub fn resolve<'doc>(
-    root: &'doc Node,
+    template: &'doc Template<'_>,
     given_inputs: &BTreeMap<String, String>,
     sink: &mut Sink<'_>,
 ) -> Option<Resolved<'doc>> {
-    let top = YamlPath::root();
-    let at = LazyPath::new(&top);
-    let mut fields = Fields::open(root, &at, sink, "service templates", Code::UnknownKey)?;
-    let before_version = sink.diagnostics.len();
-    let version = fields.field::<Spanned<ToscaVersion>>("tosca_definitions_version", sink);
-    let version_problems = before_version..sink.diagnostics.len();
-    let _description = fields.field::<Option<String>>("description", sink);
-    let _metadata = fields.field::<Option<BTreeMap<String, String>>>("metadata", sink);
-    let topology = fields.raw("topology_template");
-    fields.finish(sink);
-    if version.is_none() {
-        // The version's own problem, not whatever the other top-level keys reported after it.
-        for d in &mut sink.diagnostics[version_problems] {
-            if d.code == Code::InvalidValue {
-                d.code = Code::UnsupportedVersion;
-            }
-            d.hint = Some("write `tosca_definitions_version: tosca_simple_yaml_1_3`".into());
-        }
-    }
-    let Some(topology) = topology else {
-        sink.report(Code::MissingKey, root.span, &top, "service templates need `topology_template`");
-        return None;
-    };
-
-    let tpath = top.key("topology_template");
-    let at = LazyPath::new(&tpath);
-    let mut fields = Fields::open(topology, &at, sink, "topology templates", Code::UnknownKey)?;
-    let _description = fields.field::<Option<String>>("description", sink);
-    let inputs_node = fields.raw("inputs");
-    let nodes_node = fields.raw("node_templates");
-    let policies_node = fields.raw("policies");
-    fields.finish(sink);
-
-    let inputs = inputs::resolve_inputs(inputs_node, &tpath.key("inputs"), topology.span, given_inputs, sink);
+    let tpath = YamlPath::root().key("topology_template");
+    let inputs_node = template.inputs.as_deref();
+    let nodes_node = template.node_templates.as_deref();
+    let policies_node = template.policies.as_deref();
+    let inputs = inputs::resolve_inputs(inputs_node, &tpath.key("inputs"), template.span, given_inputs, sink);
     let mut substitution = Substitution { inputs: &inputs, used: BTreeSet::new(), unresolved: Vec::new() };
 
     let mut nodes = read_nodes(nodes_node, &tpath.key("node_templates"), &mut substitution, sink);
-    let mut policies = read_policies(policies_node, &tpath.key("policies"), &mut substitution, sink);
+    let mut policies =
+        read_policies(policies_node, &template.policy_indices, &tpath.key("policies"), &mut substitution, sink);
+    let outputs = outputs::read_outputs(template.outputs.as_deref(), &tpath.key("outputs"), &mut substitution, sink);
     apply_adaptations(&mut policies, &inputs, &mut substitution, sink);
 
     for name in inputs.declared_names().filter(|n| !substitution.used.contains(*n)) {
@@ -159,7 +136,7 @@ pub fn resolve<'doc>(
         nodes = implicit_unikernels(&policies);
     }
     let unresolved = substitution.unresolved;
-    Some(Resolved { inputs: inputs.values, nodes, implicit_nodes, policies, unresolved })
+    Some(Resolved { inputs: inputs.values, nodes, implicit_nodes, policies, outputs, unresolved })
 }
 
 /// In a policy-only fragment every name a policy targets is a unikernel.
@@ -302,6 +279,7 @@ fn read_requirements(node: &Node, path: &YamlPath, sink: &mut Sink<'_>) -> Vec<R
 
 fn read_policies<'doc>(
     node: Option<&'doc Node>,
+    indices: &[usize],
     path: &YamlPath,
     subst: &mut Substitution<'_>,
     sink: &mut Sink<'_>,
@@ -322,7 +300,8 @@ fn read_policies<'doc>(
     };
     policies.reserve_exact(items.len());
     for (i, item) in items.iter().enumerate() {
-        let ipath = path.index(i);
+        // Merged from several documents: the index in the item's own document.
+        let ipath = path.index(indices.get(i).copied().unwrap_or(i));
         let Some([(key, policy)]) = item.as_map() else {
             wrong_type(
                 sink,
