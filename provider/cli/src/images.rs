@@ -92,7 +92,7 @@ pub fn build(state_dir: &Path, image: &ImageArgs) -> Result<(ImageSpec, Ensured)
 
 fn spec(image: &ImageArgs) -> Result<ImageSpec, UsageError> {
     let (source, compilation) = compile_file(&image.policy, &image.inputs)?;
-    crate::render::diagnostics(&source, &compilation.diagnostics);
+    crate::render::diagnostics(&compilation.sources, &compilation.diagnostics);
     if compilation.has_errors() {
         return Err(UsageError(format!("{}: {} error(s); no image built", source.name, compilation.errors().count())));
     }
@@ -203,7 +203,7 @@ pub fn run_kernel(command: KernelCommand) -> Result<(), UsageError> {
             eprintln!("fetched in {} ms", started.elapsed().as_millis());
             show(&kernel);
         }
-        KernelCommand::Show { kernel } => show(&cache.resolve(&kernel)?),
+        KernelCommand::Show { kernel } => show(&cache.resolve_or_bundled(&kernel)?),
         KernelCommand::List => {
             for kernel in cache.list()? {
                 let kind = kernel.record.kind.name();

@@ -3,6 +3,7 @@
 //! and the machine formats of diagnostics.
 
 pub mod docs;
+pub mod loader;
 pub mod module;
 pub mod report;
 pub mod review;

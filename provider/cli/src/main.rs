@@ -81,7 +81,7 @@ enum Command {
         #[arg(long)]
         node: Option<String>,
     },
-    /// Write the JSON Schema of SecTOSCA documents (or of enforcement plans).
+    /// Write the JSON Schema of SecTOSCA documents (or of enforcement plans, or the TOSCA profile).
     Schema {
         /// Write to this file instead of standard output.
         #[arg(long, short = 'o')]
@@ -90,8 +90,11 @@ enum Command {
         #[arg(long, conflicts_with = "draft_07")]
         plan: bool,
         /// The documents' schema in JSON Schema draft-07 (for tools without 2020-12).
-        #[arg(long = "draft-07")]
+        #[arg(long = "draft-07", conflicts_with = "tosca_profile")]
         draft_07: bool,
+        /// The sdsec types as a TOSCA 1.3 profile (YAML: node, policy and data types).
+        #[arg(long = "tosca-profile", conflicts_with = "plan")]
+        tosca_profile: bool,
     },
     /// Build (or reuse) the protected image of a node with an application; print its digest and path.
     Build {
@@ -211,7 +214,8 @@ fn read_source(path: &Path) -> Result<Source, UsageError> {
 fn compile_file(path: &Path, inputs: &[(String, String)]) -> Result<(Source, Compilation), UsageError> {
     let source = read_source(path)?;
     let inputs: BTreeMap<String, String> = inputs.iter().cloned().collect();
-    let compilation = sectosca::compile(&source, &inputs, &sectosca::Options::default());
+    let loader = sdsec_cli::loader::FileLoader::new(None);
+    let compilation = sectosca::compile_with(&source, &inputs, &sectosca::Options::default(), &loader);
     Ok((source, compilation))
 }
 
@@ -257,7 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                 failed |= compilation.has_errors();
                 match format {
                     DiagnosticFormat::Human => {
-                        render::diagnostics(&source, &compilation.diagnostics);
+                        render::diagnostics(&compilation.sources, &compilation.diagnostics);
                         let errors = compilation.errors().count();
                         let warnings = compilation.diagnostics.len() - errors;
                         let nodes = compilation.plans.len();
@@ -269,12 +273,12 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
                     }
                     DiagnosticFormat::Json => all.extend(compilation.diagnostics),
                     DiagnosticFormat::Github => {
-                        let annotations = sdsec_cli::report::github(&source, &compilation.diagnostics);
+                        let annotations = sdsec_cli::report::github(&compilation.sources, &compilation.diagnostics);
                         if !annotations.is_empty() {
                             print_stdout(annotations.trim_end());
                         }
                     }
-                    DiagnosticFormat::Sarif => checked.push((source, compilation.diagnostics)),
+                    DiagnosticFormat::Sarif => checked.push((compilation.sources, compilation.diagnostics)),
                 }
             }
             match format {
@@ -310,7 +314,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         }
         Command::Module { file, output, inputs } => {
             let (source, compilation) = compile_file(&file, &inputs)?;
-            render::diagnostics(&source, &compilation.diagnostics);
+            render::diagnostics(&compilation.sources, &compilation.diagnostics);
             if compilation.has_errors() {
                 eprintln!("{}: {} error(s); no module written", source.name, compilation.errors().count());
                 return Ok(ExitCode::from(1));
@@ -331,7 +335,7 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
         }
         Command::Compile { file, inputs, format, node } => {
             let (source, compilation) = compile_file(&file, &inputs)?;
-            render::diagnostics(&source, &compilation.diagnostics);
+            render::diagnostics(&compilation.sources, &compilation.diagnostics);
             if compilation.has_errors() {
                 eprintln!("{}: {} error(s); no plan written", source.name, compilation.errors().count());
                 return Ok(ExitCode::from(1));
@@ -367,11 +371,12 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schema { output, plan, draft_07 } => {
-            let schema = match (plan, draft_07) {
-                (true, _) => sectosca::schema::plan_schema(),
-                (false, true) => sectosca::schema::document_schema_draft07(),
-                (false, false) => sectosca::schema::document_schema(),
+        Command::Schema { output, plan, draft_07, tosca_profile } => {
+            let schema = match (plan, draft_07, tosca_profile) {
+                (true, _, _) => sectosca::schema::plan_schema(),
+                (false, true, _) => sectosca::schema::document_schema_draft07(),
+                (false, false, true) => sectosca::profile::tosca_profile(),
+                (false, false, false) => sectosca::schema::document_schema(),
             };
             match output {
                 Some(path) => fsutil::write_atomically_with_mode(&path, schema.as_bytes(), 0o644)?,

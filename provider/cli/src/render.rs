@@ -22,7 +22,9 @@ fn to_miette(d: &Diagnostic) -> MietteDiagnostic {
     m
 }
 
-pub fn diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
+/// Renders each diagnostic with a snippet of the document it is in: `sources` are the
+/// compiled document and those it imports (`Compilation::sources`).
+pub fn diagnostics(sources: &[Source], diagnostics: &[Diagnostic]) {
     if diagnostics.is_empty() {
         return;
     }
@@ -30,6 +32,7 @@ pub fn diagnostics(source: &Source, diagnostics: &[Diagnostic]) {
     let theme = if colour { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
     for d in diagnostics {
+        let Some(source) = sectosca::source::of(sources, d) else { continue };
         let report =
             Report::new(to_miette(d)).with_source_code(NamedSource::new(&source.name, source.text.to_string()));
         let mut out = String::new();

@@ -12,11 +12,11 @@ const SARIF_SCHEMA: &str = "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errat
 const RULES_URI: &str =
     "https://github.com/sdsec/terraform-provider-sdsec/blob/main/docs/guides/sectosca.md#diagnostic-codes";
 
-/// One SARIF log with one run of `sdsec check` over `checked` (each document and its
-/// diagnostics): a rule per diagnostic code, a result per diagnostic. Files under `root`
+/// One SARIF log with one run of `sdsec check` over `checked` (each document with those it
+/// imports, and their diagnostics, each at the document it names): a rule per diagnostic code, a result per diagnostic. Files under `root`
 /// (the directory the check ran in, normally the repository's) are named relative to it,
 /// as code scanning expects; others by `file://` URI.
-pub fn sarif(checked: &[(Source, Vec<Diagnostic>)], root: &Path) -> Value {
+pub fn sarif(checked: &[(Vec<Source>, Vec<Diagnostic>)], root: &Path) -> Value {
     let rules: Vec<Value> = Code::ALL
         .iter()
         .map(|code| {
@@ -33,10 +33,20 @@ pub fn sarif(checked: &[(Source, Vec<Diagnostic>)], root: &Path) -> Value {
         .collect();
     let results: Vec<Value> = checked
         .iter()
-        .flat_map(|(source, diagnostics)| diagnostics.iter().map(move |d| result(source, d, root)))
+        .flat_map(|(sources, diagnostics)| {
+            diagnostics.iter().filter_map(move |d| Some(result(sectosca::source::of(sources, d)?, d, root)))
+        })
         .collect();
-    let artifacts: Vec<Value> =
-        checked.iter().map(|(source, _)| json!({ "location": artifact(&source.name, root) })).collect();
+    // Each document once, even when several of the checked ones import it.
+    let mut names: Vec<&str> = Vec::new();
+    for (sources, _) in checked {
+        for source in sources {
+            if !names.contains(&&*source.name) {
+                names.push(&source.name);
+            }
+        }
+    }
+    let artifacts: Vec<Value> = names.iter().map(|name| json!({ "location": artifact(name, root) })).collect();
     json!({
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -122,10 +132,12 @@ fn encode(path: &str) -> String {
 }
 
 /// GitHub Actions workflow commands, one line per diagnostic:
-/// `::error file=…,line=…,col=…,title=…::message`.
-pub fn github(source: &Source, diagnostics: &[Diagnostic]) -> String {
+/// `::error file=…,line=…,col=…,title=…::message`, each at the document it is in (`sources`:
+/// the compiled document and those it imports).
+pub fn github(sources: &[Source], diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
     for d in diagnostics {
+        let Some(source) = sectosca::source::of(sources, d) else { continue };
         let command = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -173,11 +185,11 @@ topology_template:
         properties: { ingress: [ { from: [ 10.0.0.0/33 ], ports: [8080] } ] }
 ";
 
-    fn checked() -> (Source, Vec<Diagnostic>) {
+    fn checked() -> (Vec<Source>, Vec<Diagnostic>) {
         let source = Source::new("policies/a b,c.yaml", BROKEN);
         let compiled = sectosca::compile(&source, &Default::default(), &sectosca::Options::default());
         assert!(!compiled.diagnostics.is_empty());
-        (source, compiled.diagnostics)
+        (compiled.sources, compiled.diagnostics)
     }
 
     #[test]

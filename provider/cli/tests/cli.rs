@@ -213,8 +213,16 @@ fn check_sarif_reports_each_golden_diagnostic_at_its_rule_and_line() {
             .iter()
             .map(|r| {
                 assert_eq!(rules[r["ruleIndex"].as_u64().unwrap() as usize], r["ruleId"].as_str().unwrap());
-                let region = &r["locations"][0]["physicalLocation"]["region"];
-                format!("{} {}:{}", r["ruleId"].as_str().unwrap(), region["startLine"], region["startColumn"])
+                let physical = &r["locations"][0]["physicalLocation"];
+                let region = &physical["region"];
+                // Diagnostics in an imported document (under fragments/) name it.
+                let uri = physical["artifactLocation"]["uri"].as_str().unwrap();
+                let case = yaml.file_name().unwrap().to_str().unwrap();
+                let file = match uri.rsplit('/').next() {
+                    Some(name) if name != case => format!("../fragments/{name}:"),
+                    _ => String::new(),
+                };
+                format!("{} {file}{}:{}", r["ruleId"].as_str().unwrap(), region["startLine"], region["startColumn"])
             })
             .collect();
         let golden = std::fs::read_to_string(yaml.with_extension("diagnostics")).unwrap();
@@ -238,4 +246,72 @@ fn check_github_annotates_each_diagnostic() {
     assert!(lines[0].starts_with(&format!("::error file={},line=8,col=30", file.display())), "{annotations}");
     assert!(lines[0].contains("title=sdsec E0401::"), "{annotations}");
     assert!(lines[1].contains("title=sdsec E0303::") && lines[1].contains("%0Ahint: did you mean"), "{annotations}");
+}
+
+/// A document importing a fragment with a mistake: every output format points into the
+/// fragment, at its own line and column.
+#[test]
+fn check_reports_a_mistake_in_an_imported_document_at_that_document() {
+    let dir = tempdir();
+    std::fs::create_dir_all(dir.join("policies")).unwrap();
+    std::fs::create_dir_all(dir.join("common")).unwrap();
+    write(
+        &dir,
+        "policies/main.yaml",
+        "tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [ ../common/fw.yaml ]
+topology_template:
+  node_templates:
+    api: { type: sdsec.nodes.Unikernel }
+",
+    );
+    write(
+        &dir,
+        "common/fw.yaml",
+        "tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  policies:
+    - fw:
+        type: sdsec.policies.Firewall
+        properties: { ingress: [ { from: [ 10.0.0.1/33 ], action: allow } ] }
+",
+    );
+    let run = |format: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sdsec"))
+            .args(["check", "--format", format, "policies/main.yaml"])
+            .current_dir(&dir)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run sdsec")
+    };
+    let out = run("human");
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("common/fw.yaml:6:44"), "{err}");
+    assert!(err.contains("sectosca::E0401"), "{err}");
+
+    let out = run("sarif");
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).expect("SARIF");
+    let result = &log["runs"][0]["results"][0];
+    let physical = &result["locations"][0]["physicalLocation"];
+    assert_eq!(physical["artifactLocation"]["uri"], "common/fw.yaml");
+    assert_eq!(physical["region"]["startLine"], 6);
+    assert_eq!(physical["region"]["startColumn"], 44);
+    let artifacts: Vec<&str> = log["runs"][0]["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["location"]["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(artifacts, ["policies/main.yaml", "common/fw.yaml"]);
+
+    let out = run("github");
+    let annotations = text(&out.stdout);
+    assert!(annotations.starts_with("::error file=common/fw.yaml,line=6,col=44"), "{annotations}");
+
+    // A missing import is reported at the import, in the importing document.
+    std::fs::remove_file(dir.join("common/fw.yaml")).unwrap();
+    let out = run("human");
+    let err = text(&out.stderr);
+    assert!(err.contains("sectosca::E1001") && err.contains("policies/main.yaml:2:12"), "{err}");
 }

@@ -15,6 +15,7 @@ pub mod lower;
 pub mod model;
 pub mod parse;
 pub mod path;
+pub mod profile;
 pub mod resolve;
 pub mod schema;
 pub mod source;

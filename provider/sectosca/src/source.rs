@@ -67,6 +67,13 @@ impl Source {
     }
 }
 
+/// The document of `sources` (a compilation's: the compiled one first) that a diagnostic
+/// is in: the one its location names, else the compiled one.
+pub fn of<'a>(sources: &'a [Source], diagnostic: &crate::Diagnostic) -> Option<&'a Source> {
+    let named = diagnostic.location.as_ref().and_then(|l| sources.iter().find(|s| s.name == l.file));
+    named.or_else(|| sources.first())
+}
+
 /// A byte range in one source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub struct Span {

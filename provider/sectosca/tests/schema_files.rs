@@ -1,4 +1,4 @@
-//! The committed JSON Schemas must match what the Rust types generate.
+//! The committed JSON Schemas and TOSCA profile must match what the Rust types generate.
 //! `UPDATE_GOLDEN=1 cargo test -p sdsec-sectosca --test schema_files` rewrites them.
 
 // Test code fails by panicking.
@@ -55,5 +55,29 @@ fn document_schema_describes_every_policy_type() {
     }
     for kind in sectosca::model::NodeKind::ALL {
         assert!(schema.contains(kind.type_name()), "{} missing", kind.type_name());
+    }
+}
+
+#[test]
+fn tosca_profile_is_up_to_date_and_well_formed() {
+    let profile = sectosca::profile::tosca_profile();
+    check(sectosca::imports::PROFILE_FILE, profile.clone());
+    // YAML that the compiler's own parser reads without a problem.
+    let source = sectosca::Source::new("sdsec-profile.yaml", profile.as_str());
+    let mut sink = sectosca::diagnostic::Sink::new(&source);
+    let root = sectosca::parse::parse(&mut sink, &sectosca::Limits::default()).unwrap();
+    assert!(sink.diagnostics.is_empty(), "{:?}", sink.diagnostics);
+    assert!(root.get("tosca_definitions_version").is_some());
+    let section = |name: &str| root.get(name).and_then(sectosca::parse::Node::as_map).unwrap();
+    for kind in sectosca::model::NodeKind::ALL {
+        assert!(section("node_types").iter().any(|(k, _)| k.text == kind.type_name()), "{kind:?}");
+    }
+    for kind in sectosca::model::PolicyKind::ALL {
+        assert!(section("policy_types").iter().any(|(k, _)| k.text == kind.type_name()), "{kind:?}");
+    }
+    // Every data type a property names is defined.
+    for reference in profile.split("type: sdsec.datatypes.").skip(1) {
+        let name = reference.lines().next().unwrap();
+        assert!(section("data_types").iter().any(|(k, _)| k.text == format!("sdsec.datatypes.{name}")), "{name}");
     }
 }
