@@ -13,11 +13,17 @@ pub const INPUTS: &str = "inputs";
 pub const DIGEST: &str = "digest";
 pub const SUMMARY: &str = "summary";
 pub const ENFORCEMENT: &str = "enforcement";
+pub const BASE_DIR: &str = "base_dir";
+
+/// What `base_dir` is when left out: Terraform's working directory, where the provider runs.
+pub const DEFAULT_BASE_DIR: &str = ".";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyFields {
     pub document: Field<String>,
     pub inputs: Field<BTreeMap<String, String>>,
+    /// Where the document's imports are read from; null: the working directory.
+    pub base_dir: Field<String>,
     pub digest: Field<String>,
     pub summary: Field<String>,
     /// Node name → canonical JSON of its enforcement plan.
@@ -29,6 +35,7 @@ impl PolicyFields {
         Ok(PolicyFields {
             document: object.field(DOCUMENT)?,
             inputs: object.field(INPUTS)?,
+            base_dir: object.field(BASE_DIR)?,
             digest: object.field(DIGEST)?,
             summary: object.field(SUMMARY)?,
             enforcement: object.field(ENFORCEMENT)?,
@@ -36,10 +43,11 @@ impl PolicyFields {
     }
 
     /// The attributes, for a model's encoding.
-    pub fn encode(&self) -> [(&'static str, Value); 5] {
+    pub fn encode(&self) -> [(&'static str, Value); 6] {
         [
             (DOCUMENT, self.document.encode()),
             (INPUTS, self.inputs.encode()),
+            (BASE_DIR, self.base_dir.encode()),
             (DIGEST, self.digest.encode()),
             (SUMMARY, self.summary.encode()),
             (ENFORCEMENT, self.enforcement.encode()),
@@ -47,10 +55,11 @@ impl PolicyFields {
     }
 
     /// A record's document and inputs (no inputs: null), nothing compiled yet.
-    pub fn given(document: &str, inputs: &BTreeMap<String, String>) -> Self {
+    pub fn given(document: &str, inputs: &BTreeMap<String, String>, base_dir: Option<&str>) -> Self {
         PolicyFields {
             document: Field::Known(document.to_owned()),
             inputs: if inputs.is_empty() { Field::Null } else { Field::Known(inputs.clone()) },
+            base_dir: base_dir.map_or(Field::Null, |d| Field::Known(d.to_owned())),
             digest: Field::Null,
             summary: Field::Null,
             enforcement: Field::Null,
@@ -61,6 +70,11 @@ impl PolicyFields {
     pub fn source(&self) -> Option<(String, BTreeMap<String, String>)> {
         let inputs = self.inputs.clone().or_when_null(BTreeMap::new)?;
         Some((self.document.known()?.clone(), inputs))
+    }
+
+    /// The directory imports are read from, once known; left out, the working directory.
+    pub fn base_dir(&self) -> Option<String> {
+        self.base_dir.clone().or_when_null(|| DEFAULT_BASE_DIR.to_owned())
     }
 
     /// What the document compiles to.

@@ -3,6 +3,7 @@
 //! `sdsec_security_policy` and `sdsec_policy_document` share.
 
 pub mod fields;
+mod loader;
 
 use std::collections::BTreeMap;
 
@@ -20,15 +21,26 @@ pub struct CompiledPolicy {
     pub enforcement: BTreeMap<String, String>,
     /// Warnings to show even though the document compiled.
     pub warnings: Vec<sectosca::Diagnostic>,
+    /// The document and those it imports, which the warnings point into.
+    pub sources: Vec<Source>,
 }
 
 /// The name diagnostics give the document: Terraform already points at the attribute.
 pub const SOURCE_NAME: &str = "document";
 
+/// Compiles a document that imports nothing (any import but the profile is an error).
 pub fn compile(document: &str, inputs: &BTreeMap<String, String>) -> (Source, Compilation) {
     let source = Source::new(SOURCE_NAME, document);
     let compilation = sectosca::compile(&source, inputs, &sectosca::Options::default());
     (source, compilation)
+}
+
+/// Compiles a document whose imports are read from `base_dir` (relative to the working
+/// directory, Terraform's, unless absolute).
+pub fn compile_in(document: &str, inputs: &BTreeMap<String, String>, base_dir: &str) -> Compilation {
+    let source = Source::new(SOURCE_NAME, document);
+    let loader = loader::FileLoader { base: std::path::PathBuf::from(base_dir) };
+    sectosca::compile_with(&source, inputs, &sectosca::Options::default(), &loader)
 }
 
 /// Compiles, or returns the compiler's diagnostics mapped onto `document` / `inputs`.
@@ -40,24 +52,26 @@ pub fn compile(document: &str, inputs: &BTreeMap<String, String>) -> (Source, Co
 pub fn compile_policy(
     document: &str,
     inputs: &BTreeMap<String, String>,
+    base_dir: &str,
     base: &AttributePath,
 ) -> Result<CompiledPolicy, Diagnostics> {
-    if let Some(outcome) = recent::lookup(document, inputs, base) {
+    if let Some(outcome) = recent::lookup(document, inputs, base_dir, base) {
         return outcome;
     }
-    let outcome = compile_uncached(document, inputs, base);
-    recent::remember(document, inputs, base, &outcome);
+    let outcome = compile_uncached(document, inputs, base_dir, base);
+    recent::remember(document, inputs, base_dir, base, &outcome);
     outcome
 }
 
 fn compile_uncached(
     document: &str,
     inputs: &BTreeMap<String, String>,
+    base_dir: &str,
     base: &AttributePath,
 ) -> Result<CompiledPolicy, Diagnostics> {
-    let (source, compilation) = compile(document, inputs);
+    let compilation = compile_in(document, inputs, base_dir);
     if compilation.has_errors() {
-        return Err(to_diagnostics(&source, &compilation.diagnostics, base));
+        return Err(to_diagnostics(&compilation.sources, &compilation.diagnostics, base));
     }
     Ok(CompiledPolicy {
         digest: compilation.digest(),
@@ -68,6 +82,7 @@ fn compile_uncached(
             .filter_map(|n| compilation.plan_json(n).map(|j| (n.clone(), j)))
             .collect(),
         warnings: compilation.diagnostics.clone(),
+        sources: compilation.sources,
     })
 }
 
@@ -90,6 +105,7 @@ mod recent {
     struct Entry {
         document: String,
         inputs: BTreeMap<String, String>,
+        base_dir: String,
         base: AttributePath,
         outcome: Result<CompiledPolicy, Diagnostics>,
         bytes: usize,
@@ -100,25 +116,28 @@ mod recent {
     pub(super) fn lookup(
         document: &str,
         inputs: &BTreeMap<String, String>,
+        base_dir: &str,
         base: &AttributePath,
     ) -> Option<Result<CompiledPolicy, Diagnostics>> {
         let recent = RECENT.lock().unwrap_or_else(PoisonError::into_inner);
         recent
             .iter()
             .rev()
-            .find(|e| e.document == document && e.inputs == *inputs && e.base == *base)
+            .find(|e| e.document == document && e.inputs == *inputs && e.base_dir == base_dir && e.base == *base)
             .map(|e| e.outcome.clone())
     }
 
     pub(super) fn remember(
         document: &str,
         inputs: &BTreeMap<String, String>,
+        base_dir: &str,
         base: &AttributePath,
         outcome: &Result<CompiledPolicy, Diagnostics>,
     ) {
         let output_bytes =
             outcome.as_ref().map_or(0, |c| c.summary.len() + c.enforcement.values().map(String::len).sum::<usize>());
-        let bytes = document.len() + output_bytes;
+        let imported = outcome.as_ref().map_or(0, |c| c.sources.iter().skip(1).map(|s| s.text.len()).sum::<usize>());
+        let bytes = document.len() + output_bytes + imported;
         if bytes > BYTES {
             return;
         }
@@ -126,6 +145,7 @@ mod recent {
         recent.push_back(Entry {
             document: document.to_owned(),
             inputs: inputs.clone(),
+            base_dir: base_dir.to_owned(),
             base: base.clone(),
             outcome: outcome.clone(),
             bytes,
@@ -151,15 +171,17 @@ fn attribute_for(d: &sectosca::Diagnostic, base: &AttributePath) -> AttributePat
     base.clone().join(&attribute)
 }
 
-pub fn to_diagnostics(source: &Source, diagnostics: &[sectosca::Diagnostic], base: &AttributePath) -> Diagnostics {
+/// The compiler's diagnostics as Terraform's; `sources` are the document and those it
+/// imports, for the line each diagnostic shows.
+pub fn to_diagnostics(sources: &[Source], diagnostics: &[sectosca::Diagnostic], base: &AttributePath) -> Diagnostics {
     diagnostics
         .iter()
-        .map(|d| {
+        .filter_map(|d| {
             let summary = format!("{}: {}", d.code, d.message);
-            let detail = detail(source, d);
+            let detail = detail(sectosca::source::of(sources, d)?, d);
             let diagnostic =
                 if d.is_error() { Diagnostic::error(summary, detail) } else { Diagnostic::warning(summary, detail) };
-            diagnostic.at(attribute_for(d, base))
+            Some(diagnostic.at(attribute_for(d, base)))
         })
         .collect()
 }
@@ -197,7 +219,7 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_document_with_line_column_and_a_marker() {
-        let err = compile_policy(BAD, &BTreeMap::new(), &AttributePath::root()).unwrap_err();
+        let err = compile_policy(BAD, &BTreeMap::new(), ".", &AttributePath::root()).unwrap_err();
         let d = err.iter().next().unwrap();
         assert!(d.summary.starts_with("E0401: "), "{}", d.summary);
         assert!(d.detail.contains("document:4:"), "{}", d.detail);
@@ -211,15 +233,18 @@ mod tests {
         const GOOD: &str = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel, properties: { port: 8080 } }\n";
         let inputs = BTreeMap::new();
         let root = AttributePath::root();
-        assert_eq!(compile_policy(GOOD, &inputs, &root), compile_uncached(GOOD, &inputs, &root));
-        assert_eq!(compile_policy(GOOD, &inputs, &root), compile_uncached(GOOD, &inputs, &root));
-        assert_eq!(compile_policy(BAD, &inputs, &root), compile_uncached(BAD, &inputs, &root));
+        assert_eq!(compile_policy(GOOD, &inputs, ".", &root), compile_uncached(GOOD, &inputs, ".", &root));
+        assert_eq!(compile_policy(GOOD, &inputs, ".", &root), compile_uncached(GOOD, &inputs, ".", &root));
+        assert_eq!(compile_policy(BAD, &inputs, ".", &root), compile_uncached(BAD, &inputs, ".", &root));
         // The base path is part of the key: diagnostics point under it.
         let nested = AttributePath::attr("policy");
-        assert_eq!(compile_policy(BAD, &inputs, &nested), compile_uncached(BAD, &inputs, &nested));
+        assert_eq!(compile_policy(BAD, &inputs, ".", &nested), compile_uncached(BAD, &inputs, ".", &nested));
         for port in 0..100 {
             let document = GOOD.replace("8080", &(9000 + port).to_string());
-            assert_eq!(compile_policy(&document, &inputs, &root), compile_uncached(&document, &inputs, &root));
+            assert_eq!(
+                compile_policy(&document, &inputs, ".", &root),
+                compile_uncached(&document, &inputs, ".", &root)
+            );
         }
         assert!(recent::len() <= 32);
     }
@@ -230,7 +255,7 @@ mod tests {
         let root = AttributePath::root();
         let attributes = |inputs: &[(&str, &str)]| -> Vec<String> {
             let inputs = inputs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-            let diags = compile_policy(QUICKSTART, &inputs, &root).unwrap_err();
+            let diags = compile_policy(QUICKSTART, &inputs, ".", &root).unwrap_err();
             diags.iter().map(|d| d.attribute.as_ref().map(ToString::to_string).unwrap_or_default()).collect()
         };
         assert_eq!(attributes(&[("threat_level", "extreme")]), ["inputs[\"threat_level\"]"]);
@@ -238,10 +263,33 @@ mod tests {
         // A value that names an input but is the document's problem stays on the document.
         let broken = QUICKSTART.replace("in: [elevated, high]", "in: [elevated, threat_level]");
         let (source, compilation) = compile(&broken, &[("threat_level".to_owned(), "high".to_owned())].into());
-        let diags = to_diagnostics(&source, &compilation.diagnostics, &root);
+        let diags = to_diagnostics(std::slice::from_ref(&source), &compilation.diagnostics, &root);
         assert!(diags.iter().any(|d| d.summary.contains("can never match")), "{diags:?}");
         for d in diags.iter() {
             assert_eq!(d.attribute.as_ref().map(ToString::to_string).as_deref(), Some("document"), "{d:?}");
         }
+    }
+
+    #[test]
+    fn imports_are_read_under_base_dir_and_their_mistakes_shown_there() {
+        let dir = std::env::temp_dir().join(format!("sdsec-policy-imports-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("policies")).unwrap();
+        std::fs::create_dir_all(dir.join("common")).unwrap();
+        let fragment = "tosca_definitions_version: tosca_simple_yaml_1_3\ntopology_template:\n  policies:\n    - audit: { type: sdsec.policies.Audit, properties: { events: [request] } }\n";
+        std::fs::write(dir.join("common/audit.yaml"), fragment).unwrap();
+        let document = "tosca_definitions_version: tosca_simple_yaml_1_3\nimports: [ ../common/audit.yaml ]\ntopology_template:\n  node_templates:\n    api: { type: sdsec.nodes.Unikernel }\n";
+        let base_dir = dir.join("policies").display().to_string();
+        let root = AttributePath::root();
+        let compiled = compile_policy(document, &BTreeMap::new(), &base_dir, &root).unwrap();
+        assert!(compiled.enforcement["api"].contains("\"request\""), "{}", compiled.enforcement["api"]);
+        // The working directory is not where the fragment is.
+        assert!(compile_policy(document, &BTreeMap::new(), ".", &root).is_err());
+
+        std::fs::write(dir.join("common/audit.yaml"), fragment.replace("[request]", "[requests]")).unwrap();
+        let err = compile_policy(document, &BTreeMap::new(), &format!("{base_dir}/"), &root).unwrap_err();
+        let detail = format!("{err:?}");
+        assert!(detail.contains("../common/audit.yaml:4:"), "{detail}");
+        assert!(detail.contains("events: [requests]"), "{detail}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

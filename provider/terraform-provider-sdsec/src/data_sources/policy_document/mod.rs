@@ -31,8 +31,10 @@ impl DataSource for PolicyDocument {
             Err(e) => return (config, Diagnostic::from(e).into()),
         };
         // Known only after apply: Terraform reads the data source again then.
-        let Some((document, inputs)) = model.policy.source() else { return (config, Diagnostics::new()) };
-        match policy::compile_policy(&document, &inputs, &AttributePath::root()) {
+        let (Some((document, inputs)), Some(base_dir)) = (model.policy.source(), model.policy.base_dir()) else {
+            return (config, Diagnostics::new());
+        };
+        match policy::compile_policy(&document, &inputs, &base_dir, &AttributePath::root()) {
             Ok(compiled) => {
                 model.policy.compiled(&compiled);
                 (model.encode(), Diagnostics::new())

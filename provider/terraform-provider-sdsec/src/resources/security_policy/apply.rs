@@ -34,14 +34,30 @@ pub fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Dia
 
 pub fn read(shared: &Shared, current: &Value, private: Vec<u8>) -> Result<StateResult, Diagnostics> {
     let store = store(shared)?;
-    let Some(id) = Model::decode(current).map_err(Diagnostic::from)?.id.into_known() else {
+    let state = Model::decode(current).map_err(Diagnostic::from)?;
+    let Some(id) = state.id.known().cloned() else {
         return Ok(StateResult::new(Value::Null));
     };
     match store.get(&id).map_err(|e| Error::engine("Cannot read the policy record", e))? {
         // Removed outside Terraform: drop it from state so the next plan creates it.
         None => Ok(StateResult::new(Value::Null)),
-        Some(record) => Ok(StateResult { private, ..StateResult::new(Model::from_record(&record)?.encode()) }),
+        // A document that imports others, unchanged since apply: the state says what was
+        // applied. Compiling it again here would take in edits of the imported files, so
+        // that the plan would not show them; the plan compiles them and shows the change.
+        Some(record) if imports(&record.document) && state.record().as_ref() == Some(&record) => {
+            Ok(StateResult { private, ..StateResult::new(current.clone()) })
+        }
+        Some(record) => {
+            let base_dir = state.policy.base_dir.known().map(String::as_str);
+            Ok(StateResult { private, ..StateResult::new(Model::from_record(&record, base_dir)?.encode()) })
+        }
     }
+}
+
+/// Whether a document imports documents that are read from files (not just the profile).
+fn imports(document: &str) -> bool {
+    let compilation = crate::policy::compile(document, &Default::default()).1;
+    compilation.diagnostics.iter().any(|d| d.code == sectosca::Code::ImportNotFound)
 }
 
 pub fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Diagnostics> {
@@ -69,7 +85,7 @@ pub fn import(shared: &Shared, id: &str) -> Result<StateResult, Diagnostics> {
     }
     let store = store(shared)?;
     match store.get(id).map_err(|e| Error::engine("Cannot read the policy record", e))? {
-        Some(record) => Ok(StateResult::new(Model::from_record(&record)?.encode())),
+        Some(record) => Ok(StateResult::new(Model::from_record(&record, None)?.encode())),
         None => Err(Error::new(
             "Policy not found",
             format!(

@@ -27,10 +27,12 @@ impl Model {
         Value::object(attributes)
     }
 
-    /// The state of a record: its document and inputs, with what they compile to now.
-    pub fn from_record(record: &PolicyRecord) -> Result<Self, Diagnostics> {
+    /// The state of a record: its document and inputs, with what they compile to now, its
+    /// imports read from `base_dir` (null: the working directory).
+    pub fn from_record(record: &PolicyRecord, base_dir: Option<&str>) -> Result<Self, Diagnostics> {
         let base = tfplugin::AttributePath::root();
-        let compiled = policy::compile_policy(&record.document, &record.inputs, &base).map_err(|mut diags| {
+        let dir = base_dir.unwrap_or(policy::fields::DEFAULT_BASE_DIR);
+        let compiled = policy::compile_policy(&record.document, &record.inputs, dir, &base).map_err(|mut diags| {
             diags.push(Diagnostic::error(
                 "Stored policy no longer compiles",
                 format!(
@@ -40,7 +42,7 @@ impl Model {
             ));
             diags
         })?;
-        let mut policy = PolicyFields::given(&record.document, &record.inputs);
+        let mut policy = PolicyFields::given(&record.document, &record.inputs, base_dir);
         policy.compiled(&compiled);
         Ok(Model { id: Field::Known(record.id.clone()), policy })
     }

@@ -9,9 +9,8 @@ use super::model::Model;
 use crate::policy::{self, CompiledPolicy};
 
 /// The compiler's warnings about a document that compiled.
-pub fn warnings(compiled: &CompiledPolicy, document: &str) -> Diagnostics {
-    let source = sectosca::Source::new(policy::SOURCE_NAME, document);
-    policy::to_diagnostics(&source, &compiled.warnings, &AttributePath::root())
+pub fn warnings(compiled: &CompiledPolicy) -> Diagnostics {
+    policy::to_diagnostics(&compiled.sources, &compiled.warnings, &AttributePath::root())
 }
 
 /// Validate: the document compiles, with the inputs' values when they are known already.
@@ -22,12 +21,14 @@ pub fn validate(config: &Value) -> Diagnostics {
     };
     // Inputs that come from variables or other resources may be unknown here; plan
     // checks the document with them once they are known.
-    let Some((document, inputs)) = model.policy.source() else { return Diagnostics::new() };
-    compile(&document, &inputs).map_or_else(|diags| diags, |compiled| warnings(&compiled, &document))
+    let (Some((document, inputs)), Some(base_dir)) = (model.policy.source(), model.policy.base_dir()) else {
+        return Diagnostics::new();
+    };
+    compile(&document, &inputs, &base_dir).map_or_else(|diags| diags, |compiled| warnings(&compiled))
 }
 
-fn compile(document: &str, inputs: &BTreeMap<String, String>) -> Result<CompiledPolicy, Diagnostics> {
-    policy::compile_policy(document, inputs, &AttributePath::root())
+fn compile(document: &str, inputs: &BTreeMap<String, String>, base_dir: &str) -> Result<CompiledPolicy, Diagnostics> {
+    policy::compile_policy(document, inputs, base_dir, &AttributePath::root())
 }
 
 pub fn plan(request: PlanRequest) -> PlanResult {
@@ -47,16 +48,16 @@ pub fn plan(request: PlanRequest) -> PlanResult {
 fn plan_into(prior_state: &Value, planned_state: &Value) -> Result<(Value, Diagnostics), Diagnostics> {
     let prior = Model::decode(prior_state).map_err(Diagnostic::from)?;
     let mut planned = Model::decode(planned_state).map_err(Diagnostic::from)?;
-    let Some((document, inputs)) = planned.policy.source() else {
+    let (Some((document, inputs)), Some(base_dir)) = (planned.policy.source(), planned.policy.base_dir()) else {
         planned.policy.compiled_unknown();
         return Ok((planned.encode(), Diagnostics::new()));
     };
-    let compiled = compile(&document, &inputs)?;
+    let compiled = compile(&document, &inputs, &base_dir)?;
     // Same plans as before: keep the prior state whole, so that an edit to comments,
     // formatting or an unused input is not a change.
     if !prior_state.is_null() && prior.policy.digest.known() == Some(&compiled.digest) {
         return Ok((prior_state.clone(), Diagnostics::new()));
     }
     planned.policy.compiled(&compiled);
-    Ok((planned.encode(), warnings(&compiled, &document)))
+    Ok((planned.encode(), warnings(&compiled)))
 }
