@@ -11,6 +11,7 @@ mod netns;
 mod networking;
 mod networking_libvirt;
 mod pool;
+mod release;
 #[allow(dead_code)]
 #[path = "../provider/hypervisor/tests/remote_host/mod.rs"]
 mod remote_host;

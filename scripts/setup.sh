@@ -8,10 +8,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 # Debian packages: QEMU and its utilities from one release (a machine may carry a
 # qemu-utils from another release, which blocks a plain `apt-get install qemu-system-x86
-# qemu-utils` with "held broken packages"), the venv module, and what the libvirt backend
-# builds against, and what building sdsec's kernel needs (`sdsec kernel build`). apt-get
+# qemu-utils` with "held broken packages"), the venv module, and what building sdsec's kernel needs (`sdsec kernel build`). apt-get
 # download (kernel source and Debian's kernel) needs current package lists too.
-packages=(qemu-system-x86 qemu-utils python3-venv libvirt-dev pkg-config nftables iproute2
+packages=(qemu-system-x86 qemu-utils python3-venv gnupg nftables iproute2
   make gcc flex bison bc libelf-dev libssl-dev xz-utils binutils perl patch)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

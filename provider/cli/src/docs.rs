@@ -51,8 +51,11 @@ fn example(examples: &Path, relative: &str) -> Result<Option<String>, DocsError>
 const VERSIONS: &str = "## Requirements\n\n\
     - Terraform 1.8 or later, or OpenTofu 1.7 or later: the provider-defined functions need them. The \
     resources and data sources speak plugin protocol 6 (Terraform 1.0 and later) but are supported from the \
-    same releases.\n\
-    - Tested with Terraform 1.15, the CLI the test suite installs; older releases are not tested yet.\n\
+    same releases. Older releases refuse any configuration that calls a `provider::sdsec::` function: they \
+    cannot parse the call (Terraform 1.6 reports \"Missing newline after argument\").\n\
+    - Tested with Terraform 1.15.5, the newest, and 1.8.4, the oldest supported: the test suite installs both \
+    and applies, changes, imports and destroys a policy and a unikernel serving HTTP, with a \
+    `provider::sdsec::policy_digest` call, under each. OpenTofu is not tested.\n\
     - A Linux host: QEMU (`qemu-system-x86_64`) for `hypervisor = \"qemu\"`, a libvirt daemon for `\"libvirt\"`.\n";
 
 fn front_matter(out: &mut String, title: &str, description: &str) {

@@ -108,13 +108,14 @@ pub fn runtime_binary() -> Result<PathBuf, LaunchError> {
     }
 }
 
-/// The kernel `choice` names: from the cache, or given by path (used as it is, with no
-/// modules: it must have virtio-mmio and virtio-net built in).
+/// The kernel `choice` names: from the cache (sdsec's also from a release's own kernels),
+/// or given by path (used as it is, with no modules: it must have virtio-mmio and virtio-net
+/// built in).
 pub fn kernel(choice: &KernelChoice) -> Result<Kernel, LaunchError> {
     if let KernelChoice::Path(path) = choice {
         return Ok(Kernel::at_path(path));
     }
-    Ok(KernelCache::new(&kernel::default_cache_dir()?).resolve(choice)?)
+    Ok(KernelCache::new(&kernel::default_cache_dir()?).resolve_or_bundled(choice)?)
 }
 
 /// The image spec of `plan` with `app` and the `runtime` as `/init`; the app's file name

@@ -217,6 +217,26 @@ impl KernelCache {
         KernelCache { root: cache_dir.join("kernels") }
     }
 
+    /// The kernels a release ships beside its executables (`kernels/` in the directory of
+    /// the running one: where `terraform init` unpacks the provider's zip), if there are any.
+    pub fn bundled() -> Option<KernelCache> {
+        let exe = std::env::current_exe().ok()?;
+        let root = exe.parent()?.join("kernels");
+        root.is_dir().then_some(KernelCache { root })
+    }
+
+    /// The kernel `choice` names from this cache; sdsec's kernel, when this cache has no
+    /// build of this version's configuration, from those a release ships ([`Self::bundled`]).
+    pub fn resolve_or_bundled(&self, choice: &KernelChoice) -> Result<Kernel, KernelError> {
+        match self.resolve(choice) {
+            Err(KernelError::NotBuilt(dir)) => match KernelCache::bundled().map(|b| b.sdsec()) {
+                Some(Ok(kernel)) => Ok(kernel),
+                _ => Err(KernelError::NotBuilt(dir)),
+            },
+            outcome => outcome,
+        }
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
