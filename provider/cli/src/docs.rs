@@ -56,7 +56,7 @@ const VERSIONS: &str = "## Requirements\n\n\
     - Tested with Terraform 1.15.5, the newest, and 1.8.4, the oldest supported: the test suite installs both \
     and applies, changes, imports and destroys a policy and a unikernel serving HTTP, with a \
     `provider::sdsec::policy_digest` call, under each. OpenTofu is not tested.\n\
-    - A Linux host: QEMU (`qemu-system-x86_64`) for `hypervisor = \"qemu\"`, a libvirt daemon for `\"libvirt\"`.\n";
+    - A Linux host: QEMU (`qemu-system-x86_64`) for `hypervisor = \"qemu\"`, a libvirt daemon for `\"libvirt\"` and, on the provider's host, libvirt's client library (`libvirt0` on Debian and Ubuntu), which the provider loads only for `\"libvirt\"`.\n";
 
 fn front_matter(out: &mut String, title: &str, description: &str) {
     let first = description.split(". ").next().unwrap_or(description).trim_end_matches('.');
