@@ -133,6 +133,93 @@ fn security_policy_lifecycle() {
     }
 }
 
+/// The document of [`imports_are_read_under_base_dir_and_a_saved_plan_is_refused_once_they_change`]:
+/// one unikernel, its policies imported from a shared fragment.
+const IMPORTING: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+imports:
+  - common/baseline.yaml
+topology_template:
+  node_templates:
+    api: { type: sdsec.nodes.Unikernel, properties: { port: 8080 } }
+";
+
+/// The shared fragment: audit, hardening and a firewall whose rate is an input of its own.
+const BASELINE: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
+  inputs:
+    rate: { type: integer, default: 100 }
+  policies:
+    - baseline_audit: { type: sdsec.policies.Audit, properties: { events: [authn_failure, authz_deny] } }
+    - baseline_hardening: { type: sdsec.policies.Hardening, properties: { level: strict } }
+    - baseline_firewall:
+        type: sdsec.policies.Firewall
+        properties: { rate_limit: { requests_per_second: { get_input: rate } } }
+";
+
+/// The rate limit `sdsec_security_policy.api` enforces on node `api`, from the state.
+fn applied_rate(ws: &Workspace) -> serde_json::Value {
+    let attrs = ws.attributes("sdsec_security_policy.api");
+    let api: serde_json::Value =
+        serde_json::from_str(attrs["enforcement"]["api"].as_str().expect("plan JSON")).expect("JSON");
+    api["runtime"]["firewall"]["rate_limits"][0]["requests_per_second"].clone()
+}
+
+/// A document importing a shared fragment, read under `base_dir = path.module`: applied, no
+/// change on the next plan, a change of the fragment alone planned and applied, a fragment
+/// changed between `plan -out` and `apply PLAN` refused by the provider (naming the file,
+/// nothing applied) rather than by Terraform's "inconsistent final plan", and a mistake in
+/// the fragment reported by `plan` at the fragment's line.
+#[test]
+fn imports_are_read_under_base_dir_and_a_saved_plan_is_refused_once_they_change() {
+    for cli in clis() {
+        let ws = Workspace::new(&cli, "policy-imports");
+        ws.write("main.tf", &(provider_tf("") + &policy_tf("  base_dir = path.module\n")));
+        ws.write("policy.yaml", IMPORTING);
+        ws.write("common/baseline.yaml", BASELINE);
+
+        ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+        assert_eq!(applied_rate(&ws), 100, "[{}] the fragment's firewall is not in the plan", cli.name);
+        let digest = ws.attributes("sdsec_security_policy.api")["digest"].clone();
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+        // Only the fragment changes: the plan shows the policy's change, apply takes it.
+        ws.write("common/baseline.yaml", &BASELINE.replace("default: 100", "default: 50"));
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"])
+            .exit_code(2)
+            .contains("updated in-place")
+            .contains("digest")
+            .contains("requests_per_second");
+        ws.run(&["apply", "-auto-approve", "-no-color"]).success();
+        assert_eq!(applied_rate(&ws), 50);
+        let digest_50 = ws.attributes("sdsec_security_policy.api")["digest"].clone();
+        assert_ne!(digest_50, digest);
+        ws.run(&["plan", "-detailed-exitcode", "-no-color"]).exit_code(0);
+
+        // Changed between the plan and its apply: the provider refuses, nothing is applied.
+        ws.write("common/baseline.yaml", &BASELINE.replace("default: 100", "default: 20"));
+        ws.run(&["plan", "-no-color", "-out", "saved.tfplan"]).success().contains("1 to change");
+        ws.write("common/baseline.yaml", &BASELINE.replace("default: 100", "default: 10"));
+        ws.run(&["apply", "-no-color", "saved.tfplan"])
+            .failure()
+            .contains("Imported document changed since the plan")
+            .contains("`common/baseline.yaml`")
+            .contains("terraform plan` again")
+            .lacks("inconsistent");
+        assert_eq!(ws.attributes("sdsec_security_policy.api")["digest"], digest_50, "a stale plan was applied");
+        ws.run(&["plan", "-no-color", "-out", "saved.tfplan"]).success().contains("1 to change");
+        ws.run(&["apply", "-no-color", "saved.tfplan"]).success();
+        assert_eq!(applied_rate(&ws), 10);
+
+        // A mistake in the fragment: plan names the fragment, its line and column.
+        ws.write("common/baseline.yaml", &BASELINE.replace("level: strict", "level: strictest"));
+        ws.run(&["plan", "-no-color"])
+            .failure()
+            .contains("E0204")
+            .contains("common/baseline.yaml:7:82")
+            .contains("level: strictest");
+    }
+}
+
 /// A topology of two nodes, one named as no Terraform identifier is.
 const TOPOLOGY: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
 topology_template:

@@ -4,7 +4,9 @@
 use engine::policy_store::{PolicyStore, is_policy_id};
 use tfplugin::{ApplyRequest, Diagnostic, Diagnostics, StateResult, Value};
 
+use super::imports::Seen;
 use super::model::Model;
+use crate::policy::fields::DEFAULT_BASE_DIR;
 use crate::provider::Shared;
 use crate::resources::error::Error;
 use crate::values::Field;
@@ -29,28 +31,33 @@ pub fn create(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Dia
     let id = PolicyStore::new_id().map_err(|e| Error::engine("Cannot create policy", e))?;
     model.id = Field::Known(id);
     write_record(&store, &model)?;
-    Ok(StateResult::new(model.encode()))
+    // The imports the plan read, which the next plan compares with (see `imports`).
+    Ok(StateResult { private: request.planned_private, ..StateResult::new(model.encode()) })
 }
 
-pub fn read(shared: &Shared, current: &Value, private: Vec<u8>) -> Result<StateResult, Diagnostics> {
+/// Refresh; the private data it returns holds the imported files as read now, which the
+/// plan that follows (now, or at `terraform apply PLAN`) compares with (see `imports`).
+pub fn read(shared: &Shared, current: &Value, _private: Vec<u8>) -> Result<StateResult, Diagnostics> {
     let store = store(shared)?;
     let state = Model::decode(current).map_err(Diagnostic::from)?;
     let Some(id) = state.id.known().cloned() else {
         return Ok(StateResult::new(Value::Null));
     };
-    match store.get(&id).map_err(|e| Error::engine("Cannot read the policy record", e))? {
+    let Some(record) = store.get(&id).map_err(|e| Error::engine("Cannot read the policy record", e))? else {
         // Removed outside Terraform: drop it from state so the next plan creates it.
-        None => Ok(StateResult::new(Value::Null)),
+        return Ok(StateResult::new(Value::Null));
+    };
+    let base_dir = state.policy.base_dir.known().map(String::as_str);
+    let seen = Seen::now(&record.document, &record.inputs, base_dir.unwrap_or(DEFAULT_BASE_DIR));
+    let private = seen.encode();
+    match record {
         // A document that imports others, unchanged since apply: the state says what was
         // applied. Compiling it again here would take in edits of the imported files, so
         // that the plan would not show them; the plan compiles them and shows the change.
-        Some(record) if imports(&record.document) && state.record().as_ref() == Some(&record) => {
+        record if imports(&record.document) && state.record().as_ref() == Some(&record) => {
             Ok(StateResult { private, ..StateResult::new(current.clone()) })
         }
-        Some(record) => {
-            let base_dir = state.policy.base_dir.known().map(String::as_str);
-            Ok(StateResult { private, ..StateResult::new(Model::from_record(&record, base_dir)?.encode()) })
-        }
+        record => Ok(StateResult { private, ..StateResult::new(Model::from_record(&record, base_dir)?.encode()) }),
     }
 }
 
@@ -64,7 +71,7 @@ pub fn update(shared: &Shared, request: ApplyRequest) -> Result<StateResult, Dia
     let store = store(shared)?;
     let model = Model::decode(&request.planned_state).map_err(Diagnostic::from)?;
     write_record(&store, &model)?;
-    Ok(StateResult::new(request.planned_state))
+    Ok(StateResult { private: request.planned_private, ..StateResult::new(request.planned_state) })
 }
 
 pub fn delete(shared: &Shared, request: ApplyRequest) -> Result<(), Diagnostics> {

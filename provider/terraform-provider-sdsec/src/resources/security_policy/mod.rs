@@ -4,6 +4,7 @@
 //! which import reads and refresh checks the Terraform state against.
 
 mod apply;
+mod imports;
 mod model;
 mod plan;
 pub mod schema;
@@ -44,7 +45,10 @@ impl Resource for SecurityPolicy {
     }
 
     async fn plan(&self, request: PlanRequest) -> PlanResult {
-        plan::plan(request)
+        let prior_private = request.prior_private.clone();
+        let mut result = plan::plan(request);
+        imports::check_plan(&prior_private, &mut result);
+        result
     }
 
     async fn create(&self, request: ApplyRequest) -> StateResult {
