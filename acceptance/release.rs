@@ -28,7 +28,8 @@ fn the_release_zip_installs_from_a_mirror_and_runs_with_nothing_else() {
     // Packed and signed as a release is.
     let gnupg = base.join("gnupg");
     std::fs::create_dir_all(&gnupg).unwrap();
-    let key = ["--batch", "--passphrase", "", "--quick-gen-key", SIGNER, "ed25519", "sign", "never"];
+    // RSA: the only kind (with DSA) the Terraform registry takes.
+    let key = ["--batch", "--passphrase", "", "--quick-gen-key", SIGNER, "rsa3072", "sign", "never"];
     ok(Command::new("gpg").args(key).env("GNUPGHOME", &gnupg).output().unwrap(), "gpg --quick-gen-key");
     let dist = base.join("dist");
     let release = Command::new(repo().join("scripts/release.sh"))
@@ -61,7 +62,7 @@ fn the_release_zip_installs_from_a_mirror_and_runs_with_nothing_else() {
     let at = mirror.join("registry.terraform.io/sdsec/sdsec");
     std::fs::create_dir_all(&at).unwrap();
     std::fs::copy(&zip, at.join(zip.file_name().unwrap())).unwrap();
-    let user = User::new(cli, &base, &mirror);
+    let user = User::new(cli, &base, &mirror, &gnupg);
 
     let work = base.join("qemu");
     user.write(&work, "qemu", &static_app());
@@ -70,11 +71,15 @@ fn the_release_zip_installs_from_a_mirror_and_runs_with_nothing_else() {
     for file in [format!("terraform-provider-sdsec_v{VERSION}"), "sdsec".into(), "sdsec-guest".into()] {
         assert!(installed.join(&file).is_file(), "{file} is not in the installed provider");
     }
-    for file in ["kernel.json", "vmlinux", "config", "COPYING", "SOURCE.md"] {
+    for file in ["kernel.json", "vmlinux", "config", "COPYING", "SOURCE.md", "source/sdsec.config"] {
         assert!(installed.join("kernels/sdsec").join(file).is_file(), "kernels/sdsec/{file} is not installed");
     }
     let lock = std::fs::read_to_string(work.join(".terraform.lock.hcl")).unwrap();
-    assert!(lock.contains(&format!("version = \"{VERSION}\"")) || lock.contains(&format!("\"{VERSION}\"")), "{lock}");
+    let pinned = lock.lines().any(|l| {
+        let l: String = l.split_whitespace().collect();
+        l == format!("version=\"{VERSION}\"")
+    });
+    assert!(pinned, "the lock file pins version {VERSION}:\n{lock}");
     let h1 = hash1(&installed);
     assert!(lock.contains(&h1), "the lock file pins the zip's {h1}:\n{lock}");
 
@@ -98,10 +103,10 @@ fn the_release_zip_installs_from_a_mirror_and_runs_with_nothing_else() {
     let libvirt = base.join("libvirt");
     user.write(&libvirt, "libvirt", &static_app());
     user.run(&libvirt, &["init", "-input=false"]).success();
-    let refused = user.run(&libvirt, &["apply", "-auto-approve", "-input=false"]);
-    if user.masked.is_some() {
-        refused.failure_with("apt-get install libvirt0");
-        assert!(user.run(&libvirt, &["state", "list"]).stdout.trim().is_empty(), "nothing half-created");
+    user.run(&libvirt, &["apply", "-auto-approve", "-input=false"]).failure_with("apt-get install libvirt0");
+    if libvirt.join("terraform.tfstate").exists() {
+        let listed = user.run(&libvirt, &["state", "list"]).success();
+        assert!(listed.stdout.trim().is_empty(), "nothing half-created: {}", listed.stdout);
     }
 
     user.run(&work, &["destroy", "-auto-approve", "-input=false"]).success();
@@ -120,16 +125,31 @@ fn the_release_zip_installs_from_a_mirror_and_runs_with_nothing_else() {
 
 /// Terraform run as a user of the release: installing from `mirror` only, with an empty
 /// kernel cache, and (where libvirt's library is installed) with that library hidden.
+/// Dropped during a failure, it destroys what its workspaces created; it always stops the
+/// gpg agent of the test's key ring.
 struct User {
     cli: Cli,
     config: PathBuf,
     empty_cache: PathBuf,
     /// libvirt's client library, bound over by an empty file in Terraform's mount namespace.
     masked: Option<PathBuf>,
+    gnupg: PathBuf,
+    workspaces: std::cell::RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for dir in self.workspaces.take() {
+                let _ = self.run(&dir, &["destroy", "-auto-approve", "-input=false"]);
+            }
+        }
+        let _ = Command::new("gpgconf").args(["--kill", "gpg-agent"]).env("GNUPGHOME", &self.gnupg).output();
+    }
 }
 
 impl User {
-    fn new(cli: &Cli, base: &Path, mirror: &Path) -> User {
+    fn new(cli: &Cli, base: &Path, mirror: &Path, gnupg: &Path) -> User {
         let config = base.join("cli.tfrc");
         let tfrc = format!(
             "provider_installation {{\n  filesystem_mirror {{\n    path    = \"{}\"\n    include = [\"registry.terraform.io/sdsec/sdsec\"]\n  }}\n}}\n",
@@ -138,12 +158,22 @@ impl User {
         std::fs::write(&config, tfrc).unwrap();
         let empty_cache = base.join("empty-cache");
         std::fs::create_dir_all(&empty_cache).unwrap();
-        User { cli: cli.clone(), config, empty_cache, masked: libvirt_library() }
+        let masked = libvirt_library();
+        if masked.is_none() {
+            // Not masked, the libvirt step would reach the real daemon.
+            assert!(
+                !Path::new("/usr/lib/x86_64-linux-gnu/libvirt.so.0").exists(),
+                "libvirt.so.0 is installed but `ldconfig -p` does not list it: cannot hide it"
+            );
+        }
+        let workspaces = std::cell::RefCell::new(Vec::new());
+        User { cli: cli.clone(), config, empty_cache, masked, gnupg: gnupg.to_owned(), workspaces }
     }
 
     /// A configuration of the provider as published, a policy and a unikernel on `hypervisor`.
     fn write(&self, dir: &Path, hypervisor: &str, app: &Path) {
         std::fs::create_dir_all(dir).unwrap();
+        self.workspaces.borrow_mut().push(dir.to_owned());
         let libvirt = if hypervisor == "libvirt" { "\n  libvirt_uri = \"qemu:///system\"" } else { "" };
         let main = format!(
             r#"terraform {{
@@ -202,6 +232,10 @@ output "instance_id" {{
             .env("NO_COLOR", "1")
             .env("SDSEC_CACHE_DIR", &self.empty_cache)
             .env_remove("SDSEC_RUNTIME")
+            .env_remove("TF_PLUGIN_CACHE_DIR")
+            .env_remove("TF_CLI_ARGS")
+            .env_remove("TF_CLI_ARGS_init")
+            .env_remove("TF_CLI_ARGS_apply")
             .env_remove("TF_LOG")
             .output()
             .unwrap();

@@ -14,8 +14,9 @@
 # Usage: scripts/release.sh [--no-build] [--version V] [--out DIR]
 #        scripts/release.sh --no-build --stage-extras DIR
 #   --no-build          package what scripts/build.sh built (fails when something is missing)
-#   --version V         the release's version (default: the workspace's, from Cargo.toml)
-#   --out DIR           where the artifacts go (default: dist/; emptied first)
+#   --version V         the version the release is tagged with: refused unless it is the
+#                       workspace's (Cargo.toml), which the binaries report
+#   --out DIR           where the artifacts go (default: dist/; files of earlier releases there go)
 #   --stage-extras DIR  only put what goes into the zip besides the two Rust executables
 #                       into DIR: top/ (runtime, LICENSE), kernels/sdsec/ (kernel, its license
 #                       and source notice); .goreleaser.yml's before hook
@@ -23,12 +24,11 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cd "$root"
 say() { echo "release: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 
 build=1
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)"
+version=
 out="$root/dist"
 extras=
 while [ "$#" -gt 0 ]; do
@@ -41,6 +41,14 @@ while [ "$#" -gt 0 ]; do
   esac
   shift
 done
+# Paths given are the caller's: made absolute before moving to the repository.
+[ -z "$extras" ] || extras="$(realpath -m "$extras")"
+out="$(realpath -m "$out")"
+cd "$root"
+cargo_version="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)"
+version="${version:-$cargo_version}"
+[ "$version" = "$cargo_version" ] ||
+  die "the release is $version but the binaries say $cargo_version: set the workspace's version in Cargo.toml"
 [[ "$version" =~ ^[0-9]+\.[0-9]+\.[0-9]+([-+][0-9A-Za-z.-]+)?$ ]] || die "version \`$version\` is not semantic (1.2.3)"
 
 provider=target/release/terraform-provider-sdsec
@@ -52,7 +60,8 @@ fi
 for f in "$cli" "$runtime"; do
   [ -x "$f" ] || die "$f is missing: run scripts/build.sh (or drop --no-build)"
 done
-kernel_image="$("$cli" kernel show --kernel sdsec | sed -n 's/^image: *//p')"
+kernel_image="$("$cli" kernel show --kernel sdsec | sed -n 's/^image: *//p')" ||
+  die "sdsec's kernel is not built: run \`$cli kernel build\` (scripts/build.sh does)"
 kernel_dir="$(dirname "$kernel_image")"
 [ -f "$kernel_dir/kernel.json" ] || die "sdsec's kernel is not built: run \`$cli kernel build\` (scripts/build.sh does)"
 
@@ -66,20 +75,27 @@ stage_extras() {
   install -m 0644 LICENSE "$top/LICENSE"
   for f in kernel.json config vmlinux; do install -m 0644 "$kernel_dir/$f" "$kernels/$f"; done
   install -m 0644 /usr/share/common-licenses/GPL-2 "$kernels/COPYING"
+  # With Debian's source, what makes the corresponding source complete: sdsec's
+  # configuration fragment and the patches `sdsec kernel build` applies.
+  mkdir -p "$kernels/source/patches"
+  install -m 0644 provider/image/kernel/sdsec.config "$kernels/source/sdsec.config"
+  install -m 0644 provider/image/kernel/patches/*.patch "$kernels/source/patches/"
   python3 - "$kernel_dir/kernel.json" >"$kernels/SOURCE.md" <<'PY'
 import json, sys
 k = json.load(open(sys.argv[1]))
 print(f"""# sdsec's kernel
 
 `vmlinux` is Linux {k["release"]}, built by `sdsec kernel build` from Debian's `{k["package"]}`
-package, version {k["package_version"]}, with the configuration in `config` beside it
-(sdsec's fragment: provider/image/kernel/sdsec.config in sdsec's repository, digest
-{k["config_digest"]}). Linux is free software under the GNU General Public License, version 2
-(`COPYING`), with the Linux-syscall-note exception.
+package, version {k["package_version"]}, with the patches in `source/patches/` applied and
+the configuration in `config` (made from Debian's with sdsec's fragment, `source/sdsec.config`,
+digest {k["config_digest"]}). Linux is free software under the GNU General Public License,
+version 2 (`COPYING`), with the Linux-syscall-note exception.
 
-Its complete source is Debian's: `apt-get source linux={k["package_version"]}` on Debian 12,
-or https://snapshot.debian.org/package/linux/{k["package_version"]}/ for as long as Debian keeps
-it. Build the same kernel with `sdsec kernel build` on a Debian 12 host with that version.""")
+Its corresponding source is Debian's `linux` source package, version {k["package_version"]}
+(`apt-get source linux={k["package_version"]}` on Debian 12, or
+https://snapshot.debian.org/package/linux/{k["package_version"]}/), with the patches and the
+configuration here. `sdsec kernel build` on a Debian 12 host with that version builds the same
+kernel.""")
 PY
 }
 
@@ -98,7 +114,8 @@ install -s -m 0755 "$provider" "$stage/terraform-provider-sdsec_v${version}"
 install -s -m 0755 "$cli" "$stage/sdsec"
 stage_extras "$stage" "$stage"
 
-rm -rf "$out" && mkdir -p "$out"
+mkdir -p "$out"
+rm -f "$out"/terraform-provider-sdsec_*
 zip="$out/${name}_linux_amd64.zip"
 # Entries sorted, with a fixed time: the same inputs give the same zip (and lock-file hash).
 python3 - "$stage" "$zip" <<'PY'
@@ -118,6 +135,12 @@ PY
 install -m 0644 terraform-registry-manifest.json "$out/${name}_manifest.json"
 (cd "$out" && sha256sum "${name}_linux_amd64.zip" "${name}_manifest.json" >"${name}_SHA256SUMS")
 if [ -n "${SDSEC_SIGNING_KEY:-}" ]; then
+  # The Terraform registry takes RSA and DSA keys only (gpg's algorithms 1 and 17).
+  algorithm="$(gpg --batch --with-colons --list-keys "$SDSEC_SIGNING_KEY" | awk -F: '$1 == "pub" { print $4; exit }')"
+  case "$algorithm" in
+    1 | 17) ;;
+    *) say "warning: key $SDSEC_SIGNING_KEY is not RSA or DSA (algorithm $algorithm): the Terraform registry refuses it" ;;
+  esac
   gpg --batch --yes --local-user "$SDSEC_SIGNING_KEY" --detach-sign \
     --output "$out/${name}_SHA256SUMS.sig" "$out/${name}_SHA256SUMS"
   say "signed ${name}_SHA256SUMS with $SDSEC_SIGNING_KEY"

@@ -115,7 +115,11 @@ pub fn kernel(choice: &KernelChoice) -> Result<Kernel, LaunchError> {
     if let KernelChoice::Path(path) = choice {
         return Ok(Kernel::at_path(path));
     }
-    Ok(KernelCache::new(&kernel::default_cache_dir()?).resolve_or_bundled(choice)?)
+    match kernel::default_cache_dir() {
+        Ok(dir) => Ok(KernelCache::new(&dir).resolve_or_bundled(choice)?),
+        // No cache directory (neither HOME nor XDG_CACHE_HOME): a release's own kernel serves.
+        Err(e) => Ok(KernelCache::bundled().ok_or(e)?.resolve(choice)?),
+    }
 }
 
 /// The image spec of `plan` with `app` and the `runtime` as `/init`; the app's file name

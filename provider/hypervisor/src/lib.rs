@@ -260,6 +260,9 @@ pub enum HypervisorError {
         "cannot connect to libvirt at {uri}: {reason}; start libvirtd (scripts/libvirt.sh sets it up) or check libvirt_uri"
     )]
     LibvirtUnreachable { uri: String, reason: String },
+    /// libvirt's client library is missing (or too old) on this host.
+    #[error("{0}")]
+    LibvirtMissing(String),
     #[error("libvirt at {uri} refused to {action}: {reason}")]
     Libvirt { uri: String, action: String, reason: String },
     /// sdsec's storage pool on a libvirt daemon.

@@ -61,7 +61,9 @@ macro_rules! functions {
         }
 
         impl Api {
-            fn load(library: Library) -> Result<Api, String> {
+            /// The table; the first function the library lacks (a libvirt older than this
+            /// crate needs) otherwise.
+            fn load(library: Library) -> Result<Api, &'static str> {
                 // SAFETY: each symbol is one of libvirt's public functions, declared with the
                 // C signature libvirt's headers give it; the addresses stay valid as long as
                 // `library`, which the table owns.
@@ -69,7 +71,7 @@ macro_rules! functions {
                     Ok(Api {
                         $($name: *library
                             .get::<unsafe extern "C" fn($($arg),*) -> $ret>(concat!(stringify!($name), "\0").as_bytes())
-                            .map_err(|e| format!("{}: {e}", stringify!($name)))?,)*
+                            .map_err(|_| stringify!($name))?,)*
                         _library: library,
                     })
                 }
@@ -175,14 +177,14 @@ impl std::fmt::Debug for Api {
 
 /// The table, loading the library on the first call; why it cannot be loaded otherwise.
 pub fn api() -> Result<&'static Api, Error> {
-    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    static API: OnceLock<Result<Api, Error>> = OnceLock::new();
     let loaded = API.get_or_init(|| {
         // SAFETY: loading libvirt runs its initialisers, which only set up its own state
         // (libvirt is meant to be loaded into any process).
-        let library = unsafe { Library::new(LIBRARY) }.map_err(|e| e.to_string())?;
-        Api::load(library)
+        let library = unsafe { Library::new(LIBRARY) }.map_err(|e| Error::not_installed(&e.to_string()))?;
+        Api::load(library).map_err(Error::too_old)
     });
-    loaded.as_ref().map_err(|why| Error::not_installed(why))
+    loaded.as_ref().map_err(Clone::clone)
 }
 
 unsafe extern "C" {

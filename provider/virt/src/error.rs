@@ -54,6 +54,17 @@ impl Error {
         }
     }
 
+    pub(crate) fn too_old(missing: &str) -> Error {
+        Error {
+            code: ErrorNumber::NOT_INSTALLED,
+            message: format!(
+                "libvirt's client library ({}) is older than sdsec needs (it lacks {missing}): install libvirt 4.5 or \
+                 later, or use hypervisor = \"qemu\"",
+                api::LIBRARY
+            ),
+        }
+    }
+
     pub(crate) fn invalid_argument(message: &str) -> Error {
         Error { code: ErrorNumber::INVALID_ARGUMENT, message: message.to_owned() }
     }

@@ -83,7 +83,10 @@ impl Libvirt {
                     .into(),
             ));
         }
-        let conn = connect(uri).map_err(|e| unreachable(e.message().to_owned()))?;
+        let conn = connect(uri).map_err(|e| match e.is_not_installed() {
+            true => HypervisorError::LibvirtMissing(e.message().to_owned()),
+            false => unreachable(e.message().to_owned()),
+        })?;
         let remote = match crate::libvirt_remote_host(uri) {
             Some(host) => Some(daemon::ipv4_of(&host).map_err(unreachable)?),
             None => None,

@@ -229,10 +229,10 @@ impl KernelCache {
     /// build of this version's configuration, from those a release ships ([`Self::bundled`]).
     pub fn resolve_or_bundled(&self, choice: &KernelChoice) -> Result<Kernel, KernelError> {
         match self.resolve(choice) {
-            Err(KernelError::NotBuilt(dir)) => match KernelCache::bundled().map(|b| b.sdsec()) {
-                Some(Ok(kernel)) => Ok(kernel),
-                _ => Err(KernelError::NotBuilt(dir)),
-            },
+            // Not built here, or the cache unreadable: a release's own build serves.
+            Err(e @ (KernelError::NotBuilt(_) | KernelError::Io(_))) if *choice == KernelChoice::Sdsec => {
+                KernelCache::bundled().and_then(|b| b.sdsec().ok()).ok_or(e)
+            }
             outcome => outcome,
         }
     }
