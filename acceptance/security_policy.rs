@@ -220,8 +220,9 @@ fn imports_are_read_under_base_dir_and_a_saved_plan_is_refused_once_they_change(
     }
 }
 
-/// A topology of two nodes, one named as no Terraform identifier is.
+/// A topology of two nodes, one named as no Terraform identifier is; its audit imported.
 const TOPOLOGY: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+imports: [ common/audit.yaml ]
 topology_template:
   node_templates:
     web-front:
@@ -231,26 +232,47 @@ topology_template:
     db:
       type: sdsec.nodes.Unikernel
       properties: { port: 5432 }
+";
+
+/// What [`TOPOLOGY`] imports.
+const AUDIT_FRAGMENT: &str = "tosca_definitions_version: tosca_simple_yaml_1_3
+topology_template:
   policies:
-    - audit: { type: sdsec.policies.Audit }
+    - audit: { type: sdsec.policies.Audit, properties: { events: [authz_deny] } }
 ";
 
 /// `sdsec module` of a topology: the generated module is formatted as `terraform fmt` keeps
-/// it, validates, and plans one unikernel per node with its port (nothing is applied).
+/// it, holds the documents the topology imports (read under `base_dir = path.module`),
+/// validates, and plans one unikernel per node with its port and the imported audit (nothing
+/// is applied). An import above the topology's directory is refused.
 #[test]
 fn a_module_generated_from_a_topology_validates_and_plans_a_unikernel_per_node() {
     let cli = clis().into_iter().next().expect("a Terraform CLI");
     let ws = Workspace::new(&cli, "module");
-    ws.write("topology.yaml", TOPOLOGY);
+    ws.write("src/topology.yaml", TOPOLOGY);
+    ws.write("src/common/audit.yaml", AUDIT_FRAGMENT);
     let sdsec = crate::harness::provider_dir().join("sdsec");
-    let out = std::process::Command::new(&sdsec)
-        .arg("module")
-        .arg(ws.dir.join("topology.yaml"))
-        .arg("-o")
-        .arg(ws.dir.join("stack"))
-        .output()
-        .expect("run sdsec module");
+    let module = |topology: &str| {
+        std::process::Command::new(&sdsec)
+            .arg("module")
+            .arg(ws.dir.join(topology))
+            .arg("-o")
+            .arg(ws.dir.join("stack"))
+            .output()
+            .expect("run sdsec module")
+    };
+    ws.write("src/climbing.yaml", &TOPOLOGY.replace("[ common/audit.yaml ]", "[ ../shared/audit.yaml ]"));
+    ws.write("shared/audit.yaml", AUDIT_FRAGMENT);
+    let out = module("src/climbing.yaml");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("imports ../shared/audit.yaml"), "{stderr}");
+    assert!(!ws.dir.join("stack").exists(), "a module was written");
+
+    let out = module("src/topology.yaml");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(ws.dir.join("stack/common/audit.yaml")).expect("copied"), AUDIT_FRAGMENT);
+    // Moved away: the module reads its own copy.
+    std::fs::remove_dir_all(ws.dir.join("src")).expect("remove the sources");
     let app = crate::unikernel::static_app();
     let root = format!(
         "{}\nmodule \"stack\" {{\n  source           = \"./stack\"\n  web_front_app_path = \"{app}\"\n  db_app_path        = \"{app}\"\n}}\n\n\
@@ -269,5 +291,6 @@ fn a_module_generated_from_a_topology_validates_and_plans_a_unikernel_per_node()
         .contains("port = 8080")
         .contains("module.stack.sdsec_unikernel.db will be created")
         .contains("port = 5432")
+        .contains("authz_deny")
         .contains("3 to add");
 }

@@ -322,13 +322,29 @@ fn run(cli: Cli) -> Result<ExitCode, UsageError> {
             if compilation.plans.is_empty() {
                 return Err(UsageError(format!("{} has no sdsec.nodes.Unikernel node template", source.name)));
             }
+            // Compiled again as the module's document, so that its imports are named by their
+            // paths in the module (read from beside the topology).
+            let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let in_module = sectosca::compile_with(
+                &Source::new(sdsec_cli::module::DOCUMENT, source.text.to_string()),
+                &inputs.iter().cloned().collect(),
+                &sectosca::Options::default(),
+                &sdsec_cli::loader::FileLoader::new(Some(dir.to_path_buf())),
+            );
+            let imported = sdsec_cli::module::imported_files(&source.name, &in_module.sources).map_err(UsageError)?;
             std::fs::create_dir_all(&output)
                 .map_err(|e| UsageError(format!("cannot create {}: {e}", output.display())))?;
             let name = file.file_name().map_or_else(|| source.name.to_string(), |n| n.to_string_lossy().into_owned());
             let mut files = sdsec_cli::module::files(&compilation.plans, &name);
             files.push((sdsec_cli::module::DOCUMENT.to_owned(), source.text.to_string()));
+            files.extend(imported);
             for (name, text) in files {
-                fsutil::write_atomically_with_mode(&output.join(&name), text.as_bytes(), 0o644)?;
+                let path = output.join(&name);
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| UsageError(format!("cannot create {}: {e}", dir.display())))?;
+                }
+                fsutil::write_atomically_with_mode(&path, text.as_bytes(), 0o644)?;
                 eprintln!("wrote {}", output.join(&name).display());
             }
             Ok(ExitCode::SUCCESS)

@@ -1,7 +1,9 @@
 //! `sdsec module`: a reusable Terraform module generated from a SecTOSCA topology: the
 //! policy resource, one `sdsec_unikernel` per Unikernel node template (its application's
 //! path and arguments as variables, its port from the node), and an output per endpoint.
-//! Written with hcl-rs's structures, laid out as `terraform fmt` keeps them.
+//! Written with hcl-rs's structures, laid out as `terraform fmt` keeps them. The documents
+//! the topology imports are copied into the module at the same place relative to its
+//! document, where the policy reads them (`base_dir = path.module`).
 
 use std::collections::BTreeMap;
 
@@ -29,6 +31,7 @@ pub fn files(plans: &BTreeMap<String, EnforcementPlan>, source: &str) -> Vec<(St
             .add_label("policy")
             .add_attribute(("document", Expression::from(document)))
             .add_attribute(("inputs", reference(&["var", "inputs"])))
+            .add_attribute(("base_dir", reference(&["path", "module"])))
             .build(),
     );
     for (id, plan) in &nodes {
@@ -90,6 +93,38 @@ pub fn files(plans: &BTreeMap<String, EnforcementPlan>, source: &str) -> Vec<(St
         .into_iter()
         .map(|(name, body)| (name.to_owned(), format!("{header}\n{}", layout(&render(&body)))))
         .collect()
+}
+
+/// The documents a topology imports, as files of the module: `sources` are those of the
+/// topology compiled under the name [`DOCUMENT`] (as it is in the module), so that the
+/// compiler names each imported document by its path in the module, worked out from the
+/// import paths as written. One outside the module (`../common/x.yaml`: above the
+/// topology's directory) is refused, as is one whose path is a file the module writes or
+/// that Terraform would read as configuration. `main` names the topology in messages.
+pub fn imported_files(main: &str, sources: &[sectosca::Source]) -> Result<Vec<(String, String)>, String> {
+    let generated = [DOCUMENT, "main.tf", "variables.tf", "outputs.tf"];
+    let mut files = Vec::new();
+    for source in sources.iter().skip(1) {
+        let name = &*source.name;
+        if name.starts_with("../") || name.starts_with('/') {
+            return Err(format!(
+                "{main} imports {name} (relative to its directory), which is above that directory: the module \
+                 holds the topology's directory only, and the import would not find it there; move the \
+                 imported document under the topology's directory, or the topology up beside its imports"
+            ));
+        }
+        let terraform_reads =
+            !name.contains('/') && [".tf", ".tf.json", ".tfvars", ".tfvars.json"].iter().any(|ext| name.ends_with(ext));
+        if generated.contains(&name) || terraform_reads {
+            return Err(format!(
+                "{main} imports {name}, which would be the module's {name}: rename the imported document \
+                 (the module writes {}, and Terraform reads the .tf files at its top)",
+                generated.join(", ")
+            ));
+        }
+        files.push((name.to_owned(), source.text.to_string()));
+    }
+    Ok(files)
 }
 
 fn provider_requirement() -> Expression {
@@ -189,6 +224,30 @@ mod tests {
         let text = "resource \"a\" \"b\" {\n  name = \"x\"\n  enforcement = y\n  application = {\n    path = p\n    args = []\n  }\n}\nresource \"c\" \"d\" {\n  n = 1\n}\n";
         let expected = "resource \"a\" \"b\" {\n  name        = \"x\"\n  enforcement = y\n  application = {\n    path = p\n    args = []\n  }\n}\n\nresource \"c\" \"d\" {\n  n = 1\n}\n";
         assert_eq!(layout(text), expected);
+    }
+
+    #[test]
+    fn imports_keep_their_place_beside_the_document_and_none_may_climb_out() {
+        let files = |imported: &[&str]| {
+            let sources: Vec<_> = std::iter::once(DOCUMENT)
+                .chain(imported.iter().copied())
+                .map(|name| sectosca::Source::new(name, format!("# {name}")))
+                .collect();
+            imported_files("stack/api.yaml", &sources)
+        };
+        assert_eq!(
+            files(&["common/baseline.yaml", "audit.yaml"]).unwrap(),
+            [
+                ("common/baseline.yaml".to_owned(), "# common/baseline.yaml".to_owned()),
+                ("audit.yaml".to_owned(), "# audit.yaml".to_owned())
+            ]
+        );
+        let climbs = files(&["../common/baseline.yaml"]).unwrap_err();
+        assert!(climbs.contains("stack/api.yaml imports ../common/baseline.yaml"), "{climbs}");
+        for clash in ["policy.yaml", "main.tf", "extra.tf", "x.tfvars"] {
+            assert!(files(&[clash]).unwrap_err().contains("rename"), "{clash}");
+        }
+        assert!(files(&["sub/x.tf"]).is_ok());
     }
 
     #[test]
