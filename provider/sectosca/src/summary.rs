@@ -24,6 +24,72 @@ fn egress(r: &EgressRulePlan) -> String {
     format!("{} {} {ports}", r.to.0, r.protocol)
 }
 
+/// One line per plan (no final newline), for places that show it beside much else (a Terraform plan of many
+/// policies): its size and each mechanism in a few words, without rule-by-rule detail.
+/// `api: port 8080, 128 MiB, 1 vCPU; authentication: bearer, 1 principal; authorization:
+/// 2 allow, 0 deny rules; http: 3 methods, 1 denied path; rate limits: 100/s burst 200 per
+/// source; audit: 3 events; hardening: strict; placement: any host`.
+pub fn brief<'a>(plans: impl IntoIterator<Item = &'a EnforcementPlan>) -> String {
+    let mut out = String::new();
+    for plan in plans {
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        let _ = brief_one(plan, &mut out);
+    }
+    out
+}
+
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn brief_one(plan: &EnforcementPlan, out: &mut String) -> std::fmt::Result {
+    let (r, b) = (&plan.runtime, &plan.build);
+    write!(out, "{}: port {}, {} MiB, {} vCPU", plan.node, b.port, b.memory_mb, b.vcpus)?;
+    if r.quarantine {
+        write!(out, ", QUARANTINED")?;
+    }
+    match &r.authentication {
+        Some(a) => {
+            write!(out, "; authentication: {}, {}", a.scheme, count(a.principals.len(), "principal", "principals"))?
+        }
+        None => write!(out, "; authentication: none")?,
+    }
+    if !r.authorization.is_empty() {
+        let rules = r.authorization.iter().flat_map(|set| &set.rules);
+        let (allows, denies) =
+            rules.fold((0, 0), |(a, d), x| if x.effect == Effect::Allow { (a + 1, d) } else { (a, d + 1) });
+        write!(out, "; authorization: {allows} allow, {denies} deny rules")?;
+    }
+    let f = &r.firewall;
+    let ingress: usize = f.ingress.iter().map(|set| set.rules.len()).sum();
+    if !f.ingress.is_empty() {
+        write!(out, "; ingress: {}", count(ingress, "rule", "rules"))?;
+    }
+    if !f.egress.is_empty() {
+        write!(out, "; egress (host): {}", count(f.egress.len(), "rule", "rules"))?;
+    }
+    let methods =
+        f.http.allowed_methods.as_ref().map_or("any method".to_owned(), |m| count(m.len(), "method", "methods"));
+    write!(out, "; http: {methods}, {}", count(f.http.deny_paths.len(), "denied path", "denied paths"))?;
+    if !f.rate_limits.is_empty() {
+        write!(out, "; rate limits: {}", f.rate_limits.iter().map(rate).collect::<Vec<_>>().join(", "))?;
+    }
+    write!(out, "; audit: {}", count(r.audit.events.len(), "event", "events"))?;
+    write!(out, "; hardening: {}", b.hardening.level)?;
+    let p = &plan.placement;
+    let constrained = p.host.is_some() || p.min_trust.is_some() || p.tenants.is_some() || p.dedicated_host;
+    write!(out, "; placement: {}", if constrained { "constrained" } else { "any host" })?;
+    if !r.flows.connects_to.is_empty() || !r.flows.accepts_from.is_empty() {
+        write!(out, "; flows: to {}, from {}", r.flows.connects_to.len(), r.flows.accepts_from.len())?;
+    }
+    if !plan.provenance.adaptations.is_empty() {
+        write!(out, "; active adaptations: {}", plan.provenance.adaptations.join(", "))?;
+    }
+    Ok(())
+}
+
 /// Several lines per plan: one heading, then one line per mechanism.
 pub fn summarize<'a>(plans: impl IntoIterator<Item = &'a EnforcementPlan>) -> String {
     let mut out = String::new();
@@ -124,5 +190,10 @@ mod tests {
             "{api}"
         );
         assert!(!super::summarize([&c.plans["web"]]).contains("egress"));
+        let brief = super::brief([&c.plans["api"], &c.plans["web"]]);
+        assert_eq!(brief.lines().count(), 2, "{brief}");
+        assert!(brief.starts_with("api: port ") && !brief.ends_with('\n'), "{brief}");
+        assert!(brief.contains("; egress (host): 2 rules;"), "{brief}");
+        assert!(brief.contains("authentication: none"), "{brief}");
     }
 }

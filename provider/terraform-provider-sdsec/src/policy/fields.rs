@@ -15,6 +15,19 @@ pub const SUMMARY: &str = "summary";
 pub const ENFORCEMENT: &str = "enforcement";
 pub const BASE_DIR: &str = "base_dir";
 
+/// A node's enforcement plan as the `enforcement` attribute carries it: its canonical JSON
+/// after one space. `jsondecode`, serde and every other JSON reader take it as it is (JSON
+/// allows white space before a value), and what it encodes is exactly the canonical JSON.
+/// The space is for Terraform, which expands any string that starts with `{` into a
+/// field-by-field listing in every plan that creates or changes it: with 200 policies that
+/// listing made up most of `terraform plan`'s output and a third of its time, once for the
+/// policy and again for each unikernel or pool that takes the plan. Terraform shows this as
+/// one line; `summary` says what each node enforces in short, and `sdsec review` what a
+/// saved plan changes inside each guest.
+pub fn enforcement_value(canonical_json: &str) -> String {
+    format!(" {canonical_json}")
+}
+
 /// What `base_dir` is when left out: Terraform's working directory, where the provider runs.
 pub const DEFAULT_BASE_DIR: &str = ".";
 

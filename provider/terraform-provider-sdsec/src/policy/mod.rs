@@ -17,7 +17,8 @@ pub use self::fields::PolicyFields;
 pub struct CompiledPolicy {
     pub digest: String,
     pub summary: String,
-    /// Node name → canonical JSON of its enforcement plan.
+    /// Node name → its enforcement plan as the attribute carries it: see
+    /// [`fields::enforcement_value`].
     pub enforcement: BTreeMap<String, String>,
     /// Warnings to show even though the document compiled.
     pub warnings: Vec<sectosca::Diagnostic>,
@@ -75,11 +76,11 @@ fn compile_uncached(
     }
     Ok(CompiledPolicy {
         digest: compilation.digest(),
-        summary: sectosca::summary::summarize(compilation.plans.values()),
+        summary: sectosca::summary::brief(compilation.plans.values()),
         enforcement: compilation
             .plans
             .keys()
-            .filter_map(|n| compilation.plan_json(n).map(|j| (n.clone(), j)))
+            .filter_map(|n| compilation.plan_json(n).map(|j| (n.clone(), fields::enforcement_value(&j))))
             .collect(),
         warnings: compilation.diagnostics.clone(),
         sources: compilation.sources,

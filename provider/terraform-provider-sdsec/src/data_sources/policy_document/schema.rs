@@ -26,9 +26,8 @@ pub fn schema() -> Schema {
         ))
         .attribute(Attribute::string(DIGEST).computed().description("`sha256:` digest of all enforcement plans."))
         .attribute(Attribute::string(SUMMARY).computed().description("A short human summary of each node's plan."))
-        .attribute(
-            Attribute::new(ENFORCEMENT, Type::map(Type::String))
-                .computed()
-                .description("Map from node template name to that node's enforcement plan as canonical JSON."),
-        )
+        .attribute(Attribute::new(ENFORCEMENT, Type::map(Type::String)).computed().description(
+            "Map from node template name to that node's enforcement plan: its canonical JSON after one \
+                     space, as `sdsec_security_policy` gives it.",
+        ))
 }

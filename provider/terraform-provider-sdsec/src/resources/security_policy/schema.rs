@@ -40,13 +40,15 @@ pub fn schema() -> Schema {
             "`sha256:` digest of the canonical JSON of all enforcement plans. It changes exactly when what is \
              enforced changes.",
         ))
-        .attribute(
-            Attribute::string(SUMMARY)
-                .computed()
-                .description("A short human summary of each node's enforcement plan, for review."),
-        )
+        .attribute(Attribute::string(SUMMARY).computed().description(
+            "A short human summary of each node's enforcement plan, one line per node: its size and each \
+                     mechanism in a few words (`api: port 8080, 128 MiB, 1 vCPU; authentication: bearer, 1 \
+                     principal; ...`). `sdsec compile --format summary` prints a longer one.",
+        ))
         .attribute(Attribute::new(ENFORCEMENT, Type::map(Type::String)).computed().description(
-            "Map from node template name to that node's enforcement plan as canonical JSON. Pass \
+            "Map from node template name to that node's enforcement plan: its canonical JSON after one space, \
+             which keeps Terraform from expanding it field by field in every plan (`summary` says in short what \
+             each node enforces; `sdsec review` shows what a saved plan changes inside each guest). Pass \
              `enforcement[\"api\"]` to `sdsec_unikernel.enforcement`; `jsondecode` it to read a setting.",
         ))
 }
