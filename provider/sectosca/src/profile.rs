@@ -25,6 +25,20 @@ struct Property {
     constraints: Vec<String>,
 }
 
+impl Property {
+    /// What a list's or map's entries are, before their schema refines it: a string.
+    fn entry() -> Property {
+        Property {
+            tosca_type: "string".into(),
+            entry: None,
+            description: None,
+            required: true,
+            default: None,
+            constraints: Vec::new(),
+        }
+    }
+}
+
 /// The profile, as YAML text with a trailing newline.
 pub fn tosca_profile() -> String {
     let schema: Value = serde_json::from_str(&crate::schema::document_schema_draft07()).unwrap_or_default();
@@ -201,14 +215,7 @@ impl Generator<'_> {
             Some("boolean") => p.tosca_type = "boolean".into(),
             Some("array") => {
                 p.tosca_type = "list".into();
-                let mut entry = Property {
-                    tosca_type: "string".into(),
-                    entry: None,
-                    description: None,
-                    required: true,
-                    default: None,
-                    constraints: Vec::new(),
-                };
+                let mut entry = Property::entry();
                 if let Some(items) = schema.get("items") {
                     self.describe(items, &mut entry, depth + 1);
                 }
@@ -216,14 +223,7 @@ impl Generator<'_> {
             }
             Some("object") => {
                 p.tosca_type = "map".into();
-                let mut entry = Property {
-                    tosca_type: "string".into(),
-                    entry: None,
-                    description: None,
-                    required: true,
-                    default: None,
-                    constraints: Vec::new(),
-                };
+                let mut entry = Property::entry();
                 if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
                     self.describe(values, &mut entry, depth + 1);
                 }

@@ -30,6 +30,14 @@ pub struct CompiledPolicy {
 pub const SOURCE_NAME: &str = "document";
 
 /// Compiles a document that imports nothing (any import but the profile is an error).
+/// What `base_dir` means, on the resource and the data source alike.
+pub const BASE_DIR_DESCRIPTION: &str = "The directory of the document, which its `imports` are relative to (an imported document's own \
+             imports are relative to that document). Default `.`: the working directory Terraform runs in. \
+             With `document = file(\"${path.module}/policies/api.yaml\")`, set \
+             `base_dir = \"${path.module}/policies\"`. Imported files are read at every validate and plan, so \
+             a change in one that changes what is enforced shows in the plan (`digest`, `enforcement`). \
+             Imports are relative paths (`../common/audit.yaml` climbs up); URLs and absolute paths are refused.";
+
 pub fn compile(document: &str, inputs: &BTreeMap<String, String>) -> (Source, Compilation) {
     let source = Source::new(SOURCE_NAME, document);
     let compilation = sectosca::compile(&source, inputs, &sectosca::Options::default());

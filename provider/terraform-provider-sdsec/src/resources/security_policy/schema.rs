@@ -28,14 +28,7 @@ pub fn schema() -> Schema {
              so Terraform does not show them in plans or output; what they change shows in `summary` and \
              `enforcement`.",
         ))
-        .attribute(Attribute::string(BASE_DIR).optional().description(
-            "The directory of the document, which its `imports` are relative to (an imported document's own \
-             imports are relative to that document). Default `.`: the working directory Terraform runs in. \
-             With `document = file(\"${path.module}/policies/api.yaml\")`, set \
-             `base_dir = \"${path.module}/policies\"`. Imported files are read at every validate and plan, so \
-             a change in one that changes what is enforced shows in the plan (`digest`, `enforcement`). \
-             Imports are relative paths (`../common/audit.yaml` climbs up); URLs and absolute paths are refused.",
-        ))
+        .attribute(Attribute::string(BASE_DIR).optional().description(crate::policy::BASE_DIR_DESCRIPTION))
         .attribute(Attribute::string(DIGEST).computed().description(
             "`sha256:` digest of the canonical JSON of all enforcement plans. It changes exactly when what is \
              enforced changes.",
