@@ -12,11 +12,14 @@ use crate::planning::validate_attributes;
 use crate::provider::{FunctionSignature, Parameter};
 
 /// What this framework supports. `plan_destroy` lets resources see destroy
-/// plans; the others stay false because their RPCs are not implemented.
+/// plans. `get_provider_schema_optional`: the server holds its schemas from the start and
+/// needs no `GetProviderSchema` call before the others, so Terraform may reuse the schemas it
+/// fetched from an earlier start of the provider (it starts it several times per command).
+/// The others stay false because their RPCs are not implemented.
 pub(crate) fn server_capabilities() -> proto::ServerCapabilities {
     proto::ServerCapabilities {
         plan_destroy: true,
-        get_provider_schema_optional: false,
+        get_provider_schema_optional: true,
         move_resource_state: false,
         generate_resource_config: false,
     }

@@ -416,7 +416,7 @@ async fn provider_schema_has_functions_and_capabilities() {
     let response = server().get_provider_schema(proto::get_provider_schema::Request {}).await.expect("answers");
     let capabilities = response.server_capabilities.expect("capabilities");
     assert!(capabilities.plan_destroy);
-    assert!(!capabilities.get_provider_schema_optional);
+    assert!(capabilities.get_provider_schema_optional);
     let shout = response.functions.get("shout").expect("function listed");
     assert_eq!(shout.parameters[0].r#type, br#""string""#);
     assert!(response.resource_schemas.contains_key("test_thing"));
